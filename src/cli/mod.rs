@@ -1,0 +1,30 @@
+//! The `study` command line: one file per subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Hyperparameter studies of equivariant GNNs for the dielectric tensor of crystals.
+#[derive(Debug, Parser)]
+#[command(name = "study", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parses the arguments, runs the subcommand and maps errors to exit codes
+/// (2 = bad input, 1 = runtime fault).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {};
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(crate::error::exit_code(&err))
+        }
+    }
+}

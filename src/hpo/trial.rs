@@ -1,0 +1,53 @@
+//! Trials: one evaluation of the objective, and its life cycle.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ParamValue;
+
+/// Parameter values of one trial, by name.
+pub type Params = BTreeMap<String, ParamValue>;
+
+/// Life cycle of a trial: WAITING → RUNNING → COMPLETE | PRUNED | FAILED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TrialState {
+    Waiting,
+    Running,
+    Complete,
+    Pruned,
+    Failed,
+}
+
+impl TrialState {
+    /// Finished trials never change state again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TrialState::Complete | TrialState::Pruned | TrialState::Failed)
+    }
+}
+
+/// Whether the objective is minimised or maximised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Minimize,
+    Maximize,
+}
+
+/// A snapshot of a trial as samplers and pruners see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrozenTrial {
+    /// Study-wide trial number, from 0.
+    pub number: u64,
+    /// Index of the study phase that created the trial.
+    pub phase: usize,
+    pub state: TrialState,
+    pub params: Params,
+    /// Objective value (COMPLETE trials; PRUNED trials may carry their last
+    /// intermediate value).
+    pub value: Option<f64>,
+    /// Intermediate values by step (epoch).
+    pub intermediate: BTreeMap<u64, f64>,
+}

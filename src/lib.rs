@@ -1,0 +1,10 @@
+//! AnisoStudy: hyperparameter studies of equivariant graph neural networks
+//! that predict the high-frequency dielectric tensor ε∞ of crystals.
+//!
+//! Data flows downward through the layers:
+//! `cli` → `crystal` (structures, readers, neighbour lists, symmetry).
+
+pub mod cli;
+pub mod crystal;
+pub mod error;
+pub mod hpo;
