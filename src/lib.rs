@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod crystal;
+pub mod e3;
 pub mod error;
 pub mod hpo;
