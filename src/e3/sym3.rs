@@ -25,16 +25,14 @@ pub fn eigen_sym3(m: &Mat3) -> ([f64; 3], [[f64; 3]; 3]) {
             let c = 1.0 / (t * t + 1.0).sqrt();
             let s = t * c;
             // a ← Jᵀ a J with the rotation J in the (p, q) plane.
-            for k in 0..3 {
-                let (akp, akq) = (a[k][p], a[k][q]);
-                a[k][p] = c * akp - s * akq;
-                a[k][q] = s * akp + c * akq;
+            for row in a.iter_mut() {
+                let (akp, akq) = (row[p], row[q]);
+                row[p] = c * akp - s * akq;
+                row[q] = s * akp + c * akq;
             }
-            for k in 0..3 {
-                let (apk, aqk) = (a[p][k], a[q][k]);
-                a[p][k] = c * apk - s * aqk;
-                a[q][k] = s * apk + c * aqk;
-            }
+            let (ap, aq) = (a[p], a[q]);
+            a[p] = [0, 1, 2].map(|k| c * ap[k] - s * aq[k]);
+            a[q] = [0, 1, 2].map(|k| s * ap[k] + c * aq[k]);
             for row in v.iter_mut() {
                 let (vp, vq) = (row[p], row[q]);
                 row[p] = c * vp - s * vq;
