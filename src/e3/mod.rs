@@ -12,13 +12,13 @@
 //! - Wigner-3j symbols are real, indexed `[m1][m2][m3]`, with Frobenius norm 1.
 
 pub mod cartesian;
-// pub mod irreps;
+pub mod irreps;
 pub mod rotation;
 pub mod spherical_harmonics;
 pub mod sym3;
 pub mod wigner;
 
-// pub use irreps::{Irrep, Irreps, MulIr, Parity};
+pub use irreps::{Irrep, Irreps, MulIr, Parity};
 pub use rotation::{random_rotation, rotation_from_axis_angle};
 pub use spherical_harmonics::{spherical_harmonics, spherical_harmonics_into};
 pub use wigner::{wigner_3j, wigner_d};
