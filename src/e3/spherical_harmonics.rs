@@ -216,6 +216,19 @@ mod tests {
     }
 
     #[test]
+    fn f32_agrees_with_f64() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let v: [f64; 3] = [rng.gen_range(-6.0..6.0), rng.gen_range(-6.0..6.0), rng.gen_range(-6.0..6.0)];
+            let y64 = spherical_harmonics(8, v);
+            let y32 = spherical_harmonics(8, v.map(|c| c as f32));
+            for (a, b) in y64.iter().zip(&y32) {
+                assert!((a - *b as f64).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
     fn batch_matches_single() {
         let vectors = [[0.3f32, -1.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]];
         let mut out = vec![0.0f32; 3 * sh_dim(3)];

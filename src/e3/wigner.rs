@@ -6,7 +6,7 @@
 //!   `Σ D1[a][a'] D2[b][b'] D3[c][c'] C[a'][b'][c'] = C[a][b][c]` for every rotation.
 //! - [`wigner_d`]`(l, R)`: the `(2l+1)×(2l+1)` matrix (row-major) with
 //!   `Y_l(R v) = D_l(R) · Y_l(v)` for the spherical harmonics of
-//!   [`super::spherical_harmonics`].
+//!   [`super::spherical_harmonics()`].
 //!
 //! The 3j symbols start from the complex Clebsch–Gordan coefficients (Racah's
 //! formula), move to the real basis with the unitary change of basis of the
