@@ -59,7 +59,7 @@ impl NeighborList {
 /// (first among its edges); periodic self-images are ordinary edges.
 ///
 /// The structure should pass [`Structure::validate`]; a singular cell gives
-/// only the self-edges.
+/// only the self-edges, and atoms at non-finite positions get no neighbours.
 pub fn neighbor_list(structure: &Structure, cutoff: f64, self_edges: bool) -> NeighborList {
     NeighborSearch::new().neighbor_list(structure, cutoff, self_edges)
 }
@@ -79,6 +79,10 @@ pub struct NeighborSearch {
     sorted_position: Vec<Vec3>,
     /// The same positions in the cell's triangular frame (see [`Sphere`]), Å.
     sorted_framed: Vec<Vec3>,
+    /// Edges (i, j, r_j − r_i + shift) found for pairs j ≥ i.
+    half: Vec<(u32, u32, Vec3)>,
+    /// Per source atom: where its next edge goes in the output.
+    cursor: Vec<usize>,
 }
 
 impl NeighborSearch {
@@ -124,14 +128,13 @@ impl NeighborSearch {
         self.wrap_atoms(structure, &cell, &inverse, bins);
         self.sort_into_bins(bins, &sphere);
 
+        // Each unordered pair once (j ≥ i); the edge j → i is the reverse of i → j.
+        self.half.clear();
         for i in 0..n {
-            if self_edges {
-                out.push(i, i as u32, [0.0; 3]);
-            }
             let p = self.wrapped[i];
             let f = sphere.frame(p);
             let home = self.atom_bin[i];
-            // Each bin in reach once; `Sphere::push_images` finds every image of each atom in it.
+            // Each bin in reach once; `Sphere::images` finds every image of each atom in it.
             let visit: [(usize, usize); 3] = std::array::from_fn(|k| {
                 if 2 * reach[k] + 1 >= bins[k] {
                     (0, bins[k])
@@ -148,12 +151,55 @@ impl NeighborSearch {
                         let bin = (bx * bins[1] + by) * bins[2] + bz;
                         for t in self.bin_start[bin]..self.bin_start[bin + 1] {
                             let j = self.sorted_atom[t];
-                            let q = self.sorted_position[t];
-                            let g = self.sorted_framed[t];
-                            sphere.push_images(out, i, j, sub(q, p), sub(g, f), j as usize == i);
+                            if (j as usize) < i {
+                                continue;
+                            }
+                            let (q, g) = (self.sorted_position[t], self.sorted_framed[t]);
+                            let half = &mut self.half;
+                            sphere.images(sub(q, p), sub(g, f), j as usize == i, |v| {
+                                half.push((i as u32, j, v))
+                            });
                         }
                     }
                 }
+            }
+        }
+        self.scatter_by_source(n, self_edges, out);
+    }
+
+    /// Writes the edges found for pairs j ≥ i, and their reverses, into `out`
+    /// grouped by source (counting sort); each source's self-edge comes first.
+    fn scatter_by_source(&mut self, n: usize, self_edges: bool, out: &mut NeighborList) {
+        self.cursor.clear();
+        self.cursor.resize(n + 1, 0);
+        for &(i, j, _) in &self.half {
+            self.cursor[i as usize + 1] += 1;
+            if i != j {
+                self.cursor[j as usize + 1] += 1;
+            }
+        }
+        for a in 0..n {
+            self.cursor[a + 1] += self.cursor[a] + usize::from(self_edges);
+        }
+        let total = self.cursor[n];
+        out.src.resize(total, 0);
+        out.dst.resize(total, 0);
+        out.vectors.resize(total, [0.0; 3]);
+        let mut place = |cursor: &mut usize, src: u32, dst: u32, v: Vec3| {
+            out.src[*cursor] = src;
+            out.dst[*cursor] = dst;
+            out.vectors[*cursor] = v;
+            *cursor += 1;
+        };
+        if self_edges {
+            for a in 0..n {
+                place(&mut self.cursor[a], a as u32, a as u32, [0.0; 3]);
+            }
+        }
+        for &(i, j, v) in &self.half {
+            place(&mut self.cursor[i as usize], i, j, v);
+            if i != j {
+                place(&mut self.cursor[j as usize], j, i, [-v[0], -v[1], -v[2]]);
             }
         }
     }
@@ -264,10 +310,16 @@ impl Sphere {
         self.axes.map(|e| lattice::dot(v, e))
     }
 
-    /// Pushes every edge i → j: `d` = r_j − r_i (Cartesian), `f` = the same in
-    /// the triangular frame. Skips the zero shift when i = j.
+    /// Calls `edge` with every vector r_j − r_i + shift shorter than the
+    /// cutoff: `d` = r_j − r_i (Cartesian), `f` = the same in the triangular
+    /// frame. Skips the zero shift for an atom and itself.
     #[inline(always)]
-    fn push_images(&self, out: &mut NeighborList, i: usize, j: u32, d: Vec3, f: Vec3, same_atom: bool) {
+    fn images(&self, d: Vec3, f: Vec3, same_atom: bool, mut edge: impl FnMut(Vec3)) {
+        // Wrapped atoms are within a cell of each other; anything else comes
+        // from non-finite or absurdly large positions, which have no neighbours.
+        if !(f[0].abs() < MAX_SEPARATION && f[1].abs() < MAX_SEPARATION && f[2].abs() < MAX_SEPARATION) {
+            return;
+        }
         let [a0, a1, a2] = self.cell;
         let (t0, t1, inv) = (self.t0, self.t1, self.inverse_diagonal);
         let reach3 = self.cutoff + self.slack;
@@ -293,7 +345,7 @@ impl Sphere {
                     if v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < self.cutoff2
                         && !(same_atom && s0 == 0.0 && s1 == 0.0 && s2 == 0.0)
                     {
-                        out.push(i, j, v);
+                        edge(v);
                     }
                     s2 += 1.0;
                 }
@@ -303,6 +355,10 @@ impl Sphere {
         }
     }
 }
+
+/// Pairs of wrapped atoms farther apart than this (Å) are skipped: only
+/// non-finite or absurd (> 10⁹ Å) input positions produce them.
+const MAX_SEPARATION: f64 = 1e9;
 
 /// Adding and subtracting 1.5 · 2⁵² rounds an f64 to the nearest whole number
 /// (exact for |x| < 2⁵¹): floor and ceil without a libm call, which
@@ -411,5 +467,20 @@ mod tests {
         // 6 at 2 Å, 12 at 2√2 Å, 8 at 2√3 Å.
         assert_eq!(neighbor_list(&s, 3.5, false).len(), 26);
         assert_eq!(brute_force_neighbor_list(&s, 3.5, false).len(), 26);
+    }
+
+    #[test]
+    fn non_finite_positions_have_no_neighbours_and_absurd_ones_terminate() {
+        let s = Structure {
+            lattice: [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]],
+            numbers: vec![1, 1, 1],
+            positions: vec![[0.0; 3], [f64::NAN, 0.0, 0.0], [1e300, 0.0, 0.0]],
+        };
+        let list = neighbor_list(&s, 5.0, true);
+        // The NaN atom keeps only its self-edge.
+        assert!(list.src.iter().zip(&list.dst).all(|(&i, &j)| (i != 1 && j != 1) || i == j));
+        assert_eq!(list.src.iter().filter(|&&i| i == 1).count(), 1);
+        let singular = Structure { lattice: [[0.0; 3]; 3], ..s };
+        assert_eq!(neighbor_list(&singular, 5.0, true).len(), 3);
     }
 }

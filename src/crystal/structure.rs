@@ -18,6 +18,9 @@ pub struct Structure {
     pub positions: Vec<[f64; 3]>,
 }
 
+/// Coordinates beyond this (Å) are not a crystal's atoms.
+const MAX_COORDINATE: f64 = 1e8;
+
 /// Why a structure is not a usable crystal, with the fix; `atoms` are the
 /// 0-based indices of the atoms involved (so readers can name their lines).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +73,8 @@ impl Structure {
     }
 
     /// Checks that this is a usable crystal: at least one atom, known
-    /// elements, finite numbers, a cell of nonzero volume, and no two atoms
+    /// elements, finite numbers (positions within 10⁸ Å), a cell of nonzero
+    /// volume, and no two atoms
     /// (periodic images included) closer than [`MIN_INTERATOMIC_DISTANCE`].
     pub fn validate(&self) -> Result<(), StructureProblem> {
         if self.is_empty() {
@@ -105,6 +109,15 @@ impl Structure {
             return Err(StructureProblem::new(
                 "an atomic position is not finite (NaN or infinity)",
                 "give finite Cartesian coordinates, Å",
+                vec![i],
+            ));
+        }
+        if let Some(i) = self.positions.iter().position(|p| p.iter().any(|x| x.abs() > MAX_COORDINATE)) {
+            return Err(StructureProblem::new(
+                format!(
+                    "an atomic position is implausibly far from the origin (beyond {MAX_COORDINATE:e} Å)"
+                ),
+                "give Cartesian coordinates in Å near the cell",
                 vec![i],
             ));
         }
