@@ -80,6 +80,28 @@ fn reads_extxyz_with_extra_columns_keys_and_tensor() {
     assert_eq!(frames[1].dielectric, None);
 }
 
+/// Written by ASE 3.29 (`ase.io.write(..., format="extxyz")`): a 3×3 `info`
+/// array becomes `_JSON [[…]]`, extra per-atom columns and info keys follow.
+#[test]
+fn reads_extxyz_written_by_ase() {
+    let text = concat!(
+        "4\n",
+        r#"Lattice="0.0 2.82 2.82 2.82 0.0 2.82 5.64 5.64 0.0" Properties=species:S:1:pos:R:3:forces:R:3:tags:I:1 dielectric="_JSON [[2.4, 0.01, 0.0], [0.01, 2.5, 0.0], [0.0, 0.0, 2.6]]" mp_id=mp-22862 energy=-3.25 note="a b c" flag=T pbc="T T T""#,
+        "\n",
+        "Na       0.01624345      -0.00611756      -0.00528172       0.85729069       0.49368121       0.87192932        0\n",
+        "Cl       2.80927031       0.00865408      -0.02301539       0.79826306       0.22637792       0.62978090        1\n",
+        "Na       2.83744812       2.81238793       0.00319039       0.10061035       0.32330157       0.59819422        2\n",
+        "Cl       5.63750630       2.83462108      -0.02060141       0.16141834       0.48191393       0.01967713        3\n",
+    );
+    let (_, result) = read("ase.extxyz", text, &strict());
+    let frames = result.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(frames[0].structure.numbers, vec![11, 17, 11, 17]);
+    assert_eq!(frames[0].structure.positions[3], [5.6375063, 2.83462108, -0.02060141]);
+    assert_eq!(frames[0].structure.lattice[2], [5.64, 5.64, 0.0]);
+    assert_eq!(frames[0].dielectric, Some([[2.4, 0.01, 0.0], [0.01, 2.5, 0.0], [0.0, 0.0, 2.6]]));
+    assert_eq!(frames[0].id.as_deref(), Some("mp-22862"));
+}
+
 #[test]
 fn extxyz_round_trip_is_bit_exact() {
     let frame = Frame {

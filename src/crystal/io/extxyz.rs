@@ -320,8 +320,10 @@ fn parse_properties(spec: &str) -> Result<Columns, String> {
     Ok(Columns { total, species, species_is_symbol, pos })
 }
 
-/// Numbers separated by spaces or commas, brackets ignored; all must be finite.
+/// Numbers separated by spaces or commas, brackets ignored; all must be
+/// finite. ASE writes 2-D arrays as `_JSON [[…], …]`: the prefix is dropped.
 fn parse_numbers(text: &str, what: &str) -> Result<Vec<f64>, String> {
+    let text = text.trim_start().strip_prefix("_JSON").unwrap_or(text);
     text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}' | '(' | ')'))
         .filter(|t| !t.is_empty())
         .map(|t| parse_finite(t).ok_or_else(|| number_problem(t, &format!("{what} entry"))))
