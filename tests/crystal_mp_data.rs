@@ -1,11 +1,15 @@
 //! The shared Materials Project file: every frame reads, with its tensor, and
-//! the crystal systems match the published labelling (moyo, symprec 0.01).
+//! the crystal systems match the published labelling (moyo, symprec 0.01),
+//! and the neighbour lists agree with the brute-force search.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anisostudy::crystal::neighbors::brute_force_neighbor_list;
 use anisostudy::crystal::symmetry::DEFAULT_SYMPREC;
-use anisostudy::crystal::{crystal_system, read_structures, CrystalSystem, ExtxyzOptions, Frame};
+use anisostudy::crystal::{
+    crystal_system, read_structures, CrystalSystem, ExtxyzOptions, Frame, NeighborList, NeighborSearch,
+};
 
 const DATASET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mp_dielectric_2k.extxyz");
 
@@ -50,4 +54,33 @@ fn crystal_system_histogram_matches_reference() {
     for (system, count) in expected {
         assert_eq!(histogram.get(&system).copied().unwrap_or(0), count, "{system}: {histogram:?}");
     }
+}
+
+#[test]
+fn neighbour_lists_agree_with_brute_force_on_every_structure() {
+    let Some(frames) = read_dataset() else { return };
+    let mut search = NeighborSearch::new();
+    let mut fast = NeighborList::new();
+    let mut edges = 0;
+    for (k, frame) in frames.iter().enumerate() {
+        search.fill(&frame.structure, 5.0, true, &mut fast);
+        let slow = brute_force_neighbor_list(&frame.structure, 5.0, true);
+        assert_eq!(fast.len(), slow.len(), "frame {}", k + 1);
+        assert_eq!(fast.src, slow.src, "frame {}: sources differ", k + 1);
+        // Same (dst, length) multiset for every source atom.
+        let sorted = |l: &NeighborList| {
+            let mut edges: Vec<_> = (0..l.len())
+                .map(|e| (l.src[e], l.dst[e], l.vectors[e].iter().map(|x| x * x).sum::<f64>().sqrt()))
+                .collect();
+            edges.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)).then(x.2.total_cmp(&y.2)));
+            edges
+        };
+        for (x, y) in sorted(&fast).iter().zip(&sorted(&slow)) {
+            assert!(x.0 == y.0 && x.1 == y.1 && (x.2 - y.2).abs() < 1e-9, "frame {}: {x:?} != {y:?}", k + 1);
+        }
+        edges += fast.len();
+    }
+    // ≈ 590 edges per structure, as the reference pipeline finds.
+    let mean = edges as f64 / frames.len() as f64;
+    assert!((mean - 587.4).abs() < 0.1, "{mean}");
 }
