@@ -206,7 +206,7 @@ fn non_finite_numbers() {
     );
     let json_nan =
         r#"[{"structure": {"lattice": {"matrix": [[NaN, 0, 0], [0, 3, 0], [0, 0, 3]]}, "sites": []}}]"#;
-    expect_error("nan.json", json_nan, &defaults(), ":1", "invalid JSON");
+    expect_error("nan.json", json_nan, &defaults(), "frame 1 (line 1)", "invalid JSON");
 }
 
 #[test]
@@ -361,6 +361,9 @@ fn partial_occupancy_and_json_shape() {
         format!("[{{\"structure\": {{\"lattice\": {lattice}, \"sites\": [{{\"species\": [{{\"element\": \"Si\", \"occu\": 1}}]}}]}}}}]");
     expect_error("nocoords.json", &no_coords, &defaults(), "frame 1", "no \"xyz\" or \"abc\"");
     expect_error("nostructure.json", "[{\"dielectric\": 1}]", &defaults(), "frame 1", "no \"structure\"");
-    expect_error("syntax.json", "[\n{\"structure\": }\n]", &defaults(), ":2", "invalid JSON");
+    expect_error("syntax.json", "[\n{\"structure\": }\n]", &defaults(), "frame 1 (line 2)", "invalid JSON");
+    let second = "[\n{\"structure\": {}},\n{\"structure\":\n  [1, 2,]}\n]";
+    expect_error("second.json", second, &defaults(), "frame 2 (line 4)", "invalid JSON");
+    expect_error("open.json", "{\"structure\": ", &defaults(), "open.json", "invalid JSON");
     expect_error("scalar.json", "3", &defaults(), "", "not a list of records");
 }

@@ -32,7 +32,13 @@ pub fn parse_pymatgen_json(
             .with_hint("give a JSON list of records {\"structure\": <pymatgen Structure.as_dict()>, \"dielectric\": 3×3}"));
     }
     let document: Value = serde_json::from_str(text).map_err(|err| {
-        InputError::new(format!("{file}:{}", err.line()), format!("invalid JSON: {err}"))
+        // Name the record the syntax error is in, when the scan finds one.
+        let frame = element_lines(text).iter().filter(|&&start| start <= err.line()).count();
+        let location = match frame {
+            0 => format!("{file}:{}", err.line()),
+            _ => frame_location(file, frame, err.line()),
+        };
+        InputError::new(location, format!("invalid JSON: {err}"))
             .with_hint("fix the JSON syntax; note that JSON has no NaN or Infinity, numbers must be finite")
     })?;
     let records = match document {
