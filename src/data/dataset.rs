@@ -124,7 +124,7 @@ pub fn read_frames(source: &Source, dielectric_key: &str) -> Result<Vec<Frame>> 
                     .into());
             }
             let options = ExtxyzOptions { dielectric_key: dielectric_key.to_string(), require_dielectric: true };
-            read_structures(path, &options)
+            Ok(read_structures(path, &options)?)
         }
         Source::Synthetic { n, seed } => Ok(synthetic::generate(*n, *seed)),
     }
