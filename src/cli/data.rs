@@ -11,8 +11,8 @@ use crate::crystal::elements;
 use crate::crystal::io::write_extxyz_file;
 use crate::crystal::symmetry::CrystalSystem;
 use crate::data::{
-    load_graphs, synthetic, CacheOptions, CacheStatus, CleaningOptions, CleaningReport, GraphOptions, GraphSet,
-    LoadOptions, Source, Split, SplitRatios,
+    load_graphs, synthetic, CacheOptions, CacheStatus, CleaningOptions, CleaningReport, GraphOptions,
+    GraphSet, LoadOptions, Source, Split, SplitRatios,
 };
 use crate::e3::sym3::{anisotropy_ratio, eps_poly};
 use crate::error::InputError;
@@ -131,7 +131,10 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let cache = CacheOptions { dir: (!args.no_cache).then(|| args.cache_dir.clone()) };
     let (set, status) = load_graphs(&source, &load_options, &graph_options, &cache)?;
     let split = match &args.split_file {
-        Some(path) => (format!("file {}", path.display()), Split::from_json_file(path, &set.frames(), set.report.frames_read)?),
+        Some(path) => (
+            format!("file {}", path.display()),
+            Split::from_json_file(path, &set.frames(), set.report.frames_read)?,
+        ),
         None => (
             format!("random 80/10/10, seed {}", args.seed),
             Split::random(set.graphs.len(), &SplitRatios::default(), args.seed)?,
@@ -220,13 +223,20 @@ impl Summary {
         }
         let mut common: Vec<ElementCount> = elements_seen
             .iter()
-            .map(|(&z, &(structures, atoms))| ElementCount { element: elements::symbol(z), structures, atoms })
+            .map(|(&z, &(structures, atoms))| ElementCount {
+                element: elements::symbol(z),
+                structures,
+                atoms,
+            })
             .collect();
         common.sort_by(|a, b| b.structures.cmp(&a.structures).then(b.atoms.cmp(&a.atoms)));
         common.truncate(10);
         let crystal_systems = CrystalSystem::ALL
             .iter()
-            .map(|&s| SystemCount { system: s.name(), structures: set.graphs.iter().filter(|g| g.crystal_system == s).count() })
+            .map(|&s| SystemCount {
+                system: s.name(),
+                structures: set.graphs.iter().filter(|g| g.crystal_system == s).count(),
+            })
             .collect();
         let n = set.graphs.len().max(1) as f64;
         let atoms: usize = set.graphs.iter().map(|g| g.num_nodes()).sum();
@@ -244,7 +254,9 @@ impl Summary {
             most_common_elements: common,
             crystal_systems,
             eps_poly: Stats::of(set.graphs.iter().map(|g| eps_poly(&g.target_cartesian)).collect()),
-            anisotropy_ratio: Stats::of(set.graphs.iter().map(|g| anisotropy_ratio(&g.target_cartesian)).collect()),
+            anisotropy_ratio: Stats::of(
+                set.graphs.iter().map(|g| anisotropy_ratio(&g.target_cartesian)).collect(),
+            ),
             atoms_per_structure: atoms as f64 / n,
             cutoff,
             edges_per_atom: edges as f64 / atoms.max(1) as f64,
@@ -278,13 +290,18 @@ impl Summary {
         println!("{:<17} {:>9} {:>9} {:>9} {:>9}", "", "min", "median", "mean", "max");
         for (name, stats) in [("ε_poly", &self.eps_poly), ("a_r", &self.anisotropy_ratio)] {
             match stats {
-                Some(s) => println!("{name:<17} {:>9.3} {:>9.3} {:>9.3} {:>9.3}", s.min, s.median, s.mean, s.max),
+                Some(s) => {
+                    println!("{name:<17} {:>9.3} {:>9.3} {:>9.3} {:>9.3}", s.min, s.median, s.mean, s.max)
+                }
                 None => println!("{name:<17} (no structures kept)"),
             }
         }
         println!();
         println!("atoms per structure  {:>9.2}", self.atoms_per_structure);
-        println!("edges per atom       {:>9.2}  (cutoff {} Å, self-edges included)", self.edges_per_atom, self.cutoff);
+        println!(
+            "edges per atom       {:>9.2}  (cutoff {} Å, self-edges included)",
+            self.edges_per_atom, self.cutoff
+        );
         println!("edges per structure  {:>9.2}", self.edges_per_structure);
         println!();
         let s = &self.split;

@@ -119,7 +119,8 @@ fn cache_file_name(source: &Source) -> String {
             let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
             let hash = Sha256::digest(full.to_string_lossy().as_bytes());
             let stem = path.file_stem().map_or("data".into(), |s| s.to_string_lossy().into_owned());
-            let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
+            let stem: String =
+                stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
             format!("{stem}-{}.graphs", hex(&hash[..6]))
         }
         Source::Synthetic { n, seed } => format!("synthetic-{n}-{seed}.graphs"),
@@ -203,7 +204,12 @@ fn encode(header: &Header, set: &GraphSet) -> Vec<u8> {
         payload.0.extend_from_slice(&g.numbers);
         payload.u64(g.num_edges() as u64);
         g.edge_src.iter().chain(&g.edge_dst).for_each(|&i| payload.u32(i));
-        g.edge_vec.iter().flatten().chain(g.target_cartesian.iter().flatten()).chain(&g.target_irreps).for_each(|&x| payload.f64(x));
+        g.edge_vec
+            .iter()
+            .flatten()
+            .chain(g.target_cartesian.iter().flatten())
+            .chain(&g.target_irreps)
+            .for_each(|&x| payload.f64(x));
         payload.u8(CrystalSystem::ALL.iter().position(|&s| s == g.crystal_system).expect("one of ALL") as u8);
     }
     let mut out = Writer::default();
@@ -272,7 +278,8 @@ fn decode(bytes: &[u8], want: &Header) -> Result<Option<GraphSet>, String> {
         if edge_src.iter().chain(&edge_dst).any(|&i| i as usize >= nodes) {
             return Err("edge index out of range".into());
         }
-        let edge_vec = (0..edges).map(|_| Ok([r.f64()?, r.f64()?, r.f64()?])).collect::<Result<Vec<_>, String>>()?;
+        let edge_vec =
+            (0..edges).map(|_| Ok([r.f64()?, r.f64()?, r.f64()?])).collect::<Result<Vec<_>, String>>()?;
         let mut target_cartesian = [[0.0; 3]; 3];
         for x in target_cartesian.iter_mut().flatten() {
             *x = r.f64()?;
@@ -282,7 +289,17 @@ fn decode(bytes: &[u8], want: &Header) -> Result<Option<GraphSet>, String> {
             *x = r.f64()?;
         }
         let crystal_system = *CrystalSystem::ALL.get(r.u8()? as usize).ok_or("bad crystal system")?;
-        graphs.push(Graph { frame, id, numbers, edge_src, edge_dst, edge_vec, target_cartesian, target_irreps, crystal_system });
+        graphs.push(Graph {
+            frame,
+            id,
+            numbers,
+            edge_src,
+            edge_dst,
+            edge_vec,
+            target_cartesian,
+            target_irreps,
+            crystal_system,
+        });
     }
     Ok(Some(GraphSet { source, report, graphs }))
 }
@@ -366,7 +383,10 @@ mod tests {
         let smaller = GraphOptions { cutoff: 4.0, ..graph_opts };
         let (other, status) = load_graphs(&source, &load_opts, &smaller, &cache).unwrap();
         assert!(matches!(status, CacheStatus::Built(..)));
-        assert!(other.graphs.iter().map(Graph::num_edges).sum::<usize>() < built.graphs.iter().map(Graph::num_edges).sum());
+        assert!(
+            other.graphs.iter().map(Graph::num_edges).sum::<usize>()
+                < built.graphs.iter().map(Graph::num_edges).sum()
+        );
         crate::crystal::io::write_extxyz(&mut bytes, &crate::data::synthetic::generate(3, 9)).unwrap();
         std::fs::write(&data, &bytes).unwrap();
         let (changed, status) = load_graphs(&source, &load_opts, &graph_opts, &cache).unwrap();
@@ -382,6 +402,9 @@ mod tests {
         assert!(matches!(status, CacheStatus::Built(_, ref why) if why.starts_with("corrupt")), "{status:?}");
         assert_eq!(rebuilt, changed);
         std::fs::write(&path, b"ANISO").unwrap();
-        assert!(matches!(load_graphs(&source, &load_opts, &graph_opts, &cache).unwrap().1, CacheStatus::Built(..)));
+        assert!(matches!(
+            load_graphs(&source, &load_opts, &graph_opts, &cache).unwrap().1,
+            CacheStatus::Built(..)
+        ));
     }
 }

@@ -9,6 +9,7 @@
 //! The fingerprint ignores rotations, translations, atom order and the choice
 //! of an equally sized cell; it does not match a structure to its supercell.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -72,22 +73,29 @@ pub fn symmetrised(t: &Mat3) -> Mat3 {
 
 /// The tensor test of the cleaning (on the symmetrised tensor).
 pub fn tensor_drop_reason(t: &Mat3, options: &CleaningOptions) -> Option<DropReason> {
-    // Written so that NaN fails the test too.
+    // Written so that a NaN diagonal fails the first test (then ε_poly is a number).
     if !(0..3).all(|k| t[k][k] >= options.min_diagonal) {
         Some(DropReason::DiagonalBelowMin)
-    } else if !(eps_poly(t) <= options.max_eps_poly) {
+    } else if eps_poly(t) > options.max_eps_poly {
         Some(DropReason::EpsPolyAboveMax)
     } else {
         None
     }
 }
 
-/// Finds repeated structures among those offered, in order.
+/// Finds repeated structures among those offered, in order. Fingerprints
+/// are computed only for structures whose composition and volume match.
 #[derive(Default)]
 pub struct DuplicateFinder {
     tolerance: f64,
-    /// Kept structures by composition: (volume, fingerprint).
-    seen: HashMap<Vec<(u8, usize)>, Vec<(f64, Vec<(u8, u8, f64)>)>>,
+    /// Kept structures by composition.
+    seen: HashMap<Vec<(u8, usize)>, Vec<Seen>>,
+}
+
+struct Seen {
+    volume: f64,
+    structure: Structure,
+    fingerprint: OnceCell<Vec<(u8, u8, f64)>>,
 }
 
 impl DuplicateFinder {
@@ -99,20 +107,23 @@ impl DuplicateFinder {
     pub fn is_repeat(&mut self, structure: &Structure) -> bool {
         let volume = structure.volume().abs();
         let candidates = self.seen.entry(composition(structure)).or_default();
-        let mut fingerprint = None;
-        for (v, f) in candidates.iter() {
-            if (v - volume).abs() > 1e-3 * volume {
+        let mine = OnceCell::new();
+        for seen in candidates.iter() {
+            if (seen.volume - volume).abs() > 1e-3 * volume {
                 continue;
             }
-            let mine = fingerprint.get_or_insert_with(|| distance_fingerprint(structure));
-            if mine.len() == f.len()
-                && mine.iter().zip(f).all(|(a, b)| a.0 == b.0 && a.1 == b.1 && (a.2 - b.2).abs() <= self.tolerance)
+            let mine = mine.get_or_init(|| distance_fingerprint(structure));
+            let theirs = seen.fingerprint.get_or_init(|| distance_fingerprint(&seen.structure));
+            if mine.len() == theirs.len()
+                && mine
+                    .iter()
+                    .zip(theirs)
+                    .all(|(a, b)| a.0 == b.0 && a.1 == b.1 && (a.2 - b.2).abs() <= self.tolerance)
             {
                 return true;
             }
         }
-        let fingerprint = fingerprint.unwrap_or_else(|| distance_fingerprint(structure));
-        candidates.push((volume, fingerprint));
+        candidates.push(Seen { volume, structure: structure.clone(), fingerprint: mine });
         false
     }
 }
@@ -153,7 +164,11 @@ mod tests {
             numbers.reverse();
             positions.reverse();
         }
-        Structure { lattice: [[0.0, a / 2.0, a / 2.0], [a / 2.0, 0.0, a / 2.0], [a / 2.0, a / 2.0, 0.0]], numbers, positions }
+        Structure {
+            lattice: [[0.0, a / 2.0, a / 2.0], [a / 2.0, 0.0, a / 2.0], [a / 2.0, a / 2.0, 0.0]],
+            numbers,
+            positions,
+        }
     }
 
     #[test]
@@ -171,7 +186,10 @@ mod tests {
         assert_eq!(tensor_drop_reason(&diag(2.0, 3.0, 4.0), &options), None);
         assert_eq!(tensor_drop_reason(&diag(0.9, 3.0, 4.0), &options), Some(DropReason::DiagonalBelowMin));
         assert_eq!(tensor_drop_reason(&diag(16.0, 16.0, 16.0), &options), Some(DropReason::EpsPolyAboveMax));
-        assert_eq!(tensor_drop_reason(&diag(f64::NAN, 3.0, 4.0), &options), Some(DropReason::DiagonalBelowMin));
+        assert_eq!(
+            tensor_drop_reason(&diag(f64::NAN, 3.0, 4.0), &options),
+            Some(DropReason::DiagonalBelowMin)
+        );
         let t = [[2.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]];
         assert_eq!(symmetrised(&t)[0][1], 0.5);
     }

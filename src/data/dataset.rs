@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::clean::{symmetrised, tensor_drop_reason, CleaningOptions, CleaningReport, DropReason, DuplicateFinder};
+use super::clean::{
+    symmetrised, tensor_drop_reason, CleaningOptions, CleaningReport, DropReason, DuplicateFinder,
+};
 use super::synthetic;
 use crate::crystal::io::{read_structures, ExtxyzOptions, Frame};
 use crate::crystal::symmetry::{crystal_system, CrystalSystem};
@@ -123,7 +125,8 @@ pub fn read_frames(source: &Source, dielectric_key: &str) -> Result<Vec<Frame>> 
                     .with_hint("check the path, or use `synthetic` for the embedded data set")
                     .into());
             }
-            let options = ExtxyzOptions { dielectric_key: dielectric_key.to_string(), require_dielectric: true };
+            let options =
+                ExtxyzOptions { dielectric_key: dielectric_key.to_string(), require_dielectric: true };
             Ok(read_structures(path, &options)?)
         }
         Source::Synthetic { n, seed } => Ok(synthetic::generate(*n, *seed)),
@@ -136,9 +139,33 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Dataset> {
     clean(frames, &source.to_string(), options)
 }
 
-/// Cleans frames (see [`super::clean`]) and finds each kept structure's
-/// crystal system. `origin` names the source in error messages.
+/// A frame that passed the cleaning, before its symmetry analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanFrame {
+    /// 0-based frame number in the source.
+    pub frame: usize,
+    pub id: Option<String>,
+    /// 1-based line of the frame in its file.
+    pub line: usize,
+    pub structure: Structure,
+    /// ε∞, symmetrised.
+    pub tensor: Mat3,
+}
+
+/// Cleans frames and finds each kept structure's crystal system. `origin`
+/// names the source in error messages.
 pub fn clean(frames: Vec<Frame>, origin: &str, options: &LoadOptions) -> Result<Dataset> {
+    let (kept, report) = clean_frames(frames, origin, options)?;
+    let entries = classify(kept, origin, options.symprec)?;
+    Ok(Dataset { source: origin.to_string(), entries, report })
+}
+
+/// The cleaning of [`super::clean`], every drop counted by reason.
+pub fn clean_frames(
+    frames: Vec<Frame>,
+    origin: &str,
+    options: &LoadOptions,
+) -> Result<(Vec<CleanFrame>, CleaningReport)> {
     let mut report = CleaningReport { frames_read: frames.len(), ..Default::default() };
     let mut finder = DuplicateFinder::new(options.cleaning.duplicate_tolerance);
     let mut kept = Vec::new();
@@ -153,25 +180,44 @@ pub fn clean(frames: Vec<Frame>, origin: &str, options: &LoadOptions) -> Result<
         };
         let tensor = symmetrised(&raw);
         let reason = tensor_drop_reason(&tensor, &options.cleaning).or_else(|| {
-            (options.cleaning.drop_duplicates && finder.is_repeat(&frame.structure)).then_some(DropReason::Duplicate)
+            (options.cleaning.drop_duplicates && finder.is_repeat(&frame.structure))
+                .then_some(DropReason::Duplicate)
         });
         match reason {
             Some(DropReason::DiagonalBelowMin) => report.diagonal_below_min += 1,
             Some(DropReason::EpsPolyAboveMax) => report.eps_poly_above_max += 1,
             Some(DropReason::Duplicate) => report.duplicates += 1,
-            None => kept.push((index, frame.id, frame.line, frame.structure, tensor)),
+            None => kept.push(CleanFrame {
+                frame: index,
+                id: frame.id,
+                line: frame.line,
+                structure: frame.structure,
+                tensor,
+            }),
         }
     }
     report.kept = kept.len();
-    let entries = kept
-        .into_par_iter()
-        .map(|(frame, id, line, structure, tensor)| {
-            let system = crystal_system(&structure, options.symprec)
-                .with_context(|| format!("{origin}, frame {frame} (line {line}): symmetry analysis failed"))?;
-            Ok(Entry { frame, id, irreps: cartesian_to_irreps(&tensor), structure, tensor, crystal_system: system })
+    Ok((kept, report))
+}
+
+/// Entries of cleaned frames: irreps of the target and the crystal system
+/// (moyo at `symprec` Å), on all cores.
+pub fn classify(kept: Vec<CleanFrame>, origin: &str, symprec: f64) -> Result<Vec<Entry>> {
+    kept.into_par_iter()
+        .map(|c| {
+            let system = crystal_system(&c.structure, symprec).with_context(|| {
+                format!("{origin}, frame {} (line {}): symmetry analysis failed", c.frame, c.line)
+            })?;
+            Ok(Entry {
+                frame: c.frame,
+                id: c.id,
+                irreps: cartesian_to_irreps(&c.tensor),
+                structure: c.structure,
+                tensor: c.tensor,
+                crystal_system: system,
+            })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Dataset { source: origin.to_string(), entries, report })
+        .collect()
 }
 
 #[cfg(test)]

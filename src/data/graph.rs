@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::dataset::Entry;
 use crate::crystal::elements::atomic_mass;
-use crate::crystal::neighbors::neighbor_list;
+use crate::crystal::neighbors::NeighborSearch;
 use crate::crystal::symmetry::CrystalSystem;
 use crate::e3::cartesian::Mat3;
 
@@ -64,7 +64,16 @@ impl Graph {
 
 /// The graph of one data-set entry.
 pub fn build_graph(entry: &Entry, options: &GraphOptions) -> Graph {
-    let edges = neighbor_list(&entry.structure, options.cutoff, options.self_edges);
+    graph_with(&mut NeighborSearch::new(), entry, options)
+}
+
+/// Graphs of all entries, in entry order, built on all cores.
+pub fn build_graphs(entries: &[Entry], options: &GraphOptions) -> Vec<Graph> {
+    entries.par_iter().map_init(NeighborSearch::new, |search, e| graph_with(search, e, options)).collect()
+}
+
+fn graph_with(search: &mut NeighborSearch, entry: &Entry, options: &GraphOptions) -> Graph {
+    let edges = search.neighbor_list(&entry.structure, options.cutoff, options.self_edges);
     Graph {
         frame: entry.frame,
         id: entry.id.clone(),
@@ -76,11 +85,6 @@ pub fn build_graph(entry: &Entry, options: &GraphOptions) -> Graph {
         target_irreps: entry.irreps,
         crystal_system: entry.crystal_system,
     }
-}
-
-/// Graphs of all entries, in entry order, built on all cores.
-pub fn build_graphs(entries: &[Entry], options: &GraphOptions) -> Vec<Graph> {
-    entries.par_iter().map(|e| build_graph(e, options)).collect()
 }
 
 /// One-hot node features, `numbers.len() × 118` row-major: 1 in column Z − 1.
@@ -132,7 +136,7 @@ impl GraphBatch {
         for (g, graph) in graphs.into_iter().enumerate() {
             let offset = batch.numbers.len() as u32;
             batch.numbers.extend_from_slice(&graph.numbers);
-            batch.node_graph.extend(std::iter::repeat(g as u32).take(graph.num_nodes()));
+            batch.node_graph.extend(std::iter::repeat_n(g as u32, graph.num_nodes()));
             batch.node_offsets.push(batch.numbers.len());
             batch.edge_src.extend(graph.edge_src.iter().map(|&i| i + offset));
             batch.edge_dst.extend(graph.edge_dst.iter().map(|&i| i + offset));
@@ -204,8 +208,9 @@ mod tests {
                     key(id("edge_src"), id("edge_dst"), vec3(&s["edge_vec"][e]))
                 })
                 .collect();
-            let mut got: Vec<_> =
-                (0..graph.num_edges()).map(|e| key(graph.edge_src[e], graph.edge_dst[e], graph.edge_vec[e])).collect();
+            let mut got: Vec<_> = (0..graph.num_edges())
+                .map(|e| key(graph.edge_src[e], graph.edge_dst[e], graph.edge_vec[e]))
+                .collect();
             want.sort_unstable();
             got.sort_unstable();
             assert_eq!(got, want);
@@ -214,13 +219,20 @@ mod tests {
 
     #[test]
     fn batch_offsets_nodes_and_edges() {
-        let a = Structure { lattice: [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], numbers: vec![11], positions: vec![[0.0; 3]] };
+        let a = Structure {
+            lattice: [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]],
+            numbers: vec![11],
+            positions: vec![[0.0; 3]],
+        };
         let b = Structure {
             lattice: [[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]],
             numbers: vec![11, 17],
             positions: vec![[0.0; 3], [2.0, 2.0, 2.0]],
         };
-        let graphs = [build_graph(&entry(a), &GraphOptions::default()), build_graph(&entry(b), &GraphOptions::default())];
+        let graphs = [
+            build_graph(&entry(a), &GraphOptions::default()),
+            build_graph(&entry(b), &GraphOptions::default()),
+        ];
         let batch = GraphBatch::new(&graphs);
         assert_eq!(batch.num_graphs(), 2);
         assert_eq!(batch.node_offsets, vec![0, 1, 3]);

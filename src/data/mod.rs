@@ -11,6 +11,6 @@ pub mod synthetic;
 
 pub use cache::{load_graphs, CacheOptions, CacheStatus, GraphSet};
 pub use clean::{CleaningOptions, CleaningReport};
-pub use dataset::{load, Dataset, Entry, LoadOptions, Source};
+pub use dataset::{load, CleanFrame, Dataset, Entry, LoadOptions, Source};
 pub use graph::{build_graph, build_graphs, Graph, GraphBatch, GraphOptions};
 pub use split::{Split, SplitRatios};

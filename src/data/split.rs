@@ -47,10 +47,13 @@ impl Split {
     pub fn random(n: usize, ratios: &SplitRatios, seed: u64) -> Result<Self> {
         let parts = [ratios.train, ratios.val, ratios.test];
         let total: f64 = parts.iter().sum();
-        if parts.iter().any(|r| !(r.is_finite() && *r >= 0.0)) || !(total > 0.0) {
-            return Err(InputError::new("split ratios", format!("{parts:?} are not non-negative numbers with a positive sum"))
-                .with_hint("use e.g. 0.8 / 0.1 / 0.1")
-                .into());
+        if parts.iter().any(|r| !(r.is_finite() && *r >= 0.0)) || total.is_nan() || total <= 0.0 {
+            return Err(InputError::new(
+                "split ratios",
+                format!("{parts:?} are not non-negative numbers with a positive sum"),
+            )
+            .with_hint("use e.g. 0.8 / 0.1 / 0.1")
+            .into());
         }
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -73,8 +76,9 @@ impl Split {
         let text = std::fs::read_to_string(path)
             .map_err(|e| InputError::new(&location, format!("cannot read the split file: {e}")))?;
         let file: SplitFile = serde_json::from_str(&text).map_err(|e| {
-            InputError::new(&location, format!("not a split file: {e}"))
-                .with_hint(r#"expected {"train": [...], "val": [...], "test": [...]} of 0-based frame numbers"#)
+            InputError::new(&location, format!("not a split file: {e}")).with_hint(
+                r#"expected {"train": [...], "val": [...], "test": [...]} of 0-based frame numbers"#,
+            )
         })?;
         let mut position = vec![usize::MAX; frames_read];
         for (k, &f) in frames.iter().enumerate() {
@@ -87,11 +91,15 @@ impl Split {
             indices
                 .iter()
                 .map(|&i| {
-                    let bad = |problem: String| InputError::new(&location, format!("\"{part}\": frame {i} {problem}"));
+                    let bad = |problem: String| {
+                        InputError::new(&location, format!("\"{part}\": frame {i} {problem}"))
+                    };
                     if i < 0 || i as usize >= frames_read {
-                        return Err(bad(format!("does not exist (the data has {frames_read} frames, numbered from 0)"))
-                            .with_hint("use the split file made for this data file")
-                            .into());
+                        return Err(bad(format!(
+                            "does not exist (the data has {frames_read} frames, numbered from 0)"
+                        ))
+                        .with_hint("use the split file made for this data file")
+                        .into());
                     }
                     let i = i as usize;
                     if position[i] == usize::MAX {
@@ -106,7 +114,11 @@ impl Split {
                 })
                 .collect()
         };
-        Ok(Self { train: map("train", &file.train)?, val: map("val", &file.val)?, test: map("test", &file.test)? })
+        Ok(Self {
+            train: map("train", &file.train)?,
+            val: map("val", &file.val)?,
+            test: map("test", &file.test)?,
+        })
     }
 
     /// The split as frame numbers, the JSON a split file holds.
@@ -163,14 +175,16 @@ mod tests {
     #[test]
     fn mp_split_file_matches_cleaning() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-        let (data, split) = (format!("{dir}/mp_dielectric_2k.extxyz"), format!("{dir}/mp_dielectric_2k.split.json"));
+        let (data, split) =
+            (format!("{dir}/mp_dielectric_2k.extxyz"), format!("{dir}/mp_dielectric_2k.split.json"));
         if !Path::new(&data).exists() || !Path::new(&split).exists() {
             eprintln!("skipping: {dir} not found");
             return;
         }
         let source = crate::data::Source::File(data.into());
         let dataset = crate::data::load(&source, &crate::data::LoadOptions::default()).unwrap();
-        let split = Split::from_json_file(Path::new(&split), &dataset.frames(), dataset.report.frames_read).unwrap();
+        let split =
+            Split::from_json_file(Path::new(&split), &dataset.frames(), dataset.report.frames_read).unwrap();
         assert_eq!(split.sizes(), [1596, 199, 201]);
     }
 }
