@@ -227,7 +227,7 @@ mod tests {
     const MP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mp_dielectric_2k.extxyz");
 
     #[test]
-    fn mp_cleaning_keeps_1996() {
+    fn mp_cleaning_keeps_1996_and_fits_the_split_file() {
         if !Path::new(MP).exists() {
             eprintln!("skipping: {MP} not found");
             return;
@@ -238,6 +238,13 @@ mod tests {
         assert_eq!(data.report.duplicates, 0);
         for e in &data.entries {
             assert_eq!(e.tensor[0][1], e.tensor[1][0]);
+        }
+        // The fixed split refers to exactly the kept frames.
+        let split_file = MP.replace(".extxyz", ".split.json");
+        if Path::new(&split_file).exists() {
+            let split =
+                crate::data::Split::from_json_file(Path::new(&split_file), &data.frames(), 2125).unwrap();
+            assert_eq!(split.sizes(), [1596, 199, 201]);
         }
     }
 

@@ -171,20 +171,4 @@ mod tests {
             assert!(message.contains(needle) && message.contains("split.json"), "{message}");
         }
     }
-
-    #[test]
-    fn mp_split_file_matches_cleaning() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-        let (data, split) =
-            (format!("{dir}/mp_dielectric_2k.extxyz"), format!("{dir}/mp_dielectric_2k.split.json"));
-        if !Path::new(&data).exists() || !Path::new(&split).exists() {
-            eprintln!("skipping: {dir} not found");
-            return;
-        }
-        let source = crate::data::Source::File(data.into());
-        let dataset = crate::data::load(&source, &crate::data::LoadOptions::default()).unwrap();
-        let split =
-            Split::from_json_file(Path::new(&split), &dataset.frames(), dataset.report.frames_read).unwrap();
-        assert_eq!(split.sizes(), [1596, 199, 201]);
-    }
 }
