@@ -97,7 +97,9 @@ pub fn load_graphs(
     let reason = match std::fs::read(&path) {
         Err(_) => "no cache yet".to_string(),
         Ok(bytes) => match decode(&bytes, &header) {
-            Ok(Some(set)) => return Ok((set, CacheStatus::Hit(path))),
+            Ok(Some(set)) => {
+                return Ok((GraphSet { source: source.to_string(), ..set }, CacheStatus::Hit(path)))
+            }
             Ok(None) => "data, options or version changed".to_string(),
             Err(problem) => {
                 eprintln!("warning: graph cache {} is corrupt ({problem}); rebuilding it", path.display());

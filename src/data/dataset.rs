@@ -37,7 +37,8 @@ impl Source {
         }
     }
 
-    /// SHA-256 identifying the data: of the file's bytes, or of the synthetic (n, seed).
+    /// SHA-256 identifying the data: of the file's bytes, or of the synthetic
+    /// generator version, n and seed.
     pub fn digest(&self) -> Result<[u8; 32]> {
         Ok(match self {
             Source::File(path) => {
@@ -47,6 +48,7 @@ impl Source {
             Source::Synthetic { n, seed } => {
                 let mut hasher = Sha256::new();
                 hasher.update(b"synthetic");
+                hasher.update(synthetic::GENERATOR_VERSION.to_le_bytes());
                 hasher.update((*n as u64).to_le_bytes());
                 hasher.update(seed.to_le_bytes());
                 hasher.finalize().into()
