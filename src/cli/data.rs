@@ -248,6 +248,7 @@ impl Summary {
                 CacheStatus::Disabled => "disabled".into(),
                 CacheStatus::Hit(path) => format!("read {}", path.display()),
                 CacheStatus::Built(path, why) => format!("built {} ({why})", path.display()),
+                CacheStatus::Unwritable(path, err) => format!("not written to {} ({err})", path.display()),
             },
             cleaning: set.report.clone(),
             distinct_elements: elements_seen.len(),

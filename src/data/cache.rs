@@ -24,7 +24,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use super::clean::CleaningReport;
@@ -74,6 +74,8 @@ pub enum CacheStatus {
     Hit(PathBuf),
     /// Built and written to this file, for this reason.
     Built(PathBuf, String),
+    /// Built, but this file could not be written (the error); the graphs are fine.
+    Unwritable(PathBuf, String),
 }
 
 /// The graphs of a data set, from the cache when it is current, otherwise
@@ -108,8 +110,10 @@ pub fn load_graphs(
         },
     };
     let set = build()?;
-    write_atomically(&path, &encode(&header, &set))
-        .with_context(|| format!("cannot write the graph cache {}", path.display()))?;
+    if let Err(err) = write_atomically(&path, &encode(&header, &set)) {
+        eprintln!("warning: cannot write the graph cache {}: {err}", path.display());
+        return Ok((set, CacheStatus::Unwritable(path, err.to_string())));
+    }
     Ok((set, CacheStatus::Built(path, reason)))
 }
 
@@ -133,7 +137,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let temp = dir.join(format!(
@@ -150,7 +154,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
-    Ok(result?)
+    result
 }
 
 /// What a cache file must have been built from.
@@ -408,5 +412,11 @@ mod tests {
             load_graphs(&source, &load_opts, &graph_opts, &cache).unwrap().1,
             CacheStatus::Built(..)
         ));
+
+        // A cache folder that cannot be created costs a warning, not the graphs.
+        let blocked = CacheOptions { dir: Some(data.join("cache")) };
+        let (graphs, status) = load_graphs(&source, &load_opts, &graph_opts, &blocked).unwrap();
+        assert!(matches!(status, CacheStatus::Unwritable(..)), "{status:?}");
+        assert_eq!(graphs, changed);
     }
 }
