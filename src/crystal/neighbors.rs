@@ -1,12 +1,13 @@
 //! Periodic neighbour lists: every pair of atoms (periodic images included)
 //! closer than a cutoff, as directed edges src → dst.
 //!
-//! The search is a cell list in fractional space: the (reduced) cell is cut
-//! into bins at least one cutoff thick, and each atom looks only at the bins
-//! within reach, wrapping across the periodic boundary with an image shift. A
-//! cell thinner than the cutoff is one bin that is visited at several image
-//! shifts, as many as its perpendicular height requires, so cost stays linear
-//! in the number of atoms for any cell shape.
+//! The search is a cell list in fractional space: the cell, first reduced to
+//! short nearly orthogonal vectors, is cut into bins at least one cutoff thick,
+//! and each atom looks only at the atoms in bins within reach (across the
+//! periodic boundary), so cost is linear in the number of atoms. For each such
+//! pair, the periodic images inside the cutoff sphere are enumerated exactly,
+//! one lattice axis at a time, so cells far smaller than the cutoff (many
+//! images) cost no more than the edges they have.
 
 use super::lattice::{self, Vec3};
 use super::structure::Structure;
@@ -73,8 +74,11 @@ pub struct NeighborSearch {
     atom_bin: Vec<[usize; 3]>,
     /// Atoms of bin b are `sorted_*[bin_start[b]..bin_start[b + 1]]`.
     bin_start: Vec<usize>,
-    sorted_position: Vec<Vec3>,
     sorted_atom: Vec<u32>,
+    /// Wrapped Cartesian positions in bin order, Å.
+    sorted_position: Vec<Vec3>,
+    /// The same positions in the cell's triangular frame (see [`Sphere`]), Å.
+    sorted_framed: Vec<Vec3>,
 }
 
 impl NeighborSearch {
@@ -107,46 +111,46 @@ impl NeighborSearch {
         let heights = lattice::heights(&cell);
 
         // Bins at least one cutoff thick, at most ~2 per atom.
-        let mut bins = heights.map(|h| (h / cutoff).floor().clamp(1.0, 1024.0) as usize);
+        let mut bins = heights.map(|h| ((h / cutoff) as usize).clamp(1, 1024));
         let max_bins = (2 * n).max(27);
         while bins[0] * bins[1] * bins[2] > max_bins {
             let k = (0..3).max_by_key(|&k| bins[k]).unwrap_or(0);
             bins[k] = bins[k].div_ceil(2);
         }
         // How many bins away a neighbour can be along each axis.
-        let reach: [i64; 3] =
-            std::array::from_fn(|k| (cutoff * bins[k] as f64 / heights[k] + 1e-9).ceil() as i64);
+        let reach: [usize; 3] =
+            std::array::from_fn(|k| (cutoff * bins[k] as f64 / heights[k] + 1e-9).ceil() as usize);
+        let sphere = Sphere::new(&cell, cutoff);
+        self.wrap_atoms(structure, &cell, &inverse, bins);
+        self.sort_into_bins(bins, &sphere);
 
-        self.bin_atoms(structure, &cell, &inverse, bins);
-
-        let r2 = cutoff * cutoff;
-        let nb = bins.map(|b| b as i64);
         for i in 0..n {
             if self_edges {
                 out.push(i, i as u32, [0.0; 3]);
             }
             let p = self.wrapped[i];
-            let home = self.atom_bin[i].map(|b| b as i64);
-            for dx in -reach[0]..=reach[0] {
-                let (sx, bx) = ((home[0] + dx).div_euclid(nb[0]), (home[0] + dx).rem_euclid(nb[0]));
-                for dy in -reach[1]..=reach[1] {
-                    let (sy, by) = ((home[1] + dy).div_euclid(nb[1]), (home[1] + dy).rem_euclid(nb[1]));
-                    for dz in -reach[2]..=reach[2] {
-                        let (sz, bz) = ((home[2] + dz).div_euclid(nb[2]), (home[2] + dz).rem_euclid(nb[2]));
-                        let shift = lattice::vec_mat([sx as f64, sy as f64, sz as f64], &cell);
-                        let offset = [shift[0] - p[0], shift[1] - p[1], shift[2] - p[2]];
-                        let home_image = sx == 0 && sy == 0 && sz == 0;
-                        let bin = ((bx * nb[1] + by) * nb[2] + bz) as usize;
-                        let range = self.bin_start[bin]..self.bin_start[bin + 1];
-                        for (q, &j) in
-                            self.sorted_position[range.clone()].iter().zip(&self.sorted_atom[range])
-                        {
-                            let v = [q[0] + offset[0], q[1] + offset[1], q[2] + offset[2]];
-                            if v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < r2
-                                && !(home_image && j as usize == i)
-                            {
-                                out.push(i, j, v);
-                            }
+            let f = sphere.frame(p);
+            let home = self.atom_bin[i];
+            // Each bin in reach once; `Sphere::push_images` finds every image of each atom in it.
+            let visit: [(usize, usize); 3] = std::array::from_fn(|k| {
+                if 2 * reach[k] + 1 >= bins[k] {
+                    (0, bins[k])
+                } else {
+                    (home[k] + bins[k] - reach[k], 2 * reach[k] + 1)
+                }
+            });
+            for tx in 0..visit[0].1 {
+                let bx = (visit[0].0 + tx) % bins[0];
+                for ty in 0..visit[1].1 {
+                    let by = (visit[1].0 + ty) % bins[1];
+                    for tz in 0..visit[2].1 {
+                        let bz = (visit[2].0 + tz) % bins[2];
+                        let bin = (bx * bins[1] + by) * bins[2] + bz;
+                        for t in self.bin_start[bin]..self.bin_start[bin + 1] {
+                            let j = self.sorted_atom[t];
+                            let q = self.sorted_position[t];
+                            let g = self.sorted_framed[t];
+                            sphere.push_images(out, i, j, sub(q, p), sub(g, f), j as usize == i);
                         }
                     }
                 }
@@ -154,8 +158,8 @@ impl NeighborSearch {
         }
     }
 
-    /// Wraps every atom into `cell` and sorts the atoms by bin (counting sort).
-    fn bin_atoms(
+    /// Wraps every atom into `cell` and finds its bin.
+    fn wrap_atoms(
         &mut self,
         structure: &Structure,
         cell: &lattice::Lattice,
@@ -168,12 +172,15 @@ impl NeighborSearch {
             let frac = lattice::vec_mat(p, inverse);
             let whole = frac.map(f64::floor);
             // Shift by whole lattice vectors only, so the position keeps its precision.
-            let back = lattice::vec_mat(whole, cell);
-            self.wrapped.push([p[0] - back[0], p[1] - back[1], p[2] - back[2]]);
+            self.wrapped.push(sub(p, lattice::vec_mat(whole, cell)));
             self.atom_bin.push(std::array::from_fn(|k| {
                 (((frac[k] - whole[k]) * bins[k] as f64) as usize).min(bins[k] - 1)
             }));
         }
+    }
+
+    /// Sorts the atoms by bin (counting sort, stable).
+    fn sort_into_bins(&mut self, bins: [usize; 3], sphere: &Sphere) {
         let total = bins[0] * bins[1] * bins[2];
         let linear = |b: [usize; 3]| (b[0] * bins[1] + b[1]) * bins[2] + b[2];
         self.bin_start.clear();
@@ -185,21 +192,155 @@ impl NeighborSearch {
             self.bin_start[b + 1] += self.bin_start[b];
         }
         let n = self.wrapped.len();
-        self.sorted_position.clear();
-        self.sorted_position.resize(n, [0.0; 3]);
         self.sorted_atom.clear();
         self.sorted_atom.resize(n, 0);
+        self.sorted_position.clear();
+        self.sorted_position.resize(n, [0.0; 3]);
+        self.sorted_framed.clear();
+        self.sorted_framed.resize(n, [0.0; 3]);
         // Fill each bin from its end, walking atoms backwards, so atoms stay in input order within a bin.
         for i in (0..n).rev() {
             let end = &mut self.bin_start[linear(self.atom_bin[i]) + 1];
             *end -= 1;
-            self.sorted_position[*end] = self.wrapped[i];
             self.sorted_atom[*end] = i as u32;
+            self.sorted_position[*end] = self.wrapped[i];
+            self.sorted_framed[*end] = sphere.frame(self.wrapped[i]);
         }
         // Each end now holds the start of the next bin; shift them back into place.
         self.bin_start.rotate_left(1);
         self.bin_start[total] = n;
     }
+}
+
+/// Enumerates the lattice shifts s that put r_j − r_i + s·A inside the
+/// cutoff sphere, one axis at a time, instead of scanning a box of images.
+///
+/// In an orthonormal frame (e₁ ∥ a₂, e₂ in the a₁a₂ plane) the cell is
+/// triangular: a₂ = (t₂₀, 0, 0), a₁ = (t₁₀, t₁₁, 0), a₀ = (t₀₀, t₀₁, t₀₂).
+/// The e₃ component of the vector fixes the range of s₀; given s₀, e₂ bounds
+/// s₁; given both, e₁ bounds s₂. Nearly every candidate is an edge.
+struct Sphere {
+    cell: lattice::Lattice,
+    axes: [Vec3; 3],
+    t0: Vec3,
+    t1: Vec3,
+    /// 1 / t₀₂, 1 / t₁₁, 1 / t₂₀.
+    inverse_diagonal: Vec3,
+    cutoff: f64,
+    cutoff2: f64,
+    /// Widens each range a little so rounding never drops an edge; the
+    /// Cartesian test decides.
+    slack: f64,
+}
+
+impl Sphere {
+    fn new(cell: &lattice::Lattice, cutoff: f64) -> Self {
+        let [a0, a1, a2] = *cell;
+        let e1 = scale(a2, 1.0 / lattice::norm(a2));
+        let a1_perp = sub(a1, scale(e1, lattice::dot(a1, e1)));
+        let e2 = scale(a1_perp, 1.0 / lattice::norm(a1_perp));
+        let mut e3 = lattice::cross(e1, e2);
+        if lattice::dot(a0, e3) < 0.0 {
+            e3 = scale(e3, -1.0);
+        }
+        let axes = [e1, e2, e3];
+        let frame = |v: Vec3| axes.map(|e| lattice::dot(v, e));
+        let (t0, t1) = (frame(a0), frame(a1));
+        Self {
+            cell: *cell,
+            axes,
+            t0,
+            t1,
+            inverse_diagonal: [1.0 / t0[2], 1.0 / t1[1], 1.0 / lattice::norm(a2)],
+            cutoff,
+            cutoff2: cutoff * cutoff,
+            slack: 1e-9 * cutoff,
+        }
+    }
+
+    /// Coordinates of `v` in the triangular frame.
+    #[inline]
+    fn frame(&self, v: Vec3) -> Vec3 {
+        self.axes.map(|e| lattice::dot(v, e))
+    }
+
+    /// Pushes every edge i → j: `d` = r_j − r_i (Cartesian), `f` = the same in
+    /// the triangular frame. Skips the zero shift when i = j.
+    #[inline(always)]
+    fn push_images(&self, out: &mut NeighborList, i: usize, j: u32, d: Vec3, f: Vec3, same_atom: bool) {
+        let [a0, a1, a2] = self.cell;
+        let (t0, t1, inv) = (self.t0, self.t1, self.inverse_diagonal);
+        let reach3 = self.cutoff + self.slack;
+        // Shifts are whole numbers held as f64: the loops need no integer conversions.
+        let (mut s0, last0) = (ceil((-reach3 - f[2]) * inv[0]), floor((reach3 - f[2]) * inv[0]));
+        while s0 <= last0 {
+            let v3 = f[2] + s0 * t0[2];
+            let left3 = self.cutoff2 - v3 * v3;
+            let reach2 = left3.max(0.0).sqrt() + self.slack;
+            let v2_base = f[1] + s0 * t0[1];
+            let d0 = add(d, scale(a0, s0));
+            let (mut s1, last1) = (ceil((-reach2 - v2_base) * inv[1]), floor((reach2 - v2_base) * inv[1]));
+            while s1 <= last1 {
+                let v2 = v2_base + s1 * t1[1];
+                let left2 = left3 - v2 * v2;
+                let reach1 = left2.max(0.0).sqrt() + self.slack;
+                let v1_base = f[0] + s0 * t0[0] + s1 * t1[0];
+                let d01 = add(d0, scale(a1, s1));
+                let (mut s2, last2) =
+                    (ceil((-reach1 - v1_base) * inv[2]), floor((reach1 - v1_base) * inv[2]));
+                while s2 <= last2 {
+                    let v = add(d01, scale(a2, s2));
+                    if v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < self.cutoff2
+                        && !(same_atom && s0 == 0.0 && s1 == 0.0 && s2 == 0.0)
+                    {
+                        out.push(i, j, v);
+                    }
+                    s2 += 1.0;
+                }
+                s1 += 1.0;
+            }
+            s0 += 1.0;
+        }
+    }
+}
+
+/// Adding and subtracting 1.5 · 2⁵² rounds an f64 to the nearest whole number
+/// (exact for |x| < 2⁵¹): floor and ceil without a libm call, which
+/// `f64::floor` is on baseline x86-64.
+const ROUND_TO_WHOLE: f64 = 6_755_399_441_055_744.0;
+
+/// ⌊x⌋ for |x| < 2⁵¹ (NaN stays NaN, so loops bounded by it do not run).
+#[inline]
+fn floor(x: f64) -> f64 {
+    let r = (x + ROUND_TO_WHOLE) - ROUND_TO_WHOLE;
+    if r > x {
+        r - 1.0
+    } else {
+        r
+    }
+}
+
+/// ⌈x⌉ for |x| < 2⁵¹.
+#[inline]
+fn ceil(x: f64) -> f64 {
+    let r = (x + ROUND_TO_WHOLE) - ROUND_TO_WHOLE;
+    if r < x {
+        r + 1.0
+    } else {
+        r
+    }
+}
+
+fn add(a: Vec3, b: Vec3) -> Vec3 {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+fn sub(a: Vec3, b: Vec3) -> Vec3 {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+fn scale(a: Vec3, k: f64) -> Vec3 {
+    [a[0] * k, a[1] * k, a[2] * k]
 }
 
 /// The same edges as [`neighbor_list`] by testing every atom pair at every
