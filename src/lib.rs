@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod crystal;
+pub mod data;
 pub mod e3;
 pub mod error;
 pub mod hpo;

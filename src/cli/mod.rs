@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod data;
+
 /// Hyperparameter studies of equivariant GNNs for the dielectric tensor of crystals.
 #[derive(Debug, Parser)]
 #[command(name = "study", version, about, long_about = None)]
@@ -13,13 +15,18 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Inspect dielectric data sets and write the synthetic one.
+    Data(data::DataArgs),
+}
 
 /// Parses the arguments, runs the subcommand and maps errors to exit codes
 /// (2 = bad input, 1 = runtime fault).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Data(args) => data::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
