@@ -24,3 +24,6 @@ mod time;
 pub use database::Database;
 pub use study_store::{Artifact, NewStudy, Phase, SqliteStore, StudyInfo, TrialDetails};
 pub use time::Timestamp;
+
+#[cfg(test)]
+mod tests;
