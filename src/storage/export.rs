@@ -179,3 +179,117 @@ impl<'a> From<&'a TrialDetails> for TrialRecord<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::{Direction, FrozenTrial, TrialState, TrialStore};
+    use crate::storage::{Database, NewStudy, Timestamp};
+
+    fn details(number: u64, state: TrialState, params: &[(&str, ParamValue)]) -> TrialDetails {
+        TrialDetails {
+            trial: FrozenTrial {
+                number,
+                phase: number as usize / 2,
+                state,
+                params: params.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
+                value: None,
+                intermediate: BTreeMap::new(),
+            },
+            distributions: BTreeMap::new(),
+            seed: None,
+            device: None,
+            attempt: 0,
+            created: Timestamp { unix_ms: 0 },
+            started: None,
+            finished: None,
+            heartbeat: None,
+            fail_reason: None,
+            metrics: BTreeMap::new(),
+            artifacts: Vec::new(),
+            user_attrs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn csv_has_a_column_per_parameter_and_metric_and_quotes_properly() {
+        let mut first = details(
+            0,
+            TrialState::Complete,
+            &[("lr", ParamValue::Float(1e-7)), ("mul", ParamValue::Int(48))],
+        );
+        first.trial.value = Some(0.1 + 0.2);
+        first.metrics.insert("ar_mae".into(), 0.078);
+        first.started = Some(Timestamp { unix_ms: 1_000 });
+        first.finished = Some(Timestamp { unix_ms: 62_500 });
+        first.seed = Some(u64::MAX);
+        first.device = Some("cuda:0".into());
+        let mut second = details(
+            1,
+            TrialState::Failed,
+            &[("model", ParamValue::Str("a \"scalar\", 6x0e".into())), ("bias", ParamValue::Bool(true))],
+        );
+        second.fail_reason = Some("out of memory\nat epoch 3".into());
+        second.attempt = 2;
+        second.metrics.insert("eps_poly_mae".into(), f64::NAN);
+
+        let mut out = Vec::new();
+        write_csv(&[first, second], &mut out).unwrap();
+        let expected = "\
+number,phase,state,value,params_bias,params_lr,params_model,params_mul,metrics_ar_mae,metrics_eps_poly_mae,duration_s,started,finished,seed,device,attempt,fail_reason
+0,0,COMPLETE,0.30000000000000004,,1e-7,,48,0.078,,61.5,1970-01-01T00:00:01.000Z,1970-01-01T00:01:02.500Z,18446744073709551615,cuda:0,0,
+1,0,FAILED,,true,,\"a \"\"scalar\"\", 6x0e\",,,NaN,,,,,,2,\"out of memory
+at epoch 3\"
+";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn json_keeps_parameter_types_and_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let new =
+            NewStudy { name: "grid".into(), direction: Direction::Maximize, seed: 42, config: String::new() };
+        let mut store = Database::open(dir.path().join("study.db")).unwrap().create_study(&new).unwrap();
+        let params = [
+            ("layers".to_string(), ParamValue::Int(3)),
+            ("lr".to_string(), ParamValue::Float(3.0)),
+            ("bias".to_string(), ParamValue::Bool(false)),
+        ]
+        .into_iter()
+        .collect();
+        let number = store.create_trial(0, &params, TrialState::Running).unwrap();
+        store.report(number, 4, f64::NAN).unwrap();
+        let metrics = [("eps_poly_mae".to_string(), 0.311)].into_iter().collect();
+        store.finish_trial(number, TrialState::Complete, Some(0.5), &metrics).unwrap();
+        store.create_trial(1, &BTreeMap::new(), TrialState::Waiting).unwrap();
+
+        let mut out = Vec::new();
+        to_json(&store, &mut out).unwrap();
+        let document: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(document["study"]["name"], "grid");
+        assert_eq!(document["study"]["direction"], "maximize");
+        let trials = document["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 2);
+        let trial = &trials[0];
+        assert!(trial["params"]["layers"].is_i64());
+        assert!(trial["params"]["lr"].is_f64());
+        assert_eq!(trial["params"]["lr"], 3.0);
+        assert_eq!(trial["params"]["bias"], false);
+        assert_eq!(trial["state"], "COMPLETE");
+        assert_eq!(trial["value"], 0.5);
+        assert_eq!(trial["metrics"]["eps_poly_mae"], 0.311);
+        assert!(trial["intermediate"]["4"].is_null(), "NaN becomes null");
+        assert!(trial["duration_s"].as_f64().unwrap() >= 0.0);
+        assert_eq!(trials[1]["state"], "WAITING");
+        assert!(trials[1]["duration_s"].is_null());
+
+        let mut csv = Vec::new();
+        to_csv(&store, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.starts_with(
+            "number,phase,state,value,params_bias,params_layers,params_lr,metrics_eps_poly_mae,"
+        ));
+        assert!(csv.lines().nth(1).unwrap().starts_with("0,0,COMPLETE,0.5,false,3,3.0,0.311,"));
+    }
+}
