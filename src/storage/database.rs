@@ -16,6 +16,10 @@ use crate::error::InputError;
 /// second writer) before it reports "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Prepared statements kept per connection; more than the store uses, so
+/// none is ever prepared twice.
+const STATEMENT_CACHE: usize = 64;
+
 /// First 16 bytes of every SQLite 3 database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
@@ -55,6 +59,7 @@ impl Database {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|err| cannot_open(path, &err))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if conn.is_readonly(DatabaseName::Main)? {
             return Err(InputError::new(display(path), "the study database file is read-only")
                 .with_hint("make it writable (chmod u+w) or open it only to read (status, export, report)")
@@ -101,6 +106,7 @@ impl Database {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|err| cannot_open(path, &err))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "query_only", "ON")?;
         match schema::inspect(&conn).map_err(|err| unreadable(path, err))? {
             FileKind::Foreign | FileKind::Empty => return Err(foreign(path)),

@@ -116,7 +116,13 @@ impl Database {
             bail!(InputError::new(self.location(), format!("has no study named {name:?}"))
                 .with_hint(format!("studies in this file: {}", list_or_none(&names))));
         };
-        Ok(SqliteStore { db: self, study_id: id, info, cache: RefCell::new(None) })
+        Ok(SqliteStore {
+            db: self,
+            study_id: id,
+            info,
+            cache: RefCell::new(None),
+            spaces: PhaseSpaces::default(),
+        })
     }
 
     /// Resumes the study `new.name` if the file has it (its direction and
@@ -203,6 +209,7 @@ pub struct SqliteStore {
     study_id: i64,
     info: StudyInfo,
     cache: RefCell<Option<TrialCache>>,
+    spaces: PhaseSpaces,
 }
 
 /// The trials as of `data_version`, ordered by number.
@@ -305,8 +312,9 @@ impl SqliteStore {
         {
             bail!("parameter {name} is NaN; a trial's parameters must be numbers");
         }
+        let spaces = &mut self.spaces;
         let number =
-            self.write(|tx, study| {
+            write(&mut self.db, self.study_id, |tx, study| {
                 let number: u64 = tx
                     .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study = ?1")?
                     .query_row([study], |row| row.get(0))?;
@@ -322,16 +330,16 @@ impl SqliteStore {
                     .prepare_cached("SELECT space FROM phases WHERE study = ?1 AND idx = ?2")?
                     .query_row(params![study, phase], |row| row.get(0))
                     .optional()?;
-                let space: SearchSpace = match space {
-                    Some(text) => serde_json::from_str(&text).context("search space of a phase")?,
-                    None => SearchSpace::default(),
+                let distributions = match space {
+                    Some(text) => spaces.distributions_json(phase, text)?,
+                    None => &BTreeMap::new(),
                 };
                 let mut insert = tx.prepare_cached(
                 "INSERT INTO trial_params (trial, name, kind, float_value, int_value, str_value, distribution)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
                 for (name, value) in params {
-                    let distribution = space.params.get(name).map(serde_json::to_string).transpose()?;
+                    let distribution = distributions.get(name);
                     let (kind, float, int, text) = param_columns(value);
                     insert.execute(params![trial, name, kind, float, int, text, distribution])?;
                 }
@@ -503,12 +511,7 @@ impl SqliteStore {
 
     /// Runs `change` in one immediate (write-locking) transaction.
     fn write<T>(&mut self, change: impl FnOnce(&Transaction, i64) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        self.db.ensure_writable()?;
-        let study = self.study_id;
-        let tx = self.db.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = change(&tx, study)?;
-        tx.commit()?;
-        Ok(out)
+        write(&mut self.db, self.study_id, change)
     }
 
     /// Runs `query` on one consistent snapshot of the database.
@@ -586,6 +589,48 @@ impl TrialStore for SqliteStore {
             trial.intermediate.insert(step, value);
         });
         Ok(())
+    }
+}
+
+/// Runs `change` on `study` in one immediate (write-locking) transaction.
+fn write<T>(
+    db: &mut Database,
+    study: i64,
+    change: impl FnOnce(&Transaction, i64) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    db.ensure_writable()?;
+    let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = change(&tx, study)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Distributions of each phase's space as stored JSON, parsed once per
+/// version of the phase's text.
+#[derive(Default)]
+struct PhaseSpaces {
+    by_phase: HashMap<usize, (String, BTreeMap<String, String>)>,
+}
+
+impl PhaseSpaces {
+    /// The JSON of each parameter's distribution in `space_json`, the
+    /// stored space of `phase`.
+    fn distributions_json(
+        &mut self,
+        phase: usize,
+        space_json: String,
+    ) -> anyhow::Result<&BTreeMap<String, String>> {
+        let fresh = self.by_phase.get(&phase).is_some_and(|(text, _)| *text == space_json);
+        if !fresh {
+            let space: SearchSpace = serde_json::from_str(&space_json).context("search space of a phase")?;
+            let distributions = space
+                .params
+                .iter()
+                .map(|(name, distribution)| Ok((name.clone(), serde_json::to_string(distribution)?)))
+                .collect::<anyhow::Result<_>>()?;
+            self.by_phase.insert(phase, (space_json, distributions));
+        }
+        Ok(&self.by_phase[&phase].1)
     }
 }
 
