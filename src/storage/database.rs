@@ -57,7 +57,7 @@ impl Database {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|err| cannot_open(path, &err))?;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|err| cannot_open(path, &err))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if conn.is_readonly(DatabaseName::Main)? {
@@ -88,7 +88,6 @@ impl Database {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut conn = conn;
         schema::migrate(&mut conn).map_err(|err| cannot_write(path, err))?;
         Ok(Database { conn, path: path.to_path_buf(), read_only: false })
     }
@@ -96,6 +95,8 @@ impl Database {
     /// Opens an existing study database only to read it, while a writer may
     /// be running: never writes to the file, reads whole snapshots (WAL), and
     /// waits out the rare moments a checkpoint or recovery holds a lock.
+    /// Without a running writer, SQLite may create the empty `FILE-wal` and
+    /// `FILE-shm` sidecars that shared reading needs.
     pub fn open_read_only(path: impl AsRef<Path>) -> anyhow::Result<Database> {
         let path = path.as_ref();
         if !check_location(path)? {
@@ -293,6 +294,9 @@ fn too_new(path: &Path, version: u32) -> anyhow::Error {
             schema::latest_version()
         ),
     )
-    .with_hint("upgrade anisostudy (the `study` tool) to a release that knows this schema; the file was left untouched")
+    .with_hint(
+        "upgrade anisostudy (the `study` tool) to a release that knows this schema; \
+         the file was left untouched",
+    )
     .into()
 }

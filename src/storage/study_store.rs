@@ -313,38 +313,9 @@ impl SqliteStore {
             bail!("parameter {name} is NaN; a trial's parameters must be numbers");
         }
         let spaces = &mut self.spaces;
-        let number =
-            write(&mut self.db, self.study_id, |tx, study| {
-                let number: u64 = tx
-                    .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study = ?1")?
-                    .query_row([study], |row| row.get(0))?;
-                let now = Timestamp::now().unix_ms;
-                let started = (state == TrialState::Running).then_some(now);
-                tx.prepare_cached(
-                "INSERT INTO trials (study, number, phase, state, seed, created_ms, started_ms, heartbeat_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-            )?
-            .execute(params![study, number, phase, state_name(state), seed.map(|s| s as i64), now, started])?;
-                let trial = tx.last_insert_rowid();
-                let space: Option<String> = tx
-                    .prepare_cached("SELECT space FROM phases WHERE study = ?1 AND idx = ?2")?
-                    .query_row(params![study, phase], |row| row.get(0))
-                    .optional()?;
-                let distributions = match space {
-                    Some(text) => spaces.distributions_json(phase, text)?,
-                    None => &BTreeMap::new(),
-                };
-                let mut insert = tx.prepare_cached(
-                "INSERT INTO trial_params (trial, name, kind, float_value, int_value, str_value, distribution)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-                for (name, value) in params {
-                    let distribution = distributions.get(name);
-                    let (kind, float, int, text) = param_columns(value);
-                    insert.execute(params![trial, name, kind, float, int, text, distribution])?;
-                }
-                Ok(number)
-            })?;
+        let number = write(&mut self.db, self.study_id, |tx, study| {
+            insert_trial(tx, study, spaces, phase, params, state, seed)
+        })?;
         self.patch_cache(|trials| {
             trials.push(FrozenTrial {
                 number,
@@ -603,6 +574,57 @@ fn write<T>(
     let out = change(&tx, study)?;
     tx.commit()?;
     Ok(out)
+}
+
+/// Inserts trial with the next number, and its parameters with their
+/// distributions from the phase's space.
+fn insert_trial(
+    tx: &Transaction,
+    study: i64,
+    spaces: &mut PhaseSpaces,
+    phase: usize,
+    params: &Params,
+    state: TrialState,
+    seed: Option<u64>,
+) -> anyhow::Result<u64> {
+    let number: u64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study = ?1")?
+        .query_row([study], |row| row.get(0))?;
+    let now = Timestamp::now().unix_ms;
+    let started = (state == TrialState::Running).then_some(now);
+    tx.prepare_cached(
+        "INSERT INTO trials (study, number, phase, state, seed, created_ms, started_ms, heartbeat_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![
+        study,
+        number,
+        phase,
+        state_name(state),
+        seed.map(|seed| seed as i64),
+        now,
+        started
+    ])?;
+    let trial = tx.last_insert_rowid();
+
+    let space: Option<String> = tx
+        .prepare_cached("SELECT space FROM phases WHERE study = ?1 AND idx = ?2")?
+        .query_row(params![study, phase], |row| row.get(0))
+        .optional()?;
+    let no_space = BTreeMap::new();
+    let distributions = match space {
+        Some(text) => spaces.distributions_json(phase, text)?,
+        None => &no_space,
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO trial_params (trial, name, kind, float_value, int_value, str_value, distribution)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (name, value) in params {
+        let (kind, float, int, text) = param_columns(value);
+        insert.execute(params![trial, name, kind, float, int, text, distributions.get(name)])?;
+    }
+    Ok(number)
 }
 
 /// Distributions of each phase's space as stored JSON, parsed once per

@@ -481,3 +481,25 @@ fn agrees_with_the_memory_store() {
     let fresh = Database::open_read_only(&path).unwrap().open_only_study().unwrap();
     assert_eq!(fresh.load_trials().unwrap(), memory.load_trials().unwrap());
 }
+
+#[test]
+fn reading_a_closed_database_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.db");
+    {
+        let mut store = fresh_store(dir.path());
+        store.create_trial(0, &params(&[("lr", ParamValue::Float(0.003))]), TrialState::Running).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    {
+        let reader = Database::open_read_only(&path).unwrap().open_only_study().unwrap();
+        assert!(reader.database().is_read_only());
+        assert_eq!(reader.load_trials().unwrap().len(), 1);
+        assert_eq!(reader.all_trial_details().unwrap()[0].trial.state, TrialState::Running);
+        export::to_csv(&reader, std::io::sink()).unwrap();
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // SQLite may leave the (empty) sidecar files that shared reading needs.
+    let wal = std::fs::metadata(wal_of(&path)).map(|meta| meta.len()).unwrap_or(0);
+    assert_eq!(wal, 0, "a reader never writes to the log");
+}
