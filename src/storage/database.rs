@@ -183,6 +183,14 @@ fn check_location(path: &Path) -> anyhow::Result<bool> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    if parent.exists() && !parent.is_dir() {
+        return Err(InputError::new(
+            display(path),
+            format!("{} is a file, not a directory", display(parent)),
+        )
+        .with_hint("choose a database path inside a directory")
+        .into());
+    }
     if !parent.is_dir() {
         return Err(InputError::new(
             display(path),

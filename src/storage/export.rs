@@ -9,7 +9,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::study_store::{direction_name, state_name};
+use super::rows::{direction_name, state_name};
 use super::{Artifact, SqliteStore, TrialDetails};
 use crate::hpo::ParamValue;
 

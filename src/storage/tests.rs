@@ -385,6 +385,7 @@ fn state_changes_follow_the_life_cycle() {
         store.fail_trial(a, "late"),
         store.requeue(a),
         store.heartbeat(a),
+        store.report(a, 3, 0.5),
         store.start_trial(a, "cpu:0", 0),
     ] {
         let err = change.unwrap_err().to_string();
