@@ -35,18 +35,21 @@ fn study() -> NewStudy {
 fn writer_process() {
     let Some(path) = std::env::var_os(WRITER_DB_ENV) else { return };
     let mut store = Database::open(Path::new(&path)).unwrap().open_or_create_study(&study()).unwrap();
-    // Like a controller starting again: trials of the dead process go back to the queue.
+    // Like a controller starting again: trials of the dead process go back
+    // to the queue, and run first.
+    let mut queue = Vec::new();
     for trial in store.load_trials().unwrap() {
         if trial.state == TrialState::Running {
             store.requeue(trial.number).unwrap();
         }
+        if matches!(trial.state, TrialState::Running | TrialState::Waiting) {
+            queue.push(trial.number);
+        }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(u64::from(std::process::id()));
     loop {
-        let waiting =
-            store.load_trials().unwrap().into_iter().find(|trial| trial.state == TrialState::Waiting);
-        let (number, attempt) = match waiting {
-            Some(trial) => (trial.number, store.trial_details(trial.number).unwrap().attempt),
+        let (number, attempt) = match queue.pop() {
+            Some(number) => (number, store.trial_details(number).unwrap().attempt),
             None => {
                 let params: Params = [
                     ("lr".to_string(), ParamValue::Float(rng.gen_range(1e-4..0.5))),
@@ -89,6 +92,7 @@ fn killed_writers_leave_a_consistent_database() {
     let exe = std::env::current_exe().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(2026);
     let mut finished_before = 0;
+    let mut rounds_cut_short = 0;
     for round in 0..8 {
         let mut child = Command::new(&exe)
             .args(["writer_process", "--exact", "--test-threads=1", "--nocapture"])
@@ -112,11 +116,13 @@ fn killed_writers_leave_a_consistent_database() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let finished = check_consistent(&path);
-        eprintln!("round {round}: {finished} finished trials");
+        let (finished, unfinished) = check_consistent(&path);
+        eprintln!("round {round}: {finished} finished trials, {unfinished} cut short");
         assert!(finished > finished_before, "round {round}: finished trials were lost");
         finished_before = finished;
+        rounds_cut_short += usize::from(unfinished > 0);
     }
+    assert!(rounds_cut_short > 0, "some kills should land inside a trial's life");
 }
 
 /// Finished trials as a concurrent reader sees them; 0 while the file is
@@ -128,8 +134,8 @@ fn count_finished(path: &Path) -> usize {
 }
 
 /// Opens as the next writer would, checks every page and every trial;
-/// returns the number of finished trials.
-fn check_consistent(path: &Path) -> usize {
+/// returns the numbers of finished and of unfinished trials.
+fn check_consistent(path: &Path) -> (usize, usize) {
     let db = Database::open(path).unwrap();
     assert_eq!(db.integrity_problems().unwrap(), Vec::<String>::new());
     let store = db.open_study("crash").unwrap();
@@ -171,5 +177,6 @@ fn check_consistent(path: &Path) -> usize {
             }
         }
     }
-    trials.iter().filter(|details| details.trial.state.is_finished()).count()
+    let finished = trials.iter().filter(|details| details.trial.state.is_finished()).count();
+    (finished, trials.len() - finished)
 }

@@ -64,6 +64,8 @@ CREATE TABLE phases (
     PRIMARY KEY (study, idx)
 ) WITHOUT ROWID;
 
+-- phase is an index into phases, not a foreign key: a plan may be
+-- recorded after its first trials, and trials outlive edits of the plan.
 CREATE TABLE trials (
     id            INTEGER PRIMARY KEY,
     study         INTEGER NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
