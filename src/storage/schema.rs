@@ -14,6 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub const APPLICATION_ID: i32 = 0x416E_5374;
 
 /// One schema upgrade.
+#[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// The version this step produces.
     pub version: u32,
@@ -160,7 +161,13 @@ pub fn inspect(conn: &Connection) -> rusqlite::Result<FileKind> {
 /// each. Safe against a second process migrating at the same time: the
 /// version is read again under the write lock.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {
-    for step in MIGRATIONS {
+    apply(conn, MIGRATIONS)
+}
+
+/// Applies the `steps` newer than the file's version; returns the version
+/// reached.
+fn apply(conn: &mut Connection, steps: &[Migration]) -> anyhow::Result<u32> {
+    for step in steps {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         if version >= i64::from(step.version) {
@@ -172,7 +179,7 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<u32> {
         tx.pragma_update(None, "user_version", step.version)?;
         tx.commit()?;
     }
-    Ok(latest_version())
+    Ok(steps.last().map_or(0, |step| step.version))
 }
 
 #[cfg(test)]
@@ -202,5 +209,31 @@ mod tests {
         migrate(&mut conn).unwrap();
         assert_eq!(tables(&conn), before);
         assert_eq!(inspect(&conn).unwrap(), FileKind::Study { version: latest_version() });
+    }
+
+    #[test]
+    fn each_step_is_one_transaction() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let version =
+            |conn: &Connection| -> u32 { conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap() };
+        let v1 = Migration { version: 1, description: "table", sql: "CREATE TABLE t (a INTEGER);" };
+        let v2 = Migration { version: 2, description: "column", sql: "ALTER TABLE t ADD COLUMN b TEXT;" };
+        let broken = Migration {
+            version: 3,
+            description: "half broken",
+            sql: "CREATE TABLE u (x); INSERT INTO t VALUES (1, 'x'); SELECT no_such_function();",
+        };
+        assert_eq!(apply(&mut conn, &[v1]).unwrap(), 1);
+        conn.execute("INSERT INTO t VALUES (7)", []).unwrap();
+        assert_eq!(apply(&mut conn, &[v1, v2]).unwrap(), 2, "only the new step runs");
+        assert_eq!(version(&conn), 2);
+        let err = apply(&mut conn, &[v1, v2, broken]).unwrap_err();
+        assert!(format!("{err:#}").contains("version 3"), "{err:#}");
+        assert_eq!(version(&conn), 2, "a failed step leaves the previous version");
+        let tables: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'u'", [], |r| r.get(0)).unwrap();
+        assert_eq!(tables, 0, "and none of its changes");
+        let rows: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1);
     }
 }
