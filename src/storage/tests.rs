@@ -504,3 +504,10 @@ fn reading_a_closed_database_changes_nothing() {
     let wal = std::fs::metadata(wal_of(&path)).map(|meta| meta.len()).unwrap_or(0);
     assert_eq!(wal, 0, "a reader never writes to the log");
 }
+
+#[test]
+fn stores_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<SqliteStore>();
+    assert_send::<Database>();
+}
