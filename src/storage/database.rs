@@ -155,6 +155,28 @@ impl Database {
         Ok(names)
     }
 
+    /// Runs `body` in one transaction: committed when it returns `Ok`,
+    /// rolled back on an error or a panic. `BEGIN` and `COMMIT` are cached
+    /// statements, as they run for every state change.
+    pub(super) fn transaction<T>(
+        &self,
+        lock: Lock,
+        body: impl FnOnce(&Connection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let begin = match lock {
+            Lock::Snapshot => "BEGIN DEFERRED",
+            Lock::Write => {
+                self.ensure_writable()?;
+                "BEGIN IMMEDIATE"
+            }
+        };
+        self.conn.prepare_cached(begin)?.execute([])?;
+        let open = RollbackUnlessCommitted(&self.conn);
+        let out = body(&self.conn)?;
+        open.0.prepare_cached("COMMIT")?.execute([])?;
+        Ok(out)
+    }
+
     /// Fails when the database was opened read-only.
     pub(super) fn ensure_writable(&self) -> anyhow::Result<()> {
         if self.read_only {
@@ -168,6 +190,29 @@ impl Database {
 
     pub(super) fn location(&self) -> String {
         display(&self.path)
+    }
+}
+
+/// How a transaction locks the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lock {
+    /// A read snapshot (WAL): never waits for the writer, never blocks it.
+    Snapshot,
+    /// The write lock from the start, so the transaction never has to
+    /// upgrade a read lock (which could fail with "database is locked").
+    Write,
+}
+
+/// Rolls back an open transaction when dropped; a no-op after `COMMIT`.
+struct RollbackUnlessCommitted<'c>(&'c Connection);
+
+impl Drop for RollbackUnlessCommitted<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            // Nothing more to do if even the rollback fails: SQLite rolls
+            // back an unfinished transaction when the connection closes.
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
     }
 }
 

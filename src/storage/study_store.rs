@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value as Json;
 
+use super::database::Lock;
 use super::rows::{direction_name, load, param_columns, parse_direction, parse_state, state_name};
 use super::{Database, Timestamp};
 use crate::error::InputError;
@@ -314,8 +315,8 @@ impl SqliteStore {
             bail!("parameter {name} is NaN; a trial's parameters must be numbers");
         }
         let spaces = &mut self.spaces;
-        let number = write(&mut self.db, self.study_id, |tx, study| {
-            insert_trial(tx, study, spaces, phase, params, state, seed)
+        let number = self.db.transaction(Lock::Write, |tx| {
+            insert_trial(tx, self.study_id, spaces, phase, params, state, seed)
         })?;
         self.patch_cache(|trials| {
             trials.push(FrozenTrial {
@@ -481,17 +482,14 @@ impl SqliteStore {
         self.read(|tx, study| load(tx, study, None, true))
     }
 
-    /// Runs `change` in one immediate (write-locking) transaction.
-    fn write<T>(&mut self, change: impl FnOnce(&Transaction, i64) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        write(&mut self.db, self.study_id, change)
+    /// Runs `change` on this study in one write transaction.
+    fn write<T>(&mut self, change: impl FnOnce(&Connection, i64) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.db.transaction(Lock::Write, |tx| change(tx, self.study_id))
     }
 
-    /// Runs `query` on one consistent snapshot of the database.
-    fn read<T>(&self, query: impl FnOnce(&Transaction, i64) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let tx = self.db.conn.unchecked_transaction()?;
-        let out = query(&tx, self.study_id)?;
-        tx.commit()?;
-        Ok(out)
+    /// Runs `query` on this study in one consistent snapshot.
+    fn read<T>(&self, query: impl FnOnce(&Connection, i64) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.db.transaction(Lock::Snapshot, |tx| query(tx, self.study_id))
     }
 
     fn data_version(&self) -> anyhow::Result<i64> {
@@ -570,23 +568,10 @@ impl TrialStore for SqliteStore {
     }
 }
 
-/// Runs `change` on `study` in one immediate (write-locking) transaction.
-fn write<T>(
-    db: &mut Database,
-    study: i64,
-    change: impl FnOnce(&Transaction, i64) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    db.ensure_writable()?;
-    let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = change(&tx, study)?;
-    tx.commit()?;
-    Ok(out)
-}
-
 /// Inserts trial with the next number, and its parameters with their
 /// distributions from the phase's space.
 fn insert_trial(
-    tx: &Transaction,
+    tx: &Connection,
     study: i64,
     spaces: &mut PhaseSpaces,
     phase: usize,
@@ -700,7 +685,7 @@ fn checked_value(number: u64, state: TrialState, value: Option<f64>) -> anyhow::
 
 /// Moves a trial to `to` with its timestamps.
 fn transition(
-    tx: &Transaction,
+    tx: &Connection,
     number: u64,
     trial: &TrialRow,
     to: TrialState,
@@ -720,7 +705,7 @@ fn transition(
     Ok(())
 }
 
-fn upsert_metrics(tx: &Transaction, trial: i64, metrics: &BTreeMap<String, f64>) -> anyhow::Result<()> {
+fn upsert_metrics(tx: &Connection, trial: i64, metrics: &BTreeMap<String, f64>) -> anyhow::Result<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO trial_metrics (trial, name, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (trial, name) DO UPDATE SET value = excluded.value",

@@ -511,3 +511,28 @@ fn stores_can_move_to_another_thread() {
     assert_send::<SqliteStore>();
     assert_send::<Database>();
 }
+
+#[test]
+fn a_failed_or_panicking_change_is_rolled_back() {
+    use super::database::Lock;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = fresh_store(dir.path());
+    store.create_trial(0, &Params::new(), TrialState::Running).unwrap();
+    let db = store.database();
+    let set_device = |conn: &Connection| conn.execute("UPDATE trials SET device = 'cuda:9'", []);
+    let err = db.transaction(Lock::Write, |conn| -> anyhow::Result<()> {
+        set_device(conn)?;
+        anyhow::bail!("stop after the first statement")
+    });
+    assert!(err.is_err());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        db.transaction(Lock::Write, |conn| -> anyhow::Result<()> {
+            set_device(conn)?;
+            panic!("a bug in the middle of a change")
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(db.conn.is_autocommit(), "no transaction is left open");
+    assert_eq!(store.trial_details(0).unwrap().device, None);
+    store.heartbeat(0).unwrap();
+}
