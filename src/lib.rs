@@ -10,3 +10,4 @@ pub mod data;
 pub mod e3;
 pub mod error;
 pub mod hpo;
+pub mod storage;
