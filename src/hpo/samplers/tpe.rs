@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::parzen::{default_weights, DimSpec, ParzenEstimator, ParzenParams};
+use super::parzen::{default_weights, DimSpec, Grid, ParzenEstimator, ParzenParams};
 use super::random::{sample_one, sample_space};
 use super::{SampleContext, Sampler};
 use crate::error::InputError;
@@ -90,7 +90,6 @@ impl TpeSampler {
             prior_weight: self.config.prior_weight,
             consider_magic_clip: self.config.consider_magic_clip,
             consider_endpoints: self.config.consider_endpoints,
-            multivariate: self.config.multivariate,
         }
     }
 }
@@ -173,20 +172,33 @@ fn argmax_acquisition(log_l: &[f64], log_g: &[f64]) -> usize {
     best
 }
 
-/// How a domain looks to the Parzen estimator. A log-scale integer becomes
-/// a continuous range over [ln(low − ½), ln(high + ½)], as in Optuna.
+/// How a domain looks to the Parzen estimator: the internal interval of
+/// its Gaussians (widened by half a step at both ends on a grid) and the
+/// values it takes.
 fn dim_spec(dist: &Distribution) -> DimSpec {
-    match *dist {
-        Distribution::Categorical { ref choices } => DimSpec::Categorical { n: choices.len() },
-        Distribution::Int { low, high, log: true, step } => DimSpec::Numeric {
-            low: (low as f64 - 0.5 * step as f64).ln(),
-            high: (high as f64 + 0.5 * step as f64).ln(),
-            step: None,
-        },
-        _ => {
-            let (low, high) = dist.internal_bounds();
-            DimSpec::Numeric { low, high, step: dist.step() }
+    if let Distribution::Categorical { choices } = dist {
+        return DimSpec::Categorical { n: choices.len() };
+    }
+    let (lo, hi) = dist.internal_bounds();
+    match dist.step() {
+        None => DimSpec::Numeric { lo, hi, grid: Grid::Continuous },
+        Some(step) => {
+            let (low, high) = (dist_low(dist), dist.from_internal(hi).as_f64().unwrap_or(hi));
+            let (lo, hi) = (low - 0.5 * step, high + 0.5 * step);
+            if dist.is_log() {
+                DimSpec::Numeric { lo: lo.ln(), hi: hi.ln(), grid: Grid::Log { low, high, step } }
+            } else {
+                DimSpec::Numeric { lo, hi, grid: Grid::Linear { low, high, step } }
+            }
         }
+    }
+}
+
+fn dist_low(dist: &Distribution) -> f64 {
+    match *dist {
+        Distribution::Float { low, .. } => low,
+        Distribution::Int { low, .. } => low as f64,
+        Distribution::Categorical { .. } => 0.0,
     }
 }
 
