@@ -87,7 +87,17 @@ pub struct ParzenParams {
 struct Gauss {
     mu: f64,
     sigma: f64,
+    /// ln of the mass on the domain.
     log_norm: f64,
+    /// −ln σ − ln √(2π) − log_norm: the log-density at the mode.
+    log_peak: f64,
+}
+
+impl Gauss {
+    fn new(mu: f64, sigma: f64, lo: f64, hi: f64) -> Self {
+        let log_norm = log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma);
+        Self { mu, sigma, log_norm, log_peak: -sigma.ln() - LN_SQRT_2PI - log_norm }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -139,19 +149,28 @@ impl ParzenEstimator {
             per_dim_ids.push(ids);
         }
 
-        // Merge kernels that coincide in every dimension.
+        // Merge kernels that coincide in every dimension. Kernels of a
+        // continuous dimension are all distinct, so there is nothing to merge.
         let n_dims = dims.len();
-        let mut index_of: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_kernels);
+        let mergeable = dims.iter().all(|d| !matches!(d, Dim::Numeric { grid: Grid::Continuous, .. }));
         let mut kernel_components = Vec::with_capacity(n_kernels * n_dims);
         let mut merged_weights = Vec::with_capacity(n_kernels);
-        for (k, &w) in kernel_weights.iter().enumerate() {
-            let key: Vec<u32> = per_dim_ids.iter().map(|ids| ids[k]).collect();
-            match index_of.get(&key) {
-                Some(&m) => merged_weights[m] += w,
-                None => {
-                    index_of.insert(key.clone(), merged_weights.len());
-                    kernel_components.extend_from_slice(&key);
-                    merged_weights.push(w);
+        if !mergeable {
+            for k in 0..n_kernels {
+                kernel_components.extend(per_dim_ids.iter().map(|ids| ids[k]));
+            }
+            merged_weights = kernel_weights;
+        } else {
+            let mut index_of: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_kernels);
+            for (k, &w) in kernel_weights.iter().enumerate() {
+                let key: Vec<u32> = per_dim_ids.iter().map(|ids| ids[k]).collect();
+                match index_of.get(&key) {
+                    Some(&m) => merged_weights[m] += w,
+                    None => {
+                        kernel_components.extend_from_slice(&key);
+                        index_of.insert(key, merged_weights.len());
+                        merged_weights.push(w);
+                    }
                 }
             }
         }
@@ -204,62 +223,78 @@ impl ParzenEstimator {
     /// Log-density of each point (one internal value per dimension).
     pub fn log_pdf(&self, points: &[Vec<f64>]) -> Vec<f64> {
         let n_dims = self.dims.len();
-        // tables[d][p * n_components + c]: log-density of point p under component c.
-        let tables: Vec<(usize, Vec<f64>)> = self
-            .dims
-            .iter()
-            .enumerate()
-            .map(|(d, dim)| match dim {
-                Dim::Numeric { grid, components, .. } => {
-                    let table = points
-                        .iter()
-                        .flat_map(|p| {
-                            let x = p[d];
-                            let (left, right) = grid.cell(x);
-                            components.iter().map(move |g| match grid {
-                                Grid::Continuous => {
-                                    let z = (x - g.mu) / g.sigma;
-                                    -0.5 * z * z - g.sigma.ln() - LN_SQRT_2PI - g.log_norm
-                                }
-                                _ => {
-                                    log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma)
-                                        - g.log_norm
-                                }
-                            })
-                        })
-                        .collect();
-                    (components.len(), table)
-                }
-                Dim::Categorical { probs, .. } => {
-                    let table = points
-                        .iter()
-                        .flat_map(|p| {
-                            let i = p[d] as usize;
-                            probs.iter().map(move |row| row[i].ln())
-                        })
-                        .collect();
-                    (probs.len(), table)
-                }
-            })
-            .collect();
-
+        let tables: Vec<Table> = self.dims.iter().enumerate().map(|(d, dim)| Table::new(dim, points, d)).collect();
         let mut terms = vec![0.0; self.n_kernels()];
-        points
-            .iter()
-            .enumerate()
-            .map(|(p, _)| {
+        (0..points.len())
+            .map(|p| {
+                let rows: Vec<&[f64]> = tables.iter().map(|t| t.row(p)).collect();
                 for (k, term) in terms.iter_mut().enumerate() {
                     let comps = &self.kernel_components[k * n_dims..(k + 1) * n_dims];
-                    *term = self.log_weights[k]
-                        + comps
-                            .iter()
-                            .zip(&tables)
-                            .map(|(&c, (n_c, table))| table[p * n_c + c as usize])
-                            .sum::<f64>();
+                    *term = self.log_weights[k] + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
                 }
                 log_sum_exp(&terms)
             })
             .collect()
+    }
+}
+
+/// One dimension's log-densities: for each distinct value among the points,
+/// a row over the dimension's components.
+struct Table {
+    /// Row of each point.
+    row_of_point: Vec<usize>,
+    /// rows × components, row-major.
+    values: Vec<f64>,
+    n_components: usize,
+}
+
+impl Table {
+    fn new(dim: &Dim, points: &[Vec<f64>], d: usize) -> Self {
+        // Distinct values (grids and choices repeat a lot among candidates).
+        let mut distinct: Vec<f64> = Vec::new();
+        let row_of_point = points
+            .iter()
+            .map(|p| match distinct.iter().position(|&x| x == p[d]) {
+                Some(i) => i,
+                None => {
+                    distinct.push(p[d]);
+                    distinct.len() - 1
+                }
+            })
+            .collect();
+        let values: Vec<f64> = match dim {
+            Dim::Numeric { grid: Grid::Continuous, components, .. } => distinct
+                .iter()
+                .flat_map(|&x| {
+                    components.iter().map(move |g| {
+                        let z = (x - g.mu) / g.sigma;
+                        g.log_peak - 0.5 * z * z
+                    })
+                })
+                .collect(),
+            Dim::Numeric { grid, components, .. } => distinct
+                .iter()
+                .flat_map(|&x| {
+                    let (left, right) = grid.cell(x);
+                    components
+                        .iter()
+                        .map(move |g| log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma) - g.log_norm)
+                })
+                .collect(),
+            Dim::Categorical { probs, .. } => {
+                distinct.iter().flat_map(|&x| probs.iter().map(move |row| row[x as usize].ln())).collect()
+            }
+        };
+        let n_components = match dim {
+            Dim::Numeric { components, .. } => components.len(),
+            Dim::Categorical { probs, .. } => probs.len(),
+        };
+        Self { row_of_point, values, n_components }
+    }
+
+    fn row(&self, point: usize) -> &[f64] {
+        let r = self.row_of_point[point];
+        &self.values[r * self.n_components..(r + 1) * self.n_components]
     }
 }
 
@@ -273,12 +308,15 @@ fn running_sums(weights: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// ln Σ exp(terms). Terms more than 40 below the largest change the sum by
+/// less than e⁻⁴⁰ each (relative), so their exponentials are skipped.
 fn log_sum_exp(terms: &[f64]) -> f64 {
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return max;
     }
-    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
+    let floor = max - 40.0;
+    max + terms.iter().filter(|&&t| t > floor).map(|t| (t - max).exp()).sum::<f64>().ln()
 }
 
 /// Kernels of one numeric dimension on [lo, hi]: bandwidths by Optuna's
@@ -312,18 +350,24 @@ fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams)
     let n_kernels = n + 1;
     let min_sigma =
         if params.consider_magic_clip { range / (1.0 + n_kernels as f64).min(100.0) } else { 1e-12 };
-    let mut components: Vec<Gauss> = Vec::new();
-    let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
-    let mut ids = Vec::with_capacity(n_kernels);
     let kernels = obs.iter().zip(&sigmas).map(|(&mu, &s)| (mu, s.clamp(min_sigma, range)));
-    for (mu, sigma) in kernels.chain(std::iter::once((0.5 * (lo + hi), range))) {
-        let id = *index_of.entry((mu.to_bits(), sigma.to_bits())).or_insert_with(|| {
-            let log_norm = log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma);
-            components.push(Gauss { mu, sigma, log_norm });
-            (components.len() - 1) as u32
-        });
-        ids.push(id);
-    }
+    let kernels = kernels.chain(std::iter::once((0.5 * (lo + hi), range)));
+    let mut components: Vec<Gauss> = Vec::with_capacity(n_kernels);
+    let ids = if grid == Grid::Continuous {
+        // Distinct almost surely: one component per kernel.
+        components.extend(kernels.map(|(mu, sigma)| Gauss::new(mu, sigma, lo, hi)));
+        (0..n_kernels as u32).collect()
+    } else {
+        let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
+        kernels
+            .map(|(mu, sigma)| {
+                *index_of.entry((mu.to_bits(), sigma.to_bits())).or_insert_with(|| {
+                    components.push(Gauss::new(mu, sigma, lo, hi));
+                    (components.len() - 1) as u32
+                })
+            })
+            .collect()
+    };
     (Dim::Numeric { lo, hi, grid, components }, ids)
 }
 

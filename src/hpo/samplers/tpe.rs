@@ -1,5 +1,5 @@
 //! Tree-structured Parzen estimator (Bergstra et al. 2011), with the
-//! algorithm components of Optuna's `TPESampler` as analysed by Watanabe
+//! algorithm components of Optuna 5.0's `TPESampler` as analysed by Watanabe
 //! (2023):
 //!
 //! - the first `n_startup_trials` finished trials are random;
@@ -13,8 +13,11 @@
 //! - `n_ei_candidates` draws from l(x) are scored by log l(x) − log g(x) and
 //!   the best one is taken.
 //!
-//! Univariate mode (default) treats every parameter independently, in name
-//! order; multivariate mode uses joint kernels over the whole space.
+//! Univariate mode (our default) treats every parameter independently, in
+//! name order; multivariate mode (Optuna 5.0's default, usually better, see
+//! `benches/hpo_quality.rs`) uses joint kernels over the whole space.
+//! Constant liar is on by default, as in Optuna 5.0: it only matters when
+//! several trials run at once.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +28,8 @@ use crate::error::InputError;
 use crate::hpo::rng::{self, Stream};
 use crate::hpo::{Direction, Distribution, FrozenTrial, Params, TrialState};
 
-/// Settings of the TPE sampler; defaults are Optuna's.
+/// Settings of the TPE sampler; defaults are Optuna 5.0's, except that
+/// `multivariate` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TpeConfig {
@@ -35,7 +39,8 @@ pub struct TpeConfig {
     pub n_ei_candidates: usize,
     /// Joint kernels over all parameters instead of one estimator per parameter.
     pub multivariate: bool,
-    /// Count RUNNING trials as bad ones, so parallel workers spread out.
+    /// Count RUNNING trials as bad ones, so parallel workers spread out
+    /// instead of all sampling the same promising point.
     pub constant_liar: bool,
     /// Weight of the prior kernel (relative to weight 1 per trial).
     pub prior_weight: f64,
@@ -51,7 +56,7 @@ impl Default for TpeConfig {
             n_startup_trials: 10,
             n_ei_candidates: 24,
             multivariate: false,
-            constant_liar: false,
+            constant_liar: true,
             prior_weight: 1.0,
             consider_endpoints: false,
             consider_magic_clip: true,
