@@ -330,8 +330,9 @@ fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams)
     // duplicates, as with Optuna's (unstable) numpy sort. A stable order
     // always widened the oldest, which measurably hurt multivariate TPE on
     // integer parameters.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| obs[a].total_cmp(&obs[b]).then_with(|| scramble(a).cmp(&scramble(b))));
+    let mut keyed: Vec<(f64, u64, u32)> = obs.iter().enumerate().map(|(i, &x)| (x, scramble(i), i as u32)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let order: Vec<usize> = keyed.iter().map(|k| k.2 as usize).collect();
     let mut ext = Vec::with_capacity(n + 2);
     ext.push(lo);
     ext.extend(order.iter().map(|&i| obs[i]));

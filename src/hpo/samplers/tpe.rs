@@ -215,18 +215,18 @@ fn estimator(
     trials: &[&FrozenTrial],
     params: &ParzenParams,
 ) -> ParzenEstimator {
+    let bounds: Vec<(f64, f64)> = dists.iter().map(|(_, d)| d.internal_bounds()).collect();
     let mut observations: Vec<Vec<f64>> = vec![Vec::with_capacity(trials.len()); dists.len()];
-    for trial in trials {
-        let values: Option<Vec<f64>> = dists
-            .iter()
-            .map(|(name, dist)| {
-                trial.params.get(*name).filter(|v| dist.admits(v)).and_then(|v| dist.to_internal(v))
-            })
-            .collect();
-        if let Some(values) = values {
-            for (column, x) in observations.iter_mut().zip(values) {
-                column.push(x);
+    let mut row = vec![0.0; dists.len()];
+    'trials: for trial in trials {
+        for (((name, dist), &(lo, hi)), x) in dists.iter().zip(&bounds).zip(row.iter_mut()) {
+            match trial.params.get(*name).and_then(|v| dist.to_internal(v)) {
+                Some(value) if value >= lo && value <= hi => *x = value,
+                _ => continue 'trials,
             }
+        }
+        for (column, &x) in observations.iter_mut().zip(&row) {
+            column.push(x);
         }
     }
     let weights = default_weights(observations.first().map_or(0, Vec::len));
@@ -255,16 +255,19 @@ pub fn split_trials(
     let mut pruned: Vec<&FrozenTrial> = history.iter().filter(|t| t.state == TrialState::Pruned).collect();
     let n_below = default_gamma(complete.len() + pruned.len());
 
-    complete.sort_by(|a, b| loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())));
+    // By value, ties by number (unique keys: the unstable sort is deterministic).
+    complete.sort_unstable_by(|a, b| {
+        loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())).then(a.number.cmp(&b.number))
+    });
     let n_complete_below = n_below.min(complete.len());
     // Deeper pruned trials rank first, then the better last value; none reported ranks last.
     let pruned_key = |t: &FrozenTrial| match t.last_intermediate() {
         Some((step, value)) => (0, -(step as i128), loss(value)),
         None => (1, 0, 0.0),
     };
-    pruned.sort_by(|a, b| {
+    pruned.sort_unstable_by(|a, b| {
         let (ka, kb) = (pruned_key(a), pruned_key(b));
-        ka.0.cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(ka.2.total_cmp(&kb.2))
+        ka.0.cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(ka.2.total_cmp(&kb.2)).then(a.number.cmp(&b.number))
     });
     let n_pruned_below = (n_below - n_complete_below).min(pruned.len());
 
@@ -275,8 +278,8 @@ pub fn split_trials(
     if constant_liar {
         above.extend(history.iter().filter(|t| t.state == TrialState::Running));
     }
-    below.sort_by_key(|t| t.number);
-    above.sort_by_key(|t| t.number);
+    below.sort_unstable_by_key(|t| t.number);
+    above.sort_unstable_by_key(|t| t.number);
     (below, above)
 }
 
