@@ -22,7 +22,12 @@ const TIMED: usize = 200;
 /// Fills `store` with `HISTORY` trials, then times `TIMED` ask + tell pairs.
 fn measure<S: TrialStore>(store_label: &str, store: S, sampler_label: &str, sampler: SamplerConfig) {
     let phase = Phase::new("search", mixed_space(), sampler, Some((HISTORY + TIMED) as u64));
-    let config = StudyConfig { seed: 7, direction: Default::default(), phases: vec![phase], pruner: Default::default() };
+    let config = StudyConfig {
+        seed: 7,
+        direction: Default::default(),
+        phases: vec![phase],
+        pruner: Default::default(),
+    };
     let mut study = Study::new(store, config).expect("valid study");
     let step = |study: &mut Study<S>| {
         let Ask::Trial(trial) = study.ask().expect("ask") else { panic!("the phase ended early") };

@@ -223,14 +223,16 @@ impl ParzenEstimator {
     /// Log-density of each point (one internal value per dimension).
     pub fn log_pdf(&self, points: &[Vec<f64>]) -> Vec<f64> {
         let n_dims = self.dims.len();
-        let tables: Vec<Table> = self.dims.iter().enumerate().map(|(d, dim)| Table::new(dim, points, d)).collect();
+        let tables: Vec<Table> =
+            self.dims.iter().enumerate().map(|(d, dim)| Table::new(dim, points, d)).collect();
         let mut terms = vec![0.0; self.n_kernels()];
         (0..points.len())
             .map(|p| {
                 let rows: Vec<&[f64]> = tables.iter().map(|t| t.row(p)).collect();
                 for (k, term) in terms.iter_mut().enumerate() {
                     let comps = &self.kernel_components[k * n_dims..(k + 1) * n_dims];
-                    *term = self.log_weights[k] + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
+                    *term = self.log_weights[k]
+                        + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
                 }
                 log_sum_exp(&terms)
             })
@@ -276,9 +278,9 @@ impl Table {
                 .iter()
                 .flat_map(|&x| {
                     let (left, right) = grid.cell(x);
-                    components
-                        .iter()
-                        .map(move |g| log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma) - g.log_norm)
+                    components.iter().map(move |g| {
+                        log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma) - g.log_norm
+                    })
                 })
                 .collect(),
             Dim::Categorical { probs, .. } => {
@@ -330,7 +332,8 @@ fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams)
     // duplicates, as with Optuna's (unstable) numpy sort. A stable order
     // always widened the oldest, which measurably hurt multivariate TPE on
     // integer parameters.
-    let mut keyed: Vec<(f64, u64, u32)> = obs.iter().enumerate().map(|(i, &x)| (x, scramble(i), i as u32)).collect();
+    let mut keyed: Vec<(f64, u64, u32)> =
+        obs.iter().enumerate().map(|(i, &x)| (x, scramble(i), i as u32)).collect();
     keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let order: Vec<usize> = keyed.iter().map(|k| k.2 as usize).collect();
     let mut ext = Vec::with_capacity(n + 2);
