@@ -125,7 +125,7 @@ pub fn default_weights(n: usize) -> Vec<f64> {
     let ramp_len = n - 25;
     let start = 1.0 / n as f64;
     let delta = if ramp_len > 1 { (1.0 - start) / (ramp_len - 1) as f64 } else { 0.0 };
-    (0..ramp_len).map(|i| start + delta * i as f64).chain(std::iter::repeat(1.0).take(25)).collect()
+    (0..ramp_len).map(|i| start + delta * i as f64).chain(std::iter::repeat_n(1.0, 25)).collect()
 }
 
 impl ParzenEstimator {
@@ -401,6 +401,14 @@ fn categorical_dim(n_choices: usize, obs: &[f64], prior_weight: f64) -> (Dim, Ve
     (Dim::Categorical { probs, cumulative }, ids)
 }
 
+/// A fixed bijective scramble of an index (SplitMix64's finaliser).
+fn scramble(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,12 +497,4 @@ mod tests {
         let Dim::Numeric { components, .. } = dim else { unreachable!() };
         assert_eq!(components.iter().map(|g| g.sigma).collect::<Vec<_>>(), vec![5.0, 5.0, 10.0]);
     }
-}
-
-/// A fixed bijective scramble of an index (SplitMix64's finaliser).
-fn scramble(i: usize) -> u64 {
-    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
