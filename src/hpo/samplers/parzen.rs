@@ -87,6 +87,7 @@ pub struct ParzenParams {
 struct Gauss {
     mu: f64,
     sigma: f64,
+    inv_sigma: f64,
     /// ln of the mass on the domain.
     log_norm: f64,
     /// −ln σ − ln √(2π) − log_norm: the log-density at the mode.
@@ -96,7 +97,7 @@ struct Gauss {
 impl Gauss {
     fn new(mu: f64, sigma: f64, lo: f64, hi: f64) -> Self {
         let log_norm = log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma);
-        Self { mu, sigma, log_norm, log_peak: -sigma.ln() - LN_SQRT_2PI - log_norm }
+        Self { mu, sigma, inv_sigma: 1.0 / sigma, log_norm, log_peak: -sigma.ln() - LN_SQRT_2PI - log_norm }
     }
 }
 
@@ -264,33 +265,28 @@ impl Table {
                 }
             })
             .collect();
-        let values: Vec<f64> = match dim {
-            Dim::Numeric { grid: Grid::Continuous, components, .. } => distinct
-                .iter()
-                .flat_map(|&x| {
-                    components.iter().map(move |g| {
-                        let z = (x - g.mu) / g.sigma;
-                        g.log_peak - 0.5 * z * z
-                    })
-                })
-                .collect(),
-            Dim::Numeric { grid, components, .. } => distinct
-                .iter()
-                .flat_map(|&x| {
-                    let (left, right) = grid.cell(x);
-                    components.iter().map(move |g| {
-                        log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma) - g.log_norm
-                    })
-                })
-                .collect(),
-            Dim::Categorical { probs, .. } => {
-                distinct.iter().flat_map(|&x| probs.iter().map(move |row| row[x as usize].ln())).collect()
-            }
-        };
         let n_components = match dim {
             Dim::Numeric { components, .. } => components.len(),
             Dim::Categorical { probs, .. } => probs.len(),
         };
+        let mut values = Vec::with_capacity(distinct.len() * n_components);
+        for &x in &distinct {
+            match dim {
+                Dim::Numeric { grid: Grid::Continuous, components, .. } => {
+                    values.extend(components.iter().map(|g| {
+                        let z = (x - g.mu) * g.inv_sigma;
+                        g.log_peak - 0.5 * z * z
+                    }))
+                }
+                Dim::Numeric { grid, components, .. } => {
+                    let (left, right) = grid.cell(x);
+                    values.extend(components.iter().map(|g| {
+                        log_gauss_mass((left - g.mu) * g.inv_sigma, (right - g.mu) * g.inv_sigma) - g.log_norm
+                    }))
+                }
+                Dim::Categorical { probs, .. } => values.extend(probs.iter().map(|row| row[x as usize].ln())),
+            }
+        }
         Self { row_of_point, values, n_components }
     }
 
