@@ -224,16 +224,40 @@ impl ParzenEstimator {
     /// Log-density of each point (one internal value per dimension).
     pub fn log_pdf(&self, points: &[Vec<f64>]) -> Vec<f64> {
         let n_dims = self.dims.len();
+        if let [Dim::Numeric { grid: Grid::Continuous, components, .. }] = self.dims.as_slice() {
+            return self.log_pdf_continuous_1d(components, points);
+        }
         let tables: Vec<Table> =
             self.dims.iter().enumerate().map(|(d, dim)| Table::new(dim, points, d)).collect();
         let mut terms = vec![0.0; self.n_kernels()];
+        let mut rows: Vec<&[f64]> = Vec::with_capacity(n_dims);
         (0..points.len())
             .map(|p| {
-                let rows: Vec<&[f64]> = tables.iter().map(|t| t.row(p)).collect();
-                for (k, term) in terms.iter_mut().enumerate() {
-                    let comps = &self.kernel_components[k * n_dims..(k + 1) * n_dims];
-                    *term = self.log_weights[k]
-                        + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
+                rows.clear();
+                rows.extend(tables.iter().map(|t| t.row(p)));
+                for ((term, comps), &log_w) in
+                    terms.iter_mut().zip(self.kernel_components.chunks_exact(n_dims)).zip(&self.log_weights)
+                {
+                    *term = log_w + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
+                }
+                log_sum_exp(&terms)
+            })
+            .collect()
+    }
+
+    /// The common univariate case of a continuous parameter: kernel k is
+    /// component k (nothing merges), so densities need no tables.
+    fn log_pdf_continuous_1d(&self, components: &[Gauss], points: &[Vec<f64>]) -> Vec<f64> {
+        let offsets: Vec<f64> =
+            components.iter().zip(&self.log_weights).map(|(g, w)| g.log_peak + w).collect();
+        let mut terms = vec![0.0; components.len()];
+        points
+            .iter()
+            .map(|p| {
+                let x = p[0];
+                for ((term, g), offset) in terms.iter_mut().zip(components).zip(&offsets) {
+                    let z = (x - g.mu) * g.inv_sigma;
+                    *term = offset - 0.5 * z * z;
                 }
                 log_sum_exp(&terms)
             })
