@@ -161,6 +161,18 @@ impl ParzenEstimator {
                 kernel_components.extend(per_dim_ids.iter().map(|ids| ids[k]));
             }
             merged_weights = kernel_weights;
+        } else if let [ids] = per_dim_ids.as_slice() {
+            let mut slot: Vec<Option<usize>> = vec![None; ids.iter().max().map_or(0, |&m| m as usize + 1)];
+            for (&id, &w) in ids.iter().zip(&kernel_weights) {
+                match slot[id as usize] {
+                    Some(m) => merged_weights[m] += w,
+                    None => {
+                        slot[id as usize] = Some(merged_weights.len());
+                        kernel_components.push(id);
+                        merged_weights.push(w);
+                    }
+                }
+            }
         } else {
             let mut index_of: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_kernels);
             for (k, &w) in kernel_weights.iter().enumerate() {
@@ -374,24 +386,35 @@ fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams)
     let n_kernels = n + 1;
     let min_sigma =
         if params.consider_magic_clip { range / (1.0 + n_kernels as f64).min(100.0) } else { 1e-12 };
-    let kernels = obs.iter().zip(&sigmas).map(|(&mu, &s)| (mu, s.clamp(min_sigma, range)));
-    let kernels = kernels.chain(std::iter::once((0.5 * (lo + hi), range)));
     let mut components: Vec<Gauss> = Vec::with_capacity(n_kernels);
-    let ids = if grid == Grid::Continuous {
+    let mut ids: Vec<u32> = vec![0; n_kernels];
+    if grid == Grid::Continuous {
         // Distinct almost surely: one component per kernel.
-        components.extend(kernels.map(|(mu, sigma)| Gauss::new(mu, sigma, lo, hi)));
-        (0..n_kernels as u32).collect()
+        components.extend(
+            obs.iter().zip(&sigmas).map(|(&mu, &s)| Gauss::new(mu, s.clamp(min_sigma, range), lo, hi)),
+        );
+        ids.iter_mut().enumerate().for_each(|(k, id)| *id = k as u32);
     } else {
-        let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
-        kernels
-            .map(|(mu, sigma)| {
-                *index_of.entry((mu.to_bits(), sigma.to_bits())).or_insert_with(|| {
+        // Walking in sorted order, equal observations are adjacent: a
+        // kernel repeats one of the few components of its run.
+        let mut run_start = 0;
+        for (rank, &i) in order.iter().enumerate() {
+            let (mu, sigma) = (obs[i], sigmas[i].clamp(min_sigma, range));
+            if rank > 0 && obs[order[rank - 1]] != mu {
+                run_start = components.len();
+            }
+            let existing = components[run_start..].iter().position(|g| g.sigma == sigma);
+            ids[i] = match existing {
+                Some(j) => (run_start + j) as u32,
+                None => {
                     components.push(Gauss::new(mu, sigma, lo, hi));
                     (components.len() - 1) as u32
-                })
-            })
-            .collect()
-    };
+                }
+            };
+        }
+    }
+    components.push(Gauss::new(0.5 * (lo + hi), range, lo, hi));
+    ids[n] = (components.len() - 1) as u32;
     (Dim::Numeric { lo, hi, grid, components }, ids)
 }
 
