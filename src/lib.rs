@@ -9,3 +9,4 @@ pub mod crystal;
 pub mod e3;
 pub mod error;
 pub mod hpo;
+pub mod model;
