@@ -14,6 +14,7 @@ pub mod normalize;
 pub mod optim;
 pub mod physical;
 pub mod reference;
+pub mod synthetic;
 
 use std::sync::Arc;
 
