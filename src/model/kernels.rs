@@ -236,169 +236,264 @@ pub struct EdgeIndex {
     pub by_src: Vec<usize>,
 }
 
-/// Wigner-3j tables of one TP instruction, scaled by its path weight: `[m1][m2][m3]`.
-pub struct TpTables<E> {
-    pub c: Vec<Vec<E>>,
+/// Whether the CPU runs the AVX2 + FMA builds of the kernels.
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-/// Contracts the Wigner-3j with one edge's SH: A[m1][m3] = Σ_m2 C[m1][m2][m3] Y[m2].
-#[inline]
-fn contract_sh<E: Real>(c: &[E], y: &[E], d1: usize, d2: usize, d3: usize, a: &mut [E; 81]) {
-    for m1 in 0..d1 {
-        for m3 in 0..d3 {
-            let mut s = E::zero();
-            for m2 in 0..d2 {
-                s += c[(m1 * d2 + m2) * d3 + m3] * y[m2];
+/// a·b + c, fused where the kernel is built for FMA.
+#[inline(always)]
+fn madd<E: Real, const FMA: bool>(a: E, b: E, c: E) -> E {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Runs a kernel body built for AVX2 + FMA when available, else the portable build.
+macro_rules! dispatch {
+    ($body:ident, $ctx:expr, $($arg:expr),*) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast<E: Real>(ctx: &TpCtx<'_, E>, a: usize, b: &mut [E], c: &mut [E]) {
+                $body::<E, true>(ctx, a, b, c)
             }
-            a[m1 * d3 + m3] = s;
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports the enabled features (checked at run time).
+                unsafe { fast($ctx, $($arg),*) }
+            } else {
+                $body::<E, false>($ctx, $($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body::<E, false>($ctx, $($arg),*)
+        }
+    }};
+}
+
+/// Sparse Wigner-3j tables of an edge tensor product, shared by instructions
+/// with the same (l1, l2, l3).
+pub struct TpTables<E> {
+    /// Per distinct (l1, l2, l3): nonzero entries (m1, m2, m3, C).
+    pub triples: Vec<(usize, usize, usize, Vec<(u8, u8, u8, E)>)>,
+    /// Per instruction: index into `triples`.
+    pub triple_of: Vec<usize>,
+}
+
+impl<E: Real> TpTables<E> {
+    pub fn new(tp: &EdgeTp) -> TpTables<E> {
+        let mut triples: Vec<(usize, usize, usize, Vec<(u8, u8, u8, E)>)> = Vec::new();
+        let mut triple_of = Vec::new();
+        for ins in &tp.instructions {
+            let key = (ins.l_in, ins.l_edge, ins.l_out);
+            let k = match triples.iter().position(|t| (t.0, t.1, t.2) == key) {
+                Some(k) => k,
+                None => {
+                    let c = crate::e3::wigner::wigner_3j(key.0 as u32, key.1 as u32, key.2 as u32);
+                    let (d2, d3) = (2 * key.1 + 1, 2 * key.2 + 1);
+                    let nz = c
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.abs() > 1e-15)
+                        .map(|(i, &v)| ((i / (d2 * d3)) as u8, ((i / d3) % d2) as u8, (i % d3) as u8, E::of(v)))
+                        .collect();
+                    triples.push((key.0, key.1, key.2, nz));
+                    triples.len() - 1
+                }
+            };
+            triple_of.push(k);
+        }
+        TpTables { triples, triple_of }
+    }
+}
+
+/// Everything the per-node tensor-product kernels read.
+pub struct TpCtx<'a, E> {
+    pub tp: &'a EdgeTp,
+    pub tables: &'a TpTables<E>,
+    pub din: usize,
+    pub in_offsets: &'a [usize],
+    pub mid_offsets: Vec<usize>,
+    pub h: &'a [E],
+    pub sh: &'a [E],
+    pub sh_dim: usize,
+    pub w: &'a [E],
+    pub edges: &'a EdgeIndex,
+    /// 1/√num_neighbors.
+    pub scale: E,
+    /// Upstream gradient of the neighbour sum (backward only).
+    pub gmid: &'a [E],
+}
+
+/// A[t][m1·d3 + m3] = Σ_m2 C_t[m1][m2][m3] Y[l2² + m2] for every distinct triple t.
+#[inline(always)]
+fn contract_all<E: Real>(tables: &TpTables<E>, y: &[E], a: &mut [[E; 81]]) {
+    for (t, (_, l2, l3, nz)) in tables.triples.iter().enumerate() {
+        let d3 = 2 * l3 + 1;
+        let at = &mut a[t];
+        at.fill(E::zero());
+        let yl = &y[l2 * l2..];
+        for &(m1, m2, m3, c) in nz {
+            at[m1 as usize * d3 + m3 as usize] += c * yl[m2 as usize];
+        }
+    }
+}
+
+/// Neighbour sum of node n: out = scale · Σ_{e → n} TP(h[src], Y[e]; w[e]).
+#[inline(always)]
+fn tp_node_forward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, out: &mut [E], _unused: &mut [E]) {
+    let tp = ctx.tp;
+    let nw = tp.weight_numel;
+    out.fill(E::zero());
+    let mut a = vec![[E::zero(); 81]; ctx.tables.triples.len()];
+    let mut t = [E::zero(); 9 * 64];
+    for e in ctx.edges.dst_ptr[n]..ctx.edges.dst_ptr[n + 1] {
+        let x = &ctx.h[ctx.edges.src[e] * ctx.din..][..ctx.din];
+        contract_all(ctx.tables, &ctx.sh[e * ctx.sh_dim..][..ctx.sh_dim], &mut a);
+        let we = &ctx.w[e * nw..][..nw];
+        for (ins, &ti) in tp.instructions.iter().zip(&ctx.tables.triple_of) {
+            let (d1, d3, mul) = (2 * ins.l_in + 1, 2 * ins.l_out + 1, ins.mul);
+            let at = &a[ti];
+            let xin = &x[ctx.in_offsets[ins.block_in]..][..d1 * mul];
+            let umid = tp.irreps_mid.0[ins.block_mid].mul;
+            let pw = ctx.scale * E::of(ins.path_weight);
+            for chunk in (0..mul).step_by(64) {
+                let len = (mul - chunk).min(64);
+                let tt = &mut t[..d3 * len];
+                tt.fill(E::zero());
+                for m1 in 0..d1 {
+                    let xr = &xin[m1 * mul + chunk..][..len];
+                    for m3 in 0..d3 {
+                        let coef = at[m1 * d3 + m3];
+                        if coef == E::zero() {
+                            continue;
+                        }
+                        for (tu, &xu) in tt[m3 * len..(m3 + 1) * len].iter_mut().zip(xr) {
+                            *tu = madd::<E, FMA>(coef, xu, *tu);
+                        }
+                    }
+                }
+                let wu = &we[ins.weight_offset + chunk..][..len];
+                for m3 in 0..d3 {
+                    let o = &mut out[ctx.mid_offsets[ins.block_mid] + m3 * umid + ins.u0 + chunk..][..len];
+                    for ((ou, &tu), &wv) in o.iter_mut().zip(&tt[m3 * len..(m3 + 1) * len]).zip(wu) {
+                        *ou = madd::<E, FMA>(pw * wv, tu, *ou);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Backward for the edges into node n: dw per edge (overwritten) and dx per edge (overwritten).
+#[inline(always)]
+fn tp_node_backward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dxc: &mut [E], dwc: &mut [E]) {
+    let tp = ctx.tp;
+    let nw = tp.weight_numel;
+    let dmid = tp.irreps_mid.dim();
+    let g = &ctx.gmid[n * dmid..][..dmid];
+    let mut a = vec![[E::zero(); 81]; ctx.tables.triples.len()];
+    let mut t = [E::zero(); 9 * 64];
+    let mut gw = [E::zero(); 9 * 64];
+    for (k, e) in (ctx.edges.dst_ptr[n]..ctx.edges.dst_ptr[n + 1]).enumerate() {
+        let x = &ctx.h[ctx.edges.src[e] * ctx.din..][..ctx.din];
+        contract_all(ctx.tables, &ctx.sh[e * ctx.sh_dim..][..ctx.sh_dim], &mut a);
+        let we = &ctx.w[e * nw..][..nw];
+        let dxe = &mut dxc[k * ctx.din..][..ctx.din];
+        let dwe = &mut dwc[k * nw..][..nw];
+        dxe.fill(E::zero());
+        dwe.fill(E::zero());
+        for (ins, &ti) in tp.instructions.iter().zip(&ctx.tables.triple_of) {
+            let (d1, d3, mul) = (2 * ins.l_in + 1, 2 * ins.l_out + 1, ins.mul);
+            let at = &a[ti];
+            let off_in = ctx.in_offsets[ins.block_in];
+            let umid = tp.irreps_mid.0[ins.block_mid].mul;
+            let pw = ctx.scale * E::of(ins.path_weight);
+            for chunk in (0..mul).step_by(64) {
+                let len = (mul - chunk).min(64);
+                // t[m3] = Σ_m1 A x[m1];  dw += pw Σ_m3 g[m3] t[m3];  gw[m3] = pw w g[m3];  dx[m1] += Σ_m3 A gw[m3]
+                let tt = &mut t[..d3 * len];
+                tt.fill(E::zero());
+                for m1 in 0..d1 {
+                    let xr = &x[off_in + m1 * mul + chunk..][..len];
+                    for m3 in 0..d3 {
+                        let coef = at[m1 * d3 + m3];
+                        if coef == E::zero() {
+                            continue;
+                        }
+                        for (tu, &xu) in tt[m3 * len..(m3 + 1) * len].iter_mut().zip(xr) {
+                            *tu = madd::<E, FMA>(coef, xu, *tu);
+                        }
+                    }
+                }
+                let wu = &we[ins.weight_offset + chunk..][..len];
+                let dwu = &mut dwe[ins.weight_offset + chunk..][..len];
+                let gws = &mut gw[..d3 * len];
+                for m3 in 0..d3 {
+                    let gr = &g[ctx.mid_offsets[ins.block_mid] + m3 * umid + ins.u0 + chunk..][..len];
+                    let trow = &tt[m3 * len..(m3 + 1) * len];
+                    let grow = &mut gws[m3 * len..(m3 + 1) * len];
+                    for u in 0..len {
+                        dwu[u] = madd::<E, FMA>(pw * gr[u], trow[u], dwu[u]);
+                        grow[u] = pw * wu[u] * gr[u];
+                    }
+                }
+                for m1 in 0..d1 {
+                    let d = &mut dxe[off_in + m1 * mul + chunk..][..len];
+                    for m3 in 0..d3 {
+                        let coef = at[m1 * d3 + m3];
+                        if coef == E::zero() {
+                            continue;
+                        }
+                        for (du, &gv) in d.iter_mut().zip(&gws[m3 * len..(m3 + 1) * len]) {
+                            *du = madd::<E, FMA>(coef, gv, *du);
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
 /// mid[n] = scale · Σ_{e → n} TP(h[src e], Y[e]; w[e]) for every node.
-#[allow(clippy::too_many_arguments)]
-pub fn tp_forward<E: Real>(
-    tp: &EdgeTp,
-    tables: &TpTables<E>,
-    din: usize,
-    h: &[E],
-    sh: &[E],
-    sh_dim: usize,
-    w: &[E],
-    edges: &EdgeIndex,
-    scale: E,
-    mid: &mut [E],
-    in_offsets: &[usize],
-) {
-    let dmid = tp.irreps_mid.dim();
-    let mid_off = tp.irreps_mid.offsets();
-    let nw = tp.weight_numel;
-    mid.par_chunks_mut(dmid).enumerate().for_each(|(n, out)| {
-        out.fill(E::zero());
-        let mut a = [E::zero(); 81];
-        let mut t = vec![E::zero(); 64];
-        for e in edges.dst_ptr[n]..edges.dst_ptr[n + 1] {
-            let x = &h[edges.src[e] * din..(edges.src[e] + 1) * din];
-            let y = &sh[e * sh_dim..(e + 1) * sh_dim];
-            let we = &w[e * nw..(e + 1) * nw];
-            for (ins, c) in tp.instructions.iter().zip(&tables.c) {
-                let (d1, d2, d3) = (2 * ins.l_in + 1, 2 * ins.l_edge + 1, 2 * ins.l_out + 1);
-                contract_sh(c, &y[ins.l_edge * ins.l_edge..], d1, d2, d3, &mut a);
-                let mul = ins.mul;
-                if t.len() < mul {
-                    t.resize(mul, E::zero());
-                }
-                let umid = tp.irreps_mid.0[ins.block_mid].mul;
-                let xin = &x[in_offsets[ins.block_in]..];
-                let wu = &we[ins.weight_offset..ins.weight_offset + mul];
-                for m3 in 0..d3 {
-                    let tt = &mut t[..mul];
-                    tt.fill(E::zero());
-                    for m1 in 0..d1 {
-                        let coef = a[m1 * d3 + m3];
-                        for (tu, &xu) in tt.iter_mut().zip(&xin[m1 * mul..(m1 + 1) * mul]) {
-                            *tu += coef * xu;
-                        }
-                    }
-                    let o = &mut out[mid_off[ins.block_mid] + m3 * umid + ins.u0..][..mul];
-                    for ((ou, &tu), &wv) in o.iter_mut().zip(tt.iter()).zip(wu) {
-                        *ou += scale * wv * tu;
-                    }
-                }
-            }
-        }
-    });
+pub fn tp_forward<E: Real>(ctx: &TpCtx<'_, E>, mid: &mut [E]) {
+    let dmid = ctx.tp.irreps_mid.dim();
+    mid.par_chunks_mut(dmid).enumerate().for_each(|(n, out)| dispatch!(tp_node_forward, ctx, n, out, &mut []));
 }
 
-/// Backward of [`tp_forward`]: dh (accumulated) and dw (per edge, overwritten).
-#[allow(clippy::too_many_arguments)]
-pub fn tp_backward<E: Real>(
-    tp: &EdgeTp,
-    tables: &TpTables<E>,
-    din: usize,
-    h: &[E],
-    sh: &[E],
-    sh_dim: usize,
-    w: &[E],
-    edges: &EdgeIndex,
-    scale: E,
-    gmid: &[E],
-    in_offsets: &[usize],
-    dh: &mut [E],
-    dw: &mut [E],
-) {
-    let dmid = tp.irreps_mid.dim();
-    let mid_off = tp.irreps_mid.offsets();
-    let nw = tp.weight_numel;
-    let num_edges = edges.src.len();
-    let mut dx_edge = vec![E::zero(); num_edges * din];
+/// Backward of [`tp_forward`] with upstream `ctx.gmid`: dh (accumulated) and dw (per edge).
+pub fn tp_backward<E: Real>(ctx: &TpCtx<'_, E>, dh: &mut [E], dw: &mut [E]) {
+    let din = ctx.din;
+    let nw = ctx.tp.weight_numel;
+    let edges = ctx.edges;
+    let mut dx_edge = vec![E::zero(); edges.src.len() * din];
     // Split the per-edge buffers at node boundaries so each node's edges are written by one task.
-    let mut dx_chunks: Vec<&mut [E]> = Vec::new();
-    let mut dw_chunks: Vec<&mut [E]> = Vec::new();
+    let mut chunks: Vec<(usize, &mut [E], &mut [E])> = Vec::new();
     {
         let mut rest_x: &mut [E] = &mut dx_edge;
         let mut rest_w: &mut [E] = dw;
         for n in 0..edges.dst_ptr.len() - 1 {
             let k = edges.dst_ptr[n + 1] - edges.dst_ptr[n];
             let (a, b) = std::mem::take(&mut rest_x).split_at_mut(k * din);
-            dx_chunks.push(a);
             rest_x = b;
-            let (a, b) = std::mem::take(&mut rest_w).split_at_mut(k * nw);
-            dw_chunks.push(a);
-            rest_w = b;
+            let (c, d) = std::mem::take(&mut rest_w).split_at_mut(k * nw);
+            rest_w = d;
+            chunks.push((n, a, c));
         }
     }
-    dx_chunks.into_par_iter().zip(dw_chunks).enumerate().for_each(|(n, (dxc, dwc))| {
-        let g = &gmid[n * dmid..(n + 1) * dmid];
-        let mut a = [E::zero(); 81];
-        let mut t = vec![E::zero(); 64];
-        let mut gw = vec![E::zero(); 64];
-        for (k, e) in (edges.dst_ptr[n]..edges.dst_ptr[n + 1]).enumerate() {
-            let x = &h[edges.src[e] * din..(edges.src[e] + 1) * din];
-            let y = &sh[e * sh_dim..(e + 1) * sh_dim];
-            let we = &w[e * nw..(e + 1) * nw];
-            let dxe = &mut dxc[k * din..(k + 1) * din];
-            let dwe = &mut dwc[k * nw..(k + 1) * nw];
-            dwe.fill(E::zero());
-            for (ins, c) in tp.instructions.iter().zip(&tables.c) {
-                let (d1, d2, d3) = (2 * ins.l_in + 1, 2 * ins.l_edge + 1, 2 * ins.l_out + 1);
-                contract_sh(c, &y[ins.l_edge * ins.l_edge..], d1, d2, d3, &mut a);
-                let mul = ins.mul;
-                if t.len() < mul {
-                    t.resize(mul, E::zero());
-                    gw.resize(mul, E::zero());
-                }
-                let umid = tp.irreps_mid.0[ins.block_mid].mul;
-                let xin = &x[in_offsets[ins.block_in]..];
-                let wu = &we[ins.weight_offset..ins.weight_offset + mul];
-                for m3 in 0..d3 {
-                    let gr = &g[mid_off[ins.block_mid] + m3 * umid + ins.u0..][..mul];
-                    // t = Σ_m1 A x ; dw += g·t ; gw = scale·w·g ; dx[m1] += A gw
-                    let tt = &mut t[..mul];
-                    tt.fill(E::zero());
-                    for m1 in 0..d1 {
-                        let coef = a[m1 * d3 + m3];
-                        for (tu, &xu) in tt.iter_mut().zip(&xin[m1 * mul..(m1 + 1) * mul]) {
-                            *tu += coef * xu;
-                        }
-                    }
-                    let dwu = &mut dwe[ins.weight_offset..ins.weight_offset + mul];
-                    let gwu = &mut gw[..mul];
-                    for u in 0..mul {
-                        dwu[u] += scale * gr[u] * tt[u];
-                        gwu[u] = scale * gr[u] * wu[u];
-                    }
-                    for m1 in 0..d1 {
-                        let coef = a[m1 * d3 + m3];
-                        let d = &mut dxe[in_offsets[ins.block_in] + m1 * mul..][..mul];
-                        for (du, &gv) in d.iter_mut().zip(gwu.iter()) {
-                            *du += coef * gv;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    chunks.into_par_iter().for_each(|(n, dxc, dwc)| dispatch!(tp_node_backward, ctx, n, dxc, dwc));
     dh.par_chunks_mut(din).enumerate().for_each(|(n, dhn)| {
         for &e in &edges.by_src[edges.src_ptr[n]..edges.src_ptr[n + 1]] {
             for (d, &v) in dhn.iter_mut().zip(&dx_edge[e * din..(e + 1) * din]) {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::arch::{Act, Architecture, ConvArch, GateArch, NUM_ELEMENTS};
 use super::config::{ModelError, ModelKind, OutputMode};
 use super::input::ModelInput;
-use super::kernels::{fctp_backward, fctp_forward, fctp_species_matrices, matmul, tp_backward, tp_forward, EdgeIndex, Real, TpTables, View};
+use super::kernels::{fctp_backward, fctp_forward, fctp_species_matrices, matmul, tp_backward, tp_forward, EdgeIndex, Real, TpCtx, TpTables, View};
 use super::normalize::{sigmoid, Normalize2Mom};
 use super::physical::{physical_backward, physical_forward};
 use crate::e3::cartesian::cartesian_to_irreps;
@@ -117,22 +117,7 @@ fn act_value(a: Act, x: f64, n: &Normalize2Mom) -> (f64, f64) {
 
 impl<E: Real> Network<E> {
     pub fn new(arch: Architecture) -> Network<E> {
-        let tables = arch
-            .convs
-            .iter()
-            .map(|c| TpTables {
-                c: c.tp
-                    .instructions
-                    .iter()
-                    .map(|ins| {
-                        crate::e3::wigner::wigner_3j(ins.l_in as u32, ins.l_edge as u32, ins.l_out as u32)
-                            .into_iter()
-                            .map(|v| E::of(v * ins.path_weight))
-                            .collect()
-                    })
-                    .collect(),
-            })
-            .collect();
+        let tables = arch.convs.iter().map(|c| TpTables::new(&c.tp)).collect();
         Network { arch, tables, norm: Normalize2Mom::get() }
     }
 
@@ -328,8 +313,22 @@ impl<E: Real> Network<E> {
         let mut mid = vec![E::zero(); n * conv.tp.irreps_mid.dim()];
         let sh_dim = (cfg.lmax + 1) * (cfg.lmax + 1);
         let scale = E::of(1.0 / cfg.num_neighbors.sqrt());
-        let in_off = conv.irreps_in.offsets();
-        tp_forward(&conv.tp, &self.tables[k], din, &h, &prep.sh, sh_dim, &w, &prep.edges, scale, &mut mid, &in_off);
+        let in_offsets = conv.irreps_in.offsets();
+        let ctx = TpCtx {
+            tp: &conv.tp,
+            tables: &self.tables[k],
+            din,
+            in_offsets: &in_offsets,
+            mid_offsets: conv.tp.irreps_mid.offsets(),
+            h: &h,
+            sh: &prep.sh,
+            sh_dim,
+            w: &w,
+            edges: &prep.edges,
+            scale,
+            gmid: &[],
+        };
+        tp_forward(&ctx, &mut mid);
         let mut out = vec![E::zero(); n * dout];
         fctp_forward(&conv.lin2, &mats_lin2, &mid, &prep.species_of, &mut out);
         let s = E::of((PI / 8.0).sin());
@@ -500,8 +499,22 @@ impl<E: Real> Network<E> {
         let mut dw = vec![E::zero(); num_edges * nw];
         let sh_dim = (cfg.lmax + 1) * (cfg.lmax + 1);
         let scale = E::of(1.0 / cfg.num_neighbors.sqrt());
-        let in_off = conv.irreps_in.offsets();
-        tp_backward(&conv.tp, &self.tables[k], din, &cc.h, &prep.sh, sh_dim, &cc.w, &prep.edges, scale, &dmid_v, &in_off, &mut dh, &mut dw);
+        let in_offsets = conv.irreps_in.offsets();
+        let ctx = TpCtx {
+            tp: &conv.tp,
+            tables: &self.tables[k],
+            din,
+            in_offsets: &in_offsets,
+            mid_offsets: conv.tp.irreps_mid.offsets(),
+            h: &cc.h,
+            sh: &prep.sh,
+            sh_dim,
+            w: &cc.w,
+            edges: &prep.edges,
+            scale,
+            gmid: &dmid_v,
+        };
+        tp_backward(&ctx, &mut dh, &mut dw);
         // Radial MLP.
         let dims = &conv.radial_dims;
         let mut gcur = dw;
