@@ -98,6 +98,53 @@ pub fn matmul<E: Real>(a: &[E], av: View, b: &[E], bv: View, c: &mut [E], cv: Vi
     }
 }
 
+/// Whether the CPU runs the AVX2 + FMA builds of the kernels.
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// a·b + c, fused where the kernel is built for FMA.
+#[inline(always)]
+fn madd<E: Real, const FMA: bool>(a: E, b: E, c: E) -> E {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Runs a kernel body built for AVX2 + FMA when available, else the portable build.
+macro_rules! dispatch {
+    ($body:ident, $ctx_ty:ident, $ctx:expr, $($arg:expr),*) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast<E: Real>(ctx: &$ctx_ty<'_, E>, a: usize, b: &mut [E], c: &mut [E]) {
+                $body::<E, true>(ctx, a, b, c)
+            }
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports the enabled features (checked at run time).
+                unsafe { fast($ctx, $($arg),*) }
+            } else {
+                $body::<E, false>($ctx, $($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body::<E, false>($ctx, $($arg),*)
+        }
+    }};
+}
+
 /// Per-species weight matrices of an [`Fctp`]: for each path, `[species][u][w]`
 /// = norm · Σ_v W[u][v][w] z[species][v]. Node attributes depend only on the
 /// element, so the bilinear product collapses to one matrix per species.
@@ -127,30 +174,102 @@ pub fn fctp_species_matrices<E: Real>(f: &Fctp, w: &[E], z: &[E], species: usize
         .collect()
 }
 
-/// out[n] (+)= FCTP(x[n], z[species[n]]) for all nodes; `mats` from [`fctp_species_matrices`].
-pub fn fctp_forward<E: Real>(f: &Fctp, mats: &[Vec<E>], x: &[E], species: &[usize], out: &mut [E]) {
+/// Everything the per-node FCTP kernels read.
+pub struct FctpCtx<'a, E> {
+    f: &'a Fctp,
+    mats: &'a [Vec<E>],
+    species_of: &'a [usize],
+    off_in: Vec<usize>,
+    off_out: Vec<usize>,
+    /// Node inputs (forward) or output gradients (input-gradient pass).
+    src: &'a [E],
+    /// Second operand of the species-gradient pass: output gradients.
+    g: &'a [E],
+    nodes_of_species: &'a [Vec<usize>],
+    path: usize,
+}
+
+impl<'a, E: Real> FctpCtx<'a, E> {
+    fn new(f: &'a Fctp, mats: &'a [Vec<E>], species_of: &'a [usize], src: &'a [E]) -> Self {
+        FctpCtx { f, mats, species_of, off_in: f.irreps_in.offsets(), off_out: f.irreps_out.offsets(), src, g: &[], nodes_of_species: &[], path: 0 }
+    }
+}
+
+#[inline(always)]
+fn fctp_node_forward<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, n: usize, o: &mut [E], _unused: &mut [E]) {
+    let f = ctx.f;
     let din = f.irreps_in.dim();
-    let dout = f.irreps_out.dim();
-    let off_in = f.irreps_in.offsets();
-    let off_out = f.irreps_out.offsets();
-    out.par_chunks_mut(dout).zip(x.par_chunks(din)).zip(species.par_iter()).for_each(|((o, xn), &s)| {
-        o.fill(E::zero());
-        for (p, m) in f.paths.iter().zip(mats) {
-            let bi = f.irreps_in.0[p.block_in];
-            let bo = f.irreps_out.0[p.block_out];
-            let (nu, nw, d) = (bi.mul, bo.mul, bi.ir.dim());
-            let ms = &m[s * nu * nw..(s + 1) * nu * nw];
-            for mm in 0..d {
-                let xr = &xn[off_in[p.block_in] + mm * nu..][..nu];
-                let orow = &mut o[off_out[p.block_out] + mm * nw..][..nw];
-                for (u, &a) in xr.iter().enumerate() {
-                    for (ow, &mw) in orow.iter_mut().zip(&ms[u * nw..(u + 1) * nw]) {
-                        *ow += a * mw;
-                    }
+    let xn = &ctx.src[n * din..][..din];
+    let s = ctx.species_of[n];
+    o.fill(E::zero());
+    for (p, m) in f.paths.iter().zip(ctx.mats) {
+        let bi = f.irreps_in.0[p.block_in];
+        let bo = f.irreps_out.0[p.block_out];
+        let (nu, nw, d) = (bi.mul, bo.mul, bi.ir.dim());
+        let ms = &m[s * nu * nw..(s + 1) * nu * nw];
+        for mm in 0..d {
+            let xr = &xn[ctx.off_in[p.block_in] + mm * nu..][..nu];
+            let orow = &mut o[ctx.off_out[p.block_out] + mm * nw..][..nw];
+            for (u, &a) in xr.iter().enumerate() {
+                for (ow, &mw) in orow.iter_mut().zip(&ms[u * nw..(u + 1) * nw]) {
+                    *ow = madd::<E, FMA>(a, mw, *ow);
                 }
             }
         }
-    });
+    }
+}
+
+#[inline(always)]
+fn fctp_node_input_grad<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, n: usize, dxn: &mut [E], _unused: &mut [E]) {
+    let f = ctx.f;
+    let dout = f.irreps_out.dim();
+    let gn = &ctx.src[n * dout..][..dout];
+    let s = ctx.species_of[n];
+    for (p, m) in f.paths.iter().zip(ctx.mats) {
+        let bi = f.irreps_in.0[p.block_in];
+        let bo = f.irreps_out.0[p.block_out];
+        let (nu, nw, d) = (bi.mul, bo.mul, bi.ir.dim());
+        let ms = &m[s * nu * nw..(s + 1) * nu * nw];
+        for mm in 0..d {
+            let gr = &gn[ctx.off_out[p.block_out] + mm * nw..][..nw];
+            let dr = &mut dxn[ctx.off_in[p.block_in] + mm * nu..][..nu];
+            for (u, du) in dr.iter_mut().enumerate() {
+                let mut acc = E::zero();
+                for (&gw, &mw) in gr.iter().zip(&ms[u * nw..(u + 1) * nw]) {
+                    acc = madd::<E, FMA>(gw, mw, acc);
+                }
+                *du += acc;
+            }
+        }
+    }
+}
+
+/// G[s][u][w] = Σ_{n ∈ s} Σ_m x[n][m][u] g[n][m][w] for one path and one species.
+#[inline(always)]
+fn fctp_species_grad<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, s: usize, gsp: &mut [E], _unused: &mut [E]) {
+    let f = ctx.f;
+    let p = &f.paths[ctx.path];
+    let (din, dout) = (f.irreps_in.dim(), f.irreps_out.dim());
+    let bi = f.irreps_in.0[p.block_in];
+    let bo = f.irreps_out.0[p.block_out];
+    let (nu, nw, d) = (bi.mul, bo.mul, bi.ir.dim());
+    for &n in &ctx.nodes_of_species[s] {
+        for mm in 0..d {
+            let xr = &ctx.src[n * din + ctx.off_in[p.block_in] + mm * nu..][..nu];
+            let gr = &ctx.g[n * dout + ctx.off_out[p.block_out] + mm * nw..][..nw];
+            for (u, &a) in xr.iter().enumerate() {
+                for (o, &gw) in gsp[u * nw..(u + 1) * nw].iter_mut().zip(gr) {
+                    *o = madd::<E, FMA>(a, gw, *o);
+                }
+            }
+        }
+    }
+}
+
+/// out[n] = FCTP(x[n], z[species[n]]) for all nodes; `mats` from [`fctp_species_matrices`].
+pub fn fctp_forward<E: Real>(f: &Fctp, mats: &[Vec<E>], x: &[E], species: &[usize], out: &mut [E]) {
+    let ctx = FctpCtx::new(f, mats, species, x);
+    out.par_chunks_mut(f.irreps_out.dim()).enumerate().for_each(|(n, o)| dispatch!(fctp_node_forward, FctpCtx, &ctx, n, o, &mut []));
 }
 
 /// Backward of [`fctp_forward`]: accumulates dx (if given), dW and dz.
@@ -168,52 +287,18 @@ pub fn fctp_backward<E: Real>(
     dw: &mut [E],
     dz: &mut [E],
 ) {
-    let din = f.irreps_in.dim();
-    let dout = f.irreps_out.dim();
-    let off_in = f.irreps_in.offsets();
-    let off_out = f.irreps_out.offsets();
     let ns = nodes_of_species.len();
     let v = f.attr_dim;
     if let Some(dx) = dx {
-        dx.par_chunks_mut(din).zip(g.par_chunks(dout)).zip(species_of.par_iter()).for_each(|((dxn, gn), &s)| {
-            for (p, m) in f.paths.iter().zip(mats) {
-                let bi = f.irreps_in.0[p.block_in];
-                let bo = f.irreps_out.0[p.block_out];
-                let (nu, nw, d) = (bi.mul, bo.mul, bi.ir.dim());
-                let ms = &m[s * nu * nw..(s + 1) * nu * nw];
-                for mm in 0..d {
-                    let gr = &gn[off_out[p.block_out] + mm * nw..][..nw];
-                    let dr = &mut dxn[off_in[p.block_in] + mm * nu..][..nu];
-                    for (u, du) in dr.iter_mut().enumerate() {
-                        let mut acc = E::zero();
-                        for (&gw, &mw) in gr.iter().zip(&ms[u * nw..(u + 1) * nw]) {
-                            acc += gw * mw;
-                        }
-                        *du += acc;
-                    }
-                }
-            }
-        });
+        let ctx = FctpCtx::new(f, mats, species_of, g);
+        dx.par_chunks_mut(f.irreps_in.dim()).enumerate().for_each(|(n, dxn)| dispatch!(fctp_node_input_grad, FctpCtx, &ctx, n, dxn, &mut []));
     }
-    for p in &f.paths {
-        let bi = f.irreps_in.0[p.block_in];
-        let bo = f.irreps_out.0[p.block_out];
-        let (nu, nw, d) = (bi.mul, bo.mul, bi.ir.dim());
-        // G[s][u][w] = Σ_{n ∈ s} Σ_m x[n][m][u] g[n][m][w]
+    for (k, p) in f.paths.iter().enumerate() {
+        let nu = f.irreps_in.0[p.block_in].mul;
+        let nw = f.irreps_out.0[p.block_out].mul;
+        let ctx = FctpCtx { g, nodes_of_species, path: k, ..FctpCtx::new(f, mats, species_of, x) };
         let mut gs = vec![E::zero(); ns * nu * nw];
-        gs.par_chunks_mut(nu * nw).zip(nodes_of_species.par_iter()).for_each(|(gsp, nodes)| {
-            for &n in nodes {
-                for mm in 0..d {
-                    let xr = &x[n * din + off_in[p.block_in] + mm * nu..][..nu];
-                    let gr = &g[n * dout + off_out[p.block_out] + mm * nw..][..nw];
-                    for (u, &a) in xr.iter().enumerate() {
-                        for (o, &gw) in gsp[u * nw..(u + 1) * nw].iter_mut().zip(gr) {
-                            *o += a * gw;
-                        }
-                    }
-                }
-            }
-        });
+        gs.par_chunks_mut(nu * nw).enumerate().for_each(|(s, gsp)| dispatch!(fctp_species_grad, FctpCtx, &ctx, s, gsp, &mut []));
         let norm = E::of(p.norm);
         for u in 0..nu {
             let wu = p.weight_offset + u * v * nw;
@@ -234,53 +319,6 @@ pub struct EdgeIndex {
     /// Edges with source n: `by_src[src_ptr[n]..src_ptr[n+1]]`.
     pub src_ptr: Vec<usize>,
     pub by_src: Vec<usize>,
-}
-
-/// Whether the CPU runs the AVX2 + FMA builds of the kernels.
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// a·b + c, fused where the kernel is built for FMA.
-#[inline(always)]
-fn madd<E: Real, const FMA: bool>(a: E, b: E, c: E) -> E {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-/// Runs a kernel body built for AVX2 + FMA when available, else the portable build.
-macro_rules! dispatch {
-    ($body:ident, $ctx:expr, $($arg:expr),*) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast<E: Real>(ctx: &TpCtx<'_, E>, a: usize, b: &mut [E], c: &mut [E]) {
-                $body::<E, true>(ctx, a, b, c)
-            }
-            if has_avx2_fma() {
-                // SAFETY: the CPU supports the enabled features (checked at run time).
-                unsafe { fast($ctx, $($arg),*) }
-            } else {
-                $body::<E, false>($ctx, $($arg),*)
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $body::<E, false>($ctx, $($arg),*)
-        }
-    }};
 }
 
 /// Sparse Wigner-3j tables of an edge tensor product, shared by instructions
@@ -397,24 +435,19 @@ fn tp_node_forward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, out: 
     }
 }
 
-/// Backward for the edges into node n: dw per edge (overwritten) and dx per edge (overwritten).
+/// Weight gradient of the edges into node n: dw[e] = pw Σ_m3 g[dst][m3] ∘ (A x[src])[m3].
 #[inline(always)]
-fn tp_node_backward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dxc: &mut [E], dwc: &mut [E]) {
+fn tp_node_weight_grad<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dwc: &mut [E], _unused: &mut [E]) {
     let tp = ctx.tp;
     let nw = tp.weight_numel;
     let dmid = tp.irreps_mid.dim();
     let g = &ctx.gmid[n * dmid..][..dmid];
     let mut a = vec![[E::zero(); 81]; ctx.tables.triples.len()];
-    let mut t = [E::zero(); 9 * 64];
-    let mut gw = [E::zero(); 9 * 64];
+    let mut t = [E::zero(); 64];
     for (k, e) in (ctx.edges.dst_ptr[n]..ctx.edges.dst_ptr[n + 1]).enumerate() {
         let x = &ctx.h[ctx.edges.src[e] * ctx.din..][..ctx.din];
         contract_all(ctx.tables, &ctx.sh[e * ctx.sh_dim..][..ctx.sh_dim], &mut a);
-        let we = &ctx.w[e * nw..][..nw];
-        let dxe = &mut dxc[k * ctx.din..][..ctx.din];
         let dwe = &mut dwc[k * nw..][..nw];
-        dxe.fill(E::zero());
-        dwe.fill(E::zero());
         for (ins, &ti) in tp.instructions.iter().zip(&ctx.tables.triple_of) {
             let (d1, d3, mul) = (2 * ins.l_in + 1, 2 * ins.l_out + 1, ins.mul);
             let at = &a[ti];
@@ -423,35 +456,60 @@ fn tp_node_backward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dxc:
             let pw = ctx.scale * E::of(ins.path_weight);
             for chunk in (0..mul).step_by(64) {
                 let len = (mul - chunk).min(64);
-                // t[m3] = Σ_m1 A x[m1];  dw += pw Σ_m3 g[m3] t[m3];  gw[m3] = pw w g[m3];  dx[m1] += Σ_m3 A gw[m3]
-                let tt = &mut t[..d3 * len];
-                tt.fill(E::zero());
-                for m1 in 0..d1 {
-                    let xr = &x[off_in + m1 * mul + chunk..][..len];
-                    for m3 in 0..d3 {
+                let dwu = &mut dwe[ins.weight_offset + chunk..][..len];
+                dwu.fill(E::zero());
+                for m3 in 0..d3 {
+                    let tt = &mut t[..len];
+                    tt.fill(E::zero());
+                    for m1 in 0..d1 {
                         let coef = at[m1 * d3 + m3];
                         if coef == E::zero() {
                             continue;
                         }
-                        for (tu, &xu) in tt[m3 * len..(m3 + 1) * len].iter_mut().zip(xr) {
+                        for (tu, &xu) in tt.iter_mut().zip(&x[off_in + m1 * mul + chunk..][..len]) {
                             *tu = madd::<E, FMA>(coef, xu, *tu);
                         }
                     }
+                    let gr = &g[ctx.mid_offsets[ins.block_mid] + m3 * umid + ins.u0 + chunk..][..len];
+                    for ((d, &gv), &tv) in dwu.iter_mut().zip(gr).zip(tt.iter()) {
+                        *d = madd::<E, FMA>(pw * gv, tv, *d);
+                    }
                 }
+            }
+        }
+    }
+}
+
+/// Input gradient of node n through its outgoing edges: dh[n][m1] += Σ_e Σ_m3 A_e[m1][m3] pw w_e g[dst e][m3].
+#[inline(always)]
+fn tp_node_input_grad<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dhn: &mut [E], _unused: &mut [E]) {
+    let tp = ctx.tp;
+    let nw = tp.weight_numel;
+    let dmid = tp.irreps_mid.dim();
+    let mut a = vec![[E::zero(); 81]; ctx.tables.triples.len()];
+    let mut gw = [E::zero(); 9 * 64];
+    for &e in &ctx.edges.by_src[ctx.edges.src_ptr[n]..ctx.edges.src_ptr[n + 1]] {
+        let g = &ctx.gmid[ctx.edges.dst[e] * dmid..][..dmid];
+        contract_all(ctx.tables, &ctx.sh[e * ctx.sh_dim..][..ctx.sh_dim], &mut a);
+        let we = &ctx.w[e * nw..][..nw];
+        for (ins, &ti) in tp.instructions.iter().zip(&ctx.tables.triple_of) {
+            let (d1, d3, mul) = (2 * ins.l_in + 1, 2 * ins.l_out + 1, ins.mul);
+            let at = &a[ti];
+            let off_in = ctx.in_offsets[ins.block_in];
+            let umid = tp.irreps_mid.0[ins.block_mid].mul;
+            let pw = ctx.scale * E::of(ins.path_weight);
+            for chunk in (0..mul).step_by(64) {
+                let len = (mul - chunk).min(64);
                 let wu = &we[ins.weight_offset + chunk..][..len];
-                let dwu = &mut dwe[ins.weight_offset + chunk..][..len];
                 let gws = &mut gw[..d3 * len];
                 for m3 in 0..d3 {
                     let gr = &g[ctx.mid_offsets[ins.block_mid] + m3 * umid + ins.u0 + chunk..][..len];
-                    let trow = &tt[m3 * len..(m3 + 1) * len];
-                    let grow = &mut gws[m3 * len..(m3 + 1) * len];
-                    for u in 0..len {
-                        dwu[u] = madd::<E, FMA>(pw * gr[u], trow[u], dwu[u]);
-                        grow[u] = pw * wu[u] * gr[u];
+                    for ((o, &wv), &gv) in gws[m3 * len..(m3 + 1) * len].iter_mut().zip(wu).zip(gr) {
+                        *o = pw * wv * gv;
                     }
                 }
                 for m1 in 0..d1 {
-                    let d = &mut dxe[off_in + m1 * mul + chunk..][..len];
+                    let d = &mut dhn[off_in + m1 * mul + chunk..][..len];
                     for m3 in 0..d3 {
                         let coef = at[m1 * d3 + m3];
                         if coef == E::zero() {
@@ -470,35 +528,23 @@ fn tp_node_backward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dxc:
 /// mid[n] = scale · Σ_{e → n} TP(h[src e], Y[e]; w[e]) for every node.
 pub fn tp_forward<E: Real>(ctx: &TpCtx<'_, E>, mid: &mut [E]) {
     let dmid = ctx.tp.irreps_mid.dim();
-    mid.par_chunks_mut(dmid).enumerate().for_each(|(n, out)| dispatch!(tp_node_forward, ctx, n, out, &mut []));
+    mid.par_chunks_mut(dmid).enumerate().for_each(|(n, out)| dispatch!(tp_node_forward, TpCtx, ctx, n, out, &mut []));
 }
 
-/// Backward of [`tp_forward`] with upstream `ctx.gmid`: dh (accumulated) and dw (per edge).
+/// Backward of [`tp_forward`] with upstream `ctx.gmid`: dh (accumulated) and dw (per edge,
+/// overwritten). Weight gradients run over destinations, input gradients over sources,
+/// so neither needs a per-edge buffer or atomics.
 pub fn tp_backward<E: Real>(ctx: &TpCtx<'_, E>, dh: &mut [E], dw: &mut [E]) {
-    let din = ctx.din;
     let nw = ctx.tp.weight_numel;
     let edges = ctx.edges;
-    let mut dx_edge = vec![E::zero(); edges.src.len() * din];
-    // Split the per-edge buffers at node boundaries so each node's edges are written by one task.
-    let mut chunks: Vec<(usize, &mut [E], &mut [E])> = Vec::new();
-    {
-        let mut rest_x: &mut [E] = &mut dx_edge;
-        let mut rest_w: &mut [E] = dw;
-        for n in 0..edges.dst_ptr.len() - 1 {
-            let k = edges.dst_ptr[n + 1] - edges.dst_ptr[n];
-            let (a, b) = std::mem::take(&mut rest_x).split_at_mut(k * din);
-            rest_x = b;
-            let (c, d) = std::mem::take(&mut rest_w).split_at_mut(k * nw);
-            rest_w = d;
-            chunks.push((n, a, c));
-        }
+    let mut chunks: Vec<(usize, &mut [E])> = Vec::new();
+    let mut rest: &mut [E] = dw;
+    for n in 0..edges.dst_ptr.len() - 1 {
+        let k = edges.dst_ptr[n + 1] - edges.dst_ptr[n];
+        let (a, b) = std::mem::take(&mut rest).split_at_mut(k * nw);
+        rest = b;
+        chunks.push((n, a));
     }
-    chunks.into_par_iter().for_each(|(n, dxc, dwc)| dispatch!(tp_node_backward, ctx, n, dxc, dwc));
-    dh.par_chunks_mut(din).enumerate().for_each(|(n, dhn)| {
-        for &e in &edges.by_src[edges.src_ptr[n]..edges.src_ptr[n + 1]] {
-            for (d, &v) in dhn.iter_mut().zip(&dx_edge[e * din..(e + 1) * din]) {
-                *d += v;
-            }
-        }
-    });
+    chunks.into_par_iter().for_each(|(n, dwc)| dispatch!(tp_node_weight_grad, TpCtx, ctx, n, dwc, &mut []));
+    dh.par_chunks_mut(ctx.din).enumerate().for_each(|(n, dhn)| dispatch!(tp_node_input_grad, TpCtx, ctx, n, dhn, &mut []));
 }
