@@ -44,7 +44,10 @@ where
     Cpu: Device<E>,
     rand_distr::StandardNormal: rand_distr::Distribution<E>,
 {
-    let config = ModelConfig { dtype: if dtype == "f64" { Precision::F64 } else { Precision::F32 }, ..ModelConfig::default() };
+    let config = ModelConfig {
+        dtype: if dtype == "f64" { Precision::F64 } else { Precision::F32 },
+        ..ModelConfig::default()
+    };
     let dev = Cpu::default();
     let mut model = AnisoNet::<E>::new(&config, &dev, 0).expect("published configuration");
     let inputs: Vec<_> = (0..batches).map(|b| random_batch(b as u64, 12, 20, 30, config.cutoff)).collect();
@@ -69,7 +72,8 @@ where
         peak_rss_mb()
     );
     let mut opt = AdamW::<E>::new(3e-3, 0.03);
-    let target: Tensor<(usize, Const<6>), E, Cpu> = dev.tensor_from_vec(vec![E::of(1.0); 72], (12, Const::<6>));
+    let target: Tensor<(usize, Const<6>), E, Cpu> =
+        dev.tensor_from_vec(vec![E::of(1.0); 72], (12, Const::<6>));
     let step = |model: &mut AnisoNet<E>, opt: &mut AdamW<E>, input| {
         let pred = model.forward(input, model.params.flat.clone().traced(Gradients::leaky())).unwrap();
         let grads = mse_loss(pred, target.clone()).backward();

@@ -10,7 +10,17 @@ use anisostudy::model::{AnisoNet, ModelConfig, ModelError, ModelFloat, ModelInpu
 use dfdx::prelude::*;
 
 fn small(kind: ModelKind, lmax: usize) -> ModelConfig {
-    ModelConfig { kind, em_dim: 6, layers: 2, lmax, mul: 4, num_basis: 6, radial_neurons: 12, num_neighbors: 8.0, ..Default::default() }
+    ModelConfig {
+        kind,
+        em_dim: 6,
+        layers: 2,
+        lmax,
+        mul: 4,
+        num_basis: 6,
+        radial_neurons: 12,
+        num_neighbors: 8.0,
+        ..Default::default()
+    }
 }
 
 fn rotate(input: &ModelInput, r: &Mat3) -> ModelInput {
@@ -40,7 +50,8 @@ fn check_equivariance(output: OutputMode) {
         let e = rel(&got, &want);
         assert!(e < 1e-4, "rotation: relative error {e:e}");
         // Rotation combined with inversion: ε is a true tensor (even parity).
-        let inv = [[-r[0][0], -r[0][1], -r[0][2]], [-r[1][0], -r[1][1], -r[1][2]], [-r[2][0], -r[2][1], -r[2][2]]];
+        let inv =
+            [[-r[0][0], -r[0][1], -r[0][2]], [-r[1][0], -r[1][1], -r[1][2]], [-r[2][0], -r[2][1], -r[2][2]]];
         let got = model.predict(&rotate(&input, &inv)).unwrap();
         let e = rel(&got, &want);
         assert!(e < 1e-4, "improper rotation: relative error {e:e}");
@@ -89,8 +100,15 @@ fn translation_changes_nothing() {
 }
 
 /// Brute-force periodic neighbour list (self-edge included), r_dst − r_src + shift.
-fn neighbours(lattice: &Mat3, frac: &[[f64; 3]], cutoff: f64, shift: [f64; 3]) -> (Vec<u32>, Vec<u32>, Vec<[f64; 3]>) {
-    let cart = |f: [f64; 3]| -> [f64; 3] { std::array::from_fn(|k| (0..3).map(|i| f[i] * lattice[i][k]).sum::<f64>() + shift[k]) };
+fn neighbours(
+    lattice: &Mat3,
+    frac: &[[f64; 3]],
+    cutoff: f64,
+    shift: [f64; 3],
+) -> (Vec<u32>, Vec<u32>, Vec<[f64; 3]>) {
+    let cart = |f: [f64; 3]| -> [f64; 3] {
+        std::array::from_fn(|k| (0..3).map(|i| f[i] * lattice[i][k]).sum::<f64>() + shift[k])
+    };
     let (mut src, mut dst, mut vec) = (vec![], vec![], vec![]);
     for (i, fi) in frac.iter().enumerate() {
         for (j, fj) in frac.iter().enumerate() {
@@ -118,7 +136,15 @@ fn cscl(shift: [f64; 3]) -> ModelInput {
     let a = 4.12;
     let lattice = [[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]];
     let (edge_src, edge_dst, edge_vec) = neighbours(&lattice, &[[0.0; 3], [0.5; 3]], 5.0, shift);
-    ModelInput { numbers: vec![55, 17], masses: vec![132.90545196, 35.45], node_graph: vec![0, 0], num_graphs: 1, edge_src, edge_dst, edge_vec }
+    ModelInput {
+        numbers: vec![55, 17],
+        masses: vec![132.90545196, 35.45],
+        node_graph: vec![0, 0],
+        num_graphs: 1,
+        edge_src,
+        edge_dst,
+        edge_vec,
+    }
 }
 
 #[test]
@@ -146,7 +172,8 @@ fn check_gradients(config: ModelConfig) {
     let flat: Vec<f64> = model.params.flat.as_vec().iter().map(|v| 0.5 * v).collect();
     model.params.flat.copy_from(&flat);
     let input = random_batch(8, 2, 4, 6, 5.0);
-    let coef: Vec<[f64; 6]> = (0..2).map(|g| std::array::from_fn(|k| ((g * 6 + k) as f64 * 0.37).sin())).collect();
+    let coef: Vec<[f64; 6]> =
+        (0..2).map(|g| std::array::from_fn(|k| ((g * 6 + k) as f64 * 0.37).sin())).collect();
     let net = &model.net;
     let loss = |p: &[f64]| -> f64 {
         let (out, _) = net.forward(p, net.prepare(&input).unwrap());
@@ -173,7 +200,12 @@ fn check_gradients(config: ModelConfig) {
             let fm = loss(&p);
             let numeric = (fp - fm) / (2.0 * h);
             let scale = numeric.abs().max(grad[idx].abs()).max(1e-4);
-            assert!((numeric - grad[idx]).abs() / scale < 1e-5, "{}[{i}]: numeric {numeric:e} analytic {:e}", entry.name, grad[idx]);
+            assert!(
+                (numeric - grad[idx]).abs() / scale < 1e-5,
+                "{}[{i}]: numeric {numeric:e} analytic {:e}",
+                entry.name,
+                grad[idx]
+            );
         }
     }
 }
@@ -196,7 +228,8 @@ where
     let dev = Cpu::default();
     let mut model = AnisoNet::<E>::new(&small(ModelKind::Equivariant, 2), &dev, 4).unwrap();
     let input = random_batch(6, 4, 4, 6, 5.0);
-    let target: Tensor<(usize, Const<6>), E, Cpu> = dev.tensor_from_vec((0..24).map(|k| E::of(1.0 + 0.1 * (k % 6) as f64)).collect(), (4, Const::<6>));
+    let target: Tensor<(usize, Const<6>), E, Cpu> =
+        dev.tensor_from_vec((0..24).map(|k| E::of(1.0 + 0.1 * (k % 6) as f64)).collect(), (4, Const::<6>));
     let mut opt = AdamW::<E>::new(3e-3, 0.03);
     let mut losses = vec![];
     for _ in 0..30 {

@@ -43,15 +43,31 @@ fn batch(v: &Value) -> ModelInput {
         .unwrap()
         .iter()
         .map(|s| {
-            let numbers: Vec<u8> = s["numbers"].as_array().unwrap().iter().map(|z| z.as_u64().unwrap() as u8).collect();
+            let numbers: Vec<u8> =
+                s["numbers"].as_array().unwrap().iter().map(|z| z.as_u64().unwrap() as u8).collect();
             ModelInput {
                 masses: numbers.iter().map(|&z| ase_mass(z)).collect(),
                 node_graph: vec![0; numbers.len()],
                 numbers,
                 num_graphs: 1,
-                edge_src: s["edge_src"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect(),
-                edge_dst: s["edge_dst"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect(),
-                edge_vec: s["edge_vec"].as_array().unwrap().iter().map(|r| f64s(r).try_into().unwrap()).collect(),
+                edge_src: s["edge_src"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect(),
+                edge_dst: s["edge_dst"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect(),
+                edge_vec: s["edge_vec"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| f64s(r).try_into().unwrap())
+                    .collect(),
             }
         })
         .collect();
@@ -107,7 +123,9 @@ where
         let gate_irreps = &w.arch.gates[k].irreps_out;
         assert_eq!(h["conv_irreps_out"].as_str().unwrap(), conv_irreps.to_string());
         assert_eq!(h["gate_irreps_out"].as_str().unwrap(), gate_irreps.to_string());
-        for (name, irreps, ours) in [("conv_out", conv_irreps, &cache.conv_out[k]), ("gate_out", gate_irreps, &cache.gate_out[k])] {
+        for (name, irreps, ours) in
+            [("conv_out", conv_irreps, &cache.conv_out[k]), ("gate_out", gate_irreps, &cache.gate_out[k])]
+        {
             let d = irreps.dim();
             for (n, want) in h[name].as_array().unwrap().iter().enumerate() {
                 let node: Vec<f64> = ours[n * d..(n + 1) * d].iter().map(|x| x.to64()).collect();

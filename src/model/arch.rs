@@ -89,9 +89,7 @@ impl Irreps {
     /// Spherical harmonics 0e + 1o + 2e + … up to `lmax`.
     pub fn spherical_harmonics(lmax: usize) -> Irreps {
         Irreps(
-            (0..=lmax)
-                .map(|l| Block { mul: 1, ir: Ir::new(l, if l % 2 == 0 { 1 } else { -1 }) })
-                .collect(),
+            (0..=lmax).map(|l| Block { mul: 1, ir: Ir::new(l, if l % 2 == 0 { 1 } else { -1 }) }).collect(),
         )
     }
 }
@@ -159,7 +157,7 @@ impl Fctp {
         let mut mask = Vec::with_capacity(self.irreps_out.dim());
         for (o, b) in self.irreps_out.0.iter().enumerate() {
             let hit = self.paths.iter().any(|p| p.block_out == o);
-            mask.extend(std::iter::repeat(hit).take(b.dim()));
+            mask.extend(std::iter::repeat_n(hit, b.dim()));
         }
         mask
     }
@@ -266,22 +264,17 @@ impl Architecture {
     pub fn new(config: &ModelConfig) -> Result<Architecture, ModelError> {
         config.validate()?;
         let irreps_edge = Irreps::spherical_harmonics(config.lmax);
-        let hidden: Vec<Block> = (0..=config.lmax)
-            .flat_map(even_odd)
-            .map(|ir| Block { mul: config.mul, ir })
-            .collect();
+        let hidden: Vec<Block> =
+            (0..=config.lmax).flat_map(even_odd).map(|ir| Block { mul: config.mul, ir }).collect();
         let mut irreps = Irreps(vec![Block { mul: config.em_dim, ir: Ir::new(0, 1) }]);
         let mut convs = Vec::new();
         let mut gates = Vec::new();
         for _ in 0..config.layers {
             let reach = |ir: Ir| path_exists(&irreps, &irreps_edge, ir);
-            let scalars: Vec<Block> =
-                hidden.iter().copied().filter(|b| b.ir.l == 0 && reach(b.ir)).collect();
-            let gated: Vec<Block> =
-                hidden.iter().copied().filter(|b| b.ir.l > 0 && reach(b.ir)).collect();
+            let scalars: Vec<Block> = hidden.iter().copied().filter(|b| b.ir.l == 0 && reach(b.ir)).collect();
+            let gated: Vec<Block> = hidden.iter().copied().filter(|b| b.ir.l > 0 && reach(b.ir)).collect();
             let gate_ir = if reach(Ir::new(0, 1)) { Ir::new(0, 1) } else { Ir::new(0, -1) };
-            let gate_blocks: Vec<Block> =
-                gated.iter().map(|b| Block { mul: b.mul, ir: gate_ir }).collect();
+            let gate_blocks: Vec<Block> = gated.iter().map(|b| Block { mul: b.mul, ir: gate_ir }).collect();
             // e3nn _Sortcut: the conv output is the stable sort of scalars + gates + gated.
             let mut all: Vec<(Block, usize)> = Vec::new();
             for (k, b) in scalars.iter().chain(&gate_blocks).chain(&gated).enumerate() {
@@ -319,10 +312,9 @@ impl Architecture {
             gates.push(gate);
         }
         let out = match config.kind {
-            ModelKind::Equivariant => Irreps(vec![
-                Block { mul: 1, ir: Ir::new(0, 1) },
-                Block { mul: 1, ir: Ir::new(2, 1) },
-            ]),
+            ModelKind::Equivariant => {
+                Irreps(vec![Block { mul: 1, ir: Ir::new(0, 1) }, Block { mul: 1, ir: Ir::new(2, 1) }])
+            }
             ModelKind::Scalar => Irreps(vec![Block { mul: 6, ir: Ir::new(0, 1) }]),
         };
         let last = ConvArch::new(config, &irreps, &irreps_edge, &out);
@@ -330,7 +322,8 @@ impl Architecture {
             return Err(ModelError::EquivariantNeedsLmax1);
         }
         convs.push(last);
-        let mut arch = Architecture { config: config.clone(), irreps_edge, convs, gates, params: vec![], num_params: 0 };
+        let mut arch =
+            Architecture { config: config.clone(), irreps_edge, convs, gates, params: vec![], num_params: 0 };
         arch.layout_params();
         Ok(arch)
     }
@@ -435,10 +428,15 @@ impl ConvArch {
             });
             w_off += b.mul;
         }
-        let tp = EdgeTp { irreps_mid_e3nn: mid_e3nn, irreps_mid: mid_s.clone(), instructions, weight_numel: w_off };
+        let tp = EdgeTp {
+            irreps_mid_e3nn: mid_e3nn,
+            irreps_mid: mid_s.clone(),
+            instructions,
+            weight_numel: w_off,
+        };
         let lin2 = Fctp::new(&mid_s, attr, irreps_out);
         let mut radial_dims = vec![config.num_basis];
-        radial_dims.extend(std::iter::repeat(config.radial_neurons).take(config.radial_layers));
+        radial_dims.extend(std::iter::repeat_n(config.radial_neurons, config.radial_layers));
         radial_dims.push(tp.weight_numel);
         let c = (std::f64::consts::PI / 8.0).cos();
         let lin2_scale = sc.output_mask().iter().map(|&m| if m { c } else { 1.0 }).collect();

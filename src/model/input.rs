@@ -24,7 +24,11 @@ impl ModelInput {
         let bad = |m: String| Err(ModelError::InvalidInput(m));
         let n = self.numbers.len();
         if self.masses.len() != n || self.node_graph.len() != n {
-            return bad(format!("{n} atomic numbers but {} masses and {} graph indices", self.masses.len(), self.node_graph.len()));
+            return bad(format!(
+                "{n} atomic numbers but {} masses and {} graph indices",
+                self.masses.len(),
+                self.node_graph.len()
+            ));
         }
         if let Some(z) = self.numbers.iter().find(|&&z| !(1..=118).contains(&z)) {
             return bad(format!("atomic number {z} outside 1..=118"));
@@ -44,7 +48,11 @@ impl ModelInput {
         }
         let e = self.edge_src.len();
         if self.edge_dst.len() != e || self.edge_vec.len() != e {
-            return bad(format!("{e} edge sources but {} destinations and {} vectors", self.edge_dst.len(), self.edge_vec.len()));
+            return bad(format!(
+                "{e} edge sources but {} destinations and {} vectors",
+                self.edge_dst.len(),
+                self.edge_vec.len()
+            ));
         }
         if let Some(i) = self.edge_src.iter().chain(&self.edge_dst).find(|&&i| i as usize >= n) {
             return bad(format!("edge endpoint {i} but only {n} atoms"));

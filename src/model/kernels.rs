@@ -46,12 +46,15 @@ impl View {
         if self.rows == 0 || self.cols == 0 {
             0
         } else {
-            (self.rows as isize - 1) as usize * self.rs as usize + (self.cols as isize - 1) as usize * self.cs as usize + 1
+            (self.rows as isize - 1) as usize * self.rs as usize
+                + (self.cols as isize - 1) as usize * self.cs as usize
+                + 1
         }
     }
 }
 
 /// `c (+)= alpha · a · b` (accumulating when `acc`).
+#[allow(clippy::too_many_arguments)]
 pub fn matmul<E: Real>(a: &[E], av: View, b: &[E], bv: View, c: &mut [E], cv: View, alpha: E, acc: bool) {
     assert_eq!(av.cols, bv.rows);
     assert_eq!(av.rows, cv.rows);
@@ -191,12 +194,27 @@ pub struct FctpCtx<'a, E> {
 
 impl<'a, E: Real> FctpCtx<'a, E> {
     fn new(f: &'a Fctp, mats: &'a [Vec<E>], species_of: &'a [usize], src: &'a [E]) -> Self {
-        FctpCtx { f, mats, species_of, off_in: f.irreps_in.offsets(), off_out: f.irreps_out.offsets(), src, g: &[], nodes_of_species: &[], path: 0 }
+        FctpCtx {
+            f,
+            mats,
+            species_of,
+            off_in: f.irreps_in.offsets(),
+            off_out: f.irreps_out.offsets(),
+            src,
+            g: &[],
+            nodes_of_species: &[],
+            path: 0,
+        }
     }
 }
 
 #[inline(always)]
-fn fctp_node_forward<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, n: usize, o: &mut [E], _unused: &mut [E]) {
+fn fctp_node_forward<E: Real, const FMA: bool>(
+    ctx: &FctpCtx<'_, E>,
+    n: usize,
+    o: &mut [E],
+    _unused: &mut [E],
+) {
     let f = ctx.f;
     let din = f.irreps_in.dim();
     let xn = &ctx.src[n * din..][..din];
@@ -220,7 +238,12 @@ fn fctp_node_forward<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, n: usize, o
 }
 
 #[inline(always)]
-fn fctp_node_input_grad<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, n: usize, dxn: &mut [E], _unused: &mut [E]) {
+fn fctp_node_input_grad<E: Real, const FMA: bool>(
+    ctx: &FctpCtx<'_, E>,
+    n: usize,
+    dxn: &mut [E],
+    _unused: &mut [E],
+) {
     let f = ctx.f;
     let dout = f.irreps_out.dim();
     let gn = &ctx.src[n * dout..][..dout];
@@ -246,7 +269,12 @@ fn fctp_node_input_grad<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, n: usize
 
 /// G[s][u][w] = Σ_{n ∈ s} Σ_m x[n][m][u] g[n][m][w] for one path and one species.
 #[inline(always)]
-fn fctp_species_grad<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, s: usize, gsp: &mut [E], _unused: &mut [E]) {
+fn fctp_species_grad<E: Real, const FMA: bool>(
+    ctx: &FctpCtx<'_, E>,
+    s: usize,
+    gsp: &mut [E],
+    _unused: &mut [E],
+) {
     let f = ctx.f;
     let p = &f.paths[ctx.path];
     let (din, dout) = (f.irreps_in.dim(), f.irreps_out.dim());
@@ -269,7 +297,9 @@ fn fctp_species_grad<E: Real, const FMA: bool>(ctx: &FctpCtx<'_, E>, s: usize, g
 /// out[n] = FCTP(x[n], z[species[n]]) for all nodes; `mats` from [`fctp_species_matrices`].
 pub fn fctp_forward<E: Real>(f: &Fctp, mats: &[Vec<E>], x: &[E], species: &[usize], out: &mut [E]) {
     let ctx = FctpCtx::new(f, mats, species, x);
-    out.par_chunks_mut(f.irreps_out.dim()).enumerate().for_each(|(n, o)| dispatch!(fctp_node_forward, FctpCtx, &ctx, n, o, &mut []));
+    out.par_chunks_mut(f.irreps_out.dim())
+        .enumerate()
+        .for_each(|(n, o)| dispatch!(fctp_node_forward, FctpCtx, &ctx, n, o, &mut []));
 }
 
 /// Backward of [`fctp_forward`]: accumulates dx (if given), dW and dz.
@@ -291,21 +321,43 @@ pub fn fctp_backward<E: Real>(
     let v = f.attr_dim;
     if let Some(dx) = dx {
         let ctx = FctpCtx::new(f, mats, species_of, g);
-        dx.par_chunks_mut(f.irreps_in.dim()).enumerate().for_each(|(n, dxn)| dispatch!(fctp_node_input_grad, FctpCtx, &ctx, n, dxn, &mut []));
+        dx.par_chunks_mut(f.irreps_in.dim())
+            .enumerate()
+            .for_each(|(n, dxn)| dispatch!(fctp_node_input_grad, FctpCtx, &ctx, n, dxn, &mut []));
     }
     for (k, p) in f.paths.iter().enumerate() {
         let nu = f.irreps_in.0[p.block_in].mul;
         let nw = f.irreps_out.0[p.block_out].mul;
         let ctx = FctpCtx { g, nodes_of_species, path: k, ..FctpCtx::new(f, mats, species_of, x) };
         let mut gs = vec![E::zero(); ns * nu * nw];
-        gs.par_chunks_mut(nu * nw).enumerate().for_each(|(s, gsp)| dispatch!(fctp_species_grad, FctpCtx, &ctx, s, gsp, &mut []));
+        gs.par_chunks_mut(nu * nw)
+            .enumerate()
+            .for_each(|(s, gsp)| dispatch!(fctp_species_grad, FctpCtx, &ctx, s, gsp, &mut []));
         let norm = E::of(p.norm);
         for u in 0..nu {
             let wu = p.weight_offset + u * v * nw;
             // dW[u] (v×w) += norm · zᵀ (v×s) · G[:,u,:] (s×w)
-            matmul(z, View::new(ns, v).t(), &gs[u * nw..], View::strided(ns, nw, nu * nw), &mut dw[wu..], View::new(v, nw), norm, true);
+            matmul(
+                z,
+                View::new(ns, v).t(),
+                &gs[u * nw..],
+                View::strided(ns, nw, nu * nw),
+                &mut dw[wu..],
+                View::new(v, nw),
+                norm,
+                true,
+            );
             // dz (s×v) += norm · G[:,u,:] (s×w) · W[u]ᵀ (w×v)
-            matmul(&gs[u * nw..], View::strided(ns, nw, nu * nw), &w[wu..], View::new(v, nw).t(), dz, View::new(ns, v), norm, true);
+            matmul(
+                &gs[u * nw..],
+                View::strided(ns, nw, nu * nw),
+                &w[wu..],
+                View::new(v, nw).t(),
+                dz,
+                View::new(ns, v),
+                norm,
+                true,
+            );
         }
     }
 }
@@ -324,19 +376,25 @@ pub struct EdgeIndex {
 /// Sparse Wigner-3j tables of an edge tensor product, shared by instructions
 /// with the same (l1, l2, l3).
 pub struct TpTables<E> {
-    /// Per distinct (l1, l2, l3): nonzero entries (m1, m2, m3, C).
-    pub triples: Vec<(usize, usize, usize, Vec<(u8, u8, u8, E)>)>,
+    /// Per distinct (l1, l2, l3): its nonzero entries.
+    pub triples: Vec<Triple<E>>,
     /// Per instruction: index into `triples`.
     pub triple_of: Vec<usize>,
 }
 
+/// Nonzero Wigner-3j entries (m1, m2, m3, C) of one (l1, l2, l3).
+pub struct Triple<E> {
+    pub l: (usize, usize, usize),
+    pub nonzeros: Vec<(u8, u8, u8, E)>,
+}
+
 impl<E: Real> TpTables<E> {
     pub fn new(tp: &EdgeTp) -> TpTables<E> {
-        let mut triples: Vec<(usize, usize, usize, Vec<(u8, u8, u8, E)>)> = Vec::new();
+        let mut triples: Vec<Triple<E>> = Vec::new();
         let mut triple_of = Vec::new();
         for ins in &tp.instructions {
             let key = (ins.l_in, ins.l_edge, ins.l_out);
-            let k = match triples.iter().position(|t| (t.0, t.1, t.2) == key) {
+            let k = match triples.iter().position(|t| t.l == key) {
                 Some(k) => k,
                 None => {
                     let c = crate::e3::wigner::wigner_3j(key.0 as u32, key.1 as u32, key.2 as u32);
@@ -345,9 +403,11 @@ impl<E: Real> TpTables<E> {
                         .iter()
                         .enumerate()
                         .filter(|(_, v)| v.abs() > 1e-15)
-                        .map(|(i, &v)| ((i / (d2 * d3)) as u8, ((i / d3) % d2) as u8, (i % d3) as u8, E::of(v)))
+                        .map(|(i, &v)| {
+                            ((i / (d2 * d3)) as u8, ((i / d3) % d2) as u8, (i % d3) as u8, E::of(v))
+                        })
                         .collect();
-                    triples.push((key.0, key.1, key.2, nz));
+                    triples.push(Triple { l: key, nonzeros: nz });
                     triples.len() - 1
                 }
             };
@@ -378,12 +438,13 @@ pub struct TpCtx<'a, E> {
 /// A[t][m1·d3 + m3] = Σ_m2 C_t[m1][m2][m3] Y[l2² + m2] for every distinct triple t.
 #[inline(always)]
 fn contract_all<E: Real>(tables: &TpTables<E>, y: &[E], a: &mut [[E; 81]]) {
-    for (t, (_, l2, l3, nz)) in tables.triples.iter().enumerate() {
+    for (t, triple) in tables.triples.iter().enumerate() {
+        let (_, l2, l3) = triple.l;
         let d3 = 2 * l3 + 1;
         let at = &mut a[t];
         at.fill(E::zero());
         let yl = &y[l2 * l2..];
-        for &(m1, m2, m3, c) in nz {
+        for &(m1, m2, m3, c) in &triple.nonzeros {
             at[m1 as usize * d3 + m3 as usize] += c * yl[m2 as usize];
         }
     }
@@ -437,7 +498,12 @@ fn tp_node_forward<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, out: 
 
 /// Weight gradient of the edges into node n: dw[e] = pw Σ_m3 g[dst][m3] ∘ (A x[src])[m3].
 #[inline(always)]
-fn tp_node_weight_grad<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dwc: &mut [E], _unused: &mut [E]) {
+fn tp_node_weight_grad<E: Real, const FMA: bool>(
+    ctx: &TpCtx<'_, E>,
+    n: usize,
+    dwc: &mut [E],
+    _unused: &mut [E],
+) {
     let tp = ctx.tp;
     let nw = tp.weight_numel;
     let dmid = tp.irreps_mid.dim();
@@ -482,7 +548,12 @@ fn tp_node_weight_grad<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, d
 
 /// Input gradient of node n through its outgoing edges: dh[n][m1] += Σ_e Σ_m3 A_e[m1][m3] pw w_e g[dst e][m3].
 #[inline(always)]
-fn tp_node_input_grad<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dhn: &mut [E], _unused: &mut [E]) {
+fn tp_node_input_grad<E: Real, const FMA: bool>(
+    ctx: &TpCtx<'_, E>,
+    n: usize,
+    dhn: &mut [E],
+    _unused: &mut [E],
+) {
     let tp = ctx.tp;
     let nw = tp.weight_numel;
     let dmid = tp.irreps_mid.dim();
@@ -528,7 +599,9 @@ fn tp_node_input_grad<E: Real, const FMA: bool>(ctx: &TpCtx<'_, E>, n: usize, dh
 /// mid[n] = scale · Σ_{e → n} TP(h[src e], Y[e]; w[e]) for every node.
 pub fn tp_forward<E: Real>(ctx: &TpCtx<'_, E>, mid: &mut [E]) {
     let dmid = ctx.tp.irreps_mid.dim();
-    mid.par_chunks_mut(dmid).enumerate().for_each(|(n, out)| dispatch!(tp_node_forward, TpCtx, ctx, n, out, &mut []));
+    mid.par_chunks_mut(dmid)
+        .enumerate()
+        .for_each(|(n, out)| dispatch!(tp_node_forward, TpCtx, ctx, n, out, &mut []));
 }
 
 /// Backward of [`tp_forward`] with upstream `ctx.gmid`: dh (accumulated) and dw (per edge,
@@ -546,5 +619,7 @@ pub fn tp_backward<E: Real>(ctx: &TpCtx<'_, E>, dh: &mut [E], dw: &mut [E]) {
         chunks.push((n, a));
     }
     chunks.into_par_iter().for_each(|(n, dwc)| dispatch!(tp_node_weight_grad, TpCtx, ctx, n, dwc, &mut []));
-    dh.par_chunks_mut(ctx.din).enumerate().for_each(|(n, dhn)| dispatch!(tp_node_input_grad, TpCtx, ctx, n, dhn, &mut []));
+    dh.par_chunks_mut(ctx.din)
+        .enumerate()
+        .for_each(|(n, dhn)| dispatch!(tp_node_input_grad, TpCtx, ctx, n, dhn, &mut []));
 }

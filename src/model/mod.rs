@@ -105,7 +105,11 @@ where
     pub fn from_flat(arch: Architecture, flat: Vec<E>, device: &Cpu) -> AnisoNet<E> {
         let n = flat.len();
         assert_eq!(n, arch.num_params, "flat parameter vector length");
-        AnisoNet { net: Arc::new(Network::new(arch)), params: ModelParams { flat: device.tensor_from_vec(flat, (n,)) }, device: device.clone() }
+        AnisoNet {
+            net: Arc::new(Network::new(arch)),
+            params: ModelParams { flat: device.tensor_from_vec(flat, (n,)) },
+            device: device.clone(),
+        }
     }
 
     pub fn arch(&self) -> &Architecture {
@@ -122,7 +126,11 @@ where
     /// Forward pass recorded on `params`' tape: pass `model.params.flat.clone().traced(grads)`
     /// to train, or `model.params.flat.clone()` for no gradients. The backward pass
     /// accumulates into the gradient of `params.flat`.
-    pub fn forward<T: Tape<E, Cpu>>(&self, input: &ModelInput, params: Tensor<(usize,), E, Cpu, T>) -> Result<Prediction<E, T>, ModelError> {
+    pub fn forward<T: Tape<E, Cpu>>(
+        &self,
+        input: &ModelInput,
+        params: Tensor<(usize,), E, Cpu, T>,
+    ) -> Result<Prediction<E, T>, ModelError> {
         let prep = self.net.prepare(input)?;
         let (params, mut tape) = params.split_tape();
         let values = params.as_vec();

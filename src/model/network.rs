@@ -13,7 +13,10 @@ use rayon::prelude::*;
 use super::arch::{Act, Architecture, ConvArch, GateArch, NUM_ELEMENTS};
 use super::config::{ModelError, ModelKind, OutputMode};
 use super::input::ModelInput;
-use super::kernels::{fctp_backward, fctp_forward, fctp_species_matrices, matmul, tp_backward, tp_forward, EdgeIndex, Real, TpCtx, TpTables, View};
+use super::kernels::{
+    fctp_backward, fctp_forward, fctp_species_matrices, matmul, tp_backward, tp_forward, EdgeIndex, Real,
+    TpCtx, TpTables, View,
+};
 use super::normalize::{sigmoid, Normalize2Mom};
 use super::physical::{physical_backward, physical_forward};
 use crate::e3::cartesian::cartesian_to_irreps;
@@ -275,7 +278,15 @@ impl<E: Real> Network<E> {
         (outputs, cache)
     }
 
-    fn conv_forward(&self, k: usize, conv: &ConvArch, params: &[E], prep: &Prepared<E>, z: &[E], x: Vec<E>) -> (Vec<E>, ConvCache<E>) {
+    fn conv_forward(
+        &self,
+        k: usize,
+        conv: &ConvArch,
+        params: &[E],
+        prep: &Prepared<E>,
+        z: &[E],
+        x: Vec<E>,
+    ) -> (Vec<E>, ConvCache<E>) {
         let cfg = &self.arch.config;
         let prefix = self.arch.conv_prefix(k);
         let ns = prep.species_z.len();
@@ -283,8 +294,10 @@ impl<E: Real> Network<E> {
         let din = conv.irreps_in.dim();
         let dout = conv.irreps_out.dim();
         let mats_sc = fctp_species_matrices(&conv.sc, self.p(params, &format!("{prefix}.sc.weight")), z, ns);
-        let mats_lin1 = fctp_species_matrices(&conv.lin1, self.p(params, &format!("{prefix}.lin1.weight")), z, ns);
-        let mats_lin2 = fctp_species_matrices(&conv.lin2, self.p(params, &format!("{prefix}.lin2.weight")), z, ns);
+        let mats_lin1 =
+            fctp_species_matrices(&conv.lin1, self.p(params, &format!("{prefix}.lin1.weight")), z, ns);
+        let mats_lin2 =
+            fctp_species_matrices(&conv.lin2, self.p(params, &format!("{prefix}.lin2.weight")), z, ns);
         let mut sc = vec![E::zero(); n * dout];
         fctp_forward(&conv.sc, &mats_sc, &x, &prep.species_of, &mut sc);
         let mut h = vec![E::zero(); n * din];
@@ -300,7 +313,16 @@ impl<E: Real> Network<E> {
             let input: &[E] = if j == 0 { &prep.basis } else { &act[j - 1] };
             let mut outp = vec![E::zero(); num_edges * dims[j + 1]];
             let alpha = E::of(1.0 / (dims[j] as f64).sqrt());
-            matmul(input, View::new(num_edges, dims[j]), wj, View::new(dims[j], dims[j + 1]), &mut outp, View::new(num_edges, dims[j + 1]), alpha, false);
+            matmul(
+                input,
+                View::new(num_edges, dims[j]),
+                wj,
+                View::new(dims[j], dims[j + 1]),
+                &mut outp,
+                View::new(num_edges, dims[j + 1]),
+                alpha,
+                false,
+            );
             if j + 2 < dims.len() {
                 let c = E::of(self.norm.silu);
                 let a: Vec<E> = outp.par_iter().map(|&v| c * v / (E::one() + (-v).exp())).collect();
@@ -462,7 +484,15 @@ impl<E: Real> Network<E> {
     }
 
     /// Backward of Convolution k: returns d loss / d input features; accumulates dz and parameter grads.
-    fn conv_backward(&self, k: usize, params: &[E], cache: &Cache<E>, g: &[E], dz: &mut [E], grad: &mut [E]) -> Vec<E> {
+    fn conv_backward(
+        &self,
+        k: usize,
+        params: &[E],
+        cache: &Cache<E>,
+        g: &[E],
+        dz: &mut [E],
+        grad: &mut [E],
+    ) -> Vec<E> {
         let cfg = &self.arch.config;
         let conv = &self.arch.convs[k];
         let cc = &cache.convs[k];
@@ -488,10 +518,34 @@ impl<E: Real> Network<E> {
         let mut dx = vec![E::zero(); n * din];
         // sc and lin2
         let r = range(format!("{prefix}.sc.weight"));
-        fctp_backward(&conv.sc, &params[r.clone()], &cache.z, &cc.mats_sc, &cc.x, &prep.species_of, &prep.nodes_of_species, &g_sc, Some(&mut dx), &mut grad[r], dz);
+        fctp_backward(
+            &conv.sc,
+            &params[r.clone()],
+            &cache.z,
+            &cc.mats_sc,
+            &cc.x,
+            &prep.species_of,
+            &prep.nodes_of_species,
+            &g_sc,
+            Some(&mut dx),
+            &mut grad[r],
+            dz,
+        );
         let mut dmid_v = vec![E::zero(); n * dmid];
         let r = range(format!("{prefix}.lin2.weight"));
-        fctp_backward(&conv.lin2, &params[r.clone()], &cache.z, &cc.mats_lin2, &cc.mid, &prep.species_of, &prep.nodes_of_species, &g_l2, Some(&mut dmid_v), &mut grad[r], dz);
+        fctp_backward(
+            &conv.lin2,
+            &params[r.clone()],
+            &cache.z,
+            &cc.mats_lin2,
+            &cc.mid,
+            &prep.species_of,
+            &prep.nodes_of_species,
+            &g_l2,
+            Some(&mut dmid_v),
+            &mut grad[r],
+            dz,
+        );
         // Edge tensor product.
         let num_edges = prep.edges.src.len();
         let nw = conv.tp.weight_numel;
@@ -522,10 +576,28 @@ impl<E: Real> Network<E> {
             let r = range(format!("{prefix}.fc.layer{j}.weight"));
             let input: &[E] = if j == 0 { &prep.basis } else { &cc.act[j - 1] };
             let alpha = E::of(1.0 / (dims[j] as f64).sqrt());
-            matmul(input, View::new(num_edges, dims[j]).t(), &gcur, View::new(num_edges, dims[j + 1]), &mut grad[r.clone()], View::new(dims[j], dims[j + 1]), alpha, true);
+            matmul(
+                input,
+                View::new(num_edges, dims[j]).t(),
+                &gcur,
+                View::new(num_edges, dims[j + 1]),
+                &mut grad[r.clone()],
+                View::new(dims[j], dims[j + 1]),
+                alpha,
+                true,
+            );
             if j > 0 {
                 let mut gin = vec![E::zero(); num_edges * dims[j]];
-                matmul(&gcur, View::new(num_edges, dims[j + 1]), &params[r], View::new(dims[j], dims[j + 1]).t(), &mut gin, View::new(num_edges, dims[j]), alpha, false);
+                matmul(
+                    &gcur,
+                    View::new(num_edges, dims[j + 1]),
+                    &params[r],
+                    View::new(dims[j], dims[j + 1]).t(),
+                    &mut gin,
+                    View::new(num_edges, dims[j]),
+                    alpha,
+                    false,
+                );
                 let c = E::of(self.norm.silu);
                 gin.par_iter_mut().zip(cc.pre[j - 1].par_iter()).for_each(|(gv, &v)| {
                     let sg = E::one() / (E::one() + (-v).exp());
@@ -536,7 +608,19 @@ impl<E: Real> Network<E> {
         }
         // lin1
         let r = range(format!("{prefix}.lin1.weight"));
-        fctp_backward(&conv.lin1, &params[r.clone()], &cache.z, &cc.mats_lin1, &cc.x, &prep.species_of, &prep.nodes_of_species, &dh, Some(&mut dx), &mut grad[r], dz);
+        fctp_backward(
+            &conv.lin1,
+            &params[r.clone()],
+            &cache.z,
+            &cc.mats_lin1,
+            &cc.x,
+            &prep.species_of,
+            &prep.nodes_of_species,
+            &dh,
+            Some(&mut dx),
+            &mut grad[r],
+            dz,
+        );
         dx
     }
 }

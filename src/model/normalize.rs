@@ -16,9 +16,7 @@ impl Mt19937 {
         let mut state = [0u32; 624];
         state[0] = seed;
         for i in 1..624 {
-            state[i] = 1812433253u32
-                .wrapping_mul(state[i - 1] ^ (state[i - 1] >> 30))
-                .wrapping_add(i as u32);
+            state[i] = 1812433253u32.wrapping_mul(state[i - 1] ^ (state[i - 1] >> 30)).wrapping_add(i as u32);
         }
         Mt19937 { state, index: 624 }
     }
@@ -54,7 +52,7 @@ impl Mt19937 {
 
 /// `torch.randn(n, generator=manual_seed(0), dtype=float64)` for n a multiple of 16.
 fn torch_randn_seed0(n: usize) -> Vec<f64> {
-    assert!(n % 16 == 0);
+    assert!(n.is_multiple_of(16));
     let mut rng = Mt19937::new(0);
     let mut z: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
     for chunk in z.chunks_mut(16) {

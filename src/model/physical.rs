@@ -103,7 +103,11 @@ mod tests {
 
     #[test]
     fn physical_backward_matches_finite_differences() {
-        for raw in [[0.7, 1.5, -0.4, 2.0, 0.3, -1.1], [2.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 1e-9, 0.0, 0.0, 0.0, 0.0]] {
+        for raw in [
+            [0.7, 1.5, -0.4, 2.0, 0.3, -1.1],
+            [2.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [1.0, 1e-9, 0.0, 0.0, 0.0, 0.0],
+        ] {
             let g = [0.3, -0.2, 0.5, 0.1, -0.7, 0.4];
             let analytic = physical_backward(&raw, &g);
             for k in 0..6 {

@@ -56,12 +56,15 @@ pub fn load_reference(path: &Path) -> Result<ReferenceWeights, ModelError> {
 
 /// [`load_reference`] on the file's text.
 pub fn parse_reference(text: &str) -> Result<ReferenceWeights, ModelError> {
-    let raw: RawFile = serde_json::from_str(text).map_err(|e| ModelError::Parameters(format!("not a reference parameter file: {e}")))?;
+    let raw: RawFile = serde_json::from_str(text)
+        .map_err(|e| ModelError::Parameters(format!("not a reference parameter file: {e}")))?;
     let c = &raw.config;
     let kind = match c.irreps_out.replace(' ', "").as_str() {
         "1x0e+1x2e" | "0e+2e" => ModelKind::Equivariant,
         "6x0e" => ModelKind::Scalar,
-        other => return Err(ModelError::Parameters(format!("irreps_out {other:?}: expected 1x0e+1x2e or 6x0e"))),
+        other => {
+            return Err(ModelError::Parameters(format!("irreps_out {other:?}: expected 1x0e+1x2e or 6x0e")))
+        }
     };
     let config = ModelConfig {
         kind,
@@ -99,7 +102,9 @@ pub fn parse_reference(text: &str) -> Result<ReferenceWeights, ModelError> {
         let known = arch.params.iter().any(|p| &p.name == name);
         let constant = name.ends_with("output_mask") || name.contains("._w3j_") || t.values.is_empty();
         if !known && !constant {
-            return Err(ModelError::Parameters(format!("unexpected parameter {name:?} for this architecture")));
+            return Err(ModelError::Parameters(format!(
+                "unexpected parameter {name:?} for this architecture"
+            )));
         }
     }
     Ok(ReferenceWeights { config, arch, flat })

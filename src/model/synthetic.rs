@@ -10,7 +10,13 @@ use super::input::ModelInput;
 /// `num_graphs` structures of `atoms` atoms each; every atom receives
 /// `edges_per_atom` incoming edges (one of them its zero-vector self-edge) from
 /// random atoms of its structure, with random vectors of length < `cutoff` Å.
-pub fn random_batch(seed: u64, num_graphs: usize, atoms: usize, edges_per_atom: usize, cutoff: f64) -> ModelInput {
+pub fn random_batch(
+    seed: u64,
+    num_graphs: usize,
+    atoms: usize,
+    edges_per_atom: usize,
+    cutoff: f64,
+) -> ModelInput {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut input = ModelInput { num_graphs, ..Default::default() };
     for g in 0..num_graphs {
