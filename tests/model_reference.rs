@@ -74,6 +74,32 @@ fn batch(v: &Value) -> ModelInput {
     ModelInput::batch(&parts)
 }
 
+/// The fixture's structures as crystals (cell rows and Cartesian positions, Å).
+fn structures(v: &Value) -> Vec<anisostudy::crystal::structure::Structure> {
+    v["structures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| anisostudy::crystal::structure::Structure {
+            lattice: s["cell"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| f64s(r).try_into().unwrap())
+                .collect::<Vec<[f64; 3]>>()
+                .try_into()
+                .unwrap(),
+            numbers: s["numbers"].as_array().unwrap().iter().map(|z| z.as_u64().unwrap() as u8).collect(),
+            positions: s["positions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| f64s(r).try_into().unwrap())
+                .collect(),
+        })
+        .collect()
+}
+
 /// ‖a − b‖ / ‖b‖.
 fn rel(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -159,4 +185,18 @@ fn forward_matches_reference_f64() {
 #[test]
 fn forward_matches_reference_f32() {
     check_parity::<f32>(1e-4);
+}
+
+#[test]
+fn own_neighbour_list_and_mass_table_reproduce_reference() {
+    let Some((v, w)) = fixture() else { return };
+    let model = AnisoNet::<f64>::from_flat(w.arch.clone(), w.flat.clone(), &Cpu::default());
+    for (s, want) in structures(&v).iter().zip(v["structures"].as_array().unwrap()) {
+        let input = ModelInput::from_structure(s, w.config.cutoff).unwrap();
+        assert_eq!(input.edge_src.len(), want["edge_src"].as_array().unwrap().len());
+        assert_eq!(input.masses, input.numbers.iter().map(|&z| ase_mass(z)).collect::<Vec<_>>());
+        let got = model.predict(&input).unwrap()[0];
+        let e = rel(&got, &f64s(&want["output_0e_2e"]));
+        assert!(e < 1e-8, "relative error {e:e}");
+    }
 }

@@ -123,3 +123,39 @@ impl ModelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_round_trip_with_defaults() {
+        let c: ModelConfig =
+            serde_yaml::from_str("kind: scalar\nlmax: 2\ndtype: f64\noutput: physical\n").unwrap();
+        assert_eq!(c.kind, ModelKind::Scalar);
+        assert_eq!((c.lmax, c.em_dim, c.mul, c.num_basis), (2, 48, 48, 15));
+        assert_eq!((c.dtype, c.output), (Precision::F64, OutputMode::Physical));
+        let back: ModelConfig = serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(serde_yaml::from_str::<ModelConfig>("lmaxx: 2\n").is_err());
+    }
+
+    #[test]
+    fn validation_gives_typed_errors() {
+        let eq0 = ModelConfig { lmax: 0, ..Default::default() };
+        assert_eq!(eq0.validate(), Err(ModelError::EquivariantNeedsLmax1));
+        assert!(ModelConfig { kind: ModelKind::Scalar, ..eq0 }.validate().is_ok());
+        assert_eq!(
+            ModelConfig { lmax: 5, ..Default::default() }.validate(),
+            Err(ModelError::LmaxOutOfRange(5))
+        );
+        assert!(matches!(
+            ModelConfig { mul: 0, ..Default::default() }.validate(),
+            Err(ModelError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            ModelConfig { cutoff: -1.0, ..Default::default() }.validate(),
+            Err(ModelError::InvalidConfig(_))
+        ));
+    }
+}

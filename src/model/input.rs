@@ -1,6 +1,9 @@
 //! The model's input: a batch of crystal graphs, filled by the data layer.
 
 use super::config::ModelError;
+use crate::crystal::elements::{atomic_mass, is_valid};
+use crate::crystal::neighbors::neighbor_list;
+use crate::crystal::structure::Structure;
 
 /// A batch of graphs. Nodes are atoms; edges `src → dst` carry
 /// `edge_vec = r_dst − r_src + lattice shift` (Å); self-edges have a zero vector.
@@ -61,6 +64,24 @@ impl ModelInput {
             return bad("an edge vector is not finite".into());
         }
         Ok(())
+    }
+
+    /// The graph of one crystal: periodic neighbours closer than `cutoff` Å plus
+    /// the zero-vector self-edge of every atom, masses from the IUPAC table.
+    pub fn from_structure(structure: &Structure, cutoff: f64) -> Result<ModelInput, ModelError> {
+        if let Some(z) = structure.numbers.iter().find(|&&z| !is_valid(z)) {
+            return Err(ModelError::InvalidInput(format!("atomic number {z} outside 1..=118")));
+        }
+        let edges = neighbor_list(structure, cutoff, true);
+        Ok(ModelInput {
+            numbers: structure.numbers.clone(),
+            masses: structure.numbers.iter().map(|&z| atomic_mass(z)).collect(),
+            node_graph: vec![0; structure.numbers.len()],
+            num_graphs: 1,
+            edge_src: edges.src,
+            edge_dst: edges.dst,
+            edge_vec: edges.vectors,
+        })
     }
 
     /// Concatenates graphs into one batch (node and graph indices shifted).

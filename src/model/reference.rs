@@ -114,3 +114,68 @@ pub fn parse_reference(text: &str) -> Result<ReferenceWeights, ModelError> {
 pub fn irreps_string(irreps: &Irreps) -> String {
     irreps.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#""config": {"em_dim": 2, "layers": 1, "mul": 1, "lmax": 1, "max_radius": 5.0,
+        "number_of_basis": 2, "radial_layers": 1, "radial_neurons": 2, "num_neighbors": 3.0, "irreps_out": "1x0e+1x2e"}"#;
+
+    fn file(params: &str) -> String {
+        format!("{{{CONFIG}, \"parameters\": {{{params}}}}}")
+    }
+
+    fn complete() -> (Architecture, String) {
+        let c = ModelConfig {
+            em_dim: 2,
+            layers: 1,
+            mul: 1,
+            lmax: 1,
+            num_basis: 2,
+            radial_neurons: 2,
+            num_neighbors: 3.0,
+            ..Default::default()
+        };
+        let arch = Architecture::new(&c).unwrap();
+        let params: Vec<String> = arch
+            .params
+            .iter()
+            .map(|p| {
+                format!(
+                    "\"{}\": {{\"shape\": {:?}, \"values\": {:?}}}",
+                    p.name,
+                    p.shape,
+                    vec![0.5; p.numel()]
+                )
+            })
+            .collect();
+        (arch, params.join(", "))
+    }
+
+    #[test]
+    fn loads_complete_file_and_ignores_constants() {
+        let (arch, params) = complete();
+        let text = file(&format!(
+            "{params}, \"layers.0.first.sc.output_mask\": {{\"shape\": [1], \"values\": [1.0]}}"
+        ));
+        let w = parse_reference(&text).unwrap();
+        assert_eq!(w.flat.len(), arch.num_params);
+        assert!(w.flat.iter().all(|&v| v == 0.5));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let (_, params) = complete();
+        let missing =
+            parse_reference(&file(&params.replacen("em.bias", "em.bias_typo", 1))).err().unwrap().to_string();
+        assert!(missing.contains("missing parameter \"em.bias\""), "{missing}");
+        let shape = parse_reference(&file(&params.replacen("\"shape\": [2]", "\"shape\": [3]", 1)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(shape.contains("em.bias") && shape.contains("shape"), "{shape}");
+        let syntax = parse_reference("{").err().unwrap().to_string();
+        assert!(syntax.contains("not a reference parameter file"), "{syntax}");
+    }
+}
