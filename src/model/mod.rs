@@ -147,11 +147,8 @@ where
                 grads.try_alloc_for(&out_ghost)?;
                 let g_out = grads.get(&out_ghost).as_vec();
                 let g_rows: Vec<[E; 6]> = g_out.chunks(6).map(|c| std::array::from_fn(|k| c[k])).collect();
-                let dp = net.backward(&values, &cache, &g_rows);
                 let gp = grads.get_or_alloc_mut(&p_ghost)?;
-                for (a, b) in E::slice_mut(gp).iter_mut().zip(dp) {
-                    *a += b;
-                }
+                net.backward_into(&values, &cache, &g_rows, E::slice_mut(gp));
                 Ok(())
             });
         }
