@@ -159,6 +159,19 @@ fn cubic_crystal_gives_isotropic_tensor_and_translation_invariance() {
 }
 
 #[test]
+fn precision_is_chosen_by_the_config() {
+    use anisostudy::model::{AnyAnisoNet, Precision};
+    let input = random_batch(3, 2, 4, 6, 5.0);
+    let c64 = ModelConfig { dtype: Precision::F64, ..small(ModelKind::Equivariant, 2) };
+    let c32 = ModelConfig { dtype: Precision::F32, ..c64.clone() };
+    let m64 = AnyAnisoNet::new(&c64, &Cpu::default(), 2).unwrap();
+    let m32 = AnyAnisoNet::new(&c32, &Cpu::default(), 2).unwrap();
+    assert!(matches!((&m64, &m32), (AnyAnisoNet::F64(_), AnyAnisoNet::F32(_))));
+    let (a, b) = (m64.predict(&input).unwrap(), m32.predict(&input).unwrap());
+    assert!(rel(&b, &a) < 1e-4, "f32 vs f64: {:e}", rel(&b, &a));
+}
+
+#[test]
 fn equivariant_lmax0_is_a_typed_error() {
     let err = AnisoNet::<f32>::new(&small(ModelKind::Equivariant, 0), &Cpu::default(), 1).err();
     assert_eq!(err, Some(ModelError::EquivariantNeedsLmax1));

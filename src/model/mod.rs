@@ -155,3 +155,33 @@ where
         Ok(result.put_tape(tape))
     }
 }
+
+/// A model whose precision is chosen at run time from [`ModelConfig::dtype`].
+pub enum AnyAnisoNet {
+    F32(AnisoNet<f32>),
+    F64(AnisoNet<f64>),
+}
+
+impl AnyAnisoNet {
+    pub fn new(config: &ModelConfig, device: &Cpu, seed: u64) -> Result<AnyAnisoNet, ModelError> {
+        Ok(match config.dtype {
+            Precision::F32 => AnyAnisoNet::F32(AnisoNet::new(config, device, seed)?),
+            Precision::F64 => AnyAnisoNet::F64(AnisoNet::new(config, device, seed)?),
+        })
+    }
+
+    pub fn arch(&self) -> &Architecture {
+        match self {
+            AnyAnisoNet::F32(m) => m.arch(),
+            AnyAnisoNet::F64(m) => m.arch(),
+        }
+    }
+
+    /// ε (irreps 0e+2e) per structure.
+    pub fn predict(&self, input: &ModelInput) -> Result<Vec<[f64; 6]>, ModelError> {
+        match self {
+            AnyAnisoNet::F32(m) => m.predict(input),
+            AnyAnisoNet::F64(m) => m.predict(input),
+        }
+    }
+}

@@ -25,7 +25,17 @@ where
     Cpu: Device<E>,
 {
     pub fn new(lr: f64, weight_decay: f64) -> AdamW<E> {
-        AdamW { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, step: 0, m: vec![], v: vec![], p: vec![], g: vec![] }
+        AdamW {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            m: vec![],
+            v: vec![],
+            p: vec![],
+            g: vec![],
+        }
     }
 
     /// One step with the gradient of `params.flat` found in `grads`.
