@@ -64,6 +64,26 @@ fn equivariant_model_rotates_its_output() {
 }
 
 #[test]
+fn every_searched_shape_builds_and_lmax4_is_equivariant() {
+    for lmax in 0..=4 {
+        for layers in 1..=4 {
+            for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
+                let c = ModelConfig { layers, ..small(kind, lmax) };
+                let built = anisostudy::model::Architecture::new(&c);
+                assert_eq!(built.is_err(), kind == ModelKind::Equivariant && lmax == 0);
+            }
+        }
+    }
+    let config = ModelConfig { layers: 3, mul: 2, ..small(ModelKind::Equivariant, 4) };
+    let model = AnisoNet::<f64>::new(&config, &Cpu::default(), 1).unwrap();
+    let input = random_batch(9, 2, 4, 6, 5.0);
+    let base = model.predict(&input).unwrap();
+    let r = random_rotations(5, 1)[0];
+    let want: Vec<[f64; 6]> = base.iter().map(|e| rotate_eps(&r, e)).collect();
+    assert!(rel(&model.predict(&rotate(&input, &r)).unwrap(), &want) < 1e-10);
+}
+
+#[test]
 fn physical_output_is_equivariant_and_physical() {
     check_equivariance(OutputMode::Physical);
     let config = ModelConfig { output: OutputMode::Physical, ..small(ModelKind::Equivariant, 2) };
