@@ -11,10 +11,10 @@
 
 use std::time::Instant;
 
-use anisostudy::model::optim::AdamW;
-use anisostudy::model::synthetic::random_batch;
 use anisostudy::crystal::io::extxyz::read_extxyz;
 use anisostudy::crystal::io::ExtxyzOptions;
+use anisostudy::model::optim::AdamW;
+use anisostudy::model::synthetic::random_batch;
 use anisostudy::model::{AnisoNet, ModelConfig, ModelFloat, ModelInput, Precision};
 use dfdx::prelude::*;
 
@@ -53,12 +53,19 @@ fn dataset_batches(path: &str, batches: usize, cutoff: f64) -> Option<Vec<ModelI
             return None;
         }
     };
-    let graphs: Vec<ModelInput> = frames.iter().filter_map(|f| ModelInput::from_structure(&f.structure, cutoff).ok()).collect();
+    let graphs: Vec<ModelInput> =
+        frames.iter().filter_map(|f| ModelInput::from_structure(&f.structure, cutoff).ok()).collect();
     if graphs.len() < 12 {
         eprintln!("dataset {path} has fewer than 12 usable structures; using synthetic graphs");
         return None;
     }
-    Some((0..batches).map(|b| ModelInput::batch(&graphs.iter().cycle().skip(b * 12).take(12).cloned().collect::<Vec<_>>())).collect())
+    Some(
+        (0..batches)
+            .map(|b| {
+                ModelInput::batch(&graphs.iter().cycle().skip(b * 12).take(12).cloned().collect::<Vec<_>>())
+            })
+            .collect(),
+    )
 }
 
 fn run<E: ModelFloat>(batches: usize, dtype: &str, dataset: Option<String>)
@@ -72,10 +79,14 @@ where
     };
     let dev = Cpu::default();
     let mut model = AnisoNet::<E>::new(&config, &dev, 0).expect("published configuration");
-    let (source, inputs) = match dataset.and_then(|p| dataset_batches(&p, batches, config.cutoff).map(|b| (p, b))) {
-        Some((path, b)) => (path, b),
-        None => ("synthetic".to_string(), (0..batches).map(|b| random_batch(b as u64, 12, 20, 30, config.cutoff)).collect()),
-    };
+    let (source, inputs) =
+        match dataset.and_then(|p| dataset_batches(&p, batches, config.cutoff).map(|b| (p, b))) {
+            Some((path, b)) => (path, b),
+            None => (
+                "synthetic".to_string(),
+                (0..batches).map(|b| random_batch(b as u64, 12, 20, 30, config.cutoff)).collect(),
+            ),
+        };
     let edges: usize = inputs.iter().map(|i| i.edge_src.len()).sum();
     let threads = rayon::current_num_threads();
     println!(

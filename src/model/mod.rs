@@ -6,6 +6,7 @@
 //! ([`ModelParams`]) so dfdx optimisers (AdamW) update them directly.
 
 pub mod arch;
+pub mod checkpoint;
 pub mod config;
 pub mod input;
 pub mod kernels;
