@@ -78,9 +78,13 @@ fn every_searched_shape_builds_and_lmax4_is_equivariant() {
     let model = AnisoNet::<f64>::new(&config, &Cpu::default(), 1).unwrap();
     let input = random_batch(9, 2, 4, 6, 5.0);
     let base = model.predict(&input).unwrap();
+    // Three layers reach odd scalars (0o, tanh-activated): inversion checks their parity.
+    assert!(model.arch().gates[2].irreps_out.to_string().starts_with("2x0o+2x0e"));
     let r = random_rotations(5, 1)[0];
     let want: Vec<[f64; 6]> = base.iter().map(|e| rotate_eps(&r, e)).collect();
     assert!(rel(&model.predict(&rotate(&input, &r)).unwrap(), &want) < 1e-10);
+    let inv = r.map(|row| row.map(|v| -v));
+    assert!(rel(&model.predict(&rotate(&input, &inv)).unwrap(), &want) < 1e-10);
 }
 
 #[test]
