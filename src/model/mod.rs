@@ -21,6 +21,7 @@
 //! Everything runs on dfdx's CPU device; a `cuda` build compiles the same
 //! model but still computes it on the CPU.
 
+pub mod alloc;
 pub mod arch;
 pub mod checkpoint;
 pub mod config;
