@@ -1,9 +1,20 @@
 //! Search spaces: named parameters and their distributions, as in Optuna.
+//!
+//! Samplers work on an *internal representation* of each value, as Optuna
+//! does: numbers on a log scale become their natural logarithm, categorical
+//! choices become their index. [`Distribution::to_internal`] and
+//! [`Distribution::from_internal`] convert; the latter also snaps to the step
+//! grid and clamps into the domain, so whatever a sampler proposes is valid.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+
+/// Relative tolerance for "is this float on the step grid".
+const GRID_TOLERANCE: f64 = 1e-9;
 
 /// The value of one hyperparameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +37,73 @@ impl fmt::Display for ParamValue {
     }
 }
 
+impl ParamValue {
+    /// The value as a real number (integers convert exactly up to 2⁵³).
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            ParamValue::Int(i) => Some(i as f64),
+            ParamValue::Float(x) => Some(x),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer; a float counts when it is integral.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            ParamValue::Int(i) => Some(i),
+            ParamValue::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(x as i64),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            ParamValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            ParamValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Equality that treats `Int(2)` and `Float(2.0)` as the same number, so
+    /// values read back from YAML or a database match the ones sampled.
+    pub fn same(&self, other: &ParamValue) -> bool {
+        match (self.as_f64(), other.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
+impl From<f64> for ParamValue {
+    fn from(x: f64) -> Self {
+        ParamValue::Float(x)
+    }
+}
+
+impl From<i64> for ParamValue {
+    fn from(i: i64) -> Self {
+        ParamValue::Int(i)
+    }
+}
+
+impl From<bool> for ParamValue {
+    fn from(b: bool) -> Self {
+        ParamValue::Bool(b)
+    }
+}
+
+impl From<&str> for ParamValue {
+    fn from(s: &str) -> Self {
+        ParamValue::Str(s.to_owned())
+    }
+}
+
 /// The domain of one hyperparameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Distribution {
@@ -38,9 +116,383 @@ pub enum Distribution {
     Categorical { choices: Vec<ParamValue> },
 }
 
+impl Distribution {
+    /// Checks the domain is usable; the error names the parameter.
+    pub fn validate(&self, name: &str) -> Result<(), InputError> {
+        let fail =
+            |problem: String, hint: &str| Err(InputError::new(location(name), problem).with_hint(hint));
+        match *self {
+            Distribution::Float { low, high, log, step } => {
+                if !low.is_finite() || !high.is_finite() {
+                    return fail(
+                        format!("bounds [{low}, {high}] are not finite"),
+                        "give finite low and high",
+                    );
+                }
+                if low >= high {
+                    return fail(
+                        format!("low {low} must be below high {high}"),
+                        "swap the bounds, or use a categorical with one choice to fix a value",
+                    );
+                }
+                if log && low <= 0.0 {
+                    return fail(
+                        format!("a log-scale range needs low > 0, got {low}"),
+                        "set low to a positive value or drop `log`",
+                    );
+                }
+                if let Some(step) = step {
+                    if log {
+                        return fail("`step` cannot be combined with `log`".into(), "drop one of them");
+                    }
+                    if !step.is_finite() || step <= 0.0 {
+                        return fail(format!("step {step} must be a positive number"), "");
+                    }
+                    if step > high - low {
+                        return fail(
+                            format!("step {step} is larger than the range [{low}, {high}]"),
+                            "use a smaller step or a wider range",
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Distribution::Int { low, high, log, step } => {
+                if low >= high {
+                    return fail(
+                        format!("low {low} must be below high {high}"),
+                        "swap the bounds, or use a categorical with one choice to fix a value",
+                    );
+                }
+                if log && low <= 0 {
+                    return fail(
+                        format!("a log-scale range needs low ≥ 1, got {low}"),
+                        "set low to 1 or more, or drop `log`",
+                    );
+                }
+                if step <= 0 {
+                    return fail(format!("step {step} must be a positive integer"), "");
+                }
+                if log && step != 1 {
+                    return fail(
+                        format!("`step` {step} cannot be combined with `log`"),
+                        "drop `step` (a log-scale integer uses step 1) or drop `log`",
+                    );
+                }
+                if step as i128 > high as i128 - low as i128 {
+                    return fail(
+                        format!("step {step} is larger than the range [{low}, {high}]"),
+                        "use a smaller step or a wider range",
+                    );
+                }
+                Ok(())
+            }
+            Distribution::Categorical { ref choices } => {
+                if choices.is_empty() {
+                    return fail("has no choices".into(), "list at least one choice");
+                }
+                for (i, choice) in choices.iter().enumerate() {
+                    if matches!(choice, ParamValue::Float(x) if !x.is_finite()) {
+                        return fail(format!("choice {choice} is not a finite number"), "");
+                    }
+                    if choices[..i].iter().any(|earlier| earlier.same(choice)) {
+                        return fail(format!("choice {choice} is listed twice"), "remove the duplicate");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `value` is in the domain (and on its step grid).
+    pub fn contains(&self, value: &ParamValue) -> bool {
+        match *self {
+            Distribution::Float { low, high, step, .. } => {
+                let Some(x) = value.as_f64() else { return false };
+                if !(x >= low && x <= high) {
+                    return false;
+                }
+                match step {
+                    None => true,
+                    Some(step) => {
+                        let k = (x - low) / step;
+                        (k - k.round()).abs() <= GRID_TOLERANCE * k.abs().max(1.0)
+                    }
+                }
+            }
+            Distribution::Int { low, high, step, .. } => {
+                let Some(i) = value.as_i64() else { return false };
+                i >= low && i <= high && (i - low) % step == 0
+            }
+            Distribution::Categorical { ref choices } => choices.iter().any(|c| c.same(value)),
+        }
+    }
+
+    /// Whether a value lies within the bounds (numbers) or among the choices,
+    /// ignoring the step grid: what a sampler needs to learn from a trial
+    /// that another phase (with another grid) created.
+    pub fn admits(&self, value: &ParamValue) -> bool {
+        match self.to_internal(value) {
+            None => false,
+            Some(x) => {
+                let (low, high) = self.internal_bounds();
+                x >= low && x <= high
+            }
+        }
+    }
+
+    pub fn is_log(&self) -> bool {
+        matches!(*self, Distribution::Float { log: true, .. } | Distribution::Int { log: true, .. })
+    }
+
+    /// The step of a discrete numeric domain (ints always have one).
+    pub fn step(&self) -> Option<f64> {
+        match *self {
+            Distribution::Float { step, .. } => step,
+            Distribution::Int { step, .. } => Some(step as f64),
+            Distribution::Categorical { .. } => None,
+        }
+    }
+
+    /// Bounds of the internal representation: logs for a log scale, choice
+    /// indices for categoricals. The upper bound is the last point of the
+    /// step grid (Optuna likewise trims `high` to `low + k·step`).
+    pub fn internal_bounds(&self) -> (f64, f64) {
+        let (low, high) = match *self {
+            Distribution::Float { low, .. } => (low, self.grid_high()),
+            Distribution::Int { low, .. } => (low as f64, self.grid_high()),
+            Distribution::Categorical { ref choices } => return (0.0, (choices.len() - 1) as f64),
+        };
+        if self.is_log() {
+            (low.ln(), high.ln())
+        } else {
+            (low, high)
+        }
+    }
+
+    /// The largest value of the domain: `high`, trimmed to the step grid.
+    fn grid_high(&self) -> f64 {
+        match *self {
+            Distribution::Float { low, high, step: Some(step), .. } => {
+                low + ((high - low) / step + GRID_TOLERANCE).floor() * step
+            }
+            Distribution::Float { high, .. } => high,
+            Distribution::Int { low, high, step, .. } => (low + (high - low) / step * step) as f64,
+            Distribution::Categorical { ref choices } => (choices.len() - 1) as f64,
+        }
+    }
+
+    /// Internal representation of `value`: ln for log scales, the choice
+    /// index for categoricals. `None` when the value has the wrong kind.
+    pub fn to_internal(&self, value: &ParamValue) -> Option<f64> {
+        match self {
+            Distribution::Float { log, .. } | Distribution::Int { log, .. } => {
+                let x = value.as_f64()?;
+                if *log {
+                    Some(x.ln())
+                } else {
+                    Some(x)
+                }
+            }
+            Distribution::Categorical { choices } => {
+                choices.iter().position(|c| c.same(value)).map(|i| i as f64)
+            }
+        }
+    }
+
+    /// The value for an internal representation `x`: undoes the log, snaps
+    /// to the step grid (or nearest choice) and clamps into the domain.
+    pub fn from_internal(&self, x: f64) -> ParamValue {
+        match *self {
+            Distribution::Float { low, high, log, step } => {
+                let external = if log { x.exp() } else { x };
+                ParamValue::Float(match step {
+                    None => external.clamp(low, high),
+                    Some(step) => {
+                        let k = ((external - low) / step).round().max(0.0);
+                        (low + k * step).min(self.grid_high())
+                    }
+                })
+            }
+            Distribution::Int { low, log, step, .. } => {
+                let external = if log { x.exp() } else { x };
+                let k = ((external - low as f64) / step as f64).round().max(0.0);
+                let value = (low as f64 + k * step as f64).min(self.grid_high());
+                ParamValue::Int(value as i64)
+            }
+            Distribution::Categorical { ref choices } => {
+                let i = x.round().clamp(0.0, (choices.len() - 1) as f64) as usize;
+                choices[i].clone()
+            }
+        }
+    }
+
+    /// Snaps a value of the right kind onto the domain: clamped to the
+    /// bounds and rounded to the step grid. `None` for a categorical value
+    /// that is not a choice or a value of the wrong kind.
+    pub fn snap(&self, value: &ParamValue) -> Option<ParamValue> {
+        match self {
+            Distribution::Categorical { choices } => choices.iter().find(|c| c.same(value)).cloned(),
+            _ => {
+                let x = value.as_f64().filter(|x| x.is_finite())?;
+                let x = if self.is_log() { x.max(f64::MIN_POSITIVE).ln() } else { x };
+                let (low, high) = self.internal_bounds();
+                Some(self.from_internal(x.clamp(low, high)))
+            }
+        }
+    }
+
+    /// Number of values of a discrete domain; `None` for continuous floats.
+    pub fn n_values(&self) -> Option<u64> {
+        match *self {
+            Distribution::Float { low, high, step: Some(step), .. } => {
+                Some(((high - low) / step + GRID_TOLERANCE).floor() as u64 + 1)
+            }
+            Distribution::Float { .. } => None,
+            Distribution::Int { low, high, step, .. } => Some(((high - low) / step) as u64 + 1),
+            Distribution::Categorical { ref choices } => Some(choices.len() as u64),
+        }
+    }
+}
+
+fn location(name: &str) -> String {
+    format!("search space, parameter `{name}`")
+}
+
 /// Named distributions, ordered by name so that iteration order (and so every
 /// seeded draw) never depends on hashing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpace {
     pub params: BTreeMap<String, Distribution>,
+}
+
+impl SearchSpace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a parameter; for building spaces in code.
+    pub fn with(mut self, name: &str, distribution: Distribution) -> Self {
+        self.params.insert(name.to_owned(), distribution);
+        self
+    }
+
+    /// Adds a uniform float on [low, high].
+    pub fn float(self, name: &str, low: f64, high: f64) -> Self {
+        self.with(name, Distribution::Float { low, high, log: false, step: None })
+    }
+
+    /// Adds a log-uniform float on [low, high].
+    pub fn log_float(self, name: &str, low: f64, high: f64) -> Self {
+        self.with(name, Distribution::Float { low, high, log: true, step: None })
+    }
+
+    /// Adds an integer on [low, high] with step 1.
+    pub fn int(self, name: &str, low: i64, high: i64) -> Self {
+        self.with(name, Distribution::Int { low, high, log: false, step: 1 })
+    }
+
+    /// Adds a categorical parameter.
+    pub fn categorical(self, name: &str, choices: impl IntoIterator<Item = ParamValue>) -> Self {
+        self.with(name, Distribution::Categorical { choices: choices.into_iter().collect() })
+    }
+
+    /// Checks every distribution; the first problem is reported.
+    pub fn validate(&self) -> Result<(), InputError> {
+        if self.params.is_empty() {
+            return Err(InputError::new("search space", "has no parameters").with_hint("add at least one"));
+        }
+        self.params.iter().try_for_each(|(name, dist)| dist.validate(name))
+    }
+
+    /// Whether `params` has exactly this space's names, each value in its domain.
+    pub fn contains(&self, params: &super::Params) -> bool {
+        params.len() == self.params.len()
+            && self.params.iter().all(|(name, dist)| params.get(name).is_some_and(|v| dist.contains(v)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(low: f64, high: f64, log: bool, step: Option<f64>) -> Distribution {
+        Distribution::Float { low, high, log, step }
+    }
+
+    fn problem(dist: Distribution) -> String {
+        let err = dist.validate("lr").unwrap_err();
+        assert!(err.location.contains("`lr`"), "{err}");
+        err.problem
+    }
+
+    #[test]
+    fn invalid_domains_are_named() {
+        assert!(problem(float(1.0, 1.0, false, None)).contains("below high"));
+        assert!(problem(float(0.0, 1.0, true, None)).contains("low > 0"));
+        assert!(problem(float(0.1, 1.0, true, Some(0.1))).contains("log"));
+        assert!(problem(float(0.0, 1.0, false, Some(2.0))).contains("larger than the range"));
+        assert!(problem(float(0.0, f64::INFINITY, false, None)).contains("not finite"));
+        assert!(problem(float(f64::NAN, 1.0, false, None)).contains("not finite"));
+        assert!(problem(Distribution::Int { low: 0, high: 8, log: true, step: 1 }).contains("low ≥ 1"));
+        assert!(problem(Distribution::Int { low: 1, high: 8, log: true, step: 2 }).contains("log"));
+        assert!(problem(Distribution::Int { low: 1, high: 3, log: false, step: 4 }).contains("larger"));
+        assert!(problem(Distribution::Int { low: 3, high: 1, log: false, step: 1 }).contains("below"));
+        assert!(problem(Distribution::Categorical { choices: vec![] }).contains("no choices"));
+        let dup = Distribution::Categorical { choices: vec![1i64.into(), 2i64.into(), 1.0.into()] };
+        assert!(problem(dup).contains("twice"));
+        assert!(float(1e-4, 0.5, true, None).validate("lr").is_ok());
+    }
+
+    #[test]
+    fn contains_respects_bounds_and_steps() {
+        let d = float(0.0, 1.0, false, Some(0.25));
+        assert!(d.contains(&0.75.into()));
+        assert!(!d.contains(&0.7.into()));
+        assert!(!d.contains(&1.25.into()));
+        let i = Distribution::Int { low: 16, high: 64, log: false, step: 16 };
+        assert!(i.contains(&48i64.into()));
+        assert!(i.contains(&32.0.into()));
+        assert!(!i.contains(&40i64.into()));
+        let c = Distribution::Categorical { choices: vec!["a".into(), 3i64.into()] };
+        assert!(c.contains(&3.0.into()));
+        assert!(!c.contains(&"b".into()));
+    }
+
+    #[test]
+    fn internal_round_trip_snaps_to_grid() {
+        let lr = float(1e-4, 0.5, true, None);
+        let x = lr.to_internal(&0.003.into()).unwrap();
+        assert!((x - 0.003f64.ln()).abs() < 1e-15);
+        assert_eq!(lr.from_internal(x).as_f64().unwrap(), 0.003f64.ln().exp());
+        assert_eq!(lr.from_internal(10.0), ParamValue::Float(0.5));
+        let mul = Distribution::Int { low: 16, high: 60, log: false, step: 8 };
+        assert_eq!(mul.internal_bounds(), (16.0, 56.0));
+        assert_eq!(mul.from_internal(59.0), ParamValue::Int(56));
+        assert_eq!(mul.from_internal(27.9), ParamValue::Int(24));
+        assert_eq!(mul.n_values(), Some(6));
+        let layers = Distribution::Int { low: 1, high: 64, log: true, step: 1 };
+        assert_eq!(layers.from_internal(3.0f64.ln() + 0.1), ParamValue::Int(3));
+        assert_eq!(layers.snap(&100i64.into()), Some(ParamValue::Int(64)));
+        let c = Distribution::Categorical { choices: vec![1i64.into(), 2i64.into()] };
+        assert_eq!(c.from_internal(0.9), ParamValue::Int(2));
+    }
+
+    #[test]
+    fn conversions() {
+        assert_eq!(ParamValue::Int(3).as_f64(), Some(3.0));
+        assert_eq!(ParamValue::Float(3.0).as_i64(), Some(3));
+        assert_eq!(ParamValue::Float(3.5).as_i64(), None);
+        assert_eq!(ParamValue::Bool(true).as_bool(), Some(true));
+        assert_eq!(ParamValue::Str("x".into()).as_str(), Some("x"));
+        assert!(ParamValue::Int(2).same(&ParamValue::Float(2.0)));
+    }
 }

@@ -15,6 +15,12 @@ pub trait TrialStore {
     fn set_state(&mut self, number: u64, state: TrialState, value: Option<f64>) -> anyhow::Result<()>;
     /// Records the intermediate value of a trial at `step` (an epoch).
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()>;
+    /// Keeps why a trial FAILED, for the user. Stores without a place for it
+    /// may ignore it (the default).
+    fn record_failure_reason(&mut self, number: u64, reason: &str) -> anyhow::Result<()> {
+        let _ = (number, reason);
+        Ok(())
+    }
 }
 
 /// Trials kept in memory: for tests, benchmarks and library users who need no
@@ -22,9 +28,15 @@ pub trait TrialStore {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     trials: Vec<FrozenTrial>,
+    failure_reasons: std::collections::BTreeMap<u64, String>,
 }
 
 impl MemoryStore {
+    /// Why trial `number` failed, when the study was told.
+    pub fn failure_reason(&self, number: u64) -> Option<&str> {
+        self.failure_reasons.get(&number).map(String::as_str)
+    }
+
     fn trial_mut(&mut self, number: u64) -> anyhow::Result<&mut FrozenTrial> {
         self.trials.get_mut(number as usize).ok_or_else(|| anyhow::anyhow!("no trial number {number}"))
     }
@@ -57,6 +69,12 @@ impl TrialStore for MemoryStore {
 
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()> {
         self.trial_mut(number)?.intermediate.insert(step, value);
+        Ok(())
+    }
+
+    fn record_failure_reason(&mut self, number: u64, reason: &str) -> anyhow::Result<()> {
+        self.trial_mut(number)?;
+        self.failure_reasons.insert(number, reason.to_owned());
         Ok(())
     }
 }

@@ -51,3 +51,33 @@ pub struct FrozenTrial {
     /// Intermediate values by step (epoch).
     pub intermediate: BTreeMap<u64, f64>,
 }
+
+impl FrozenTrial {
+    /// The last step with an intermediate value, and that value.
+    pub fn last_intermediate(&self) -> Option<(u64, f64)> {
+        self.intermediate.iter().next_back().map(|(&step, &value)| (step, value))
+    }
+
+    /// The last step with an intermediate value.
+    pub fn last_step(&self) -> Option<u64> {
+        self.intermediate.keys().next_back().copied()
+    }
+}
+
+impl Direction {
+    /// Whether `a` is strictly better than `b` in this direction.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Direction::Minimize => a < b,
+            Direction::Maximize => a > b,
+        }
+    }
+
+    /// `value` turned into a loss: itself when minimising, negated when maximising.
+    pub fn as_loss(self, value: f64) -> f64 {
+        match self {
+            Direction::Minimize => value,
+            Direction::Maximize => -value,
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Tree-structured Parzen estimator (Bergstra et al. 2011), with the
+//! algorithm components of Optuna's `TPESampler` as analysed by Watanabe
+//! (2023):
+//!
+//! - the first `n_startup_trials` finished trials are random;
+//! - finished trials split into the γ(n) = min(⌈0.1·n⌉, 25) best ("below")
+//!   and the rest ("above"). COMPLETE trials rank by value; PRUNED trials
+//!   fill any remaining places in `below`, deeper ones first, then by their
+//!   last intermediate value; with `constant_liar`, RUNNING trials join
+//!   `above` (as if they were the worst); FAILED trials are ignored;
+//! - each group gets a Parzen estimator ([`super::parzen`]) with Optuna's
+//!   default weights (older trials ramped down beyond 25) and a prior kernel;
+//! - `n_ei_candidates` draws from l(x) are scored by log l(x) − log g(x) and
+//!   the best one is taken.
+//!
+//! Univariate mode (default) treats every parameter independently, in name
+//! order; multivariate mode uses joint kernels over the whole space.
+
+use serde::{Deserialize, Serialize};
+
+use super::parzen::{default_weights, DimSpec, ParzenEstimator, ParzenParams};
+use super::random::{sample_one, sample_space};
+use super::{SampleContext, Sampler};
+use crate::error::InputError;
+use crate::hpo::rng::{self, Stream};
+use crate::hpo::{Direction, Distribution, FrozenTrial, Params, TrialState};
+
+/// Settings of the TPE sampler; defaults are Optuna's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TpeConfig {
+    /// Finished (COMPLETE or PRUNED) trials sampled at random before TPE starts.
+    pub n_startup_trials: usize,
+    /// Draws from l(x) scored per suggestion.
+    pub n_ei_candidates: usize,
+    /// Joint kernels over all parameters instead of one estimator per parameter.
+    pub multivariate: bool,
+    /// Count RUNNING trials as bad ones, so parallel workers spread out.
+    pub constant_liar: bool,
+    /// Weight of the prior kernel (relative to weight 1 per trial).
+    pub prior_weight: f64,
+    /// Let the domain ends widen the bandwidths of the outermost kernels.
+    pub consider_endpoints: bool,
+    /// Clip bandwidths from below at range / min(100, n_kernels + 1).
+    pub consider_magic_clip: bool,
+}
+
+impl Default for TpeConfig {
+    fn default() -> Self {
+        Self {
+            n_startup_trials: 10,
+            n_ei_candidates: 24,
+            multivariate: false,
+            constant_liar: false,
+            prior_weight: 1.0,
+            consider_endpoints: false,
+            consider_magic_clip: true,
+        }
+    }
+}
+
+impl TpeConfig {
+    pub fn validate(&self, location: &str) -> Result<(), InputError> {
+        if self.n_ei_candidates == 0 {
+            return Err(InputError::new(location, "n_ei_candidates must be at least 1"));
+        }
+        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
+            return Err(InputError::new(
+                location,
+                format!("prior_weight must be a positive number, got {}", self.prior_weight),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The TPE sampler.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TpeSampler {
+    pub config: TpeConfig,
+}
+
+impl TpeSampler {
+    pub fn new(config: TpeConfig) -> Self {
+        Self { config }
+    }
+
+    fn parzen_params(&self) -> ParzenParams {
+        ParzenParams {
+            prior_weight: self.config.prior_weight,
+            consider_magic_clip: self.config.consider_magic_clip,
+            consider_endpoints: self.config.consider_endpoints,
+            multivariate: self.config.multivariate,
+        }
+    }
+}
+
+/// γ(n) = min(⌈0.1·n⌉, 25): how many finished trials count as good.
+pub fn default_gamma(n: usize) -> usize {
+    n.div_ceil(10).min(25)
+}
+
+impl Sampler for TpeSampler {
+    fn sample(&self, ctx: &SampleContext<'_>) -> anyhow::Result<Params> {
+        let mut rng = rng::seeded(ctx.seed, ctx.trial_number, Stream::Sample);
+        let finished = ctx.history.iter().filter(|t| is_finished_observation(t)).count();
+        if finished < self.config.n_startup_trials {
+            return Ok(sample_space(ctx.space, &mut rng));
+        }
+        let (below, above) = split_trials(ctx.history, ctx.direction, self.config.constant_liar);
+        let params = self.parzen_params();
+        let n_candidates = self.config.n_ei_candidates;
+
+        if self.config.multivariate {
+            let dists: Vec<(&String, &Distribution)> = ctx.space.params.iter().collect();
+            let specs: Vec<DimSpec> = dists.iter().map(|(_, d)| dim_spec(d)).collect();
+            let l = estimator(&dists, &specs, &below, &params);
+            let g = estimator(&dists, &specs, &above, &params);
+            let candidates: Vec<Params> = l
+                .sample(&mut rng, n_candidates)
+                .into_iter()
+                .map(|point| {
+                    dists
+                        .iter()
+                        .zip(point)
+                        .map(|((name, d), x)| ((*name).clone(), d.from_internal(x)))
+                        .collect()
+                })
+                .collect();
+            let points: Vec<Vec<f64>> = candidates
+                .iter()
+                .map(|p| dists.iter().map(|(name, d)| internal(d, &p[*name])).collect())
+                .collect();
+            let best = argmax_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
+            return Ok(candidates.into_iter().nth(best).expect("at least one candidate"));
+        }
+
+        let mut out = Params::new();
+        for (name, dist) in &ctx.space.params {
+            let dists = [(name, dist)];
+            let specs = [dim_spec(dist)];
+            let l = estimator(&dists, &specs, &below, &params);
+            let g = estimator(&dists, &specs, &above, &params);
+            let candidates: Vec<_> =
+                l.sample(&mut rng, n_candidates).into_iter().map(|p| dist.from_internal(p[0])).collect();
+            if candidates.is_empty() {
+                out.insert(name.clone(), sample_one(dist, &mut rng));
+                continue;
+            }
+            let points: Vec<Vec<f64>> = candidates.iter().map(|v| vec![internal(dist, v)]).collect();
+            let best = argmax_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
+            out.insert(name.clone(), candidates[best].clone());
+        }
+        Ok(out)
+    }
+}
+
+fn internal(dist: &Distribution, value: &crate::hpo::ParamValue) -> f64 {
+    dist.to_internal(value).expect("sampled values have the distribution's kind")
+}
+
+/// The first candidate maximising log l(x) − log g(x).
+fn argmax_acquisition(log_l: &[f64], log_g: &[f64]) -> usize {
+    let mut best = 0;
+    let mut best_score = f64::NEG_INFINITY;
+    for (i, (l, g)) in log_l.iter().zip(log_g).enumerate() {
+        let score = l - g;
+        if score > best_score {
+            best = i;
+            best_score = score;
+        }
+    }
+    best
+}
+
+/// How a domain looks to the Parzen estimator. A log-scale integer becomes
+/// a continuous range over [ln(low − ½), ln(high + ½)], as in Optuna.
+fn dim_spec(dist: &Distribution) -> DimSpec {
+    match *dist {
+        Distribution::Categorical { ref choices } => DimSpec::Categorical { n: choices.len() },
+        Distribution::Int { low, high, log: true, step } => DimSpec::Numeric {
+            low: (low as f64 - 0.5 * step as f64).ln(),
+            high: (high as f64 + 0.5 * step as f64).ln(),
+            step: None,
+        },
+        _ => {
+            let (low, high) = dist.internal_bounds();
+            DimSpec::Numeric { low, high, step: dist.step() }
+        }
+    }
+}
+
+/// The estimator of `trials` (in number order) over the given parameters,
+/// from the trials whose values for all of them lie in their domains.
+fn estimator(
+    dists: &[(&String, &Distribution)],
+    specs: &[DimSpec],
+    trials: &[&FrozenTrial],
+    params: &ParzenParams,
+) -> ParzenEstimator {
+    let mut observations: Vec<Vec<f64>> = vec![Vec::with_capacity(trials.len()); dists.len()];
+    for trial in trials {
+        let values: Option<Vec<f64>> = dists
+            .iter()
+            .map(|(name, dist)| {
+                trial.params.get(*name).filter(|v| dist.admits(v)).and_then(|v| dist.to_internal(v))
+            })
+            .collect();
+        if let Some(values) = values {
+            for (column, x) in observations.iter_mut().zip(values) {
+                column.push(x);
+            }
+        }
+    }
+    let weights = default_weights(observations.first().map_or(0, Vec::len));
+    ParzenEstimator::new(specs, &observations, &weights, params)
+}
+
+/// COMPLETE trials with a value and PRUNED trials: what counts as history.
+fn is_finished_observation(trial: &FrozenTrial) -> bool {
+    match trial.state {
+        TrialState::Complete => trial.value.is_some(),
+        TrialState::Pruned => true,
+        _ => false,
+    }
+}
+
+/// Splits the history into the good ("below") and the other ("above")
+/// trials, each in trial-number order. See the module docs for the rules.
+pub fn split_trials(
+    history: &[FrozenTrial],
+    direction: Direction,
+    constant_liar: bool,
+) -> (Vec<&FrozenTrial>, Vec<&FrozenTrial>) {
+    let loss = |value: f64| if value.is_nan() { f64::INFINITY } else { direction.as_loss(value) };
+    let mut complete: Vec<&FrozenTrial> =
+        history.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).collect();
+    let mut pruned: Vec<&FrozenTrial> = history.iter().filter(|t| t.state == TrialState::Pruned).collect();
+    let n_below = default_gamma(complete.len() + pruned.len());
+
+    complete.sort_by(|a, b| loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())));
+    let n_complete_below = n_below.min(complete.len());
+    // Deeper pruned trials rank first, then the better last value; none reported ranks last.
+    let pruned_key = |t: &FrozenTrial| match t.last_intermediate() {
+        Some((step, value)) => (0, -(step as i128), loss(value)),
+        None => (1, 0, 0.0),
+    };
+    pruned.sort_by(|a, b| {
+        let (ka, kb) = (pruned_key(a), pruned_key(b));
+        ka.0.cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(ka.2.total_cmp(&kb.2))
+    });
+    let n_pruned_below = (n_below - n_complete_below).min(pruned.len());
+
+    let mut below: Vec<&FrozenTrial> = complete[..n_complete_below].to_vec();
+    below.extend_from_slice(&pruned[..n_pruned_below]);
+    let mut above: Vec<&FrozenTrial> = complete[n_complete_below..].to_vec();
+    above.extend_from_slice(&pruned[n_pruned_below..]);
+    if constant_liar {
+        above.extend(history.iter().filter(|t| t.state == TrialState::Running));
+    }
+    below.sort_by_key(|t| t.number);
+    above.sort_by_key(|t| t.number);
+    (below, above)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::{ParamValue, SearchSpace};
+
+    fn trial(number: u64, state: TrialState, value: Option<f64>, x: f64) -> FrozenTrial {
+        FrozenTrial {
+            number,
+            phase: 0,
+            state,
+            params: [("x".to_owned(), ParamValue::Float(x))].into(),
+            value,
+            intermediate: Default::default(),
+        }
+    }
+
+    #[test]
+    fn gamma_matches_optuna() {
+        assert_eq!(default_gamma(0), 0);
+        assert_eq!(default_gamma(1), 1);
+        assert_eq!(default_gamma(10), 1);
+        assert_eq!(default_gamma(11), 2);
+        assert_eq!(default_gamma(1000), 25);
+    }
+
+    #[test]
+    fn split_ranks_complete_then_pruned_and_lies_about_running() {
+        let mut history: Vec<FrozenTrial> =
+            (0..18).map(|i| trial(i, TrialState::Complete, Some(i as f64), 0.1)).collect();
+        let mut deep = trial(18, TrialState::Pruned, None, 0.2);
+        deep.intermediate.insert(9, 100.0);
+        let mut shallow = trial(19, TrialState::Pruned, None, 0.3);
+        shallow.intermediate.insert(2, -100.0);
+        history.push(deep);
+        history.push(shallow);
+        history.push(trial(20, TrialState::Running, None, 0.4));
+        history.push(trial(21, TrialState::Failed, None, 0.5));
+        // n = 20 finished → γ = 2 below: both from COMPLETE trials.
+        let (below, above) = split_trials(&history, Direction::Minimize, true);
+        assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(above.len(), 19);
+        assert!(above.iter().any(|t| t.number == 20) && !above.iter().any(|t| t.number == 21));
+        // With only one COMPLETE trial, the deeper pruned trial fills the gap.
+        let few: Vec<FrozenTrial> = history.into_iter().filter(|t| t.number == 0 || t.number >= 18).collect();
+        let mut more = few.clone();
+        for i in 30..40 {
+            let mut p = trial(i, TrialState::Pruned, None, 0.0);
+            p.intermediate.insert(1, 0.0);
+            more.push(p);
+        }
+        let (below, _) = split_trials(&more, Direction::Maximize, false);
+        assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 18]);
+    }
+
+    #[test]
+    fn tpe_concentrates_near_good_trials() {
+        let space = SearchSpace::new().float("x", 0.0, 1.0);
+        let history: Vec<FrozenTrial> = (0..40)
+            .map(|i| {
+                let x = (i as f64 * 0.618_033_988_7) % 1.0;
+                trial(i, TrialState::Complete, Some((x - 0.3).abs()), x)
+            })
+            .collect();
+        let sampler = TpeSampler::default();
+        let mut near = 0;
+        for number in 40..80 {
+            let ctx = SampleContext {
+                space: &space,
+                history: &history,
+                direction: Direction::Minimize,
+                seed: 1,
+                trial_number: number,
+                phase: 0,
+            };
+            let x = sampler.sample(&ctx).unwrap()["x"].as_f64().unwrap();
+            near += usize::from((x - 0.3).abs() < 0.1);
+        }
+        assert!(near >= 30, "only {near} of 40 suggestions near the optimum");
+    }
+}

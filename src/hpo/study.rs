@@ -1,0 +1,299 @@
+//! The ask/tell core: a study over a [`TrialStore`], run by one controller.
+//!
+//! The controller is the single writer, so the study keeps every trial in
+//! memory after one load and updates that cache with each of its own
+//! writes: `ask` and `tell` cost one store call each, never a reload.
+//!
+//! `ask` finds the current phase (the first one with budget or grid points
+//! left), samples with that phase's sampler and creates the trial RUNNING.
+//! A grid around the best trial waits (`Ask::Wait`) until every earlier
+//! trial has finished, so the best — and thus the grid — cannot change
+//! under it.
+
+use serde::{Deserialize, Serialize};
+
+use super::phase::{Phase, SamplerConfig};
+use super::pruners::{Pruner, PrunerConfig};
+use super::samplers::{GridSampler, RandomSampler, SampleContext, Sampler, TpeSampler};
+use super::{Direction, FrozenTrial, Params, TrialState, TrialStore};
+use crate::error::InputError;
+
+/// Everything that defines a study's behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyConfig {
+    /// Seeds every draw, together with the trial number.
+    pub seed: u64,
+    #[serde(default)]
+    pub direction: Direction,
+    pub phases: Vec<Phase>,
+    #[serde(default)]
+    pub pruner: PrunerConfig,
+}
+
+impl StudyConfig {
+    pub fn validate(&self) -> Result<(), InputError> {
+        if self.phases.is_empty() {
+            return Err(InputError::new("study", "has no phases").with_hint("add at least one phase"));
+        }
+        for (i, phase) in self.phases.iter().enumerate() {
+            phase.validate()?;
+            if self.phases[..i].iter().any(|p| p.name == phase.name) {
+                return Err(InputError::new(phase.location(), "appears twice")
+                    .with_hint("give phases distinct names"));
+            }
+        }
+        self.pruner.validate("pruner")
+    }
+}
+
+/// A trial handed out by [`Study::ask`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub number: u64,
+    /// Index of the phase that created it.
+    pub phase: usize,
+    pub params: Params,
+}
+
+/// The answer of [`Study::ask`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask {
+    /// Run this trial.
+    Trial(Trial),
+    /// Nothing to start now: the next phase needs the running trials' results.
+    Wait,
+    /// Every phase has used its budget.
+    Finished,
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The objective value. NaN makes the trial FAILED, as in Optuna.
+    Complete(f64),
+    /// Stopped early by the pruner; the last intermediate value becomes its value.
+    Pruned,
+    /// Crashed or diverged, with why when known.
+    Failed(Option<String>),
+}
+
+/// Where the study stands.
+#[derive(Debug, Clone, PartialEq)]
+enum PhaseStatus {
+    Active(usize, Option<GridSampler>),
+    Waiting(usize),
+    Finished,
+}
+
+/// A study: configuration, store, and the cached trials.
+pub struct Study<S: TrialStore> {
+    store: S,
+    config: StudyConfig,
+    trials: Vec<FrozenTrial>,
+}
+
+impl<S: TrialStore> Study<S> {
+    /// Opens a study over `store` (empty or holding an earlier run of the
+    /// same study): validates the configuration and loads the trials once.
+    pub fn new(store: S, config: StudyConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let trials = store.load_trials()?;
+        if let Some(t) = trials.iter().find(|t| t.phase >= config.phases.len()) {
+            return Err(InputError::new(
+                "study",
+                format!(
+                    "stored trial {} belongs to phase {}, but the study has {} phases",
+                    t.number,
+                    t.phase,
+                    config.phases.len()
+                ),
+            )
+            .with_hint("resume with the configuration the study was started with")
+            .into());
+        }
+        anyhow::ensure!(
+            trials.windows(2).all(|w| w[0].number < w[1].number),
+            "the store returned trials out of order"
+        );
+        Ok(Self { store, config, trials })
+    }
+
+    pub fn config(&self) -> &StudyConfig {
+        &self.config
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.config.direction
+    }
+
+    /// Every trial, by number.
+    pub fn trials(&self) -> &[FrozenTrial] {
+        &self.trials
+    }
+
+    pub fn trial(&self, number: u64) -> Option<&FrozenTrial> {
+        self.position(number).map(|i| &self.trials[i])
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// The COMPLETE trial with the best value (the lowest number on ties).
+    pub fn best_trial(&self) -> Option<&FrozenTrial> {
+        best_of(self.trials.iter(), self.config.direction)
+    }
+
+    /// The index of the phase that the next `ask` draws from; `None` when
+    /// the study is finished.
+    pub fn current_phase(&self) -> anyhow::Result<Option<usize>> {
+        Ok(match self.phase_status()? {
+            PhaseStatus::Active(p, _) | PhaseStatus::Waiting(p) => Some(p),
+            PhaseStatus::Finished => None,
+        })
+    }
+
+    /// The next trial to run, created RUNNING in the store.
+    pub fn ask(&mut self) -> anyhow::Result<Ask> {
+        let (phase_index, grid) = match self.phase_status()? {
+            PhaseStatus::Active(p, grid) => (p, grid),
+            PhaseStatus::Waiting(_) => return Ok(Ask::Wait),
+            PhaseStatus::Finished => return Ok(Ask::Finished),
+        };
+        let number = self.trials.last().map_or(0, |t| t.number + 1);
+        let phase = &self.config.phases[phase_index];
+        let ctx = self.context(phase_index, number);
+        let params = match (&phase.sampler, &grid) {
+            (_, Some(grid)) => grid.sample(&ctx)?,
+            (SamplerConfig::Tpe(config), None) => TpeSampler::new(*config).sample(&ctx)?,
+            (SamplerConfig::Random, None) => RandomSampler.sample(&ctx)?,
+            (SamplerConfig::Grid(_), None) => unreachable!("grid phases are resolved by phase_status"),
+        };
+        let created = self.store.create_trial(phase_index, &params, TrialState::Running)?;
+        anyhow::ensure!(created == number, "the store numbered the new trial {created}, expected {number}");
+        self.trials.push(FrozenTrial {
+            number,
+            phase: phase_index,
+            state: TrialState::Running,
+            params: params.clone(),
+            value: None,
+            intermediate: Default::default(),
+        });
+        Ok(Ask::Trial(Trial { number, phase: phase_index, params }))
+    }
+
+    /// Finishes trial `number` with `outcome`.
+    pub fn tell(&mut self, number: u64, outcome: Outcome) -> anyhow::Result<()> {
+        let i = self.unfinished(number)?;
+        let (state, value, reason) = match outcome {
+            Outcome::Complete(v) if v.is_nan() => {
+                (TrialState::Failed, None, Some("the objective value is NaN".to_owned()))
+            }
+            Outcome::Complete(v) => (TrialState::Complete, Some(v), None),
+            Outcome::Pruned => {
+                let last = self.trials[i].last_intermediate().map(|(_, v)| v).filter(|v| !v.is_nan());
+                (TrialState::Pruned, last, None)
+            }
+            Outcome::Failed(reason) => (TrialState::Failed, None, reason),
+        };
+        self.store.set_state(number, state, value)?;
+        if let Some(reason) = &reason {
+            self.store.record_failure_reason(number, reason)?;
+        }
+        let trial = &mut self.trials[i];
+        trial.state = state;
+        trial.value = value;
+        Ok(())
+    }
+
+    /// Records the intermediate value of a running trial at `step`. A step
+    /// reported twice keeps its first value (as Optuna does).
+    pub fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()> {
+        let i = self.unfinished(number)?;
+        if self.trials[i].intermediate.contains_key(&step) {
+            return Ok(());
+        }
+        self.store.report(number, step, value)?;
+        self.trials[i].intermediate.insert(step, value);
+        Ok(())
+    }
+
+    /// Whether the configured pruner stops trial `number` at its last report.
+    pub fn should_prune(&self, number: u64) -> anyhow::Result<bool> {
+        let i = self.unfinished(number)?;
+        Ok(self.config.pruner.prune(&self.trials[i], &self.trials, self.config.direction))
+    }
+
+    fn position(&self, number: u64) -> Option<usize> {
+        self.trials.binary_search_by_key(&number, |t| t.number).ok()
+    }
+
+    fn unfinished(&self, number: u64) -> anyhow::Result<usize> {
+        let i = self.position(number).ok_or_else(|| anyhow::anyhow!("the study has no trial {number}"))?;
+        let state = self.trials[i].state;
+        anyhow::ensure!(!state.is_finished(), "trial {number} is already {state:?}");
+        Ok(i)
+    }
+
+    fn context(&self, phase: usize, trial_number: u64) -> SampleContext<'_> {
+        SampleContext {
+            space: &self.config.phases[phase].space,
+            history: &self.trials,
+            direction: self.config.direction,
+            seed: self.config.seed,
+            trial_number,
+            phase,
+        }
+    }
+
+    fn phase_status(&self) -> anyhow::Result<PhaseStatus> {
+        for (p, phase) in self.config.phases.iter().enumerate() {
+            let created = self.trials.iter().filter(|t| t.phase == p).count() as u64;
+            if phase.n_trials.is_some_and(|n| created >= n) {
+                continue;
+            }
+            let SamplerConfig::Grid(spec) = &phase.sampler else {
+                return Ok(PhaseStatus::Active(p, None));
+            };
+            let best = if spec.needs_best() {
+                let earlier = self.trials.iter().filter(|t| t.phase < p);
+                if earlier.clone().any(|t| !t.state.is_finished()) {
+                    return Ok(PhaseStatus::Waiting(p));
+                }
+                let best = best_of(earlier, self.config.direction).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} is a grid around the best trial, but no earlier trial is COMPLETE",
+                        phase.location()
+                    )
+                })?;
+                Some(&best.params)
+            } else {
+                None
+            };
+            let grid = spec.resolve(&phase.space, best)?;
+            let number = self.trials.last().map_or(0, |t| t.number + 1);
+            if grid.next(&self.context(p, number)).is_some() {
+                return Ok(PhaseStatus::Active(p, Some(grid)));
+            }
+        }
+        Ok(PhaseStatus::Finished)
+    }
+}
+
+/// The COMPLETE trial with the best value among `trials` (lowest number on ties).
+fn best_of<'a>(
+    trials: impl Iterator<Item = &'a FrozenTrial>,
+    direction: Direction,
+) -> Option<&'a FrozenTrial> {
+    trials.filter(|t| t.state == TrialState::Complete && t.value.is_some_and(|v| !v.is_nan())).fold(
+        None,
+        |best: Option<&FrozenTrial>, t| match best {
+            Some(b) if !direction.better(t.value.unwrap(), b.value.unwrap()) => Some(b),
+            _ => Some(t),
+        },
+    )
+}
