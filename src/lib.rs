@@ -8,4 +8,6 @@ pub mod cli;
 pub mod crystal;
 pub mod e3;
 pub mod error;
+pub mod exec;
 pub mod hpo;
+pub mod study;
