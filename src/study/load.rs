@@ -219,9 +219,18 @@ impl Locator {
         if let Some(flag) = self.flag_for(path) {
             return format!("--set {flag}");
         }
-        match parse_path(path).ok().and_then(|segments| line_of(&self.source, &segments)) {
+        let place = match parse_path(path).ok().and_then(|segments| line_of(&self.source, &segments)) {
             Some((line, column)) => format!("{}:{line}:{column}", self.label),
             None => self.label.clone(),
+        };
+        // A flag that changed something inside this key may be the culprit.
+        let inside = self.overridden.iter().rev().find(|(set, _)| {
+            path.is_empty()
+                || set.strip_prefix(path).is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+        });
+        match inside {
+            Some((_, flag)) => format!("{place} (with --set {flag})"),
+            None => place,
         }
     }
 

@@ -238,7 +238,9 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
             .with_hint("remove `metric` to tune the command, or `command` to train AnisoNet"));
     }
     let hyperparameters = Hyperparameters { model: file.model.clone(), training: file.training.clone() };
-    hyperparameters.check().map_err(|(path, problem)| check.err(&path, problem))?;
+    hyperparameters.check().map_err(|(path, problem)| {
+        check.err(&path, problem).with_hint("see the valid values in docs/study-file.md (model and training)")
+    })?;
     match (&file.dataset, builtin) {
         (None, true) => {
             return Err(check.err("", "the built-in objective needs a `dataset`").with_hint(
