@@ -59,20 +59,45 @@ pub enum Message {
     },
 }
 
-/// A number that may be non-finite (`null` on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(from = "Option<f64>", into = "Option<f64>")]
+/// A number that may be non-finite (`null` on the wire). A missing field
+/// stays an error: only an explicit `null` (or `NaN`) reads as NaN.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Number(pub f64);
 
-impl From<Option<f64>> for Number {
-    fn from(v: Option<f64>) -> Self {
-        Number(v.unwrap_or(f64::NAN))
+impl Serialize for Number {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.is_finite() {
+            true => serializer.serialize_f64(self.0),
+            false => serializer.serialize_none(),
+        }
     }
 }
 
-impl From<Number> for Option<f64> {
-    fn from(n: Number) -> Self {
-        Some(n.0).filter(|x| x.is_finite())
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl serde::de::Visitor<'_> for NumberVisitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or null")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
+                Ok(Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_unit<E>(self) -> Result<Number, E> {
+                Ok(Number(f64::NAN))
+            }
+            fn visit_none<E>(self) -> Result<Number, E> {
+                Ok(Number(f64::NAN))
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor)
     }
 }
 
@@ -214,5 +239,6 @@ mod tests {
         assert!(matches!(parse_line(r#"{"v": 2, "type": "final", "objective": 1}"#), Line::Other(Some(_))));
         assert!(matches!(parse_line(r#"{"objective": "high"}"#), Line::Other(Some(_))));
         assert!(matches!(parse_line(r#"{"v": 1, "type": "final"}"#), Line::Other(Some(_))));
+        assert!(matches!(parse_line(r#"{"step": 1}"#), Line::Other(Some(_))));
     }
 }
