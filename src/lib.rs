@@ -10,4 +10,5 @@ pub mod e3;
 pub mod error;
 pub mod exec;
 pub mod hpo;
+pub mod storage;
 pub mod study;

@@ -1,0 +1,295 @@
+//! All trials of a study as CSV (one row per trial, a column per parameter
+//! and per metric, for spreadsheets and pandas) or JSON (typed, nested).
+//!
+//! Both read one snapshot, so they are safe to run while the study runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::rows::{direction_name, state_name};
+use super::{Artifact, SqliteStore, TrialDetails};
+use crate::hpo::ParamValue;
+
+/// Writes every trial of `store` as CSV: `number, phase, state, value`,
+/// then `params_<name>` for each parameter name any trial has, then
+/// `metrics_<name>` likewise, then `duration_s, started, finished, seed,
+/// device, attempt, fail_reason`. Empty cells where a trial has no value.
+pub fn to_csv(store: &SqliteStore, out: impl Write) -> anyhow::Result<()> {
+    write_csv(&store.all_trial_details()?, out)
+}
+
+/// [`to_csv`] for trials already loaded.
+pub fn write_csv(trials: &[TrialDetails], mut out: impl Write) -> anyhow::Result<()> {
+    let param_names: BTreeSet<&str> =
+        trials.iter().flat_map(|details| details.trial.params.keys().map(String::as_str)).collect();
+    let metric_names: BTreeSet<&str> =
+        trials.iter().flat_map(|details| details.metrics.keys().map(String::as_str)).collect();
+
+    let mut header: Vec<String> = ["number", "phase", "state", "value"].map(String::from).to_vec();
+    header.extend(param_names.iter().map(|name| format!("params_{name}")));
+    header.extend(metric_names.iter().map(|name| format!("metrics_{name}")));
+    header.extend(
+        ["duration_s", "started", "finished", "seed", "device", "attempt", "fail_reason"].map(String::from),
+    );
+    write_record(&mut out, &header)?;
+
+    for details in trials {
+        let trial = &details.trial;
+        let mut record = vec![
+            trial.number.to_string(),
+            trial.phase.to_string(),
+            state_name(trial.state).to_string(),
+            trial.value.map(float_cell).unwrap_or_default(),
+        ];
+        record.extend(
+            param_names.iter().map(|name| trial.params.get(*name).map(param_cell).unwrap_or_default()),
+        );
+        record.extend(
+            metric_names
+                .iter()
+                .map(|name| details.metrics.get(*name).copied().map(float_cell).unwrap_or_default()),
+        );
+        record.extend([
+            details.duration().map(|duration| float_cell(duration.as_secs_f64())).unwrap_or_default(),
+            details.started.map(|time| time.to_string()).unwrap_or_default(),
+            details.finished.map(|time| time.to_string()).unwrap_or_default(),
+            details.seed.map(|seed| seed.to_string()).unwrap_or_default(),
+            details.device.clone().unwrap_or_default(),
+            details.attempt.to_string(),
+            details.fail_reason.clone().unwrap_or_default(),
+        ]);
+        write_record(&mut out, &record)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Shortest text that parses back to the same double (`0.1`, `1e-7`, `NaN`).
+fn float_cell(value: f64) -> String {
+    format!("{value:?}")
+}
+
+fn param_cell(value: &ParamValue) -> String {
+    match value {
+        ParamValue::Float(x) => float_cell(*x),
+        other => other.to_string(),
+    }
+}
+
+/// One CSV line (RFC 4180): a field with a comma, quote, line break or
+/// surrounding space is quoted, with inner quotes doubled.
+fn write_record(out: &mut impl Write, fields: &[String]) -> std::io::Result<()> {
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            out.write_all(b",")?;
+        }
+        let needs_quotes = field.contains([',', '"', '\n', '\r'])
+            || field.starts_with(char::is_whitespace)
+            || field.ends_with(char::is_whitespace);
+        if needs_quotes {
+            write!(out, "\"{}\"", field.replace('"', "\"\""))?;
+        } else {
+            out.write_all(field.as_bytes())?;
+        }
+    }
+    out.write_all(b"\n")
+}
+
+/// Writes the study and every trial as one JSON document:
+/// `{"study": {...}, "trials": [{...}, ...]}`. Parameters keep their type
+/// (`3` for an int, `3.0` for a float); NaN and infinities become `null`.
+pub fn to_json(store: &SqliteStore, out: impl Write) -> anyhow::Result<()> {
+    let info = store.info();
+    let trials = store.all_trial_details()?;
+    let document = Document {
+        study: StudyRecord {
+            name: &info.name,
+            direction: direction_name(info.direction),
+            seed: info.seed,
+            created: info.created.to_string(),
+            user_attrs: store.study_user_attrs()?,
+        },
+        trials: trials.iter().map(TrialRecord::from).collect(),
+    };
+    let mut out = out;
+    serde_json::to_writer_pretty(&mut out, &document)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    study: StudyRecord<'a>,
+    trials: Vec<TrialRecord<'a>>,
+}
+
+#[derive(Serialize)]
+struct StudyRecord<'a> {
+    name: &'a str,
+    direction: &'static str,
+    seed: u64,
+    created: String,
+    user_attrs: BTreeMap<String, Json>,
+}
+
+#[derive(Serialize)]
+struct TrialRecord<'a> {
+    number: u64,
+    phase: usize,
+    state: &'static str,
+    value: Option<f64>,
+    params: &'a BTreeMap<String, ParamValue>,
+    metrics: &'a BTreeMap<String, f64>,
+    intermediate: &'a BTreeMap<u64, f64>,
+    duration_s: Option<f64>,
+    started: Option<String>,
+    finished: Option<String>,
+    seed: Option<u64>,
+    device: Option<&'a str>,
+    attempt: u32,
+    fail_reason: Option<&'a str>,
+    artifacts: &'a [Artifact],
+    user_attrs: &'a BTreeMap<String, Json>,
+}
+
+impl<'a> From<&'a TrialDetails> for TrialRecord<'a> {
+    fn from(details: &'a TrialDetails) -> Self {
+        let trial = &details.trial;
+        TrialRecord {
+            number: trial.number,
+            phase: trial.phase,
+            state: state_name(trial.state),
+            value: trial.value,
+            params: &trial.params,
+            metrics: &details.metrics,
+            intermediate: &trial.intermediate,
+            duration_s: details.duration().map(|duration| duration.as_secs_f64()),
+            started: details.started.map(|time| time.to_string()),
+            finished: details.finished.map(|time| time.to_string()),
+            seed: details.seed,
+            device: details.device.as_deref(),
+            attempt: details.attempt,
+            fail_reason: details.fail_reason.as_deref(),
+            artifacts: &details.artifacts,
+            user_attrs: &details.user_attrs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::{Direction, FrozenTrial, TrialState, TrialStore};
+    use crate::storage::{Database, NewStudy, Timestamp};
+
+    fn details(number: u64, state: TrialState, params: &[(&str, ParamValue)]) -> TrialDetails {
+        TrialDetails {
+            trial: FrozenTrial {
+                number,
+                phase: number as usize / 2,
+                state,
+                params: params.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
+                value: None,
+                intermediate: BTreeMap::new(),
+            },
+            distributions: BTreeMap::new(),
+            seed: None,
+            device: None,
+            attempt: 0,
+            created: Timestamp { unix_ms: 0 },
+            started: None,
+            finished: None,
+            heartbeat: None,
+            fail_reason: None,
+            metrics: BTreeMap::new(),
+            artifacts: Vec::new(),
+            user_attrs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn csv_has_a_column_per_parameter_and_metric_and_quotes_properly() {
+        let mut first = details(
+            0,
+            TrialState::Complete,
+            &[("lr", ParamValue::Float(1e-7)), ("mul", ParamValue::Int(48))],
+        );
+        first.trial.value = Some(0.1 + 0.2);
+        first.metrics.insert("ar_mae".into(), 0.078);
+        first.started = Some(Timestamp { unix_ms: 1_000 });
+        first.finished = Some(Timestamp { unix_ms: 62_500 });
+        first.seed = Some(u64::MAX);
+        first.device = Some("cuda:0".into());
+        let mut second = details(
+            1,
+            TrialState::Failed,
+            &[("model", ParamValue::Str("a \"scalar\", 6x0e".into())), ("bias", ParamValue::Bool(true))],
+        );
+        second.fail_reason = Some("out of memory\nat epoch 3".into());
+        second.attempt = 2;
+        second.metrics.insert("eps_poly_mae".into(), f64::NAN);
+
+        let mut out = Vec::new();
+        write_csv(&[first, second], &mut out).unwrap();
+        let expected = "\
+number,phase,state,value,params_bias,params_lr,params_model,params_mul,metrics_ar_mae,metrics_eps_poly_mae,duration_s,started,finished,seed,device,attempt,fail_reason
+0,0,COMPLETE,0.30000000000000004,,1e-7,,48,0.078,,61.5,1970-01-01T00:00:01.000Z,1970-01-01T00:01:02.500Z,18446744073709551615,cuda:0,0,
+1,0,FAILED,,true,,\"a \"\"scalar\"\", 6x0e\",,,NaN,,,,,,2,\"out of memory
+at epoch 3\"
+";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn json_keeps_parameter_types_and_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let new =
+            NewStudy { name: "grid".into(), direction: Direction::Maximize, seed: 42, config: String::new() };
+        let mut store = Database::open(dir.path().join("study.db")).unwrap().create_study(&new).unwrap();
+        let params = [
+            ("layers".to_string(), ParamValue::Int(3)),
+            ("lr".to_string(), ParamValue::Float(3.0)),
+            ("bias".to_string(), ParamValue::Bool(false)),
+        ]
+        .into_iter()
+        .collect();
+        let number = store.create_trial(0, &params, TrialState::Running).unwrap();
+        store.report(number, 4, f64::NAN).unwrap();
+        let metrics = [("eps_poly_mae".to_string(), 0.311)].into_iter().collect();
+        store.finish_trial(number, TrialState::Complete, Some(0.5), &metrics).unwrap();
+        store.create_trial(1, &BTreeMap::new(), TrialState::Waiting).unwrap();
+
+        let mut out = Vec::new();
+        to_json(&store, &mut out).unwrap();
+        let document: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(document["study"]["name"], "grid");
+        assert_eq!(document["study"]["direction"], "maximize");
+        let trials = document["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 2);
+        let trial = &trials[0];
+        assert!(trial["params"]["layers"].is_i64());
+        assert!(trial["params"]["lr"].is_f64());
+        assert_eq!(trial["params"]["lr"], 3.0);
+        assert_eq!(trial["params"]["bias"], false);
+        assert_eq!(trial["state"], "COMPLETE");
+        assert_eq!(trial["value"], 0.5);
+        assert_eq!(trial["metrics"]["eps_poly_mae"], 0.311);
+        assert!(trial["intermediate"]["4"].is_null(), "NaN becomes null");
+        assert!(trial["duration_s"].as_f64().unwrap() >= 0.0);
+        assert_eq!(trials[1]["state"], "WAITING");
+        assert!(trials[1]["duration_s"].is_null());
+
+        let mut csv = Vec::new();
+        to_csv(&store, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.starts_with(
+            "number,phase,state,value,params_bias,params_layers,params_lr,metrics_eps_poly_mae,"
+        ));
+        assert!(csv.lines().nth(1).unwrap().starts_with("0,0,COMPLETE,0.5,false,3,3.0,0.311,"));
+    }
+}

@@ -1,0 +1,30 @@
+//! A study's memory in SQLite: the only code in the crate that writes SQL.
+//!
+//! One database file holds one or more studies ([`Database`]); a
+//! [`SqliteStore`] is one study in it, implements [`crate::hpo::TrialStore`]
+//! for the ask/tell core and adds what the controller needs (heartbeats,
+//! metrics, artefacts, requeueing of trials whose process died).
+//!
+//! - The controller is the single writer; `status`, `export` and `report`
+//!   open the file with [`Database::open_read_only`], which never writes and
+//!   reads consistent snapshots while the writer goes on (WAL).
+//! - Every state change is one `BEGIN IMMEDIATE … COMMIT` transaction, so a
+//!   process killed at any point leaves every trial in a state it really had.
+//! - The schema is versioned (`PRAGMA user_version`) and upgraded by the
+//!   ordered migrations of [`schema`]; a file from a newer version of the tool,
+//!   a file that is not a study database and a corrupted file are refused
+//!   with an [`crate::error::InputError`] and left untouched.
+
+mod database;
+pub mod export;
+mod rows;
+pub mod schema;
+mod study_store;
+mod time;
+
+pub use database::Database;
+pub use study_store::{Artifact, NewStudy, Phase, SqliteStore, StudyInfo, TrialDetails};
+pub use time::Timestamp;
+
+#[cfg(test)]
+mod tests;
