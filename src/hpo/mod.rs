@@ -12,6 +12,7 @@ pub mod samplers;
 pub mod space;
 pub mod store;
 pub mod study;
+pub mod test_functions;
 pub mod trial;
 
 pub use phase::{Phase, SamplerConfig};

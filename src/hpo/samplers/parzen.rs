@@ -2,14 +2,17 @@
 //! kernel per observed trial plus a wide prior kernel, in the internal
 //! representation (logs for log scales, indices for choices).
 //!
-//! Numeric kernels are Gaussians truncated to the domain [low, high]; on a
-//! step grid they become the Gaussian's mass on [x − step/2, x + step/2]
-//! (the domain widened by step/2 at both ends), as in Optuna. Categorical
-//! kernels put weight 1 on the observed choice plus prior_weight / n_kernels
-//! on every choice. Bandwidths follow Optuna: univariate kernels take the
-//! larger gap to their sorted neighbours (the domain ends count as
-//! neighbours), multivariate kernels Scott's rule 0.2·n^(−1/(d+4))·range;
-//! both are clipped to [range / min(100, n_kernels + 1), range] ("magic clip").
+//! Numeric kernels are Gaussians truncated to the domain; on a step grid
+//! a kernel gives each grid point the Gaussian's mass on its rounding cell
+//! [x − step/2, x + step/2] (on a log scale, [ln(x − step/2), ln(x + step/2)]),
+//! the domain being widened by step/2 at both ends, as in Optuna.
+//! Categorical kernels put weight 1 on the observed choice plus
+//! prior_weight / n_kernels on every choice. Bandwidths follow Optuna 5.0,
+//! in univariate and multivariate mode alike: each kernel takes the larger
+//! gap to its sorted neighbours (the domain ends count as neighbours; without
+//! `consider_endpoints` the outermost kernels take their inner gap), clipped
+//! to [range / min(100, n_kernels + 1), range] ("magic clip"). The prior
+//! kernel sits at the centre with the whole range as bandwidth.
 //!
 //! Evaluation is exact but cheap: identical kernels (same component in every
 //! dimension) are merged by adding their weights, and each dimension's
@@ -26,10 +29,49 @@ use crate::hpo::rng;
 /// One dimension of an estimator's domain, in the internal representation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DimSpec {
-    /// [low, high]; with a step, kernels are discrete on low + k·step.
-    Numeric { low: f64, high: f64, step: Option<f64> },
+    /// Gaussians on the internal interval [lo, hi] (already widened by half a
+    /// step for grids), with the values they give mass to.
+    Numeric { lo: f64, hi: f64, grid: Grid },
     /// Choice indices 0..n.
     Categorical { n: usize },
+}
+
+/// The values of a numeric dimension, in external units for grids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Grid {
+    /// Every real in [lo, hi].
+    Continuous,
+    /// low + k·step on a linear scale (internal = external).
+    Linear { low: f64, high: f64, step: f64 },
+    /// low + k·step on a log scale (internal = ln external).
+    Log { low: f64, high: f64, step: f64 },
+}
+
+impl Grid {
+    /// The nearest grid point to the external value `x`.
+    fn snap(&self, x: f64) -> f64 {
+        match *self {
+            Grid::Continuous => x,
+            Grid::Linear { low, high, step } | Grid::Log { low, high, step } => {
+                (low + ((x - low) / step).round() * step).clamp(low, high)
+            }
+        }
+    }
+
+    /// The rounding cell of the grid point at internal value `x`, internal units.
+    fn cell(&self, x: f64) -> (f64, f64) {
+        match *self {
+            Grid::Continuous => (x, x),
+            Grid::Linear { step, .. } => {
+                let x = self.snap(x);
+                (x - 0.5 * step, x + 0.5 * step)
+            }
+            Grid::Log { step, .. } => {
+                let x = self.snap(x.exp());
+                ((x - 0.5 * step).ln(), (x + 0.5 * step).ln())
+            }
+        }
+    }
 }
 
 /// How kernels are shaped (Optuna's `_ParzenEstimatorParameters`).
@@ -38,7 +80,6 @@ pub struct ParzenParams {
     pub prior_weight: f64,
     pub consider_magic_clip: bool,
     pub consider_endpoints: bool,
-    pub multivariate: bool,
 }
 
 /// A truncated Gaussian kernel with its normalising log-mass on the domain.
@@ -46,12 +87,22 @@ pub struct ParzenParams {
 struct Gauss {
     mu: f64,
     sigma: f64,
+    /// ln of the mass on the domain.
     log_norm: f64,
+    /// −ln σ − ln √(2π) − log_norm: the log-density at the mode.
+    log_peak: f64,
+}
+
+impl Gauss {
+    fn new(mu: f64, sigma: f64, lo: f64, hi: f64) -> Self {
+        let log_norm = log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma);
+        Self { mu, sigma, log_norm, log_peak: -sigma.ln() - LN_SQRT_2PI - log_norm }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Dim {
-    Numeric { low: f64, high: f64, step: Option<f64>, components: Vec<Gauss> },
+    Numeric { lo: f64, hi: f64, grid: Grid, components: Vec<Gauss> },
     Categorical { probs: Vec<Vec<f64>>, cumulative: Vec<Vec<f64>> },
 }
 
@@ -91,28 +142,35 @@ impl ParzenEstimator {
         let mut per_dim_ids: Vec<Vec<u32>> = Vec::with_capacity(specs.len());
         for (spec, obs) in specs.iter().zip(observations) {
             let (dim, ids) = match *spec {
-                DimSpec::Numeric { low, high, step } => {
-                    numeric_dim(low, high, step, obs, specs.len(), params, n_kernels)
-                }
+                DimSpec::Numeric { lo, hi, grid } => numeric_dim(lo, hi, grid, obs, params),
                 DimSpec::Categorical { n: n_choices } => categorical_dim(n_choices, obs, params.prior_weight),
             };
             dims.push(dim);
             per_dim_ids.push(ids);
         }
 
-        // Merge kernels that coincide in every dimension.
+        // Merge kernels that coincide in every dimension. Kernels of a
+        // continuous dimension are all distinct, so there is nothing to merge.
         let n_dims = dims.len();
-        let mut index_of: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_kernels);
+        let mergeable = dims.iter().all(|d| !matches!(d, Dim::Numeric { grid: Grid::Continuous, .. }));
         let mut kernel_components = Vec::with_capacity(n_kernels * n_dims);
         let mut merged_weights = Vec::with_capacity(n_kernels);
-        for (k, &w) in kernel_weights.iter().enumerate() {
-            let key: Vec<u32> = per_dim_ids.iter().map(|ids| ids[k]).collect();
-            match index_of.get(&key) {
-                Some(&m) => merged_weights[m] += w,
-                None => {
-                    index_of.insert(key.clone(), merged_weights.len());
-                    kernel_components.extend_from_slice(&key);
-                    merged_weights.push(w);
+        if !mergeable {
+            for k in 0..n_kernels {
+                kernel_components.extend(per_dim_ids.iter().map(|ids| ids[k]));
+            }
+            merged_weights = kernel_weights;
+        } else {
+            let mut index_of: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_kernels);
+            for (k, &w) in kernel_weights.iter().enumerate() {
+                let key: Vec<u32> = per_dim_ids.iter().map(|ids| ids[k]).collect();
+                match index_of.get(&key) {
+                    Some(&m) => merged_weights[m] += w,
+                    None => {
+                        kernel_components.extend_from_slice(&key);
+                        index_of.insert(key, merged_weights.len());
+                        merged_weights.push(w);
+                    }
                 }
             }
         }
@@ -138,19 +196,18 @@ impl ParzenEstimator {
                     .map(|(d, dim)| {
                         let c = self.kernel_components[k * n_dims + d] as usize;
                         match dim {
-                            Dim::Numeric { low, high, step, components } => {
+                            Dim::Numeric { lo, hi, grid, components } => {
                                 let g = components[c];
-                                let half = step.map_or(0.0, |s| 0.5 * s);
-                                let (lo, hi) = (low - half, high + half);
                                 let z = truncated_ppf(
                                     rng::open_uniform(rng),
                                     (lo - g.mu) / g.sigma,
                                     (hi - g.mu) / g.sigma,
                                 );
-                                let x = g.mu + g.sigma * z;
-                                match step {
-                                    None => x.clamp(*low, *high),
-                                    Some(s) => (low + ((x - low) / s).round() * s).clamp(*low, *high),
+                                let x = (g.mu + g.sigma * z).clamp(*lo, *hi);
+                                match grid {
+                                    Grid::Continuous => x,
+                                    Grid::Linear { .. } => grid.snap(x),
+                                    Grid::Log { .. } => grid.snap(x.exp()).ln(),
                                 }
                             }
                             Dim::Categorical { cumulative, .. } => {
@@ -166,64 +223,80 @@ impl ParzenEstimator {
     /// Log-density of each point (one internal value per dimension).
     pub fn log_pdf(&self, points: &[Vec<f64>]) -> Vec<f64> {
         let n_dims = self.dims.len();
-        // tables[d][p * n_components + c]: log-density of point p under component c.
-        let tables: Vec<(usize, Vec<f64>)> = self
-            .dims
-            .iter()
-            .enumerate()
-            .map(|(d, dim)| match dim {
-                Dim::Numeric { low, high, step, components } => {
-                    let table = points
-                        .iter()
-                        .flat_map(|p| {
-                            let x = p[d];
-                            components.iter().map(move |g| match step {
-                                None => {
-                                    let z = (x - g.mu) / g.sigma;
-                                    -0.5 * z * z - g.sigma.ln() - LN_SQRT_2PI - g.log_norm
-                                }
-                                Some(s) => {
-                                    let x = x.clamp(*low, *high);
-                                    log_gauss_mass(
-                                        (x - 0.5 * s - g.mu) / g.sigma,
-                                        (x + 0.5 * s - g.mu) / g.sigma,
-                                    ) - g.log_norm
-                                }
-                            })
-                        })
-                        .collect();
-                    (components.len(), table)
-                }
-                Dim::Categorical { probs, .. } => {
-                    let table = points
-                        .iter()
-                        .flat_map(|p| {
-                            let i = p[d] as usize;
-                            probs.iter().map(move |row| row[i].ln())
-                        })
-                        .collect();
-                    (probs.len(), table)
-                }
-            })
-            .collect();
-
+        let tables: Vec<Table> =
+            self.dims.iter().enumerate().map(|(d, dim)| Table::new(dim, points, d)).collect();
         let mut terms = vec![0.0; self.n_kernels()];
-        points
-            .iter()
-            .enumerate()
-            .map(|(p, _)| {
+        (0..points.len())
+            .map(|p| {
+                let rows: Vec<&[f64]> = tables.iter().map(|t| t.row(p)).collect();
                 for (k, term) in terms.iter_mut().enumerate() {
                     let comps = &self.kernel_components[k * n_dims..(k + 1) * n_dims];
                     *term = self.log_weights[k]
-                        + comps
-                            .iter()
-                            .zip(&tables)
-                            .map(|(&c, (n_c, table))| table[p * n_c + c as usize])
-                            .sum::<f64>();
+                        + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
                 }
                 log_sum_exp(&terms)
             })
             .collect()
+    }
+}
+
+/// One dimension's log-densities: for each distinct value among the points,
+/// a row over the dimension's components.
+struct Table {
+    /// Row of each point.
+    row_of_point: Vec<usize>,
+    /// rows × components, row-major.
+    values: Vec<f64>,
+    n_components: usize,
+}
+
+impl Table {
+    fn new(dim: &Dim, points: &[Vec<f64>], d: usize) -> Self {
+        // Distinct values (grids and choices repeat a lot among candidates).
+        let mut distinct: Vec<f64> = Vec::new();
+        let row_of_point = points
+            .iter()
+            .map(|p| match distinct.iter().position(|&x| x == p[d]) {
+                Some(i) => i,
+                None => {
+                    distinct.push(p[d]);
+                    distinct.len() - 1
+                }
+            })
+            .collect();
+        let values: Vec<f64> = match dim {
+            Dim::Numeric { grid: Grid::Continuous, components, .. } => distinct
+                .iter()
+                .flat_map(|&x| {
+                    components.iter().map(move |g| {
+                        let z = (x - g.mu) / g.sigma;
+                        g.log_peak - 0.5 * z * z
+                    })
+                })
+                .collect(),
+            Dim::Numeric { grid, components, .. } => distinct
+                .iter()
+                .flat_map(|&x| {
+                    let (left, right) = grid.cell(x);
+                    components.iter().map(move |g| {
+                        log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma) - g.log_norm
+                    })
+                })
+                .collect(),
+            Dim::Categorical { probs, .. } => {
+                distinct.iter().flat_map(|&x| probs.iter().map(move |row| row[x as usize].ln())).collect()
+            }
+        };
+        let n_components = match dim {
+            Dim::Numeric { components, .. } => components.len(),
+            Dim::Categorical { probs, .. } => probs.len(),
+        };
+        Self { row_of_point, values, n_components }
+    }
+
+    fn row(&self, point: usize) -> &[f64] {
+        let r = self.row_of_point[point];
+        &self.values[r * self.n_components..(r + 1) * self.n_components]
     }
 }
 
@@ -237,77 +310,69 @@ fn running_sums(weights: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// ln Σ exp(terms). Terms more than 40 below the largest change the sum by
+/// less than e⁻⁴⁰ each (relative), so their exponentials are skipped.
 fn log_sum_exp(terms: &[f64]) -> f64 {
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return max;
     }
-    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
+    let floor = max - 40.0;
+    max + terms.iter().filter(|&&t| t > floor).map(|t| (t - max).exp()).sum::<f64>().ln()
 }
 
-/// Kernels of one numeric dimension: bandwidths by Optuna's rules, then
-/// deduplicated. Returns the dimension and each kernel's component index
-/// (observations first, the prior last).
-fn numeric_dim(
-    low: f64,
-    high: f64,
-    step: Option<f64>,
-    obs: &[f64],
-    n_dims: usize,
-    params: &ParzenParams,
-    n_kernels: usize,
-) -> (Dim, Vec<u32>) {
-    let step_or_0 = step.unwrap_or(0.0);
-    let range = high - low + step_or_0;
-    let prior_mu = 0.5 * (low + high);
+/// Kernels of one numeric dimension on [lo, hi]: bandwidths by Optuna's
+/// rules, then deduplicated. Returns the dimension and each kernel's
+/// component index (observations first, the prior last).
+fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams) -> (Dim, Vec<u32>) {
+    let range = hi - lo;
     let n = obs.len();
+    // Equal observations are ordered by a fixed scramble of their index, not
+    // by age: which of them gets the wide gap then varies between runs of
+    // duplicates, as with Optuna's (unstable) numpy sort. A stable order
+    // always widened the oldest, which measurably hurt multivariate TPE on
+    // integer parameters.
+    let mut keyed: Vec<(f64, u64, u32)> =
+        obs.iter().enumerate().map(|(i, &x)| (x, scramble(i), i as u32)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let order: Vec<usize> = keyed.iter().map(|k| k.2 as usize).collect();
+    let mut ext = Vec::with_capacity(n + 2);
+    ext.push(lo);
+    ext.extend(order.iter().map(|&i| obs[i]));
+    ext.push(hi);
+    let mut sorted_sigmas: Vec<f64> =
+        (1..=n).map(|i| (ext[i] - ext[i - 1]).max(ext[i + 1] - ext[i])).collect();
+    if !params.consider_endpoints && ext.len() >= 4 {
+        sorted_sigmas[0] = ext[2] - ext[1];
+        sorted_sigmas[n - 1] = ext[n] - ext[n - 1];
+    }
+    let mut sigmas = vec![0.0; n];
+    for (rank, &i) in order.iter().enumerate() {
+        sigmas[i] = sorted_sigmas[rank];
+    }
 
-    let sigmas: Vec<f64> = if params.multivariate {
-        let sigma = 0.2 * (n.max(1) as f64).powf(-1.0 / (n_dims as f64 + 4.0)) * range;
-        vec![sigma; n]
-    } else {
-        // Gaps to sorted neighbours, the prior's centre among them and the
-        // (step-widened) domain ends as outer neighbours.
-        let mut mus: Vec<f64> = obs.to_vec();
-        mus.push(prior_mu);
-        let mut order: Vec<usize> = (0..mus.len()).collect();
-        order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
-        let mut ext = Vec::with_capacity(mus.len() + 2);
-        ext.push(low - 0.5 * step_or_0);
-        ext.extend(order.iter().map(|&i| mus[i]));
-        ext.push(high + 0.5 * step_or_0);
-        let m = mus.len();
-        let mut sorted_sigmas: Vec<f64> =
-            (1..=m).map(|i| (ext[i] - ext[i - 1]).max(ext[i + 1] - ext[i])).collect();
-        if !params.consider_endpoints && ext.len() >= 4 {
-            sorted_sigmas[0] = ext[2] - ext[1];
-            sorted_sigmas[m - 1] = ext[m] - ext[m - 1];
-        }
-        let mut sigmas = vec![0.0; m];
-        for (rank, &i) in order.iter().enumerate() {
-            sigmas[i] = sorted_sigmas[rank];
-        }
-        sigmas.truncate(n);
-        sigmas
-    };
-
-    let max_sigma = range;
+    let n_kernels = n + 1;
     let min_sigma =
         if params.consider_magic_clip { range / (1.0 + n_kernels as f64).min(100.0) } else { 1e-12 };
-    let half = 0.5 * step_or_0;
-    let mut components: Vec<Gauss> = Vec::new();
-    let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
-    let mut ids = Vec::with_capacity(n + 1);
-    let kernels = obs.iter().zip(&sigmas).map(|(&mu, &s)| (mu, s.clamp(min_sigma, max_sigma)));
-    for (mu, sigma) in kernels.chain(std::iter::once((prior_mu, range))) {
-        let id = *index_of.entry((mu.to_bits(), sigma.to_bits())).or_insert_with(|| {
-            let log_norm = log_gauss_mass((low - half - mu) / sigma, (high + half - mu) / sigma);
-            components.push(Gauss { mu, sigma, log_norm });
-            (components.len() - 1) as u32
-        });
-        ids.push(id);
-    }
-    (Dim::Numeric { low, high, step, components }, ids)
+    let kernels = obs.iter().zip(&sigmas).map(|(&mu, &s)| (mu, s.clamp(min_sigma, range)));
+    let kernels = kernels.chain(std::iter::once((0.5 * (lo + hi), range)));
+    let mut components: Vec<Gauss> = Vec::with_capacity(n_kernels);
+    let ids = if grid == Grid::Continuous {
+        // Distinct almost surely: one component per kernel.
+        components.extend(kernels.map(|(mu, sigma)| Gauss::new(mu, sigma, lo, hi)));
+        (0..n_kernels as u32).collect()
+    } else {
+        let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
+        kernels
+            .map(|(mu, sigma)| {
+                *index_of.entry((mu.to_bits(), sigma.to_bits())).or_insert_with(|| {
+                    components.push(Gauss::new(mu, sigma, lo, hi));
+                    (components.len() - 1) as u32
+                })
+            })
+            .collect()
+    };
+    (Dim::Numeric { lo, hi, grid, components }, ids)
 }
 
 /// Kernels of one categorical dimension: one row per distinct observed
@@ -341,12 +406,8 @@ mod tests {
     use super::*;
     use crate::hpo::rng::{seeded, Stream};
 
-    const PARAMS: ParzenParams = ParzenParams {
-        prior_weight: 1.0,
-        consider_magic_clip: true,
-        consider_endpoints: false,
-        multivariate: false,
-    };
+    const PARAMS: ParzenParams =
+        ParzenParams { prior_weight: 1.0, consider_magic_clip: true, consider_endpoints: false };
 
     #[test]
     fn default_weights_ramp_old_observations() {
@@ -360,7 +421,7 @@ mod tests {
 
     #[test]
     fn continuous_density_integrates_to_one() {
-        let spec = [DimSpec::Numeric { low: -5.0, high: 10.0, step: None }];
+        let spec = [DimSpec::Numeric { lo: -5.0, hi: 10.0, grid: Grid::Continuous }];
         let obs = vec![vec![-4.9, 0.0, 0.3, 7.5]];
         let est = ParzenEstimator::new(&spec, &obs, &[1.0; 4], &PARAMS);
         let n = 20_000;
@@ -372,26 +433,39 @@ mod tests {
 
     #[test]
     fn discrete_and_categorical_masses_sum_to_one() {
-        let spec =
-            [DimSpec::Numeric { low: 16.0, high: 64.0, step: Some(8.0) }, DimSpec::Categorical { n: 4 }];
+        let grid = Grid::Linear { low: 16.0, high: 64.0, step: 8.0 };
+        let spec = [DimSpec::Numeric { lo: 12.0, hi: 68.0, grid }, DimSpec::Categorical { n: 4 }];
         let obs = vec![vec![16.0, 48.0, 48.0, 64.0], vec![0.0, 2.0, 2.0, 3.0]];
-        for multivariate in [false, true] {
-            let est = ParzenEstimator::new(&spec, &obs, &[1.0; 4], &ParzenParams { multivariate, ..PARAMS });
-            let points: Vec<Vec<f64>> =
-                (0..7).flat_map(|k| (0..4).map(move |c| vec![16.0 + 8.0 * k as f64, c as f64])).collect();
-            let total: f64 = est.log_pdf(&points).iter().map(|l| l.exp()).sum();
-            assert!((total - 1.0).abs() < 1e-12, "{total}");
-            // With one bandwidth per dimension, the two identical
-            // observations merge into one kernel.
-            assert_eq!(est.n_kernels(), if multivariate { 4 } else { 5 });
+        let est = ParzenEstimator::new(&spec, &obs, &[1.0; 4], &PARAMS);
+        let points: Vec<Vec<f64>> =
+            (0..7).flat_map(|k| (0..4).map(move |c| vec![16.0 + 8.0 * k as f64, c as f64])).collect();
+        let total: f64 = est.log_pdf(&points).iter().map(|l| l.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12, "{total}");
+        // Identical observations with identical bandwidths merge into one kernel.
+        assert!(est.n_kernels() <= 5);
+    }
+
+    #[test]
+    fn log_grid_masses_sum_to_one() {
+        let grid = Grid::Log { low: 1.0, high: 64.0, step: 1.0 };
+        let spec = [DimSpec::Numeric { lo: 0.5f64.ln(), hi: 64.5f64.ln(), grid }];
+        let obs = vec![vec![2.0f64.ln(), 3.0f64.ln(), 40.0f64.ln()]];
+        let est = ParzenEstimator::new(&spec, &obs, &[1.0; 3], &PARAMS);
+        let points: Vec<Vec<f64>> = (1..=64).map(|k| vec![(k as f64).ln()]).collect();
+        let total: f64 = est.log_pdf(&points).iter().map(|l| l.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12, "{total}");
+        let mut rng = seeded(2, 0, Stream::Sample);
+        for p in est.sample(&mut rng, 300) {
+            let x = p[0].exp().round();
+            assert!((1.0..=64.0).contains(&x) && (p[0] - x.ln()).abs() < 1e-12);
         }
     }
 
     #[test]
     fn samples_stay_in_domain_and_on_grid() {
         let spec = [
-            DimSpec::Numeric { low: 1.0, high: 4.0, step: Some(1.0) },
-            DimSpec::Numeric { low: -9.2, high: -0.7, step: None },
+            DimSpec::Numeric { lo: 0.5, hi: 4.5, grid: Grid::Linear { low: 1.0, high: 4.0, step: 1.0 } },
+            DimSpec::Numeric { lo: -9.2, hi: -0.7, grid: Grid::Continuous },
         ];
         let obs = vec![vec![1.0, 4.0, 2.0], vec![-9.2, -0.7, -3.0]];
         let est = ParzenEstimator::new(&spec, &obs, &[1.0; 3], &PARAMS);
@@ -404,12 +478,23 @@ mod tests {
 
     #[test]
     fn bandwidths_follow_neighbour_gaps() {
-        // Observations 0 and 1 in [0, 10], prior at 5: sorted 0, 1, 5 with
-        // ends 0 and 10 → gaps; first/last use the inner gap (no endpoints).
-        let (dim, _) = numeric_dim(0.0, 10.0, None, &[0.0, 1.0], 1, &PARAMS, 3);
+        // Observations 0, 1 and 6 in [0, 10]: the inner one takes its larger
+        // gap (5); the outer ones their inner gaps (1, clipped to 10 / 5 = 2, and 5).
+        let (dim, _) = numeric_dim(0.0, 10.0, Grid::Continuous, &[0.0, 1.0, 6.0], &PARAMS);
         let Dim::Numeric { components, .. } = dim else { unreachable!() };
         let sigmas: Vec<f64> = components.iter().map(|g| g.sigma).collect();
-        // min sigma = 10 / 4 = 2.5 clips the gap of 1 for observation 0; 1 has gap 4.
-        assert_eq!(sigmas, vec![2.5, 4.0, 10.0]);
+        assert_eq!(sigmas, vec![2.0, 5.0, 5.0, 10.0]);
+        let endpoints = ParzenParams { consider_endpoints: true, ..PARAMS };
+        let (dim, _) = numeric_dim(0.0, 10.0, Grid::Continuous, &[1.0, 6.0], &endpoints);
+        let Dim::Numeric { components, .. } = dim else { unreachable!() };
+        assert_eq!(components.iter().map(|g| g.sigma).collect::<Vec<_>>(), vec![5.0, 5.0, 10.0]);
     }
+}
+
+/// A fixed bijective scramble of an index (SplitMix64's finaliser).
+fn scramble(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

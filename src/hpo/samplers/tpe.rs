@@ -1,5 +1,5 @@
 //! Tree-structured Parzen estimator (Bergstra et al. 2011), with the
-//! algorithm components of Optuna's `TPESampler` as analysed by Watanabe
+//! algorithm components of Optuna 5.0's `TPESampler` as analysed by Watanabe
 //! (2023):
 //!
 //! - the first `n_startup_trials` finished trials are random;
@@ -13,19 +13,23 @@
 //! - `n_ei_candidates` draws from l(x) are scored by log l(x) − log g(x) and
 //!   the best one is taken.
 //!
-//! Univariate mode (default) treats every parameter independently, in name
-//! order; multivariate mode uses joint kernels over the whole space.
+//! Univariate mode (our default) treats every parameter independently, in
+//! name order; multivariate mode (Optuna 5.0's default, usually better, see
+//! `benches/hpo_quality.rs`) uses joint kernels over the whole space.
+//! Constant liar is on by default, as in Optuna 5.0: it only matters when
+//! several trials run at once.
 
 use serde::{Deserialize, Serialize};
 
-use super::parzen::{default_weights, DimSpec, ParzenEstimator, ParzenParams};
+use super::parzen::{default_weights, DimSpec, Grid, ParzenEstimator, ParzenParams};
 use super::random::{sample_one, sample_space};
 use super::{SampleContext, Sampler};
 use crate::error::InputError;
 use crate::hpo::rng::{self, Stream};
 use crate::hpo::{Direction, Distribution, FrozenTrial, Params, TrialState};
 
-/// Settings of the TPE sampler; defaults are Optuna's.
+/// Settings of the TPE sampler; defaults are Optuna 5.0's, except that
+/// `multivariate` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TpeConfig {
@@ -35,7 +39,8 @@ pub struct TpeConfig {
     pub n_ei_candidates: usize,
     /// Joint kernels over all parameters instead of one estimator per parameter.
     pub multivariate: bool,
-    /// Count RUNNING trials as bad ones, so parallel workers spread out.
+    /// Count RUNNING trials as bad ones, so parallel workers spread out
+    /// instead of all sampling the same promising point.
     pub constant_liar: bool,
     /// Weight of the prior kernel (relative to weight 1 per trial).
     pub prior_weight: f64,
@@ -51,7 +56,7 @@ impl Default for TpeConfig {
             n_startup_trials: 10,
             n_ei_candidates: 24,
             multivariate: false,
-            constant_liar: false,
+            constant_liar: true,
             prior_weight: 1.0,
             consider_endpoints: false,
             consider_magic_clip: true,
@@ -90,7 +95,6 @@ impl TpeSampler {
             prior_weight: self.config.prior_weight,
             consider_magic_clip: self.config.consider_magic_clip,
             consider_endpoints: self.config.consider_endpoints,
-            multivariate: self.config.multivariate,
         }
     }
 }
@@ -173,20 +177,33 @@ fn argmax_acquisition(log_l: &[f64], log_g: &[f64]) -> usize {
     best
 }
 
-/// How a domain looks to the Parzen estimator. A log-scale integer becomes
-/// a continuous range over [ln(low − ½), ln(high + ½)], as in Optuna.
+/// How a domain looks to the Parzen estimator: the internal interval of
+/// its Gaussians (widened by half a step at both ends on a grid) and the
+/// values it takes.
 fn dim_spec(dist: &Distribution) -> DimSpec {
-    match *dist {
-        Distribution::Categorical { ref choices } => DimSpec::Categorical { n: choices.len() },
-        Distribution::Int { low, high, log: true, step } => DimSpec::Numeric {
-            low: (low as f64 - 0.5 * step as f64).ln(),
-            high: (high as f64 + 0.5 * step as f64).ln(),
-            step: None,
-        },
-        _ => {
-            let (low, high) = dist.internal_bounds();
-            DimSpec::Numeric { low, high, step: dist.step() }
+    if let Distribution::Categorical { choices } = dist {
+        return DimSpec::Categorical { n: choices.len() };
+    }
+    let (lo, hi) = dist.internal_bounds();
+    match dist.step() {
+        None => DimSpec::Numeric { lo, hi, grid: Grid::Continuous },
+        Some(step) => {
+            let (low, high) = (dist_low(dist), dist.from_internal(hi).as_f64().unwrap_or(hi));
+            let (lo, hi) = (low - 0.5 * step, high + 0.5 * step);
+            if dist.is_log() {
+                DimSpec::Numeric { lo: lo.ln(), hi: hi.ln(), grid: Grid::Log { low, high, step } }
+            } else {
+                DimSpec::Numeric { lo, hi, grid: Grid::Linear { low, high, step } }
+            }
         }
+    }
+}
+
+fn dist_low(dist: &Distribution) -> f64 {
+    match *dist {
+        Distribution::Float { low, .. } => low,
+        Distribution::Int { low, .. } => low as f64,
+        Distribution::Categorical { .. } => 0.0,
     }
 }
 
@@ -198,18 +215,18 @@ fn estimator(
     trials: &[&FrozenTrial],
     params: &ParzenParams,
 ) -> ParzenEstimator {
+    let bounds: Vec<(f64, f64)> = dists.iter().map(|(_, d)| d.internal_bounds()).collect();
     let mut observations: Vec<Vec<f64>> = vec![Vec::with_capacity(trials.len()); dists.len()];
-    for trial in trials {
-        let values: Option<Vec<f64>> = dists
-            .iter()
-            .map(|(name, dist)| {
-                trial.params.get(*name).filter(|v| dist.admits(v)).and_then(|v| dist.to_internal(v))
-            })
-            .collect();
-        if let Some(values) = values {
-            for (column, x) in observations.iter_mut().zip(values) {
-                column.push(x);
+    let mut row = vec![0.0; dists.len()];
+    'trials: for trial in trials {
+        for (((name, dist), &(lo, hi)), x) in dists.iter().zip(&bounds).zip(row.iter_mut()) {
+            match trial.params.get(*name).and_then(|v| dist.to_internal(v)) {
+                Some(value) if value >= lo && value <= hi => *x = value,
+                _ => continue 'trials,
             }
+        }
+        for (column, &x) in observations.iter_mut().zip(&row) {
+            column.push(x);
         }
     }
     let weights = default_weights(observations.first().map_or(0, Vec::len));
@@ -238,16 +255,19 @@ pub fn split_trials(
     let mut pruned: Vec<&FrozenTrial> = history.iter().filter(|t| t.state == TrialState::Pruned).collect();
     let n_below = default_gamma(complete.len() + pruned.len());
 
-    complete.sort_by(|a, b| loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())));
+    // By value, ties by number (unique keys: the unstable sort is deterministic).
+    complete.sort_unstable_by(|a, b| {
+        loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())).then(a.number.cmp(&b.number))
+    });
     let n_complete_below = n_below.min(complete.len());
     // Deeper pruned trials rank first, then the better last value; none reported ranks last.
     let pruned_key = |t: &FrozenTrial| match t.last_intermediate() {
         Some((step, value)) => (0, -(step as i128), loss(value)),
         None => (1, 0, 0.0),
     };
-    pruned.sort_by(|a, b| {
+    pruned.sort_unstable_by(|a, b| {
         let (ka, kb) = (pruned_key(a), pruned_key(b));
-        ka.0.cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(ka.2.total_cmp(&kb.2))
+        ka.0.cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(ka.2.total_cmp(&kb.2)).then(a.number.cmp(&b.number))
     });
     let n_pruned_below = (n_below - n_complete_below).min(pruned.len());
 
@@ -258,8 +278,8 @@ pub fn split_trials(
     if constant_liar {
         above.extend(history.iter().filter(|t| t.state == TrialState::Running));
     }
-    below.sort_by_key(|t| t.number);
-    above.sort_by_key(|t| t.number);
+    below.sort_unstable_by_key(|t| t.number);
+    above.sort_unstable_by_key(|t| t.number);
     (below, above)
 }
 
