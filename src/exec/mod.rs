@@ -7,12 +7,14 @@
 //! what to run and what to record is decided by a [`scheduler::Controller`].
 
 pub mod command;
+pub mod controller;
 pub mod devices;
 pub mod protocol;
 pub mod queue;
 pub mod scheduler;
 
 pub use command::CommandTemplate;
+pub use controller::{trial_seed, StudyController, StudySetup, TrialToRun};
 pub use devices::{build_pool, Device, DeviceRequest, Machine, PoolSpec, Slot};
 pub use protocol::{parse_line, Line, Message};
 pub use queue::QueueController;
