@@ -84,7 +84,10 @@ async fn makespan_is_within_5_percent_of_the_list_scheduling_bound() {
         measured / ideal
     );
     assert!(measured >= ideal * 0.99, "faster than the sleeps themselves: {measured} < {ideal}");
-    assert!(measured <= ideal * 1.05, "makespan {measured:.3} s is more than 5% above the bound {ideal:.3} s");
+    assert!(
+        measured <= ideal * 1.05,
+        "makespan {measured:.3} s is more than 5% above the bound {ideal:.3} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +121,11 @@ async fn failing_hanging_crashing_and_garbage_trials_are_recorded_with_reasons()
     assert_eq!(reason(2), "timed out after 0.8 s (killed)");
     assert!(reason(3).starts_with("killed by signal 9"), "{}", reason(3));
     assert!(reason(4).contains("not a finite number"), "{}", reason(4));
-    assert!(reason(5).contains("without a final objective line") && reason(5).contains("high"), "{}", reason(5));
+    assert!(
+        reason(5).contains("without a final objective line") && reason(5).contains("high"),
+        "{}",
+        reason(5)
+    );
     assert_eq!(reason(6), "exited with code 1; oom: CUDA out of memory");
     assert_eq!(controller.reports[&7].outcome, Outcome::Complete(2.0));
     assert!(reason(8).contains("last line: `no objective here`"), "{}", reason(8));
@@ -192,8 +199,10 @@ impl Controller for Timed {
 async fn deterministic_mode_runs_batches_as_large_as_the_pool() {
     let dir = tempfile::tempdir().unwrap();
     let sleeps = [0.1, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1];
-    let queue =
-        sleeps.iter().enumerate().map(|(i, d)| sh(i as u64, &format!("sleep {d}; echo '{{\"objective\": 1}}'")));
+    let queue = sleeps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| sh(i as u64, &format!("sleep {d}; echo '{{\"objective\": 1}}'")));
     let mut controller = Timed { queue: queue.collect(), starts: Vec::new(), finishes: Vec::new() };
     let mut config = config(3, dir.path());
     config.dispatch = Dispatch::Deterministic;

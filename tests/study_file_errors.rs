@@ -261,7 +261,10 @@ fn every_malformed_file_is_refused_with_location_problem_and_hint() {
                     err.location == case.location
                 };
                 if !location_ok {
-                    failures.push(format!("{}: location `{}`, expected `{}`", case.what, err.location, case.location));
+                    failures.push(format!(
+                        "{}: location `{}`, expected `{}`",
+                        case.what, err.location, case.location
+                    ));
                 }
                 for fragment in case.expect {
                     if !message.contains(fragment) {

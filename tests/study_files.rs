@@ -30,10 +30,7 @@ fn the_paper_search_has_its_published_spaces_and_defaults() {
     let [tpe, grid] = &plan.config.phases[..] else { panic!("two phases expected") };
     assert!(matches!(&tpe.sampler, SamplerConfig::Tpe(c) if c.multivariate && c.constant_liar));
     assert_eq!(tpe.n_trials, Some(100));
-    assert_eq!(
-        tpe.space.params["lr"],
-        Distribution::Float { low: 1e-4, high: 0.5, log: true, step: None }
-    );
+    assert_eq!(tpe.space.params["lr"], Distribution::Float { low: 1e-4, high: 0.5, log: true, step: None });
     assert_eq!(tpe.space.params["em_dim"], Distribution::Int { low: 8, high: 96, log: false, step: 1 });
     let SamplerConfig::Grid(spec) = &grid.sampler else { panic!("grid expected") };
     assert_eq!(spec.axes.len(), 5);

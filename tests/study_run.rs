@@ -87,7 +87,8 @@ async fn a_command_study_runs_its_phases_into_the_database() {
         assert!(t.artifacts.iter().any(|a| a.kind == "stdout"));
     }
     // The grid is centred on the best TPE trial.
-    let best = trials[..8].iter().filter(|t| t.trial.state == TrialState::Complete).map(x).fold(f64::MAX, f64::min);
+    let best =
+        trials[..8].iter().filter(|t| t.trial.state == TrialState::Complete).map(x).fold(f64::MAX, f64::min);
     let grid: Vec<f64> = trials[8..].iter().map(x).collect();
     assert!(grid.iter().any(|v| (v - best).abs() < 1e-12), "grid {grid:?} around {best}");
 }

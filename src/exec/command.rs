@@ -54,7 +54,8 @@ impl CommandTemplate {
     /// The program and its arguments with every placeholder filled in;
     /// errors name the placeholders that `values` lacks.
     pub fn render(&self, values: &BTreeMap<String, String>) -> Result<(String, Vec<String>), String> {
-        let missing: Vec<&str> = self.placeholders().into_iter().filter(|p| !values.contains_key(*p)).collect();
+        let missing: Vec<&str> =
+            self.placeholders().into_iter().filter(|p| !values.contains_key(*p)).collect();
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|m| format!("{{{m}}}")).collect();
             return Err(format!("no value for placeholder(s) {}", names.join(", ")));

@@ -184,8 +184,10 @@ impl StudyController {
                 requeued.push_back(TrialToRun { number: trial.number, params: trial.params, seed });
             }
         }
-        let store =
-            SharedStore { inner: Rc::new(RefCell::new(sqlite)), reasons: Rc::new(RefCell::new(HashMap::new())) };
+        let store = SharedStore {
+            inner: Rc::new(RefCell::new(sqlite)),
+            reasons: Rc::new(RefCell::new(HashMap::new())),
+        };
         let seed = setup.config.seed;
         let study = Study::new(store.clone(), setup.config)?;
         Ok(Self {

@@ -43,9 +43,7 @@ pub fn parse_device(text: &str) -> Result<Device, String> {
             Ok(Device::Cuda(id.to_owned()))
         }
         Some(id) => Err(format!("`{id}` in `{text}` is not a CUDA device index")),
-        None if text == "cuda" || text == "gpu" => {
-            Err(format!("`{text}` needs a device index, e.g. cuda:0"))
-        }
+        None if text == "cuda" || text == "gpu" => Err(format!("`{text}` needs a device index, e.g. cuda:0")),
         None => Err(format!("`{text}` is not a device")),
     }
 }
@@ -156,10 +154,9 @@ pub fn build_pool(spec: &PoolSpec, machine: &Machine) -> Vec<Slot> {
             gpus.into_iter().map(|d| (d, per_gpu)).collect()
         }
         DeviceRequest::Auto | DeviceRequest::Cpu => vec![(Device::Cpu, cpu_slots)],
-        DeviceRequest::List(list) => list
-            .iter()
-            .map(|d| (d.clone(), if *d == Device::Cpu { cpu_slots } else { per_gpu }))
-            .collect(),
+        DeviceRequest::List(list) => {
+            list.iter().map(|d| (d.clone(), if *d == Device::Cpu { cpu_slots } else { per_gpu })).collect()
+        }
     };
     let mut slots = Vec::new();
     for (device, count) in devices {

@@ -170,11 +170,12 @@ fn parse_json(line: &str) -> serde_json::Result<serde_json::Value> {
         let mut rest = line;
         while let Some(c) = rest.chars().next() {
             if in_string {
-                in_string = !(c == '"' && !escaped);
+                in_string = c != '"' || escaped;
                 escaped = c == '\\' && !escaped;
             } else if c == '"' {
                 in_string = true;
-            } else if let Some(token) = ["-Infinity", "Infinity", "NaN"].iter().find(|t| rest.starts_with(*t)) {
+            } else if let Some(token) = ["-Infinity", "Infinity", "NaN"].iter().find(|t| rest.starts_with(*t))
+            {
                 cleaned.push_str("null");
                 rest = &rest[token.len()..];
                 continue;

@@ -158,7 +158,9 @@ pub fn ctrl_c() -> watch::Receiver<StopLevel> {
                 return;
             }
             if level == StopLevel::Graceful {
-                eprintln!("stopping: no new trials; running trials checkpoint and exit (Ctrl-C again to kill them)");
+                eprintln!(
+                    "stopping: no new trials; running trials checkpoint and exit (Ctrl-C again to kill them)"
+                );
             }
             if tx.send(level).is_err() {
                 return;
@@ -235,7 +237,8 @@ pub async fn run(
                     Next::Launch(spec) => {
                         free.pop_front();
                         first_launch.get_or_insert_with(Instant::now);
-                        let attempt = launch(config, controller, &mut tasks, &tx, spec, slot_index, 1, level)?;
+                        let attempt =
+                            launch(config, controller, &mut tasks, &tx, spec, slot_index, 1, level)?;
                         running.insert(attempt.spec.number, attempt);
                     }
                     Next::Wait => {
@@ -312,7 +315,8 @@ pub async fn run(
             }
         }
     }
-    summary.makespan = first_launch.map_or(Duration::ZERO, |start| last_finish.saturating_duration_since(start));
+    summary.makespan =
+        first_launch.map_or(Duration::ZERO, |start| last_finish.saturating_duration_since(start));
     Ok(summary)
 }
 
@@ -381,7 +385,9 @@ async fn run_attempt(
         .and_then(|()| Ok((std::fs::File::create(&stdout_path)?, std::fs::File::create(&stderr_path)?)));
     let (mut stdout_log, stderr_log) = match files {
         Ok(files) => files,
-        Err(err) => return Outcome::Failed(format!("cannot create the trial's logs in {}: {err}", dir.display())),
+        Err(err) => {
+            return Outcome::Failed(format!("cannot create the trial's logs in {}: {err}", dir.display()))
+        }
     };
     let mut command = tokio::process::Command::new(&spec.program);
     command
@@ -419,7 +425,10 @@ async fn run_attempt(
     let mut control_open = true;
 
     // Applies a control change; returns whether the attempt must end now.
-    let mut apply = |control: Control, stdin: &mut Option<tokio::process::ChildStdin>, cause: &mut Option<Cause>| -> bool {
+    let mut apply = |control: Control,
+                     stdin: &mut Option<tokio::process::ChildStdin>,
+                     cause: &mut Option<Cause>|
+     -> bool {
         match control {
             Control::Run => false,
             Control::Stop => {
@@ -530,8 +539,12 @@ async fn run_attempt(
             (None, None) if stop_requested => Outcome::Interrupted,
             (None, None) => Outcome::Failed(match malformed {
                 Some(why) => format!("exited without a final objective line; {why}"),
-                None if last_line.is_empty() => "exited without any output (no final objective line)".to_owned(),
-                None => format!("exited without a final objective line; last line: `{}`", shorten(&last_line)),
+                None if last_line.is_empty() => {
+                    "exited without any output (no final objective line)".to_owned()
+                }
+                None => {
+                    format!("exited without a final objective line; last line: `{}`", shorten(&last_line))
+                }
             }),
         };
     }

@@ -481,8 +481,7 @@ impl TimeoutSpec {
                     "h" => 3600.0,
                     _ => return Err(format!("unknown unit `{unit}` in `{text}`")),
                 };
-                let number: f64 =
-                    number.trim().parse().map_err(|_| format!("`{text}` is not a duration"))?;
+                let number: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration"))?;
                 number * factor
             }
         };

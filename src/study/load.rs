@@ -37,9 +37,12 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<LoadedFile, InputE
 }
 
 /// Parses study-file text; `label` names it in errors.
-pub fn parse_str(source: &str, label: &str, overrides: &[String]) -> Result<(StudyFile, Locator), InputError> {
-    let mut locator =
-        Locator { label: label.to_owned(), source: source.to_owned(), overridden: Vec::new() };
+pub fn parse_str(
+    source: &str,
+    label: &str,
+    overrides: &[String],
+) -> Result<(StudyFile, Locator), InputError> {
+    let mut locator = Locator { label: label.to_owned(), source: source.to_owned(), overridden: Vec::new() };
     check_tabs(source, label)?;
     let mut value: Value = serde_yaml::from_str(source).map_err(|err| locator.yaml_error(&err, false))?;
     if value.is_null() {
@@ -129,11 +132,8 @@ fn apply_override(root: &mut Value, flag: &str) -> Result<String, InputError> {
             (Segment::Key(key), other) => {
                 let what = kind_of(other);
                 let at = if walked.is_empty() { "the file".to_owned() } else { format!("`{walked}`") };
-                return Err(InputError::new(
-                    &location,
-                    format!("{at} is {what}, so it has no key `{key}`"),
-                )
-                .with_hint("override a key that exists in the schema (docs/study-file.md)"));
+                return Err(InputError::new(&location, format!("{at} is {what}, so it has no key `{key}`"))
+                    .with_hint("override a key that exists in the schema (docs/study-file.md)"));
             }
         };
         walked.push_str(&segment.to_string_after(&walked));
@@ -247,7 +247,9 @@ impl Locator {
             .rev()
             .find(|(set, _)| {
                 path == set
-                    || path.strip_prefix(set.as_str()).is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+                    || path
+                        .strip_prefix(set.as_str())
+                        .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
             })
             .map(|(_, flag)| flag.as_str())
     }
@@ -263,8 +265,13 @@ impl Locator {
         let (path, message) = split_path(message);
         let (problem, hint) = explain(message);
         // For an unknown key, point at the key itself when we can find it.
-        let key_path = unknown_name(message, "unknown field")
-            .map(|key| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") });
+        let key_path = unknown_name(message, "unknown field").map(|key| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        });
         let location = if regenerated || err.location().is_none() {
             match (&key_path, path) {
                 (Some(key_path), _) if self.flag_for(key_path).is_some() || self.line_known(key_path) => {

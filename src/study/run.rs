@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 
-use super::validate::{Objective, StudyPlan};
 use super::file::Mode;
+use super::validate::{Objective, StudyPlan};
 use crate::error::InputError;
 use crate::exec::controller::{Launcher, StudyController, StudySetup, TrialToRun};
 use crate::exec::devices::{build_pool, Machine, Slot};
@@ -68,9 +68,11 @@ fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Resu
         .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a });
     match best {
         Some((trial, _)) => Ok(trial.params.clone()),
-        None => Err(InputError::new(path.display().to_string(), format!("study `{name}` has no COMPLETE trial"))
-            .with_hint("finish that study first, or remove `sweep.best_of`")
-            .into()),
+        None => {
+            Err(InputError::new(path.display().to_string(), format!("study `{name}` has no COMPLETE trial"))
+                .with_hint("finish that study first, or remove `sweep.best_of`")
+                .into())
+        }
     }
 }
 

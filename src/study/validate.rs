@@ -96,9 +96,14 @@ impl Hyperparameters {
         let m = &mut self.model;
         let t = &mut self.training;
         match name {
-            "kind" => m.kind = choice(value, &[("equivariant", ModelKind::Equivariant), ("scalar", ModelKind::Scalar)])?,
+            "kind" => {
+                m.kind =
+                    choice(value, &[("equivariant", ModelKind::Equivariant), ("scalar", ModelKind::Scalar)])?
+            }
             "dtype" => m.dtype = choice(value, &[("f32", Dtype::F32), ("f64", Dtype::F64)])?,
-            "output" => m.output = choice(value, &[("raw", OutputMode::Raw), ("physical", OutputMode::Physical)])?,
+            "output" => {
+                m.output = choice(value, &[("raw", OutputMode::Raw), ("physical", OutputMode::Physical)])?
+            }
             "em_dim" => m.em_dim = positive_int(value)?,
             "layers" => m.layers = positive_int(value)?,
             "lmax" => {
@@ -402,11 +407,16 @@ impl Checker<'_> {
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("phases[{i}]");
             if spec.name.trim().is_empty() {
-                return Err(self.err(&format!("{at}.name"), "is empty").with_hint("name the phase, e.g. tpe"));
+                return Err(self
+                    .err(&format!("{at}.name"), "is empty")
+                    .with_hint("name the phase, e.g. tpe"));
             }
             if let Some(j) = specs[..i].iter().position(|p| p.name == spec.name) {
                 return Err(self
-                    .err(&format!("{at}.name"), format!("phase name `{}` is also used by phase {j}", spec.name))
+                    .err(
+                        &format!("{at}.name"),
+                        format!("phase name `{}` is also used by phase {j}", spec.name),
+                    )
                     .with_hint("give every phase its own name"));
             }
             if spec.n_trials == Some(0) {
@@ -443,7 +453,10 @@ impl Checker<'_> {
                     if space.is_empty() {
                         space = categorical_space(values);
                     }
-                    SamplerConfig::Grid(GridSpec { axes, retry_failed: sampler.retry_failed.unwrap_or(false) })
+                    SamplerConfig::Grid(GridSpec {
+                        axes,
+                        retry_failed: sampler.retry_failed.unwrap_or(false),
+                    })
                 }
                 SamplerKind::GridAroundBest => {
                     let Some(previous) = phases.last() else {
@@ -462,12 +475,18 @@ impl Checker<'_> {
                     })?;
                     let mut axes = BTreeMap::new();
                     for (name, value) in written {
-                        axes.insert(name.clone(), self.axis(value, &format!("{path}.{name}"), builtin, name)?);
+                        axes.insert(
+                            name.clone(),
+                            self.axis(value, &format!("{path}.{name}"), builtin, name)?,
+                        );
                     }
                     for name in space.params.keys() {
                         axes.entry(name.clone()).or_insert(GridAxis::Best);
                     }
-                    SamplerConfig::Grid(GridSpec { axes, retry_failed: sampler.retry_failed.unwrap_or(false) })
+                    SamplerConfig::Grid(GridSpec {
+                        axes,
+                        retry_failed: sampler.retry_failed.unwrap_or(false),
+                    })
                 }
             };
             let phase = Phase::new(&spec.name, space, sampler_config, spec.n_trials);
@@ -496,7 +515,10 @@ impl Checker<'_> {
         for (key, present, owner) in set {
             if present && s.kind != owner {
                 return Err(self
-                    .err(&format!("{at}.{key}"), format!("`{key}` is an option of the {} sampler", owner.name()))
+                    .err(
+                        &format!("{at}.{key}"),
+                        format!("`{key}` is an option of the {} sampler", owner.name()),
+                    )
                     .with_hint(format!("remove it, or set `type: {}`", owner.name())));
             }
         }
@@ -558,21 +580,33 @@ impl Checker<'_> {
                         Some(s) => integral("step", s)?,
                         None => 1,
                     };
-                    Ok(Distribution::Int { low: integral("low", low)?, high: integral("high", high)?, log: p.log, step })
+                    Ok(Distribution::Int {
+                        low: integral("low", low)?,
+                        high: integral("high", high)?,
+                        log: p.log,
+                        step,
+                    })
                 }
             }
             ParamKind::Categorical => {
-                for (key, present) in
-                    [("low", p.low.is_some()), ("high", p.high.is_some()), ("step", p.step.is_some()), ("log", p.log)]
-                {
+                for (key, present) in [
+                    ("low", p.low.is_some()),
+                    ("high", p.high.is_some()),
+                    ("step", p.step.is_some()),
+                    ("log", p.log),
+                ] {
                     if present {
                         return Err(self
-                            .err(&format!("{at}.{key}"), format!("`{key}` belongs to float and int parameters"))
+                            .err(
+                                &format!("{at}.{key}"),
+                                format!("`{key}` belongs to float and int parameters"),
+                            )
                             .with_hint("a categorical parameter has only `choices`"));
                     }
                 }
                 let choices = p.choices.clone().ok_or_else(|| {
-                    self.err(at, "a categorical parameter needs `choices`").with_hint("e.g. `choices: [1, 2, 3]`")
+                    self.err(at, "a categorical parameter needs `choices`")
+                        .with_hint("e.g. `choices: [1, 2, 3]`")
                 })?;
                 Ok(Distribution::Categorical { choices })
             }
@@ -626,7 +660,9 @@ impl Checker<'_> {
         }
         for (i, v) in list.iter().enumerate() {
             if list[..i].iter().any(|w| w.same(v)) {
-                return Err(self.err(at, format!("value {v} is listed twice")).with_hint("remove the duplicate"));
+                return Err(self
+                    .err(at, format!("value {v} is listed twice"))
+                    .with_hint("remove the duplicate"));
             }
             if builtin {
                 self.hyperparameter_value(name, v, at)?;
@@ -636,7 +672,13 @@ impl Checker<'_> {
     }
 
     /// One axis of a grid around the best trial.
-    fn axis(&self, value: &serde_yaml::Value, at: &str, builtin: bool, name: &str) -> Result<GridAxis, InputError> {
+    fn axis(
+        &self,
+        value: &serde_yaml::Value,
+        at: &str,
+        builtin: bool,
+        name: &str,
+    ) -> Result<GridAxis, InputError> {
         use serde_yaml::Value;
         let usage = "write a list of values, `best`, `{factors: [0.5, 1, 2]}`, \
                      `{count: 3, spacing: linear, step: 16}` or `{count: 3, spacing: log, ratio: 2}`";
@@ -656,7 +698,9 @@ impl Checker<'_> {
                     if !["factors", "count", "spacing", "step", "ratio"].contains(&key) {
                         let hint = closest(key, &["factors", "count", "spacing", "step", "ratio"])
                             .map_or(usage.to_owned(), |b| format!("did you mean `{b}`? {usage}"));
-                        return Err(self.err(&format!("{at}.{key}"), format!("unknown key `{key}`")).with_hint(hint));
+                        return Err(self
+                            .err(&format!("{at}.{key}"), format!("unknown key `{key}`"))
+                            .with_hint(hint));
                     }
                 }
                 if let Some(factors) = get("factors") {
@@ -664,7 +708,9 @@ impl Checker<'_> {
                         .map_err(|_| bad("`factors` must be a list of numbers"))?;
                     return Ok(GridAxis::Factors(factors));
                 }
-                let count = get("count").and_then(Value::as_u64).ok_or_else(|| bad("needs `count`, a whole number"))?;
+                let count = get("count")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| bad("needs `count`, a whole number"))?;
                 let number = |key: &str| get(key).and_then(Value::as_f64);
                 let spacing = match get("spacing").and_then(Value::as_str) {
                     Some("linear") => Spacing::Linear {
@@ -683,7 +729,9 @@ impl Checker<'_> {
 
     fn sweep(&self, sweep: &SweepSpec, builtin: bool) -> Result<Phase, InputError> {
         if sweep.values.is_empty() {
-            return Err(self.err("sweep.values", "is empty").with_hint("e.g. `values: {lmax: [0, 1, 2, 3, 4]}`"));
+            return Err(self
+                .err("sweep.values", "is empty")
+                .with_hint("e.g. `values: {lmax: [0, 1, 2, 3, 4]}`"));
         }
         let axes = self.value_axes(&sweep.values, "sweep.values", builtin)?;
         if let Some(best_of) = &sweep.best_of {
@@ -743,7 +791,11 @@ impl Checker<'_> {
         Ok(config)
     }
 
-    fn resources(&self, r: &ResourcesSpec, builtin: bool) -> Result<(PoolSpec, Option<Duration>), InputError> {
+    fn resources(
+        &self,
+        r: &ResourcesSpec,
+        builtin: bool,
+    ) -> Result<(PoolSpec, Option<Duration>), InputError> {
         let devices_hint = "write `auto`, `cpu` or a list such as [cuda:0, cuda:1]";
         let request = match &r.devices {
             DevicesSpec::Named(name) if name == "auto" => DeviceRequest::Auto,
@@ -755,7 +807,9 @@ impl Checker<'_> {
             }
             DevicesSpec::List(list) => {
                 if list.is_empty() {
-                    return Err(self.err("resources.devices", "the device list is empty").with_hint(devices_hint));
+                    return Err(self
+                        .err("resources.devices", "the device list is empty")
+                        .with_hint(devices_hint));
                 }
                 let mut devices = Vec::new();
                 for (i, text) in list.iter().enumerate() {
@@ -817,5 +871,7 @@ fn tpe_config(s: &SamplerSpec, mode: Mode) -> TpeConfig {
 
 /// A categorical space whose choices are a grid's values.
 fn categorical_space(values: &BTreeMap<String, Vec<ParamValue>>) -> SearchSpace {
-    values.iter().fold(SearchSpace::new(), |space, (name, list)| space.categorical(name, list.iter().cloned()))
+    values
+        .iter()
+        .fold(SearchSpace::new(), |space, (name, list)| space.categorical(name, list.iter().cloned()))
 }
