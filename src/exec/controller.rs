@@ -308,3 +308,15 @@ fn device_label(slot: &Slot) -> String {
         cuda => cuda.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_seeds_are_stable_and_distinct() {
+        assert_eq!(trial_seed(1, 2), trial_seed(1, 2));
+        assert_ne!(trial_seed(1, 2), trial_seed(1, 3));
+        assert_ne!(trial_seed(1, 2), trial_seed(2, 2));
+    }
+}

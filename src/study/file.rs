@@ -456,6 +456,9 @@ impl<'de> Deserialize<'de> for DevicesSpec {
     }
 }
 
+/// Longest accepted trial timeout: a year, in seconds.
+const MAX_TIMEOUT_S: f64 = 365.0 * 24.0 * 3600.0;
+
 /// A duration in seconds: a number, or a string with unit s, m or h.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -485,10 +488,12 @@ impl TimeoutSpec {
                 number * factor
             }
         };
-        if value.is_finite() && value > 0.0 {
-            Ok(value)
-        } else {
+        if !(value.is_finite() && value > 0.0) {
             Err(format!("the timeout must be positive, got {value} s"))
+        } else if value > MAX_TIMEOUT_S {
+            Err(format!("{value} s is longer than a year"))
+        } else {
+            Ok(value)
         }
     }
 }
@@ -503,4 +508,34 @@ pub enum Mode {
     /// Batches as large as the device pool, each sampled after the previous
     /// one finished: parameters and results do not depend on timing.
     Deterministic,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_numbers_and_units() {
+        let secs = |t: TimeoutSpec| t.seconds();
+        assert_eq!(secs(TimeoutSpec::Seconds(90.0)), Ok(90.0));
+        assert_eq!(secs(TimeoutSpec::Text("90s".into())), Ok(90.0));
+        assert_eq!(secs(TimeoutSpec::Text("1.5h".into())), Ok(5400.0));
+        assert_eq!(secs(TimeoutSpec::Text("30m".into())), Ok(1800.0));
+        assert!(secs(TimeoutSpec::Text("2 weeks".into())).is_err());
+        assert!(secs(TimeoutSpec::Seconds(0.0)).is_err());
+        assert!(secs(TimeoutSpec::Seconds(1e30)).is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_published_optimum() {
+        let m = ModelSpec::default();
+        assert_eq!(
+            (m.em_dim, m.layers, m.lmax, m.mul, m.num_basis, m.radial_neurons),
+            (48, 2, 3, 48, 15, 100)
+        );
+        assert_eq!(m.dtype, Dtype::F32);
+        let t = TrainingSpec::default();
+        assert_eq!((t.epochs, t.batch_size, t.patience), (120, 12, 30));
+        assert_eq!((t.lr, t.weight_decay, t.lr_decay), (0.003, 0.03, 0.98));
+    }
 }

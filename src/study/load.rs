@@ -347,7 +347,8 @@ fn explain(message: &str) -> (String, String) {
         return (
             format!("YAML syntax error: {message}"),
             "check the indentation (spaces only, children indented more than their key) \
-             and that every `key: value` has a space after the colon"
+             and that every `key: value` has a space after the colon; a value that itself \
+             contains `: ` (e.g. JSON in a command) must be quoted or written as a block (`>-`)"
                 .to_owned(),
         );
     }

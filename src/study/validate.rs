@@ -875,3 +875,28 @@ fn categorical_space(values: &BTreeMap<String, Vec<ParamValue>>) -> SearchSpace 
         .iter()
         .fold(SearchSpace::new(), |space, (name, list)| space.categorical(name, list.iter().cloned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_parameters_override_the_fixed_hyperparameters() {
+        let fixed = Hyperparameters { model: ModelSpec::default(), training: TrainingSpec::default() };
+        let params: crate::hpo::Params = [
+            ("lr".to_owned(), ParamValue::Float(0.01)),
+            ("lmax".to_owned(), ParamValue::Int(2)),
+            ("kind".to_owned(), ParamValue::Str("scalar".into())),
+            ("seed".to_owned(), ParamValue::Int(4)),
+        ]
+        .into();
+        let h = fixed.with_params(&params).unwrap();
+        assert_eq!((h.training.lr, h.model.lmax, h.model.kind), (0.01, 2, ModelKind::Scalar));
+        assert_eq!(h.training.seed, Some(4));
+        assert_eq!(h.model.em_dim, 48, "untouched values stay");
+        let bad = [("lmax".to_owned(), ParamValue::Int(5))].into();
+        assert!(fixed.with_params(&bad).unwrap_err().contains("out of range"));
+        let unknown = [("layer".to_owned(), ParamValue::Int(2))].into();
+        assert!(fixed.with_params(&unknown).unwrap_err().contains("did you mean `layers`?"));
+    }
+}
