@@ -270,3 +270,16 @@ async fn a_missing_program_is_a_failure_not_a_crash() {
     let Outcome::Failed(reason) = &controller.reports[&0].outcome else { panic!() };
     assert!(reason.starts_with("cannot start `/nonexistent/trainer`"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_learns_its_slot_and_folder_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"echo "$CUDA_VISIBLE_DEVICES|$OMP_NUM_THREADS|$ANISOSTUDY_DEVICE|$ANISOSTUDY_TRIAL|$ANISOSTUDY_TRIAL_DIR"; echo '{"objective": 1}'"#;
+    let mut config = config(1, dir.path());
+    config.slots[0].threads = 3;
+    let mut controller = QueueController::new([sh(7, script)]);
+    run(&config, &mut controller, never_stop()).await.unwrap();
+    let trial_dir = dir.path().join("trials/7");
+    let log = std::fs::read_to_string(trial_dir.join("stdout.log")).unwrap();
+    assert_eq!(log.lines().next().unwrap(), format!("|3|cpu|7|{}", trial_dir.display()));
+}

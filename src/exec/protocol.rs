@@ -122,6 +122,13 @@ pub fn encode(message: &Message) -> String {
         .expect("messages always serialise")
 }
 
+/// Writes `message` as one protocol line and flushes, so the controller
+/// sees it at once (for the trial side, e.g. `emit(&mut std::io::stdout(), …)`).
+pub fn emit(out: &mut impl std::io::Write, message: &Message) -> std::io::Result<()> {
+    writeln!(out, "{}", encode(message))?;
+    out.flush()
+}
+
 /// What one stdout line means.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
@@ -206,8 +213,10 @@ mod tests {
             Message::Error { kind: Some("nan_loss".into()), message: "loss is NaN at epoch 3".into() },
         ];
         for message in messages {
-            let line = encode(&message);
-            assert!(line.starts_with("{\"v\":1,\"type\":"), "{line}");
+            let mut out = Vec::new();
+            emit(&mut out, &message).unwrap();
+            let line = String::from_utf8(out).unwrap();
+            assert!(line.starts_with("{\"v\":1,\"type\":") && line.ends_with("}\n"), "{line}");
             assert_eq!(parse_line(&line), Line::Message(message));
         }
     }

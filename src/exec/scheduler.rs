@@ -17,7 +17,7 @@
 //! a NaN or infinite objective, or an exit without a final objective line.
 //! A failed attempt is retried up to `retries` times on the same slot.
 //!
-//! Stopping (see [`ctrl_c`]): each trial runs in its own process group, so
+//! Stopping (see [`ctrl_c`]; SIGTERM counts as Ctrl-C): each trial runs in its own process group, so
 //! a terminal's Ctrl-C reaches only the controller. At the first stop
 //! request no trial is launched any more and the stdin of every running
 //! trial is closed — the protocol's "checkpoint and exit" request (a
@@ -148,13 +148,26 @@ pub enum StopLevel {
     Kill,
 }
 
-/// A stop signal fed by Ctrl-C: the first press asks for a graceful stop,
-/// the second for a kill. Needs a running tokio runtime.
+/// A stop signal fed by Ctrl-C (SIGINT) and, on Unix, SIGTERM (what batch
+/// schedulers send before pre-empting a job): the first signal asks for a
+/// graceful stop, the second for a kill. Needs a running tokio runtime.
 pub fn ctrl_c() -> watch::Receiver<StopLevel> {
     let (tx, rx) = watch::channel(StopLevel::Run);
     tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         for level in [StopLevel::Graceful, StopLevel::Kill] {
-            if tokio::signal::ctrl_c().await.is_err() {
+            #[cfg(unix)]
+            let received = match term.as_mut() {
+                Some(term) => tokio::select! {
+                    r = tokio::signal::ctrl_c() => r.is_ok(),
+                    r = term.recv() => r.is_some(),
+                },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            #[cfg(not(unix))]
+            let received = tokio::signal::ctrl_c().await.is_ok();
+            if !received {
                 return;
             }
             if level == StopLevel::Graceful {
