@@ -70,3 +70,24 @@ impl Phase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::Distribution;
+
+    #[test]
+    fn validation_names_the_phase_and_parameter() {
+        let space =
+            SearchSpace::new().with("mul", Distribution::Int { low: 64, high: 16, log: false, step: 1 });
+        let err = Phase::new("bo", space, SamplerConfig::Random, Some(5)).validate().unwrap_err();
+        assert!(err.location.starts_with("phase `bo`") && err.location.contains("`mul`"), "{err}");
+        let space = SearchSpace::new().int("mul", 16, 64);
+        let err = Phase::new("bo", space.clone(), SamplerConfig::Tpe(TpeConfig::default()), None).validate();
+        assert!(err.unwrap_err().problem.contains("n_trials"));
+        let err =
+            Phase::new("grid", space.clone(), SamplerConfig::Grid(GridSpec::default()), None).validate();
+        assert!(err.unwrap_err().location.contains("`mul`"));
+        assert!(Phase::new("bo", space, SamplerConfig::Random, Some(0)).validate().is_err());
+    }
+}

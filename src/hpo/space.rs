@@ -135,6 +135,9 @@ impl Distribution {
                         "swap the bounds, or use a categorical with one choice to fix a value",
                     );
                 }
+                if !(high - low).is_finite() {
+                    return fail(format!("the range [{low}, {high}] is too wide to sample"), "narrow it");
+                }
                 if log && low <= 0.0 {
                     return fail(
                         format!("a log-scale range needs low > 0, got {low}"),
@@ -163,6 +166,9 @@ impl Distribution {
                         format!("low {low} must be below high {high}"),
                         "swap the bounds, or use a categorical with one choice to fix a value",
                     );
+                }
+                if high.checked_sub(low).is_none() {
+                    return fail(format!("the range [{low}, {high}] is too wide to sample"), "narrow it");
                 }
                 if log && low <= 0 {
                     return fail(
@@ -261,7 +267,9 @@ impl Distribution {
         let (low, high) = match *self {
             Distribution::Float { low, .. } => (low, self.grid_high()),
             Distribution::Int { low, .. } => (low as f64, self.grid_high()),
-            Distribution::Categorical { ref choices } => return (0.0, (choices.len() - 1) as f64),
+            Distribution::Categorical { ref choices } => {
+                return (0.0, choices.len().saturating_sub(1) as f64)
+            }
         };
         if self.is_log() {
             (low.ln(), high.ln())
@@ -278,7 +286,7 @@ impl Distribution {
             }
             Distribution::Float { high, .. } => high,
             Distribution::Int { low, high, step, .. } => (low + (high - low) / step * step) as f64,
-            Distribution::Categorical { ref choices } => (choices.len() - 1) as f64,
+            Distribution::Categorical { ref choices } => choices.len().saturating_sub(1) as f64,
         }
     }
 
@@ -302,6 +310,7 @@ impl Distribution {
 
     /// The value for an internal representation `x`: undoes the log, snaps
     /// to the step grid (or nearest choice) and clamps into the domain.
+    /// The distribution must be valid ([`Distribution::validate`]).
     pub fn from_internal(&self, x: f64) -> ParamValue {
         match *self {
             Distribution::Float { low, high, log, step } => {
@@ -446,6 +455,9 @@ mod tests {
         assert!(problem(Distribution::Int { low: 1, high: 8, log: true, step: 2 }).contains("log"));
         assert!(problem(Distribution::Int { low: 1, high: 3, log: false, step: 4 }).contains("larger"));
         assert!(problem(Distribution::Int { low: 3, high: 1, log: false, step: 1 }).contains("below"));
+        assert!(problem(Distribution::Int { low: i64::MIN, high: i64::MAX, log: false, step: 1 })
+            .contains("wide"));
+        assert!(problem(float(-1e308, 1e308, false, None)).contains("wide"));
         assert!(problem(Distribution::Categorical { choices: vec![] }).contains("no choices"));
         let dup = Distribution::Categorical { choices: vec![1i64.into(), 2i64.into(), 1.0.into()] };
         assert!(problem(dup).contains("twice"));

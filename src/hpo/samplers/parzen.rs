@@ -87,6 +87,7 @@ pub struct ParzenParams {
 struct Gauss {
     mu: f64,
     sigma: f64,
+    inv_sigma: f64,
     /// ln of the mass on the domain.
     log_norm: f64,
     /// −ln σ − ln √(2π) − log_norm: the log-density at the mode.
@@ -96,7 +97,7 @@ struct Gauss {
 impl Gauss {
     fn new(mu: f64, sigma: f64, lo: f64, hi: f64) -> Self {
         let log_norm = log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma);
-        Self { mu, sigma, log_norm, log_peak: -sigma.ln() - LN_SQRT_2PI - log_norm }
+        Self { mu, sigma, inv_sigma: 1.0 / sigma, log_norm, log_peak: -sigma.ln() - LN_SQRT_2PI - log_norm }
     }
 }
 
@@ -125,7 +126,7 @@ pub fn default_weights(n: usize) -> Vec<f64> {
     let ramp_len = n - 25;
     let start = 1.0 / n as f64;
     let delta = if ramp_len > 1 { (1.0 - start) / (ramp_len - 1) as f64 } else { 0.0 };
-    (0..ramp_len).map(|i| start + delta * i as f64).chain(std::iter::repeat(1.0).take(25)).collect()
+    (0..ramp_len).map(|i| start + delta * i as f64).chain(std::iter::repeat_n(1.0, 25)).collect()
 }
 
 impl ParzenEstimator {
@@ -160,6 +161,18 @@ impl ParzenEstimator {
                 kernel_components.extend(per_dim_ids.iter().map(|ids| ids[k]));
             }
             merged_weights = kernel_weights;
+        } else if let [ids] = per_dim_ids.as_slice() {
+            let mut slot: Vec<Option<usize>> = vec![None; ids.iter().max().map_or(0, |&m| m as usize + 1)];
+            for (&id, &w) in ids.iter().zip(&kernel_weights) {
+                match slot[id as usize] {
+                    Some(m) => merged_weights[m] += w,
+                    None => {
+                        slot[id as usize] = Some(merged_weights.len());
+                        kernel_components.push(id);
+                        merged_weights.push(w);
+                    }
+                }
+            }
         } else {
             let mut index_of: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_kernels);
             for (k, &w) in kernel_weights.iter().enumerate() {
@@ -223,16 +236,40 @@ impl ParzenEstimator {
     /// Log-density of each point (one internal value per dimension).
     pub fn log_pdf(&self, points: &[Vec<f64>]) -> Vec<f64> {
         let n_dims = self.dims.len();
+        if let [Dim::Numeric { grid: Grid::Continuous, components, .. }] = self.dims.as_slice() {
+            return self.log_pdf_continuous_1d(components, points);
+        }
         let tables: Vec<Table> =
             self.dims.iter().enumerate().map(|(d, dim)| Table::new(dim, points, d)).collect();
         let mut terms = vec![0.0; self.n_kernels()];
+        let mut rows: Vec<&[f64]> = Vec::with_capacity(n_dims);
         (0..points.len())
             .map(|p| {
-                let rows: Vec<&[f64]> = tables.iter().map(|t| t.row(p)).collect();
-                for (k, term) in terms.iter_mut().enumerate() {
-                    let comps = &self.kernel_components[k * n_dims..(k + 1) * n_dims];
-                    *term = self.log_weights[k]
-                        + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
+                rows.clear();
+                rows.extend(tables.iter().map(|t| t.row(p)));
+                for ((term, comps), &log_w) in
+                    terms.iter_mut().zip(self.kernel_components.chunks_exact(n_dims)).zip(&self.log_weights)
+                {
+                    *term = log_w + comps.iter().zip(&rows).map(|(&c, row)| row[c as usize]).sum::<f64>();
+                }
+                log_sum_exp(&terms)
+            })
+            .collect()
+    }
+
+    /// The common univariate case of a continuous parameter: kernel k is
+    /// component k (nothing merges), so densities need no tables.
+    fn log_pdf_continuous_1d(&self, components: &[Gauss], points: &[Vec<f64>]) -> Vec<f64> {
+        let offsets: Vec<f64> =
+            components.iter().zip(&self.log_weights).map(|(g, w)| g.log_peak + w).collect();
+        let mut terms = vec![0.0; components.len()];
+        points
+            .iter()
+            .map(|p| {
+                let x = p[0];
+                for ((term, g), offset) in terms.iter_mut().zip(components).zip(&offsets) {
+                    let z = (x - g.mu) * g.inv_sigma;
+                    *term = offset - 0.5 * z * z;
                 }
                 log_sum_exp(&terms)
             })
@@ -264,33 +301,28 @@ impl Table {
                 }
             })
             .collect();
-        let values: Vec<f64> = match dim {
-            Dim::Numeric { grid: Grid::Continuous, components, .. } => distinct
-                .iter()
-                .flat_map(|&x| {
-                    components.iter().map(move |g| {
-                        let z = (x - g.mu) / g.sigma;
-                        g.log_peak - 0.5 * z * z
-                    })
-                })
-                .collect(),
-            Dim::Numeric { grid, components, .. } => distinct
-                .iter()
-                .flat_map(|&x| {
-                    let (left, right) = grid.cell(x);
-                    components.iter().map(move |g| {
-                        log_gauss_mass((left - g.mu) / g.sigma, (right - g.mu) / g.sigma) - g.log_norm
-                    })
-                })
-                .collect(),
-            Dim::Categorical { probs, .. } => {
-                distinct.iter().flat_map(|&x| probs.iter().map(move |row| row[x as usize].ln())).collect()
-            }
-        };
         let n_components = match dim {
             Dim::Numeric { components, .. } => components.len(),
             Dim::Categorical { probs, .. } => probs.len(),
         };
+        let mut values = Vec::with_capacity(distinct.len() * n_components);
+        for &x in &distinct {
+            match dim {
+                Dim::Numeric { grid: Grid::Continuous, components, .. } => {
+                    values.extend(components.iter().map(|g| {
+                        let z = (x - g.mu) * g.inv_sigma;
+                        g.log_peak - 0.5 * z * z
+                    }))
+                }
+                Dim::Numeric { grid, components, .. } => {
+                    let (left, right) = grid.cell(x);
+                    values.extend(components.iter().map(|g| {
+                        log_gauss_mass((left - g.mu) * g.inv_sigma, (right - g.mu) * g.inv_sigma) - g.log_norm
+                    }))
+                }
+                Dim::Categorical { probs, .. } => values.extend(probs.iter().map(|row| row[x as usize].ln())),
+            }
+        }
         Self { row_of_point, values, n_components }
     }
 
@@ -354,24 +386,35 @@ fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams)
     let n_kernels = n + 1;
     let min_sigma =
         if params.consider_magic_clip { range / (1.0 + n_kernels as f64).min(100.0) } else { 1e-12 };
-    let kernels = obs.iter().zip(&sigmas).map(|(&mu, &s)| (mu, s.clamp(min_sigma, range)));
-    let kernels = kernels.chain(std::iter::once((0.5 * (lo + hi), range)));
     let mut components: Vec<Gauss> = Vec::with_capacity(n_kernels);
-    let ids = if grid == Grid::Continuous {
+    let mut ids: Vec<u32> = vec![0; n_kernels];
+    if grid == Grid::Continuous {
         // Distinct almost surely: one component per kernel.
-        components.extend(kernels.map(|(mu, sigma)| Gauss::new(mu, sigma, lo, hi)));
-        (0..n_kernels as u32).collect()
+        components.extend(
+            obs.iter().zip(&sigmas).map(|(&mu, &s)| Gauss::new(mu, s.clamp(min_sigma, range), lo, hi)),
+        );
+        ids.iter_mut().enumerate().for_each(|(k, id)| *id = k as u32);
     } else {
-        let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
-        kernels
-            .map(|(mu, sigma)| {
-                *index_of.entry((mu.to_bits(), sigma.to_bits())).or_insert_with(|| {
+        // Walking in sorted order, equal observations are adjacent: a
+        // kernel repeats one of the few components of its run.
+        let mut run_start = 0;
+        for (rank, &i) in order.iter().enumerate() {
+            let (mu, sigma) = (obs[i], sigmas[i].clamp(min_sigma, range));
+            if rank > 0 && obs[order[rank - 1]] != mu {
+                run_start = components.len();
+            }
+            let existing = components[run_start..].iter().position(|g| g.sigma == sigma);
+            ids[i] = match existing {
+                Some(j) => (run_start + j) as u32,
+                None => {
                     components.push(Gauss::new(mu, sigma, lo, hi));
                     (components.len() - 1) as u32
-                })
-            })
-            .collect()
-    };
+                }
+            };
+        }
+    }
+    components.push(Gauss::new(0.5 * (lo + hi), range, lo, hi));
+    ids[n] = (components.len() - 1) as u32;
     (Dim::Numeric { lo, hi, grid, components }, ids)
 }
 
@@ -399,6 +442,14 @@ fn categorical_dim(n_choices: usize, obs: &[f64], prior_weight: f64) -> (Dim, Ve
     ids.push((probs.len() - 1) as u32);
     let cumulative = probs.iter().map(|row| running_sums(row)).collect();
     (Dim::Categorical { probs, cumulative }, ids)
+}
+
+/// A fixed bijective scramble of an index (SplitMix64's finaliser).
+fn scramble(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -489,12 +540,4 @@ mod tests {
         let Dim::Numeric { components, .. } = dim else { unreachable!() };
         assert_eq!(components.iter().map(|g| g.sigma).collect::<Vec<_>>(), vec![5.0, 5.0, 10.0]);
     }
-}
-
-/// A fixed bijective scramble of an index (SplitMix64's finaliser).
-fn scramble(i: usize) -> u64 {
-    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
