@@ -22,7 +22,10 @@ pub fn study_dir(results: &Path, name: &str) -> PathBuf {
 }
 
 /// Runs (or resumes) `plan` with its results in `<results>/<name>/` on
-/// `machine`, until its phases are done or `stop` ends it.
+/// `machine`, until its phases are done or `stop` ends it (e.g.
+/// [`crate::exec::ctrl_c`]). The controller is single-threaded (it owns the
+/// database connection), so drive this future with `block_on` rather than
+/// spawning it.
 pub async fn run_plan(
     plan: &StudyPlan,
     results: &Path,
