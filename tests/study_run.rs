@@ -176,3 +176,43 @@ async fn a_second_controller_on_the_same_study_is_refused() {
     run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
     assert!(!results.join("sleepy/controller.lock").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_takes_the_other_parameters_from_the_best_trial_of_a_finished_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let search = r#"
+name: search
+objective:
+  command: >-
+    sh -c 'echo "{\"objective\": {x}}"'
+phases:
+  - name: grid
+    sampler: {type: grid, values: {x: [3, 1, 2]}}
+resources: {devices: cpu, trials_per_device: 2}
+"#;
+    let sweep = r#"
+name: ablation
+objective:
+  command: >-
+    sh -c 'echo "{\"objective\": {x}{y}}"'
+sweep:
+  values: {y: [5, 6]}
+  best_of: search
+resources: {devices: cpu, trials_per_device: 2}
+"#;
+    let plan = study::load(&write_study(dir.path(), search), &[]).unwrap();
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let plan = study::load(&write_study(dir.path(), sweep), &[]).unwrap();
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let mut values: Vec<f64> = trials(&results, "ablation").iter().map(|t| t.trial.value.unwrap()).collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, [15.0, 16.0], "x = 1 comes from the best trial of `search`");
+
+    // Without a finished study to take them from, the sweep is refused.
+    let orphan =
+        sweep.replace("best_of: search", "best_of: missing").replace("name: ablation", "name: orphan");
+    let plan = study::load(&write_study(dir.path(), &orphan), &[]).unwrap();
+    let err = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap_err();
+    assert!(err.to_string().contains("there is no study `missing`"), "{err}");
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
 use super::file::Mode;
-use super::validate::{Objective, StudyPlan};
+use super::validate::{Objective, StudyPlan, COMMAND_BUILTINS};
 use crate::error::InputError;
 use crate::exec::controller::{Launcher, StudyController, StudySetup, TrialToRun};
 use crate::exec::devices::{build_pool, Machine, Slot};
@@ -62,6 +62,14 @@ pub async fn run_plan(
 /// The parameters of the best COMPLETE trial of the finished study `name`.
 fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Result<Params> {
     let path = study_dir(results, name).join("study.db");
+    if !path.is_file() {
+        return Err(InputError::new(
+            "sweep.best_of",
+            format!("there is no study `{name}` in {}", results.display()),
+        )
+        .with_hint("run that study first with the same results folder, or fix `best_of`")
+        .into());
+    }
     let store = Database::open_read_only(&path)?.open_study(name)?;
     let trials = store.load_trials()?;
     let best = trials
@@ -83,6 +91,31 @@ fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Resu
 fn launcher(plan: &StudyPlan, base_params: Params, trials_dir: PathBuf) -> anyhow::Result<Launcher> {
     match &plan.objective {
         Objective::Command { template, workdir } => {
+            if !workdir.is_dir() {
+                return Err(InputError::new(
+                    "objective.workdir",
+                    format!("the command's folder {} does not exist", workdir.display()),
+                )
+                .with_hint("create it, or set `workdir` relative to the study file's folder")
+                .into());
+            }
+            let mut known: Vec<&str> = base_params.keys().map(String::as_str).collect();
+            known.extend(COMMAND_BUILTINS);
+            known.extend(plan.config.phases.iter().flat_map(|p| p.space.params.keys().map(String::as_str)));
+            let unknown: Vec<String> = template
+                .placeholders()
+                .into_iter()
+                .filter(|p| !known.contains(p))
+                .map(|p| format!("{{{p}}}"))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(InputError::new(
+                    "objective.command",
+                    format!("no value for placeholder(s) {}", unknown.join(", ")),
+                )
+                .with_hint(format!("known: {}", known.join(", ")))
+                .into());
+            }
             let template = template.clone();
             let workdir = workdir.clone();
             Ok(Box::new(move |trial: &TrialToRun, slot: &Slot| {

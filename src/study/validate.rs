@@ -290,8 +290,11 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
             for phase in &config.phases {
                 known.extend(phase.space.params.keys().map(String::as_str));
             }
+            // With `sweep.best_of`, the other study's parameters are known
+            // only at run time, where they are checked.
+            let deferred = file.sweep.as_ref().is_some_and(|s| s.best_of.is_some());
             let unknown: Vec<&str> =
-                template.placeholders().into_iter().filter(|p| !known.contains(p)).collect();
+                template.placeholders().into_iter().filter(|p| !deferred && !known.contains(p)).collect();
             if let Some(first) = unknown.first() {
                 let names = unknown.iter().map(|u| format!("{{{u}}}")).collect::<Vec<_>>().join(", ");
                 let hint = match closest(first, &known) {
