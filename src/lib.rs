@@ -9,6 +9,8 @@ pub mod crystal;
 pub mod data;
 pub mod e3;
 pub mod error;
+pub mod exec;
 pub mod hpo;
 pub mod model;
 pub mod storage;
+pub mod study;

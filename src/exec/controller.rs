@@ -1,0 +1,322 @@
+//! The study controller: the ask/tell core ([`Study`]) over the study's
+//! SQLite database, driven by the scheduler. It is the single writer of the
+//! database (a lock file keeps a second controller out).
+//!
+//! On opening, trials left RUNNING by a controller that died are requeued,
+//! and every WAITING trial (requeued now or after a stop) runs again first,
+//! with its parameters and number, before new trials are asked for.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::Context;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::devices::Slot;
+use super::protocol::Message;
+use super::scheduler::{Controller, Directive, Next, Outcome, TrialReport, TrialSpec};
+use crate::error::InputError;
+use crate::hpo::{Ask, FrozenTrial, Params, Study, StudyConfig, TrialState, TrialStore};
+use crate::storage::{self, Database, NewStudy, SqliteStore};
+
+/// The seed of trial `number`'s own randomness (initialisation, shuffling):
+/// ChaCha20 keyed by (study seed, trial number) on its own stream, so it is
+/// independent of the sampler's draws.
+pub fn trial_seed(study_seed: u64, number: u64) -> u64 {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&study_seed.to_le_bytes());
+    key[8..16].copy_from_slice(&number.to_le_bytes());
+    key[16..24].copy_from_slice(b"trialrng");
+    ChaCha20Rng::from_seed(key).next_u64()
+}
+
+/// A trial about to be launched, as the launcher sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialToRun {
+    pub number: u64,
+    pub params: Params,
+    pub seed: u64,
+}
+
+/// Builds the process of a trial for a slot.
+pub type Launcher = Box<dyn FnMut(&TrialToRun, &Slot) -> anyhow::Result<TrialSpec>>;
+
+/// The SQLite store shared by the ask/tell core and the controller's own
+/// writes (start times, metrics, requeues). A failure reason waiting in
+/// `reasons` turns the core's FAILED transition into one `fail_trial`
+/// write that keeps the reason.
+#[derive(Clone)]
+pub struct SharedStore {
+    inner: Rc<RefCell<SqliteStore>>,
+    reasons: Rc<RefCell<HashMap<u64, String>>>,
+}
+
+impl TrialStore for SharedStore {
+    fn load_trials(&self) -> anyhow::Result<Vec<FrozenTrial>> {
+        self.inner.borrow().load_trials()
+    }
+
+    fn create_trial(&mut self, phase: usize, params: &Params, state: TrialState) -> anyhow::Result<u64> {
+        self.inner.borrow_mut().create_trial(phase, params, state)
+    }
+
+    fn set_state(&mut self, number: u64, state: TrialState, value: Option<f64>) -> anyhow::Result<()> {
+        let reason = self.reasons.borrow_mut().remove(&number);
+        match (state, reason) {
+            (TrialState::Failed, Some(reason)) => self.inner.borrow_mut().fail_trial(number, &reason),
+            _ => self.inner.borrow_mut().set_state(number, state, value),
+        }
+    }
+
+    fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()> {
+        self.inner.borrow_mut().report(number, step, value)
+    }
+}
+
+/// Keeps a second controller off the same study: a file holding the pid,
+/// removed on drop. A lock whose process is gone (checked in /proc on
+/// Linux) is taken over.
+#[derive(Debug)]
+pub struct ControllerLock {
+    path: PathBuf,
+}
+
+impl ControllerLock {
+    pub fn acquire(path: &Path) -> anyhow::Result<Self> {
+        use std::io::Write;
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut file) => {
+                    writeln!(file, "{}", std::process::id())?;
+                    return Ok(Self { path: path.to_path_buf() });
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
+                    let alive = !pid.is_empty()
+                        && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
+                    if alive {
+                        return Err(InputError::new(
+                            path.display().to_string(),
+                            format!("another controller (pid {pid}) is running this study"),
+                        )
+                        .with_hint("wait for it, or delete the lock file if that process is gone")
+                        .into());
+                    }
+                    std::fs::remove_file(path).ok();
+                }
+                Err(err) => return Err(err).with_context(|| format!("cannot create {}", path.display())),
+            }
+        }
+        anyhow::bail!("cannot take the lock {}", path.display())
+    }
+}
+
+impl Drop for ControllerLock {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+/// What a study controller needs to open its study.
+pub struct StudySetup<'a> {
+    pub name: &'a str,
+    pub config: StudyConfig,
+    /// The study file as run (stored for `status` and reproducibility).
+    pub snapshot: String,
+    /// The study's folder: `study.db`, the lock and `trials/` live here.
+    pub dir: &'a Path,
+}
+
+/// Asks, tells and records: the [`Controller`] of a real study.
+pub struct StudyController {
+    study: Study<SharedStore>,
+    store: SharedStore,
+    launcher: Launcher,
+    seed: u64,
+    trials_dir: PathBuf,
+    /// WAITING trials to run again first.
+    requeued: VecDeque<TrialToRun>,
+    /// Stored attempt count of each trial at launch (requeues add one).
+    base_attempt: HashMap<u64, u32>,
+    /// Final metrics reported before the trial ends.
+    metrics: HashMap<u64, BTreeMap<String, f64>>,
+    _lock: ControllerLock,
+}
+
+impl StudyController {
+    /// Opens (or creates) the study in `<dir>/study.db`, requeues what a
+    /// dead controller left RUNNING, and checks the stored trials fit `config`.
+    pub fn open(setup: StudySetup<'_>, launcher: Launcher) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(setup.dir)
+            .with_context(|| format!("cannot create the results folder {}", setup.dir.display()))?;
+        let lock = ControllerLock::acquire(&setup.dir.join("controller.lock"))?;
+        let db = Database::open(setup.dir.join("study.db"))?;
+        let new = NewStudy {
+            name: setup.name.to_owned(),
+            direction: setup.config.direction,
+            seed: setup.config.seed,
+            config: setup.snapshot.clone(),
+        };
+        let mut sqlite = db.open_or_create_study(&new)?;
+        sqlite.set_config(&setup.snapshot)?;
+        for (index, phase) in setup.config.phases.iter().enumerate() {
+            sqlite.set_phase(&storage::Phase {
+                index,
+                name: phase.name.clone(),
+                sampler: serde_json::to_string(&phase.sampler)?,
+                space: phase.space.clone(),
+                budget: phase.n_trials,
+            })?;
+        }
+        let mut requeued = VecDeque::new();
+        let mut base_attempt = HashMap::new();
+        for trial in sqlite.load_trials()? {
+            if trial.state == TrialState::Running {
+                sqlite.requeue(trial.number)?;
+            }
+            if matches!(trial.state, TrialState::Running | TrialState::Waiting) {
+                let details = sqlite.trial_details(trial.number)?;
+                base_attempt.insert(trial.number, details.attempt);
+                let seed = details.seed.unwrap_or_else(|| trial_seed(setup.config.seed, trial.number));
+                requeued.push_back(TrialToRun { number: trial.number, params: trial.params, seed });
+            }
+        }
+        let store = SharedStore {
+            inner: Rc::new(RefCell::new(sqlite)),
+            reasons: Rc::new(RefCell::new(HashMap::new())),
+        };
+        let seed = setup.config.seed;
+        let study = Study::new(store.clone(), setup.config)?;
+        Ok(Self {
+            study,
+            store,
+            launcher,
+            seed,
+            trials_dir: setup.dir.join("trials"),
+            requeued,
+            base_attempt,
+            metrics: HashMap::new(),
+            _lock: lock,
+        })
+    }
+
+    /// Where trial folders go (for the scheduler's configuration).
+    pub fn trials_dir(&self) -> &Path {
+        &self.trials_dir
+    }
+
+    pub fn study(&self) -> &Study<SharedStore> {
+        &self.study
+    }
+
+    fn sqlite(&self) -> std::cell::RefMut<'_, SqliteStore> {
+        self.store.inner.borrow_mut()
+    }
+}
+
+impl Controller for StudyController {
+    fn next_trial(&mut self, slot: &Slot) -> anyhow::Result<Next> {
+        let trial = match self.requeued.pop_front() {
+            Some(trial) => trial,
+            None => match self.study.ask()? {
+                Ask::Trial(trial) => {
+                    let seed = trial_seed(self.seed, trial.number);
+                    self.sqlite().set_trial_seed(trial.number, seed)?;
+                    self.base_attempt.insert(trial.number, 0);
+                    TrialToRun { number: trial.number, params: trial.params, seed }
+                }
+                Ask::Wait => return Ok(Next::Wait),
+                Ask::Finished => return Ok(Next::Finished),
+            },
+        };
+        match (self.launcher)(&trial, slot) {
+            Ok(spec) => Ok(Next::Launch(spec)),
+            Err(err) => {
+                // The trial cannot even be built: it fails, the study goes on.
+                let reason = format!("cannot launch: {err:#}");
+                self.sqlite().start_trial(trial.number, &device_label(slot), 0)?;
+                self.tell(trial.number, Outcome::Failed(reason))?;
+                self.next_trial(slot)
+            }
+        }
+    }
+
+    fn on_start(&mut self, number: u64, slot: &Slot, attempt: u32) -> anyhow::Result<()> {
+        let base = self.base_attempt.get(&number).copied().unwrap_or(0);
+        self.sqlite().start_trial(number, &device_label(slot), base + attempt - 1)
+    }
+
+    fn on_message(&mut self, number: u64, message: &Message) -> anyhow::Result<Directive> {
+        match message {
+            Message::Intermediate { step, value } if value.0.is_finite() => {
+                self.study.report(number, *step, value.0)?;
+                if self.study.should_prune(number)? {
+                    return Ok(Directive::Prune);
+                }
+            }
+            Message::Start { .. } | Message::Epoch { .. } => self.sqlite().heartbeat(number)?,
+            Message::Metrics { metrics } => {
+                let entry = self.metrics.entry(number).or_default();
+                entry.extend(metrics.iter().map(|(k, v)| (k.clone(), v.0)));
+            }
+            _ => {}
+        }
+        Ok(Directive::Continue)
+    }
+
+    fn on_retry(&mut self, number: u64, attempt: u32, reason: &str) -> anyhow::Result<()> {
+        let key = format!("attempt_{attempt}_failure");
+        self.sqlite().set_user_attr(number, &key, &serde_json::Value::String(reason.to_owned()))
+    }
+
+    fn on_finish(&mut self, number: u64, report: &TrialReport) -> anyhow::Result<()> {
+        let dir = self.trials_dir.join(number.to_string());
+        for attempt in 1..=report.attempts {
+            let (stdout, stderr) = super::scheduler::log_paths(&dir, attempt);
+            self.sqlite().add_artifact(number, "stdout", &stdout)?;
+            self.sqlite().add_artifact(number, "stderr", &stderr)?;
+        }
+        if let Some(metrics) = self.metrics.remove(&number) {
+            self.sqlite().set_metrics(number, &metrics)?;
+        }
+        self.tell(number, report.outcome.clone())
+    }
+}
+
+impl StudyController {
+    fn tell(&mut self, number: u64, outcome: Outcome) -> anyhow::Result<()> {
+        let outcome = match outcome {
+            Outcome::Complete(value) => crate::hpo::Outcome::Complete(value),
+            Outcome::Pruned => crate::hpo::Outcome::Pruned,
+            Outcome::Failed(reason) => {
+                self.store.reasons.borrow_mut().insert(number, reason.clone());
+                crate::hpo::Outcome::Failed(Some(reason))
+            }
+            Outcome::Interrupted => return self.sqlite().requeue(number),
+        };
+        self.study.tell(number, outcome)
+    }
+}
+
+/// How the database names a slot's device: `cpu:3`, `cuda:0`.
+fn device_label(slot: &Slot) -> String {
+    match &slot.device {
+        super::devices::Device::Cpu => format!("cpu:{}", slot.index),
+        cuda => cuda.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_seeds_are_stable_and_distinct() {
+        assert_eq!(trial_seed(1, 2), trial_seed(1, 2));
+        assert_ne!(trial_seed(1, 2), trial_seed(1, 3));
+        assert_ne!(trial_seed(1, 2), trial_seed(2, 2));
+    }
+}

@@ -1,0 +1,24 @@
+//! Running trials: the device pool, the trial process protocol, the
+//! `command` objective's templates and the tokio scheduler.
+//!
+//! Each trial is a child process pinned to one slot of the pool; it talks
+//! to the controller through JSON lines on stdout ([`protocol`]). The
+//! [`scheduler`] launches, watches, times out, retries and stops trials;
+//! what to run and what to record is decided by a [`scheduler::Controller`].
+
+pub mod command;
+pub mod controller;
+pub mod devices;
+pub mod protocol;
+pub mod queue;
+pub mod scheduler;
+
+pub use command::CommandTemplate;
+pub use controller::{trial_seed, StudyController, StudySetup, TrialToRun};
+pub use devices::{build_pool, Device, DeviceRequest, Machine, PoolSpec, Slot};
+pub use protocol::{parse_line, Line, Message};
+pub use queue::QueueController;
+pub use scheduler::{
+    ctrl_c, run, Controller, Directive, Dispatch, Next, Outcome, SchedulerConfig, StopLevel, Summary,
+    TrialReport, TrialSpec,
+};

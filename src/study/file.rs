@@ -1,0 +1,541 @@
+//! The study file's schema: what a user writes in YAML.
+//!
+//! Every struct rejects unknown keys, so a typo is an error instead of a
+//! silently ignored setting. Defaults are the published AnisoNet optimum
+//! (em 48, 2 layers, l_max 3, mul 48, 15 basis functions, 100 radial
+//! neurons, lr 0.003, weight decay 0.03, batch 12, 120 epochs, decay 0.98,
+//! patience 30, float32). The reference of every key is `docs/study-file.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::hpo::{Direction, ParamValue};
+
+/// A whole study file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyFile {
+    /// Names the study and its results folder (`<results>/<name>/`).
+    pub name: String,
+    /// Seeds every draw of the study together with the trial number.
+    #[serde(default)]
+    pub seed: u64,
+    /// The data the built-in objective trains on (unused by a `command` objective).
+    #[serde(default)]
+    pub dataset: Option<DatasetSpec>,
+    /// Fixed model hyperparameters; a searched or swept one overrides its value.
+    #[serde(default)]
+    pub model: ModelSpec,
+    /// Fixed training hyperparameters; a searched or swept one overrides its value.
+    #[serde(default)]
+    pub training: TrainingSpec,
+    #[serde(default)]
+    pub objective: ObjectiveSpec,
+    /// Ordered search phases (e.g. TPE, then a grid around the best trial).
+    #[serde(default)]
+    pub phases: Vec<PhaseSpec>,
+    /// A product of fixed values (an ablation), instead of `phases`.
+    #[serde(default)]
+    pub sweep: Option<SweepSpec>,
+    #[serde(default)]
+    pub pruner: PrunerSpec,
+    #[serde(default)]
+    pub resources: ResourcesSpec,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// Where the structures and tensors come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Generated structures and tensors (for smoke tests), instead of `path`.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticSpec>,
+    /// An extxyz file, relative to the study file's folder.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Per-frame key holding the 9 tensor components, row-major.
+    #[serde(default = "default_dielectric_key")]
+    pub dielectric_key: String,
+    #[serde(default)]
+    pub cleaning: CleaningSpec,
+    /// Random split ratios; default 80:10:10 seeded by the study seed.
+    #[serde(default)]
+    pub split: Option<SplitSpec>,
+    /// A JSON file with `train`, `valid`, `test` index lists, instead of `split`.
+    #[serde(default)]
+    pub split_file: Option<PathBuf>,
+}
+
+fn default_dielectric_key() -> String {
+    "dielectric".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSpec {
+    /// Number of structures.
+    pub size: usize,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The paper's cleaning: repeated entries, unphysical tensors and outliers go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleaningSpec {
+    pub drop_duplicates: bool,
+    /// Drop tensors with a diagonal element below this.
+    pub min_diagonal: f64,
+    /// Drop entries whose ε_poly (trace / 3) exceeds this.
+    pub max_eps_poly: f64,
+}
+
+impl Default for CleaningSpec {
+    fn default() -> Self {
+        Self { drop_duplicates: true, min_diagonal: 1.0, max_eps_poly: 15.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitSpec {
+    pub train: f64,
+    pub valid: f64,
+    pub test: f64,
+    /// Seed of the shuffle; the study seed when absent.
+    pub seed: Option<u64>,
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        Self { train: 0.8, valid: 0.1, test: 0.1, seed: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Output irreps 0e + 2e: the tensor is equivariant by construction.
+    #[default]
+    Equivariant,
+    /// Output 6 × 0e: the six Cartesian components, equivariance broken at the readout.
+    Scalar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dtype {
+    #[default]
+    F32,
+    F64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// The network's output as is.
+    #[default]
+    Raw,
+    /// Projected onto physical tensors (eigenvalues ≥ 1).
+    Physical,
+}
+
+/// Model hyperparameters (AnisoNet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    /// Embedding width of the one-hot species and mass attributes.
+    pub em_dim: u32,
+    /// Gate layers (each a convolution then a gate).
+    pub layers: u32,
+    /// Largest rotation order of hidden features and edge harmonics (0..=4).
+    pub lmax: u32,
+    /// Multiplicity of every hidden irrep.
+    pub mul: u32,
+    /// Gaussians of the radial basis on [0, cutoff].
+    pub num_basis: u32,
+    /// Hidden width of the radial MLP.
+    pub radial_neurons: u32,
+    /// Neighbour cutoff in Å.
+    pub cutoff: f64,
+    /// Normalisation of the neighbour sum; the training set's mean when absent.
+    pub num_neighbors: Option<f64>,
+    pub dtype: Dtype,
+    pub output: OutputMode,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Equivariant,
+            em_dim: 48,
+            layers: 2,
+            lmax: 3,
+            mul: 48,
+            num_basis: 15,
+            radial_neurons: 100,
+            cutoff: 5.0,
+            num_neighbors: None,
+            dtype: Dtype::F32,
+            output: OutputMode::Raw,
+        }
+    }
+}
+
+/// Training hyperparameters (AdamW, exponential decay, early stopping).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingSpec {
+    /// Most epochs.
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Learning rate factor per epoch.
+    pub lr_decay: f64,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: u32,
+    /// Seed of initialisation and shuffling; derived from (study seed, trial
+    /// number) when absent, so every trial differs but reruns agree.
+    pub seed: Option<u64>,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        Self {
+            epochs: 120,
+            batch_size: 12,
+            lr: 0.003,
+            weight_decay: 0.03,
+            lr_decay: 0.98,
+            patience: 30,
+            seed: None,
+        }
+    }
+}
+
+/// Metrics the built-in objective can optimise (all on the validation split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// MSE on the irreps, the training loss.
+    #[default]
+    ValLoss,
+    /// MAE of ε_poly (trace / 3).
+    ValEpsPolyMae,
+    /// MAE of the anisotropy ratio (largest / smallest eigenvalue).
+    ValAnisotropyMae,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ValLoss => "val_loss",
+            Metric::ValEpsPolyMae => "val_eps_poly_mae",
+            Metric::ValAnisotropyMae => "val_anisotropy_mae",
+        }
+    }
+}
+
+/// What a trial optimises: a metric of the built-in trainer, or a command.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveSpec {
+    /// Built-in objective metric; `val_loss` when neither this nor `command` is given.
+    #[serde(default)]
+    pub metric: Option<Metric>,
+    /// Any executable with `{param}` placeholders; its last stdout line is
+    /// `{"objective": <float>}`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Folder the command runs in, relative to the study file; its folder when absent.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// One search phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub name: String,
+    pub sampler: SamplerSpec,
+    /// Parameter name → distribution. A grid may leave it out (its values
+    /// define it); a grid around the best trial inherits the previous phase's.
+    #[serde(default)]
+    pub space: BTreeMap<String, ParamSpec>,
+    /// Trials the phase runs (required for tpe and random; a cap for grids).
+    #[serde(default)]
+    pub n_trials: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    Tpe,
+    Random,
+    Grid,
+    GridAroundBest,
+}
+
+impl SamplerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Tpe => "tpe",
+            SamplerKind::Random => "random",
+            SamplerKind::Grid => "grid",
+            SamplerKind::GridAroundBest => "grid_around_best",
+        }
+    }
+}
+
+/// A sampler and its options; each option belongs to one `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSpec {
+    #[serde(rename = "type")]
+    pub kind: SamplerKind,
+    // tpe
+    #[serde(default)]
+    pub n_startup_trials: Option<usize>,
+    #[serde(default)]
+    pub n_ei_candidates: Option<usize>,
+    #[serde(default)]
+    pub multivariate: Option<bool>,
+    /// Default: on in async mode, off in deterministic mode.
+    #[serde(default)]
+    pub constant_liar: Option<bool>,
+    #[serde(default)]
+    pub prior_weight: Option<f64>,
+    #[serde(default)]
+    pub consider_endpoints: Option<bool>,
+    #[serde(default)]
+    pub consider_magic_clip: Option<bool>,
+    // grid
+    /// Parameter → the values to try.
+    #[serde(default)]
+    pub values: Option<BTreeMap<String, Vec<ParamValue>>>,
+    // grid_around_best
+    /// Parameter → a list of values, `best`, `{factors: [...]}` or
+    /// `{count: k, spacing: linear, step: s}` / `{count: k, spacing: log, ratio: r}`.
+    #[serde(default)]
+    pub axes: Option<BTreeMap<String, serde_yaml::Value>>,
+    // grid and grid_around_best
+    #[serde(default)]
+    pub retry_failed: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    Float,
+    Int,
+    Categorical,
+}
+
+/// One parameter's distribution, as Optuna's `FloatDistribution`,
+/// `IntDistribution` and `CategoricalDistribution`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    #[serde(rename = "type")]
+    pub kind: ParamKind,
+    #[serde(default)]
+    pub low: Option<f64>,
+    #[serde(default)]
+    pub high: Option<f64>,
+    #[serde(default)]
+    pub log: bool,
+    #[serde(default)]
+    pub step: Option<f64>,
+    #[serde(default)]
+    pub choices: Option<Vec<ParamValue>>,
+}
+
+/// A product of fixed values, e.g. l_max × model kind × seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Parameter → values; every combination runs once.
+    pub values: BTreeMap<String, Vec<ParamValue>>,
+    /// A finished study (its name in the results folder) whose best trial
+    /// gives the hyperparameters the sweep does not set.
+    #[serde(default)]
+    pub best_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrunerKind {
+    #[default]
+    None,
+    Median,
+    /// Asynchronous successive halving.
+    Asha,
+}
+
+/// Early stopping of unpromising trials from their intermediate values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrunerSpec {
+    #[serde(rename = "type")]
+    pub kind: PrunerKind,
+    // median
+    pub n_startup_trials: Option<usize>,
+    pub n_warmup_steps: Option<u64>,
+    pub interval_steps: Option<u64>,
+    pub n_min_trials: Option<usize>,
+    // asha
+    pub min_resource: Option<u64>,
+    pub reduction_factor: Option<u64>,
+    pub min_early_stopping_rate: Option<u32>,
+}
+
+/// Where and how trials run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourcesSpec {
+    pub devices: DevicesSpec,
+    /// Trials sharing one device; default 1 per GPU, cores / threads on CPU.
+    pub trials_per_device: Option<u32>,
+    pub cpu_threads_per_trial: u32,
+    /// Wall-clock limit of one trial attempt: seconds, or "90s", "30m", "2h".
+    pub trial_timeout: Option<TimeoutSpec>,
+    /// Extra attempts of a failed trial.
+    pub retries: u32,
+}
+
+impl Default for ResourcesSpec {
+    fn default() -> Self {
+        Self {
+            devices: DevicesSpec::Named("auto".to_owned()),
+            trials_per_device: None,
+            cpu_threads_per_trial: 1,
+            trial_timeout: None,
+            retries: 0,
+        }
+    }
+}
+
+/// `auto`, `cpu` or a list such as `[cuda:0, cuda:1]`, checked by validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DevicesSpec {
+    Named(String),
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for DevicesSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DevicesVisitor;
+        impl<'de> Visitor<'de> for DevicesVisitor {
+            type Value = DevicesSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`auto`, `cpu` or a list of devices such as [cuda:0, cuda:1]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DevicesSpec, E> {
+                Ok(DevicesSpec::Named(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DevicesSpec, A::Error> {
+                let mut list = Vec::new();
+                while let Some(device) = seq.next_element::<String>()? {
+                    list.push(device);
+                }
+                Ok(DevicesSpec::List(list))
+            }
+        }
+        deserializer.deserialize_any(DevicesVisitor)
+    }
+}
+
+/// Longest accepted trial timeout: a year, in seconds.
+const MAX_TIMEOUT_S: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A duration in seconds: a number, or a string with unit s, m or h.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TimeoutSpec {
+    Seconds(f64),
+    Text(String),
+}
+
+impl TimeoutSpec {
+    /// The duration in seconds, or why it cannot be read.
+    pub fn seconds(&self) -> Result<f64, String> {
+        let value = match self {
+            TimeoutSpec::Seconds(s) => *s,
+            TimeoutSpec::Text(text) => {
+                let text = text.trim();
+                let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+                    Some((i, _)) => (&text[..i], &text[i..]),
+                    None => (text, "s"),
+                };
+                let factor = match unit {
+                    "s" => 1.0,
+                    "m" | "min" => 60.0,
+                    "h" => 3600.0,
+                    _ => return Err(format!("unknown unit `{unit}` in `{text}`")),
+                };
+                let number: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration"))?;
+                number * factor
+            }
+        };
+        if !(value.is_finite() && value > 0.0) {
+            Err(format!("the timeout must be positive, got {value} s"))
+        } else if value > MAX_TIMEOUT_S {
+            Err(format!("{value} s is longer than a year"))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+/// How trials are handed to devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A free device gets the next trial at once.
+    #[default]
+    Async,
+    /// Batches as large as the device pool, each sampled after the previous
+    /// one finished: parameters and results do not depend on timing.
+    Deterministic,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_numbers_and_units() {
+        let secs = |t: TimeoutSpec| t.seconds();
+        assert_eq!(secs(TimeoutSpec::Seconds(90.0)), Ok(90.0));
+        assert_eq!(secs(TimeoutSpec::Text("90s".into())), Ok(90.0));
+        assert_eq!(secs(TimeoutSpec::Text("1.5h".into())), Ok(5400.0));
+        assert_eq!(secs(TimeoutSpec::Text("30m".into())), Ok(1800.0));
+        assert!(secs(TimeoutSpec::Text("2 weeks".into())).is_err());
+        assert!(secs(TimeoutSpec::Seconds(0.0)).is_err());
+        assert!(secs(TimeoutSpec::Seconds(1e30)).is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_published_optimum() {
+        let m = ModelSpec::default();
+        assert_eq!(
+            (m.em_dim, m.layers, m.lmax, m.mul, m.num_basis, m.radial_neurons),
+            (48, 2, 3, 48, 15, 100)
+        );
+        assert_eq!(m.dtype, Dtype::F32);
+        let t = TrainingSpec::default();
+        assert_eq!((t.epochs, t.batch_size, t.patience), (120, 12, 30));
+        assert_eq!((t.lr, t.weight_decay, t.lr_decay), (0.003, 0.03, 0.98));
+    }
+}

@@ -1,0 +1,289 @@
+//! A catalogue of malformed study files: each must be refused with a message
+//! that names the line (or the `--set` flag), the problem and a hint.
+
+use std::path::Path;
+
+use anisostudy::study::load_str;
+
+/// A valid study; cases edit it.
+const VALID: &str = "\
+name: case
+seed: 1
+dataset:
+  synthetic: {size: 20}
+training:
+  epochs: 2
+phases:
+  - name: tpe
+    sampler:
+      type: tpe
+    n_trials: 4
+    space:
+      lr: {type: float, low: 0.001, high: 0.1, log: true}
+      layers: {type: int, low: 1, high: 3}
+";
+
+struct Case {
+    what: &'static str,
+    source: String,
+    overrides: &'static [&'static str],
+    /// Fragments the whole message (location, problem, hint) must contain.
+    expect: &'static [&'static str],
+    /// `:line:` in the location, or the flag for `--set` errors.
+    location: &'static str,
+}
+
+fn edit(from: &str, to: &str) -> String {
+    assert!(VALID.contains(from), "the base file has no `{from}`");
+    VALID.replacen(from, to, 1)
+}
+
+fn case(what: &'static str, source: String, expect: &'static [&'static str], location: &'static str) -> Case {
+    Case { what, source, overrides: &[], expect, location }
+}
+
+fn catalogue() -> Vec<Case> {
+    vec![
+        case(
+            "tab in the indentation",
+            edit("  epochs: 2", "\tepochs: 2"),
+            &["tab character in the indentation", "replace the tab with spaces"],
+            "case.yaml:6:1",
+        ),
+        case(
+            "key indented under a scalar",
+            edit("seed: 1\n", "seed: 1\n  extra: 2\n"),
+            &["YAML syntax error", "check the indentation"],
+            "case.yaml:3:",
+        ),
+        case(
+            "unknown top-level key",
+            edit("seed: 1", "seed: 1\nphasez: []"),
+            &["unknown key `phasez`", "did you mean `phases`?"],
+            "case.yaml:3:",
+        ),
+        case(
+            "unknown nested key with a typo",
+            edit("  epochs: 2", "  epochs: 2\n  weight_decya: 0.1"),
+            &["`training`: unknown key `weight_decya`", "did you mean `weight_decay`?"],
+            "case.yaml:7:",
+        ),
+        case(
+            "wrong type",
+            edit("epochs: 2", "epochs: many"),
+            &["`training.epochs`: invalid type: string \"many\"", "a whole number"],
+            "case.yaml:6:",
+        ),
+        case(
+            "low above high",
+            edit("low: 0.001, high: 0.1", "low: 0.1, high: 0.001"),
+            &["`phases[0].space.lr`: low 0.1 must be below high 0.001", "swap the bounds"],
+            "case.yaml:13:",
+        ),
+        case(
+            "log scale with low ≤ 0",
+            edit("low: 0.001, high: 0.1", "low: 0.0, high: 0.1"),
+            &["log-scale range needs low > 0", "drop `log`"],
+            "case.yaml:13:",
+        ),
+        case(
+            "empty choices",
+            edit("layers: {type: int, low: 1, high: 3}", "layers: {type: categorical, choices: []}"),
+            &["`phases[0].space.layers`: has no choices", "list at least one choice"],
+            "case.yaml:14:",
+        ),
+        case(
+            "step larger than the range",
+            edit("layers: {type: int, low: 1, high: 3}", "layers: {type: int, low: 1, high: 3, step: 5}"),
+            &["step 5 is larger than the range [1, 3]"],
+            "case.yaml:14:",
+        ),
+        case(
+            "duplicate phase names",
+            format!("{VALID}  - name: tpe\n    sampler: {{type: random}}\n    n_trials: 2\n    space:\n      lr: {{type: float, low: 0.01, high: 0.1}}\n"),
+            &["phase name `tpe` is also used by phase 0", "give every phase its own name"],
+            "case.yaml:15:",
+        ),
+        case(
+            "unknown sampler",
+            edit("type: tpe", "type: tpx"),
+            &["unknown value `tpx`", "did you mean `tpe`?", "grid_around_best"],
+            "case.yaml:10:",
+        ),
+        case(
+            "grid around the best as the first phase",
+            edit("type: tpe", "type: grid_around_best\n      axes: {lr: best}"),
+            &["grid_around_best cannot be the first phase", "put a tpe or random phase before it"],
+            "case.yaml:10:",
+        ),
+        case(
+            "bad device string",
+            format!("{VALID}resources:\n  devices: [cpu, gpu:0]\n"),
+            &["`resources.devices[1]`: `gpu:0` is not a device", "[cuda:0, cuda:1]"],
+            "case.yaml:16:",
+        ),
+        case(
+            "l_max out of range",
+            edit("  epochs: 2", "  epochs: 2\nmodel:\n  lmax: 7"),
+            &["`model.lmax`: lmax 7 is out of range 0..=4"],
+            "case.yaml:8:",
+        ),
+        case(
+            "searched l_max out of range",
+            edit("layers: {type: int, low: 1, high: 3}", "lmax: {type: int, low: 0, high: 6}"),
+            &["lmax 6 is out of range 0..=4"],
+            "case.yaml:14:",
+        ),
+        case("missing name", edit("name: case\n", ""), &["missing key `name`", "add `name:`"], "case.yaml:1:"),
+        case(
+            "neither phases nor sweep",
+            VALID[..VALID.find("phases:").unwrap()].to_owned(),
+            &["neither `phases` nor a `sweep`", "add `phases:`"],
+            "case.yaml",
+        ),
+        case(
+            "unknown metric",
+            format!("{VALID}objective:\n  metric: val_mse\n"),
+            &["unknown value `val_mse`", "val_loss"],
+            "case.yaml:16:",
+        ),
+        case(
+            "metric and command together",
+            format!("{VALID}objective:\n  metric: val_loss\n  command: python train.py\n"),
+            &["either a `metric` or a `command`"],
+            "case.yaml:17:",
+        ),
+        case(
+            "unknown placeholder in the command",
+            format!(
+                "{}objective:\n  command: python train.py --lr {{lrr}}\n",
+                edit("dataset:\n  synthetic: {size: 20}\n", "")
+            ),
+            &["unknown placeholder(s) {lrr}", "did you mean {lr}?"],
+            "case.yaml:14:",
+        ),
+        case(
+            "tpe without a budget",
+            edit("    n_trials: 4\n", ""),
+            &["`phases[0]`: has no `n_trials`", "n_trials: 60"],
+            "case.yaml:8:",
+        ),
+        case(
+            "not a hyperparameter",
+            edit("layers: {type: int, low: 1, high: 3}", "weight_decai: {type: float, low: 0.0, high: 0.1}"),
+            &["`weight_decai` is not a hyperparameter", "did you mean `weight_decay`?"],
+            "case.yaml:14:",
+        ),
+        case(
+            "split ratios not adding up to 1",
+            edit("  synthetic: {size: 20}", "  synthetic: {size: 20}\n  split: {train: 0.8, valid: 0.1, test: 0.2}"),
+            &["ratios add up to 1.1"],
+            "case.yaml:5:",
+        ),
+        case(
+            "unreadable timeout",
+            format!("{VALID}resources:\n  trial_timeout: 2days\n"),
+            &["unknown unit `days`", "`30m`"],
+            "case.yaml:16:",
+        ),
+        case(
+            "option of another sampler",
+            edit("type: tpe", "type: random\n      multivariate: true"),
+            &["`multivariate` is an option of the tpe sampler", "set `type: tpe`"],
+            "case.yaml:11:",
+        ),
+        case(
+            "option of another pruner",
+            format!("{VALID}pruner:\n  type: median\n  reduction_factor: 3\n"),
+            &["`reduction_factor` is an option of the asha pruner"],
+            "case.yaml:17:",
+        ),
+        case(
+            "built-in objective without data",
+            edit("dataset:\n  synthetic: {size: 20}\n", ""),
+            &["the built-in objective needs a `dataset`", "synthetic"],
+            "case.yaml",
+        ),
+        case("empty file", String::new(), &["the study file is empty", "studies/smoke.yaml"], "case.yaml"),
+        Case {
+            what: "--set into a scalar",
+            source: VALID.to_owned(),
+            overrides: &["name.first=x"],
+            expect: &["`name` is a string, so it has no key `first`"],
+            location: "--set name.first=x",
+        },
+        Case {
+            what: "--set with a value of the wrong type",
+            source: VALID.to_owned(),
+            overrides: &["training.epochs=abc"],
+            expect: &["`training.epochs`: invalid type: string \"abc\"", "a whole number"],
+            location: "--set training.epochs=abc",
+        },
+        Case {
+            what: "--set of an unknown key",
+            source: VALID.to_owned(),
+            overrides: &["training.epochz=1"],
+            expect: &["unknown key `epochz`", "did you mean `epochs`?"],
+            location: "--set training.epochz=1",
+        },
+        Case {
+            what: "--set without a value",
+            source: VALID.to_owned(),
+            overrides: &["training.epochs"],
+            expect: &["expected `key.path=value`"],
+            location: "--set training.epochs",
+        },
+        Case {
+            what: "--set of an out-of-range index",
+            source: VALID.to_owned(),
+            overrides: &["phases[3].n_trials=2"],
+            expect: &["`phases` has 1 entries, there is no entry [3]"],
+            location: "--set phases[3].n_trials=2",
+        },
+    ]
+}
+
+#[test]
+fn every_malformed_file_is_refused_with_location_problem_and_hint() {
+    let cases = catalogue();
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let overrides: Vec<String> = case.overrides.iter().map(|s| s.to_string()).collect();
+        match load_str(&case.source, "case.yaml", Path::new("."), &overrides) {
+            Ok(_) => failures.push(format!("{}: accepted", case.what)),
+            Err(err) => {
+                let message = err.to_string();
+                println!("{}:\n{message}\n", case.what);
+                let location_ok = if case.location.contains(':') && !case.location.starts_with("--set") {
+                    err.location.starts_with(case.location)
+                } else {
+                    err.location == case.location
+                };
+                if !location_ok {
+                    failures.push(format!(
+                        "{}: location `{}`, expected `{}`",
+                        case.what, err.location, case.location
+                    ));
+                }
+                for fragment in case.expect {
+                    if !message.contains(fragment) {
+                        failures.push(format!("{}: `{fragment}` missing from:\n{message}", case.what));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_valid_base_file_loads_and_overrides_apply() {
+    let plan = load_str(VALID, "case.yaml", Path::new("."), &[]).unwrap();
+    assert_eq!(plan.config.phases.len(), 1);
+    assert_eq!(plan.hyperparameters.training.epochs, 2);
+    let overrides = vec!["training.epochs=1".to_owned(), "phases[0].n_trials=9".to_owned()];
+    let plan = load_str(VALID, "case.yaml", Path::new("."), &overrides).unwrap();
+    assert_eq!(plan.hyperparameters.training.epochs, 1);
+    assert_eq!(plan.config.phases[0].n_trials, Some(9));
+}

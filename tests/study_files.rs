@@ -1,0 +1,60 @@
+//! Every study file shipped in `studies/` loads and validates.
+
+use std::path::Path;
+
+use anisostudy::hpo::{Distribution, SamplerConfig};
+use anisostudy::study::{self, Objective};
+
+fn studies_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/studies"))
+}
+
+#[test]
+fn every_shipped_study_file_validates() {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(studies_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let plan = study::load(&path, &[]).unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(Some(plan.name.as_str()), path.file_stem().and_then(|s| s.to_str()));
+            names.push(plan.name);
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["anisonet_hpo", "command_example", "lmax_sweep", "smoke"]);
+}
+
+#[test]
+fn the_paper_search_has_its_published_spaces_and_defaults() {
+    let plan = study::load(&studies_dir().join("anisonet_hpo.yaml"), &[]).unwrap();
+    let [tpe, grid] = &plan.config.phases[..] else { panic!("two phases expected") };
+    assert!(matches!(&tpe.sampler, SamplerConfig::Tpe(c) if c.multivariate && c.constant_liar));
+    assert_eq!(tpe.n_trials, Some(100));
+    assert_eq!(tpe.space.params["lr"], Distribution::Float { low: 1e-4, high: 0.5, log: true, step: None });
+    assert_eq!(tpe.space.params["em_dim"], Distribution::Int { low: 8, high: 96, log: false, step: 1 });
+    let SamplerConfig::Grid(spec) = &grid.sampler else { panic!("grid expected") };
+    assert_eq!(spec.axes.len(), 5);
+    assert_eq!(grid.space, tpe.space, "the grid inherits the TPE space");
+    let h = &plan.hyperparameters;
+    assert_eq!((h.model.em_dim, h.model.layers, h.model.lmax, h.model.mul), (48, 2, 3, 48));
+    assert_eq!((h.training.lr, h.training.weight_decay, h.training.batch_size), (0.003, 0.03, 12));
+    assert_eq!(plan.objective, Objective::Anisonet { metric: Default::default() });
+    assert!(plan.dataset_path().unwrap().ends_with("shared/data/mp_dielectric_2k.extxyz"));
+}
+
+#[test]
+fn a_sweep_becomes_one_grid_phase_over_its_product() {
+    let plan = study::load(&studies_dir().join("lmax_sweep.yaml"), &[]).unwrap();
+    let [sweep] = &plan.config.phases[..] else { panic!("one phase expected") };
+    assert_eq!(sweep.name, "sweep");
+    assert_eq!(sweep.space.len(), 3);
+    assert_eq!(plan.sweep_best_of.as_deref(), Some("anisonet_hpo"));
+}
+
+#[test]
+fn overrides_reach_the_plan() {
+    let path = studies_dir().join("smoke.yaml");
+    let plan = study::load(&path, &["training.epochs=1".into(), "mode=async".into()]).unwrap();
+    assert_eq!(plan.hyperparameters.training.epochs, 1);
+    assert_eq!(plan.mode, study::file::Mode::Async);
+}

@@ -1,0 +1,218 @@
+//! End to end: a study file with a `command` objective, run by the real
+//! controller (TPE/random/grid over the SQLite database) on CPU slots.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anisostudy::exec::devices::Machine;
+use anisostudy::exec::scheduler::StopLevel;
+use anisostudy::hpo::{ParamValue, TrialState};
+use anisostudy::storage::{Database, TrialDetails};
+use anisostudy::study::{self, run_plan};
+use tokio::sync::watch;
+
+fn machine() -> Machine {
+    Machine { cpu_cores: 4, gpus: Vec::new(), cuda_build: false }
+}
+
+fn never_stop() -> watch::Receiver<StopLevel> {
+    let (tx, rx) = watch::channel(StopLevel::Run);
+    std::mem::forget(tx);
+    rx
+}
+
+fn write_study(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("study.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn trials(results: &Path, name: &str) -> Vec<TrialDetails> {
+    let db = Database::open_read_only(results.join(name).join("study.db")).unwrap();
+    db.open_study(name).unwrap().all_trial_details().unwrap()
+}
+
+fn x(trial: &TrialDetails) -> f64 {
+    trial.trial.params["x"].as_f64().unwrap()
+}
+
+const QUADRATIC: &str = r#"
+name: quad
+seed: 5
+objective:
+  command: >-
+    sh -c 'if awk "BEGIN { exit !({x} > 1.5) }"; then echo "too large" >&2; exit 3; fi;
+    echo "{\"step\": 1, \"value\": {x}}"; echo "{\"objective\": {x}}"'
+phases:
+  - name: tpe
+    sampler: {type: tpe, n_startup_trials: 3}
+    n_trials: 8
+    space:
+      x: {type: float, low: 0.0, high: 2.0}
+  - name: grid
+    sampler:
+      type: grid_around_best
+      axes:
+        x: {count: 3, spacing: linear, step: 0.1}
+resources:
+  devices: cpu
+  trials_per_device: 3
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_study_runs_its_phases_into_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = study::load(&write_study(dir.path(), QUADRATIC), &[]).unwrap();
+    let results = dir.path().join("results");
+    let summary = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+
+    let trials = trials(&results, "quad");
+    assert_eq!(trials.len(), 11, "8 TPE trials and a 3-point grid");
+    assert_eq!(summary.complete + summary.failed, 11);
+    for t in &trials {
+        match t.trial.state {
+            TrialState::Complete => {
+                // serde_json reads decimals to within one ulp.
+                let close = |v: f64| (v - x(t)).abs() <= 1e-15 * x(t).abs();
+                assert!(close(t.trial.value.unwrap()), "the objective is the command's output");
+                assert!(close(t.trial.intermediate[&1]), "the intermediate value is recorded");
+                assert!(t.seed.is_some() && t.device.as_deref().unwrap().starts_with("cpu:"));
+            }
+            TrialState::Failed => {
+                assert!(x(t) > 1.5);
+                assert_eq!(t.fail_reason.as_deref(), Some("exited with code 3; stderr: too large"));
+            }
+            other => panic!("trial {} ended {other:?}", t.trial.number),
+        }
+        assert!(t.artifacts.iter().any(|a| a.kind == "stdout"));
+    }
+    // The grid is centred on the best TPE trial.
+    let best =
+        trials[..8].iter().filter(|t| t.trial.state == TrialState::Complete).map(x).fold(f64::MAX, f64::min);
+    let grid: Vec<f64> = trials[8..].iter().map(x).collect();
+    assert!(grid.iter().any(|v| (v - best).abs() < 1e-12), "grid {grid:?} around {best}");
+}
+
+const SLEEPY: &str = r#"
+name: sleepy
+seed: 9
+objective:
+  # Sleeps a random time (seeded by the pid), so every run has other timings.
+  command: >-
+    sh -c 'sleep $(awk "BEGIN { srand($$); print rand() / 5 }"); echo "{\"objective\": {t}}"'
+phases:
+  - name: tpe
+    sampler: {type: tpe, n_startup_trials: 2}
+    n_trials: 8
+    space:
+      t: {type: float, low: 0.05, high: 0.3, step: 0.01}
+resources:
+  devices: cpu
+  trials_per_device: 2
+mode: deterministic
+"#;
+
+fn sampled(results: &Path, name: &str) -> Vec<(u64, ParamValue)> {
+    trials(results, name).iter().map(|t| (t.trial.number, t.trial.params["t"].clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deterministic_mode_samples_the_same_trials_whatever_the_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_study(dir.path(), SLEEPY);
+    let plan = study::load(&path, &[]).unwrap();
+    run_plan(&plan, &dir.path().join("a"), &machine(), never_stop()).await.unwrap();
+    run_plan(&plan, &dir.path().join("b"), &machine(), never_stop()).await.unwrap();
+    let a = sampled(&dir.path().join("a"), "sleepy");
+    assert_eq!(a.len(), 8);
+    assert_eq!(a, sampled(&dir.path().join("b"), "sleepy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_study_resumes_with_its_interrupted_trials_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_study(dir.path(), SLEEPY);
+    let plan = study::load(&path, &["mode=async".into()]).unwrap();
+    let results = dir.path().join("results");
+
+    let (tx, rx) = watch::channel(StopLevel::Run);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tx.send(StopLevel::Kill).unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let first = run_plan(&plan, &results, &machine(), rx).await.unwrap();
+    stopper.abort();
+    assert!(first.stopped && first.interrupted > 0, "{first:?}");
+    let after_stop = trials(&results, "sleepy");
+    let waiting: Vec<u64> =
+        after_stop.iter().filter(|t| t.trial.state == TrialState::Waiting).map(|t| t.trial.number).collect();
+    assert_eq!(waiting.len(), first.interrupted);
+    assert!(after_stop.iter().all(|t| t.trial.state != TrialState::Running));
+
+    let second = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    assert!(!second.stopped);
+    let done = trials(&results, "sleepy");
+    assert_eq!(done.len(), 8, "the budget counts the interrupted trials once");
+    assert!(done.iter().all(|t| t.trial.state == TrialState::Complete));
+    for number in waiting {
+        let t = &done[number as usize];
+        assert_eq!(t.trial.params, after_stop[number as usize].trial.params);
+        assert_eq!(t.attempt, 1, "a requeue counts one more attempt");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_controller_on_the_same_study_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = study::load(&write_study(dir.path(), SLEEPY), &[]).unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(results.join("sleepy")).unwrap();
+    std::fs::write(results.join("sleepy/controller.lock"), format!("{}\n", std::process::id())).unwrap();
+    let err = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap_err();
+    assert!(err.to_string().contains("another controller"), "{err}");
+    // A lock left by a process that is gone is taken over.
+    std::fs::write(results.join("sleepy/controller.lock"), "999999999\n").unwrap();
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    assert!(!results.join("sleepy/controller.lock").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_takes_the_other_parameters_from_the_best_trial_of_a_finished_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let search = r#"
+name: search
+objective:
+  command: >-
+    sh -c 'echo "{\"objective\": {x}}"'
+phases:
+  - name: grid
+    sampler: {type: grid, values: {x: [3, 1, 2]}}
+resources: {devices: cpu, trials_per_device: 2}
+"#;
+    let sweep = r#"
+name: ablation
+objective:
+  command: >-
+    sh -c 'echo "{\"objective\": {x}{y}}"'
+sweep:
+  values: {y: [5, 6]}
+  best_of: search
+resources: {devices: cpu, trials_per_device: 2}
+"#;
+    let plan = study::load(&write_study(dir.path(), search), &[]).unwrap();
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let plan = study::load(&write_study(dir.path(), sweep), &[]).unwrap();
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let mut values: Vec<f64> = trials(&results, "ablation").iter().map(|t| t.trial.value.unwrap()).collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, [15.0, 16.0], "x = 1 comes from the best trial of `search`");
+
+    // Without a finished study to take them from, the sweep is refused.
+    let orphan =
+        sweep.replace("best_of: search", "best_of: missing").replace("name: ablation", "name: orphan");
+    let plan = study::load(&write_study(dir.path(), &orphan), &[]).unwrap();
+    let err = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap_err();
+    assert!(err.to_string().contains("there is no study `missing`"), "{err}");
+}
