@@ -45,13 +45,10 @@ pub struct TrialToRun {
 pub type Launcher = Box<dyn FnMut(&TrialToRun, &Slot) -> anyhow::Result<TrialSpec>>;
 
 /// The SQLite store shared by the ask/tell core and the controller's own
-/// writes (start times, metrics, requeues). A failure reason waiting in
-/// `reasons` turns the core's FAILED transition into one `fail_trial`
-/// write that keeps the reason.
+/// writes (start times, metrics, requeues).
 #[derive(Clone)]
 pub struct SharedStore {
     inner: Rc<RefCell<SqliteStore>>,
-    reasons: Rc<RefCell<HashMap<u64, String>>>,
 }
 
 impl TrialStore for SharedStore {
@@ -64,11 +61,11 @@ impl TrialStore for SharedStore {
     }
 
     fn set_state(&mut self, number: u64, state: TrialState, value: Option<f64>) -> anyhow::Result<()> {
-        let reason = self.reasons.borrow_mut().remove(&number);
-        match (state, reason) {
-            (TrialState::Failed, Some(reason)) => self.inner.borrow_mut().fail_trial(number, &reason),
-            _ => self.inner.borrow_mut().set_state(number, state, value),
-        }
+        self.inner.borrow_mut().set_state(number, state, value)
+    }
+
+    fn fail(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.inner.borrow_mut().fail(number, reason)
     }
 
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()> {
@@ -184,10 +181,7 @@ impl StudyController {
                 requeued.push_back(TrialToRun { number: trial.number, params: trial.params, seed });
             }
         }
-        let store = SharedStore {
-            inner: Rc::new(RefCell::new(sqlite)),
-            reasons: Rc::new(RefCell::new(HashMap::new())),
-        };
+        let store = SharedStore { inner: Rc::new(RefCell::new(sqlite)) };
         let seed = setup.config.seed;
         let study = Study::new(store.clone(), setup.config)?;
         Ok(Self {
@@ -291,10 +285,7 @@ impl StudyController {
         let outcome = match outcome {
             Outcome::Complete(value) => crate::hpo::Outcome::Complete(value),
             Outcome::Pruned => crate::hpo::Outcome::Pruned,
-            Outcome::Failed(reason) => {
-                self.store.reasons.borrow_mut().insert(number, reason.clone());
-                crate::hpo::Outcome::Failed(Some(reason))
-            }
+            Outcome::Failed(reason) => crate::hpo::Outcome::Failed(Some(reason)),
             Outcome::Interrupted => return self.sqlite().requeue(number),
         };
         self.study.tell(number, outcome)

@@ -15,11 +15,12 @@ pub trait TrialStore {
     fn set_state(&mut self, number: u64, state: TrialState, value: Option<f64>) -> anyhow::Result<()>;
     /// Records the intermediate value of a trial at `step` (an epoch).
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()>;
-    /// Keeps why a trial FAILED, for the user. Stores without a place for it
-    /// may ignore it (the default).
-    fn record_failure_reason(&mut self, number: u64, reason: &str) -> anyhow::Result<()> {
-        let _ = (number, reason);
-        Ok(())
+    /// Moves a trial to FAILED in one atomic change, keeping why (when known)
+    /// for the user. Stores without a place for the reason may drop it (the
+    /// default).
+    fn fail(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        let _ = reason;
+        self.set_state(number, TrialState::Failed, None)
     }
 }
 
@@ -72,9 +73,11 @@ impl TrialStore for MemoryStore {
         Ok(())
     }
 
-    fn record_failure_reason(&mut self, number: u64, reason: &str) -> anyhow::Result<()> {
-        self.trial_mut(number)?;
-        self.failure_reasons.insert(number, reason.to_owned());
+    fn fail(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.set_state(number, TrialState::Failed, None)?;
+        if let Some(reason) = reason {
+            self.failure_reasons.insert(number, reason.to_owned());
+        }
         Ok(())
     }
 }

@@ -200,9 +200,10 @@ impl<S: TrialStore> Study<S> {
             }
             Outcome::Failed(reason) => (TrialState::Failed, None, reason),
         };
-        self.store.set_state(number, state, value)?;
-        if let Some(reason) = &reason {
-            self.store.record_failure_reason(number, reason)?;
+        if state == TrialState::Failed {
+            self.store.fail(number, reason.as_deref())?;
+        } else {
+            self.store.set_state(number, state, value)?;
         }
         let trial = &mut self.trials[i];
         trial.state = state;

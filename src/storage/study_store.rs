@@ -566,6 +566,10 @@ impl TrialStore for SqliteStore {
         });
         Ok(())
     }
+
+    fn fail(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.fail_trial(number, reason.unwrap_or("failed (no reason given)"))
+    }
 }
 
 /// Inserts trial with the next number, and its parameters with their
