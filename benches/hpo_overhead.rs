@@ -6,13 +6,17 @@
 //!
 //!     cargo bench --bench hpo_overhead
 //!
-//! Stores plug in through [`measure`]: give it a label and a fresh store.
+//! Each sampler runs twice: in memory, and on an on-disk SQLite database
+//! (the store `study run` uses).
 
 use std::time::Instant;
 
 use anisostudy::hpo::samplers::TpeConfig;
 use anisostudy::hpo::test_functions::{mixed, mixed_space};
-use anisostudy::hpo::{Ask, MemoryStore, Outcome, Phase, SamplerConfig, Study, StudyConfig, TrialStore};
+use anisostudy::hpo::{
+    Ask, Direction, MemoryStore, Outcome, Phase, SamplerConfig, Study, StudyConfig, TrialStore,
+};
+use anisostudy::storage::{Database, NewStudy, SqliteStore};
 
 /// Trials completed before timing starts.
 const HISTORY: usize = 1_000;
@@ -49,13 +53,27 @@ fn measure<S: TrialStore>(store_label: &str, store: S, sampler_label: &str, samp
     );
 }
 
+/// A fresh study in an on-disk SQLite database (WAL, as `study run` uses it).
+fn sqlite_store(dir: &std::path::Path, label: &str) -> SqliteStore {
+    let new = NewStudy {
+        name: format!("bench-{label}"),
+        direction: Direction::Minimize,
+        seed: 7,
+        config: String::new(),
+    };
+    let path = dir.join(format!("{label}.db"));
+    Database::open(&path).and_then(|db| db.create_study(&new)).expect("create the benchmark database")
+}
+
 fn main() {
     let samplers = [
         ("tpe", SamplerConfig::Tpe(TpeConfig::default())),
         ("tpe_multivariate", SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() })),
         ("random", SamplerConfig::Random),
     ];
+    let dir = tempfile::tempdir().expect("a temporary directory for the databases");
     for (label, sampler) in samplers {
-        measure("memory", MemoryStore::default(), label, sampler);
+        measure("memory", MemoryStore::default(), label, sampler.clone());
+        measure("sqlite", sqlite_store(dir.path(), label), label, sampler);
     }
 }
