@@ -10,4 +10,5 @@ pub mod data;
 pub mod e3;
 pub mod error;
 pub mod hpo;
+pub mod model;
 pub mod storage;

@@ -1,0 +1,160 @@
+//! AnisoNet (Lou & Ganose) on dfdx: an e3nn gate_points network that predicts
+//! the dielectric tensor ε∞ as irreps 0e+2e (equivariant) or from six scalars.
+//!
+//! The whole network is one fused dfdx operation with a hand-written backward
+//! pass ([`network`]); its parameters are a single flat tensor
+//! ([`ModelParams`]) so dfdx optimisers (AdamW) update them directly.
+
+pub mod arch;
+pub mod config;
+pub mod input;
+pub mod kernels;
+pub mod network;
+pub mod normalize;
+pub mod optim;
+pub mod physical;
+pub mod reference;
+pub mod synthetic;
+
+use std::sync::Arc;
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+pub use arch::Architecture;
+pub use config::{ModelConfig, ModelError, ModelKind, OutputMode, Precision};
+pub use input::ModelInput;
+pub use kernels::Real;
+pub use network::Network;
+pub use physical::{count_unphysical, is_unphysical};
+
+/// All trainable parameters in one flat vector (layout: [`Architecture::params`]).
+/// dfdx's `TensorCollection` only admits compile-time shapes, so the optimiser
+/// for this runtime-sized vector is [`optim::AdamW`].
+#[derive(Clone, Debug)]
+pub struct ModelParams<E: Dtype, D: Device<E>> {
+    pub flat: Tensor<(usize,), E, D>,
+}
+
+/// Precisions the model runs in (f32, f64) on dfdx's CPU device.
+pub trait ModelFloat: Real + Dtype
+where
+    Cpu: Device<Self>,
+{
+    /// The CPU storage of a gradient as a slice.
+    fn slice_mut(v: &mut <Cpu as Storage<Self>>::Vec) -> &mut [Self];
+}
+
+impl ModelFloat for f32 {
+    fn slice_mut(v: &mut <Cpu as Storage<f32>>::Vec) -> &mut [f32] {
+        &mut v[..]
+    }
+}
+
+impl ModelFloat for f64 {
+    fn slice_mut(v: &mut <Cpu as Storage<f64>>::Vec) -> &mut [f64] {
+        &mut v[..]
+    }
+}
+
+/// Per structure, ε as irreps 0e+2e in e3nn's `CartesianTensor("ij=ji")` basis.
+pub type Prediction<E, T> = Tensor<(usize, Const<6>), E, Cpu, T>;
+
+/// AnisoNet with parameters on dfdx's CPU device, precision `E` (f32 or f64).
+pub struct AnisoNet<E: ModelFloat>
+where
+    Cpu: Device<E>,
+{
+    pub net: Arc<Network<E>>,
+    pub params: ModelParams<E, Cpu>,
+    pub device: Cpu,
+}
+
+impl<E: ModelFloat> AnisoNet<E>
+where
+    StandardNormal: Distribution<E>,
+    Cpu: Device<E>,
+{
+    /// A fresh model: tensor-product and radial weights N(0, 1) as in e3nn; the
+    /// embedding as PyTorch's Linear default, U(−1/√118, 1/√118).
+    pub fn new(config: &ModelConfig, device: &Cpu, seed: u64) -> Result<AnisoNet<E>, ModelError> {
+        let arch = Architecture::new(config)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bound = 1.0 / (arch::NUM_ELEMENTS as f64).sqrt();
+        let mut flat = Vec::with_capacity(arch.num_params);
+        for p in &arch.params {
+            for _ in 0..p.numel() {
+                if p.name.starts_with("em.") {
+                    flat.push(E::of(rand::Rng::gen_range(&mut rng, -bound..bound)));
+                } else {
+                    flat.push(StandardNormal.sample(&mut rng));
+                }
+            }
+        }
+        Ok(Self::from_flat(arch, flat, device))
+    }
+}
+
+impl<E: ModelFloat> AnisoNet<E>
+where
+    Cpu: Device<E>,
+{
+    /// A model with the given flat parameters (layout of `arch.params`).
+    pub fn from_flat(arch: Architecture, flat: Vec<E>, device: &Cpu) -> AnisoNet<E> {
+        let n = flat.len();
+        assert_eq!(n, arch.num_params, "flat parameter vector length");
+        AnisoNet {
+            net: Arc::new(Network::new(arch)),
+            params: ModelParams { flat: device.tensor_from_vec(flat, (n,)) },
+            device: device.clone(),
+        }
+    }
+
+    pub fn arch(&self) -> &Architecture {
+        &self.net.arch
+    }
+
+    /// Inference: ε (irreps 0e+2e) per structure.
+    pub fn predict(&self, input: &ModelInput) -> Result<Vec<[f64; 6]>, ModelError> {
+        let prep = self.net.prepare(input)?;
+        let (out, _) = self.net.forward(&self.params.flat.as_vec(), prep);
+        Ok(out.iter().map(|o| o.map(|v| v.to64())).collect())
+    }
+
+    /// Forward pass recorded on `params`' tape: pass `model.params.flat.clone().traced(grads)`
+    /// to train, or `model.params.flat.clone()` for no gradients. The backward pass
+    /// accumulates into the gradient of `params.flat`.
+    pub fn forward<T: Tape<E, Cpu>>(
+        &self,
+        input: &ModelInput,
+        params: Tensor<(usize,), E, Cpu, T>,
+    ) -> Result<Prediction<E, T>, ModelError> {
+        let prep = self.net.prepare(input)?;
+        let (params, mut tape) = params.split_tape();
+        let values = params.as_vec();
+        let (out, cache) = self.net.forward(&values, prep);
+        let g = out.len();
+        let flat_out: Vec<E> = out.iter().flatten().copied().collect();
+        let result = self.device.tensor_from_vec(flat_out, (g, Const::<6>));
+        if T::OWNS_TAPE {
+            let net = self.net.clone();
+            let p_ghost = params.ghost();
+            let out_ghost = result.ghost();
+            tape.add_backward_op(move |grads| {
+                grads.try_alloc_for(&p_ghost)?;
+                grads.try_alloc_for(&out_ghost)?;
+                let g_out = grads.get(&out_ghost).as_vec();
+                let g_rows: Vec<[E; 6]> = g_out.chunks(6).map(|c| std::array::from_fn(|k| c[k])).collect();
+                let dp = net.backward(&values, &cache, &g_rows);
+                let gp = grads.get_or_alloc_mut(&p_ghost)?;
+                for (a, b) in E::slice_mut(gp).iter_mut().zip(dp) {
+                    *a += b;
+                }
+                Ok(())
+            });
+        }
+        Ok(result.put_tape(tape))
+    }
+}
