@@ -64,6 +64,30 @@ fn equivariant_model_rotates_its_output() {
 }
 
 #[test]
+fn every_searched_shape_builds_and_lmax4_is_equivariant() {
+    for lmax in 0..=4 {
+        for layers in 1..=4 {
+            for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
+                let c = ModelConfig { layers, ..small(kind, lmax) };
+                let built = anisostudy::model::Architecture::new(&c);
+                assert_eq!(built.is_err(), kind == ModelKind::Equivariant && lmax == 0);
+            }
+        }
+    }
+    let config = ModelConfig { layers: 3, mul: 2, ..small(ModelKind::Equivariant, 4) };
+    let model = AnisoNet::<f64>::new(&config, &Cpu::default(), 1).unwrap();
+    let input = random_batch(9, 2, 4, 6, 5.0);
+    let base = model.predict(&input).unwrap();
+    // Three layers reach odd scalars (0o, tanh-activated): inversion checks their parity.
+    assert!(model.arch().gates[2].irreps_out.to_string().starts_with("2x0o+2x0e"));
+    let r = random_rotations(5, 1)[0];
+    let want: Vec<[f64; 6]> = base.iter().map(|e| rotate_eps(&r, e)).collect();
+    assert!(rel(&model.predict(&rotate(&input, &r)).unwrap(), &want) < 1e-10);
+    let inv = r.map(|row| row.map(|v| -v));
+    assert!(rel(&model.predict(&rotate(&input, &inv)).unwrap(), &want) < 1e-10);
+}
+
+#[test]
 fn physical_output_is_equivariant_and_physical() {
     check_equivariance(OutputMode::Physical);
     let config = ModelConfig { output: OutputMode::Physical, ..small(ModelKind::Equivariant, 2) };
@@ -156,6 +180,19 @@ fn cubic_crystal_gives_isotropic_tensor_and_translation_invariance() {
     assert!(aniso < 1e-9 * out[0].abs(), "2e part {aniso:e} of a cubic crystal");
     let moved = model.predict(&cscl([0.3, -1.2, 2.5])).unwrap()[0];
     assert!(rel(&[moved], &[out]) < 1e-10);
+}
+
+#[test]
+fn precision_is_chosen_by_the_config() {
+    use anisostudy::model::{AnyAnisoNet, Precision};
+    let input = random_batch(3, 2, 4, 6, 5.0);
+    let c64 = ModelConfig { dtype: Precision::F64, ..small(ModelKind::Equivariant, 2) };
+    let c32 = ModelConfig { dtype: Precision::F32, ..c64.clone() };
+    let m64 = AnyAnisoNet::new(&c64, &Cpu::default(), 2).unwrap();
+    let m32 = AnyAnisoNet::new(&c32, &Cpu::default(), 2).unwrap();
+    assert!(matches!((&m64, &m32), (AnyAnisoNet::F64(_), AnyAnisoNet::F32(_))));
+    let (a, b) = (m64.predict(&input).unwrap(), m32.predict(&input).unwrap());
+    assert!(rel(&b, &a) < 1e-4, "f32 vs f64: {:e}", rel(&b, &a));
 }
 
 #[test]

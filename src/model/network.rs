@@ -419,12 +419,19 @@ impl<E: Real> Network<E> {
 
     /// Gradient of Σ_g ⟨grad_out[g], output[g]⟩ with respect to all parameters (flat layout).
     pub fn backward(&self, params: &[E], cache: &Cache<E>, grad_out: &[[E; 6]]) -> Vec<E> {
+        let mut grad = vec![E::zero(); self.arch.num_params];
+        self.backward_into(params, cache, grad_out, &mut grad);
+        grad
+    }
+
+    /// [`Network::backward`], accumulating into `grad`.
+    pub fn backward_into(&self, params: &[E], cache: &Cache<E>, grad_out: &[[E; 6]], grad: &mut [E]) {
         let cfg = &self.arch.config;
         let prep = &cache.prep;
         let em = cfg.em_dim;
         let ns = prep.species_z.len();
         let n = prep.num_nodes;
-        let mut grad = vec![E::zero(); self.arch.num_params];
+        assert_eq!(grad.len(), self.arch.num_params);
         // Head: physical and scalar conversions, then the mean over atoms.
         let mut graw = vec![[0.0f64; 6]; prep.num_graphs];
         for (g, r) in cache.raw.iter().enumerate() {
@@ -453,7 +460,7 @@ impl<E: Real> Network<E> {
             if let Some(gate) = self.arch.gates.get(k) {
                 gx = self.gate_backward(gate, self.arch.convs[k].irreps_out.dim(), &cache.conv_out[k], &gx);
             }
-            gx = self.conv_backward(k, params, cache, &gx, &mut dz, &mut grad);
+            gx = self.conv_backward(k, params, cache, &gx, &mut dz, grad);
         }
         // Embedding: x0 = relu(W[:,Z] + b), z = relu(mass W[:,Z] + b), per species.
         let mut dx0 = vec![E::zero(); ns * em];
@@ -480,7 +487,6 @@ impl<E: Real> Network<E> {
                 }
             }
         }
-        grad
     }
 
     /// Backward of Convolution k: returns d loss / d input features; accumulates dz and parameter grads.

@@ -15,6 +15,9 @@ pub struct AdamW<E> {
     step: i32,
     m: Vec<E>,
     v: Vec<E>,
+    /// Reused host copies of the parameters and gradient.
+    p: Vec<E>,
+    g: Vec<E>,
 }
 
 impl<E: Real + Dtype> AdamW<E>
@@ -22,17 +25,31 @@ where
     Cpu: Device<E>,
 {
     pub fn new(lr: f64, weight_decay: f64) -> AdamW<E> {
-        AdamW { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, step: 0, m: vec![], v: vec![] }
+        AdamW {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            m: vec![],
+            v: vec![],
+            p: vec![],
+            g: vec![],
+        }
     }
 
     /// One step with the gradient of `params.flat` found in `grads`.
     pub fn update(&mut self, params: &mut ModelParams<E, Cpu>, grads: &Gradients<E, Cpu>) {
-        let g = grads.get(&params.flat).as_vec();
-        let mut p = params.flat.as_vec();
-        if self.m.len() != p.len() {
-            self.m = vec![E::zero(); p.len()];
-            self.v = vec![E::zero(); p.len()];
+        let n = params.flat.shape().0;
+        if self.m.len() != n {
+            self.m = vec![E::zero(); n];
+            self.v = vec![E::zero(); n];
+            self.p = vec![E::zero(); n];
+            self.g = vec![E::zero(); n];
         }
+        grads.get(&params.flat).copy_into(&mut self.g);
+        params.flat.copy_into(&mut self.p);
+        let (p, g) = (&mut self.p, &self.g);
         self.step += 1;
         let (b1, b2) = self.betas;
         let c1 = 1.0 - b1.powi(self.step);
@@ -47,6 +64,6 @@ where
             let vhat = self.v[i] / ec2;
             p[i] = p[i] * decay - lr * mhat / (vhat.sqrt() + eps);
         }
-        params.flat.copy_from(&p);
+        params.flat.copy_from(p);
     }
 }
