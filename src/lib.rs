@@ -12,3 +12,4 @@ pub mod error;
 pub mod hpo;
 pub mod model;
 pub mod storage;
+pub mod train;
