@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::metrics::Metrics;
 use crate::error::InputError;
-use crate::model::{ModelConfig, ModelFloat, Precision};
+use crate::model::{AnisoNet, AnyAnisoNet, Architecture, ModelConfig, ModelFloat, Precision};
 
 /// Bump when the meaning or layout of a field changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -267,4 +267,35 @@ pub fn precision(dir: &Path) -> Result<Precision> {
 /// `dir/checkpoint.json`.
 pub fn sidecar_path(dir: &Path) -> PathBuf {
     dir.join(SIDECAR_FILE)
+}
+
+/// The model of the checkpoint in `dir` with its best-validation parameters,
+/// in the precision it was trained in.
+pub fn load_best_model(dir: &Path) -> Result<(Checkpoint, AnyAnisoNet)> {
+    fn build<E: ModelFloat>(dir: &Path) -> Result<(Checkpoint, AnisoNet<E>)>
+    where
+        dfdx::prelude::Cpu: dfdx::prelude::Device<E>,
+    {
+        let (ck, tensors) = load::<E>(dir)?;
+        let arch = Architecture::new(&ck.model)?;
+        if arch.num_params != ck.num_params {
+            return Err(anyhow::anyhow!(
+                "checkpoint has {} parameters, the model {}",
+                ck.num_params,
+                arch.num_params
+            ));
+        }
+        let model = AnisoNet::from_flat(arch, tensors.best_params, &dfdx::prelude::Cpu::default());
+        Ok((ck, model))
+    }
+    Ok(match precision(dir)? {
+        Precision::F32 => {
+            let (ck, m) = build::<f32>(dir)?;
+            (ck, AnyAnisoNet::F32(m))
+        }
+        Precision::F64 => {
+            let (ck, m) = build::<f64>(dir)?;
+            (ck, AnyAnisoNet::F64(m))
+        }
+    })
 }
