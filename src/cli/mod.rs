@@ -21,7 +21,7 @@ pub enum Command {
     /// Inspect dielectric data sets and write the synthetic one.
     Data(data::DataArgs),
     /// Train one AnisoNet and print a JSON summary (defaults: the published optimum).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Predict ε∞ of structures with a trained checkpoint.
     Predict(predict::PredictArgs),
 }
@@ -32,7 +32,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Data(args) => data::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),
     };
     match result {
