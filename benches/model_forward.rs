@@ -7,7 +7,8 @@
 //! graphs with its statistics (20 atoms, 30 incoming edges per atom).
 //! Prints JSON lines.
 //!
-//! cargo bench --bench model_forward [-- --batches N --dtype f32|f64 --synthetic]
+//! cargo bench --bench model_forward [-- --batches N --dtype f32|f64 --synthetic --no-tune]
+//! (`--no-tune` leaves glibc's allocator thresholds alone, see `model::alloc`).
 
 use std::time::Instant;
 
@@ -134,6 +135,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let batches = value("--batches").and_then(|v| v.parse().ok()).unwrap_or(10);
+    if !args.iter().any(|a| a == "--no-tune") {
+        anisostudy::model::alloc::tune_allocator();
+    }
     let dataset = if args.iter().any(|a| a == "--synthetic") {
         None
     } else {

@@ -285,3 +285,25 @@ fn dfdx_training_step_reduces_loss() {
     training_reduces_loss::<f32>();
     training_reduces_loss::<f64>();
 }
+
+#[test]
+fn dfdx_tape_gradient_equals_hand_written_backward() {
+    let dev = Cpu::default();
+    let model = AnisoNet::<f64>::new(&small(ModelKind::Equivariant, 2), &dev, 12).unwrap();
+    let input = random_batch(13, 3, 4, 6, 5.0);
+    let target: Tensor<(usize, Const<6>), f64, Cpu> =
+        dev.tensor_from_vec((0..18).map(|k| (k as f64 * 0.3).cos()).collect(), (3, Const::<6>));
+    let pred = model.forward(&input, model.params.flat.clone().traced(Gradients::leaky())).unwrap();
+    let grads = mse_loss(pred, target.clone()).backward();
+    let tape_grad = grads.get(&model.params.flat).as_vec();
+    // mse over 18 numbers: d/dpred = 2 (pred − target) / 18.
+    let flat = model.params.flat.as_vec();
+    let (out, cache) = model.net.forward(&flat, model.net.prepare(&input).unwrap());
+    let t = target.as_vec();
+    let g: Vec<[f64; 6]> =
+        (0..3).map(|s| std::array::from_fn(|k| 2.0 * (out[s][k] - t[s * 6 + k]) / 18.0)).collect();
+    let direct = model.net.backward(&flat, &cache, &g);
+    let diff = tape_grad.iter().zip(&direct).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let scale = direct.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    assert!(diff <= 1e-12 * scale, "{diff:e} vs {scale:e}");
+}

@@ -101,3 +101,46 @@ impl ModelInput {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_atom() -> ModelInput {
+        ModelInput {
+            numbers: vec![14],
+            masses: vec![28.085],
+            node_graph: vec![0],
+            num_graphs: 1,
+            edge_src: vec![0],
+            edge_dst: vec![0],
+            edge_vec: vec![[0.0; 3]],
+        }
+    }
+
+    #[test]
+    fn malformed_batches_are_errors_not_panics() {
+        assert!(one_atom().validate().is_ok());
+        let cases = [
+            ModelInput { numbers: vec![0], ..one_atom() },
+            ModelInput { masses: vec![], ..one_atom() },
+            ModelInput { node_graph: vec![3], ..one_atom() },
+            ModelInput { num_graphs: 2, ..one_atom() },
+            ModelInput { edge_dst: vec![1], ..one_atom() },
+            ModelInput { edge_vec: vec![[f64::NAN, 0.0, 0.0]], ..one_atom() },
+            ModelInput { edge_vec: vec![], ..one_atom() },
+        ];
+        for c in cases {
+            assert!(matches!(c.validate(), Err(ModelError::InvalidInput(_))), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn batching_shifts_indices() {
+        let b = ModelInput::batch(&[one_atom(), one_atom()]);
+        assert_eq!(b.num_graphs, 2);
+        assert_eq!(b.node_graph, vec![0, 1]);
+        assert_eq!((b.edge_src.clone(), b.edge_dst.clone()), (vec![0, 1], vec![0, 1]));
+        assert!(b.validate().is_ok());
+    }
+}

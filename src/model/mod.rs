@@ -21,6 +21,7 @@
 //! Everything runs on dfdx's CPU device; a `cuda` build compiles the same
 //! model but still computes it on the CPU.
 
+pub mod alloc;
 pub mod arch;
 pub mod checkpoint;
 pub mod config;
@@ -148,6 +149,13 @@ where
         input: &ModelInput,
         params: Tensor<(usize,), E, Cpu, T>,
     ) -> Result<Prediction<E, T>, ModelError> {
+        if params.shape().0 != self.arch().num_params {
+            return Err(ModelError::InvalidInput(format!(
+                "{} parameters passed, the architecture has {}",
+                params.shape().0,
+                self.arch().num_params
+            )));
+        }
         let prep = self.net.prepare(input)?;
         let (params, mut tape) = params.split_tape();
         let values = params.as_vec();
