@@ -9,7 +9,8 @@
 //! AdamW), `inference` (edges/s, f32) and `peak_rss` (VmHWM after the f32
 //! training, before anything else ran).
 //!
-//! cargo bench --bench train_step [-- --dataset PATH --epochs N --skip-f64]
+//! cargo bench --bench train_step [-- --dataset PATH --epochs N --skip-f64 --no-tune]
+//! (`--no-tune` leaves glibc's allocator thresholds alone, see `model::alloc`).
 
 use std::time::Instant;
 
@@ -137,6 +138,9 @@ fn main() {
     let path = arg_value("--dataset")
         .or_else(|| std::env::var("ANISOSTUDY_DATASET").ok())
         .unwrap_or_else(|| "../shared/data/mp_dielectric_2k.extxyz".to_string());
+    if std::env::args().all(|a| a != "--no-tune") {
+        anisostudy::model::alloc::tune_allocator();
+    }
     let epochs: usize = arg_value("--epochs").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     if !std::path::Path::new(&path).is_file() {
         println!(

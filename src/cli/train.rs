@@ -371,6 +371,7 @@ struct Summary<'a> {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let args = args.merge_file()?;
+    crate::model::alloc::tune_allocator();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results/train"));
     let out_flag = || InputError::new(format!("--out {}", out.display()), "");
     let (outcome, model, training) = if args.resume {
