@@ -170,3 +170,25 @@ fn resume_refuses_other_data() {
     assert_eq!(crate::error::exit_code(&err), 2);
     assert!(err.to_string().contains("differs"), "{err}");
 }
+
+/// The tensor file is the commit point: a stale or damaged sidecar does not
+/// stop a resume, a damaged tensor file is reported as bad input.
+#[test]
+fn checkpoint_survives_a_stale_sidecar() {
+    let data = data(24);
+    let model = tiny(ModelKind::Equivariant, Precision::F32);
+    let dir = tempfile::tempdir().unwrap();
+    let stop_after_one = |r: &EpochReport| if r.epoch == 1 { Control::Stop } else { Control::Continue };
+    train(&model, &config(2), &data, Some(dir.path()), None, stop_after_one).unwrap();
+    std::fs::write(dir.path().join("checkpoint.json"), "{ half written").unwrap();
+    let done = resume(dir.path(), &data, |_| Control::Continue).unwrap();
+    assert_eq!(done.epochs_run, 2);
+    let sidecar: Checkpoint =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(sidecar.state.epochs_done, 2);
+    assert_eq!(sidecar.state.stop, Some(StopReason::MaxEpochs));
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
+    let err = resume(dir.path(), &data, |_| Control::Continue).unwrap_err();
+    assert_eq!(crate::error::exit_code(&err), 2);
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+}
