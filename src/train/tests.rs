@@ -95,11 +95,16 @@ fn early_stopping_after_patience() {
 }
 
 /// Same seed, same bytes: also with a different number of worker threads.
+/// The radial MLP of 15 → 100 (as published) makes its matrix products large
+/// enough for the threaded gemm path.
 #[test]
 fn deterministic_across_runs_and_thread_counts() {
     let data = data(24);
+    // gemm threads products with m·n·k > 200,000: edges × 15 × 100 for a batch of 4.
+    let smallest: usize = data.graphs.iter().map(|g| g.num_edges()).min().unwrap();
+    assert!(4 * smallest * 15 * 100 > 200_000, "{smallest} edges");
     for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
-        let model = tiny(kind, Precision::F32);
+        let model = ModelConfig { num_basis: 15, radial_neurons: 100, ..tiny(kind, Precision::F32) };
         let a = run_collect(&model, &data, 2);
         let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
         let b = pool(1).install(|| run_collect(&model, &data, 2));
