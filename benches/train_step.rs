@@ -7,7 +7,8 @@
 //! Prints JSON lines: `train_step` (forward + backward + AdamW, edges/s, f32
 //! and f64), `train_step_profile` (seconds per batch in forward, backward and
 //! AdamW), `inference` (edges/s, f32) and `peak_rss` (VmHWM after the f32
-//! training, before anything else ran).
+//! training, before anything else ran), then `determinism` (two steps with 1
+//! and with 2 threads give bit-identical parameters).
 //!
 //! cargo bench --bench train_step [-- --dataset PATH --epochs N --skip-f64 --no-tune]
 //! (`--no-tune` leaves glibc's allocator thresholds alone, see `model::alloc`).
@@ -134,6 +135,30 @@ where
     trainer
 }
 
+/// Parameters after two training steps at the published size, with 1 and with 2
+/// worker threads: the threaded kernels must not change a single bit.
+fn thread_determinism(data: &TrainData) {
+    let model = ModelConfig::default();
+    let config = TrainConfig::default();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        pool.install(|| {
+            let mut trainer = Trainer::<f32>::new(&model, &config, data).expect("published configuration");
+            let mut losses = vec![];
+            for c in data.split.train.chunks(config.batch_size).take(2) {
+                losses.push(trainer.train_step(&Batch::new(model.kind, &data.graphs, c)).unwrap());
+            }
+            (losses, trainer.model.params.flat.as_vec())
+        })
+    };
+    let (a, b) = (run(1), run(2));
+    println!(
+        "{}",
+        json!({"bench": "determinism", "dtype": "f32", "steps": 2, "threads": [1, 2],
+               "identical_losses": a.0 == b.0, "identical_params": a.1 == b.1})
+    );
+}
+
 fn main() {
     let path = arg_value("--dataset")
         .or_else(|| std::env::var("ANISOSTUDY_DATASET").ok())
@@ -184,4 +209,5 @@ fn main() {
     if std::env::args().all(|a| a != "--skip-f64") {
         train_throughput::<f64>(&data, epochs, "f64");
     }
+    thread_determinism(&data);
 }
