@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use anisostudy::crystal::io::extxyz::read_extxyz;
 use anisostudy::crystal::io::ExtxyzOptions;
-use anisostudy::model::optim::AdamW;
 use anisostudy::model::synthetic::random_batch;
 use anisostudy::model::{AnisoNet, ModelConfig, ModelFloat, ModelInput, Precision};
+use anisostudy::train::optim::AdamW;
 use dfdx::prelude::*;
 
 fn peak_rss_mb() -> f64 {

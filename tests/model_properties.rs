@@ -4,9 +4,9 @@
 
 use anisostudy::e3::cartesian::{cartesian_to_irreps, irreps_to_cartesian, Mat3};
 use anisostudy::e3::rotation::{apply, matmul, random_rotations, transpose};
-use anisostudy::model::optim::AdamW;
 use anisostudy::model::synthetic::random_batch;
 use anisostudy::model::{AnisoNet, ModelConfig, ModelError, ModelFloat, ModelInput, ModelKind, OutputMode};
+use anisostudy::train::optim::AdamW;
 use dfdx::prelude::*;
 
 fn small(kind: ModelKind, lmax: usize) -> ModelConfig {

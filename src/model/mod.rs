@@ -4,7 +4,7 @@
 //! The whole network is one fused dfdx operation with a hand-written backward
 //! pass ([`network`], kernels in [`kernels`]): the loss is built from its
 //! output with ordinary dfdx ops, and `backward()` fills the gradient of the
-//! single flat parameter tensor ([`ModelParams`]), updated by [`optim::AdamW`].
+//! single flat parameter tensor ([`ModelParams`]), updated by `train::optim::AdamW`.
 //!
 //! ```ignore
 //! let model = AnisoNet::<f32>::new(&ModelConfig::default(), &Cpu::default(), seed)?;
@@ -29,7 +29,6 @@ pub mod input;
 pub mod kernels;
 pub mod network;
 pub mod normalize;
-pub mod optim;
 pub mod physical;
 pub mod reference;
 pub mod synthetic;
@@ -50,7 +49,7 @@ pub use physical::{count_unphysical, is_unphysical};
 
 /// All trainable parameters in one flat vector (layout: [`Architecture::params`]).
 /// dfdx's `TensorCollection` only admits compile-time shapes, so the optimiser
-/// for this runtime-sized vector is [`optim::AdamW`].
+/// for this runtime-sized vector is `train::optim::AdamW`.
 #[derive(Clone, Debug)]
 pub struct ModelParams<E: Dtype, D: Device<E>> {
     pub flat: Tensor<(usize,), E, D>,
