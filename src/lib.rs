@@ -14,3 +14,4 @@ pub mod hpo;
 pub mod model;
 pub mod storage;
 pub mod study;
+pub mod train;

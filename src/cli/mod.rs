@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod data;
+pub mod predict;
+pub mod train;
 
 /// Hyperparameter studies of equivariant GNNs for the dielectric tensor of crystals.
 #[derive(Debug, Parser)]
@@ -18,6 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Inspect dielectric data sets and write the synthetic one.
     Data(data::DataArgs),
+    /// Train one AnisoNet and print a JSON summary (defaults: the published optimum).
+    Train(train::TrainArgs),
+    /// Predict ε∞ of structures with a trained checkpoint.
+    Predict(predict::PredictArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps errors to exit codes
@@ -26,6 +32,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Data(args) => data::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Predict(args) => predict::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,99 @@
+//! Training hyperparameters (serde). Defaults are the published optimum.
+
+use serde::{Deserialize, Serialize};
+
+/// How a model is trained: AdamW with exponential learning-rate decay per
+/// epoch and early stopping on the validation loss.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Structures per optimiser step.
+    pub batch_size: usize,
+    /// Largest number of epochs.
+    pub epochs: usize,
+    /// Learning rate of the first epoch.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// γ: the learning rate of epoch k is `lr · γ^k`.
+    pub lr_decay: f64,
+    /// Stop after this many epochs without a lower validation loss.
+    pub patience: usize,
+    /// Seeds the initial parameters and, with the epoch number, each epoch's shuffle.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: 12,
+            epochs: 120,
+            lr: 0.003,
+            weight_decay: 0.03,
+            lr_decay: 0.98,
+            patience: 30,
+            seed: 0,
+        }
+    }
+}
+
+/// A training setting that cannot work; `field` is the option's name.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigProblem {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl TrainConfig {
+    /// Ranges that would otherwise fail (or silently do nothing) during training.
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
+        let bad = |field, problem: &str| Err(ConfigProblem { field, problem: problem.to_string() });
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", "must be a positive number");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", "must be zero or positive");
+        }
+        if !(self.lr * self.weight_decay < 1.0) {
+            return bad("weight_decay", "lr × weight_decay must stay below 1");
+        }
+        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return bad("lr_decay", "must be in (0, 1]");
+        }
+        if self.patience == 0 {
+            return bad("patience", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Learning rate of epoch `epoch` (0-based): `lr · γ^epoch`, as PyTorch's
+    /// `ExponentialLR` stepped once per epoch.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.lr * self.lr_decay.powi(epoch as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let c = TrainConfig::default();
+        assert!(c.validate().is_ok());
+        let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(c.lr_at(0), 0.003);
+        assert!((c.lr_at(2) - 0.003 * 0.98 * 0.98).abs() < 1e-18);
+        let e = TrainConfig { lr_decay: 1.5, ..c.clone() }.validate().unwrap_err();
+        assert_eq!(e.field, "lr_decay");
+        assert_eq!(TrainConfig { batch_size: 0, ..c }.validate().unwrap_err().field, "batch_size");
+    }
+}

@@ -1,0 +1,19 @@
+//! Training: the loop ([`trainer`]), AdamW with savable state ([`optim`]),
+//! batches from graphs ([`batch`]), metrics ([`metrics`]) and checkpoints
+//! ([`checkpoint`]). Everything is deterministic on the CPU: the same seed
+//! gives bit-identical losses and metrics, also across interruptions.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod optim;
+pub mod trainer;
+
+pub use checkpoint::{Checkpoint, EpochRecord, FinalMetrics, StopReason, TrainState};
+pub use config::TrainConfig;
+pub use metrics::{GroupMetrics, Metrics};
+pub use trainer::{resume, train, Control, EpochReport, TrainData, TrainOutcome, Trainer};
+
+#[cfg(test)]
+mod tests;

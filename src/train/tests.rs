@@ -1,0 +1,172 @@
+//! End-to-end behaviour of the trainer on a small synthetic data set.
+
+use super::*;
+use crate::data::{load_graphs, CacheOptions, GraphOptions, LoadOptions, Source, Split, SplitRatios};
+use crate::model::{ModelConfig, ModelKind, Precision};
+
+fn data(n: usize) -> TrainData {
+    let source = Source::Synthetic { n, seed: 5 };
+    let (set, _) =
+        load_graphs(&source, &LoadOptions::default(), &GraphOptions::default(), &CacheOptions { dir: None })
+            .expect("synthetic data");
+    let split = Split::random(set.graphs.len(), &SplitRatios::default(), 1).unwrap();
+    TrainData { graphs: set.graphs, split }
+}
+
+fn tiny(kind: ModelKind, dtype: Precision) -> ModelConfig {
+    ModelConfig {
+        kind,
+        em_dim: 4,
+        layers: 1,
+        lmax: 1,
+        mul: 2,
+        num_basis: 4,
+        radial_neurons: 5,
+        dtype,
+        ..Default::default()
+    }
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig { batch_size: 4, epochs, lr: 0.01, patience: 10, seed: 3, ..Default::default() }
+}
+
+/// Everything a run reports except wall-clock times.
+fn comparable(reports: &[EpochReport], outcome: &TrainOutcome) -> String {
+    let mut r: Vec<serde_json::Value> = reports.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
+    for v in &mut r {
+        v["seconds"] = 0.into();
+    }
+    let mut o = serde_json::to_value(outcome).unwrap();
+    o["wall_seconds"] = 0.into();
+    o["checkpoint"] = serde_json::Value::Null;
+    for h in o["history"].as_array_mut().unwrap() {
+        h["seconds"] = 0.into();
+    }
+    format!("{}\n{}", serde_json::to_string(&r).unwrap(), o)
+}
+
+fn run_collect(model: &ModelConfig, data: &TrainData, epochs: usize) -> String {
+    let mut reports = vec![];
+    let outcome = train(model, &config(epochs), data, None, None, |r| {
+        reports.push(r.clone());
+        Control::Continue
+    })
+    .unwrap();
+    comparable(&reports, &outcome)
+}
+
+#[test]
+fn training_lowers_the_loss_and_reports_metrics() {
+    let data = data(40);
+    let model = tiny(ModelKind::Equivariant, Precision::F64);
+    let mut reports = vec![];
+    let outcome = train(&model, &config(6), &data, None, None, |r| {
+        reports.push(r.clone());
+        Control::Continue
+    })
+    .unwrap();
+    assert_eq!(outcome.stop, StopReason::MaxEpochs);
+    assert_eq!(reports.len(), 6);
+    assert!(
+        reports[5].train_loss < reports[0].train_loss,
+        "{} vs {}",
+        reports[5].train_loss,
+        reports[0].train_loss
+    );
+    assert!((reports[1].lr - 0.01 * 0.98).abs() < 1e-15);
+    let result = outcome.result.unwrap();
+    // The restored parameters are the best epoch's: the final validation loss is the best one.
+    assert_eq!(Some(result.val.loss), outcome.best_val_loss);
+    assert_eq!(result.test.overall.count, data.split.test.len());
+    assert_eq!(result.test.by_system.iter().map(|(_, g)| g.count).sum::<usize>(), data.split.test.len());
+}
+
+#[test]
+fn early_stopping_after_patience() {
+    let data = data(24);
+    let model = tiny(ModelKind::Scalar, Precision::F32);
+    // A huge learning rate makes the validation loss stop improving quickly.
+    let config = TrainConfig { lr: 0.5, patience: 1, epochs: 40, ..config(40) };
+    let outcome = train(&model, &config, &data, None, None, |_| Control::Continue).unwrap();
+    assert_eq!(outcome.stop, StopReason::EarlyStopping);
+    assert_eq!(outcome.epochs_run, outcome.best_epoch.unwrap() + 1);
+    assert!(outcome.epochs_run < 40);
+}
+
+/// Same seed, same bytes: also with a different number of worker threads.
+#[test]
+fn deterministic_across_runs_and_thread_counts() {
+    let data = data(24);
+    for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
+        let model = tiny(kind, Precision::F32);
+        let a = run_collect(&model, &data, 2);
+        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let b = pool(1).install(|| run_collect(&model, &data, 2));
+        let c = pool(3).install(|| run_collect(&model, &data, 2));
+        assert_eq!(a, b, "{kind:?}: 1 thread differs");
+        assert_eq!(a, c, "{kind:?}: 3 threads differ");
+    }
+}
+
+/// Interrupt after 2 of 4 epochs, resume from the checkpoint: bit-identical to
+/// an uninterrupted run.
+#[test]
+fn resume_continues_bit_identically() {
+    let data = data(24);
+    for dtype in [Precision::F32, Precision::F64] {
+        let model = tiny(ModelKind::Equivariant, dtype);
+        let dir = tempfile::tempdir().unwrap();
+        let mut straight = vec![];
+        let full = train(&model, &config(4), &data, Some(dir.path()), None, |r| {
+            straight.push(r.clone());
+            Control::Continue
+        })
+        .unwrap();
+
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut resumed = vec![];
+        let first = train(&model, &config(4), &data, Some(dir2.path()), None, |r| {
+            resumed.push(r.clone());
+            if r.epoch == 2 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        })
+        .unwrap();
+        assert_eq!(first.stop, StopReason::Interrupted);
+        assert_eq!(first.epochs_run, 2);
+        let sidecar: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir2.path().join("checkpoint.json")).unwrap())
+                .unwrap();
+        assert_eq!(sidecar["state"]["epochs_done"], 2);
+        let rest = resume(dir2.path(), &data, |r| {
+            resumed.push(r.clone());
+            Control::Continue
+        })
+        .unwrap();
+        assert_eq!(comparable(&resumed, &rest), comparable(&straight, &full), "{dtype:?}");
+        assert_eq!(rest.stop, StopReason::MaxEpochs);
+
+        // The final tensors agree too, and a finished run resumes to the same result.
+        let (_, a) = checkpoint::load::<f64>(dir.path()).unwrap();
+        let (_, b) = checkpoint::load::<f64>(dir2.path()).unwrap();
+        assert_eq!(a.params, b.params);
+        assert_eq!(a.adam_v, b.adam_v);
+        let again = resume(dir2.path(), &data, |_| Control::Continue).unwrap();
+        assert_eq!(again.result, rest.result);
+    }
+}
+
+#[test]
+fn resume_refuses_other_data() {
+    let data24 = data(24);
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(ModelKind::Equivariant, Precision::F32);
+    train(&model, &config(1), &data24, Some(dir.path()), None, |_| Control::Continue).unwrap();
+    let other = data(30);
+    let err = resume(dir.path(), &other, |_| Control::Continue).unwrap_err();
+    assert_eq!(crate::error::exit_code(&err), 2);
+    assert!(err.to_string().contains("differs"), "{err}");
+}
