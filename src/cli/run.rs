@@ -18,7 +18,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::exec::devices::{Machine, Slot};
 use crate::exec::protocol::Message;
 use crate::exec::scheduler::{Outcome, TrialReport};
-use crate::hpo::{Direction, FrozenTrial, Params};
+use crate::hpo::{Direction, FrozenTrial, Params, TrialState};
 use crate::study::{self, Observer};
 
 /// Run (or resume) a study file.
@@ -52,14 +52,30 @@ pub fn run(args: RunArgs) -> Result<()> {
     progress.clear();
 
     let secs = progress.started.elapsed().as_secs_f64();
+    let store = crate::storage::Database::open_read_only(dir.join("study.db"))?.open_study(&plan.name)?;
+    let trials = store.all_trial_details()?;
+    let count = |state: TrialState| trials.iter().filter(|t| t.trial.state == state).count();
+    let ran = summary.complete + summary.pruned + summary.failed;
     println!(
-        "study {}: {} complete, {} pruned, {} failed in {secs:.1} s",
-        plan.name, summary.complete, summary.pruned, summary.failed
+        "study {}: {} complete, {} pruned, {} failed ({ran} run now in {secs:.1} s)",
+        plan.name,
+        count(TrialState::Complete),
+        count(TrialState::Pruned),
+        count(TrialState::Failed),
     );
-    match &progress.best {
-        Some((number, value, params)) => {
-            println!("best: trial {number}  {} {value:.6}  {}", progress.metric, format_params(params))
-        }
+    let direction = plan.config.direction;
+    let best = trials
+        .iter()
+        .filter(|t| t.trial.state == TrialState::Complete)
+        .filter_map(|t| t.trial.value.map(|v| (t, v)))
+        .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a });
+    match best {
+        Some((t, value)) => println!(
+            "best: trial {}  {} {value:.6}  {}",
+            t.trial.number,
+            progress.metric,
+            format_params(&t.trial.params)
+        ),
         None => println!("best: none yet"),
     }
     if summary.stopped {

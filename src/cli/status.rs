@@ -145,9 +145,11 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     }
 
     // Device use: busy time over the wall time since the first start.
+    // The study's wall time runs to now while trials run, else to the last finish.
     let first = trials.iter().filter_map(|t| t.started).min();
-    if let Some(first) = first {
-        let wall = now.since(first).as_secs_f64().max(1e-9);
+    let end = if running.is_empty() { trials.iter().filter_map(|t| t.finished).max() } else { Some(now) };
+    if let (Some(first), Some(end)) = (first, end) {
+        let wall = end.since(first).as_secs_f64().max(1e-9);
         writeln!(out, "devices:")?;
         for device in &devices_seen {
             let on: Vec<&TrialDetails> =
