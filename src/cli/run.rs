@@ -189,13 +189,13 @@ impl Observer for Progress {
         self.log(format!("data: {about}"));
     }
 
-    fn started(&mut self, number: u64, slot: &Slot, params: &Params) {
+    fn started(&mut self, number: u64, slot: &Slot, params: &Params, resumed_after: Option<u64>) {
         self.slot_of.insert(number, slot.clone());
+        let how = resumed_after.map_or("started".to_owned(), |epoch| format!("resumed after epoch {epoch}"));
+        let params = format_params(params);
         match self.lines.get(&slot.index) {
-            Some(line) => line.set_message(format!("trial {number}  starting  {}", format_params(params))),
-            None => {
-                self.log(format!("trial {number} started on {}: {}", slot_label(slot), format_params(params)))
-            }
+            Some(line) => line.set_message(format!("trial {number}  {how}  {params}")),
+            None => self.log(format!("trial {number} {how} on {}: {params}", slot_label(slot))),
         }
     }
 

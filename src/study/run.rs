@@ -63,7 +63,8 @@ pub trait Observer {
     fn begin(&mut self, _slots: &[Slot], _finished: usize, _budget: Option<u64>) {}
     /// The built-in objective's data is loaded (or its graph cache built).
     fn data(&mut self, _about: &str) {}
-    fn started(&mut self, _number: u64, _slot: &Slot, _params: &Params) {}
+    /// `resumed_after`: the last epoch (step) a previous run of the trial reported.
+    fn started(&mut self, _number: u64, _slot: &Slot, _params: &Params, _resumed_after: Option<u64>) {}
     fn message(&mut self, _number: u64, _message: &Message) {}
     /// The trial is over; `trial` is its stored state.
     fn finished(&mut self, _number: u64, _report: &TrialReport, _trial: Option<&FrozenTrial>) {}
@@ -134,8 +135,9 @@ impl Controller for Observed<'_> {
 
     fn on_start(&mut self, number: u64, slot: &Slot, attempt: u32) -> anyhow::Result<()> {
         self.inner.on_start(number, slot, attempt)?;
-        let params = self.inner.study().trial(number).map(|t| t.params.clone()).unwrap_or_default();
-        self.observer.started(number, slot, &params);
+        let trial = self.inner.study().trial(number);
+        let params = trial.map(|t| t.params.clone()).unwrap_or_default();
+        self.observer.started(number, slot, &params, trial.and_then(FrozenTrial::last_step));
         Ok(())
     }
 
