@@ -33,7 +33,9 @@ mode: deterministic
 "#;
 
 /// What a trial ended as, without timestamps, devices or attempts.
+/// Compared through its `Debug` text (see [`text`]).
 #[derive(Debug)]
+#[allow(dead_code)]
 struct Row {
     number: u64,
     state: TrialState,
@@ -119,6 +121,9 @@ fn wait_for(child: &mut Child, results: &Path, name: &str, ready: impl Fn(&[Row]
     }
 }
 
+/// A condition on the stored trials.
+type Ready = dyn Fn(&[Row]) -> bool;
+
 fn finished(rows: &[Row]) -> usize {
     rows.iter().filter(|r| r.state.is_finished()).count()
 }
@@ -136,7 +141,7 @@ fn killed_and_resumed_studies_end_as_an_uninterrupted_one() {
 
     // Kill the controller mid-epoch of the first batch, after the first
     // batch, and in the middle of the third.
-    let points: [&dyn Fn(&[Row]) -> bool; 3] =
+    let points: [&Ready; 3] =
         [&|rows| rows.iter().any(|r| !r.intermediate.is_empty()), &|rows| finished(rows) >= 2, &|rows| {
             finished(rows) >= 4 && rows.iter().any(|r| !r.state.is_finished() && !r.intermediate.is_empty())
         }];

@@ -31,7 +31,7 @@ pub enum Command {
     /// Inspect dielectric data sets and write the synthetic one.
     Data(data::DataArgs),
     /// Train one AnisoNet and print a JSON summary (defaults: the published optimum).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Predict ε∞ of structures with a trained checkpoint.
     Predict(predict::PredictArgs),
     /// Internal: one trial of the built-in objective, as `study run` launches it.
@@ -49,7 +49,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Trial(args) => trial::run(args),
         Command::Data(args) => data::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),
     };
     match result {
