@@ -155,6 +155,10 @@ fn killed_and_resumed_studies_end_as_an_uninterrupted_one() {
     let out = run_to_end(&file, &results);
     assert!(String::from_utf8_lossy(&out.stdout).contains("study tiny: 6 complete, 0 pruned, 0 failed"));
     assert_eq!(text(&table(&results, "tiny")), text(&want));
+    let db = Database::open_read_only(results.join("tiny/study.db")).unwrap();
+    let requeued =
+        db.open_study("tiny").unwrap().all_trial_details().unwrap().iter().filter(|d| d.attempt > 0).count();
+    assert!(requeued >= 2, "the kills interrupted running trials ({requeued} requeued)");
 }
 
 #[test]
