@@ -97,7 +97,11 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     let trials = store.all_trial_details()?;
     let phases = store.phases()?;
     let mut out = String::new();
-    writeln!(out, "study {} (seed {}, {:?})", info.name, info.seed, info.direction)?;
+    let goal = match info.direction {
+        crate::hpo::Direction::Minimize => "minimize",
+        crate::hpo::Direction::Maximize => "maximize",
+    };
+    writeln!(out, "study {} (seed {}, {goal})", info.name, info.seed)?;
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &trials {
