@@ -52,6 +52,15 @@ struct Prediction {
     unphysical: bool,
 }
 
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// Structures per model call: bounds memory on large files.
 const BATCH: usize = 32;
 
@@ -114,7 +123,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                     out,
                     "{},{},{},{},{},{},{},{},{},{}",
                     p.frame,
-                    p.id.as_deref().unwrap_or(""),
+                    csv_field(p.id.as_deref().unwrap_or("")),
                     p.crystal_system.unwrap_or(""),
                     p.eps_poly,
                     p.anisotropy_ratio,
@@ -128,4 +137,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(super::csv_field("mp-149"), "mp-149");
+        assert_eq!(super::csv_field("a,b"), "\"a,b\"");
+        assert_eq!(super::csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
 }

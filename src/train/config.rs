@@ -61,7 +61,7 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("weight_decay", "must be zero or positive");
         }
-        if !(self.lr * self.weight_decay < 1.0) {
+        if self.lr * self.weight_decay >= 1.0 {
             return bad("weight_decay", "lr × weight_decay must stay below 1");
         }
         if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {

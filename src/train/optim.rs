@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 
 use crate::model::{ModelFloat, ModelParams};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct AdamW<E> {
     pub lr: f64,
     pub betas: (f64, f64),
@@ -20,6 +20,9 @@ pub struct AdamW<E> {
     /// First and second moment per parameter (empty before the first step).
     pub m: Vec<E>,
     pub v: Vec<E>,
+    /// Reused host copies of the parameters and their gradient (not state).
+    host_p: Vec<E>,
+    host_g: Vec<E>,
 }
 
 impl<E: ModelFloat> AdamW<E>
@@ -27,15 +30,30 @@ where
     Cpu: Device<E>,
 {
     pub fn new(lr: f64, weight_decay: f64) -> AdamW<E> {
-        AdamW { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, step: 0, m: vec![], v: vec![] }
+        AdamW {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            m: vec![],
+            v: vec![],
+            host_p: vec![],
+            host_g: vec![],
+        }
     }
 
     /// One step with the gradient of `params.flat` found in `grads`.
     pub fn update(&mut self, params: &mut ModelParams<E, Cpu>, grads: &Gradients<E, Cpu>) {
-        let g = grads.get(&params.flat).as_vec();
-        let mut p = params.flat.as_vec();
+        let n = params.flat.shape().0;
+        let (mut p, mut g) = (std::mem::take(&mut self.host_p), std::mem::take(&mut self.host_g));
+        p.resize(n, E::zero());
+        g.resize(n, E::zero());
+        grads.get(&params.flat).copy_into(&mut g);
+        params.flat.copy_into(&mut p);
         self.step_slices(&mut p, &g);
         params.flat.copy_from(&p);
+        (self.host_p, self.host_g) = (p, g);
     }
 
     /// The update on host slices: `p` parameters, `g` their gradient.

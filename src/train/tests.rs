@@ -95,11 +95,17 @@ fn early_stopping_after_patience() {
 }
 
 /// Same seed, same bytes: also with a different number of worker threads.
+/// The radial MLP of 15 → 100 (as published) makes its matrix products large
+/// enough for the threaded gemm path.
 #[test]
 fn deterministic_across_runs_and_thread_counts() {
     let data = data(24);
+    // gemm threads products with m·n·k > 200,000: edges × 15 × 100 for a batch of 4.
+    let edges: usize = data.split.train.iter().map(|&k| data.graphs[k].num_edges()).sum();
+    let per_batch = 4 * edges / data.split.train.len();
+    assert!(per_batch * 15 * 100 > 200_000, "{per_batch} edges per batch");
     for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
-        let model = tiny(kind, Precision::F32);
+        let model = ModelConfig { num_basis: 15, radial_neurons: 100, ..tiny(kind, Precision::F32) };
         let a = run_collect(&model, &data, 2);
         let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
         let b = pool(1).install(|| run_collect(&model, &data, 2));
@@ -169,4 +175,26 @@ fn resume_refuses_other_data() {
     let err = resume(dir.path(), &other, |_| Control::Continue).unwrap_err();
     assert_eq!(crate::error::exit_code(&err), 2);
     assert!(err.to_string().contains("differs"), "{err}");
+}
+
+/// The tensor file is the commit point: a stale or damaged sidecar does not
+/// stop a resume, a damaged tensor file is reported as bad input.
+#[test]
+fn checkpoint_survives_a_stale_sidecar() {
+    let data = data(24);
+    let model = tiny(ModelKind::Equivariant, Precision::F32);
+    let dir = tempfile::tempdir().unwrap();
+    let stop_after_one = |r: &EpochReport| if r.epoch == 1 { Control::Stop } else { Control::Continue };
+    train(&model, &config(2), &data, Some(dir.path()), None, stop_after_one).unwrap();
+    std::fs::write(dir.path().join("checkpoint.json"), "{ half written").unwrap();
+    let done = resume(dir.path(), &data, |_| Control::Continue).unwrap();
+    assert_eq!(done.epochs_run, 2);
+    let sidecar: Checkpoint =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(sidecar.state.epochs_done, 2);
+    assert_eq!(sidecar.state.stop, Some(StopReason::MaxEpochs));
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
+    let err = resume(dir.path(), &data, |_| Control::Continue).unwrap_err();
+    assert_eq!(crate::error::exit_code(&err), 2);
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
