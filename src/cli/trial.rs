@@ -72,6 +72,7 @@ pub fn run(args: TrialArgs) -> Result<()> {
 }
 
 fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> Result<()> {
+    crate::model::alloc::tune_allocator();
     use_threads();
     let mut model = spec.model.clone();
     model.validate()?;
