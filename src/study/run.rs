@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use tokio::sync::watch;
 
 use super::file::Mode;
@@ -94,7 +95,7 @@ pub async fn run_plan_observed(
         // report data problems before any trial starts.
         let source =
             DataSource::of_plan(plan, plan.hyperparameters.model.cutoff, Some(graph_cache_dir(&trials_dir)))?;
-        let (_, about) = source.load()?;
+        let (_, about) = source.load().context("cannot load the study's `dataset`")?;
         observer.data(&about);
     }
     let launcher = launcher(plan, base_params, trials_dir)?;
