@@ -237,3 +237,55 @@ impl TrialFile {
             .map_err(|e| InputError::new(&location, format!("malformed trial file: {e}")).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::ParamValue;
+
+    const PLAN: &str = "
+name: t
+seed: 5
+dataset: {synthetic: {size: 20, seed: 2}, split: {train: 0.6, valid: 0.2, test: 0.2}}
+model: {kind: scalar, lmax: 0, dtype: f64}
+training: {epochs: 2}
+sweep:
+  values:
+    lmax: [0, 2]
+";
+
+    fn plan() -> StudyPlan {
+        crate::study::load_str(PLAN, "t.yaml", Path::new("/data"), &[]).unwrap()
+    }
+
+    #[test]
+    fn applies_the_trial_parameters_and_seeds() {
+        let params: Params = [("lmax".to_owned(), ParamValue::Int(2))].into();
+        let file = TrialFile::new(&plan(), Metric::ValEpsPolyMae, &params, 3, 99, None).unwrap();
+        assert_eq!(
+            (file.model.kind, file.model.lmax, file.model.dtype),
+            (ModelKind::Scalar, 2, Precision::F64)
+        );
+        assert_eq!((file.training.epochs, file.training.seed), (2, 99), "the trial seed when none is fixed");
+        assert_eq!(file.num_neighbors, None, "taken from the training graphs");
+        assert_eq!(file.data.split_ratios, [0.6, 0.2, 0.2]);
+        assert_eq!(file.data.split_seed, 5, "the study seed");
+        let fixed: Params = [("seed".to_owned(), ParamValue::Int(1))].into();
+        assert_eq!(TrialFile::new(&plan(), Metric::ValLoss, &fixed, 3, 99, None).unwrap().training.seed, 1);
+        let bad: Params = [("lmax".to_owned(), ParamValue::Int(9))].into();
+        let err = TrialFile::new(&plan(), Metric::ValLoss, &bad, 3, 99, None).unwrap_err();
+        assert!(err.to_string().contains("lmax"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_and_loads_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = TrialFile::new(&plan(), Metric::ValLoss, &Params::new(), 0, 1, None).unwrap();
+        let path = file.write(dir.path()).unwrap();
+        assert_eq!(TrialFile::read(&path).unwrap(), file);
+        let (data, about) = file.data.load().unwrap();
+        assert_eq!(data.split.sizes(), [12, 4, 4]);
+        assert!(about.contains("synthetic"));
+        assert!(mean_neighbors(&data) > 1.0);
+    }
+}
