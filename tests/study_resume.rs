@@ -139,10 +139,11 @@ fn killed_and_resumed_studies_end_as_an_uninterrupted_one() {
     assert!(want.iter().all(|r| r.state == TrialState::Complete), "{want:#?}");
     assert!(want.iter().all(|r| r.intermediate.len() == 4 && r.metrics.contains_key("test_eps_poly_mae")));
 
-    // Kill the controller mid-epoch of the first batch, after the first
-    // batch, and in the middle of the third.
+    // Kill the controller mid-epoch of the first batch, when one trial of
+    // the second batch has finished and the other runs, and in the middle of
+    // the third.
     let points: [&Ready; 3] =
-        [&|rows| rows.iter().any(|r| !r.intermediate.is_empty()), &|rows| finished(rows) >= 2, &|rows| {
+        [&|rows| rows.iter().any(|r| !r.intermediate.is_empty()), &|rows| finished(rows) >= 3, &|rows| {
             finished(rows) >= 4 && rows.iter().any(|r| !r.state.is_finished() && !r.intermediate.is_empty())
         }];
     let results = dir.path().join("killed");

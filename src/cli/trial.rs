@@ -180,19 +180,22 @@ fn epoch_message(r: &EpochReport) -> Message {
 
 /// `<split>_loss`, `_eps_poly_mae`, `_anisotropy_mae`, `_unphysical`, and
 /// per crystal system `<split>_<metric>_<system>` and `<split>_count_<system>`
-/// (systems without structures are left out).
+/// (systems without structures are left out). Undefined values (a_r of a
+/// prediction with an eigenvalue ≤ 0 is NaN) are left out too, as a
+/// checkpoint's JSON keeps them (`null`), so a resumed trial records the same.
 fn add_metrics(into: &mut std::collections::BTreeMap<String, Number>, split: &str, m: &Metrics) {
-    into.insert(format!("{split}_loss"), Number(m.loss));
+    let mut put = |name: String, v: Option<f64>| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            into.insert(name, Number(v));
+        }
+    };
+    put(format!("{split}_loss"), Some(m.loss));
     let mut group = |suffix: &str, g: &train::GroupMetrics, count: bool| {
-        if let Some(v) = g.eps_poly_mae {
-            into.insert(format!("{split}_eps_poly_mae{suffix}"), Number(v));
-        }
-        if let Some(v) = g.anisotropy_mae {
-            into.insert(format!("{split}_anisotropy_mae{suffix}"), Number(v));
-        }
-        into.insert(format!("{split}_unphysical{suffix}"), Number(g.unphysical as f64));
+        put(format!("{split}_eps_poly_mae{suffix}"), g.eps_poly_mae);
+        put(format!("{split}_anisotropy_mae{suffix}"), g.anisotropy_mae);
+        put(format!("{split}_unphysical{suffix}"), Some(g.unphysical as f64));
         if count {
-            into.insert(format!("{split}_count{suffix}"), Number(g.count as f64));
+            put(format!("{split}_count{suffix}"), Some(g.count as f64));
         }
     };
     group("", &m.overall, false);

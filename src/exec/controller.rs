@@ -7,7 +7,7 @@
 //! with its parameters and number, before new trials are asked for.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -140,6 +140,10 @@ pub struct StudyController {
     base_attempt: HashMap<u64, u32>,
     /// Final metrics reported before the trial ends.
     metrics: HashMap<u64, BTreeMap<String, f64>>,
+    /// Requeued trials launched and not yet finished.
+    requeued_running: HashSet<u64>,
+    /// Ask for no new trial while requeued ones run (see [`Self::batch_requeued`]).
+    batch_requeued: bool,
     _lock: ControllerLock,
 }
 
@@ -193,8 +197,20 @@ impl StudyController {
             requeued,
             base_attempt,
             metrics: HashMap::new(),
+            requeued_running: HashSet::new(),
+            batch_requeued: false,
             _lock: lock,
         })
+    }
+
+    /// Runs the requeued trials as a batch of their own: no new trial is
+    /// asked for until they have all finished. With deterministic dispatch
+    /// this keeps a resumed study's batches, and so its samples, those of an
+    /// uninterrupted run: the requeued trials are the rest of the batch the
+    /// interruption cut short.
+    pub fn batch_requeued(mut self, on: bool) -> Self {
+        self.batch_requeued = on;
+        self
     }
 
     /// Where trial folders go (for the scheduler's configuration).
@@ -214,7 +230,11 @@ impl StudyController {
 impl Controller for StudyController {
     fn next_trial(&mut self, slot: &Slot) -> anyhow::Result<Next> {
         let trial = match self.requeued.pop_front() {
-            Some(trial) => trial,
+            Some(trial) => {
+                self.requeued_running.insert(trial.number);
+                trial
+            }
+            None if self.batch_requeued && !self.requeued_running.is_empty() => return Ok(Next::Wait),
             None => match self.study.ask()? {
                 Ask::Trial(trial) => {
                     let seed = trial_seed(self.seed, trial.number);
@@ -231,6 +251,7 @@ impl Controller for StudyController {
             Err(err) => {
                 // The trial cannot even be built: it fails, the study goes on.
                 let reason = format!("cannot launch: {err:#}");
+                self.requeued_running.remove(&trial.number);
                 self.sqlite().start_trial(trial.number, &device_label(slot), 0)?;
                 self.tell(trial.number, Outcome::Failed(reason))?;
                 self.next_trial(slot)
@@ -267,6 +288,7 @@ impl Controller for StudyController {
     }
 
     fn on_finish(&mut self, number: u64, report: &TrialReport) -> anyhow::Result<()> {
+        self.requeued_running.remove(&number);
         let dir = self.trials_dir.join(number.to_string());
         for attempt in 1..=report.attempts {
             let (stdout, stderr) = super::scheduler::log_paths(&dir, attempt);
