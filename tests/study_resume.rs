@@ -13,7 +13,8 @@ use anisostudy::storage::Database;
 
 const STUDY: &str = env!("CARGO_BIN_EXE_study");
 
-/// A tiny deterministic search: 6 TPE trials of 4 epochs on 2 slots.
+/// A tiny deterministic search: 6 TPE trials of 4 epochs on 2 slots, pruned
+/// by the median rule.
 const TINY: &str = r#"
 name: tiny
 seed: 11
@@ -28,6 +29,7 @@ phases:
     space:
       lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
       em_dim: {type: int, low: 2, high: 6, step: 2}
+pruner: {type: median, n_startup_trials: 2, n_warmup_steps: 1}
 resources: {devices: cpu, trials_per_device: 2, cpu_threads_per_trial: 1}
 mode: deterministic
 "#;
@@ -136,8 +138,12 @@ fn killed_and_resumed_studies_end_as_an_uninterrupted_one() {
     run_to_end(&file, &reference);
     let want = table(&reference, "tiny");
     assert_eq!(want.len(), 6);
-    assert!(want.iter().all(|r| r.state == TrialState::Complete), "{want:#?}");
-    assert!(want.iter().all(|r| r.intermediate.len() == 4 && r.metrics.contains_key("test_eps_poly_mae")));
+    let complete: Vec<&Row> = want.iter().filter(|r| r.state == TrialState::Complete).collect();
+    let pruned = want.iter().filter(|r| r.state == TrialState::Pruned).count();
+    assert_eq!(complete.len() + pruned, 6, "{want:#?}");
+    assert!(complete
+        .iter()
+        .all(|r| r.intermediate.len() == 4 && r.metrics.contains_key("test_eps_poly_mae")));
 
     // Kill the controller mid-epoch of the first batch, when one trial of
     // the second batch has finished and the other runs, and in the middle of
@@ -154,7 +160,8 @@ fn killed_and_resumed_studies_end_as_an_uninterrupted_one() {
         child.wait().unwrap();
     }
     let out = run_to_end(&file, &results);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("study tiny: 6 complete, 0 pruned, 0 failed"));
+    let summary = format!("study tiny: {} complete, {pruned} pruned, 0 failed", complete.len());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&summary));
     assert_eq!(text(&table(&results, "tiny")), text(&want));
     let db = Database::open_read_only(results.join("tiny/study.db")).unwrap();
     let requeued =

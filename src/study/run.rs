@@ -105,7 +105,8 @@ pub async fn run_plan_observed(
         snapshot: serde_yaml::to_string(&plan.file)?,
         dir: &dir,
     };
-    let controller = StudyController::open(setup, launcher)?.batch_requeued(plan.mode == Mode::Deterministic);
+    let controller =
+        StudyController::open(setup, launcher)?.deterministic_batches(plan.mode == Mode::Deterministic);
     let config = SchedulerConfig {
         slots: build_pool(&plan.pool, machine),
         dispatch: match plan.mode {
