@@ -239,6 +239,7 @@ fn status_and_export_read_a_running_study() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(text.contains("study tiny") && text.contains("RUNNING"), "{text}");
+    assert!(text.contains("controller: running (pid"), "{text}");
     assert!(text.contains("cpu:0") && text.contains("at epoch"), "{text}");
 
     let json = study(&["export", "tiny", "--results", r, "--format", "json"]).output().unwrap();
