@@ -5,8 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod data;
+pub mod export;
 pub mod predict;
+pub mod run;
+pub mod status;
 pub mod train;
+pub mod trial;
 
 /// Hyperparameter studies of equivariant GNNs for the dielectric tensor of crystals.
 #[derive(Debug, Parser)]
@@ -18,12 +22,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run (or resume) a study file: trials on the machine's devices, results in SQLite.
+    Run(run::RunArgs),
+    /// Show a study's trials by state, the best trial, an ETA and device use.
+    Status(status::StatusArgs),
+    /// Export a study's trials as CSV or JSON.
+    Export(export::ExportArgs),
     /// Inspect dielectric data sets and write the synthetic one.
     Data(data::DataArgs),
     /// Train one AnisoNet and print a JSON summary (defaults: the published optimum).
     Train(Box<train::TrainArgs>),
     /// Predict ε∞ of structures with a trained checkpoint.
     Predict(predict::PredictArgs),
+    /// Internal: one trial of the built-in objective, as `study run` launches it.
+    #[command(hide = true)]
+    Trial(trial::TrialArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps errors to exit codes
@@ -31,6 +44,10 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Trial(args) => trial::run(args),
         Command::Data(args) => data::run(args),
         Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),

@@ -7,7 +7,7 @@
 //! with its parameters and number, before new trials are asked for.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -140,6 +140,17 @@ pub struct StudyController {
     base_attempt: HashMap<u64, u32>,
     /// Final metrics reported before the trial ends.
     metrics: HashMap<u64, BTreeMap<String, f64>>,
+    /// Requeued trials launched and not yet finished.
+    requeued_running: HashSet<u64>,
+    /// Deterministic batches (see [`Self::deterministic_batches`]).
+    batch_requeued: bool,
+    /// Trials launched and not finished.
+    running: HashSet<u64>,
+    /// First trial number of each trial's batch (stored as the user
+    /// attribute `batch`): the pruner sees only trials numbered below it.
+    batch_of: HashMap<u64, u64>,
+    /// The batch being launched.
+    current_batch: Option<u64>,
     _lock: ControllerLock,
 }
 
@@ -170,6 +181,7 @@ impl StudyController {
         }
         let mut requeued = VecDeque::new();
         let mut base_attempt = HashMap::new();
+        let mut batch_of = HashMap::new();
         for trial in sqlite.load_trials()? {
             if trial.state == TrialState::Running {
                 sqlite.requeue(trial.number)?;
@@ -177,6 +189,9 @@ impl StudyController {
             if matches!(trial.state, TrialState::Running | TrialState::Waiting) {
                 let details = sqlite.trial_details(trial.number)?;
                 base_attempt.insert(trial.number, details.attempt);
+                if let Some(batch) = details.user_attrs.get("batch").and_then(|b| b.as_u64()) {
+                    batch_of.insert(trial.number, batch);
+                }
                 let seed = details.seed.unwrap_or_else(|| trial_seed(setup.config.seed, trial.number));
                 requeued.push_back(TrialToRun { number: trial.number, params: trial.params, seed });
             }
@@ -193,8 +208,25 @@ impl StudyController {
             requeued,
             base_attempt,
             metrics: HashMap::new(),
+            requeued_running: HashSet::new(),
+            batch_requeued: false,
+            running: HashSet::new(),
+            batch_of,
+            current_batch: None,
             _lock: lock,
         })
+    }
+
+    /// For deterministic dispatch: requeued trials run as a batch of their
+    /// own (no new trial is asked for until they have all finished), and the
+    /// pruner judges a trial only against the trials numbered below its
+    /// batch's first, which had all finished when the batch began. So
+    /// neither the samples nor the pruning depend on timing, and a resumed
+    /// study does what an uninterrupted one does: the requeued trials are
+    /// the rest of the batch the interruption cut short.
+    pub fn deterministic_batches(mut self, on: bool) -> Self {
+        self.batch_requeued = on;
+        self
     }
 
     /// Where trial folders go (for the scheduler's configuration).
@@ -214,7 +246,11 @@ impl StudyController {
 impl Controller for StudyController {
     fn next_trial(&mut self, slot: &Slot) -> anyhow::Result<Next> {
         let trial = match self.requeued.pop_front() {
-            Some(trial) => trial,
+            Some(trial) => {
+                self.requeued_running.insert(trial.number);
+                trial
+            }
+            None if self.batch_requeued && !self.requeued_running.is_empty() => return Ok(Next::Wait),
             None => match self.study.ask()? {
                 Ask::Trial(trial) => {
                     let seed = trial_seed(self.seed, trial.number);
@@ -227,10 +263,22 @@ impl Controller for StudyController {
             },
         };
         match (self.launcher)(&trial, slot) {
-            Ok(spec) => Ok(Next::Launch(spec)),
+            Ok(spec) => {
+                if self.running.is_empty() {
+                    self.current_batch = None;
+                }
+                self.running.insert(trial.number);
+                if self.batch_requeued && !self.batch_of.contains_key(&trial.number) {
+                    let batch = *self.current_batch.get_or_insert(trial.number);
+                    self.batch_of.insert(trial.number, batch);
+                    self.sqlite().set_user_attr(trial.number, "batch", &serde_json::json!(batch))?;
+                }
+                Ok(Next::Launch(spec))
+            }
             Err(err) => {
                 // The trial cannot even be built: it fails, the study goes on.
                 let reason = format!("cannot launch: {err:#}");
+                self.requeued_running.remove(&trial.number);
                 self.sqlite().start_trial(trial.number, &device_label(slot), 0)?;
                 self.tell(trial.number, Outcome::Failed(reason))?;
                 self.next_trial(slot)
@@ -247,7 +295,11 @@ impl Controller for StudyController {
         match message {
             Message::Intermediate { step, value } if value.0.is_finite() => {
                 self.study.report(number, *step, value.0)?;
-                if self.study.should_prune(number)? {
+                let prune = match self.batch_of.get(&number).filter(|_| self.batch_requeued) {
+                    Some(&batch) => self.study.should_prune_against(number, |t| t.number < batch)?,
+                    None => self.study.should_prune(number)?,
+                };
+                if prune {
                     return Ok(Directive::Prune);
                 }
             }
@@ -267,6 +319,8 @@ impl Controller for StudyController {
     }
 
     fn on_finish(&mut self, number: u64, report: &TrialReport) -> anyhow::Result<()> {
+        self.requeued_running.remove(&number);
+        self.running.remove(&number);
         let dir = self.trials_dir.join(number.to_string());
         for attempt in 1..=report.attempts {
             let (stdout, stderr) = super::scheduler::log_paths(&dir, attempt);

@@ -366,6 +366,12 @@ fn launch(
     Ok(Running { slot: slot_index, attempt, spec, control })
 }
 
+/// Opens a log for appending: a trial requeued by a later run of the study
+/// continues its log instead of replacing it.
+fn append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
 /// Log file names of an attempt: `stdout.log` for the first, `stdout.2.log` …
 pub fn log_paths(dir: &Path, attempt: u32) -> (PathBuf, PathBuf) {
     if attempt <= 1 {
@@ -394,8 +400,10 @@ async fn run_attempt(
     mut control: watch::Receiver<Control>,
 ) -> Outcome {
     let (stdout_path, stderr_path) = log_paths(dir, attempt);
-    let files = std::fs::create_dir_all(dir)
-        .and_then(|()| Ok((std::fs::File::create(&stdout_path)?, std::fs::File::create(&stderr_path)?)));
+    let files =
+        std::fs::create_dir_all(dir).and_then(|()| Ok((append(&stdout_path)?, append(&stderr_path)?)));
+    // What this attempt writes to stderr starts here (earlier runs' lines come before).
+    let stderr_start = std::fs::metadata(&stderr_path).map_or(0, |m| m.len());
     let (mut stdout_log, stderr_log) = match files {
         Ok(files) => files,
         Err(err) => {
@@ -564,7 +572,8 @@ async fn run_attempt(
     if stop_requested && objective.is_none() {
         return Outcome::Interrupted;
     }
-    let detail = reported_error.or_else(|| last_nonempty_line(&stderr_path).map(|l| format!("stderr: {l}")));
+    let detail = reported_error
+        .or_else(|| last_nonempty_line(&stderr_path, stderr_start).map(|l| format!("stderr: {l}")));
     let what = describe_exit(status);
     Outcome::Failed(match detail {
         Some(detail) => format!("{what}; {detail}"),
@@ -610,8 +619,9 @@ fn describe_exit(status: ExitStatus) -> String {
     format!("ended abnormally ({status})")
 }
 
-fn last_nonempty_line(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+fn last_nonempty_line(path: &Path, from: u64) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(bytes.get(from as usize..)?);
     text.lines().rev().find(|l| !l.trim().is_empty()).map(shorten)
 }
 

@@ -229,6 +229,20 @@ impl<S: TrialStore> Study<S> {
         Ok(self.config.pruner.prune(&self.trials[i], &self.trials, self.config.direction))
     }
 
+    /// [`Self::should_prune`], judged against only the trials `visible`
+    /// keeps: e.g. those finished before the trial's batch began, so the
+    /// decision does not depend on how fast its batch-mates run.
+    pub fn should_prune_against(
+        &self,
+        number: u64,
+        visible: impl Fn(&FrozenTrial) -> bool,
+    ) -> anyhow::Result<bool> {
+        let i = self.unfinished(number)?;
+        let history: Vec<FrozenTrial> =
+            self.trials.iter().filter(|t| t.number == number || visible(t)).cloned().collect();
+        Ok(self.config.pruner.prune(&self.trials[i], &history, self.config.direction))
+    }
+
     fn position(&self, number: u64) -> Option<usize> {
         self.trials.binary_search_by_key(&number, |t| t.number).ok()
     }

@@ -11,13 +11,14 @@
 pub mod file;
 pub mod load;
 pub mod run;
+pub mod trial;
 pub mod validate;
 
 use std::path::Path;
 
 pub use file::StudyFile;
 pub use load::{load_file, parse_str, LoadedFile, Locator};
-pub use run::{run_plan, study_dir};
+pub use run::{run_plan, run_plan_observed, study_dir, Observer, Quiet};
 pub use validate::{validate, Hyperparameters, Objective, StudyPlan, HYPERPARAMETERS};
 
 use crate::error::InputError;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use tokio::sync::watch;
 
 use super::file::Mode;
@@ -12,9 +13,29 @@ use super::validate::{Objective, StudyPlan, COMMAND_BUILTINS};
 use crate::error::InputError;
 use crate::exec::controller::{Launcher, StudyController, StudySetup, TrialToRun};
 use crate::exec::devices::{build_pool, Machine, Slot};
-use crate::exec::scheduler::{self, Dispatch, SchedulerConfig, StopLevel, Summary, TrialSpec};
-use crate::hpo::{Direction, Params, TrialState, TrialStore};
+use crate::exec::protocol::Message;
+use crate::exec::scheduler::{
+    self, Controller, Directive, Dispatch, Next, SchedulerConfig, StopLevel, Summary, TrialReport, TrialSpec,
+};
+use crate::hpo::{Direction, FrozenTrial, Params, TrialState, TrialStore};
 use crate::storage::Database;
+use crate::study::trial::{DataSource, TrialFile};
+
+/// The program that runs a built-in trial (`<program> trial FILE`): this
+/// binary, or `ANISOSTUDY_TRIAL_EXE` (for embedding the controller elsewhere).
+fn trial_program() -> anyhow::Result<String> {
+    if let Ok(exe) = std::env::var("ANISOSTUDY_TRIAL_EXE") {
+        return Ok(exe);
+    }
+    Ok(std::env::current_exe()?.display().to_string())
+}
+
+/// The graph cache shared by every study of a results folder:
+/// `<results>/.cache`, next to the studies' folders.
+fn graph_cache_dir(trials_dir: &Path) -> PathBuf {
+    let results = trials_dir.parent().and_then(Path::parent).unwrap_or(trials_dir);
+    results.join(".cache")
+}
 
 /// The folder of study `name` in `results`.
 pub fn study_dir(results: &Path, name: &str) -> PathBuf {
@@ -32,12 +53,51 @@ pub async fn run_plan(
     machine: &Machine,
     stop: watch::Receiver<StopLevel>,
 ) -> anyhow::Result<Summary> {
+    run_plan_observed(plan, results, machine, stop, &mut Quiet).await
+}
+
+/// What a run shows while it goes (progress bars, log lines). Calls come
+/// from the controller's loop, one at a time.
+pub trait Observer {
+    /// The run begins on `slots`; `finished` trials are already over, of
+    /// `budget` in all when the phases fix it.
+    fn begin(&mut self, _slots: &[Slot], _finished: usize, _budget: Option<u64>) {}
+    /// The built-in objective's data is loaded (or its graph cache built).
+    fn data(&mut self, _about: &str) {}
+    /// `resumed_after`: the last epoch (step) a previous run of the trial reported.
+    fn started(&mut self, _number: u64, _slot: &Slot, _params: &Params, _resumed_after: Option<u64>) {}
+    fn message(&mut self, _number: u64, _message: &Message) {}
+    /// The trial is over; `trial` is its stored state.
+    fn finished(&mut self, _number: u64, _report: &TrialReport, _trial: Option<&FrozenTrial>) {}
+}
+
+/// Shows nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// [`run_plan`], telling `observer` what happens.
+pub async fn run_plan_observed(
+    plan: &StudyPlan,
+    results: &Path,
+    machine: &Machine,
+    stop: watch::Receiver<StopLevel>,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Summary> {
     let dir = study_dir(results, &plan.name);
     let base_params = match &plan.sweep_best_of {
         Some(other) => best_params(results, other, plan.config.direction)?,
         None => Params::new(),
     };
     let trials_dir = std::path::absolute(&dir)?.join("trials");
+    if matches!(plan.objective, Objective::Anisonet { .. }) {
+        // Build the graph cache once, before trials race to build it, and
+        // report data problems before any trial starts.
+        let source =
+            DataSource::of_plan(plan, plan.hyperparameters.model.cutoff, Some(graph_cache_dir(&trials_dir)))?;
+        let (_, about) = source.load().context("cannot load the study's `dataset`")?;
+        observer.data(&about);
+    }
     let launcher = launcher(plan, base_params, trials_dir)?;
     let setup = StudySetup {
         name: &plan.name,
@@ -45,7 +105,8 @@ pub async fn run_plan(
         snapshot: serde_yaml::to_string(&plan.file)?,
         dir: &dir,
     };
-    let mut controller = StudyController::open(setup, launcher)?;
+    let controller =
+        StudyController::open(setup, launcher)?.deterministic_batches(plan.mode == Mode::Deterministic);
     let config = SchedulerConfig {
         slots: build_pool(&plan.pool, machine),
         dispatch: match plan.mode {
@@ -56,7 +117,46 @@ pub async fn run_plan(
         retries: plan.retries,
         trials_dir: controller.trials_dir().to_path_buf(),
     };
-    scheduler::run(&config, &mut controller, stop).await
+    let finished = controller.study().trials().iter().filter(|t| t.state.is_finished()).count();
+    let budget = plan.config.phases.iter().map(|p| p.n_trials).sum::<Option<u64>>();
+    observer.begin(&config.slots, finished, budget);
+    let mut observed = Observed { inner: controller, observer };
+    scheduler::run(&config, &mut observed, stop).await
+}
+
+/// The study controller with an observer looking on.
+struct Observed<'a> {
+    inner: StudyController,
+    observer: &'a mut dyn Observer,
+}
+
+impl Controller for Observed<'_> {
+    fn next_trial(&mut self, slot: &Slot) -> anyhow::Result<Next> {
+        self.inner.next_trial(slot)
+    }
+
+    fn on_start(&mut self, number: u64, slot: &Slot, attempt: u32) -> anyhow::Result<()> {
+        self.inner.on_start(number, slot, attempt)?;
+        let trial = self.inner.study().trial(number);
+        let params = trial.map(|t| t.params.clone()).unwrap_or_default();
+        self.observer.started(number, slot, &params, trial.and_then(FrozenTrial::last_step));
+        Ok(())
+    }
+
+    fn on_message(&mut self, number: u64, message: &Message) -> anyhow::Result<Directive> {
+        self.observer.message(number, message);
+        self.inner.on_message(number, message)
+    }
+
+    fn on_retry(&mut self, number: u64, attempt: u32, reason: &str) -> anyhow::Result<()> {
+        self.inner.on_retry(number, attempt, reason)
+    }
+
+    fn on_finish(&mut self, number: u64, report: &TrialReport) -> anyhow::Result<()> {
+        self.inner.on_finish(number, report)?;
+        self.observer.finished(number, report, self.inner.study().trial(number));
+        Ok(())
+    }
 }
 
 /// The parameters of the best COMPLETE trial of the finished study `name`.
@@ -138,11 +238,26 @@ fn launcher(plan: &StudyPlan, base_params: Params, trials_dir: PathBuf) -> anyho
                 })
             }))
         }
-        Objective::Anisonet { .. } => Err(InputError::new(
-            "objective",
-            "the built-in anisonet objective needs the trainer, which this build does not include yet",
-        )
-        .with_hint("use a `command` objective meanwhile")
-        .into()),
+        Objective::Anisonet { metric } => {
+            let metric = *metric;
+            let plan = plan.clone();
+            let program = trial_program()?;
+            let cache_dir = Some(graph_cache_dir(&trials_dir));
+            Ok(Box::new(move |trial: &TrialToRun, _slot: &Slot| {
+                let mut params = base_params.clone();
+                params.extend(trial.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let file =
+                    TrialFile::new(&plan, metric, &params, trial.number, trial.seed, cache_dir.clone())?;
+                file.model.validate()?;
+                let path = file.write(&trials_dir.join(trial.number.to_string()))?;
+                Ok(TrialSpec {
+                    number: trial.number,
+                    program: program.clone(),
+                    args: vec!["trial".to_owned(), path.display().to_string()],
+                    env: vec![("ANISOSTUDY_SEED".to_owned(), trial.seed.to_string())],
+                    workdir: None,
+                })
+            }))
+        }
     }
 }

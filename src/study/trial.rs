@@ -1,0 +1,291 @@
+//! The built-in objective's trial file: what the controller hands to
+//! `study trial` for one trial, as versioned JSON in
+//! `<results>/<study>/trials/<n>/trial.json`.
+//!
+//! It holds everything the trial needs and nothing it must look up: the
+//! model and training configuration with the trial's parameters already
+//! applied, the trial's seed, the objective metric and how to build the data
+//! (through the graph cache shared by all trials of the results folder).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::file::{self, DatasetSpec, Metric};
+use super::validate::{Hyperparameters, StudyPlan};
+use crate::data::{
+    load_graphs, CacheOptions, CleaningOptions, GraphOptions, LoadOptions, Source, Split, SplitRatios,
+};
+use crate::error::InputError;
+use crate::hpo::Params;
+use crate::model::{ModelConfig, ModelKind, OutputMode, Precision};
+use crate::train::{TrainConfig, TrainData};
+
+/// Bump when a field changes meaning; `study trial` refuses other versions.
+pub const TRIAL_FILE_VERSION: u32 = 1;
+/// Name of the trial file inside a trial's folder.
+pub const TRIAL_FILE: &str = "trial.json";
+/// Folder of a trial's training checkpoint inside its folder.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// One trial of the built-in objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialFile {
+    pub version: u32,
+    pub study: String,
+    pub trial: u64,
+    /// The trial's own seed (initialisation and shuffles, unless fixed).
+    pub seed: u64,
+    /// The validation metric reported per epoch and as the objective.
+    pub metric: Metric,
+    /// `num_neighbors` is filled from the training graphs when `None`.
+    pub model: ModelConfig,
+    pub num_neighbors: Option<f64>,
+    pub training: TrainConfig,
+    pub data: DataSource,
+}
+
+/// How to build a trial's graphs and split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    /// Absolute path of the data file, or `None` for the synthetic set.
+    pub path: Option<PathBuf>,
+    pub synthetic_size: usize,
+    pub synthetic_seed: u64,
+    pub dielectric_key: String,
+    pub min_diagonal: f64,
+    pub max_eps_poly: f64,
+    pub drop_duplicates: bool,
+    pub cutoff: f64,
+    /// Fixed split (frame numbers), instead of the random one.
+    pub split_file: Option<PathBuf>,
+    /// Random split: train, val, test ratios and the shuffle's seed.
+    pub split_ratios: [f64; 3],
+    pub split_seed: u64,
+    /// Graph cache folder shared by the study's trials.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl DataSource {
+    /// The data of `plan` with neighbour cutoff `cutoff` Å, cached in `cache_dir`.
+    pub fn of_plan(plan: &StudyPlan, cutoff: f64, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let spec: DatasetSpec =
+            plan.file.dataset.clone().context("the built-in objective needs a `dataset`")?;
+        let absolute = |p: &Path| std::path::absolute(plan.base_dir.join(p));
+        let split = spec.split.clone().unwrap_or_default();
+        Ok(DataSource {
+            path: spec.path.as_deref().map(absolute).transpose()?,
+            synthetic_size: spec.synthetic.as_ref().map_or(0, |s| s.size),
+            synthetic_seed: spec.synthetic.as_ref().map_or(0, |s| s.seed),
+            dielectric_key: spec.dielectric_key.clone(),
+            min_diagonal: spec.cleaning.min_diagonal,
+            max_eps_poly: spec.cleaning.max_eps_poly,
+            drop_duplicates: spec.cleaning.drop_duplicates,
+            cutoff,
+            split_file: spec.split_file.as_deref().map(absolute).transpose()?,
+            split_ratios: [split.train, split.valid, split.test],
+            split_seed: split.seed.unwrap_or(plan.config.seed),
+            cache_dir,
+        })
+    }
+
+    fn source(&self) -> Source {
+        match &self.path {
+            Some(path) => Source::File(path.clone()),
+            None => Source::Synthetic { n: self.synthetic_size, seed: self.synthetic_seed },
+        }
+    }
+
+    /// Reads the data through the graph cache (built on first use) and
+    /// splits it. Returns the data and a one-line description.
+    pub fn load(&self) -> anyhow::Result<(TrainData, String)> {
+        let load_options = LoadOptions {
+            dielectric_key: self.dielectric_key.clone(),
+            cleaning: CleaningOptions {
+                min_diagonal: self.min_diagonal,
+                max_eps_poly: self.max_eps_poly,
+                drop_duplicates: self.drop_duplicates,
+                ..CleaningOptions::default()
+            },
+            ..LoadOptions::default()
+        };
+        let graph_options = GraphOptions { cutoff: self.cutoff, ..GraphOptions::default() };
+        let cache = CacheOptions { dir: self.cache_dir.clone() };
+        let (set, _) = load_graphs(&self.source(), &load_options, &graph_options, &cache)?;
+        let split = match &self.split_file {
+            Some(path) => Split::from_json_file(path, &set.frames(), set.report.frames_read)?,
+            None => {
+                let [train, val, test] = self.split_ratios;
+                Split::random(set.graphs.len(), &SplitRatios { train, val, test }, self.split_seed)?
+            }
+        };
+        let [tr, va, te] = split.sizes();
+        let about =
+            format!("{} ({} structures; train {tr}, val {va}, test {te})", set.source, set.graphs.len());
+        Ok((TrainData { graphs: set.graphs, split }, about))
+    }
+}
+
+/// Mean number of edges per atom over the training graphs (self-edges
+/// included, as the model's neighbour sum counts them).
+pub fn mean_neighbors(data: &TrainData) -> f64 {
+    let (edges, atoms) = data.split.train.iter().fold((0usize, 0usize), |(e, a), &k| {
+        (e + data.graphs[k].num_edges(), a + data.graphs[k].num_nodes())
+    });
+    if atoms == 0 {
+        1.0
+    } else {
+        (edges as f64 / atoms as f64).max(1.0)
+    }
+}
+
+/// The model configuration of study hyperparameters (`num_neighbors` still open).
+pub fn model_config(h: &Hyperparameters) -> ModelConfig {
+    let m = &h.model;
+    ModelConfig {
+        kind: match m.kind {
+            file::ModelKind::Equivariant => ModelKind::Equivariant,
+            file::ModelKind::Scalar => ModelKind::Scalar,
+        },
+        em_dim: m.em_dim as usize,
+        layers: m.layers as usize,
+        lmax: m.lmax as usize,
+        mul: m.mul as usize,
+        num_basis: m.num_basis as usize,
+        radial_neurons: m.radial_neurons as usize,
+        cutoff: m.cutoff,
+        num_neighbors: m.num_neighbors.unwrap_or(ModelConfig::default().num_neighbors),
+        dtype: match m.dtype {
+            file::Dtype::F32 => Precision::F32,
+            file::Dtype::F64 => Precision::F64,
+        },
+        output: match m.output {
+            file::OutputMode::Raw => OutputMode::Raw,
+            file::OutputMode::Physical => OutputMode::Physical,
+        },
+        ..ModelConfig::default()
+    }
+}
+
+impl TrialFile {
+    /// The trial file of trial `number` with `params` (over `base` parameters
+    /// from another study) and `seed`. An error says which parameter does
+    /// not fit.
+    pub fn new(
+        plan: &StudyPlan,
+        metric: Metric,
+        params: &Params,
+        number: u64,
+        seed: u64,
+        cache_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let h = plan.hyperparameters.with_params(params).map_err(anyhow::Error::msg)?;
+        let t = &h.training;
+        let training = TrainConfig {
+            batch_size: t.batch_size as usize,
+            epochs: t.epochs as usize,
+            lr: t.lr,
+            weight_decay: t.weight_decay,
+            lr_decay: t.lr_decay,
+            patience: t.patience as usize,
+            seed: t.seed.unwrap_or(seed),
+        };
+        Ok(TrialFile {
+            version: TRIAL_FILE_VERSION,
+            study: plan.name.clone(),
+            trial: number,
+            seed,
+            metric,
+            model: model_config(&h),
+            num_neighbors: h.model.num_neighbors,
+            training,
+            data: DataSource::of_plan(plan, h.model.cutoff, cache_dir)?,
+        })
+    }
+
+    /// Writes the file atomically into `dir` (created when missing).
+    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(TRIAL_FILE);
+        let tmp = dir.join(format!(".{TRIAL_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Reads a trial file; a missing, malformed or newer file is an input error.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let location = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::new(&location, format!("cannot read the trial file: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| InputError::new(&location, format!("not JSON: {e}")))?;
+        let version = value.get("version").and_then(|v| v.as_u64());
+        if version != Some(TRIAL_FILE_VERSION as u64) {
+            return Err(InputError::new(
+                &location,
+                format!("trial file version {version:?}, this build reads version {TRIAL_FILE_VERSION}"),
+            )
+            .with_hint("run the study with the build that wrote it, or delete the trial folder")
+            .into());
+        }
+        serde_json::from_value(value)
+            .map_err(|e| InputError::new(&location, format!("malformed trial file: {e}")).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::ParamValue;
+
+    const PLAN: &str = "
+name: t
+seed: 5
+dataset: {synthetic: {size: 20, seed: 2}, split: {train: 0.6, valid: 0.2, test: 0.2}}
+model: {kind: scalar, lmax: 0, dtype: f64}
+training: {epochs: 2}
+sweep:
+  values:
+    lmax: [0, 2]
+";
+
+    fn plan() -> StudyPlan {
+        crate::study::load_str(PLAN, "t.yaml", Path::new("/data"), &[]).unwrap()
+    }
+
+    #[test]
+    fn applies_the_trial_parameters_and_seeds() {
+        let params: Params = [("lmax".to_owned(), ParamValue::Int(2))].into();
+        let file = TrialFile::new(&plan(), Metric::ValEpsPolyMae, &params, 3, 99, None).unwrap();
+        assert_eq!(
+            (file.model.kind, file.model.lmax, file.model.dtype),
+            (ModelKind::Scalar, 2, Precision::F64)
+        );
+        assert_eq!((file.training.epochs, file.training.seed), (2, 99), "the trial seed when none is fixed");
+        assert_eq!(file.num_neighbors, None, "taken from the training graphs");
+        assert_eq!(file.data.split_ratios, [0.6, 0.2, 0.2]);
+        assert_eq!(file.data.split_seed, 5, "the study seed");
+        let fixed: Params = [("seed".to_owned(), ParamValue::Int(1))].into();
+        assert_eq!(TrialFile::new(&plan(), Metric::ValLoss, &fixed, 3, 99, None).unwrap().training.seed, 1);
+        let bad: Params = [("lmax".to_owned(), ParamValue::Int(9))].into();
+        let err = TrialFile::new(&plan(), Metric::ValLoss, &bad, 3, 99, None).unwrap_err();
+        assert!(err.to_string().contains("lmax"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_and_loads_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = TrialFile::new(&plan(), Metric::ValLoss, &Params::new(), 0, 1, None).unwrap();
+        let path = file.write(dir.path()).unwrap();
+        assert_eq!(TrialFile::read(&path).unwrap(), file);
+        let (data, about) = file.data.load().unwrap();
+        assert_eq!(data.split.sizes(), [12, 4, 4]);
+        assert!(about.contains("synthetic"));
+        assert!(mean_neighbors(&data) > 1.0);
+    }
+}
