@@ -19,6 +19,7 @@ use crate::exec::devices::{Machine, Slot};
 use crate::exec::protocol::Message;
 use crate::exec::scheduler::{Outcome, TrialReport};
 use crate::hpo::{Direction, FrozenTrial, Params, TrialState};
+use crate::storage::TrialDetails;
 use crate::study::{self, Observer};
 
 /// Run (or resume) a study file.
@@ -63,13 +64,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         count(TrialState::Pruned),
         count(TrialState::Failed),
     );
-    let direction = plan.config.direction;
-    let best = trials
-        .iter()
-        .filter(|t| t.trial.state == TrialState::Complete)
-        .filter_map(|t| t.trial.value.map(|v| (t, v)))
-        .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a });
-    match best {
+    match TrialDetails::best(&trials, plan.config.direction) {
         Some((t, value)) => println!(
             "best: trial {}  {} {value:.6}  {}",
             t.trial.number,

@@ -127,13 +127,7 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     let of = budget.map_or(String::new(), |b| format!(" of {b}"));
     writeln!(out, "trials: {}{of}: {}", trials.len(), line.join(", "))?;
 
-    let direction = info.direction;
-    let best = trials
-        .iter()
-        .filter(|t| t.trial.state == TrialState::Complete)
-        .filter_map(|t| t.trial.value.map(|v| (t, v)))
-        .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a });
-    match best {
+    match TrialDetails::best(&trials, info.direction) {
         Some((t, v)) => writeln!(
             out,
             "best: trial {}  value {v:.6}  {}",

@@ -85,6 +85,15 @@ impl TrialDetails {
     pub fn duration(&self) -> Option<Duration> {
         Some(self.finished?.since(self.started?))
     }
+
+    /// The COMPLETE trial with the best value in `direction`, and that value.
+    pub fn best(trials: &[TrialDetails], direction: Direction) -> Option<(&TrialDetails, f64)> {
+        trials
+            .iter()
+            .filter(|t| t.trial.state == TrialState::Complete)
+            .filter_map(|t| t.trial.value.map(|v| (t, v)))
+            .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a })
+    }
 }
 
 impl Database {
