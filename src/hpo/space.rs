@@ -151,7 +151,9 @@ impl Distribution {
                     if !step.is_finite() || step <= 0.0 {
                         return fail(format!("step {step} must be a positive number"), "");
                     }
-                    if step > high - low {
+                    // Relative slack: 0.49 − 0.44 is 0.0499…9 in binary, yet a step of
+                    // 0.05 fits that range exactly as written.
+                    if (high - low) / step < 1.0 - GRID_TOLERANCE {
                         return fail(
                             format!("step {step} is larger than the range [{low}, {high}]"),
                             "use a smaller step or a wider range",
@@ -449,6 +451,8 @@ mod tests {
         assert!(problem(float(0.0, 1.0, true, None)).contains("low > 0"));
         assert!(problem(float(0.1, 1.0, true, Some(0.1))).contains("log"));
         assert!(problem(float(0.0, 1.0, false, Some(2.0))).contains("larger than the range"));
+        // A step equal to the range as written, though not in binary, is fine.
+        assert!(float(0.44, 0.49, false, Some(0.05)).validate("p").is_ok());
         assert!(problem(float(0.0, f64::INFINITY, false, None)).contains("not finite"));
         assert!(problem(float(f64::NAN, 1.0, false, None)).contains("not finite"));
         assert!(problem(Distribution::Int { low: 0, high: 8, log: true, step: 1 }).contains("low ≥ 1"));
