@@ -71,16 +71,6 @@ pub fn run(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn state_label(state: TrialState) -> &'static str {
-    match state {
-        TrialState::Waiting => "WAITING",
-        TrialState::Running => "RUNNING",
-        TrialState::Complete => "COMPLETE",
-        TrialState::Pruned => "PRUNED",
-        TrialState::Failed => "FAILED",
-    }
-}
-
 fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
@@ -119,7 +109,7 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &trials {
-        *counts.entry(state_label(t.trial.state)).or_default() += 1;
+        *counts.entry(t.trial.state.name()).or_default() += 1;
     }
     let states = ["COMPLETE", "PRUNED", "FAILED", "RUNNING", "WAITING"];
     let line: Vec<String> = states.iter().map(|s| format!("{} {s}", counts.get(s).unwrap_or(&0))).collect();

@@ -25,6 +25,17 @@ impl TrialState {
     pub fn is_finished(self) -> bool {
         matches!(self, TrialState::Complete | TrialState::Pruned | TrialState::Failed)
     }
+
+    /// The state's name as stored and shown: `WAITING`, `RUNNING`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            TrialState::Waiting => "WAITING",
+            TrialState::Running => "RUNNING",
+            TrialState::Complete => "COMPLETE",
+            TrialState::Pruned => "PRUNED",
+            TrialState::Failed => "FAILED",
+        }
+    }
 }
 
 /// Whether the objective is minimised or maximised.

@@ -9,7 +9,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::rows::{direction_name, state_name};
+use super::rows::direction_name;
 use super::{Artifact, SqliteStore, TrialDetails};
 use crate::hpo::ParamValue;
 
@@ -41,7 +41,7 @@ pub fn write_csv(trials: &[TrialDetails], mut out: impl Write) -> anyhow::Result
         let mut record = vec![
             trial.number.to_string(),
             trial.phase.to_string(),
-            state_name(trial.state).to_string(),
+            trial.state.name().to_string(),
             trial.value.map(float_cell).unwrap_or_default(),
         ];
         record.extend(
@@ -162,7 +162,7 @@ impl<'a> From<&'a TrialDetails> for TrialRecord<'a> {
         TrialRecord {
             number: trial.number,
             phase: trial.phase,
-            state: state_name(trial.state),
+            state: trial.state.name(),
             value: trial.value,
             params: &trial.params,
             metrics: &details.metrics,

@@ -154,16 +154,6 @@ pub(super) fn load(
     Ok(trials)
 }
 
-pub(super) fn state_name(state: TrialState) -> &'static str {
-    match state {
-        TrialState::Waiting => "WAITING",
-        TrialState::Running => "RUNNING",
-        TrialState::Complete => "COMPLETE",
-        TrialState::Pruned => "PRUNED",
-        TrialState::Failed => "FAILED",
-    }
-}
-
 pub(super) fn parse_state(name: &str) -> anyhow::Result<TrialState> {
     Ok(match name {
         "WAITING" => TrialState::Waiting,

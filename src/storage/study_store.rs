@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value as Json;
 
 use super::database::Lock;
-use super::rows::{direction_name, load, param_columns, parse_direction, parse_state, state_name};
+use super::rows::{direction_name, load, param_columns, parse_direction, parse_state};
 use super::{Database, Timestamp};
 use crate::error::InputError;
 use crate::hpo::{
@@ -316,7 +316,7 @@ impl SqliteStore {
         seed: Option<u64>,
     ) -> anyhow::Result<u64> {
         if !matches!(state, TrialState::Waiting | TrialState::Running) {
-            bail!("a new trial is WAITING or RUNNING, not {}", state_name(state));
+            bail!("a new trial is WAITING or RUNNING, not {}", state.name());
         }
         if let Some((name, _)) =
             params.iter().find(|(_, value)| matches!(value, ParamValue::Float(x) if x.is_nan()))
@@ -363,7 +363,7 @@ impl SqliteStore {
         self.write(|tx, study| {
             let trial = trial_row(tx, study, number)?;
             if trial.state != TrialState::Running {
-                bail!("trial {number} is {}, so it has no heartbeat", state_name(trial.state));
+                bail!("trial {number} is {}, so it has no heartbeat", trial.state.name());
             }
             tx.prepare_cached("UPDATE trials SET heartbeat_ms = ?2 WHERE id = ?1")?
                 .execute(params![trial.id, Timestamp::now().unix_ms])?;
@@ -401,7 +401,7 @@ impl SqliteStore {
         metrics: &BTreeMap<String, f64>,
     ) -> anyhow::Result<()> {
         if !state.is_finished() {
-            bail!("finish_trial needs COMPLETE, PRUNED or FAILED, not {}", state_name(state));
+            bail!("finish_trial needs COMPLETE, PRUNED or FAILED, not {}", state.name());
         }
         let value = checked_value(number, state, value)?;
         self.write(|tx, study| {
@@ -430,7 +430,7 @@ impl SqliteStore {
         self.write(|tx, study| {
             let trial = trial_row(tx, study, number)?;
             if trial.state != TrialState::Running {
-                bail!("only a RUNNING trial can be requeued; trial {number} is {}", state_name(trial.state));
+                bail!("only a RUNNING trial can be requeued; trial {number} is {}", trial.state.name());
             }
             tx.prepare_cached(
                 "UPDATE trials SET state = 'WAITING', attempt = attempt + 1, device = NULL,
@@ -560,7 +560,7 @@ impl TrialStore for SqliteStore {
             if trial.state.is_finished() {
                 bail!(
                     "trial {number} is already {}; it takes no more intermediate values",
-                    state_name(trial.state)
+                    trial.state.name()
                 );
             }
             tx.prepare_cached(
@@ -601,15 +601,7 @@ fn insert_trial(
         "INSERT INTO trials (study, number, phase, state, seed, created_ms, started_ms, heartbeat_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
     )?
-    .execute(params![
-        study,
-        number,
-        phase,
-        state_name(state),
-        seed.map(|seed| seed as i64),
-        now,
-        started
-    ])?;
+    .execute(params![study, number, phase, state.name(), seed.map(|seed| seed as i64), now, started])?;
     let trial = tx.last_insert_rowid();
 
     let space: Option<String> = tx
@@ -679,10 +671,10 @@ fn trial_row(conn: &Connection, study: i64, number: u64) -> anyhow::Result<Trial
 /// Finished trials never change; WAITING is reached only by requeueing.
 fn check_transition(number: u64, from: TrialState, to: TrialState) -> anyhow::Result<()> {
     if from.is_finished() {
-        bail!("trial {number} is already {}; a finished trial never changes state", state_name(from));
+        bail!("trial {number} is already {}; a finished trial never changes state", from.name());
     }
     if to == TrialState::Waiting && from != TrialState::Waiting {
-        bail!("trial {number} is {}; only requeue moves a trial back to WAITING", state_name(from));
+        bail!("trial {number} is {}; only requeue moves a trial back to WAITING", from.name());
     }
     Ok(())
 }
@@ -714,7 +706,7 @@ fn transition(
              finished_ms = CASE WHEN ?2 IN ('COMPLETE', 'PRUNED', 'FAILED') THEN ?5 END
          WHERE id = ?1",
     )?
-    .execute(params![trial.id, state_name(to), value, fail_reason, now])?;
+    .execute(params![trial.id, to.name(), value, fail_reason, now])?;
     Ok(())
 }
 
