@@ -95,7 +95,7 @@ pub fn load_graphs(
         return Ok((build()?, CacheStatus::Disabled));
     };
     let header = Header::new(source, load_options, graph_options)?;
-    let path = dir.join(cache_file_name(source));
+    let path = dir.join(cache_file_name(source, graph_options.cutoff));
     let reason = match std::fs::read(&path) {
         Err(_) => "no cache yet".to_string(),
         Ok(bytes) => match decode(&bytes, &header) {
@@ -117,20 +117,22 @@ pub fn load_graphs(
     Ok((set, CacheStatus::Built(path, reason)))
 }
 
-/// One cache file per source: the file stem (or `synthetic-n-seed`) and a
-/// short hash of its full path.
-fn cache_file_name(source: &Source) -> String {
-    match source {
+/// One cache file per source and cutoff: the file stem (or `synthetic-n-seed`),
+/// a short hash of its full path and the cutoff in Å, so trials that search
+/// the cutoff each keep their own graphs instead of rebuilding a shared file.
+fn cache_file_name(source: &Source, cutoff: f64) -> String {
+    let name = match source {
         Source::File(path) => {
             let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
             let hash = Sha256::digest(full.to_string_lossy().as_bytes());
             let stem = path.file_stem().map_or("data".into(), |s| s.to_string_lossy().into_owned());
             let stem: String =
                 stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
-            format!("{stem}-{}.graphs", hex(&hash[..6]))
+            format!("{stem}-{}", hex(&hash[..6]))
         }
-        Source::Synthetic { n, seed } => format!("synthetic-{n}-{seed}.graphs"),
-    }
+        Source::Synthetic { n, seed } => format!("synthetic-{n}-{seed}"),
+    };
+    format!("{name}-r{cutoff}.graphs")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -385,7 +387,7 @@ mod tests {
         assert_eq!(status, CacheStatus::Hit(path.clone()));
         assert_eq!(hit, built);
 
-        // Another cutoff, then other file contents, invalidate the cache.
+        // Another cutoff gets its own file; other file contents invalidate the cache.
         let smaller = GraphOptions { cutoff: 4.0, ..graph_opts };
         let (other, status) = load_graphs(&source, &load_opts, &smaller, &cache).unwrap();
         assert!(matches!(status, CacheStatus::Built(..)));
@@ -393,6 +395,9 @@ mod tests {
             other.graphs.iter().map(Graph::num_edges).sum::<usize>()
                 < built.graphs.iter().map(Graph::num_edges).sum()
         );
+        // Each cutoff keeps its own file: the first one is still a hit.
+        let (_, status) = load_graphs(&source, &load_opts, &graph_opts, &cache).unwrap();
+        assert_eq!(status, CacheStatus::Hit(path.clone()));
         crate::crystal::io::write_extxyz(&mut bytes, &crate::data::synthetic::generate(3, 9)).unwrap();
         std::fs::write(&data, &bytes).unwrap();
         let (changed, status) = load_graphs(&source, &load_opts, &graph_opts, &cache).unwrap();
