@@ -307,3 +307,37 @@ fn dfdx_tape_gradient_equals_hand_written_backward() {
     let scale = direct.iter().map(|v| v.abs()).fold(0.0, f64::max);
     assert!(diff <= 1e-12 * scale, "{diff:e} vs {scale:e}");
 }
+
+/// The f32 backward (with its SIMD kernels) equals the f64 one, checked by
+/// finite differences, to single precision, for every parameter tensor: a
+/// precision-specific bug would slow f32 training while f64 tests pass.
+#[test]
+fn f32_gradient_equals_f64_gradient() {
+    let config = ModelConfig {
+        em_dim: 16,
+        mul: 16,
+        num_basis: 8,
+        radial_neurons: 24,
+        ..small(ModelKind::Equivariant, 2)
+    };
+    let m64 = AnisoNet::<f64>::new(&config, &Cpu::default(), 3).unwrap();
+    let m32 = AnisoNet::<f32>::new(&config, &Cpu::default(), 3).unwrap();
+    let p64: Vec<f64> = m64.params.flat.as_vec().iter().map(|v| 0.5 * v).collect();
+    let p32: Vec<f32> = p64.iter().map(|&v| v as f32).collect();
+    let p64: Vec<f64> = p32.iter().map(|&v| v as f64).collect();
+    let input = random_batch(5, 3, 6, 10, 5.0);
+    let coef64: Vec<[f64; 6]> =
+        (0..3).map(|g| std::array::from_fn(|k| ((g * 6 + k) as f64 * 0.37).sin())).collect();
+    let coef32: Vec<[f32; 6]> = coef64.iter().map(|c| c.map(|v| v as f32)).collect();
+    let (_, c64) = m64.net.forward(&p64, m64.net.prepare(&input).unwrap());
+    let g64 = m64.net.backward(&p64, &c64, &coef64);
+    let (_, c32) = m32.net.forward(&p32, m32.net.prepare(&input).unwrap());
+    let g32 = m32.net.backward(&p32, &c32, &coef32);
+    for entry in &m64.net.arch.params {
+        let range = entry.offset..entry.offset + entry.numel();
+        let num: f64 = range.clone().map(|i| (g32[i] as f64 - g64[i]).powi(2)).sum();
+        let den: f64 = range.map(|i| g64[i].powi(2)).sum();
+        let e = (num / den.max(1e-30)).sqrt();
+        assert!(e < 1e-3, "{}: f32 vs f64 gradient relative error {e:e}", entry.name);
+    }
+}
