@@ -238,6 +238,11 @@ impl StudyController {
         &self.study
     }
 
+    /// Records a study-level fact (e.g. its data's cleaning counts).
+    pub fn set_study_user_attr(&self, key: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+        self.sqlite().set_study_user_attr(key, value)
+    }
+
     fn sqlite(&self) -> std::cell::RefMut<'_, SqliteStore> {
         self.store.inner.borrow_mut()
     }
@@ -307,6 +312,10 @@ impl Controller for StudyController {
             Message::Metrics { metrics } => {
                 let entry = self.metrics.entry(number).or_default();
                 entry.extend(metrics.iter().map(|(k, v)| (k.clone(), v.0)));
+            }
+            Message::Artifact { kind, path } => {
+                let path = self.trials_dir.join(number.to_string()).join(path);
+                self.sqlite().add_artifact(number, kind, &path)?;
             }
             _ => {}
         }
