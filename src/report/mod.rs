@@ -1,0 +1,14 @@
+//! `study report`: ablation tables, statistics and publication figures.
+//!
+//! [`collect`] reads a study (read-only, safe while it runs), [`stats`]
+//! gives means with Student-t intervals over seeds, [`sweep`] and
+//! [`search`] build the tables of a sweep (the paper's Table 2, per crystal
+//! system) and of a search (top trials, phases), [`tables`] renders them as
+//! Markdown, CSV and LaTeX, and [`document`] writes the report folder.
+
+pub mod collect;
+pub mod document;
+pub mod search;
+pub mod stats;
+pub mod sweep;
+pub mod tables;
