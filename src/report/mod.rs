@@ -1,0 +1,3 @@
+//! `study report`: ablation tables, statistics and publication figures.
+
+pub mod figures;
