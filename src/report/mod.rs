@@ -4,10 +4,12 @@
 //! gives means with Student-t intervals over seeds, [`sweep`] and
 //! [`search`] build the tables of a sweep (the paper's Table 2, per crystal
 //! system) and of a search (top trials, phases), [`tables`] renders them as
-//! Markdown, CSV and LaTeX, and [`document`] writes the report folder.
+//! Markdown, CSV and LaTeX, [`figures`] draws PNG and SVG figures, and
+//! [`document`] writes the report folder.
 
 pub mod collect;
 pub mod document;
+pub mod figures;
 pub mod search;
 pub mod stats;
 pub mod sweep;

@@ -1,0 +1,132 @@
+//! One look for every figure: the embedded font, text sizes, the colour-blind-safe
+//! palette and the sequential colour ramps.
+
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::colors::colormaps::ViridisRGB;
+use plotters::style::{register_font, FontStyle};
+
+/// DejaVu Sans, compiled in so PNGs render the same on machines without system fonts
+/// (licence: `assets/fonts/LICENSE-DejaVu.txt`).
+const DEJAVU_SANS: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
+
+/// The family name every text style uses; SVG viewers fall back to their own sans-serif.
+pub const FONT: &str = "sans-serif";
+
+/// Canvas of the ordinary figures, in pixels (3:2, 300 dpi at 4 × 2.7 inches).
+pub const SIZE: (u32, u32) = (1200, 800);
+/// Canvas of the parallel-coordinates figure: wider, one axis per parameter.
+pub const WIDE_SIZE: (u32, u32) = (1600, 800);
+
+/// Text sizes in pixels on the 1200 × 800 canvas.
+pub const TITLE_PX: u32 = 34;
+pub const LABEL_PX: u32 = 28;
+pub const TICK_PX: u32 = 22;
+pub const LEGEND_PX: u32 = 22;
+
+/// Registers the embedded font with plotters once per process.
+pub fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let registered = REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, DEJAVU_SANS).is_ok());
+    if !registered {
+        return Err(anyhow!("the embedded figure font could not be parsed"));
+    }
+    Ok(())
+}
+
+/// A text style of `px` pixels in the embedded font.
+pub fn text(px: u32) -> TextStyle<'static> {
+    (FONT, px).into_font().color(&INK)
+}
+
+/// Near-black for text, axes and reference lines.
+pub const INK: RGBColor = RGBColor(0x1a, 0x1a, 0x1a);
+/// Grid lines: faint enough not to compete with the data.
+pub const GRID: RGBColor = RGBColor(0xe3, 0xe3, 0xe3);
+
+/// Okabe & Ito's colour-blind-safe palette, in the order colours are handed out
+/// (black, the palette's eighth colour, is kept for reference lines).
+const OKABE_ITO: [RGBColor; 7] = [
+    RGBColor(0x00, 0x72, 0xb2), // blue
+    RGBColor(0xd5, 0x5e, 0x00), // vermillion
+    RGBColor(0xe6, 0x9f, 0x00), // orange
+    RGBColor(0x56, 0xb4, 0xe9), // sky blue
+    RGBColor(0x00, 0x9e, 0x73), // bluish green
+    RGBColor(0xcc, 0x79, 0xa7), // reddish purple
+    RGBColor(0xf0, 0xe4, 0x42), // yellow
+];
+
+/// The equivariant model is blue and the scalar model vermillion in every figure.
+const EQUIVARIANT: RGBColor = OKABE_ITO[0];
+const SCALAR: RGBColor = OKABE_ITO[1];
+
+/// Colours for series with these labels, in order: "equivariant" and "scalar"
+/// (any case) always get their own colour; other labels take the next unused
+/// palette colour, cycling when there are more than seven.
+pub fn series_colours<S: AsRef<str>>(labels: &[S]) -> Vec<RGBColor> {
+    let fixed = |label: &str| match label.trim().to_ascii_lowercase().as_str() {
+        "equivariant" => Some(EQUIVARIANT),
+        "scalar" => Some(SCALAR),
+        _ => None,
+    };
+    let taken: Vec<RGBColor> = labels.iter().filter_map(|l| fixed(l.as_ref())).collect();
+    let mut free = OKABE_ITO.iter().filter(|c| !taken.contains(c)).cycle();
+    labels.iter().map(|l| fixed(l.as_ref()).unwrap_or_else(|| *free.next().unwrap_or(&INK))).collect()
+}
+
+/// Marker shapes, so series stay apart in greyscale print too.
+#[derive(Clone, Copy, Debug)]
+pub enum Marker {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+}
+
+impl Marker {
+    pub fn nth(i: usize) -> Marker {
+        [Marker::Circle, Marker::Square, Marker::Triangle, Marker::Diamond][i % 4]
+    }
+
+    /// The marker centred on pixel `(x, y)` with half-size `r` pixels.
+    pub fn element(self, (x, y): (i32, i32), r: i32, colour: RGBColor) -> Polygon<(i32, i32)> {
+        let corners = match self {
+            Marker::Circle => (0..16)
+                .map(|k| {
+                    let a = k as f64 * std::f64::consts::TAU / 16.0;
+                    (x + (r as f64 * a.cos()).round() as i32, y + (r as f64 * a.sin()).round() as i32)
+                })
+                .collect(),
+            Marker::Square => {
+                let s = (r as f64 * 0.9).round() as i32;
+                vec![(x - s, y - s), (x + s, y - s), (x + s, y + s), (x - s, y + s)]
+            }
+            Marker::Triangle => {
+                let h = (r as f64 * 1.15).round() as i32;
+                vec![(x, y - h), (x + h, y + h * 3 / 4), (x - h, y + h * 3 / 4)]
+            }
+            Marker::Diamond => {
+                let d = (r as f64 * 1.25).round() as i32;
+                vec![(x, y - d), (x + d, y), (x, y + d), (x - d, y)]
+            }
+        };
+        Polygon::new(corners, colour.filled())
+    }
+}
+
+/// Viridis at `t` ∈ [0, 1]: perceptually uniform and colour-blind safe (heat maps).
+pub fn viridis(t: f64) -> RGBColor {
+    ViridisRGB::get_color_normalized(t.clamp(0.0, 1.0), 0.0, 1.0)
+}
+
+/// A single-hue ramp from pale grey-blue (`t` = 0, worst) to saturated blue (`t` = 1, best).
+pub fn saturation_ramp(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    let pale = (0xd4 as f64, 0xdc as f64, 0xe4 as f64);
+    let deep = (0x08 as f64, 0x30 as f64, 0x6b as f64);
+    let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+    RGBColor(mix(pale.0, deep.0), mix(pale.1, deep.1), mix(pale.2, deep.2))
+}
