@@ -1,0 +1,3 @@
+//! Study reports: summaries of finished studies.
+
+pub mod importance;
