@@ -105,7 +105,7 @@ pub fn build(data: &StudyData, out: &Path, figures: bool) -> Result<Report> {
     let figures = if figures {
         let dir = out.join("figures");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        Vec::<FigureEntry>::new()
+        super::plots::draw(data, &dir)
             .into_iter()
             .map(|mut f| {
                 // Links in report.md are relative to the report folder.

@@ -58,20 +58,22 @@ pub fn draw(data: &StudyData, dir: &Path) -> Vec<FigureEntry> {
             add(&figure_title, drawn);
         }
         let systems: Vec<String> = CrystalSystem::ALL.iter().map(|c| c.name().to_owned()).collect();
+        // Labels are the kinds alone, so each model keeps its colour; the
+        // title says which setting each shows.
+        let best: Vec<_> = sweep.kinds.iter().filter_map(|kind| Some((kind, sweep.best_cell(kind)?.0))).collect();
+        let chosen: Vec<String> = best.iter().map(|(kind, cell)| format!("{kind} {}", cell.setting_label())).collect();
         for (metric, title) in METRICS {
-            let series: Vec<BarSeries> = sweep
-                .kinds
+            let series: Vec<BarSeries> = best
                 .iter()
-                .filter_map(|kind| {
-                    let (cell, _) = sweep.best_cell(kind)?;
+                .map(|(kind, cell)| {
                     let values = systems
                         .iter()
                         .map(|s| Estimate::at_95(&cell.metric_values(&format!("{metric}_{s}"))).map(|e| point(0.0, e)))
                         .collect();
-                    Some(BarSeries { label: format!("{kind} ({})", cell.setting_label()), values })
+                    BarSeries { label: kind.to_string(), values }
                 })
                 .collect();
-            let figure_title = format!("Test {title} per crystal system, best setting of each model");
+            let figure_title = format!("Test {title} per crystal system ({})", chosen.join("; "));
             let stem = format!("systems_{}", metric.trim_start_matches("test_"));
             add(&figure_title, figures::grouped_bars(dir, &stem, &figure_title, &format!("test {title}"), &systems, &series));
         }
