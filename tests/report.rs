@@ -96,10 +96,14 @@ fn cells_from_db(db: &Path) -> Cells {
         trials.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
     for (id, value) in rows {
         let kind: String = conn
-            .query_row("SELECT str_value FROM trial_params WHERE trial = ?1 AND name = 'kind'", [id], |r| r.get(0))
+            .query_row("SELECT str_value FROM trial_params WHERE trial = ?1 AND name = 'kind'", [id], |r| {
+                r.get(0)
+            })
             .unwrap();
         let lmax: i64 = conn
-            .query_row("SELECT int_value FROM trial_params WHERE trial = ?1 AND name = 'lmax'", [id], |r| r.get(0))
+            .query_row("SELECT int_value FROM trial_params WHERE trial = ?1 AND name = 'lmax'", [id], |r| {
+                r.get(0)
+            })
             .unwrap();
         let mut stmt = conn.prepare("SELECT name, value FROM trial_metrics WHERE trial = ?1").unwrap();
         let metrics =
@@ -122,7 +126,11 @@ fn check_estimate(row: &BTreeMap<String, String>, key: &str, values: &[f64]) {
     let (mean, ci) = mean_ci(values);
     assert!(close(&row[&format!("{key}_mean")], mean), "{key}: {} vs {mean}", row[&format!("{key}_mean")]);
     match ci {
-        Some(ci) => assert!(close(&row[&format!("{key}_ci95")], ci), "{key} ci: {} vs {ci}", row[&format!("{key}_ci95")]),
+        Some(ci) => assert!(
+            close(&row[&format!("{key}_ci95")], ci),
+            "{key} ci: {} vs {ci}",
+            row[&format!("{key}_ci95")]
+        ),
         None => assert_eq!(row[&format!("{key}_ci95")], ""),
     }
     assert_eq!(row[&format!("{key}_n")], values.len().to_string());
@@ -196,7 +204,11 @@ fn a_sweep_report_matches_the_database() {
         for kind in ["equivariant", "scalar"] {
             let cell = &cells[&(kind.to_owned(), best_lmax(kind))];
             for metric in ["test_eps_poly_mae", "test_anisotropy_mae"] {
-                check_estimate(row, &format!("{metric}_{kind}"), &metric_values(cell, &format!("{metric}_{system}")));
+                check_estimate(
+                    row,
+                    &format!("{metric}_{kind}"),
+                    &metric_values(cell, &format!("{metric}_{system}")),
+                );
             }
         }
     }
@@ -207,7 +219,11 @@ fn a_sweep_report_matches_the_database() {
     let metadata = std::fs::read_to_string(report.join("tables/metadata.csv")).unwrap();
     assert!(metadata.contains("train 24, val 8, test 8"), "{metadata}");
     assert!(metadata.contains("40 read, 40 kept"), "{metadata}");
-    check_figures(&report, &md, &["sweep_eps_poly_mae", "sweep_anisotropy_mae", "systems_eps_poly_mae", "parity_eps_poly"]);
+    check_figures(
+        &report,
+        &md,
+        &["sweep_eps_poly_mae", "sweep_anisotropy_mae", "systems_eps_poly_mae", "parity_eps_poly"],
+    );
 }
 
 /// Every figure report.md links exists; the named ones were drawn.
@@ -228,8 +244,10 @@ fn a_search_report_lists_its_top_trials() {
     let out = study(&["report", "--results", results.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let conn = Connection::open(results.join("tiny_search/study.db")).unwrap();
-    let mut stmt = conn.prepare("SELECT number, value FROM trials WHERE state = 'COMPLETE' ORDER BY value").unwrap();
-    let want: Vec<(i64, f64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let mut stmt =
+        conn.prepare("SELECT number, value FROM trials WHERE state = 'COMPLETE' ORDER BY value").unwrap();
+    let want: Vec<(i64, f64)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
     let top = read_csv(&out_dir.join("tables/top_trials.csv"));
     assert_eq!(top.len(), want.len());
     for (row, (number, value)) in top.iter().zip(&want) {
@@ -282,7 +300,10 @@ fn an_unfinished_study_is_reported_with_what_is_missing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let md = std::fs::read_to_string(study_dir.join("report/report.md")).unwrap();
     assert!(md.contains("**Incomplete:**") && md.contains("was interrupted"), "{md}");
-    assert!(md.contains("2 trials finished of 4 planned (1 COMPLETE, 0 PRUNED, 1 FAILED, 1 RUNNING, 0 WAITING)"), "{md}");
+    assert!(
+        md.contains("2 trials finished of 4 planned (1 COMPLETE, 0 PRUNED, 1 FAILED, 1 RUNNING, 0 WAITING)"),
+        "{md}"
+    );
     assert!(md.contains("| 1 | **0.250 (n = 1)** | — |"), "{md}");
     assert!(md.contains("not finished yet (1 trial(s) running or waiting)"), "{md}");
     assert!(md.contains("exited with code 137"), "{md}");
@@ -316,7 +337,8 @@ fn bad_input_names_the_path_and_exits_2() {
     let file = dir.path().join("a_file");
     std::fs::write(&file, "").unwrap();
     let out_dir = file.join("report");
-    let out = study(&["report", "s", "--results", results.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let out =
+        study(&["report", "s", "--results", results.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a_file/report") && err.contains("--out"), "{err}");

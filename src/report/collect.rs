@@ -107,8 +107,11 @@ impl StudyData {
             .iter()
             .find(|a| a.kind == predictions::TEST_PREDICTIONS_KIND)
             .map(|a| PathBuf::from(&a.path));
-        let local =
-            self.dir.join("trials").join(trial.trial.number.to_string()).join(predictions::TEST_PREDICTIONS_FILE);
+        let local = self
+            .dir
+            .join("trials")
+            .join(trial.trial.number.to_string())
+            .join(predictions::TEST_PREDICTIONS_FILE);
         match recorded {
             Some(path) if path.is_file() => predictions::read_csv(&path),
             _ if local.is_file() => predictions::read_csv(&local),
@@ -199,7 +202,9 @@ fn shorten(reason: &str) -> String {
 /// The sweep's cells: trials grouped by kind and parameters other than
 /// `seed`, kinds in [`KINDS`] order, settings in parameter order.
 pub fn sweep_cells(data: &StudyData) -> Vec<SweepCell<'_>> {
-    let mut cells: BTreeMap<(usize, String, Vec<(String, SortKey)>), SweepCell> = BTreeMap::new();
+    // Key: rank of the kind, the kind, the setting in sort order.
+    type CellKey = (usize, String, Vec<(String, SortKey)>);
+    let mut cells: BTreeMap<CellKey, SweepCell> = BTreeMap::new();
     for trial in &data.trials {
         let kind = data.kind_of(trial);
         let setting: Vec<(String, ParamValue)> = trial
@@ -211,13 +216,17 @@ pub fn sweep_cells(data: &StudyData) -> Vec<SweepCell<'_>> {
             .collect();
         let rank = KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len());
         let key = (rank, kind.clone(), setting.iter().map(|(k, v)| (k.clone(), SortKey::of(v))).collect());
-        cells.entry(key).or_insert_with(|| SweepCell { kind, setting, trials: Vec::new() }).trials.push(trial);
+        cells
+            .entry(key)
+            .or_insert_with(|| SweepCell { kind, setting, trials: Vec::new() })
+            .trials
+            .push(trial);
     }
     cells.into_values().collect()
 }
 
 /// Orders parameter values: numbers by value, then text.
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, PartialEq)]
 enum SortKey {
     Number(f64),
     Text(String),
@@ -227,7 +236,19 @@ impl Eq for SortKey {}
 
 impl Ord for SortKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.partial_cmp(other).unwrap_or(std::cmp::Ordering::Equal)
+        use std::cmp::Ordering::{Greater, Less};
+        match (self, other) {
+            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
+            (SortKey::Number(_), SortKey::Text(_)) => Less,
+            (SortKey::Text(_), SortKey::Number(_)) => Greater,
+            (SortKey::Text(a), SortKey::Text(b)) => a.cmp(b),
+        }
+    }
+}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

@@ -142,7 +142,8 @@ pub fn write_report(data: &StudyData, out: &Path, options: &ReportOptions) -> Re
         if !options.formats.contains(&format) {
             continue;
         }
-        std::fs::create_dir_all(&tables_dir).with_context(|| format!("cannot create {}", tables_dir.display()))?;
+        std::fs::create_dir_all(&tables_dir)
+            .with_context(|| format!("cannot create {}", tables_dir.display()))?;
         for table in &all_tables {
             let path = tables_dir.join(format!("{}.{extension}", table.name));
             let text = if format == Format::Csv { table.to_csv() } else { table.to_latex() };
@@ -184,7 +185,11 @@ pub fn to_markdown(report: &Report, options: &ReportOptions) -> String {
         .map(|(_, name)| *name)
         .collect();
     if !formats.is_empty() {
-        let _ = writeln!(md, "Every table is also in `tables/` as {} (file name = table name).\n", formats.join(" and "));
+        let _ = writeln!(
+            md,
+            "Every table is also in `tables/` as {} (file name = table name).\n",
+            formats.join(" and ")
+        );
     }
     let _ = writeln!(md, "## Results\n");
     for table in &report.results {
@@ -199,7 +204,11 @@ pub fn to_markdown(report: &Report, options: &ReportOptions) -> String {
             match &figure.drawn {
                 Ok((png, svg)) => {
                     let (png, svg) = (png.display(), svg.display());
-                    let _ = writeln!(md, "**{}** ([PNG]({png}), [SVG]({svg}))\n\n![{}]({png})\n", figure.title, figure.title);
+                    let _ = writeln!(
+                        md,
+                        "**{}** ([PNG]({png}), [SVG]({svg}))\n\n![{}]({png})\n",
+                        figure.title, figure.title
+                    );
                 }
                 Err(why) => {
                     let _ = writeln!(md, "**{}**: skipped — {why}\n", figure.title);
@@ -211,14 +220,20 @@ pub fn to_markdown(report: &Report, options: &ReportOptions) -> String {
     for table in &report.trials {
         let _ = writeln!(md, "<!-- table: {} -->\n{}", table.name, table.to_markdown());
     }
-    let _ = writeln!(md, "## Study\n\n<!-- table: {} -->\n{}", report.metadata.name, report.metadata.to_markdown());
+    let _ = writeln!(
+        md,
+        "## Study\n\n<!-- table: {} -->\n{}",
+        report.metadata.name,
+        report.metadata.to_markdown()
+    );
     md
 }
 
 /// The process holding the study's `controller.lock`, if it is alive.
 pub fn running_controller(dir: &Path) -> Option<String> {
     let pid = std::fs::read_to_string(dir.join("controller.lock")).ok()?.trim().to_owned();
-    let alive = !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
+    let alive =
+        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
     alive.then_some(pid)
 }
 
@@ -258,16 +273,31 @@ fn status(data: &StudyData) -> Vec<String> {
 }
 
 fn state_counts(data: &StudyData) -> String {
-    let states = [TrialState::Complete, TrialState::Pruned, TrialState::Failed, TrialState::Running, TrialState::Waiting];
+    let states = [
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Running,
+        TrialState::Waiting,
+    ];
     let parts: Vec<String> = states.iter().map(|s| format!("{} {}", data.count(*s), s.name())).collect();
     parts.join(", ")
 }
 
 /// Trials by state, and the failure reasons with the trials they ended.
 fn trial_tables(data: &StudyData) -> Vec<Table> {
-    let states = [TrialState::Complete, TrialState::Pruned, TrialState::Failed, TrialState::Running, TrialState::Waiting];
-    let mut by_state =
-        Table::new("trials", "Trials by state", vec![Column::new("state", "state"), Column::new("trials", "trials")]);
+    let states = [
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Running,
+        TrialState::Waiting,
+    ];
+    let mut by_state = Table::new(
+        "trials",
+        "Trials by state",
+        vec![Column::new("state", "state"), Column::new("trials", "trials")],
+    );
     for state in states {
         by_state.rows.push(vec![Cell::text(state.name()), Cell::number(data.count(state) as f64)]);
     }
@@ -281,7 +311,11 @@ fn trial_tables(data: &StudyData) -> Vec<Table> {
         let mut failures = Table::new(
             "failures",
             "Failed trials by reason",
-            vec![Column::new("reason", "reason"), Column::new("count", "count"), Column::new("trials", "trials")],
+            vec![
+                Column::new("reason", "reason"),
+                Column::new("count", "count"),
+                Column::new("trials", "trials"),
+            ],
         );
         for (reason, numbers) in reasons {
             let list: Vec<String> = numbers.iter().map(u64::to_string).collect();
@@ -307,7 +341,11 @@ fn seconds(d: Duration) -> String {
 
 /// Study, data, software and timing facts, as key–value rows.
 fn metadata_table(data: &StudyData) -> Table {
-    let mut table = Table::new("metadata", "Study metadata", vec![Column::new("key", "what"), Column::new("value", "value")]);
+    let mut table = Table::new(
+        "metadata",
+        "Study metadata",
+        vec![Column::new("key", "what"), Column::new("value", "value")],
+    );
     let mut put = |key: &str, value: String| table.rows.push(vec![Cell::text(key), Cell::text(value)]);
     let info = &data.info;
     put("study", info.name.clone());
@@ -346,7 +384,10 @@ fn metadata_table(data: &StudyData) -> Table {
                 .and_then(|v| serde_yaml::to_string(v).ok())
                 .map(|text| text.trim().replace('\n', "; "));
             put("dataset", described.unwrap_or_else(|| "none (a `command` objective)".to_owned()));
-            put("cleaning", "not recorded (the study was run by an older build, or has no dataset)".to_owned());
+            put(
+                "cleaning",
+                "not recorded (the study was run by an older build, or has no dataset)".to_owned(),
+            );
         }
     }
     put("trials", state_counts(data));
@@ -358,7 +399,13 @@ fn metadata_table(data: &StudyData) -> Table {
         let (min, max) = (durations.iter().min().unwrap(), durations.iter().max().unwrap());
         put(
             "wall time per trial",
-            format!("mean {}, min {}, max {} ({} COMPLETE trials)", seconds(mean), seconds(*min), seconds(*max), durations.len()),
+            format!(
+                "mean {}, min {}, max {} ({} COMPLETE trials)",
+                seconds(mean),
+                seconds(*min),
+                seconds(*max),
+                durations.len()
+            ),
         );
     }
     let first = data.trials.iter().filter_map(|t| t.started).min();
@@ -366,7 +413,8 @@ fn metadata_table(data: &StudyData) -> Table {
     if let (Some(first), Some(last)) = (first, last) {
         put("study wall time", format!("{} (first start to last finish)", seconds(last.since(first))));
     }
-    let devices: std::collections::BTreeSet<&str> = data.trials.iter().filter_map(|t| t.device.as_deref()).collect();
+    let devices: std::collections::BTreeSet<&str> =
+        data.trials.iter().filter_map(|t| t.device.as_deref()).collect();
     put("devices", devices.into_iter().collect::<Vec<_>>().join(", "));
     put("report by", format!("anisostudy {}", env!("CARGO_PKG_VERSION")));
     table

@@ -42,7 +42,9 @@ pub fn draw(data: &StudyData, dir: &Path) -> Vec<FigureEntry> {
             let stem = format!("sweep_{}", metric.trim_start_matches("test_"));
             let figure_title = format!("Test {title} by {x_label}");
             let drawn = match &axis {
-                None => Err(anyhow::anyhow!("the sweep varies more than one parameter besides kind and seed")),
+                None => {
+                    Err(anyhow::anyhow!("the sweep varies more than one parameter besides kind and seed"))
+                }
                 Some(_) => {
                     let series: Vec<LineSeries> = sweep
                         .line_points(metric)
@@ -52,7 +54,14 @@ pub fn draw(data: &StudyData, dir: &Path) -> Vec<FigureEntry> {
                             points: points.into_iter().map(|(x, e)| point(x, e)).collect(),
                         })
                         .collect();
-                    figures::sweep_lines(dir, &stem, &figure_title, &x_label, &format!("test {title}"), &series)
+                    figures::sweep_lines(
+                        dir,
+                        &stem,
+                        &figure_title,
+                        &x_label,
+                        &format!("test {title}"),
+                        &series,
+                    )
                 }
             };
             add(&figure_title, drawn);
@@ -60,22 +69,30 @@ pub fn draw(data: &StudyData, dir: &Path) -> Vec<FigureEntry> {
         let systems: Vec<String> = CrystalSystem::ALL.iter().map(|c| c.name().to_owned()).collect();
         // Labels are the kinds alone, so each model keeps its colour; the
         // title says which setting each shows.
-        let best: Vec<_> = sweep.kinds.iter().filter_map(|kind| Some((kind, sweep.best_cell(kind)?.0))).collect();
-        let chosen: Vec<String> = best.iter().map(|(kind, cell)| format!("{kind} {}", cell.setting_label())).collect();
+        let best: Vec<_> =
+            sweep.kinds.iter().filter_map(|kind| Some((kind, sweep.best_cell(kind)?.0))).collect();
+        let chosen: Vec<String> =
+            best.iter().map(|(kind, cell)| format!("{kind} {}", cell.setting_label())).collect();
         for (metric, title) in METRICS {
             let series: Vec<BarSeries> = best
                 .iter()
                 .map(|(kind, cell)| {
                     let values = systems
                         .iter()
-                        .map(|s| Estimate::at_95(&cell.metric_values(&format!("{metric}_{s}"))).map(|e| point(0.0, e)))
+                        .map(|s| {
+                            Estimate::at_95(&cell.metric_values(&format!("{metric}_{s}")))
+                                .map(|e| point(0.0, e))
+                        })
                         .collect();
                     BarSeries { label: kind.to_string(), values }
                 })
                 .collect();
             let figure_title = format!("Test {title} per crystal system ({})", chosen.join("; "));
             let stem = format!("systems_{}", metric.trim_start_matches("test_"));
-            add(&figure_title, figures::grouped_bars(dir, &stem, &figure_title, &format!("test {title}"), &systems, &series));
+            add(
+                &figure_title,
+                figures::grouped_bars(dir, &stem, &figure_title, &format!("test {title}"), &systems, &series),
+            );
         }
     } else {
         history(data, dir, &mut add);
@@ -111,13 +128,35 @@ fn parity(data: &StudyData, dir: &Path, add: &mut Add) {
         Ok(rows) => {
             let reference: Vec<f64> = rows.iter().map(|r| r.eps_poly_reference()).collect();
             let predicted: Vec<f64> = rows.iter().map(|r| r.eps_poly_predicted()).collect();
-            add(&eps_title, figures::parity_heatmap(dir, "parity_eps_poly", &eps_title, "ε_poly", &reference, &predicted, PARITY_BINS));
+            add(
+                &eps_title,
+                figures::parity_heatmap(
+                    dir,
+                    "parity_eps_poly",
+                    &eps_title,
+                    "ε_poly",
+                    &reference,
+                    &predicted,
+                    PARITY_BINS,
+                ),
+            );
             // a_r exists only where both tensors have positive eigenvalues.
             let (reference, predicted): (Vec<f64>, Vec<f64>) = rows
                 .iter()
                 .filter_map(|r| Some((r.anisotropy_reference()?, r.anisotropy_predicted()?)))
                 .unzip();
-            add(&ar_title, figures::parity_heatmap(dir, "parity_anisotropy", &ar_title, "a_r", &reference, &predicted, PARITY_BINS));
+            add(
+                &ar_title,
+                figures::parity_heatmap(
+                    dir,
+                    "parity_anisotropy",
+                    &ar_title,
+                    "a_r",
+                    &reference,
+                    &predicted,
+                    PARITY_BINS,
+                ),
+            );
         }
     }
 }
@@ -126,7 +165,11 @@ fn history(data: &StudyData, dir: &Path, add: &mut Add) {
     let points: Vec<HistoryPoint> = data
         .complete()
         .filter_map(|t| {
-            let phase = data.phases.iter().find(|p| p.index == t.trial.phase).map_or_else(|| t.trial.phase.to_string(), |p| p.name.clone());
+            let phase = data
+                .phases
+                .iter()
+                .find(|p| p.index == t.trial.phase)
+                .map_or_else(|| t.trial.phase.to_string(), |p| p.name.clone());
             Some(HistoryPoint { trial: t.trial.number, value: t.trial.value?, phase })
         })
         .collect();
@@ -188,12 +231,26 @@ fn parallel(data: &StudyData, dir: &Path, add: &mut Add) {
                 Distribution::Float { log, .. } | Distribution::Int { log, .. } => ParallelAxis {
                     name: name.clone(),
                     kind: if *log { AxisKind::Log } else { AxisKind::Linear },
-                    values: trials.iter().map(|t| value(t).and_then(|v| v.as_f64()).unwrap_or(f64::NAN)).collect(),
+                    values: trials
+                        .iter()
+                        .map(|t| value(t).and_then(|v| v.as_f64()).unwrap_or(f64::NAN))
+                        .collect(),
                 },
             }
         })
         .collect();
     let objective_values: Vec<f64> = trials.iter().map(|t| t.trial.value.unwrap_or(f64::NAN)).collect();
     let objective = data.objective_name();
-    add(title, figures::parallel_coordinates(dir, "parallel", title, &axes, &objective, &objective_values, data.direction()));
+    add(
+        title,
+        figures::parallel_coordinates(
+            dir,
+            "parallel",
+            title,
+            &axes,
+            &objective,
+            &objective_values,
+            data.direction(),
+        ),
+    );
 }

@@ -70,8 +70,18 @@ fn phase_name(data: &StudyData, index: usize) -> String {
 
 /// Each phase: its sampler, budget and trials by state.
 pub fn phases_table(data: &StudyData) -> Table {
-    let states = [TrialState::Complete, TrialState::Pruned, TrialState::Failed, TrialState::Running, TrialState::Waiting];
-    let mut columns = vec![Column::new("phase", "phase"), Column::new("sampler", "sampler"), Column::new("budget", "budget")];
+    let states = [
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Running,
+        TrialState::Waiting,
+    ];
+    let mut columns = vec![
+        Column::new("phase", "phase"),
+        Column::new("sampler", "sampler"),
+        Column::new("budget", "budget"),
+    ];
     columns.extend(states.iter().map(|s| Column::new(s.name().to_lowercase(), s.name())));
     let mut table = Table::new("phases", "Phases and their trials", columns);
     for phase in &data.phases {
@@ -85,7 +95,8 @@ pub fn phases_table(data: &StudyData) -> Table {
             phase.budget.map_or_else(|| Cell::text("until exhausted"), |b| Cell::number(b as f64)),
         ];
         for state in states {
-            let n = data.trials.iter().filter(|t| t.trial.phase == phase.index && t.trial.state == state).count();
+            let n =
+                data.trials.iter().filter(|t| t.trial.phase == phase.index && t.trial.state == state).count();
             row.push(Cell::number(n as f64));
         }
         table.rows.push(row);

@@ -178,8 +178,11 @@ impl<'a> Sweep<'a> {
                 ]);
                 continue;
             };
-            let mut row =
-                vec![Cell::text(kind), Cell::text(self.setting_text(&cell.setting)), Cell::estimate(objective)];
+            let mut row = vec![
+                Cell::text(kind),
+                Cell::text(self.setting_text(&cell.setting)),
+                Cell::estimate(objective),
+            ];
             for metric in ["test_eps_poly_mae", "test_anisotropy_mae", "test_unphysical"] {
                 row.push(self.metric_cell(kind, &cell.setting, metric));
             }
@@ -199,13 +202,15 @@ impl<'a> Sweep<'a> {
     pub fn systems_table(&self) -> Table {
         let best: Vec<(String, Option<&SweepCell>)> =
             self.kinds.iter().map(|k| (k.clone(), self.best_cell(k).map(|(c, _)| c))).collect();
-        let mut columns = vec![Column::new("crystal_system", "crystal system"), Column::new("count", "test structures")];
+        let mut columns =
+            vec![Column::new("crystal_system", "crystal system"), Column::new("count", "test structures")];
         for (metric, title) in METRICS {
             for kind in &self.kinds {
                 columns.push(Column::new(format!("{metric}_{kind}"), format!("{title} {kind}")));
             }
         }
-        let mut table = Table::new("crystal_systems", "Test MAE per crystal system, best setting of each model", columns);
+        let mut table =
+            Table::new("crystal_systems", "Test MAE per crystal system, best setting of each model", columns);
         for system in CrystalSystem::ALL.map(CrystalSystem::name) {
             let count = self
                 .data
@@ -254,7 +259,8 @@ impl<'a> Sweep<'a> {
         let mut columns = vec![Column::new("setting", self.setting_title())];
         columns.extend(self.kinds.iter().map(|k| Column::new(format!("test_unphysical_{k}"), k.clone())));
         let test_size = self.data.attrs.get("dataset").and_then(|d| d["split"][2].as_u64());
-        let mut table = Table::new("unphysical", "Unphysical test predictions (an eigenvalue below 1)", columns);
+        let mut table =
+            Table::new("unphysical", "Unphysical test predictions (an eigenvalue below 1)", columns);
         for setting in &self.settings {
             let mut row = vec![Cell::text(self.setting_text(setting))];
             row.extend(self.kinds.iter().map(|kind| self.metric_cell(kind, setting, "test_unphysical")));

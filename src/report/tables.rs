@@ -93,8 +93,11 @@ impl Table {
     /// Marks the best cell among `columns` taken together (lowest, or
     /// highest with `maximize`) as bold; ties are all bold.
     pub fn bold_best(&mut self, columns: &[usize], maximize: bool) {
-        let values =
-            self.rows.iter().flat_map(|r| columns.iter().filter_map(|&c| r[c].as_number())).filter(|v| v.is_finite());
+        let values = self
+            .rows
+            .iter()
+            .flat_map(|r| columns.iter().filter_map(|&c| r[c].as_number()))
+            .filter(|v| v.is_finite());
         let best = if maximize { values.reduce(f64::max) } else { values.reduce(f64::min) };
         for row in &mut self.rows {
             for &c in columns {
@@ -203,7 +206,8 @@ impl Table {
         let mut out = Vec::new();
         let _ = crate::storage::export::write_record(&mut out, &header);
         // Integers as integers; other numbers in full (shortest round trip).
-        let float = |x: f64| if x.fract() == 0.0 && x.abs() < 1e15 { format!("{x:.0}") } else { format!("{x:?}") };
+        let float =
+            |x: f64| if x.fract() == 0.0 && x.abs() < 1e15 { format!("{x:.0}") } else { format!("{x:?}") };
         for row in &self.rows {
             let mut record = Vec::new();
             let mut notes = Vec::new();
@@ -241,7 +245,8 @@ impl Table {
     /// caption, label `tab:<name>` and the notes below it.
     pub fn to_latex(&self) -> String {
         let mut out = String::new();
-        let align: String = (0..self.columns.len()).map(|c| if self.numeric_column(c) { 'r' } else { 'l' }).collect();
+        let align: String =
+            (0..self.columns.len()).map(|c| if self.numeric_column(c) { 'r' } else { 'l' }).collect();
         let _ = writeln!(out, "\\begin{{table}}[htbp]\n\\centering");
         let _ = writeln!(out, "\\caption{{{}}}", latex_escape(&self.title));
         let _ = writeln!(out, "\\label{{tab:{}}}", latex_escape(&self.name));
@@ -409,6 +414,9 @@ mod tests {
         assert!(tex.contains("\\toprule") && tex.contains("\\midrule") && tex.contains("\\bottomrule"));
         assert!(tex.contains("0 & --- & 0.440 $\\pm$ 0.020 \\\\"), "{tex}");
         assert!(tex.contains("\\textbf{0.330 $\\pm$ 0.010}"), "{tex}");
-        assert_eq!(latex_escape("a_b & 50% #1 {x} ~ ^ \\"), "a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\textbackslash{}");
+        assert_eq!(
+            latex_escape("a_b & 50% #1 {x} ~ ^ \\"),
+            "a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\textbackslash{}"
+        );
     }
 }

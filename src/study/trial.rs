@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::file::{self, DatasetSpec, Metric};
 use super::validate::{Hyperparameters, StudyPlan};
 use crate::data::{
-    load_graphs, CacheOptions, CleaningOptions, CleaningReport, GraphOptions, LoadOptions, Source, Split, SplitRatios,
+    load_graphs, CacheOptions, CleaningOptions, CleaningReport, GraphOptions, LoadOptions, Source, Split,
+    SplitRatios,
 };
 use crate::error::InputError;
 use crate::hpo::Params;

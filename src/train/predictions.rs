@@ -58,7 +58,11 @@ impl PredictionRow {
 }
 
 /// Rows of `predictions` (irreps 0e+2e, one per position) for `graphs[positions[k]]`.
-pub fn prediction_rows(graphs: &[Graph], positions: &[usize], predictions: &[[f64; 6]]) -> Vec<PredictionRow> {
+pub fn prediction_rows(
+    graphs: &[Graph],
+    positions: &[usize],
+    predictions: &[[f64; 6]],
+) -> Vec<PredictionRow> {
     positions
         .iter()
         .zip(predictions)
@@ -77,9 +81,7 @@ pub fn prediction_rows(graphs: &[Graph], positions: &[usize], predictions: &[[f6
 
 fn header() -> Vec<String> {
     let mut h: Vec<String> = ["frame", "id", "crystal_system"].map(String::from).to_vec();
-    h.extend(
-        ["eps_poly_ref", "eps_poly_pred", "anisotropy_ref", "anisotropy_pred"].map(String::from),
-    );
+    h.extend(["eps_poly_ref", "eps_poly_pred", "anisotropy_ref", "anisotropy_pred"].map(String::from));
     for side in ["ref", "pred"] {
         h.extend(COMPONENTS.iter().map(|(name, _, _)| format!("{side}_{name}")));
     }
@@ -133,7 +135,9 @@ pub fn read_csv(path: &Path) -> Result<Vec<PredictionRow>> {
     for (line, record) in records.enumerate() {
         let at = |c: usize| record.get(c).map(String::as_str).unwrap_or("");
         let number = |c: usize| -> Result<f64> {
-            at(c).parse::<f64>().map_err(|_| anyhow!("{}, row {}: {:?} is no number", path.display(), line + 2, at(c)))
+            at(c)
+                .parse::<f64>()
+                .map_err(|_| anyhow!("{}, row {}: {:?} is no number", path.display(), line + 2, at(c)))
         };
         let mut tensors = [[[0.0; 3]; 3]; 2];
         for (k, &(c, i, j)) in tensor_columns.iter().enumerate() {
