@@ -172,6 +172,16 @@ fn a_sweep_report_matches_the_database() {
     let cells = cells_from_db(&results.join("tiny_sweep/study.db"));
     assert_eq!(cells.values().map(Vec::len).sum::<usize>(), 10, "10 COMPLETE trials, 2 infeasible");
     assert!(!cells.contains_key(&("equivariant".to_owned(), 0)));
+    let conn = Connection::open(results.join("tiny_sweep/study.db")).unwrap();
+    let with_predictions: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM trials t JOIN trial_artifacts a ON a.trial = t.id
+             WHERE t.state = 'COMPLETE' AND a.kind = 'test_predictions'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(with_predictions, 10, "every COMPLETE trial recorded its test predictions");
 
     // Table 2: one row per l_max, mean ± CI per kind and metric.
     let ablation = read_csv(&report.join("tables/ablation.csv"));
