@@ -136,11 +136,13 @@ fn check_estimate(row: &BTreeMap<String, String>, key: &str, values: &[f64]) {
     assert_eq!(row[&format!("{key}_n")], values.len().to_string());
 }
 
-/// A PNG of reasonable size whose pixels are not all one colour.
+/// A PNG of reasonable size with real content: many pixels off the background.
 fn check_png(path: &Path) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is a PNG", path.display());
-    assert!(bytes.len() > 5_000, "{} has content ({} bytes)", path.display(), bytes.len());
+    let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    assert!(image.width() >= 400 && image.height() >= 300, "{} is too small", path.display());
+    let background = *image.get_pixel(0, 0);
+    let inked = image.pixels().filter(|p| **p != background).count();
+    assert!(inked * 100 > image.pixels().len(), "{} is blank ({inked} inked pixels)", path.display());
 }
 
 fn check_svg(path: &Path, labels: &[&str]) {
@@ -232,17 +234,23 @@ fn a_sweep_report_matches_the_database() {
     check_figures(
         &report,
         &md,
-        &["sweep_eps_poly_mae", "sweep_anisotropy_mae", "systems_eps_poly_mae", "parity_eps_poly"],
+        &[
+            ("sweep_eps_poly_mae", &["l_max", "test ε_poly MAE", "equivariant", "scalar"]),
+            ("sweep_anisotropy_mae", &["l_max", "test a_r MAE"]),
+            ("systems_eps_poly_mae", &["cubic", "triclinic", "test ε_poly MAE"]),
+            ("systems_anisotropy_mae", &["cubic", "test a_r MAE"]),
+            ("parity_eps_poly", &["ε_poly"]),
+        ],
     );
 }
 
-/// Every figure report.md links exists; the named ones were drawn.
-fn check_figures(report: &Path, md: &str, drawn: &[&str]) {
-    for stem in drawn {
-        let png = report.join(format!("figures/{stem}.png"));
+/// The named figures were drawn, are linked from report.md, and their SVGs
+/// carry the axis labels given.
+fn check_figures(report: &Path, md: &str, drawn: &[(&str, &[&str])]) {
+    for (stem, labels) in drawn {
         assert!(md.contains(&format!("(figures/{stem}.png)")), "{stem} linked from report.md");
-        check_png(&png);
-        check_svg(&report.join(format!("figures/{stem}.svg")), &[]);
+        check_png(&report.join(format!("figures/{stem}.png")));
+        check_svg(&report.join(format!("figures/{stem}.svg")), labels);
     }
 }
 
@@ -277,7 +285,16 @@ fn a_search_report_lists_its_top_trials() {
     for name in ["top_trials", "crystal_systems", "phases", "metadata"] {
         assert!(md.contains(&format!("<!-- table: {name} -->")), "{name}");
     }
-    check_figures(&out_dir, &md, &["history", "importance", "parallel", "parity_eps_poly"]);
+    check_figures(
+        &out_dir,
+        &md,
+        &[
+            ("history", &["val_loss"]),
+            ("importance", &["lr", "mul"]),
+            ("parallel", &["lr", "mul", "val_loss"]),
+            ("parity_eps_poly", &["ε_poly"]),
+        ],
+    );
 }
 
 #[test]

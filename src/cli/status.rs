@@ -107,17 +107,14 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     writeln!(out, "study {} (seed {}, {goal})", info.name, info.seed)?;
 
     let lock = store.database().path().with_file_name("controller.lock");
-    let pid = std::fs::read_to_string(&lock).unwrap_or_default().trim().to_owned();
-    let alive =
-        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
     let interrupted = trials.iter().any(|t| t.trial.state == TrialState::Running);
-    match (alive, interrupted) {
-        (true, _) => writeln!(out, "controller: running (pid {pid})")?,
-        (false, true) => writeln!(
+    match (crate::exec::controller::lock_holder(&lock), interrupted) {
+        (Some(pid), _) => writeln!(out, "controller: running (pid {pid})")?,
+        (None, true) => writeln!(
             out,
             "controller: not running; its RUNNING trials were interrupted and resume on the next `study run`"
         )?,
-        (false, false) => writeln!(out, "controller: not running")?,
+        (None, false) => writeln!(out, "controller: not running")?,
     }
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

@@ -73,6 +73,15 @@ impl TrialStore for SharedStore {
     }
 }
 
+/// The pid in the lock file `lock` when that process is alive (checked in
+/// /proc on Linux; elsewhere any pid counts as alive).
+pub fn lock_holder(lock: &Path) -> Option<String> {
+    let pid = std::fs::read_to_string(lock).ok()?.trim().to_owned();
+    let alive =
+        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
+    alive.then_some(pid)
+}
+
 /// Keeps a second controller off the same study: a file holding the pid,
 /// removed on drop. A lock whose process is gone (checked in /proc on
 /// Linux) is taken over.
@@ -91,10 +100,7 @@ impl ControllerLock {
                     return Ok(Self { path: path.to_path_buf() });
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
-                    let alive = !pid.is_empty()
-                        && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
-                    if alive {
+                    if let Some(pid) = lock_holder(path) {
                         return Err(InputError::new(
                             path.display().to_string(),
                             format!("another controller (pid {pid}) is running this study"),

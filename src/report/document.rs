@@ -229,14 +229,6 @@ pub fn to_markdown(report: &Report, options: &ReportOptions) -> String {
     md
 }
 
-/// The process holding the study's `controller.lock`, if it is alive.
-pub fn running_controller(dir: &Path) -> Option<String> {
-    let pid = std::fs::read_to_string(dir.join("controller.lock")).ok()?.trim().to_owned();
-    let alive =
-        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
-    alive.then_some(pid)
-}
-
 /// How many trials the study's plan runs in all, when fixed: the product of
 /// a sweep's value lists, or the sum of the phases' budgets.
 fn planned_trials(data: &StudyData) -> Option<u64> {
@@ -258,7 +250,7 @@ fn status(data: &StudyData) -> Vec<String> {
     if complete_run {
         out.push(format!("The study is finished: {} trials ({counts}).", data.trials.len()));
     } else {
-        let how = match running_controller(&data.dir) {
+        let how = match crate::exec::controller::lock_holder(&data.dir.join("controller.lock")) {
             Some(pid) => format!("is still running (controller pid {pid})"),
             None => "was interrupted (no controller runs it; `study run` resumes it)".to_owned(),
         };

@@ -48,11 +48,18 @@ pub fn top_trials_table(data: &StudyData) -> Table {
         let mut row = vec![Cell::number(t.trial.number as f64), Cell::text(phase_name(data, t.trial.phase))];
         row.extend(params.iter().map(|p| match t.trial.params.get(*p) {
             Some(ParamValue::Float(x)) => Cell::number(*x),
+            Some(ParamValue::Int(i)) => Cell::number(*i as f64),
             Some(v) => Cell::text(v.to_string()),
             None => Cell::missing("not a parameter of this trial's phase"),
         }));
         row.push(Cell::number_or(t.trial.value, "no value"));
-        row.extend(metrics.iter().map(|(m, _)| Cell::number_or(t.metrics.get(*m).copied(), "not recorded")));
+        row.extend(metrics.iter().map(|(m, _)| match t.metrics.get(*m) {
+            Some(v) => Cell::number(*v),
+            None if m.contains("anisotropy") && t.metrics.contains_key("test_eps_poly_mae") => {
+                Cell::missing("a_r undefined: a test prediction has an eigenvalue ≤ 0")
+            }
+            None => Cell::missing("not recorded"),
+        }));
         table.rows.push(row);
     }
     let objective = 2 + params.len();
@@ -85,10 +92,13 @@ pub fn phases_table(data: &StudyData) -> Table {
     columns.extend(states.iter().map(|s| Column::new(s.name().to_lowercase(), s.name())));
     let mut table = Table::new("phases", "Phases and their trials", columns);
     for phase in &data.phases {
-        let sampler = serde_json::from_str::<serde_json::Value>(&phase.sampler)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| phase.sampler.clone());
+        // Stored as `{"tpe": {options}}` (or a bare name): show the name.
+        let sampler = match serde_json::from_str::<serde_json::Value>(&phase.sampler) {
+            Ok(serde_json::Value::Object(map)) if map.len() == 1 => map.keys().next().cloned(),
+            Ok(serde_json::Value::String(name)) => Some(name),
+            _ => None,
+        }
+        .unwrap_or_else(|| phase.sampler.clone());
         let mut row = vec![
             Cell::text(&phase.name),
             Cell::text(sampler),
@@ -121,12 +131,15 @@ pub fn best_systems_table(data: &StudyData) -> Option<Table> {
     let mut table = Table::new("crystal_systems", &title, columns);
     for system in CrystalSystem::ALL.map(CrystalSystem::name) {
         let get = |m: &str| best.metrics.get(&format!("{m}_{system}")).copied();
+        let count = get("test_count").unwrap_or(0.0);
         let none = "no test structure of this crystal system";
+        let ar_none =
+            if count > 0.0 { "a_r undefined: a test prediction has an eigenvalue ≤ 0" } else { none };
         table.rows.push(vec![
             Cell::text(system),
-            Cell::number(get("test_count").unwrap_or(0.0)),
+            Cell::number(count),
             Cell::number_or(get("test_eps_poly_mae"), none),
-            Cell::number_or(get("test_anisotropy_mae"), none),
+            Cell::number_or(get("test_anisotropy_mae"), ar_none),
             Cell::number_or(get("test_unphysical"), none),
         ]);
     }
