@@ -340,8 +340,29 @@ fn md_escape(s: &str) -> String {
 /// Escapes LaTeX's special characters and writes the few non-ASCII
 /// symbols reports use (ε, ±, —, …) as LaTeX.
 pub fn latex_escape(s: &str) -> String {
+    /// The report's quantity names, typeset as maths.
+    const SYMBOLS: [(&str, &str); 4] = [
+        ("ε_poly", "$\\varepsilon_\\mathrm{poly}$"),
+        ("a_r", "$a_r$"),
+        ("l_max", "$l_\\mathrm{max}$"),
+        ("ε∞", "$\\varepsilon_\\infty$"),
+    ];
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let (mut rest, mut previous) = (s, None);
+    while let Some(c) = rest.chars().next() {
+        // Whole words only: a parameter `lambda_reg` keeps its `a_r`.
+        let symbol = SYMBOLS.iter().find(|(name, _)| {
+            rest.starts_with(name) && !word(previous) && !word(rest[name.len()..].chars().next())
+        });
+        if let Some((name, tex)) = symbol {
+            out.push_str(tex);
+            previous = name.chars().last();
+            rest = &rest[name.len()..];
+            continue;
+        }
+        previous = Some(c);
+        rest = &rest[c.len_utf8()..];
         match c {
             '\\' => out.push_str("\\textbackslash{}"),
             '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
@@ -353,6 +374,7 @@ pub fn latex_escape(s: &str) -> String {
             '<' => out.push_str("\\textless{}"),
             '>' => out.push_str("\\textgreater{}"),
             'ε' => out.push_str("$\\varepsilon$"),
+            '∞' => out.push_str("$\\infty$"),
             'λ' => out.push_str("$\\lambda$"),
             'α' => out.push_str("$\\alpha$"),
             '±' => out.push_str("$\\pm$"),
@@ -410,10 +432,11 @@ mod tests {
     #[test]
     fn latex_is_booktabs_and_escaped() {
         let tex = table().to_latex();
-        assert!(tex.contains("\\caption{$\\varepsilon$\\_poly MAE by l\\_max}"), "{tex}");
+        assert!(tex.contains("\\caption{$\\varepsilon_\\mathrm{poly}$ MAE by $l_\\mathrm{max}$}"), "{tex}");
         assert!(tex.contains("\\toprule") && tex.contains("\\midrule") && tex.contains("\\bottomrule"));
         assert!(tex.contains("0 & --- & 0.440 $\\pm$ 0.020 \\\\"), "{tex}");
         assert!(tex.contains("\\textbf{0.330 $\\pm$ 0.010}"), "{tex}");
+        assert_eq!(latex_escape("a_r lambda_reg l_max"), "$a_r$ lambda\\_reg $l_\\mathrm{max}$");
         assert_eq!(
             latex_escape("a_b & 50% #1 {x} ~ ^ \\"),
             "a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\textbackslash{}"
