@@ -71,16 +71,17 @@ impl Figure for Sweep<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let body = chart::titled(root, self.title)?;
         let frame = Frame {
-            title: self.title,
             x: self.x.clone(),
             y: self.y.clone(),
             x_label: self.x_label,
             y_label: self.y_label,
             x_grid: false,
             y_grid: true,
+            x_tick_px: style::TICK_PX,
         };
-        let mut chart = chart::frame(root, &frame)?;
+        let mut chart = chart::frame(&body, &frame)?;
         for (label, colour, marker, points) in &self.series {
             let (colour, marker) = (*colour, *marker);
             let bars: Vec<(f64, f64, f64)> =
@@ -186,16 +187,17 @@ impl Figure for History<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let body = chart::titled(root, self.title)?;
         let frame = Frame {
-            title: self.title,
             x: self.x.clone(),
             y: self.y.clone(),
             x_label: "Trial",
             y_label: self.objective,
             x_grid: false,
             y_grid: true,
+            x_tick_px: style::TICK_PX,
         };
-        let mut chart = chart::frame(root, &frame)?;
+        let mut chart = chart::frame(&body, &frame)?;
         for (name, colour, dots) in &self.phases {
             let colour = *colour;
             let label = if name.is_empty() { "trials" } else { name.as_str() };
