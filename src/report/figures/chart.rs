@@ -59,14 +59,14 @@ pub struct Frame<'t> {
 }
 
 /// Pixels a label of `chars` characters takes at text size `px` (plotters draws a size
-/// at 1/1.24 of its value; DejaVu Sans averages about 0.6 em per character).
+/// at 1/1.24 of its value; DejaVu Sans averages at most about 0.66 em per character).
 pub fn text_width(chars: usize, px: u32) -> u32 {
-    (chars as f64 * px as f64 * 0.6 / 1.24).ceil() as u32
+    (chars as f64 * px as f64 * 0.66 / 1.24).ceil() as u32
 }
 
 /// The text size at most `px` at which `chars` characters fit in `room` pixels (≥ 14).
 pub fn fitting_px(chars: usize, room: u32, px: u32) -> u32 {
-    let fit = (room as f64 * 1.24 / (chars.max(1) as f64 * 0.6)).floor() as u32;
+    let fit = (room as f64 * 1.24 / (chars.max(1) as f64 * 0.66)).floor() as u32;
     fit.clamp(14, px)
 }
 

@@ -116,12 +116,19 @@ impl Figure for Sweep<'_> {
     }
 }
 
+/// The trials of one phase (e.g. "tpe", "grid") as (trial, y) dots in one colour.
+struct Phase {
+    name: String,
+    colour: RGBColor,
+    dots: Vec<(f64, f64)>,
+}
+
 /// [`super::optimisation_history`], validated.
 pub struct History<'t> {
     title: &'t str,
     objective: &'t str,
-    /// Phases in order of first appearance, each with its colour and (trial, y) dots.
-    phases: Vec<(String, RGBColor, Vec<(f64, f64)>)>,
+    /// Phases in order of first appearance.
+    phases: Vec<Phase>,
     /// The best-so-far step line, y in axis units.
     best: Vec<(f64, f64)>,
     x: Ticks,
@@ -148,16 +155,16 @@ impl<'t> History<'t> {
         let log_y = v_min > 0.0 && v_max / v_min >= 100.0;
         let to_axis = |v: f64| if log_y { LogScale::position(v) } else { v };
 
-        let mut phases: Vec<(String, RGBColor, Vec<(f64, f64)>)> = Vec::new();
+        let mut phases: Vec<Phase> = Vec::new();
         let mut best: Vec<(f64, f64)> = Vec::new();
         let mut best_value: Option<f64> = None;
         for p in &finite {
             let at = (p.trial as f64, to_axis(p.value));
-            match phases.iter_mut().find(|(name, ..)| *name == p.phase) {
-                Some(phase) => phase.2.push(at),
-                None => phases.push((p.phase.clone(), INK, vec![at])),
+            match phases.iter_mut().find(|phase| phase.name == p.phase) {
+                Some(phase) => phase.dots.push(at),
+                None => phases.push(Phase { name: p.phase.clone(), colour: INK, dots: vec![at] }),
             }
-            let improved = best_value.map_or(true, |b| direction.better(p.value, b));
+            let improved = best_value.is_none_or(|b| direction.better(p.value, b));
             if let Some(&(_, y)) = best.last() {
                 best.push((at.0, y));
             }
@@ -166,9 +173,9 @@ impl<'t> History<'t> {
                 best.push(at);
             }
         }
-        let names: Vec<String> = phases.iter().map(|p| p.0.clone()).collect();
+        let names: Vec<String> = phases.iter().map(|p| p.name.clone()).collect();
         for (phase, colour) in phases.iter_mut().zip(style::series_colours(&names)) {
-            phase.1 = colour;
+            phase.colour = colour;
         }
         let (t_min, t_max) = min_max(finite.iter().map(|p| p.trial as f64));
         let x = Scale::integers(t_min, t_max).ticks();
@@ -198,7 +205,7 @@ impl Figure for History<'_> {
             x_tick_px: style::TICK_PX,
         };
         let mut chart = chart::frame(&body, &frame)?;
-        for (name, colour, dots) in &self.phases {
+        for Phase { name, colour, dots } in &self.phases {
             let colour = *colour;
             let label = if name.is_empty() { "trials" } else { name.as_str() };
             chart
@@ -215,7 +222,7 @@ impl Figure for History<'_> {
             .drawn()?
             .label("best so far")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 36, y)], line));
-        let spots = self.phases.iter().flat_map(|p| p.2.iter().copied());
+        let spots = self.phases.iter().flat_map(|p| p.dots.iter().copied());
         chart::legend(&mut chart, quiet_corner(&self.x, &self.y, spots))
     }
 }
