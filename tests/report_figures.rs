@@ -296,6 +296,21 @@ fn optimisation_history_shows_phases_and_best_so_far() {
 }
 
 #[test]
+fn a_history_spanning_decades_gets_a_log_axis() {
+    let (_tmp, dir) = out_dir();
+    let points: Vec<HistoryPoint> = (0..30)
+        .map(|t| HistoryPoint { trial: t, value: 10f64.powf(1.0 - t as f64 / 10.0), phase: "random".into() })
+        .collect();
+    let files =
+        optimisation_history(&dir, "loss", "Loss", "training loss", Direction::Minimize, &points).unwrap();
+    assert_png(&files.png, 1200, 800);
+    let texts = assert_svg(&files.svg, &["Loss", "training loss", "random", "best so far"]);
+    for tick in ["0.01", "0.1", "1", "10"] {
+        assert!(has_text(&texts, tick), "decade tick {tick} missing");
+    }
+}
+
+#[test]
 fn importance_bars_put_the_largest_on_top_with_values() {
     let (_tmp, dir) = out_dir();
     let files = importance_bars(&dir, "importance", "Parameter importance", &importances()).unwrap();
@@ -372,6 +387,7 @@ fn empty_or_non_finite_input_is_an_error() {
         .contains("no pair"));
     assert!(refused(d, parity_heatmap(d, "p", "t", "q", &[], &[], 10)).contains("no pair"));
     assert!(refused(d, parity_heatmap(d, "p", "t", "q", &[1.0], &[1.0], 0)).contains("bins"));
+    assert!(refused(d, parity_heatmap(d, "p", "t", "q", &[1.0], &[1.0], 100_000)).contains("bins"));
 
     let nan_history = [HistoryPoint { trial: 0, value: nan, phase: "tpe".into() }];
     assert!(refused(d, optimisation_history(d, "h", "t", "o", Direction::Minimize, &nan_history))

@@ -205,6 +205,8 @@ impl Figure for History<'_> {
             x_tick_px: style::TICK_PX,
         };
         let mut chart = chart::frame(&body, &frame)?;
+        let line = ShapeStyle::from(INK).stroke_width(3);
+        chart.draw_series(std::iter::once(PathElement::new(self.best.clone(), line))).drawn()?;
         for Phase { name, colour, dots } in &self.phases {
             let colour = *colour;
             let label = if name.is_empty() { "trials" } else { name.as_str() };
@@ -216,9 +218,9 @@ impl Figure for History<'_> {
                 .label(label)
                 .legend(move |(x, y)| EmptyElement::at((x, y)) + Marker::Circle.element((18, 0), 6, colour));
         }
-        let line = ShapeStyle::from(INK).stroke_width(3);
+        // The step line sits under the dots but is listed after the phases.
         chart
-            .draw_series(std::iter::once(PathElement::new(self.best.clone(), line)))
+            .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
             .drawn()?
             .label("best so far")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 36, y)], line));

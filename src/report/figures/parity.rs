@@ -16,6 +16,8 @@ use super::style::{self, INK};
 /// Width of the colour bar in pixels, and the room its labels need beside it.
 const BAR_PX: i32 = 32;
 const BAR_AREA_PX: u32 = 230;
+/// More bins per axis than this would be finer than the plot's pixels.
+const MAX_BINS: usize = 500;
 
 /// [`super::parity_heatmap`], validated and binned.
 pub struct Parity<'t> {
@@ -48,8 +50,8 @@ impl<'t> Parity<'t> {
                 predicted.len()
             );
         }
-        if bins == 0 {
-            bail!("parity figure {title:?}: the number of bins must be at least 1");
+        if bins == 0 || bins > MAX_BINS {
+            bail!("parity figure {title:?}: {bins} bins per axis; use 1 to {MAX_BINS}");
         }
         let pairs: Vec<(f64, f64)> = reference
             .iter()
