@@ -447,7 +447,8 @@ fn single_values_and_constant_data_still_render() {
     let (_tmp, dir) = out_dir();
     let one = [LineSeries { label: "run".into(), points: vec![point(2.5, 0.3, None)] }];
     let img = decode_png(&sweep_lines(&dir, "one", "One point", "x", "y", &one).unwrap().png, 1200, 800);
-    assert!(has_colour(&img, EQUIVARIANT_BLUE), "the first free palette colour is blue");
+    assert!(has_colour(&img, [0xe6, 0x9f, 0x00]), "a series other than the models starts at orange");
+    assert!(!has_colour(&img, EQUIVARIANT_BLUE), "the model colours are kept for the models");
     let files = parity_heatmap(&dir, "same", "Constant", "q", &[2.0; 5], &[2.0; 5], 8).unwrap();
     assert_svg(&files.svg, &["Constant", "N = 5"]);
     let flat = [HistoryPoint { trial: 3, value: 1.0, phase: String::new() }];
