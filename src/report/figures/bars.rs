@@ -23,12 +23,19 @@ struct Bar {
     half_width: Option<f64>,
 }
 
+/// One series of [`Grouped`]: its bars in one colour.
+struct BarGroup {
+    label: String,
+    colour: RGBColor,
+    bars: Vec<Bar>,
+}
+
 /// [`super::grouped_bars`], validated.
 pub struct Grouped<'t> {
     title: &'t str,
     y_label: &'t str,
     /// Every series keeps its slot in the group (so bars line up across categories).
-    series: Vec<(String, RGBColor, Vec<Bar>)>,
+    series: Vec<BarGroup>,
     x: Ticks,
     y: Ticks,
 }
@@ -58,7 +65,7 @@ impl<'t> Grouped<'t> {
         }
         let labels: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
         let colours = style::series_colours(&labels);
-        let kept: Vec<(String, RGBColor, Vec<Bar>)> = series
+        let kept: Vec<BarGroup> = series
             .iter()
             .zip(colours)
             .map(|(s, colour)| {
@@ -72,10 +79,10 @@ impl<'t> Grouped<'t> {
                         Some(Bar { category, mean: v.mean, half_width })
                     })
                     .collect();
-                (s.label.clone(), colour, bars)
+                BarGroup { label: s.label.clone(), colour, bars }
             })
             .collect();
-        let all: Vec<&Bar> = kept.iter().flat_map(|s| &s.2).collect();
+        let all: Vec<&Bar> = kept.iter().flat_map(|s| &s.bars).collect();
         if all.is_empty() {
             bail!("bar figure {title:?}: every value is missing or non-finite, nothing to draw");
         }
@@ -94,7 +101,8 @@ impl Figure for Grouped<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let mut body = chart::titled(root, self.title)?;
         if self.series.len() > 1 {
-            let entries: Vec<(&str, RGBColor)> = self.series.iter().map(|s| (s.0.as_str(), s.1)).collect();
+            let entries: Vec<(&str, RGBColor)> =
+                self.series.iter().map(|s| (s.label.as_str(), s.colour)).collect();
             body = chart::legend_row(&body, &entries)?;
         }
         // Category names shrink until the widest fits its slot.
@@ -115,7 +123,7 @@ impl Figure for Grouped<'_> {
         let mut chart = chart::frame(&body, &frame)?;
         let width = GROUP_WIDTH / self.series.len() as f64;
         let gap = width * 0.08;
-        for (j, (_, colour, bars)) in self.series.iter().enumerate() {
+        for (j, BarGroup { colour, bars, .. }) in self.series.iter().enumerate() {
             let colour = *colour;
             let left = |b: &Bar| b.category as f64 - GROUP_WIDTH / 2.0 + j as f64 * width;
             chart

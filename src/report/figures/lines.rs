@@ -14,13 +14,22 @@ use crate::hpo::Direction;
 /// Marker half-size in pixels.
 const MARKER_PX: i32 = 8;
 
+/// One drawn series of the sweep.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    marker: Marker,
+    /// Finite points sorted by x.
+    points: Vec<ErrorPoint>,
+}
+
 /// [`super::sweep_lines`], validated.
 pub struct Sweep<'t> {
     title: &'t str,
     x_label: &'t str,
     y_label: &'t str,
-    /// Series with at least one finite point, points sorted by x.
-    series: Vec<(String, RGBColor, Marker, Vec<ErrorPoint>)>,
+    /// Series with at least one finite point.
+    series: Vec<Line>,
     x: Ticks,
     y: Ticks,
 }
@@ -45,10 +54,10 @@ impl<'t> Sweep<'t> {
                 .collect();
             points.sort_by(|a, b| a.x.total_cmp(&b.x));
             if !points.is_empty() {
-                kept.push((s.label.clone(), colour, Marker::nth(i), points));
+                kept.push(Line { label: s.label.clone(), colour, marker: Marker::nth(i), points });
             }
         }
-        let all: Vec<ErrorPoint> = kept.iter().flat_map(|s| s.3.iter().copied()).collect();
+        let all: Vec<ErrorPoint> = kept.iter().flat_map(|s| s.points.iter().copied()).collect();
         if all.is_empty() {
             bail!("sweep figure {title:?}: every series is empty or non-finite, nothing to draw");
         }
@@ -82,7 +91,7 @@ impl Figure for Sweep<'_> {
             x_tick_px: style::TICK_PX,
         };
         let mut chart = chart::frame(&body, &frame)?;
-        for (label, colour, marker, points) in &self.series {
+        for Line { label, colour, marker, points } in &self.series {
             let (colour, marker) = (*colour, *marker);
             let bars: Vec<(f64, f64, f64)> =
                 points.iter().filter_map(|p| p.half_width.map(|h| (p.x, p.mean - h, p.mean + h))).collect();
@@ -109,7 +118,7 @@ impl Figure for Sweep<'_> {
                 .drawn()?;
         }
         if self.series.len() > 1 {
-            let spots = self.series.iter().flat_map(|s| s.3.iter().map(|p| (p.x, p.mean)));
+            let spots = self.series.iter().flat_map(|s| s.points.iter().map(|p| (p.x, p.mean)));
             chart::legend(&mut chart, quiet_corner(&self.x, &self.y, spots))?;
         }
         Ok(())
