@@ -9,7 +9,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::chart::{self, Frame};
 use super::lines::min_max;
 use super::render::{Drawn, Figure};
-use super::scale::{format_significant, Scale, Ticks};
+use super::scale::{format_fixed, Scale, Ticks};
 use super::style::{self, INK};
 use super::BarSeries;
 
@@ -23,12 +23,19 @@ struct Bar {
     half_width: Option<f64>,
 }
 
+/// One series of [`Grouped`]: its bars in one colour.
+struct BarGroup {
+    label: String,
+    colour: RGBColor,
+    bars: Vec<Bar>,
+}
+
 /// [`super::grouped_bars`], validated.
 pub struct Grouped<'t> {
     title: &'t str,
     y_label: &'t str,
     /// Every series keeps its slot in the group (so bars line up across categories).
-    series: Vec<(String, RGBColor, Vec<Bar>)>,
+    series: Vec<BarGroup>,
     x: Ticks,
     y: Ticks,
 }
@@ -58,7 +65,7 @@ impl<'t> Grouped<'t> {
         }
         let labels: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
         let colours = style::series_colours(&labels);
-        let kept: Vec<(String, RGBColor, Vec<Bar>)> = series
+        let kept: Vec<BarGroup> = series
             .iter()
             .zip(colours)
             .map(|(s, colour)| {
@@ -72,10 +79,10 @@ impl<'t> Grouped<'t> {
                         Some(Bar { category, mean: v.mean, half_width })
                     })
                     .collect();
-                (s.label.clone(), colour, bars)
+                BarGroup { label: s.label.clone(), colour, bars }
             })
             .collect();
-        let all: Vec<&Bar> = kept.iter().flat_map(|s| &s.2).collect();
+        let all: Vec<&Bar> = kept.iter().flat_map(|s| &s.bars).collect();
         if all.is_empty() {
             bail!("bar figure {title:?}: every value is missing or non-finite, nothing to draw");
         }
@@ -92,36 +99,43 @@ impl Figure for Grouped<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let mut body = chart::titled(root, self.title)?;
+        if self.series.len() > 1 {
+            let entries: Vec<(&str, RGBColor)> =
+                self.series.iter().map(|s| (s.label.as_str(), s.colour)).collect();
+            body = chart::legend_row(&body, &entries)?;
+        }
+        // Category names shrink until the widest fits its slot.
+        let (width, _) = body.dim_in_pixel();
+        let margins = (chart::MARGIN_LEFT + chart::MARGIN_RIGHT) as u32;
+        let plot_width = width.saturating_sub(chart::y_label_area(&self.y, self.y_label) + margins);
+        let slot = plot_width / self.x.marks.len().max(1) as u32;
+        let x_tick_px = chart::fitting_px(self.x.widest_label(), slot * 92 / 100, style::TICK_PX);
         let frame = Frame {
-            title: self.title,
             x: self.x.clone(),
             y: self.y.clone(),
             x_label: "",
             y_label: self.y_label,
             x_grid: false,
             y_grid: true,
+            x_tick_px,
         };
-        let mut chart = chart::frame(root, &frame)?;
+        let mut chart = chart::frame(&body, &frame)?;
         let width = GROUP_WIDTH / self.series.len() as f64;
         let gap = width * 0.08;
-        for (j, (label, colour, bars)) in self.series.iter().enumerate() {
+        for (j, BarGroup { colour, bars, .. }) in self.series.iter().enumerate() {
             let colour = *colour;
             let left = |b: &Bar| b.category as f64 - GROUP_WIDTH / 2.0 + j as f64 * width;
             chart
                 .draw_series(bars.iter().map(|b| {
                     Rectangle::new([(left(b) + gap, 0.0), (left(b) + width - gap, b.mean)], colour.filled())
                 }))
-                .drawn()?
-                .label(label.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 10), (x + 28, y + 10)], colour.filled()));
+                .drawn()?;
             let intervals: Vec<(f64, f64, f64)> = bars
                 .iter()
                 .filter_map(|b| b.half_width.map(|h| (left(b) + width / 2.0, b.mean - h, b.mean + h)))
                 .collect();
             chart::error_bars(&mut chart, &intervals, 7, INK)?;
-        }
-        if self.series.len() > 1 {
-            chart::legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
@@ -161,16 +175,17 @@ impl Figure for Importance<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let body = chart::titled(root, self.title)?;
         let frame = Frame {
-            title: self.title,
             x: self.x.clone(),
             y: self.y.clone(),
             x_label: "Importance",
             y_label: "",
             x_grid: true,
             y_grid: false,
+            x_tick_px: style::TICK_PX,
         };
-        let mut chart = chart::frame(root, &frame)?;
+        let mut chart = chart::frame(&body, &frame)?;
         let colour = style::series_colours(&["importance"])[0];
         let half = 0.36;
         chart
@@ -178,12 +193,15 @@ impl Figure for Importance<'_> {
                 Rectangle::new([(0.0, k as f64 - half), (*v, k as f64 + half)], colour.filled())
             }))
             .drawn()?;
+        // Three significant digits of the largest value, the same decimals for all.
+        let largest = self.bars.iter().map(|b| b.1.abs()).fold(0.0, f64::max);
+        let decimals = if largest > 0.0 { (2 - largest.log10().floor() as i32).max(0) as usize } else { 2 };
         let value_style = |anchor| style::text(style::TICK_PX).pos(Pos::new(anchor, VPos::Center));
         chart
             .draw_series(self.bars.iter().enumerate().map(|(k, (_, v))| {
                 let (anchor, dx) = if *v >= 0.0 { (HPos::Left, 8) } else { (HPos::Right, -8) };
                 EmptyElement::at((*v, k as f64))
-                    + Text::new(format_significant(*v), (dx, 0), value_style(anchor))
+                    + Text::new(format_fixed(*v, decimals), (dx, 0), value_style(anchor))
             }))
             .drawn()?;
         Ok(())

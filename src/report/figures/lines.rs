@@ -14,13 +14,22 @@ use crate::hpo::Direction;
 /// Marker half-size in pixels.
 const MARKER_PX: i32 = 8;
 
+/// One drawn series of the sweep.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    marker: Marker,
+    /// Finite points sorted by x.
+    points: Vec<ErrorPoint>,
+}
+
 /// [`super::sweep_lines`], validated.
 pub struct Sweep<'t> {
     title: &'t str,
     x_label: &'t str,
     y_label: &'t str,
-    /// Series with at least one finite point, points sorted by x.
-    series: Vec<(String, RGBColor, Marker, Vec<ErrorPoint>)>,
+    /// Series with at least one finite point.
+    series: Vec<Line>,
     x: Ticks,
     y: Ticks,
 }
@@ -45,10 +54,10 @@ impl<'t> Sweep<'t> {
                 .collect();
             points.sort_by(|a, b| a.x.total_cmp(&b.x));
             if !points.is_empty() {
-                kept.push((s.label.clone(), colour, Marker::nth(i), points));
+                kept.push(Line { label: s.label.clone(), colour, marker: Marker::nth(i), points });
             }
         }
-        let all: Vec<ErrorPoint> = kept.iter().flat_map(|s| s.3.iter().copied()).collect();
+        let all: Vec<ErrorPoint> = kept.iter().flat_map(|s| s.points.iter().copied()).collect();
         if all.is_empty() {
             bail!("sweep figure {title:?}: every series is empty or non-finite, nothing to draw");
         }
@@ -71,17 +80,18 @@ impl Figure for Sweep<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let body = chart::titled(root, self.title)?;
         let frame = Frame {
-            title: self.title,
             x: self.x.clone(),
             y: self.y.clone(),
             x_label: self.x_label,
             y_label: self.y_label,
             x_grid: false,
             y_grid: true,
+            x_tick_px: style::TICK_PX,
         };
-        let mut chart = chart::frame(root, &frame)?;
-        for (label, colour, marker, points) in &self.series {
+        let mut chart = chart::frame(&body, &frame)?;
+        for Line { label, colour, marker, points } in &self.series {
             let (colour, marker) = (*colour, *marker);
             let bars: Vec<(f64, f64, f64)> =
                 points.iter().filter_map(|p| p.half_width.map(|h| (p.x, p.mean - h, p.mean + h))).collect();
@@ -108,19 +118,26 @@ impl Figure for Sweep<'_> {
                 .drawn()?;
         }
         if self.series.len() > 1 {
-            let spots = self.series.iter().flat_map(|s| s.3.iter().map(|p| (p.x, p.mean)));
+            let spots = self.series.iter().flat_map(|s| s.points.iter().map(|p| (p.x, p.mean)));
             chart::legend(&mut chart, quiet_corner(&self.x, &self.y, spots))?;
         }
         Ok(())
     }
 }
 
+/// The trials of one phase (e.g. "tpe", "grid") as (trial, y) dots in one colour.
+struct Phase {
+    name: String,
+    colour: RGBColor,
+    dots: Vec<(f64, f64)>,
+}
+
 /// [`super::optimisation_history`], validated.
 pub struct History<'t> {
     title: &'t str,
     objective: &'t str,
-    /// Phases in order of first appearance, each with its colour and (trial, y) dots.
-    phases: Vec<(String, RGBColor, Vec<(f64, f64)>)>,
+    /// Phases in order of first appearance.
+    phases: Vec<Phase>,
     /// The best-so-far step line, y in axis units.
     best: Vec<(f64, f64)>,
     x: Ticks,
@@ -147,16 +164,16 @@ impl<'t> History<'t> {
         let log_y = v_min > 0.0 && v_max / v_min >= 100.0;
         let to_axis = |v: f64| if log_y { LogScale::position(v) } else { v };
 
-        let mut phases: Vec<(String, RGBColor, Vec<(f64, f64)>)> = Vec::new();
+        let mut phases: Vec<Phase> = Vec::new();
         let mut best: Vec<(f64, f64)> = Vec::new();
         let mut best_value: Option<f64> = None;
         for p in &finite {
             let at = (p.trial as f64, to_axis(p.value));
-            match phases.iter_mut().find(|(name, ..)| *name == p.phase) {
-                Some(phase) => phase.2.push(at),
-                None => phases.push((p.phase.clone(), INK, vec![at])),
+            match phases.iter_mut().find(|phase| phase.name == p.phase) {
+                Some(phase) => phase.dots.push(at),
+                None => phases.push(Phase { name: p.phase.clone(), colour: INK, dots: vec![at] }),
             }
-            let improved = best_value.map_or(true, |b| direction.better(p.value, b));
+            let improved = best_value.is_none_or(|b| direction.better(p.value, b));
             if let Some(&(_, y)) = best.last() {
                 best.push((at.0, y));
             }
@@ -165,9 +182,9 @@ impl<'t> History<'t> {
                 best.push(at);
             }
         }
-        let names: Vec<String> = phases.iter().map(|p| p.0.clone()).collect();
+        let names: Vec<String> = phases.iter().map(|p| p.name.clone()).collect();
         for (phase, colour) in phases.iter_mut().zip(style::series_colours(&names)) {
-            phase.1 = colour;
+            phase.colour = colour;
         }
         let (t_min, t_max) = min_max(finite.iter().map(|p| p.trial as f64));
         let x = Scale::integers(t_min, t_max).ticks();
@@ -186,17 +203,20 @@ impl Figure for History<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let body = chart::titled(root, self.title)?;
         let frame = Frame {
-            title: self.title,
             x: self.x.clone(),
             y: self.y.clone(),
             x_label: "Trial",
             y_label: self.objective,
             x_grid: false,
             y_grid: true,
+            x_tick_px: style::TICK_PX,
         };
-        let mut chart = chart::frame(root, &frame)?;
-        for (name, colour, dots) in &self.phases {
+        let mut chart = chart::frame(&body, &frame)?;
+        let line = ShapeStyle::from(INK).stroke_width(3);
+        chart.draw_series(std::iter::once(PathElement::new(self.best.clone(), line))).drawn()?;
+        for Phase { name, colour, dots } in &self.phases {
             let colour = *colour;
             let label = if name.is_empty() { "trials" } else { name.as_str() };
             chart
@@ -207,13 +227,13 @@ impl Figure for History<'_> {
                 .label(label)
                 .legend(move |(x, y)| EmptyElement::at((x, y)) + Marker::Circle.element((18, 0), 6, colour));
         }
-        let line = ShapeStyle::from(INK).stroke_width(3);
+        // The step line sits under the dots but is listed after the phases.
         chart
-            .draw_series(std::iter::once(PathElement::new(self.best.clone(), line)))
+            .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
             .drawn()?
             .label("best so far")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 36, y)], line));
-        let spots = self.phases.iter().flat_map(|p| p.2.iter().copied());
+        let spots = self.phases.iter().flat_map(|p| p.dots.iter().copied());
         chart::legend(&mut chart, quiet_corner(&self.x, &self.y, spots))
     }
 }

@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::chart::text_width;
+use super::chart::{self, fitting_px, text_width};
 use super::lines::min_max;
 use super::render::{Drawn, Figure};
 use super::scale::{LogScale, Scale, Ticks};
@@ -17,6 +17,8 @@ use crate::hpo::Direction;
 /// Room above the axes (under the title) and below them (for the axis names), in pixels.
 const TOP_PX: i32 = 40;
 const BOTTOM_PX: i32 = 80;
+/// Largest size of the axis names under the axes.
+const NAME_PX: u32 = style::LABEL_PX;
 
 /// One drawn axis: its name, ticks (in axis units) and each kept trial's height in [0, 1].
 struct Axis {
@@ -142,20 +144,20 @@ impl Figure for Parallel<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let body = if self.title.is_empty() {
-            root.clone()
-        } else {
-            root.titled(self.title, style::text(style::TITLE_PX)).drawn()?
-        };
+        let body = chart::titled(root, self.title)?;
         let (offset_x, offset_y) = body.get_base_pixel();
         let (width, height) = body.dim_in_pixel();
         let (width, height) = (width as i32, height as i32);
         let top = offset_y + TOP_PX;
         let bottom = offset_y + height - BOTTOM_PX;
-        let widest = |a: &Axis| text_width(a.ticks.widest_label(), style::TICK_PX) as i32;
-        let left = offset_x + 60;
-        let right = offset_x + width - self.axes.last().map_or(0, widest) - 40;
         let n = self.axes.len();
+        // Room at the sides for half the outer axis names and the objective's tick labels.
+        let half_name =
+            |a: Option<&Axis>| a.map_or(0, |a| text_width(a.name.chars().count(), NAME_PX) as i32 / 2);
+        let objective_ticks =
+            self.axes.last().map_or(0, |a| text_width(a.ticks.widest_label(), style::TICK_PX) as i32);
+        let left = offset_x + 24 + half_name(self.axes.first()).max(40);
+        let right = offset_x + width - 24 - half_name(self.axes.last()).max(objective_ticks + 16);
         let column = |k: usize| {
             if n == 1 {
                 (left + right) / 2
@@ -196,9 +198,7 @@ impl Figure for Parallel<'_> {
                 root.draw(&Text::new(label.clone(), (x + 8, y), tick_style.clone())).drawn()?;
             }
             // Names shrink to fit between neighbouring axes.
-            let chars = axis.name.chars().count().max(1);
-            let fit = (spacing as f64 * 0.95 / (chars as f64 * 0.62)).floor() as u32;
-            let name_px = fit.clamp(14, style::LABEL_PX);
+            let name_px = fitting_px(axis.name.chars().count(), (spacing as f64 * 0.95) as u32, NAME_PX);
             let name_style = style::text(name_px).pos(Pos::new(HPos::Center, VPos::Top));
             root.draw(&Text::new(axis.name.clone(), (x, bottom + 20), name_style)).drawn()?;
         }

@@ -16,6 +16,8 @@ use super::style::{self, INK};
 /// Width of the colour bar in pixels, and the room its labels need beside it.
 const BAR_PX: i32 = 32;
 const BAR_AREA_PX: u32 = 230;
+/// More bins per axis than this would be finer than the plot's pixels.
+const MAX_BINS: usize = 500;
 
 /// [`super::parity_heatmap`], validated and binned.
 pub struct Parity<'t> {
@@ -48,8 +50,8 @@ impl<'t> Parity<'t> {
                 predicted.len()
             );
         }
-        if bins == 0 {
-            bail!("parity figure {title:?}: the number of bins must be at least 1");
+        if bins == 0 || bins > MAX_BINS {
+            bail!("parity figure {title:?}: {bins} bins per axis; use 1 to {MAX_BINS}");
         }
         let pairs: Vec<(f64, f64)> = reference
             .iter()
@@ -98,27 +100,27 @@ impl Figure for Parity<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let body = if self.title.is_empty() {
-            root.clone()
-        } else {
-            root.titled(self.title, style::text(style::TITLE_PX)).drawn()?
-        };
-        // A square plot area: the chart gets exactly the width that makes it so.
+        let body = chart::titled(root, self.title)?;
+        // A square plot area: the chart gets exactly the width that makes it so, and the
+        // chart and colour bar together are centred.
         let (body_w, body_h) = body.dim_in_pixel();
-        let side = body_h as i32 - chart::X_LABEL_AREA as i32 - chart::MARGIN_TOP - chart::MARGIN_BOTTOM;
-        let chart_w =
-            side + chart::y_label_area(&self.axis) as i32 + chart::MARGIN_LEFT + chart::MARGIN_RIGHT;
+        let x_area = chart::x_label_area(&self.x_label, style::TICK_PX) as i32;
+        let side = body_h as i32 - x_area - chart::MARGIN_TOP - chart::MARGIN_BOTTOM;
+        let y_area = chart::y_label_area(&self.axis, &self.y_label) as i32;
+        let chart_w = side + y_area + chart::MARGIN_LEFT + chart::MARGIN_RIGHT;
         let chart_w = (chart_w.max(1) as u32).min(body_w.saturating_sub(BAR_AREA_PX));
-        let (left, _) = body.split_horizontally(chart_w);
+        let indent = body_w.saturating_sub(chart_w + BAR_AREA_PX) / 2;
+        let (_, rest) = body.split_horizontally(indent);
+        let (left, _) = rest.split_horizontally(chart_w);
 
         let frame = Frame {
-            title: "",
             x: self.axis.clone(),
             y: self.axis.clone(),
             x_label: &self.x_label,
             y_label: &self.y_label,
             x_grid: false,
             y_grid: false,
+            x_tick_px: style::TICK_PX,
         };
         let mut chart = chart::frame(&left, &frame)?;
         let width = (self.axis.hi - self.axis.lo) / self.bins as f64;

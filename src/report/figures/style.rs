@@ -21,11 +21,13 @@ pub const SIZE: (u32, u32) = (1200, 800);
 /// Canvas of the parallel-coordinates figure: wider, one axis per parameter.
 pub const WIDE_SIZE: (u32, u32) = (1600, 800);
 
-/// Text sizes in pixels on the 1200 × 800 canvas.
-pub const TITLE_PX: u32 = 34;
-pub const LABEL_PX: u32 = 28;
-pub const TICK_PX: u32 = 22;
-pub const LEGEND_PX: u32 = 22;
+/// Text sizes on the 1200 × 800 canvas, as plotters counts them (glyphs are drawn at
+/// 1/1.24 of the size: tick labels ≈ 27 px high, about 7 pt when the figure is printed
+/// one column wide).
+pub const TITLE_PX: u32 = 44;
+pub const LABEL_PX: u32 = 40;
+pub const TICK_PX: u32 = 34;
+pub const LEGEND_PX: u32 = 32;
 
 /// Registers the embedded font with plotters once per process.
 pub fn ensure_font() -> Result<()> {
@@ -47,33 +49,31 @@ pub const INK: RGBColor = RGBColor(0x1a, 0x1a, 0x1a);
 /// Grid lines: faint enough not to compete with the data.
 pub const GRID: RGBColor = RGBColor(0xe3, 0xe3, 0xe3);
 
-/// Okabe & Ito's colour-blind-safe palette, in the order colours are handed out
-/// (black, the palette's eighth colour, is kept for reference lines).
-const OKABE_ITO: [RGBColor; 7] = [
-    RGBColor(0x00, 0x72, 0xb2), // blue
-    RGBColor(0xd5, 0x5e, 0x00), // vermillion
-    RGBColor(0xe6, 0x9f, 0x00), // orange
-    RGBColor(0x56, 0xb4, 0xe9), // sky blue
-    RGBColor(0x00, 0x9e, 0x73), // bluish green
-    RGBColor(0xcc, 0x79, 0xa7), // reddish purple
-    RGBColor(0xf0, 0xe4, 0x42), // yellow
-];
+/// Okabe & Ito's colour-blind-safe palette (black, its eighth colour, is kept for
+/// reference lines).
+const BLUE: RGBColor = RGBColor(0x00, 0x72, 0xb2);
+const VERMILLION: RGBColor = RGBColor(0xd5, 0x5e, 0x00);
+const ORANGE: RGBColor = RGBColor(0xe6, 0x9f, 0x00);
+const SKY_BLUE: RGBColor = RGBColor(0x56, 0xb4, 0xe9);
+const BLUISH_GREEN: RGBColor = RGBColor(0x00, 0x9e, 0x73);
+const REDDISH_PURPLE: RGBColor = RGBColor(0xcc, 0x79, 0xa7);
+const YELLOW: RGBColor = RGBColor(0xf0, 0xe4, 0x42);
 
-/// The equivariant model is blue and the scalar model vermillion in every figure.
-const EQUIVARIANT: RGBColor = OKABE_ITO[0];
-const SCALAR: RGBColor = OKABE_ITO[1];
+/// The order other series take colours in: the two model colours come last, so a
+/// figure without models (phases, importances) does not borrow their meaning.
+const OTHERS: [RGBColor; 7] = [ORANGE, SKY_BLUE, BLUISH_GREEN, REDDISH_PURPLE, YELLOW, BLUE, VERMILLION];
 
-/// Colours for series with these labels, in order: "equivariant" and "scalar"
-/// (any case) always get their own colour; other labels take the next unused
-/// palette colour, cycling when there are more than seven.
+/// Colours for series with these labels, in order: "equivariant" (blue) and "scalar"
+/// (vermillion), in any case, are the same in every figure; other labels take the next
+/// unused palette colour, cycling when there are more than seven.
 pub fn series_colours<S: AsRef<str>>(labels: &[S]) -> Vec<RGBColor> {
     let fixed = |label: &str| match label.trim().to_ascii_lowercase().as_str() {
-        "equivariant" => Some(EQUIVARIANT),
-        "scalar" => Some(SCALAR),
+        "equivariant" => Some(BLUE),
+        "scalar" => Some(VERMILLION),
         _ => None,
     };
     let taken: Vec<RGBColor> = labels.iter().filter_map(|l| fixed(l.as_ref())).collect();
-    let mut free = OKABE_ITO.iter().filter(|c| !taken.contains(c)).cycle();
+    let mut free = OTHERS.iter().filter(|c| !taken.contains(c)).cycle();
     labels.iter().map(|l| fixed(l.as_ref()).unwrap_or_else(|| *free.next().unwrap_or(&INK))).collect()
 }
 
@@ -129,4 +129,19 @@ pub fn saturation_ramp(t: f64) -> RGBColor {
     let deep = (0x08 as f64, 0x30 as f64, 0x6b as f64);
     let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
     RGBColor(mix(pale.0, deep.0), mix(pale.1, deep.1), mix(pale.2, deep.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_colours_are_fixed_and_others_avoid_them() {
+        assert_eq!(series_colours(&["scalar", "Equivariant"]), [VERMILLION, BLUE]);
+        assert_eq!(series_colours(&["tpe", "grid"]), [ORANGE, SKY_BLUE]);
+        assert_eq!(series_colours(&["equivariant", "mine"]), [BLUE, ORANGE]);
+        let many: Vec<String> = (0..9).map(|i| format!("s{i}")).collect();
+        let colours = series_colours(&many);
+        assert_eq!(colours[0], colours[7], "the palette cycles after seven");
+    }
 }
