@@ -75,12 +75,8 @@ pub fn fanova_importances(
         rows.len(),
         trials.len()
     );
-    let columns: Vec<Column> = space
-        .params
-        .values()
-        .enumerate()
-        .map(|(c, dist)| encode_column(dist, &mut rows, c))
-        .collect();
+    let columns: Vec<Column> =
+        space.params.values().enumerate().map(|(c, dist)| encode_column(dist, &mut rows, c)).collect();
     let importances = fanova(&columns, &rows, &targets, options)?;
     let mut result: Vec<ParamImportance> = space
         .params
