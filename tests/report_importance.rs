@@ -2,7 +2,9 @@
 
 use anisostudy::hpo::rng::{seeded, uniform, Stream};
 use anisostudy::hpo::{ParamValue, Params, SearchSpace};
-use anisostudy::report::importance::{fanova, fanova_importances, Column, ForestOptions, ParamImportance};
+use anisostudy::report::importance::{
+    fanova_importances, matrix_importances, Column, ForestOptions, ParamImportance,
+};
 
 /// `n` trials with floats drawn uniformly on each float parameter's range
 /// (log-uniformly on a log range) and objective `f`.
@@ -118,6 +120,9 @@ fn the_same_seed_gives_identical_results_and_other_seeds_agree() {
     let first = fanova_importances(&space, &data, &options).unwrap();
     let again = fanova_importances(&space, &data, &options).unwrap();
     assert_eq!(first, again);
+    // Trees grow in parallel; the thread count changes nothing.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    assert_eq!(first, pool.install(|| fanova_importances(&space, &data, &options).unwrap()));
     let other = fanova_importances(&space, &data, &ForestOptions { seed: 99, ..options }).unwrap();
     assert_ne!(first, other);
     for p in &first {
@@ -177,9 +182,9 @@ fn the_core_rejects_malformed_matrices() {
     let options = ForestOptions::default();
     let rows = vec![vec![0.5, 1.0], vec![0.2, 0.0]];
     let columns = [numeric, categorical];
-    assert!(fanova(&columns, &rows, &[1.0, 2.0], &options).is_ok());
+    assert!(matrix_importances(&columns, &rows, &[1.0, 2.0], &options).is_ok());
     let err = |columns: &[Column], rows: &[Vec<f64>], targets: &[f64]| {
-        fanova(columns, rows, targets, &options).unwrap_err().to_string()
+        matrix_importances(columns, rows, targets, &options).unwrap_err().to_string()
     };
     assert!(err(&columns, &[vec![1.5, 0.0], vec![0.2, 0.0]], &[1.0, 2.0]).contains("outside the bounds"));
     assert!(err(&columns, &[vec![0.5, 2.0], vec![0.2, 0.0]], &[1.0, 2.0]).contains("choice index"));
@@ -189,7 +194,7 @@ fn the_core_rejects_malformed_matrices() {
     assert!(err(&[Column::Numeric { low: 1.0, high: 1.0 }, categorical], &rows, &[1.0, 2.0])
         .contains("low < high"));
     let no_trees = ForestOptions { n_trees: 0, ..ForestOptions::default() };
-    assert!(fanova(&columns, &rows, &[1.0, 2.0], &no_trees).is_err());
+    assert!(matrix_importances(&columns, &rows, &[1.0, 2.0], &no_trees).is_err());
 }
 
 /// Deterministic, well-spread points: x_k = frac(0.5 + i·α_k) with irrational α_k.
@@ -208,7 +213,7 @@ fn agrees_with_optunas_evaluator_on_a_fixed_data_set() {
     let rows: Vec<Vec<f64>> = (0..200).map(|i| alphas.iter().map(|&a| spread(i, a)).collect()).collect();
     let targets: Vec<f64> = rows.iter().map(|x| x[0] + 2.0 * x[1] * x[1] + 0.5 * x[0] * x[2]).collect();
     let columns = vec![Column::Numeric { low: 0.0, high: 1.0 }; 3];
-    let ours = fanova(&columns, &rows, &targets, &ForestOptions::default()).unwrap();
+    let ours = matrix_importances(&columns, &rows, &targets, &ForestOptions::default()).unwrap();
     let optuna = [0.2501, 0.7464, 0.0035];
     for (a, b) in ours.iter().zip(optuna) {
         assert!((a - b).abs() < 0.01, "ours {ours:?}, Optuna {optuna:?}");

@@ -257,7 +257,7 @@ impl<'a> Builder<'a> {
                 }
             };
             if let Some(found) = found {
-                if best.as_ref().map_or(true, |b| found.score > b.score) {
+                if best.as_ref().is_none_or(|b| found.score > b.score) {
                     best = Some(found);
                 }
             }
@@ -292,7 +292,7 @@ impl<'a> Builder<'a> {
             let right_sum = total_sum - left_sum;
             let score =
                 left_sum * left_sum / left_weight + right_sum * right_sum / (total_weight - left_weight);
-            if best.map_or(true, |(s, _)| score > s) {
+            if best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, midpoint(values[i], values[next])));
             }
         }
@@ -343,7 +343,7 @@ impl<'a> Builder<'a> {
             let right_sum = total_sum - left_sum;
             let score =
                 left_sum * left_sum / left_weight + right_sum * right_sum / (total_weight - left_weight);
-            if best.map_or(true, |(s, _)| score > s) {
+            if best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, k + 1));
             }
         }
@@ -418,7 +418,7 @@ mod tests {
         let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
         let y: Vec<f64> = x.iter().map(|x| (6.0 * x).sin()).collect();
         let columns = [Column::Numeric { low: 0.0, high: 1.0 }];
-        let trees = fit_forest(&columns, &[x.clone()], &y, &ForestOptions::default());
+        let trees = fit_forest(&columns, std::slice::from_ref(&x), &y, &ForestOptions::default());
         assert_eq!(trees.len(), 64);
         let mean_error = x
             .iter()
@@ -449,13 +449,15 @@ mod tests {
         let y = x.clone();
         let columns = [Column::Numeric { low: 0.0, high: 99.0 }];
         let stump = ForestOptions { n_trees: 2, max_depth: 1, ..ForestOptions::default() };
-        assert!(fit_forest(&columns, &[x.clone()], &y, &stump).iter().all(|t| t.nodes.len() == 3));
+        assert!(fit_forest(&columns, std::slice::from_ref(&x), &y, &stump)
+            .iter()
+            .all(|t| t.nodes.len() == 3));
         let coarse = ForestOptions { n_trees: 2, min_samples_leaf: 30, ..ForestOptions::default() };
-        for tree in fit_forest(&columns, &[x.clone()], &y, &coarse) {
+        for tree in fit_forest(&columns, std::slice::from_ref(&x), &y, &coarse) {
             // Leaves keep ≥ 30 distinct rows of the ≈ 63 drawn, so the root splits once.
             assert_eq!(tree.nodes.len(), 3, "{tree:?}");
         }
-        let same = fit_forest(&columns, &[x.clone()], &y, &ForestOptions::default());
+        let same = fit_forest(&columns, std::slice::from_ref(&x), &y, &ForestOptions::default());
         assert_eq!(same, fit_forest(&columns, &[x], &y, &ForestOptions::default()));
     }
 }
