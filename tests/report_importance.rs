@@ -1,8 +1,10 @@
 //! fANOVA hyperparameter importance on objectives whose variance split is known.
 
 use anisostudy::hpo::rng::{seeded, uniform, Stream};
-use anisostudy::hpo::{Params, ParamValue, SearchSpace};
-use anisostudy::report::importance::{fanova, fanova_importances, Column, ForestOptions, ParamImportance};
+use anisostudy::hpo::{ParamValue, Params, SearchSpace};
+use anisostudy::report::importance::{
+    fanova_importances, matrix_importances, Column, ForestOptions, ParamImportance,
+};
 
 /// `n` trials with floats drawn uniformly on each float parameter's range
 /// (log-uniformly on a log range) and objective `f`.
@@ -78,9 +80,9 @@ fn a_categorical_shift_dominates_a_useless_float() {
     // With a small effect of the float as well, the categorical still leads but both count.
     let data = trials(&space, 300, 4, |p| shift(p) + float(p, "dropout"));
     let result = fanova_importances(&space, &data, &ForestOptions::default()).unwrap();
-    // Var(shift) = 0.78 over the three choices, Var(dropout) = 0.25/12 = 0.021.
+    // Var(shift) = 0.722 over the three choices, Var(dropout) = 0.25/12 = 0.021: 2.8 %.
     let dropout = importance(&result, "dropout");
-    assert!((0.01..0.06).contains(&dropout), "{result:?}");
+    assert!((0.02..0.04).contains(&dropout), "{result:?}");
 }
 
 #[test]
@@ -118,6 +120,9 @@ fn the_same_seed_gives_identical_results_and_other_seeds_agree() {
     let first = fanova_importances(&space, &data, &options).unwrap();
     let again = fanova_importances(&space, &data, &options).unwrap();
     assert_eq!(first, again);
+    // Trees grow in parallel; the thread count changes nothing.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    assert_eq!(first, pool.install(|| fanova_importances(&space, &data, &options).unwrap()));
     let other = fanova_importances(&space, &data, &ForestOptions { seed: 99, ..options }).unwrap();
     assert_ne!(first, other);
     for p in &first {
@@ -176,19 +181,20 @@ fn the_core_rejects_malformed_matrices() {
     let categorical = Column::Categorical { n_choices: 2 };
     let options = ForestOptions::default();
     let rows = vec![vec![0.5, 1.0], vec![0.2, 0.0]];
-    let columns = [numeric.clone(), categorical.clone()];
-    assert!(fanova(&columns, &rows, &[1.0, 2.0], &options).is_ok());
+    let columns = [numeric, categorical];
+    assert!(matrix_importances(&columns, &rows, &[1.0, 2.0], &options).is_ok());
     let err = |columns: &[Column], rows: &[Vec<f64>], targets: &[f64]| {
-        fanova(columns, rows, targets, &options).unwrap_err().to_string()
+        matrix_importances(columns, rows, targets, &options).unwrap_err().to_string()
     };
     assert!(err(&columns, &[vec![1.5, 0.0], vec![0.2, 0.0]], &[1.0, 2.0]).contains("outside the bounds"));
     assert!(err(&columns, &[vec![0.5, 2.0], vec![0.2, 0.0]], &[1.0, 2.0]).contains("choice index"));
     assert!(err(&columns, &rows, &[1.0]).contains("targets"));
     assert!(err(&columns, &rows[..1], &[1.0]).contains("at least 2"));
     assert!(err(&[], &rows, &[1.0, 2.0]).contains("column"));
-    assert!(err(&[Column::Numeric { low: 1.0, high: 1.0 }, categorical], &rows, &[1.0, 2.0]).contains("low < high"));
+    assert!(err(&[Column::Numeric { low: 1.0, high: 1.0 }, categorical], &rows, &[1.0, 2.0])
+        .contains("low < high"));
     let no_trees = ForestOptions { n_trees: 0, ..ForestOptions::default() };
-    assert!(fanova(&columns, &rows, &[1.0, 2.0], &no_trees).is_err());
+    assert!(matrix_importances(&columns, &rows, &[1.0, 2.0], &no_trees).is_err());
 }
 
 /// Deterministic, well-spread points: x_k = frac(0.5 + i·α_k) with irrational α_k.
@@ -200,16 +206,47 @@ fn spread(i: usize, alpha: f64) -> f64 {
 /// default options) on the same 200 points, f = x1 + 2·x2² + 0.5·x1·x3 on
 /// [0, 1]³. Optuna gave x1 0.249…0.251, x2 0.746…0.748, x3 0.0032…0.0037 over
 /// seeds 0–4 (the exact main effects are 0.265, 0.724, 0.011). The forests
-/// draw different bootstrap samples, so the numbers agree to 0.02, not bit for bit.
+/// draw different bootstrap samples, so the numbers agree to 0.01, not bit for bit.
 #[test]
 fn agrees_with_optunas_evaluator_on_a_fixed_data_set() {
     let alphas = [0.6180339887498949, 0.7548776662466927, 0.5698402909980532];
     let rows: Vec<Vec<f64>> = (0..200).map(|i| alphas.iter().map(|&a| spread(i, a)).collect()).collect();
     let targets: Vec<f64> = rows.iter().map(|x| x[0] + 2.0 * x[1] * x[1] + 0.5 * x[0] * x[2]).collect();
     let columns = vec![Column::Numeric { low: 0.0, high: 1.0 }; 3];
-    let ours = fanova(&columns, &rows, &targets, &ForestOptions::default()).unwrap();
+    let ours = matrix_importances(&columns, &rows, &targets, &ForestOptions::default()).unwrap();
     let optuna = [0.2501, 0.7464, 0.0035];
     for (a, b) in ours.iter().zip(optuna) {
-        assert!((a - b).abs() < 0.02, "ours {ours:?}, Optuna {optuna:?}");
+        assert!((a - b).abs() < 0.01, "ours {ours:?}, Optuna {optuna:?}");
     }
+}
+
+/// Speed on a study-sized input: 1,000 trials × 6 parameters (floats, a log
+/// float, an integer, a categorical), default forest of 64 trees. Run with
+/// `cargo test --release --test report_importance -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_1000_trials_6_parameters() {
+    let space = SearchSpace::new()
+        .log_float("lr", 1e-4, 0.5)
+        .int("em_dim", 8, 96)
+        .int("layers", 1, 4)
+        .float("mul", 16.0, 64.0)
+        .float("weight_decay", 0.0, 0.1)
+        .categorical("l_max", (1i64..=4).map(ParamValue::from));
+    let data = trials(&space, 1000, 12, |p| {
+        (float(p, "lr").ln() + 6.0).abs()
+            + float(p, "em_dim") / 48.0
+            + 5.0 * float(p, "layers") * float(p, "weight_decay")
+            + 0.3 * float(p, "l_max")
+    });
+    let options = ForestOptions::default();
+    let start = std::time::Instant::now();
+    let result = fanova_importances(&space, &data, &options).unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"bench\":\"fanova_importances\",\"trials\":1000,\"params\":6,\"trees\":{},\"threads\":{},\"seconds\":{seconds:.4}}}",
+        options.n_trees,
+        rayon::current_num_threads()
+    );
+    println!("{result:?}");
 }

@@ -23,6 +23,7 @@ pub mod forest;
 
 use anyhow::{bail, ensure, Context};
 use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::hpo::{Distribution, Params, SearchSpace};
 
@@ -30,7 +31,7 @@ pub use fanova::{decompose, Decomposition};
 pub use forest::{fit_forest, Column, ForestOptions, Tree};
 
 /// Importance of one hyperparameter: its share (0…1) of the objective's variance.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamImportance {
     pub name: String,
     pub importance: f64,
@@ -75,13 +76,9 @@ pub fn fanova_importances(
         rows.len(),
         trials.len()
     );
-    let columns: Vec<Column> = space
-        .params
-        .values()
-        .enumerate()
-        .map(|(c, dist)| encode_column(dist, &mut rows, c))
-        .collect();
-    let importances = fanova(&columns, &rows, &targets, options)?;
+    let columns: Vec<Column> =
+        space.params.values().enumerate().map(|(c, dist)| encode_column(dist, &mut rows, c)).collect();
+    let importances = matrix_importances(&columns, &rows, &targets, options)?;
     let mut result: Vec<ParamImportance> = space
         .params
         .keys()
@@ -135,7 +132,7 @@ fn encode_column(dist: &Distribution, rows: &mut [Vec<f64>], c: usize) -> Column
 /// or a choice index 0…n_choices − 1), `targets[i]` its objective. Returns
 /// one importance per column, in column order, summing to 1 (or all 0 when
 /// no tree's prediction varies along any single column).
-pub fn fanova(
+pub fn matrix_importances(
     columns: &[Column],
     rows: &[Vec<f64>],
     targets: &[f64],

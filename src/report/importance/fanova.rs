@@ -34,7 +34,9 @@ impl Extent {
     /// The fraction of the column's domain this extent covers.
     fn fraction(&self, column: &Column) -> f64 {
         match (self, column) {
-            (Extent::Interval { low, high }, Column::Numeric { low: lo, high: hi }) => (high - low) / (hi - lo),
+            (Extent::Interval { low, high }, Column::Numeric { low: lo, high: hi }) => {
+                (high - low) / (hi - lo)
+            }
             (Extent::Choices(set), Column::Categorical { n_choices }) => {
                 set.iter().filter(|&&inside| inside).count() as f64 / *n_choices as f64
             }
@@ -168,4 +170,75 @@ fn weighted_variance(values: &[f64], weights: &[f64]) -> f64 {
     let total: f64 = weights.iter().sum();
     let mean = values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>() / total;
     values.iter().zip(weights).map(|(v, w)| w * (v - mean).powi(2)).sum::<f64>() / total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(value: f64) -> Node {
+        Node::Leaf { value }
+    }
+
+    #[test]
+    fn a_hand_built_tree_decomposes_exactly() {
+        // On [0, 1]²: x0 ≤ 0.5 → 0; else x1 ≤ 0.5 → 1, else 3.
+        // Volumes ½, ¼, ¼: mean 1, V = ½·1 + ¼·0 + ¼·4 = 1.5.
+        // Marginal of x0: 0 then (1 + 3)/2 = 2, variance 1.
+        // Marginal of x1: ½·0 + ½·1 = 0.5 then ½·0 + ½·3 = 1.5, variance 0.25.
+        let tree = Tree {
+            nodes: vec![
+                Node::Split { column: 0, rule: Rule::AtMost(0.5), left: 1, right: 2 },
+                leaf(0.0),
+                Node::Split { column: 1, rule: Rule::AtMost(0.5), left: 3, right: 4 },
+                leaf(1.0),
+                leaf(3.0),
+            ],
+        };
+        let columns = [Column::Numeric { low: 0.0, high: 1.0 }; 2];
+        let d = decompose(&tree, &columns);
+        assert!((d.total_variance - 1.5).abs() < 1e-12, "{d:?}");
+        assert!((d.marginal_variances[0] - 1.0).abs() < 1e-12, "{d:?}");
+        assert!((d.marginal_variances[1] - 0.25).abs() < 1e-12, "{d:?}");
+    }
+
+    #[test]
+    fn uneven_pieces_are_weighted_by_their_length() {
+        // x0 on [0, 4] split at 1: value 4 on a quarter, 0 elsewhere:
+        // mean 1, variance ¼·9 + ¾·1 = 3, all of it x0's; x1 (categorical) explains nothing.
+        let tree = Tree {
+            nodes: vec![
+                Node::Split { column: 0, rule: Rule::AtMost(1.0), left: 1, right: 2 },
+                leaf(4.0),
+                leaf(0.0),
+            ],
+        };
+        let columns = [Column::Numeric { low: 0.0, high: 4.0 }, Column::Categorical { n_choices: 3 }];
+        let d = decompose(&tree, &columns);
+        assert!((d.total_variance - 3.0).abs() < 1e-12, "{d:?}");
+        assert!((d.marginal_variances[0] - 3.0).abs() < 1e-12, "{d:?}");
+        assert_eq!(d.marginal_variances[1], 0.0);
+    }
+
+    #[test]
+    fn categorical_subsets_weigh_each_choice_equally() {
+        // Choice 0 → 0, choices {1, 2} → 3 (split by x1 below, which averages out):
+        // marginal of the categorical (0, 3, 3): mean 2, variance (4 + 1 + 1)/3 = 2.
+        let tree = Tree {
+            nodes: vec![
+                Node::Split { column: 0, rule: Rule::InSet(vec![true, false, false]), left: 1, right: 2 },
+                leaf(0.0),
+                Node::Split { column: 1, rule: Rule::AtMost(0.5), left: 3, right: 4 },
+                leaf(2.0),
+                leaf(4.0),
+            ],
+        };
+        let columns = [Column::Categorical { n_choices: 3 }, Column::Numeric { low: 0.0, high: 1.0 }];
+        let d = decompose(&tree, &columns);
+        // Leaves: ⅓ at 0, ⅓ at 2, ⅓ at 4: mean 2, V = (4 + 0 + 4)/3.
+        assert!((d.total_variance - 8.0 / 3.0).abs() < 1e-12, "{d:?}");
+        assert!((d.marginal_variances[0] - 2.0).abs() < 1e-12, "{d:?}");
+        // Marginal of x1: ⅓·0 + ⅔·2 = 4/3 then ⅓·0 + ⅔·4 = 8/3: variance (2/3)² = 4/9.
+        assert!((d.marginal_variances[1] - 4.0 / 9.0).abs() < 1e-12, "{d:?}");
+    }
 }

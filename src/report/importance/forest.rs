@@ -42,7 +42,7 @@ impl Default for ForestOptions {
 }
 
 /// The kind and domain of one feature column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Column {
     /// A real number in [low, high] (internal units: logarithms for log domains).
     Numeric { low: f64, high: f64 },
@@ -154,7 +154,10 @@ struct Candidate {
 enum CandidateSplit {
     Threshold(f64),
     /// The choices (sorted by mean target) whose first `n_left` go left.
-    Prefix { order: Vec<usize>, n_left: usize },
+    Prefix {
+        order: Vec<usize>,
+        n_left: usize,
+    },
 }
 
 /// Grows one tree. The rows of a node are the range `start..end` of
@@ -254,7 +257,7 @@ impl<'a> Builder<'a> {
                 }
             };
             if let Some(found) = found {
-                if best.as_ref().map_or(true, |b| found.score > b.score) {
+                if best.as_ref().is_none_or(|b| found.score > b.score) {
                     best = Some(found);
                 }
             }
@@ -287,12 +290,17 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let right_sum = total_sum - left_sum;
-            let score = left_sum * left_sum / left_weight + right_sum * right_sum / (total_weight - left_weight);
-            if best.map_or(true, |(s, _)| score > s) {
+            let score =
+                left_sum * left_sum / left_weight + right_sum * right_sum / (total_weight - left_weight);
+            if best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, midpoint(values[i], values[next])));
             }
         }
-        best.map(|(score, threshold)| Candidate { column, score, split: CandidateSplit::Threshold(threshold) })
+        best.map(|(score, threshold)| Candidate {
+            column,
+            score,
+            split: CandidateSplit::Threshold(threshold),
+        })
     }
 
     /// Sorts the choices present in the node by mean target and scans the
@@ -307,7 +315,8 @@ impl<'a> Builder<'a> {
         total_weight: f64,
     ) -> Option<Candidate> {
         let values = &self.x[column];
-        let (mut weight, mut sum, mut count) = (vec![0.0; n_choices], vec![0.0; n_choices], vec![0; n_choices]);
+        let (mut weight, mut sum, mut count) =
+            (vec![0.0; n_choices], vec![0.0; n_choices], vec![0; n_choices]);
         for &i in &self.members[start..end] {
             let choice = values[i] as usize;
             weight[choice] += self.weight[i];
@@ -332,12 +341,17 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let right_sum = total_sum - left_sum;
-            let score = left_sum * left_sum / left_weight + right_sum * right_sum / (total_weight - left_weight);
-            if best.map_or(true, |(s, _)| score > s) {
+            let score =
+                left_sum * left_sum / left_weight + right_sum * right_sum / (total_weight - left_weight);
+            if best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, k + 1));
             }
         }
-        best.map(|(score, n_left)| Candidate { column, score, split: CandidateSplit::Prefix { order, n_left } })
+        best.map(|(score, n_left)| Candidate {
+            column,
+            score,
+            split: CandidateSplit::Prefix { order, n_left },
+        })
     }
 
     /// The routing rule of a chosen split; choices absent from the node go
@@ -391,5 +405,59 @@ fn midpoint(low: f64, high: f64) -> f64 {
         low
     } else {
         mid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_fit_their_data_and_forests_average_it() {
+        let n = 200;
+        let x: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        let y: Vec<f64> = x.iter().map(|x| (6.0 * x).sin()).collect();
+        let columns = [Column::Numeric { low: 0.0, high: 1.0 }];
+        let trees = fit_forest(&columns, std::slice::from_ref(&x), &y, &ForestOptions::default());
+        assert_eq!(trees.len(), 64);
+        let mean_error = x
+            .iter()
+            .zip(&y)
+            .map(|(&x, &y)| (trees.iter().map(|t| t.predict(&[x])).sum::<f64>() / 64.0 - y).abs())
+            .sum::<f64>()
+            / n as f64;
+        assert!(mean_error < 0.01, "mean error {mean_error}");
+    }
+
+    #[test]
+    fn a_categorical_is_split_by_the_best_subset() {
+        // y is 1 for choices 0 and 2, 0 for choices 1 and 3: one split separates them.
+        let x: Vec<f64> = (0..40).map(|i| (i % 4) as f64).collect();
+        let y: Vec<f64> = x.iter().map(|&c| if c == 0.0 || c == 2.0 { 1.0 } else { 0.0 }).collect();
+        let columns = [Column::Categorical { n_choices: 4 }];
+        let options = ForestOptions { n_trees: 8, ..ForestOptions::default() };
+        for tree in fit_forest(&columns, &[x], &y, &options) {
+            assert_eq!(tree.nodes.len(), 3, "{tree:?}");
+            let Node::Split { rule: Rule::InSet(left), .. } = &tree.nodes[0] else { panic!("{tree:?}") };
+            assert!(left[0] == left[2] && left[1] == left[3] && left[0] != left[1], "{left:?}");
+        }
+    }
+
+    #[test]
+    fn depth_and_leaf_size_limits_hold() {
+        let x: Vec<f64> = (0..100).map(|i| i as f64).collect();
+        let y = x.clone();
+        let columns = [Column::Numeric { low: 0.0, high: 99.0 }];
+        let stump = ForestOptions { n_trees: 2, max_depth: 1, ..ForestOptions::default() };
+        assert!(fit_forest(&columns, std::slice::from_ref(&x), &y, &stump)
+            .iter()
+            .all(|t| t.nodes.len() == 3));
+        let coarse = ForestOptions { n_trees: 2, min_samples_leaf: 30, ..ForestOptions::default() };
+        for tree in fit_forest(&columns, std::slice::from_ref(&x), &y, &coarse) {
+            // Leaves keep ≥ 30 distinct rows of the ≈ 63 drawn, so the root splits once.
+            assert_eq!(tree.nodes.len(), 3, "{tree:?}");
+        }
+        let same = fit_forest(&columns, std::slice::from_ref(&x), &y, &ForestOptions::default());
+        assert_eq!(same, fit_forest(&columns, &[x], &y, &ForestOptions::default()));
     }
 }
