@@ -48,7 +48,9 @@ fn a_sweep_becomes_one_grid_phase_over_its_product() {
     let [sweep] = &plan.config.phases[..] else { panic!("one phase expected") };
     assert_eq!(sweep.name, "sweep");
     assert_eq!(sweep.space.len(), 3);
-    assert_eq!(plan.sweep_best_of.as_deref(), Some("anisonet_hpo"));
+    assert_eq!(sweep.n_trials, None, "every combination: 2 kinds × 5 l_max × 3 seeds");
+    assert_eq!(plan.sweep_best_of, None, "the embedded default fixes its hyperparameters");
+    assert_eq!(plan.dataset_path(), None, "runs on the embedded synthetic data");
 }
 
 #[test]

@@ -84,6 +84,16 @@ fn a_stopped_trial_resumes_to_the_uninterrupted_result() {
         assert!(metrics.contains_key(key), "{key} missing from {metrics:?}");
     }
     assert!(metrics.keys().any(|k| k.starts_with("test_count_")), "per crystal system");
+    assert!(
+        whole.iter().any(|m| matches!(m, Message::Artifact { kind, path }
+            if kind == "test_predictions" && path == "test_predictions.csv")),
+        "the test predictions are announced"
+    );
+    let predictions = whole_dir.path().join("trials/0/test_predictions.csv");
+    let rows = anisostudy::train::predictions::read_csv(&predictions).unwrap();
+    let test_count: f64 =
+        metrics.iter().filter(|(k, _)| k.starts_with("test_count_")).map(|(_, v)| v.0).sum();
+    assert_eq!(rows.len() as f64, test_count, "one row per test structure");
     let want = objective(&whole).expect("a final line");
 
     // stdin closed at once: one epoch, a checkpoint, no result.

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod data;
 pub mod export;
 pub mod predict;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod train;
@@ -28,6 +29,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Export a study's trials as CSV or JSON.
     Export(export::ExportArgs),
+    /// Write a study's tables (Markdown, CSV, LaTeX) and figures into <study>/report/.
+    Report(report::ReportArgs),
     /// Inspect dielectric data sets and write the synthetic one.
     Data(data::DataArgs),
     /// Train one AnisoNet and print a JSON summary (defaults: the published optimum).
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
         Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
         Command::Trial(args) => trial::run(args),
         Command::Data(args) => data::run(args),
         Command::Train(args) => train::run(*args),

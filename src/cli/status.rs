@@ -26,6 +26,20 @@ pub struct StatusArgs {
 /// The study folder's database: `study` names a folder of `results` or is a
 /// folder itself; without it, `results` must hold exactly one study.
 pub fn open_study(results: &Path, study: Option<&str>) -> Result<SqliteStore> {
+    let dir = study_folder(results, study)?;
+    Database::open_read_only(dir.join("study.db"))?.open_only_study()
+}
+
+/// The folder of a study (it holds `study.db`): `study` names a folder of
+/// `results` or is a folder itself; without it, `results` must hold exactly
+/// one study. Every miss is an [`InputError`] that says what to give.
+pub fn study_folder(results: &Path, study: Option<&str>) -> Result<PathBuf> {
+    let named_folder = study.is_some_and(|name| Path::new(name).join("study.db").is_file());
+    if !named_folder && !results.is_dir() {
+        return Err(InputError::new(results.display().to_string(), "no such results folder")
+            .with_hint("give the folder `study run` wrote to with --results DIR (default: results)")
+            .into());
+    }
     let dir = match study {
         Some(name) if Path::new(name).join("study.db").is_file() => PathBuf::from(name),
         Some(name) => results.join(name),
@@ -56,13 +70,12 @@ pub fn open_study(results: &Path, study: Option<&str>) -> Result<SqliteStore> {
             }
         }
     };
-    let path = dir.join("study.db");
-    if !path.is_file() {
+    if !dir.join("study.db").is_file() {
         return Err(InputError::new(dir.display().to_string(), "is not a study folder (no study.db)")
             .with_hint("give the study's name as `study run` printed it, and the same --results")
             .into());
     }
-    Database::open_read_only(&path)?.open_only_study()
+    Ok(dir)
 }
 
 pub fn run(args: StatusArgs) -> Result<()> {
@@ -94,17 +107,14 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     writeln!(out, "study {} (seed {}, {goal})", info.name, info.seed)?;
 
     let lock = store.database().path().with_file_name("controller.lock");
-    let pid = std::fs::read_to_string(&lock).unwrap_or_default().trim().to_owned();
-    let alive =
-        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
     let interrupted = trials.iter().any(|t| t.trial.state == TrialState::Running);
-    match (alive, interrupted) {
-        (true, _) => writeln!(out, "controller: running (pid {pid})")?,
-        (false, true) => writeln!(
+    match (crate::exec::controller::lock_holder(&lock), interrupted) {
+        (Some(pid), _) => writeln!(out, "controller: running (pid {pid})")?,
+        (None, true) => writeln!(
             out,
             "controller: not running; its RUNNING trials were interrupted and resume on the next `study run`"
         )?,
-        (false, false) => writeln!(out, "controller: not running")?,
+        (None, false) => writeln!(out, "controller: not running")?,
     }
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

@@ -6,7 +6,8 @@
 //! trains, and speaks the protocol of [`crate::exec::protocol`] on stdout:
 //! `start`, then per epoch `epoch` (its metrics) and `intermediate` (the
 //! objective metric, for the pruner), then `metrics` (validation and test
-//! metrics, overall and per crystal system) and `final`; or `error`.
+//! metrics, overall and per crystal system), `artifact` (the test split's
+//! predictions, `test_predictions.csv`) and `final`; or `error`.
 //!
 //! A checkpoint is written into `trials/<n>/checkpoint/` after every epoch.
 //! Closing stdin (the controller's graceful stop), or the controller going
@@ -27,7 +28,7 @@ use crate::exec::protocol::{emit, Message, Number};
 use crate::model::ModelError;
 use crate::study::file::Metric;
 use crate::study::trial::{mean_neighbors, TrialFile, CHECKPOINT_DIR};
-use crate::train::{self, checkpoint, Control, EpochReport, Metrics, StopReason};
+use crate::train::{self, checkpoint, predictions, Control, EpochReport, Metrics, StopReason};
 
 /// Run one trial of the built-in objective (launched by `study run`).
 #[derive(Debug, Args)]
@@ -146,6 +147,18 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
     }
     metrics.insert("num_params".to_owned(), Number(outcome.num_params as f64));
     let _ = emit(out, &Message::Metrics { metrics });
+    // (A run finished by an older build kept no predictions in its checkpoint.)
+    if !result.test_predictions.is_empty() {
+        let rows = predictions::prediction_rows(&data.graphs, &data.split.test, &result.test_predictions);
+        predictions::write_csv(&dir.join(predictions::TEST_PREDICTIONS_FILE), &rows)?;
+        let _ = emit(
+            out,
+            &Message::Artifact {
+                kind: predictions::TEST_PREDICTIONS_KIND.to_owned(),
+                path: predictions::TEST_PREDICTIONS_FILE.to_owned(),
+            },
+        );
+    }
     let _ = emit(out, &Message::Final { objective: Number(value_of(metric, &result.val)) });
     Ok(())
 }

@@ -73,6 +73,15 @@ impl TrialStore for SharedStore {
     }
 }
 
+/// The pid in the lock file `lock` when that process is alive (checked in
+/// /proc on Linux; elsewhere any pid counts as alive).
+pub fn lock_holder(lock: &Path) -> Option<String> {
+    let pid = std::fs::read_to_string(lock).ok()?.trim().to_owned();
+    let alive =
+        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
+    alive.then_some(pid)
+}
+
 /// Keeps a second controller off the same study: a file holding the pid,
 /// removed on drop. A lock whose process is gone (checked in /proc on
 /// Linux) is taken over.
@@ -91,10 +100,7 @@ impl ControllerLock {
                     return Ok(Self { path: path.to_path_buf() });
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
-                    let alive = !pid.is_empty()
-                        && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
-                    if alive {
+                    if let Some(pid) = lock_holder(path) {
                         return Err(InputError::new(
                             path.display().to_string(),
                             format!("another controller (pid {pid}) is running this study"),
@@ -238,6 +244,11 @@ impl StudyController {
         &self.study
     }
 
+    /// Records a study-level fact (e.g. its data's cleaning counts).
+    pub fn set_study_user_attr(&self, key: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+        self.sqlite().set_study_user_attr(key, value)
+    }
+
     fn sqlite(&self) -> std::cell::RefMut<'_, SqliteStore> {
         self.store.inner.borrow_mut()
     }
@@ -307,6 +318,10 @@ impl Controller for StudyController {
             Message::Metrics { metrics } => {
                 let entry = self.metrics.entry(number).or_default();
                 entry.extend(metrics.iter().map(|(k, v)| (k.clone(), v.0)));
+            }
+            Message::Artifact { kind, path } => {
+                let path = self.trials_dir.join(number.to_string()).join(path);
+                self.sqlite().add_artifact(number, kind, &path)?;
             }
             _ => {}
         }

@@ -9,6 +9,7 @@
 //! | `epoch`        | `epoch`, `metrics` {name: value}          | one epoch's metrics              |
 //! | `intermediate` | `step`, `value`                           | a value the pruner judges        |
 //! | `metrics`      | `metrics` {name: value}                   | final metrics (e.g. test MAE)    |
+//! | `artifact`     | `kind`, `path`                            | a file the trial wrote           |
 //! | `final`        | `objective`                               | the objective value; last line   |
 //! | `error`        | `kind` (e.g. `nan_loss`, `oom`), `message`| why the trial gives up           |
 //!
@@ -48,6 +49,12 @@ pub enum Message {
     },
     Metrics {
         metrics: BTreeMap<String, Number>,
+    },
+    /// A file the trial produced (e.g. `test_predictions`); `path` is
+    /// absolute or relative to the trial's folder.
+    Artifact {
+        kind: String,
+        path: String,
     },
     Final {
         objective: Number,
@@ -209,6 +216,7 @@ mod tests {
             Message::Epoch { epoch: 2, metrics: [("val_loss".to_owned(), Number(0.5))].into() },
             Message::Intermediate { step: 2, value: Number(0.5) },
             Message::Metrics { metrics: [("test_eps_poly_mae".to_owned(), Number(0.3))].into() },
+            Message::Artifact { kind: "test_predictions".into(), path: "test_predictions.csv".into() },
             Message::Final { objective: Number(0.25) },
             Message::Error { kind: Some("nan_loss".into()), message: "loss is NaN at epoch 3".into() },
         ];

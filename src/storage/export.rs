@@ -81,7 +81,9 @@ fn param_cell(value: &ParamValue) -> String {
 
 /// One CSV line (RFC 4180): a field with a comma, quote, line break or
 /// surrounding space is quoted, with inner quotes doubled.
-fn write_record(out: &mut impl Write, fields: &[String]) -> std::io::Result<()> {
+/// Writes one CSV record (RFC 4180 quoting: fields with a comma, quote,
+/// line break or surrounding space are quoted, quotes doubled).
+pub fn write_record(out: &mut impl Write, fields: &[String]) -> std::io::Result<()> {
     for (index, field) in fields.iter().enumerate() {
         if index > 0 {
             out.write_all(b",")?;
@@ -96,6 +98,37 @@ fn write_record(out: &mut impl Write, fields: &[String]) -> std::io::Result<()> 
         }
     }
     out.write_all(b"\n")
+}
+
+/// The records of CSV text as [`write_record`] writes it (quoted fields may
+/// hold commas, doubled quotes and line breaks).
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field) = (Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        records.push(record);
+    }
+    records
 }
 
 /// Writes the study and every trial as one JSON document:

@@ -90,13 +90,15 @@ pub async fn run_plan_observed(
         None => Params::new(),
     };
     let trials_dir = std::path::absolute(&dir)?.join("trials");
+    let mut data_summary = None;
     if matches!(plan.objective, Objective::Anisonet { .. }) {
         // Build the graph cache once, before trials race to build it, and
         // report data problems before any trial starts.
         let source =
             DataSource::of_plan(plan, plan.hyperparameters.model.cutoff, Some(graph_cache_dir(&trials_dir)))?;
         let (_, about) = source.load().context("cannot load the study's `dataset`")?;
-        observer.data(&about);
+        observer.data(&about.to_string());
+        data_summary = Some(about);
     }
     let launcher = launcher(plan, base_params, trials_dir)?;
     let setup = StudySetup {
@@ -107,6 +109,10 @@ pub async fn run_plan_observed(
     };
     let controller =
         StudyController::open(setup, launcher)?.deterministic_batches(plan.mode == Mode::Deterministic);
+    if let Some(summary) = &data_summary {
+        // Cleaning counts and split sizes, for `study report`.
+        controller.set_study_user_attr("dataset", &serde_json::to_value(summary)?)?;
+    }
     let config = SchedulerConfig {
         slots: build_pool(&plan.pool, machine),
         dispatch: match plan.mode {

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::file::{self, DatasetSpec, Metric};
 use super::validate::{Hyperparameters, StudyPlan};
 use crate::data::{
-    load_graphs, CacheOptions, CleaningOptions, GraphOptions, LoadOptions, Source, Split, SplitRatios,
+    load_graphs, CacheOptions, CleaningOptions, CleaningReport, GraphOptions, LoadOptions, Source, Split,
+    SplitRatios,
 };
 use crate::error::InputError;
 use crate::hpo::Params;
@@ -100,8 +101,8 @@ impl DataSource {
     }
 
     /// Reads the data through the graph cache (built on first use) and
-    /// splits it. Returns the data and a one-line description.
-    pub fn load(&self) -> anyhow::Result<(TrainData, String)> {
+    /// splits it. Returns the data and what it is (displayed: one line).
+    pub fn load(&self) -> anyhow::Result<(TrainData, DataSummary)> {
         let load_options = LoadOptions {
             dielectric_key: self.dielectric_key.clone(),
             cleaning: CleaningOptions {
@@ -122,10 +123,34 @@ impl DataSource {
                 Split::random(set.graphs.len(), &SplitRatios { train, val, test }, self.split_seed)?
             }
         };
-        let [tr, va, te] = split.sizes();
-        let about =
-            format!("{} ({} structures; train {tr}, val {va}, test {te})", set.source, set.graphs.len());
-        Ok((TrainData { graphs: set.graphs, split }, about))
+        let summary = DataSummary {
+            source: set.source.clone(),
+            structures: set.graphs.len(),
+            cleaning: set.report.clone(),
+            split: split.sizes(),
+            split_file: self.split_file.clone(),
+        };
+        Ok((TrainData { graphs: set.graphs, split }, summary))
+    }
+}
+
+/// What a study's data is: source, cleaning counts and split sizes. The
+/// controller stores it as the study user attribute `dataset` (for reports).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataSummary {
+    pub source: String,
+    /// Structures after cleaning.
+    pub structures: usize,
+    pub cleaning: CleaningReport,
+    /// Structures in train, val and test.
+    pub split: [usize; 3],
+    pub split_file: Option<PathBuf>,
+}
+
+impl std::fmt::Display for DataSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [tr, va, te] = self.split;
+        write!(f, "{} ({} structures; train {tr}, val {va}, test {te})", self.source, self.structures)
     }
 }
 
@@ -285,7 +310,8 @@ sweep:
         assert_eq!(TrialFile::read(&path).unwrap(), file);
         let (data, about) = file.data.load().unwrap();
         assert_eq!(data.split.sizes(), [12, 4, 4]);
-        assert!(about.contains("synthetic"));
+        assert!(about.to_string().contains("synthetic"));
+        assert_eq!((about.structures, about.cleaning.kept, about.split), (20, 20, [12, 4, 4]));
         assert!(mean_neighbors(&data) > 1.0);
     }
 }

@@ -62,6 +62,10 @@ pub struct EpochRecord {
 pub struct FinalMetrics {
     pub val: Metrics,
     pub test: Metrics,
+    /// ε predicted for each test structure (irreps 0e+2e), in the order of
+    /// the split's test positions: kept for parity plots of the best model.
+    #[serde(default)]
+    pub test_predictions: Vec<[f64; 6]>,
 }
 
 /// Where a run stands between epochs: everything that, with the tensors,

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod optim;
+pub mod predictions;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, EpochRecord, FinalMetrics, StopReason, TrainState};

@@ -411,8 +411,10 @@ where
         self.model.params.flat.copy_from(&self.best_params);
         if self.state.result.is_none() {
             let val = self.evaluate(&self.val_batches, &self.data.split.val)?;
-            let test = self.evaluate(&self.test_batches, &self.data.split.test)?;
-            self.state.result = Some(FinalMetrics { val, test });
+            let test_predictions = self.predict(&self.test_batches)?;
+            let test =
+                Metrics::compute(self.kind(), &self.data.graphs, &self.data.split.test, &test_predictions);
+            self.state.result = Some(FinalMetrics { val, test, test_predictions });
         }
         self.state.stop = Some(stop);
         Ok(())
