@@ -454,3 +454,27 @@ fn single_values_and_constant_data_still_render() {
     let flat = [HistoryPoint { trial: 3, value: 1.0, phase: String::new() }];
     optimisation_history(&dir, "flat", "Flat", "loss", Direction::Maximize, &flat).unwrap();
 }
+
+/// Errors (all means ≥ 0) are drawn from 0: an interval reaching below 0 is cut there
+/// rather than stretching the axis to negative errors; a signed quantity keeps its range.
+#[test]
+fn non_negative_quantities_start_at_zero() {
+    let (_tmp, dir) = out_dir();
+    let wide = vec![LineSeries {
+        label: "scalar".into(),
+        points: vec![point(1.0, 0.5, Some(2.0)), point(2.0, 1.0, Some(0.2))],
+    }];
+    let files = sweep_lines(&dir, "mae", "MAE", "l_max", "MAE", &wide).unwrap();
+    let negative =
+        |texts: &[(f64, String)]| texts.iter().any(|(_, t)| t.starts_with('-') || t.starts_with('−'));
+    assert!(!negative(&assert_svg(&files.svg, &["MAE"])), "negative tick on an error axis");
+    let bars = vec![BarSeries { label: "scalar".into(), values: vec![Some(point(0.0, 0.5, Some(2.0)))] }];
+    let files = grouped_bars(&dir, "bars", "MAE", "MAE", &["cubic".to_string()], &bars).unwrap();
+    assert!(!negative(&assert_svg(&files.svg, &["MAE"])), "negative tick on an error axis");
+    let signed = vec![LineSeries {
+        label: "scalar".into(),
+        points: vec![point(1.0, -0.5, Some(0.2)), point(2.0, 1.0, None)],
+    }];
+    let files = sweep_lines(&dir, "signed", "signed", "l_max", "value", &signed).unwrap();
+    assert!(negative(&assert_svg(&files.svg, &["signed"])), "a signed quantity lost its negative range");
+}

@@ -84,6 +84,8 @@ pub struct ParallelAxis {
 
 /// MAE vs l_max for both models: lines with markers and error bars; x ticks at the
 /// integers when every x is an integer; series may miss points (infeasible cells).
+/// When every mean is ≥ 0 (errors, counts) the y axis starts at 0 and interval ends
+/// below 0 are cut there, without a cap.
 pub fn sweep_lines(
     dir: &Path,
     stem: &str,
@@ -97,7 +99,8 @@ pub fn sweep_lines(
 }
 
 /// Grouped bars (e.g. crystal systems × {equivariant, scalar}) with error bars;
-/// `values[i]` belongs to `categories[i]`; None draws nothing for that slot.
+/// `values[i]` belongs to `categories[i]`; None draws nothing for that slot. As in
+/// [`sweep_lines`], intervals of non-negative quantities are cut at 0.
 pub fn grouped_bars(
     dir: &Path,
     stem: &str,

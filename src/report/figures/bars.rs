@@ -38,6 +38,8 @@ pub struct Grouped<'t> {
     series: Vec<BarGroup>,
     x: Ticks,
     y: Ticks,
+    /// Interval ends below this are cut (0 for non-negative quantities, else −∞).
+    floor: f64,
 }
 
 impl<'t> Grouped<'t> {
@@ -86,10 +88,12 @@ impl<'t> Grouped<'t> {
         if all.is_empty() {
             bail!("bar figure {title:?}: every value is missing or non-finite, nothing to draw");
         }
-        let (lo, _) = min_max(all.iter().map(|b| b.mean - b.half_width.unwrap_or(0.0)));
+        // Errors and counts (every mean ≥ 0) are drawn from 0; interval ends below it are cut.
+        let floor = if all.iter().all(|b| b.mean >= 0.0) { 0.0 } else { f64::NEG_INFINITY };
+        let (lo, _) = min_max(all.iter().map(|b| (b.mean - b.half_width.unwrap_or(0.0)).max(floor)));
         let (_, hi) = min_max(all.iter().map(|b| b.mean + b.half_width.unwrap_or(0.0)));
         let y = Scale::from_zero(lo, hi, 0.1).ticks();
-        Ok(Grouped { title, y_label, series: kept, x: Ticks::categories(categories), y })
+        Ok(Grouped { title, y_label, series: kept, x: Ticks::categories(categories), y, floor })
     }
 }
 
@@ -135,7 +139,7 @@ impl Figure for Grouped<'_> {
                 .iter()
                 .filter_map(|b| b.half_width.map(|h| (left(b) + width / 2.0, b.mean - h, b.mean + h)))
                 .collect();
-            chart::error_bars(&mut chart, &intervals, 7, INK)?;
+            chart::error_bars(&mut chart, &intervals, 7, INK, self.floor)?;
         }
         Ok(())
     }

@@ -197,17 +197,23 @@ pub fn legend<'a, DB: DrawingBackend + 'a>(
 }
 
 /// Vertical error bars `(x, lo, hi)` in data units, with caps `cap` pixels wide either side.
+/// Ends below `floor` are cut there and drawn without a cap, so a cut interval does not
+/// look like one that ends at the floor.
 pub fn error_bars<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     bars: &[(f64, f64, f64)],
     cap: i32,
     colour: RGBColor,
+    floor: f64,
 ) -> Result<()> {
     let line = ShapeStyle::from(colour).stroke_width(2);
     chart
-        .draw_series(bars.iter().map(|&(x, lo, hi)| PathElement::new(vec![(x, lo), (x, hi)], line)))
+        .draw_series(
+            bars.iter().map(|&(x, lo, hi)| PathElement::new(vec![(x, lo.max(floor)), (x, hi)], line)),
+        )
         .drawn()?;
-    let caps = bars.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]);
+    let caps =
+        bars.iter().flat_map(|&(x, lo, hi)| [(lo >= floor).then_some((x, lo)), Some((x, hi))]).flatten();
     chart
         .draw_series(caps.map(|at| EmptyElement::at(at) + PathElement::new(vec![(-cap, 0), (cap, 0)], line)))
         .drawn()?;

@@ -32,6 +32,8 @@ pub struct Sweep<'t> {
     series: Vec<Line>,
     x: Ticks,
     y: Ticks,
+    /// Interval ends below this are cut (0 for non-negative quantities, else −∞).
+    floor: f64,
 }
 
 impl<'t> Sweep<'t> {
@@ -67,10 +69,16 @@ impl<'t> Sweep<'t> {
         } else {
             Scale::padded(x_min, x_max, 0.05)
         };
-        let (y_min, _) = min_max(all.iter().map(|p| p.mean - p.half_width.unwrap_or(0.0)));
+        // Errors and counts (every mean ≥ 0) are drawn from 0; interval ends below it are cut.
+        let floor = if all.iter().all(|p| p.mean >= 0.0) { 0.0 } else { f64::NEG_INFINITY };
+        let (y_min, _) = min_max(all.iter().map(|p| (p.mean - p.half_width.unwrap_or(0.0)).max(floor)));
         let (_, y_max) = min_max(all.iter().map(|p| p.mean + p.half_width.unwrap_or(0.0)));
-        let y = Scale::padded(y_min, y_max, 0.08);
-        Ok(Sweep { title, x_label, y_label, series: kept, x: x.ticks(), y: y.ticks() })
+        let y = if floor == 0.0 {
+            Scale::from_zero(y_min, y_max, 0.08)
+        } else {
+            Scale::padded(y_min, y_max, 0.08)
+        };
+        Ok(Sweep { title, x_label, y_label, series: kept, x: x.ticks(), y: y.ticks(), floor })
     }
 }
 
@@ -95,7 +103,7 @@ impl Figure for Sweep<'_> {
             let (colour, marker) = (*colour, *marker);
             let bars: Vec<(f64, f64, f64)> =
                 points.iter().filter_map(|p| p.half_width.map(|h| (p.x, p.mean - h, p.mean + h))).collect();
-            chart::error_bars(&mut chart, &bars, MARKER_PX, colour)?;
+            chart::error_bars(&mut chart, &bars, MARKER_PX, colour, self.floor)?;
             let line = ShapeStyle::from(colour).stroke_width(3);
             chart
                 .draw_series(std::iter::once(PathElement::new(

@@ -140,20 +140,22 @@ impl Figure for Parity<'_> {
             )))
             .drawn()?;
 
+        // The MAE and N in the lower right corner (reference high, prediction low: the
+        // emptiest corner of a parity plot), on a white box so cells never hide them.
         let (px, py) = chart.plotting_area().get_pixel_range();
-        let note = style::text(style::LEGEND_PX).pos(Pos::new(HPos::Left, VPos::Top));
-        root.draw(&Text::new(
-            format!("MAE = {}", format_significant(self.mae)),
-            (px.start + 16, py.start + 14),
-            note.clone(),
-        ))
-        .drawn()?;
-        root.draw(&Text::new(
-            format!("N = {}", self.n),
-            (px.start + 16, py.start + 14 + style::LEGEND_PX as i32 + 8),
-            note,
-        ))
-        .drawn()?;
+        let lines = [format!("MAE = {}", format_significant(self.mae)), format!("N = {}", self.n)];
+        let line_px = style::LEGEND_PX as i32 + 8;
+        let box_w =
+            chart::text_width(lines.iter().map(|l| l.chars().count()).max().unwrap_or(0), style::LEGEND_PX)
+                as i32;
+        let (right, bottom) = (px.end - 12, py.end - 10);
+        let top = bottom - 2 * line_px - 8;
+        root.draw(&Rectangle::new([(right - box_w - 16, top), (right, bottom)], WHITE.filled())).drawn()?;
+        let note = style::text(style::LEGEND_PX).pos(Pos::new(HPos::Right, VPos::Top));
+        for (k, line) in lines.iter().enumerate() {
+            root.draw(&Text::new(line.clone(), (right - 8, top + 6 + k as i32 * line_px), note.clone()))
+                .drawn()?;
+        }
         self.colour_bar(root, px.end + 48, py)
     }
 }
@@ -191,8 +193,18 @@ impl Parity<'_> {
             .drawn()?;
             root.draw(&Text::new(text.clone(), (x + BAR_PX + 10, y), label.clone())).drawn()?;
         }
-        let caption = style::text(style::LABEL_PX).pos(Pos::new(HPos::Center, VPos::Bottom));
-        root.draw(&Text::new("Count", (x + BAR_PX / 2, top - 12), caption)).drawn()?;
+        // The caption runs along the bar, right of its tick labels (as a y-axis label would).
+        let widest = self.count_scale.ticks.iter().map(|(_, t)| t.chars().count()).max().unwrap_or(1);
+        let caption_x = x
+            + BAR_PX
+            + 10
+            + chart::text_width(widest, style::TICK_PX) as i32
+            + style::LABEL_PX as i32 / 2
+            + 8;
+        let caption = style::text(style::LABEL_PX)
+            .transform(FontTransform::Rotate270)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        root.draw(&Text::new("Count", (caption_x, (top + bottom) / 2), caption)).drawn()?;
         Ok(())
     }
 }
