@@ -109,7 +109,9 @@ pub fn titled<DB: DrawingBackend>(
     let (width, _) = root.dim_in_pixel();
     let height = style::TITLE_PX + 14;
     let (head, body) = root.split_vertically(height);
-    let centred = style::text(style::TITLE_PX).pos(Pos::new(HPos::Center, VPos::Center));
+    // A long title shrinks to the canvas width rather than being cut at its edges.
+    let px = fitting_px(title.chars().count(), width.saturating_sub(40), style::TITLE_PX);
+    let centred = style::text(px).pos(Pos::new(HPos::Center, VPos::Center));
     head.draw(&Text::new(title.to_string(), (width as i32 / 2, height as i32 / 2 + 4), centred)).drawn()?;
     Ok(body)
 }
