@@ -63,6 +63,12 @@ pub fn anisotropy_ratio(m: &Mat3) -> f64 {
     hi / lo
 }
 
+/// a_r = λ_max / λ_min, undefined (`None`) when λ_min ≤ 0 (an unphysical prediction).
+pub fn anisotropy_ratio_checked(m: &Mat3) -> Option<f64> {
+    let [lo, _, hi] = eigenvalues_sym3(m);
+    (lo > 0.0).then(|| hi / lo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

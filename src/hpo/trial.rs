@@ -21,6 +21,15 @@ pub enum TrialState {
 }
 
 impl TrialState {
+    /// Every state, in the order reports and summaries list them.
+    pub const REPORT_ORDER: [TrialState; 5] = [
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Running,
+        TrialState::Waiting,
+    ];
+
     /// Finished trials never change state again.
     pub fn is_finished(self) -> bool {
         matches!(self, TrialState::Complete | TrialState::Pruned | TrialState::Failed)

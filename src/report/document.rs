@@ -265,26 +265,14 @@ fn status(data: &StudyData) -> Vec<String> {
 }
 
 fn state_counts(data: &StudyData) -> String {
-    let states = [
-        TrialState::Complete,
-        TrialState::Pruned,
-        TrialState::Failed,
-        TrialState::Running,
-        TrialState::Waiting,
-    ];
-    let parts: Vec<String> = states.iter().map(|s| format!("{} {}", data.count(*s), s.name())).collect();
+    let parts: Vec<String> =
+        TrialState::REPORT_ORDER.iter().map(|s| format!("{} {}", data.count(*s), s.name())).collect();
     parts.join(", ")
 }
 
 /// Trials by state, and the failure reasons with the trials they ended.
 fn trial_tables(data: &StudyData) -> Vec<Table> {
-    let states = [
-        TrialState::Complete,
-        TrialState::Pruned,
-        TrialState::Failed,
-        TrialState::Running,
-        TrialState::Waiting,
-    ];
+    let states = TrialState::REPORT_ORDER;
     let mut by_state = Table::new(
         "trials",
         "Trials by state",

@@ -77,13 +77,7 @@ fn phase_name(data: &StudyData, index: usize) -> String {
 
 /// Each phase: its sampler, budget and trials by state.
 pub fn phases_table(data: &StudyData) -> Table {
-    let states = [
-        TrialState::Complete,
-        TrialState::Pruned,
-        TrialState::Failed,
-        TrialState::Running,
-        TrialState::Waiting,
-    ];
+    let states = TrialState::REPORT_ORDER;
     let mut columns = vec![
         Column::new("phase", "phase"),
         Column::new("sampler", "sampler"),

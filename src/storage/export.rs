@@ -79,8 +79,6 @@ fn param_cell(value: &ParamValue) -> String {
     }
 }
 
-/// One CSV line (RFC 4180): a field with a comma, quote, line break or
-/// surrounding space is quoted, with inner quotes doubled.
 /// Writes one CSV record (RFC 4180 quoting: fields with a comma, quote,
 /// line break or surrounding space are quoted, quotes doubled).
 pub fn write_record(out: &mut impl Write, fields: &[String]) -> std::io::Result<()> {

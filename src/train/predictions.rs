@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::data::Graph;
 use crate::e3::cartesian::{irreps_to_cartesian, Mat3};
-use crate::e3::sym3::{eigenvalues_sym3, eps_poly};
+use crate::e3::sym3::{anisotropy_ratio_checked, eps_poly};
 
 /// File name of a trial's test predictions inside its folder.
 pub const TEST_PREDICTIONS_FILE: &str = "test_predictions.csv";
@@ -31,12 +31,6 @@ pub struct PredictionRow {
     pub crystal_system: String,
     pub reference: Mat3,
     pub predicted: Mat3,
-}
-
-/// a_r = λ_max / λ_min, undefined (`None`) when λ_min ≤ 0.
-pub fn anisotropy_ratio_checked(m: &Mat3) -> Option<f64> {
-    let [lo, _, hi] = eigenvalues_sym3(m);
-    (lo > 0.0).then(|| hi / lo)
 }
 
 impl PredictionRow {
