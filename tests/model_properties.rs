@@ -257,6 +257,51 @@ fn gradients_match_finite_differences_scalar_physical() {
     check_gradients(ModelConfig { output: OutputMode::Physical, ..small(ModelKind::Scalar, 1) });
 }
 
+#[test]
+fn gradients_match_finite_differences_with_offset_physical() {
+    // The offset shifts the input of the physical map, so its backward must see it.
+    check_gradients(ModelConfig {
+        output: OutputMode::Physical,
+        eps_offset: 3.5,
+        ..small(ModelKind::Equivariant, 2)
+    });
+}
+
+/// `eps_offset` adds s·I to every prediction of both models and leaves the
+/// output equivariant; the parameters' gradient of the raw output is unchanged.
+#[test]
+fn eps_offset_adds_an_isotropic_tensor() {
+    let input = random_batch(4, 3, 5, 8, 5.0);
+    for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
+        let base = AnisoNet::<f64>::new(&small(kind, 2), &Cpu::default(), 5).unwrap();
+        let shifted =
+            AnisoNet::<f64>::new(&ModelConfig { eps_offset: 4.25, ..small(kind, 2) }, &Cpu::default(), 5)
+                .unwrap();
+        let (a, b) = (base.predict(&input).unwrap(), shifted.predict(&input).unwrap());
+        for (a, b) in a.iter().zip(&b) {
+            let (ta, tb) = (irreps_to_cartesian(a), irreps_to_cartesian(b));
+            for i in 0..3 {
+                for j in 0..3 {
+                    let want = ta[i][j] + if i == j { 4.25 } else { 0.0 };
+                    assert!((tb[i][j] - want).abs() < 1e-12, "{kind:?} ε[{i}][{j}] {} vs {want}", tb[i][j]);
+                }
+            }
+        }
+        let coef = vec![[0.3, -0.2, 0.1, 0.5, -0.4, 0.2]; 3];
+        let flat = base.params.flat.as_vec();
+        let (_, c0) = base.net.forward(&flat, base.net.prepare(&input).unwrap());
+        let (_, c1) = shifted.net.forward(&flat, shifted.net.prepare(&input).unwrap());
+        assert_eq!(base.net.backward(&flat, &c0, &coef), shifted.net.backward(&flat, &c1, &coef));
+    }
+    let config = ModelConfig { eps_offset: 4.25, ..small(ModelKind::Equivariant, 2) };
+    let model = AnisoNet::<f64>::new(&config, &Cpu::default(), 5).unwrap();
+    let base = model.predict(&input).unwrap();
+    for r in random_rotations(3, 2) {
+        let want: Vec<[f64; 6]> = base.iter().map(|e| rotate_eps(&r, e)).collect();
+        assert!(rel(&model.predict(&rotate(&input, &r)).unwrap(), &want) < 1e-10);
+    }
+}
+
 fn training_reduces_loss<E: ModelFloat>()
 where
     Cpu: Device<E>,

@@ -55,6 +55,11 @@ pub struct ModelConfig {
     pub num_neighbors: f64,
     pub dtype: Precision,
     pub output: OutputMode,
+    /// Isotropic offset of the prediction, in units of ε: ε = eps_offset·I +
+    /// the network's tensor (before the physical map). 0 is the reference
+    /// model; a trainer with `center_targets` sets the training set's mean
+    /// ε_poly, so the network only learns the deviation from it.
+    pub eps_offset: f64,
 }
 
 impl Default for ModelConfig {
@@ -72,6 +77,7 @@ impl Default for ModelConfig {
             num_neighbors: 32.0,
             dtype: Precision::F32,
             output: OutputMode::Raw,
+            eps_offset: 0.0,
         }
     }
 }
@@ -116,6 +122,9 @@ impl ModelConfig {
         }
         if !(self.num_neighbors > 0.0 && self.num_neighbors.is_finite()) {
             return Err(ModelError::InvalidConfig("num_neighbors must be positive".into()));
+        }
+        if !self.eps_offset.is_finite() {
+            return Err(ModelError::InvalidConfig("eps_offset must be a finite number".into()));
         }
         if self.kind == ModelKind::Equivariant && self.lmax == 0 {
             return Err(ModelError::EquivariantNeedsLmax1);

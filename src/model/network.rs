@@ -213,6 +213,21 @@ impl<E: Real> Network<E> {
         &params[e.offset..e.offset + e.numel()]
     }
 
+    /// The pooled head output `raw` of one structure as irreps 0e+2e of the
+    /// tensor (the scalar model's six Cartesian components converted), plus
+    /// the isotropic offset `eps_offset`·I: the input of the physical map.
+    fn head_irreps(&self, raw: &[f64; 6]) -> [f64; 6] {
+        let cfg = &self.arch.config;
+        let mut o = *raw;
+        if cfg.kind == ModelKind::Scalar {
+            let m = cartesian6_to_irreps();
+            o = std::array::from_fn(|k| (0..6).map(|c| m[k][c] * raw[c]).sum());
+        }
+        // I is pure 0e: its irreps are (√3, 0, 0, 0, 0, 0).
+        o[0] += cfg.eps_offset * 3f64.sqrt();
+        o
+    }
+
     /// Forward pass: per-structure output (irreps 0e+2e of ε, e3nn basis) and the cache.
     pub fn forward(&self, params: &[E], prep: Prepared<E>) -> (Vec<[E; 6]>, Cache<E>) {
         let cfg = &self.arch.config;
@@ -263,11 +278,7 @@ impl<E: Real> Network<E> {
         let outputs = raw
             .iter()
             .map(|r| {
-                let mut o = *r;
-                if cfg.kind == ModelKind::Scalar {
-                    let m = cartesian6_to_irreps();
-                    o = std::array::from_fn(|k| (0..6).map(|c| m[k][c] * r[c]).sum());
-                }
+                let mut o = self.head_irreps(r);
                 if cfg.output == OutputMode::Physical {
                     o = physical_forward(&o);
                 }
@@ -436,15 +447,11 @@ impl<E: Real> Network<E> {
         let mut graw = vec![[0.0f64; 6]; prep.num_graphs];
         for (g, r) in cache.raw.iter().enumerate() {
             let mut gr = grad_out[g].map(|v| v.to64());
-            let mut irr = *r;
-            let m = cartesian6_to_irreps();
-            if cfg.kind == ModelKind::Scalar {
-                irr = std::array::from_fn(|k| (0..6).map(|c| m[k][c] * r[c]).sum());
-            }
             if cfg.output == OutputMode::Physical {
-                gr = physical_backward(&irr, &gr);
+                gr = physical_backward(&self.head_irreps(r), &gr);
             }
             if cfg.kind == ModelKind::Scalar {
+                let m = cartesian6_to_irreps();
                 gr = std::array::from_fn(|c| (0..6).map(|k| m[k][c] * gr[k]).sum());
             }
             graw[g] = gr;

@@ -79,6 +79,7 @@ pub fn parse_reference(text: &str) -> Result<ReferenceWeights, ModelError> {
         num_neighbors: c.num_neighbors,
         dtype: Precision::F64,
         output: OutputMode::Raw,
+        eps_offset: 0.0,
     };
     let arch = Architecture::new(&config)?;
     let mut flat = vec![0.0; arch.num_params];
