@@ -129,6 +129,18 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:8:",
         ),
         case(
+            "gradient limit not positive",
+            edit("  epochs: 2", "  epochs: 2\n  max_grad_norm: -5"),
+            &["`training.max_grad_norm`: -5 must be positive"],
+            "case.yaml:6:",
+        ),
+        case(
+            "centring searched over numbers",
+            edit("layers: {type: int, low: 1, high: 3}", "center_targets: {type: categorical, choices: [0, 1]}"),
+            &["`0` is not true or false"],
+            "case.yaml:14:",
+        ),
+        case(
             "searched l_max out of range",
             edit("layers: {type: int, low: 1, high: 3}", "lmax: {type: int, low: 0, high: 6}"),
             &["lmax 6 is out of range 0..=4"],

@@ -56,6 +56,39 @@ fn parse_output(s: &str) -> Result<OutputMode, String> {
     }
 }
 
+/// `--max-grad-norm`: a positive number, or `none` for no limit (the reference).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradNormLimit(pub Option<f64>);
+
+impl std::str::FromStr for GradNormLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(GradNormLimit(None));
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(GradNormLimit(Some(v))),
+            _ => Err(format!("'{s}' is not a gradient-norm limit; use a positive number or none")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GradNormLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(v) => v.to_string().parse(),
+            Raw::Text(t) => t.parse(),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Train one AnisoNet (defaults: the published optimum).
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -88,6 +121,9 @@ pub struct TrainArgs {
     /// Neighbour cutoff, Å [default: 5].
     #[arg(long)]
     pub cutoff: Option<f64>,
+    /// Divisor (squared) of the neighbour sum [default: mean edges per atom of the training structures].
+    #[arg(long)]
+    pub num_neighbors: Option<f64>,
     /// Structures per optimiser step [default: 12].
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -109,6 +145,12 @@ pub struct TrainArgs {
     /// Seed of the initial parameters and the shuffles [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Learn ε − ε̄·I (ε̄: mean training ε_poly); false trains as the reference [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub center_targets: Option<bool>,
+    /// Largest global L2 norm of a batch's gradient, or none (the reference) [default: 10].
+    #[arg(long, value_name = "NORM|none")]
+    pub max_grad_norm: Option<GradNormLimit>,
     /// Precision: f32 or f64 [default: f32].
     #[arg(long, value_parser = parse_dtype)]
     pub dtype: Option<Precision>,
@@ -183,6 +225,7 @@ impl TrainArgs {
             num_basis,
             radial_neurons,
             cutoff,
+            num_neighbors,
             batch_size,
             epochs,
             lr,
@@ -190,6 +233,8 @@ impl TrainArgs {
             lr_decay,
             patience,
             seed,
+            center_targets,
+            max_grad_norm,
             dtype,
             output,
             dataset,
@@ -215,6 +260,7 @@ impl TrainArgs {
             ("--num-basis", self.num_basis.is_some()),
             ("--radial-neurons", self.radial_neurons.is_some()),
             ("--cutoff", self.cutoff.is_some()),
+            ("--num-neighbors", self.num_neighbors.is_some()),
             ("--batch-size", self.batch_size.is_some()),
             ("--epochs", self.epochs.is_some()),
             ("--lr", self.lr.is_some()),
@@ -222,6 +268,8 @@ impl TrainArgs {
             ("--lr-decay", self.lr_decay.is_some()),
             ("--patience", self.patience.is_some()),
             ("--seed", self.seed.is_some()),
+            ("--center-targets", self.center_targets.is_some()),
+            ("--max-grad-norm", self.max_grad_norm.is_some()),
             ("--dtype", self.dtype.is_some()),
             ("--output", self.output.is_some()),
             ("--dataset", self.dataset.is_some()),
@@ -259,6 +307,8 @@ impl TrainArgs {
             lr_decay: self.lr_decay.unwrap_or(d.lr_decay),
             patience: self.patience.unwrap_or(d.patience),
             seed: self.seed.unwrap_or(d.seed),
+            center_targets: self.center_targets.unwrap_or(d.center_targets),
+            max_grad_norm: self.max_grad_norm.map_or(d.max_grad_norm, |l| l.0),
         }
     }
 
@@ -407,7 +457,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         progress.finish();
         (outcome, ck.model, ck.training)
     } else {
-        let model = args.model_config();
+        let mut model = args.model_config();
         model.validate().map_err(model_error)?;
         let training = args.train_config();
         training.validate().map_err(|p| {
@@ -421,6 +471,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         let spec = args.data_spec(model.cutoff);
         let data = load_data(&spec)?;
+        model.num_neighbors = args.num_neighbors.unwrap_or_else(|| data.mean_neighbors());
+        model.validate().map_err(model_error)?;
         let progress = Progress::new(training.epochs, 0);
         let outcome =
             train::train(&model, &training, &data, Some(&out), Some(serde_json::to_value(&spec)?), |r| {
@@ -430,6 +482,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         progress.finish();
         (outcome, model, training)
     };
+    // The model as trained: num_neighbors and eps_offset filled from the data.
+    let model = checkpoint::load_checkpoint(&out).map(|ck| ck.model).unwrap_or(model);
     print_summary(&outcome, &model, &training)
 }
 

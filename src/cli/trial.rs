@@ -27,7 +27,7 @@ use clap::Args;
 use crate::exec::protocol::{emit, Message, Number};
 use crate::model::ModelError;
 use crate::study::file::Metric;
-use crate::study::trial::{mean_neighbors, TrialFile, CHECKPOINT_DIR};
+use crate::study::trial::{TrialFile, CHECKPOINT_DIR};
 use crate::train::{self, checkpoint, predictions, Control, EpochReport, Metrics, StopReason};
 
 /// Run one trial of the built-in objective (launched by `study run`).
@@ -80,7 +80,7 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
     let stop = watch_stdin();
     let (data, about) = spec.data.load()?;
     eprintln!("data: {about}");
-    model.num_neighbors = spec.num_neighbors.unwrap_or_else(|| mean_neighbors(&data));
+    model.num_neighbors = spec.num_neighbors.unwrap_or_else(|| data.mean_neighbors());
 
     let _guard = TrialPid::take(dir)?;
     let ck_dir = dir.join(CHECKPOINT_DIR);

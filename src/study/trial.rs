@@ -154,19 +154,6 @@ impl std::fmt::Display for DataSummary {
     }
 }
 
-/// Mean number of edges per atom over the training graphs (self-edges
-/// included, as the model's neighbour sum counts them).
-pub fn mean_neighbors(data: &TrainData) -> f64 {
-    let (edges, atoms) = data.split.train.iter().fold((0usize, 0usize), |(e, a), &k| {
-        (e + data.graphs[k].num_edges(), a + data.graphs[k].num_nodes())
-    });
-    if atoms == 0 {
-        1.0
-    } else {
-        (edges as f64 / atoms as f64).max(1.0)
-    }
-}
-
 /// The model configuration of study hyperparameters (`num_neighbors` still open).
 pub fn model_config(h: &Hyperparameters) -> ModelConfig {
     let m = &h.model;
@@ -217,6 +204,8 @@ impl TrialFile {
             lr_decay: t.lr_decay,
             patience: t.patience as usize,
             seed: t.seed.unwrap_or(seed),
+            center_targets: t.center_targets,
+            max_grad_norm: t.max_grad_norm,
         };
         Ok(TrialFile {
             version: TRIAL_FILE_VERSION,
@@ -312,6 +301,6 @@ sweep:
         assert_eq!(data.split.sizes(), [12, 4, 4]);
         assert!(about.to_string().contains("synthetic"));
         assert_eq!((about.structures, about.cleaning.kept, about.split), (20, 20, [12, 4, 4]));
-        assert!(mean_neighbors(&data) > 1.0);
+        assert!(data.mean_neighbors() > 1.0);
     }
 }

@@ -40,6 +40,8 @@ pub const HYPERPARAMETERS: &[&str] = &[
     "lr_decay",
     "patience",
     "seed",
+    "center_targets",
+    "max_grad_norm",
 ];
 
 /// Largest rotation order the model supports.
@@ -137,6 +139,13 @@ impl Hyperparameters {
                 t.lr_decay = x;
             }
             "seed" => t.seed = Some(whole(value)? as u64),
+            "max_grad_norm" => t.max_grad_norm = Some(positive_real(value)?),
+            "center_targets" => {
+                t.center_targets = match value {
+                    ParamValue::Bool(b) => *b,
+                    _ => return Err(format!("`{value}` is not true or false")),
+                }
+            }
             other => {
                 let hint = closest(other, HYPERPARAMETERS)
                     .map_or(String::new(), |best| format!(" (did you mean `{best}`?)"));
@@ -169,12 +178,13 @@ impl Hyperparameters {
             ("training", "batch_size", t.batch_size),
             ("training", "patience", t.patience),
         ];
-        let reals: [(&str, &str, f64); 5] = [
+        let reals: [(&str, &str, f64); 6] = [
             ("model", "cutoff", m.cutoff),
             ("model", "num_neighbors", m.num_neighbors.unwrap_or(1.0)),
             ("training", "lr", t.lr),
             ("training", "weight_decay", t.weight_decay),
             ("training", "lr_decay", t.lr_decay),
+            ("training", "max_grad_norm", t.max_grad_norm.unwrap_or(1.0)),
         ];
         let mut probe = Hyperparameters { model: ModelSpec::default(), training: TrainingSpec::default() };
         let numbered = ints

@@ -14,6 +14,9 @@ pub struct AdamW<E> {
     pub betas: (f64, f64),
     pub eps: f64,
     pub weight_decay: f64,
+    /// Largest global L2 norm of a step's gradient; a larger one is scaled
+    /// down to it before the moments see it (`None`: no clipping).
+    pub max_grad_norm: Option<f64>,
     /// Steps taken so far.
     pub step: u64,
     /// First and second moment per parameter (empty before the first step).
@@ -34,6 +37,7 @@ where
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay,
+            max_grad_norm: None,
             step: 0,
             m: vec![],
             v: vec![],
@@ -55,6 +59,18 @@ where
         (self.host_p, self.host_g) = (p, g);
     }
 
+    /// The factor that brings `g` to at most `max_grad_norm` (1 when within it).
+    /// The norm is summed in f64 in index order: the same on every run.
+    pub fn clip_scale(&self, g: &[E]) -> f64 {
+        let Some(max) = self.max_grad_norm else { return 1.0 };
+        let norm = g.iter().map(|v| v.to64() * v.to64()).sum::<f64>().sqrt();
+        if norm > max {
+            max / norm
+        } else {
+            1.0
+        }
+    }
+
     /// The update on host slices: `p` parameters, `g` their gradient.
     pub fn step_slices(&mut self, p: &mut [E], g: &[E]) {
         if self.m.len() != p.len() {
@@ -68,9 +84,11 @@ where
         let (lr, eps, decay) = (E::of(self.lr), E::of(self.eps), E::of(1.0 - self.lr * self.weight_decay));
         let (eb1, eb2) = (E::of(b1), E::of(b2));
         let (ec1, ec2) = (E::of(c1), E::of(c2));
+        let scale = E::of(self.clip_scale(g));
         for i in 0..p.len() {
-            self.m[i] = eb1 * self.m[i] + (E::one() - eb1) * g[i];
-            self.v[i] = eb2 * self.v[i] + (E::one() - eb2) * g[i] * g[i];
+            let gi = g[i] * scale;
+            self.m[i] = eb1 * self.m[i] + (E::one() - eb1) * gi;
+            self.v[i] = eb2 * self.v[i] + (E::one() - eb2) * gi * gi;
             let mhat = self.m[i] / ec1;
             let vhat = self.v[i] / ec2;
             p[i] = p[i] * decay - lr * mhat / (vhat.sqrt() + eps);
@@ -97,5 +115,21 @@ mod tests {
         let p2 = p1 * 0.999 - 0.1 * mhat / (vhat.sqrt() + 1e-8);
         assert!((p[0] - p2).abs() < 1e-15, "{} vs {p2}", p[0]);
         assert_eq!(opt.step, 2);
+    }
+
+    /// Clipping scales the whole gradient to the limit before the moments
+    /// (as `torch.nn.utils.clip_grad_norm_` followed by AdamW) and leaves
+    /// gradients within the limit untouched.
+    #[test]
+    fn clipping_bounds_the_global_norm() {
+        let mut clipped = AdamW::<f64>::new(0.1, 0.0);
+        clipped.max_grad_norm = Some(1.0);
+        let mut plain = AdamW::<f64>::new(0.1, 0.0);
+        let (mut p, mut q) = ([1.0, 2.0], [1.0, 2.0]);
+        clipped.step_slices(&mut p, &[30.0, 40.0]);
+        plain.step_slices(&mut q, &[0.6, 0.8]);
+        assert_eq!((p, &clipped.m, &clipped.v), (q, &plain.m, &plain.v));
+        assert_eq!(clipped.clip_scale(&[0.3, 0.4]), 1.0);
+        assert_eq!(plain.clip_scale(&[300.0, 400.0]), 1.0);
     }
 }

@@ -198,3 +198,31 @@ fn checkpoint_survives_a_stale_sidecar() {
     assert_eq!(crate::error::exit_code(&err), 2);
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
+
+/// `center_targets` stores the training split's mean ε_poly in the model (and
+/// so in its checkpoint, for resume and predict); off keeps the reference's 0.
+#[test]
+fn centred_targets_set_the_models_offset() {
+    let data = data(24);
+    let mean = data
+        .split
+        .train
+        .iter()
+        .map(|&k| {
+            let t = &data.graphs[k].target_cartesian;
+            (t[0][0] + t[1][1] + t[2][2]) / 3.0
+        })
+        .sum::<f64>()
+        / data.split.train.len() as f64;
+    assert!((data.mean_eps_poly() - mean).abs() < 1e-12, "{} vs {mean}", data.mean_eps_poly());
+    for centre in [true, false] {
+        let model = tiny(ModelKind::Scalar, Precision::F64);
+        let config = TrainConfig { center_targets: centre, ..config(1) };
+        let trainer = Trainer::<f64>::new(&model, &config, &data).unwrap();
+        let want = if centre { data.mean_eps_poly() } else { 0.0 };
+        assert_eq!(trainer.model.arch().config.eps_offset, want);
+        let dir = tempfile::tempdir().unwrap();
+        train(&model, &config, &data, Some(dir.path()), None, |_| Control::Continue).unwrap();
+        assert_eq!(checkpoint::load_checkpoint(dir.path()).unwrap().model.eps_offset, want);
+    }
+}

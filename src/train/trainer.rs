@@ -46,6 +46,26 @@ impl TrainData {
         Ok(())
     }
 
+    /// Mean number of edges per atom over the training graphs (self-edges
+    /// included, as the model's neighbour sum counts them); at least 1.
+    pub fn mean_neighbors(&self) -> f64 {
+        let (edges, atoms) = self.split.train.iter().fold((0usize, 0usize), |(e, a), &k| {
+            (e + self.graphs[k].num_edges(), a + self.graphs[k].num_nodes())
+        });
+        if atoms == 0 {
+            1.0
+        } else {
+            (edges as f64 / atoms as f64).max(1.0)
+        }
+    }
+
+    /// Mean ε_poly (trace / 3) of the training structures' targets.
+    pub fn mean_eps_poly(&self) -> f64 {
+        let sum: f64 = self.split.train.iter().map(|&k| self.graphs[k].target_irreps[0]).sum();
+        // The 0e component of ε in e3nn's basis is trace / √3.
+        sum / 3f64.sqrt() / self.split.train.len().max(1) as f64
+    }
+
     /// SHA-256 (hex) of the split and of every used structure's frame, edge
     /// count and target: a resumed run must see the same data.
     pub fn fingerprint(&self) -> String {
@@ -157,9 +177,14 @@ where
             ));
         }
         data.validate()?;
-        let model = AnisoNet::<E>::new(model_config, &Cpu::default(), config.seed)?;
+        let mut model_config = model_config.clone();
+        if config.center_targets {
+            model_config.eps_offset = data.mean_eps_poly();
+        }
+        let model = AnisoNet::<E>::new(&model_config, &Cpu::default(), config.seed)?;
         let best_params = model.params.flat.as_vec();
-        let optimizer = AdamW::new(config.lr, config.weight_decay);
+        let mut optimizer = AdamW::new(config.lr, config.weight_decay);
+        optimizer.max_grad_norm = config.max_grad_norm;
         Ok(Self::assemble(model, optimizer, config.clone(), TrainState::new(), best_params, data))
     }
 
@@ -233,6 +258,7 @@ where
         let mut model = model;
         model.params.flat.copy_from(&tensors.params);
         let mut optimizer = AdamW::new(ck.training.lr, ck.training.weight_decay);
+        optimizer.max_grad_norm = ck.training.max_grad_norm;
         optimizer.step = ck.state.optimizer_step;
         if optimizer.step > 0 {
             optimizer.m = tensors.adam_m;
