@@ -16,7 +16,9 @@
 //!     --out results/accuracy_equivariant          # and --model scalar --out results/accuracy_scalar
 //! ```
 //!
-//! The summary's `test` block holds the figures to compare.
+//! The summary's `test` block holds the figures to compare. Add
+//! `--center-targets false --max-grad-norm none` to train exactly as the
+//! reference does (same losses step for step: `tests/train_reference.rs`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
