@@ -132,7 +132,7 @@ fn catalogue() -> Vec<Case> {
             "gradient limit not positive",
             edit("  epochs: 2", "  epochs: 2\n  max_grad_norm: -5"),
             &["`training.max_grad_norm`: -5 must be positive"],
-            "case.yaml:6:",
+            "case.yaml:7:",
         ),
         case(
             "centring searched over numbers",
