@@ -86,7 +86,12 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
     let ck_dir = dir.join(CHECKPOINT_DIR);
     let resumable = checkpoint::exists(&ck_dir)
         && match checkpoint::load_checkpoint(&ck_dir) {
-            Ok(ck) if ck.model == model && ck.training == spec.training => true,
+            Ok(ck)
+                if ck.model == train::model_for_run(&model, &spec.training, &data)
+                    && ck.training == spec.training =>
+            {
+                true
+            }
             _ => {
                 eprintln!("the checkpoint in {} is for other settings; starting over", ck_dir.display());
                 std::fs::remove_dir_all(&ck_dir).ok();

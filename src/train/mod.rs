@@ -14,7 +14,7 @@ pub mod trainer;
 pub use checkpoint::{Checkpoint, EpochRecord, FinalMetrics, StopReason, TrainState};
 pub use config::TrainConfig;
 pub use metrics::{GroupMetrics, Metrics};
-pub use trainer::{resume, train, Control, EpochReport, TrainData, TrainOutcome, Trainer};
+pub use trainer::{model_for_run, resume, train, Control, EpochReport, TrainData, TrainOutcome, Trainer};
 
 #[cfg(test)]
 mod tests;

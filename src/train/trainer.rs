@@ -177,10 +177,7 @@ where
             ));
         }
         data.validate()?;
-        let mut model_config = model_config.clone();
-        if config.center_targets {
-            model_config.eps_offset = data.mean_eps_poly();
-        }
+        let model_config = model_for_run(model_config, config, data);
         let model = AnisoNet::<E>::new(&model_config, &Cpu::default(), config.seed)?;
         let best_params = model.params.flat.as_vec();
         let mut optimizer = AdamW::new(config.lr, config.weight_decay);
@@ -445,6 +442,16 @@ where
         self.state.stop = Some(stop);
         Ok(())
     }
+}
+
+/// The model a run with `config` on `data` trains (and checkpoints): `model`
+/// with the isotropic offset of centred targets.
+pub fn model_for_run(model: &ModelConfig, config: &TrainConfig, data: &TrainData) -> ModelConfig {
+    let mut model = model.clone();
+    if config.center_targets {
+        model.eps_offset = data.mean_eps_poly();
+    }
+    model
 }
 
 /// Trains a model in the precision `model.dtype` asks for, checkpointing into
