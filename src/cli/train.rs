@@ -147,7 +147,7 @@ pub struct TrainArgs {
     /// Seed of the initial parameters and the shuffles [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Learn ε − ε̄·I (ε̄: mean training ε_poly) instead of ε (the reference) [default: false].
+    /// Learn ε − ε̄·I (ε̄: mean training ε_poly); false trains as the reference [default: true].
     #[arg(long, value_name = "BOOL")]
     pub center_targets: Option<bool>,
     /// Largest global L2 norm of a batch's gradient, or none (the reference) [default: 10].

@@ -205,7 +205,7 @@ pub struct TrainingSpec {
     /// Seed of initialisation and shuffling; derived from (study seed, trial
     /// number) when absent, so every trial differs but reruns agree.
     pub seed: Option<u64>,
-    /// Learn ε − ε̄·I with ε̄ the training set's mean ε_poly, instead of ε (the reference).
+    /// Learn ε − ε̄·I with ε̄ the training set's mean ε_poly; false trains as the reference.
     pub center_targets: bool,
     /// Largest global L2 norm of a batch's gradient; `null`: no limit (the reference).
     pub max_grad_norm: Option<f64>,
@@ -221,7 +221,7 @@ impl Default for TrainingSpec {
             lr_decay: 0.98,
             patience: 30,
             seed: None,
-            center_targets: false,
+            center_targets: true,
             max_grad_norm: Some(crate::train::config::DEFAULT_MAX_GRAD_NORM),
         }
     }
