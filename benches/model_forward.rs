@@ -7,15 +7,18 @@
 //! graphs with its statistics (20 atoms, 30 incoming edges per atom).
 //! Prints JSON lines.
 //!
-//! cargo bench --bench model_forward [-- --batches N --dtype f32|f64 --synthetic --no-tune]
-//! (`--no-tune` leaves glibc's allocator thresholds alone, see `model::alloc`).
+//! cargo bench --bench model_forward [-- --batches N --dtype f32|f64 --synthetic --no-tune
+//!                                       --device cpu|cpu-tensor|cuda:N]
+//! (`--no-tune` leaves glibc's allocator thresholds alone, see `model::alloc`;
+//! `--device cpu-tensor` runs the tensor-op network a GPU runs on the CPU,
+//! `cuda:N` needs `--features cuda`).
 
 use std::time::Instant;
 
 use anisostudy::crystal::io::extxyz::read_extxyz;
 use anisostudy::crystal::io::ExtxyzOptions;
 use anisostudy::model::synthetic::random_batch;
-use anisostudy::model::{AnisoNet, ModelConfig, ModelFloat, ModelInput, Precision};
+use anisostudy::model::{AnisoNet, ComputeDevice, ModelConfig, ModelFloat, ModelInput, Precision};
 use anisostudy::train::optim::AdamW;
 use dfdx::prelude::*;
 
@@ -69,7 +72,7 @@ fn dataset_batches(path: &str, batches: usize, cutoff: f64) -> Option<Vec<ModelI
     )
 }
 
-fn run<E: ModelFloat>(batches: usize, dtype: &str, dataset: Option<String>)
+fn run<E: ModelFloat>(batches: usize, dtype: &str, dataset: Option<String>, device: &str)
 where
     Cpu: Device<E>,
     rand_distr::StandardNormal: rand_distr::Distribution<E>,
@@ -80,6 +83,10 @@ where
     };
     let dev = Cpu::default();
     let mut model = AnisoNet::<E>::new(&config, &dev, 0).expect("published configuration");
+    match device {
+        "cpu-tensor" => model.compute_on(Cpu::default(), "cpu-tensor"),
+        d => model.use_device(d.parse::<ComputeDevice>().expect("--device")).expect("--device"),
+    }
     let (source, inputs) =
         match dataset.and_then(|p| dataset_batches(&p, batches, config.cutoff).map(|b| (p, b))) {
             Some((path, b)) => (path, b),
@@ -91,7 +98,7 @@ where
     let edges: usize = inputs.iter().map(|i| i.edge_src.len()).sum();
     let threads = rayon::current_num_threads();
     println!(
-        "{{\"bench\":\"model_setup\",\"source\":{source:?},\"dtype\":\"{dtype}\",\"params\":{},\"batches\":{batches},\"edges_per_batch\":{},\"threads\":{threads}}}",
+        "{{\"bench\":\"model_setup\",\"device\":\"{device}\",\"source\":{source:?},\"dtype\":\"{dtype}\",\"params\":{},\"batches\":{batches},\"edges_per_batch\":{},\"threads\":{threads}}}",
         model.arch().num_params,
         edges / batches
     );
@@ -145,8 +152,9 @@ fn main() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mp_dielectric_2k.extxyz").to_string()
         }))
     };
+    let device = value("--device").unwrap_or_else(|| "cpu".into());
     match value("--dtype").as_deref() {
-        Some("f64") => run::<f64>(batches, "f64", dataset),
-        _ => run::<f32>(batches, "f32", dataset),
+        Some("f64") => run::<f64>(batches, "f64", dataset, &device),
+        _ => run::<f32>(batches, "f32", dataset, &device),
     }
 }

@@ -12,7 +12,7 @@ use crate::crystal::symmetry::{crystal_system, DEFAULT_SYMPREC};
 use crate::e3::cartesian::{irreps_to_cartesian, Mat3};
 use crate::e3::sym3::{anisotropy_ratio, eigenvalues_sym3, eps_poly};
 use crate::error::InputError;
-use crate::model::{is_unphysical, ModelInput};
+use crate::model::{is_unphysical, ComputeDevice, ModelInput};
 use crate::train::checkpoint;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,6 +33,9 @@ pub struct PredictArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
+    /// Where the network computes: cpu, or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = str::parse::<ComputeDevice>)]
+    pub device: ComputeDevice,
 }
 
 /// One structure's prediction.
@@ -73,7 +76,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .with_hint("give the --out folder of a `study train` run")
         .into());
     }
-    let (ck, model) = checkpoint::load_best_model(&args.checkpoint)?;
+    let (ck, mut model) = checkpoint::load_best_model(&args.checkpoint)?;
+    model.use_device(args.device)?;
     let frames = read_structures(&args.structures, &ExtxyzOptions::default())?;
     let cutoff = ck.model.cutoff;
     let mut inputs = Vec::with_capacity(frames.len());

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{load_graphs, CacheOptions, GraphOptions, LoadOptions, Source, Split, SplitRatios};
 use crate::error::InputError;
-use crate::model::{ModelConfig, ModelError, ModelKind, OutputMode, Precision};
+use crate::model::{ComputeDevice, ModelConfig, ModelError, ModelKind, OutputMode, Precision};
 use crate::train::{self, checkpoint, Control, EpochReport, TrainConfig, TrainData, TrainOutcome};
 
 fn parse_kind(s: &str) -> Result<ModelKind, String> {
@@ -185,6 +185,11 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub resume: bool,
+    /// Where the network computes: cpu, or cuda:N, the N-th visible GPU (a
+    /// build with `--features cuda`) [default: cpu]. Allowed with --resume.
+    #[arg(long, value_parser = str::parse::<ComputeDevice>)]
+    #[serde(skip)]
+    pub device: Option<ComputeDevice>,
 }
 
 /// How the data was built: recorded in the checkpoint so `--resume` rebuilds it.
@@ -426,6 +431,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     crate::model::alloc::tune_allocator();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results/train"));
     let out_flag = || InputError::new(format!("--out {}", out.display()), "");
+    let device = args.device.unwrap_or_default();
     let (outcome, model, training) = if args.resume {
         let given = args.recorded_options_given();
         if !given.is_empty() {
@@ -452,7 +458,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             })?;
         let data = load_data(&spec)?;
         let progress = Progress::new(ck.training.epochs, ck.state.epochs_done);
-        let outcome = train::resume(&out, &data, |r| {
+        let outcome = train::resume(&out, &data, device, |r| {
             progress.epoch(r);
             Control::Continue
         })?;
@@ -476,11 +482,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         model.num_neighbors = args.num_neighbors.unwrap_or_else(|| data.mean_neighbors());
         model.validate().map_err(model_error)?;
         let progress = Progress::new(training.epochs, 0);
-        let outcome =
-            train::train(&model, &training, &data, Some(&out), Some(serde_json::to_value(&spec)?), |r| {
+        let outcome = train::train(
+            &model,
+            &training,
+            &data,
+            device,
+            Some(&out),
+            Some(serde_json::to_value(&spec)?),
+            |r| {
                 progress.epoch(r);
                 Control::Continue
-            })?;
+            },
+        )?;
         progress.finish();
         (outcome, model, training)
     };

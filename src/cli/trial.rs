@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::exec::devices::{parse_device, Device};
 use crate::exec::protocol::{emit, Message, Number};
-use crate::model::ModelError;
+use crate::model::{ComputeDevice, ModelError};
 use crate::study::file::Metric;
 use crate::study::trial::{TrialFile, CHECKPOINT_DIR};
 use crate::train::{self, checkpoint, predictions, Control, EpochReport, Metrics, StopReason};
@@ -35,6 +36,17 @@ use crate::train::{self, checkpoint, predictions, Control, EpochReport, Metrics,
 pub struct TrialArgs {
     /// The trial file the controller wrote: `<results>/<study>/trials/<n>/trial.json`.
     pub file: PathBuf,
+}
+
+/// Where this trial computes: its slot's device (`ANISOSTUDY_DEVICE`, set by
+/// the controller). A GPU slot's GPU is the only one `CUDA_VISIBLE_DEVICES`
+/// leaves visible, so it is CUDA ordinal 0 here.
+fn slot_device() -> Result<ComputeDevice> {
+    let Ok(text) = std::env::var("ANISOSTUDY_DEVICE") else { return Ok(ComputeDevice::Cpu) };
+    match parse_device(&text).map_err(|e| anyhow::anyhow!("ANISOSTUDY_DEVICE: {e}"))? {
+        Device::Cpu => Ok(ComputeDevice::Cpu),
+        Device::Cuda(_) => Ok(ComputeDevice::Cuda(0)),
+    }
 }
 
 /// Why a trial gives up, as the `error` line's `kind`.
@@ -132,10 +144,11 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
             Control::Continue
         }
     };
+    let device = slot_device()?;
     let outcome = if resumable {
-        train::resume(&ck_dir, &data, &mut on_epoch)?
+        train::resume(&ck_dir, &data, device, &mut on_epoch)?
     } else {
-        train::train(&model, &spec.training, &data, Some(&ck_dir), None, &mut on_epoch)?
+        train::train(&model, &spec.training, &data, device, Some(&ck_dir), None, &mut on_epoch)?
     };
     if outcome.stop == StopReason::Interrupted {
         eprintln!("stopped after epoch {}; the checkpoint resumes it", outcome.epochs_run);

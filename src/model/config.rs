@@ -91,6 +91,8 @@ pub enum ModelError {
     LmaxOutOfRange(usize),
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),
+    #[error("compute device: {0}")]
+    Device(String),
     #[error("invalid model input: {0}")]
     InvalidInput(String),
     #[error("parameter file: {0}")]

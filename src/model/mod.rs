@@ -18,8 +18,9 @@
 //! of the batch; features are stored m-major (`[m][channel]`) so the per-edge
 //! "uvu" tensor product vectorises over channels (AVX2 + FMA builds chosen at
 //! run time); and the radial MLP runs as two large matrix products.
-//! Everything runs on dfdx's CPU device; a `cuda` build compiles the same
-//! model but still computes it on the CPU.
+//! That is the CPU path. Other devices (CUDA, in a `cuda` build) run the
+//! same network written in dfdx tensor ops ([`tensor_net`]) behind
+//! [`AnisoNet::use_device`]; parameters and the optimiser stay on the host.
 
 pub mod alloc;
 pub mod arch;
@@ -32,6 +33,7 @@ pub mod normalize;
 pub mod physical;
 pub mod reference;
 pub mod synthetic;
+pub mod tensor_net;
 
 use std::sync::Arc;
 
@@ -42,10 +44,12 @@ use rand_distr::{Distribution, StandardNormal};
 
 pub use arch::Architecture;
 pub use config::{ModelConfig, ModelError, ModelKind, OutputMode, Precision};
+
 pub use input::ModelInput;
 pub use kernels::Real;
 pub use network::Network;
 pub use physical::{count_unphysical, is_unphysical};
+pub use tensor_net::{DeviceEngine, TensorEngine};
 
 /// All trainable parameters in one flat vector (layout: [`Architecture::params`]).
 /// dfdx's `TensorCollection` only admits compile-time shapes, so the optimiser
@@ -55,6 +59,44 @@ pub struct ModelParams<E: Dtype, D: Device<E>> {
     pub flat: Tensor<(usize,), E, D>,
 }
 
+/// Where a model's network is computed. Parameters, optimiser and
+/// checkpoints stay on the host either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ComputeDevice {
+    /// The fused CPU kernels ([`network`]).
+    #[default]
+    Cpu,
+    /// dfdx's CUDA device with this ordinal among the visible GPUs
+    /// ([`tensor_net`]); needs a build with the `cuda` feature.
+    Cuda(usize),
+}
+
+impl std::fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeDevice::Cpu => f.write_str("cpu"),
+            ComputeDevice::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ComputeDevice {
+    type Err = String;
+
+    /// `cpu` or `cuda:N`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "cpu" => Ok(ComputeDevice::Cpu),
+            t => match t.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(i)) => Ok(ComputeDevice::Cuda(i)),
+                _ => Err(format!(
+                    "`{t}` is not a compute device; use cpu or cuda:N (N: index of a visible GPU)"
+                )),
+            },
+        }
+    }
+}
+
 /// Precisions the model runs in (f32, f64) on dfdx's CPU device.
 pub trait ModelFloat: Real + Dtype
 where
@@ -62,19 +104,37 @@ where
 {
     /// The CPU storage of a gradient as a slice.
     fn slice_mut(v: &mut <Cpu as Storage<Self>>::Vec) -> &mut [Self];
+
+    /// The network on a CUDA device (dfdx has CUDA kernels for f32 and f64).
+    #[cfg(feature = "cuda")]
+    fn cuda_engine(
+        net: Arc<Network<Self>>,
+        cuda: dfdx::tensor::Cuda,
+        name: &str,
+    ) -> Arc<dyn DeviceEngine<Self>>;
 }
 
-impl ModelFloat for f32 {
-    fn slice_mut(v: &mut <Cpu as Storage<f32>>::Vec) -> &mut [f32] {
-        &mut v[..]
-    }
+macro_rules! model_float {
+    ($t:ty) => {
+        impl ModelFloat for $t {
+            fn slice_mut(v: &mut <Cpu as Storage<$t>>::Vec) -> &mut [$t] {
+                &mut v[..]
+            }
+
+            #[cfg(feature = "cuda")]
+            fn cuda_engine(
+                net: Arc<Network<$t>>,
+                cuda: dfdx::tensor::Cuda,
+                name: &str,
+            ) -> Arc<dyn DeviceEngine<$t>> {
+                Arc::new(TensorEngine::new(net, cuda, name))
+            }
+        }
+    };
 }
 
-impl ModelFloat for f64 {
-    fn slice_mut(v: &mut <Cpu as Storage<f64>>::Vec) -> &mut [f64] {
-        &mut v[..]
-    }
-}
+model_float!(f32);
+model_float!(f64);
 
 /// Per structure, ε as irreps 0e+2e in e3nn's `CartesianTensor("ij=ji")` basis.
 pub type Prediction<E, T> = Tensor<(usize, Const<6>), E, Cpu, T>;
@@ -87,6 +147,9 @@ where
     pub net: Arc<Network<E>>,
     pub params: ModelParams<E, Cpu>,
     pub device: Cpu,
+    /// Where the network is computed: `None` for the fused CPU network, else
+    /// a device engine (CUDA). Parameters and optimiser stay on the host.
+    pub engine: Option<Arc<dyn DeviceEngine<E>>>,
 }
 
 impl<E: ModelFloat> AnisoNet<E>
@@ -126,6 +189,7 @@ where
             net: Arc::new(Network::new(arch)),
             params: ModelParams { flat: device.tensor_from_vec(flat, (n,)) },
             device: device.clone(),
+            engine: None,
         }
     }
 
@@ -136,8 +200,43 @@ where
     /// Inference: ε (irreps 0e+2e) per structure.
     pub fn predict(&self, input: &ModelInput) -> Result<Vec<[f64; 6]>, ModelError> {
         let prep = self.net.prepare(input)?;
+        if let Some(engine) = &self.engine {
+            let (raw, _) = engine.forward(&prep, &self.params.flat.as_vec(), false);
+            return Ok(raw.iter().map(|r| self.net.head_forward(r).map(|v| E::of(v).to64())).collect());
+        }
         let (out, _) = self.net.forward(&self.params.flat.as_vec(), prep);
         Ok(out.iter().map(|o| o.map(|v| v.to64())).collect())
+    }
+
+    /// Computes the network with dfdx tensor ops on `dev` (called `name`)
+    /// instead of the fused CPU kernels ([`tensor_net`]).
+    pub fn compute_on<D: Device<E> + 'static>(&mut self, dev: D, name: &str) {
+        self.engine = Some(Arc::new(TensorEngine::new(self.net.clone(), dev, name)));
+    }
+
+    /// Computes the network on `device` from now on.
+    pub fn use_device(&mut self, device: ComputeDevice) -> Result<(), ModelError> {
+        match device {
+            ComputeDevice::Cpu => self.engine = None,
+            #[cfg(feature = "cuda")]
+            ComputeDevice::Cuda(ordinal) => {
+                let cuda = dfdx::tensor::Cuda::try_build(ordinal, 0)
+                    .map_err(|e| ModelError::Device(format!("cannot open CUDA device {ordinal}: {e:?}")))?;
+                self.engine = Some(E::cuda_engine(self.net.clone(), cuda, &device.to_string()));
+            }
+            #[cfg(not(feature = "cuda"))]
+            ComputeDevice::Cuda(_) => {
+                return Err(ModelError::Device(format!(
+                    "{device} needs a build with CUDA support: `cargo build --release --features cuda`, or use the cpu"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the network is computed: `cpu` (fused kernels) or an engine's device.
+    pub fn compute_device(&self) -> &str {
+        self.engine.as_ref().map_or("cpu", |e| e.name())
     }
 
     /// Forward pass recorded on `params`' tape: pass `model.params.flat.clone().traced(grads)`
@@ -158,6 +257,9 @@ where
         let prep = self.net.prepare(input)?;
         let (params, mut tape) = params.split_tape();
         let values = params.as_vec();
+        if let Some(engine) = &self.engine {
+            return Ok(self.forward_on_engine(engine.as_ref(), &prep, params, values, tape));
+        }
         let (out, cache) = self.net.forward(&values, prep);
         let g = out.len();
         let flat_out: Vec<E> = out.iter().flatten().copied().collect();
@@ -180,6 +282,48 @@ where
     }
 }
 
+impl<E: ModelFloat> AnisoNet<E>
+where
+    Cpu: Device<E>,
+{
+    /// [`AnisoNet::forward`] through a device engine: the engine computes the
+    /// pooled head output, the host applies the head and its backward pass.
+    fn forward_on_engine<T: Tape<E, Cpu>>(
+        &self,
+        engine: &dyn DeviceEngine<E>,
+        prep: &network::Prepared<E>,
+        params: Tensor<(usize,), E, Cpu>,
+        values: Vec<E>,
+        mut tape: T,
+    ) -> Prediction<E, T> {
+        let (raw, back) = engine.forward(prep, &values, T::OWNS_TAPE);
+        let out: Vec<E> = raw.iter().flat_map(|r| self.net.head_forward(r)).map(E::of).collect();
+        let result = self.device.tensor_from_vec(out, (raw.len(), Const::<6>));
+        if let Some(back) = back {
+            let net = self.net.clone();
+            let p_ghost = params.ghost();
+            let out_ghost = result.ghost();
+            tape.add_backward_op(move |grads| {
+                grads.try_alloc_for(&p_ghost)?;
+                grads.try_alloc_for(&out_ghost)?;
+                let g_out = grads.get(&out_ghost).as_vec();
+                let g_raw: Vec<[f64; 6]> = raw
+                    .iter()
+                    .zip(g_out.chunks(6))
+                    .map(|(r, g)| net.head_backward(r, &std::array::from_fn(|k| g[k].to64())))
+                    .collect();
+                let g_params = back(&g_raw);
+                let gp = E::slice_mut(grads.get_or_alloc_mut(&p_ghost)?);
+                for (acc, g) in gp.iter_mut().zip(g_params) {
+                    *acc += g;
+                }
+                Ok(())
+            });
+        }
+        result.put_tape(tape)
+    }
+}
+
 /// A model whose precision is chosen at run time from [`ModelConfig::dtype`].
 pub enum AnyAnisoNet {
     F32(AnisoNet<f32>),
@@ -198,6 +342,14 @@ impl AnyAnisoNet {
         match self {
             AnyAnisoNet::F32(m) => m.arch(),
             AnyAnisoNet::F64(m) => m.arch(),
+        }
+    }
+
+    /// See [`AnisoNet::use_device`].
+    pub fn use_device(&mut self, device: ComputeDevice) -> Result<(), ModelError> {
+        match self {
+            AnyAnisoNet::F32(m) => m.use_device(device),
+            AnyAnisoNet::F64(m) => m.use_device(device),
         }
     }
 

@@ -25,7 +25,7 @@ use crate::e3::cartesian::cartesian_to_irreps;
 pub struct Network<E: Real> {
     pub arch: Architecture,
     tables: Vec<TpTables<E>>,
-    norm: Normalize2Mom,
+    pub(super) norm: Normalize2Mom,
 }
 
 /// A batch prepared for the network: species, edges sorted by destination, edge embeddings.
@@ -228,6 +228,30 @@ impl<E: Real> Network<E> {
         o
     }
 
+    /// The model's output for one structure from its pooled head output
+    /// `raw`: irreps of the tensor, then the physical map when configured.
+    pub fn head_forward(&self, raw: &[f64; 6]) -> [f64; 6] {
+        let o = self.head_irreps(raw);
+        match self.arch.config.output {
+            OutputMode::Physical => physical_forward(&o),
+            OutputMode::Raw => o,
+        }
+    }
+
+    /// Vector–Jacobian product of [`Network::head_forward`]: d loss / d raw.
+    pub fn head_backward(&self, raw: &[f64; 6], grad_out: &[f64; 6]) -> [f64; 6] {
+        let cfg = &self.arch.config;
+        let mut gr = *grad_out;
+        if cfg.output == OutputMode::Physical {
+            gr = physical_backward(&self.head_irreps(raw), &gr);
+        }
+        if cfg.kind == ModelKind::Scalar {
+            let m = cartesian6_to_irreps();
+            gr = std::array::from_fn(|c| (0..6).map(|k| m[k][c] * gr[k]).sum());
+        }
+        gr
+    }
+
     /// Forward pass: per-structure output (irreps 0e+2e of ε, e3nn basis) and the cache.
     pub fn forward(&self, params: &[E], prep: Prepared<E>) -> (Vec<[E; 6]>, Cache<E>) {
         let cfg = &self.arch.config;
@@ -275,16 +299,7 @@ impl<E: Real> Network<E> {
                 raw[g][c] += x[n * 6 + c].to64() / prep.graph_size[g] as f64;
             }
         }
-        let outputs = raw
-            .iter()
-            .map(|r| {
-                let mut o = self.head_irreps(r);
-                if cfg.output == OutputMode::Physical {
-                    o = physical_forward(&o);
-                }
-                o.map(E::of)
-            })
-            .collect();
+        let outputs = raw.iter().map(|r| self.head_forward(r).map(E::of)).collect();
         let cache = Cache { prep, x0_pre, z_pre, z, convs, conv_out, gate_out, raw };
         (outputs, cache)
     }
@@ -444,18 +459,12 @@ impl<E: Real> Network<E> {
         let n = prep.num_nodes;
         assert_eq!(grad.len(), self.arch.num_params);
         // Head: physical and scalar conversions, then the mean over atoms.
-        let mut graw = vec![[0.0f64; 6]; prep.num_graphs];
-        for (g, r) in cache.raw.iter().enumerate() {
-            let mut gr = grad_out[g].map(|v| v.to64());
-            if cfg.output == OutputMode::Physical {
-                gr = physical_backward(&self.head_irreps(r), &gr);
-            }
-            if cfg.kind == ModelKind::Scalar {
-                let m = cartesian6_to_irreps();
-                gr = std::array::from_fn(|c| (0..6).map(|k| m[k][c] * gr[k]).sum());
-            }
-            graw[g] = gr;
-        }
+        let graw: Vec<[f64; 6]> = cache
+            .raw
+            .iter()
+            .zip(grad_out)
+            .map(|(r, g)| self.head_backward(r, &g.map(|v| v.to64())))
+            .collect();
         let mut gx = vec![E::zero(); n * 6];
         for (i, &g) in prep.node_graph.iter().enumerate() {
             for c in 0..6 {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::data::{load_graphs, CacheOptions, GraphOptions, LoadOptions, Source, Split, SplitRatios};
-use crate::model::{ModelConfig, ModelKind, Precision};
+use crate::model::{ComputeDevice, ModelConfig, ModelKind, Precision};
 
 fn data(n: usize) -> TrainData {
     let source = Source::Synthetic { n, seed: 5 };
@@ -48,7 +48,7 @@ fn comparable(reports: &[EpochReport], outcome: &TrainOutcome) -> String {
 
 fn run_collect(model: &ModelConfig, data: &TrainData, epochs: usize) -> String {
     let mut reports = vec![];
-    let outcome = train(model, &config(epochs), data, None, None, |r| {
+    let outcome = train(model, &config(epochs), data, ComputeDevice::Cpu, None, None, |r| {
         reports.push(r.clone());
         Control::Continue
     })
@@ -61,7 +61,7 @@ fn training_lowers_the_loss_and_reports_metrics() {
     let data = data(40);
     let model = tiny(ModelKind::Equivariant, Precision::F64);
     let mut reports = vec![];
-    let outcome = train(&model, &config(6), &data, None, None, |r| {
+    let outcome = train(&model, &config(6), &data, ComputeDevice::Cpu, None, None, |r| {
         reports.push(r.clone());
         Control::Continue
     })
@@ -88,7 +88,8 @@ fn early_stopping_after_patience() {
     let model = tiny(ModelKind::Scalar, Precision::F32);
     // A huge learning rate makes the validation loss stop improving quickly.
     let config = TrainConfig { lr: 0.5, patience: 1, epochs: 40, ..config(40) };
-    let outcome = train(&model, &config, &data, None, None, |_| Control::Continue).unwrap();
+    let outcome =
+        train(&model, &config, &data, ComputeDevice::Cpu, None, None, |_| Control::Continue).unwrap();
     assert_eq!(outcome.stop, StopReason::EarlyStopping);
     assert_eq!(outcome.epochs_run, outcome.best_epoch.unwrap() + 1);
     assert!(outcome.epochs_run < 40);
@@ -124,7 +125,7 @@ fn resume_continues_bit_identically() {
         let model = tiny(ModelKind::Equivariant, dtype);
         let dir = tempfile::tempdir().unwrap();
         let mut straight = vec![];
-        let full = train(&model, &config(4), &data, Some(dir.path()), None, |r| {
+        let full = train(&model, &config(4), &data, ComputeDevice::Cpu, Some(dir.path()), None, |r| {
             straight.push(r.clone());
             Control::Continue
         })
@@ -132,7 +133,7 @@ fn resume_continues_bit_identically() {
 
         let dir2 = tempfile::tempdir().unwrap();
         let mut resumed = vec![];
-        let first = train(&model, &config(4), &data, Some(dir2.path()), None, |r| {
+        let first = train(&model, &config(4), &data, ComputeDevice::Cpu, Some(dir2.path()), None, |r| {
             resumed.push(r.clone());
             if r.epoch == 2 {
                 Control::Stop
@@ -147,7 +148,7 @@ fn resume_continues_bit_identically() {
             serde_json::from_str(&std::fs::read_to_string(dir2.path().join("checkpoint.json")).unwrap())
                 .unwrap();
         assert_eq!(sidecar["state"]["epochs_done"], 2);
-        let rest = resume(dir2.path(), &data, |r| {
+        let rest = resume(dir2.path(), &data, ComputeDevice::Cpu, |r| {
             resumed.push(r.clone());
             Control::Continue
         })
@@ -160,7 +161,7 @@ fn resume_continues_bit_identically() {
         let (_, b) = checkpoint::load::<f64>(dir2.path()).unwrap();
         assert_eq!(a.params, b.params);
         assert_eq!(a.adam_v, b.adam_v);
-        let again = resume(dir2.path(), &data, |_| Control::Continue).unwrap();
+        let again = resume(dir2.path(), &data, ComputeDevice::Cpu, |_| Control::Continue).unwrap();
         assert_eq!(again.result, rest.result);
     }
 }
@@ -170,9 +171,10 @@ fn resume_refuses_other_data() {
     let data24 = data(24);
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(ModelKind::Equivariant, Precision::F32);
-    train(&model, &config(1), &data24, Some(dir.path()), None, |_| Control::Continue).unwrap();
+    train(&model, &config(1), &data24, ComputeDevice::Cpu, Some(dir.path()), None, |_| Control::Continue)
+        .unwrap();
     let other = data(30);
-    let err = resume(dir.path(), &other, |_| Control::Continue).unwrap_err();
+    let err = resume(dir.path(), &other, ComputeDevice::Cpu, |_| Control::Continue).unwrap_err();
     assert_eq!(crate::error::exit_code(&err), 2);
     assert!(err.to_string().contains("differs"), "{err}");
 }
@@ -185,16 +187,16 @@ fn checkpoint_survives_a_stale_sidecar() {
     let model = tiny(ModelKind::Equivariant, Precision::F32);
     let dir = tempfile::tempdir().unwrap();
     let stop_after_one = |r: &EpochReport| if r.epoch == 1 { Control::Stop } else { Control::Continue };
-    train(&model, &config(2), &data, Some(dir.path()), None, stop_after_one).unwrap();
+    train(&model, &config(2), &data, ComputeDevice::Cpu, Some(dir.path()), None, stop_after_one).unwrap();
     std::fs::write(dir.path().join("checkpoint.json"), "{ half written").unwrap();
-    let done = resume(dir.path(), &data, |_| Control::Continue).unwrap();
+    let done = resume(dir.path(), &data, ComputeDevice::Cpu, |_| Control::Continue).unwrap();
     assert_eq!(done.epochs_run, 2);
     let sidecar: Checkpoint =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("checkpoint.json")).unwrap()).unwrap();
     assert_eq!(sidecar.state.epochs_done, 2);
     assert_eq!(sidecar.state.stop, Some(StopReason::MaxEpochs));
     std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
-    let err = resume(dir.path(), &data, |_| Control::Continue).unwrap_err();
+    let err = resume(dir.path(), &data, ComputeDevice::Cpu, |_| Control::Continue).unwrap_err();
     assert_eq!(crate::error::exit_code(&err), 2);
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
@@ -222,7 +224,48 @@ fn centred_targets_set_the_models_offset() {
         let want = if centre { data.mean_eps_poly() } else { 0.0 };
         assert_eq!(trainer.model.arch().config.eps_offset, want);
         let dir = tempfile::tempdir().unwrap();
-        train(&model, &config, &data, Some(dir.path()), None, |_| Control::Continue).unwrap();
+        train(&model, &config, &data, ComputeDevice::Cpu, Some(dir.path()), None, |_| Control::Continue)
+            .unwrap();
         assert_eq!(checkpoint::load_checkpoint(dir.path()).unwrap().model.eps_offset, want);
     }
+}
+
+/// The tensor-op network (what a CUDA device runs) trains as the fused CPU
+/// network does: in f64 the same losses to rounding, epoch after epoch.
+#[test]
+fn training_through_a_device_engine_follows_the_fused_network() {
+    let data = data(24);
+    let model = tiny(ModelKind::Equivariant, Precision::F64);
+    let losses = |engine: bool| -> Vec<f64> {
+        let mut trainer = Trainer::<f64>::new(&model, &config(3), &data).unwrap();
+        if engine {
+            trainer.model.compute_on(dfdx::prelude::Cpu::default(), "cpu-tensor");
+        }
+        let mut out = vec![];
+        trainer
+            .run(|r| {
+                out.push(r.train_loss);
+                out.push(r.val.loss);
+                Control::Continue
+            })
+            .unwrap();
+        out
+    };
+    let (fused, engine) = (losses(false), losses(true));
+    assert_eq!(fused.len(), 6);
+    for (a, b) in fused.iter().zip(&engine) {
+        assert!((a - b).abs() <= 1e-9 * a.abs(), "fused {a} vs engine {b}");
+    }
+}
+
+#[test]
+fn a_cuda_device_needs_a_cuda_build() {
+    let data = data(12);
+    let model = tiny(ModelKind::Equivariant, Precision::F32);
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let err = train(&model, &config(1), &data, ComputeDevice::Cuda(0), None, None, |_| Control::Continue);
+    let message = format!("{:#}", err.unwrap_err());
+    assert!(message.contains("--features cuda"), "{message}");
 }

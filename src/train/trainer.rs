@@ -19,7 +19,7 @@ use super::metrics::Metrics;
 use super::optim::AdamW;
 use crate::data::{Graph, Split};
 use crate::error::InputError;
-use crate::model::{AnisoNet, ModelConfig, ModelFloat, ModelKind, Precision};
+use crate::model::{AnisoNet, ComputeDevice, ModelConfig, ModelFloat, ModelKind, Precision};
 
 /// Graphs and the split a run trains, validates and tests on.
 #[derive(Clone, Debug)]
@@ -454,12 +454,13 @@ pub fn model_for_run(model: &ModelConfig, config: &TrainConfig, data: &TrainData
     model
 }
 
-/// Trains a model in the precision `model.dtype` asks for, checkpointing into
-/// `dir` when given.
+/// Trains a model in the precision `model.dtype` asks for, computing on
+/// `device`, checkpointing into `dir` when given.
 pub fn train(
     model: &ModelConfig,
     config: &TrainConfig,
     data: &TrainData,
+    device: ComputeDevice,
     dir: Option<&Path>,
     data_spec: Option<serde_json::Value>,
     on_epoch: impl FnMut(&EpochReport) -> Control,
@@ -468,6 +469,7 @@ pub fn train(
         model: &ModelConfig,
         config: &TrainConfig,
         data: &TrainData,
+        device: ComputeDevice,
         dir: Option<&Path>,
         data_spec: Option<serde_json::Value>,
         on_epoch: impl FnMut(&EpochReport) -> Control,
@@ -477,25 +479,41 @@ pub fn train(
         StandardNormal: Distribution<E>,
     {
         let mut trainer = Trainer::<E>::new(model, config, data)?;
+        trainer.model.use_device(device)?;
         if let Some(dir) = dir {
             trainer = trainer.checkpoint_to(dir, data_spec);
         }
         trainer.run(on_epoch)
     }
     match model.dtype {
-        Precision::F32 => go::<f32>(model, config, data, dir, data_spec, on_epoch),
-        Precision::F64 => go::<f64>(model, config, data, dir, data_spec, on_epoch),
+        Precision::F32 => go::<f32>(model, config, data, device, dir, data_spec, on_epoch),
+        Precision::F64 => go::<f64>(model, config, data, device, dir, data_spec, on_epoch),
     }
 }
 
-/// Continues the run checkpointed in `dir`, in its own precision.
+/// Continues the run checkpointed in `dir`, in its own precision, on `device`.
 pub fn resume(
     dir: &Path,
     data: &TrainData,
+    device: ComputeDevice,
     on_epoch: impl FnMut(&EpochReport) -> Control,
 ) -> Result<TrainOutcome> {
+    fn go<E: ModelFloat>(
+        dir: &Path,
+        data: &TrainData,
+        device: ComputeDevice,
+        on_epoch: impl FnMut(&EpochReport) -> Control,
+    ) -> Result<TrainOutcome>
+    where
+        Cpu: Device<E>,
+        StandardNormal: Distribution<E>,
+    {
+        let mut trainer = Trainer::<E>::resume(dir, data)?;
+        trainer.model.use_device(device)?;
+        trainer.run(on_epoch)
+    }
     match checkpoint::precision(dir)? {
-        Precision::F32 => Trainer::<f32>::resume(dir, data)?.run(on_epoch),
-        Precision::F64 => Trainer::<f64>::resume(dir, data)?.run(on_epoch),
+        Precision::F32 => go::<f32>(dir, data, device, on_epoch),
+        Precision::F64 => go::<f64>(dir, data, device, on_epoch),
     }
 }
