@@ -11,6 +11,11 @@
 //! (m-major, as the fused layout). The neighbour sum gathers each node's
 //! incoming edges into a padded `(nodes × max_in_degree)` grid and sums over
 //! it; the mean over atoms is a `(structures, nodes)` matrix product.
+//!
+//! dfdx 0.13's CPU `slice` backward assigns its gradient instead of adding
+//! it, so the slices taken of one tensor never overlap here (parameters,
+//! per-edge weights, gate channels); a tensor used more than once is handed
+//! out through [`TapeSink::fork`].
 
 use std::cell::RefCell;
 use std::f64::consts::PI;
