@@ -200,3 +200,19 @@ fn own_neighbour_list_and_mass_table_reproduce_reference() {
         assert!(e < 1e-8, "relative error {e:e}");
     }
 }
+
+/// The tensor-op network (what a GPU runs), here on dfdx's CPU device,
+/// reproduces the reference from our own neighbour list.
+#[test]
+fn tensor_network_reproduces_reference() {
+    let Some((v, w)) = fixture() else { return };
+    let mut model = AnisoNet::<f64>::from_flat(w.arch.clone(), w.flat.clone(), &Cpu::default());
+    model.compute_on(Cpu::default(), "cpu-tensor");
+    for (s, want) in structures(&v).iter().zip(v["structures"].as_array().unwrap()) {
+        let input = ModelInput::from_structure(s, w.config.cutoff).unwrap();
+        let got = model.predict(&input).unwrap()[0];
+        let err = rel(&got, &f64s(&want["output_0e_2e"]));
+        println!("tensor network, reference structure: relative error {err:.1e}");
+        assert!(err < 1e-8, "relative error {err:e}");
+    }
+}

@@ -136,6 +136,10 @@ macro_rules! model_float {
 model_float!(f32);
 model_float!(f64);
 
+/// Gradient of the outputs (flat, 6 per structure) → accumulated into the
+/// gradient of the flat parameters.
+type Vjp<E> = Box<dyn FnOnce(&[E], &mut [E])>;
+
 /// Per structure, ε as irreps 0e+2e in e3nn's `CartesianTensor("ij=ji")` basis.
 pub type Prediction<E, T> = Tensor<(usize, Const<6>), E, Cpu, T>;
 
@@ -200,11 +204,7 @@ where
     /// Inference: ε (irreps 0e+2e) per structure.
     pub fn predict(&self, input: &ModelInput) -> Result<Vec<[f64; 6]>, ModelError> {
         let prep = self.net.prepare(input)?;
-        if let Some(engine) = &self.engine {
-            let (raw, _) = engine.forward(&prep, &self.params.flat.as_vec(), false);
-            return Ok(raw.iter().map(|r| self.net.head_forward(r).map(|v| E::of(v).to64())).collect());
-        }
-        let (out, _) = self.net.forward(&self.params.flat.as_vec(), prep);
+        let (out, _) = self.pass(prep, self.params.flat.as_vec(), false);
         Ok(out.iter().map(|o| o.map(|v| v.to64())).collect())
     }
 
@@ -256,71 +256,58 @@ where
         }
         let prep = self.net.prepare(input)?;
         let (params, mut tape) = params.split_tape();
-        let values = params.as_vec();
-        if let Some(engine) = &self.engine {
-            return Ok(self.forward_on_engine(engine.as_ref(), &prep, params, values, tape));
-        }
-        let (out, cache) = self.net.forward(&values, prep);
-        let g = out.len();
-        let flat_out: Vec<E> = out.iter().flatten().copied().collect();
-        let result = self.device.tensor_from_vec(flat_out, (g, Const::<6>));
-        if T::OWNS_TAPE {
-            let net = self.net.clone();
-            let p_ghost = params.ghost();
-            let out_ghost = result.ghost();
+        let (out, vjp) = self.pass(prep, params.as_vec(), T::OWNS_TAPE);
+        let result =
+            self.device.tensor_from_vec(out.iter().flatten().copied().collect(), (out.len(), Const::<6>));
+        if let Some(vjp) = vjp {
+            let (p_ghost, out_ghost) = (params.ghost(), result.ghost());
             tape.add_backward_op(move |grads| {
                 grads.try_alloc_for(&p_ghost)?;
                 grads.try_alloc_for(&out_ghost)?;
                 let g_out = grads.get(&out_ghost).as_vec();
-                let g_rows: Vec<[E; 6]> = g_out.chunks(6).map(|c| std::array::from_fn(|k| c[k])).collect();
-                let gp = grads.get_or_alloc_mut(&p_ghost)?;
-                net.backward_into(&values, &cache, &g_rows, E::slice_mut(gp));
+                vjp(&g_out, E::slice_mut(grads.get_or_alloc_mut(&p_ghost)?));
                 Ok(())
             });
         }
         Ok(result.put_tape(tape))
     }
-}
 
-impl<E: ModelFloat> AnisoNet<E>
-where
-    Cpu: Device<E>,
-{
-    /// [`AnisoNet::forward`] through a device engine: the engine computes the
-    /// pooled head output, the host applies the head and its backward pass.
-    fn forward_on_engine<T: Tape<E, Cpu>>(
+    /// The output per structure for parameters `values`, on the fused CPU
+    /// network or the engine; with `backward`, its vector–Jacobian product.
+    fn pass(
         &self,
-        engine: &dyn DeviceEngine<E>,
-        prep: &network::Prepared<E>,
-        params: Tensor<(usize,), E, Cpu>,
+        prep: network::Prepared<E>,
         values: Vec<E>,
-        mut tape: T,
-    ) -> Prediction<E, T> {
-        let (raw, back) = engine.forward(prep, &values, T::OWNS_TAPE);
-        let out: Vec<E> = raw.iter().flat_map(|r| self.net.head_forward(r)).map(E::of).collect();
-        let result = self.device.tensor_from_vec(out, (raw.len(), Const::<6>));
-        if let Some(back) = back {
-            let net = self.net.clone();
-            let p_ghost = params.ghost();
-            let out_ghost = result.ghost();
-            tape.add_backward_op(move |grads| {
-                grads.try_alloc_for(&p_ghost)?;
-                grads.try_alloc_for(&out_ghost)?;
-                let g_out = grads.get(&out_ghost).as_vec();
+        backward: bool,
+    ) -> (Vec<[E; 6]>, Option<Vjp<E>>) {
+        let net = self.net.clone();
+        let Some(engine) = &self.engine else {
+            let (out, cache) = net.forward(&values, prep);
+            let vjp = backward.then(|| {
+                Box::new(move |g_out: &[E], g_params: &mut [E]| {
+                    let g_rows: Vec<[E; 6]> =
+                        g_out.chunks(6).map(|c| std::array::from_fn(|k| c[k])).collect();
+                    net.backward_into(&values, &cache, &g_rows, g_params);
+                }) as Vjp<E>
+            });
+            return (out, vjp);
+        };
+        // The engine computes the pooled head output; the host applies the head.
+        let (raw, back) = engine.forward(&prep, &values, backward);
+        let out = raw.iter().map(|r| net.head_forward(r).map(E::of)).collect();
+        let vjp = back.map(|back| {
+            Box::new(move |g_out: &[E], g_params: &mut [E]| {
                 let g_raw: Vec<[f64; 6]> = raw
                     .iter()
                     .zip(g_out.chunks(6))
                     .map(|(r, g)| net.head_backward(r, &std::array::from_fn(|k| g[k].to64())))
                     .collect();
-                let g_params = back(&g_raw);
-                let gp = E::slice_mut(grads.get_or_alloc_mut(&p_ghost)?);
-                for (acc, g) in gp.iter_mut().zip(g_params) {
+                for (acc, g) in g_params.iter_mut().zip(back(&g_raw)) {
                     *acc += g;
                 }
-                Ok(())
-            });
-        }
-        result.put_tape(tape)
+            }) as Vjp<E>
+        });
+        (out, vjp)
     }
 }
 

@@ -224,13 +224,12 @@ impl<E: TensorFloat, D: Device<E>> TensorNet<E, D> {
         sink: &TapeSink<T>,
         f: &Fctp,
         mut w: T1<E, D, T>,
-        pieces: Vec<(usize, usize, T3<E, D, T>)>,
+        mut pieces: Vec<(usize, usize, T3<E, D, T>)>,
         z: &mut T2<E, D, T>,
         n: usize,
     ) -> Vec<T3<E, D, T>> {
         let v = f.attr_dim;
         let mut out: Vec<Option<T3<E, D, T>>> = f.irreps_out.0.iter().map(|_| None).collect();
-        let mut pieces: Vec<(usize, usize, T3<E, D, T>)> = pieces;
         for path in &f.paths {
             let nw = f.irreps_out.0[path.block_out].mul;
             for (block, u0, x) in pieces.iter_mut().filter(|(b, _, _)| *b == path.block_in) {
