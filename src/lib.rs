@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod hpo;
 pub mod model;
+pub mod paths;
 pub mod report;
 pub mod storage;
 pub mod study;

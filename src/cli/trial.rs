@@ -68,7 +68,7 @@ pub fn run(args: TrialArgs) -> Result<()> {
         &mut out,
         &Message::Start { trial: Some(spec.trial), device: device.clone(), pid: Some(std::process::id()) },
     );
-    let dir = args.file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = crate::paths::folder_of(&args.file).to_path_buf();
     match train_trial(&spec, &dir, &mut out) {
         Ok(()) => Ok(()),
         Err(err) => {

@@ -140,7 +140,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = crate::paths::folder_of(path);
     std::fs::create_dir_all(dir)?;
     let temp = dir.join(format!(
         ".{}.{}.tmp",

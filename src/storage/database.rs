@@ -224,10 +224,7 @@ fn display(path: &Path) -> String {
 /// already there. An existing file must start with the SQLite header; an
 /// empty file counts as a new database.
 fn check_location(path: &Path) -> anyhow::Result<bool> {
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let parent = crate::paths::folder_of(path);
     if parent.exists() && !parent.is_dir() {
         return Err(InputError::new(
             display(path),

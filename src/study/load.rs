@@ -31,7 +31,7 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<LoadedFile, InputE
         InputError::new(&label, format!("cannot read the study file: {err}"))
             .with_hint("check the path (studies/*.yaml hold examples)")
     })?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = crate::paths::folder_of(path).to_path_buf();
     let (file, locator) = parse_str(&source, &label, overrides)?;
     Ok(LoadedFile { file, base_dir, locator })
 }
