@@ -182,6 +182,34 @@ fn the_same_study_and_seed_give_the_same_table() {
 }
 
 #[test]
+fn a_deterministic_sweep_on_two_slots_gives_the_table_of_one_slot() {
+    // Nothing a sweep samples depends on finished trials, so its trials start
+    // as slots free up; the results must still be those of a sequential run.
+    let sweep = r#"
+name: ablation
+seed: 3
+dataset: {synthetic: {size: 40, seed: 2}}
+model: {em_dim: 4, layers: 1, mul: 2, num_basis: 4, radial_neurons: 8}
+training: {epochs: 3, batch_size: 8}
+sweep:
+  values:
+    kind: [equivariant, scalar]
+    lmax: [1, 2]
+resources: {devices: cpu, trials_per_device: 2, cpu_threads_per_trial: 1}
+mode: deterministic
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let two = write(dir.path(), "two.yaml", sweep);
+    let one = write(dir.path(), "one.yaml", &sweep.replace("trials_per_device: 2", "trials_per_device: 1"));
+    run_to_end(&two, &dir.path().join("two"));
+    run_to_end(&one, &dir.path().join("one"));
+    let rows = table(&dir.path().join("two"), "ablation");
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.state == TrialState::Complete), "{rows:#?}");
+    assert_eq!(text(&rows), text(&table(&dir.path().join("one"), "ablation")));
+}
+
+#[test]
 fn infeasible_and_diverging_trials_fail_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(

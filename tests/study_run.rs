@@ -216,3 +216,53 @@ resources: {devices: cpu, trials_per_device: 2}
     let err = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap_err();
     assert!(err.to_string().contains("there is no study `missing`"), "{err}");
 }
+
+/// A sweep whose first cell (in the seed's order) sleeps 2 s and the others
+/// 0.1 s; nothing it samples depends on finished trials.
+const UNEVEN_SWEEP: &str = r#"
+name: uneven
+seed: 4
+objective:
+  command: >-
+    sh -c 'sleep {t}; echo "{\"objective\": {t}}"'
+sweep:
+  values: {t: [2.0, 0.1, 0.11, 0.12, 0.13]}
+resources:
+  devices: cpu
+  trials_per_device: 2
+mode: deterministic
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deterministic_sweep_starts_each_trial_as_soon_as_a_slot_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = study::load(&write_study(dir.path(), UNEVEN_SWEEP), &[]).unwrap();
+    assert!(!plan.config.depends_on_finish_order());
+    let results = dir.path().join("results");
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let trials = trials(&results, "uneven");
+    assert_eq!(trials.len(), 5);
+    let slow = trials.iter().find(|t| t.trial.params["t"].as_f64() == Some(2.0)).unwrap();
+    let during_slow = trials
+        .iter()
+        .filter(|t| t.trial.number != slow.trial.number && t.started.unwrap() < slow.finished.unwrap())
+        .count();
+    // In batches of two, one short trial would run beside the slow one and
+    // the next batch would wait for it; free slots take the next cell now.
+    assert_eq!(during_slow, 4, "every short trial ran while the slow one did");
+}
+
+#[test]
+fn only_studies_that_read_finished_trials_need_batches() {
+    let load =
+        |text: &str| study::load(&write_study(tempfile::tempdir().unwrap().path(), text), &[]).unwrap();
+    assert!(!load(UNEVEN_SWEEP).config.depends_on_finish_order(), "a sweep");
+    assert!(load(SLEEPY).config.depends_on_finish_order(), "TPE learns from results");
+    let pruned = format!("{UNEVEN_SWEEP}pruner: {{type: median}}\n");
+    assert!(load(&pruned).config.depends_on_finish_order(), "a pruner compares trials");
+    let retried = UNEVEN_SWEEP.replace(
+        "sweep:\n  values: {t: [2.0, 0.1, 0.11, 0.12, 0.13]}",
+        "phases:\n  - name: g\n    sampler: {type: grid, values: {t: [1, 2]}, retry_failed: true}",
+    );
+    assert!(load(&retried).config.depends_on_finish_order(), "a grid that reuses failed cells");
+}

@@ -9,8 +9,8 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::error::InputError;
-use crate::hpo::TrialState;
-use crate::storage::{Database, SqliteStore, Timestamp, TrialDetails};
+use crate::hpo::{FrozenTrial, Params, StudyConfig, TrialState};
+use crate::storage::{Database, Phase, SqliteStore, Timestamp, TrialDetails};
 
 /// Show a study's trials by state, the best trial, an ETA and device use.
 #[derive(Debug, Args)]
@@ -123,7 +123,9 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     }
     let states = ["COMPLETE", "PRUNED", "FAILED", "RUNNING", "WAITING"];
     let line: Vec<String> = states.iter().map(|s| format!("{} {s}", counts.get(s).unwrap_or(&0))).collect();
-    let budget = phases.iter().map(|p| p.budget).sum::<Option<u64>>();
+    let frozen: Vec<FrozenTrial> = trials.iter().map(|t| t.trial.clone()).collect();
+    let planned = plan_of(store, &phases).and_then(|config| config.planned(&frozen));
+    let budget = planned.as_ref().map(|p| (trials.len() + p.len()) as u64);
     let of = budget.map_or(String::new(), |b| format!(" of {b}"));
     writeln!(out, "trials: {}{of}: {}", trials.len(), line.join(", "))?;
 
@@ -137,23 +139,24 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
         None => writeln!(out, "best: none yet")?,
     }
 
-    // ETA: mean duration of finished trials × remaining, over the slots in use.
-    let finished: Vec<Duration> =
-        trials.iter().filter(|t| t.trial.state.is_finished()).filter_map(TrialDetails::duration).collect();
     let running: Vec<&TrialDetails> =
         trials.iter().filter(|t| t.trial.state == TrialState::Running).collect();
     let devices_seen: std::collections::BTreeSet<&str> =
         trials.iter().filter_map(|t| t.device.as_deref()).collect();
-    let done = trials.iter().filter(|t| t.trial.state.is_finished()).count() as u64;
-    match (budget, finished.is_empty()) {
-        (Some(total), false) if total > done => {
-            let mean = finished.iter().sum::<Duration>() / finished.len() as u32;
-            let parallel = running.len().max(devices_seen.len()).max(1) as u32;
-            let eta = mean * (total - done) as u32 / parallel;
-            writeln!(out, "eta: {} ({} trials left, {} per trial)", human(eta), total - done, human(mean))?
-        }
-        (Some(total), _) if total <= done => writeln!(out, "eta: done")?,
-        _ => writeln!(out, "eta: unknown (no finished trial yet, or an open-ended phase)")?,
+    let slots = running.len().max(devices_seen.len()).max(1);
+    match planned {
+        Some(planned) => match Eta::estimate(&trials, &planned, slots, now) {
+            Some(eta) if eta.left == 0 => writeln!(out, "eta: done")?,
+            Some(eta) => writeln!(
+                out,
+                "eta: {} ({} trials left, {} per trial)",
+                human(eta.remaining),
+                eta.left,
+                human(eta.per_trial)
+            )?,
+            None => writeln!(out, "eta: unknown (no finished trial yet)")?,
+        },
+        None => writeln!(out, "eta: unknown (an open-ended phase)")?,
     }
 
     // Device use: busy time over the wall time since the first start.
@@ -198,4 +201,164 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
         )?;
     }
     Ok(out)
+}
+
+/// The study's plan as stored with it, enough to know the trials still to
+/// come; `None` if a phase's sampler cannot be read back.
+fn plan_of(store: &SqliteStore, phases: &[Phase]) -> Option<StudyConfig> {
+    let info = store.info();
+    let phases = phases
+        .iter()
+        .map(|p| {
+            let sampler = serde_json::from_str(&p.sampler).ok()?;
+            Some(crate::hpo::Phase::new(&p.name, p.space.clone(), sampler, p.budget))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(StudyConfig { seed: info.seed, direction: info.direction, phases, pruner: Default::default() })
+}
+
+/// When the trials still to run will be done.
+#[derive(Debug, PartialEq)]
+struct Eta {
+    /// Trials not finished: running, waiting and still to be created.
+    left: usize,
+    /// Time until the last of them finishes.
+    remaining: Duration,
+    /// Their mean expected duration.
+    per_trial: Duration,
+}
+
+impl Eta {
+    /// Each unfinished trial is expected to take as long as the finished
+    /// trials most like it: those sharing the most parameter values (in a
+    /// sweep, the same model and l_max, whose cost differs most), or all
+    /// finished trials when its parameters are still to be sampled. The
+    /// trials are then handed to `slots` slots in order, each to the slot
+    /// free first, after what the running trials still need. `None` before
+    /// any trial has finished.
+    fn estimate(
+        trials: &[TrialDetails],
+        planned: &[Option<Params>],
+        slots: usize,
+        now: Timestamp,
+    ) -> Option<Self> {
+        let finished: Vec<(&Params, Duration)> = trials
+            .iter()
+            .filter(|t| t.trial.state.is_finished())
+            .filter_map(|t| Some((&t.trial.params, t.duration()?)))
+            .collect();
+        let running = trials.iter().filter(|t| t.trial.state == TrialState::Running);
+        let waiting =
+            trials.iter().filter(|t| t.trial.state == TrialState::Waiting).map(|t| Some(&t.trial.params));
+        let queued: Vec<Option<&Params>> = waiting.chain(planned.iter().map(Option::as_ref)).collect();
+        let left = running.clone().count() + queued.len();
+        if left == 0 {
+            return Some(Self { left, remaining: Duration::ZERO, per_trial: Duration::ZERO });
+        }
+        if finished.is_empty() {
+            return None;
+        }
+        let expected = |params: Option<&Params>| -> Duration {
+            let shared = |p: &Params| {
+                params.map_or(0, |q| q.iter().filter(|(k, v)| p.get(*k).is_some_and(|w| w.same(v))).count())
+            };
+            let most = finished.iter().map(|(p, _)| shared(p)).max().unwrap_or(0);
+            let like: Vec<Duration> =
+                finished.iter().filter(|(p, _)| shared(p) == most).map(|(_, d)| *d).collect();
+            like.iter().sum::<Duration>() / like.len() as u32
+        };
+        let mut total = Duration::ZERO;
+        let mut free_at: Vec<Duration> = running
+            .map(|t| {
+                let duration = expected(Some(&t.trial.params));
+                total += duration;
+                duration.saturating_sub(t.started.map_or(Duration::ZERO, |s| now.since(s)))
+            })
+            .collect();
+        free_at.resize(free_at.len().max(slots), Duration::ZERO);
+        for params in queued {
+            let duration = expected(params);
+            total += duration;
+            *free_at.iter_mut().min().expect("at least one slot") += duration;
+        }
+        let per_trial = total / left as u32;
+        Some(Self { left, remaining: free_at.into_iter().max().unwrap_or_default(), per_trial })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::ParamValue;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp { unix_ms: s * 1000 }
+    }
+
+    /// A trial of l_max `lmax` that ran from `start` to `end` seconds.
+    fn trial(
+        number: u64,
+        lmax: i64,
+        state: TrialState,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> TrialDetails {
+        let params: Params = [("lmax".to_owned(), ParamValue::Int(lmax))].into();
+        TrialDetails {
+            trial: FrozenTrial {
+                number,
+                phase: 0,
+                state,
+                params,
+                value: None,
+                intermediate: Default::default(),
+            },
+            distributions: Default::default(),
+            seed: None,
+            device: Some(format!("cpu:{}", number % 2)),
+            attempt: 0,
+            created: at(0),
+            started: start.map(at),
+            finished: end.map(at),
+            heartbeat: None,
+            fail_reason: None,
+            metrics: Default::default(),
+            artifacts: Vec::new(),
+            user_attrs: Default::default(),
+        }
+    }
+
+    fn lmax(l: i64) -> Option<Params> {
+        Some([("lmax".to_owned(), ParamValue::Int(l))].into())
+    }
+
+    #[test]
+    fn a_sweep_eta_prices_each_cell_like_its_finished_kin() {
+        // l_max 0 took 10 s, l_max 3 took 100 s; one l_max 3 trial has run
+        // 40 s; left: one l_max 0 and one l_max 3, on two slots.
+        let trials = [
+            trial(0, 0, TrialState::Complete, Some(0), Some(10)),
+            trial(1, 3, TrialState::Complete, Some(0), Some(100)),
+            trial(2, 3, TrialState::Running, Some(100), None),
+        ];
+        let eta = Eta::estimate(&trials, &[lmax(0), lmax(3)], 2, at(140)).unwrap();
+        assert_eq!(eta.left, 3);
+        // Slot A: the running trial, 60 s to go, then nothing; slot B: 10 s,
+        // then 100 s. The last to finish ends 110 s from now.
+        assert_eq!(eta.remaining, Duration::from_secs(110));
+        assert_eq!(eta.per_trial, Duration::from_secs(70));
+    }
+
+    #[test]
+    fn sampled_trials_take_the_mean_and_nothing_finished_means_unknown() {
+        let done = [
+            trial(0, 1, TrialState::Complete, Some(0), Some(20)),
+            trial(1, 2, TrialState::Pruned, Some(0), Some(40)),
+        ];
+        let eta = Eta::estimate(&done, &[None, None], 1, at(40)).unwrap();
+        assert_eq!((eta.left, eta.remaining), (2, Duration::from_secs(60)));
+        assert_eq!(Eta::estimate(&done, &[], 1, at(40)).unwrap().left, 0);
+        let none_finished = [trial(0, 1, TrialState::Running, Some(0), None)];
+        assert_eq!(Eta::estimate(&none_finished, &[None], 1, at(5)), None);
+    }
 }

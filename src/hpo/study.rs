@@ -44,6 +44,63 @@ impl StudyConfig {
         }
         self.pruner.validate("pruner")
     }
+
+    /// Whether what trial n samples, or whether it is pruned, can depend on
+    /// which earlier trials have finished when it starts: TPE learns from
+    /// results, a grid with `retry_failed` reuses failed cells, a pruner
+    /// compares trials. Otherwise (random search, plain grids and sweeps,
+    /// and grids around a best, which wait for every earlier trial anyway)
+    /// trial n is the same whenever it starts, so a run that must be
+    /// reproducible can still start each trial as soon as a slot is free.
+    pub fn depends_on_finish_order(&self) -> bool {
+        let phase_depends = |phase: &Phase| match &phase.sampler {
+            SamplerConfig::Tpe(_) => true,
+            SamplerConfig::Random => false,
+            SamplerConfig::Grid(spec) => spec.retry_failed,
+        };
+        self.pruner != PrunerConfig::None || self.phases.iter().any(phase_depends)
+    }
+
+    /// The trials still to be created after `history`, in the order they
+    /// will be asked for: each with its parameters where its phase fixes them
+    /// in advance (grid cells), `None` where they will be sampled. `None`
+    /// overall when the number is not known yet: a grid around a best trial
+    /// that is still to be found, with no `n_trials` cap.
+    pub fn planned(&self, history: &[FrozenTrial]) -> Option<Vec<Option<Params>>> {
+        let mut planned = Vec::new();
+        for (p, phase) in self.phases.iter().enumerate() {
+            let created = history.iter().filter(|t| t.phase == p).count() as u64;
+            let left = phase.n_trials.map(|n| n.saturating_sub(created));
+            let SamplerConfig::Grid(spec) = &phase.sampler else {
+                planned.extend((0..left?).map(|_| None));
+                continue;
+            };
+            let earlier: Vec<&FrozenTrial> = history.iter().filter(|t| t.phase < p).collect();
+            let best = if spec.needs_best() {
+                match best_of(earlier.iter().copied(), self.direction) {
+                    Some(best) if earlier.iter().all(|t| t.state.is_finished()) => Some(&best.params),
+                    _ => {
+                        planned.extend((0..left?).map(|_| None));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let grid = spec.resolve(&phase.space, best).ok()?;
+            let ctx = SampleContext {
+                space: &phase.space,
+                history,
+                direction: self.direction,
+                seed: self.seed,
+                trial_number: history.last().map_or(0, |t| t.number + 1),
+                phase: p,
+            };
+            let cells = grid.pending(&ctx).into_iter().take(left.unwrap_or(u64::MAX) as usize);
+            planned.extend(cells.map(Some));
+        }
+        Some(planned)
+    }
 }
 
 /// A trial handed out by [`Study::ask`].
@@ -311,4 +368,55 @@ fn best_of<'a>(
             _ => Some(t),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpo::samplers::{GridAxis, GridSpec};
+    use crate::hpo::{MemoryStore, ParamValue, SearchSpace};
+
+    fn grid(values: &[i64]) -> SamplerConfig {
+        let axis = GridAxis::Values(values.iter().map(|&v| ParamValue::Int(v)).collect());
+        SamplerConfig::Grid(GridSpec { axes: [("x".to_owned(), axis)].into(), retry_failed: false })
+    }
+
+    #[test]
+    fn the_plan_lists_grid_cells_in_asking_order_and_counts_sampled_trials() {
+        let space = SearchSpace::new().int("x", 0, 9);
+        let config = StudyConfig {
+            seed: 1,
+            direction: Direction::Minimize,
+            phases: vec![
+                Phase::new("grid", space.clone(), grid(&[1, 2, 3, 4]), None),
+                Phase::new("random", space.clone(), SamplerConfig::Random, Some(3)),
+            ],
+            pruner: PrunerConfig::None,
+        };
+        let mut study = Study::new(MemoryStore::default(), config.clone()).unwrap();
+        let Ask::Trial(first) = study.ask().unwrap() else { panic!("a trial") };
+        let planned = config.planned(study.trials()).unwrap();
+        assert_eq!(planned.len(), 3 + 3);
+        // The cells come in the order `ask` hands them out.
+        for cell in &planned[..3] {
+            let Ask::Trial(next) = study.ask().unwrap() else { panic!("a trial") };
+            assert_eq!(Some(&next.params), cell.as_ref());
+            assert_ne!(next.params, first.params);
+        }
+        assert!(planned[3..].iter().all(Option::is_none));
+
+        // A grid around a best not yet known has no size.
+        let around = SamplerConfig::Grid(GridSpec {
+            axes: [("x".to_owned(), GridAxis::Best)].into(),
+            retry_failed: false,
+        });
+        let config = StudyConfig {
+            phases: vec![
+                Phase::new("random", space.clone(), SamplerConfig::Random, Some(2)),
+                Phase::new("around", space, around, None),
+            ],
+            ..config
+        };
+        assert_eq!(config.planned(&[]), None);
+    }
 }

@@ -512,7 +512,10 @@ pub enum Mode {
     #[default]
     Async,
     /// Batches as large as the device pool, each sampled after the previous
-    /// one finished: parameters and results do not depend on timing.
+    /// one finished: parameters and results do not depend on timing. A
+    /// study whose sampling and pruning never read finished trials (see
+    /// `StudyConfig::depends_on_finish_order`) needs no batches and starts
+    /// trials as a free slot asks, with the same results.
     Deterministic,
 }
 

@@ -107,18 +107,17 @@ pub async fn run_plan_observed(
         snapshot: serde_yaml::to_string(&plan.file)?,
         dir: &dir,
     };
-    let controller =
-        StudyController::open(setup, launcher)?.deterministic_batches(plan.mode == Mode::Deterministic);
+    // A reproducible run needs batches only where timing could change what
+    // a trial samples or whether it is pruned.
+    let batches = plan.mode == Mode::Deterministic && plan.config.depends_on_finish_order();
+    let controller = StudyController::open(setup, launcher)?.deterministic_batches(batches);
     if let Some(summary) = &data_summary {
         // Cleaning counts and split sizes, for `study report`.
         controller.set_study_user_attr("dataset", &serde_json::to_value(summary)?)?;
     }
     let config = SchedulerConfig {
         slots: build_pool(&plan.pool, machine),
-        dispatch: match plan.mode {
-            Mode::Async => Dispatch::Async,
-            Mode::Deterministic => Dispatch::Deterministic,
-        },
+        dispatch: if batches { Dispatch::Deterministic } else { Dispatch::Async },
         trial_timeout: plan.trial_timeout,
         retries: plan.retries,
         trials_dir: controller.trials_dir().to_path_buf(),

@@ -316,6 +316,16 @@ impl GridSampler {
         self.order(ctx.seed, ctx.phase).into_iter().find(|&i| !taken[i as usize]).map(|i| self.combination(i))
     }
 
+    /// The combinations not yet taken, in the order they will be asked for.
+    pub fn pending(&self, ctx: &SampleContext<'_>) -> Vec<Params> {
+        let taken = self.taken(ctx);
+        self.order(ctx.seed, ctx.phase)
+            .into_iter()
+            .filter(|&i| !taken[i as usize])
+            .map(|i| self.combination(i))
+            .collect()
+    }
+
     /// Combinations not yet taken.
     pub fn remaining(&self, ctx: &SampleContext<'_>) -> u64 {
         self.taken(ctx).iter().filter(|&&t| !t).count() as u64
