@@ -21,22 +21,43 @@
 //! with `HPO_QUALITY_SEEDS=1000` (about a minute on two cores).
 
 use anisostudy::hpo::samplers::TpeConfig;
-use anisostudy::hpo::test_functions::{branin, branin_space, hartmann6, hartmann6_space, mixed, mixed_space};
+use anisostudy::hpo::test_functions::{
+    anisonet_rounded, anisonet_rounded_space, branin, branin_space, hartmann6, hartmann6_space, int5_l1,
+    int5_space, int_plateau, int_plateau_space, int_steps, int_steps_space, mixed, mixed_space,
+};
 use anisostudy::hpo::{
     Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig,
 };
+use anisostudy::report::stats::MannWhitney;
 
 /// Seeds per (function, sampler); `HPO_QUALITY_SEEDS` and
 /// `HPO_QUALITY_FIRST_SEED` (default 0) choose others.
 const DEFAULT_SEEDS: u64 = 20;
 const TRIALS: u64 = 100;
 
-fn best_after(space: &SearchSpace, objective: fn(&Params) -> f64, sampler: &SamplerConfig, seed: u64) -> f64 {
+/// The best value after [`TRIALS`] trials with `workers` trials in flight:
+/// each new trial is asked while the `workers − 1` before it still run (and
+/// count as running for the constant liar), then the oldest is told.
+fn best_after(
+    space: &SearchSpace,
+    objective: fn(&Params) -> f64,
+    sampler: &SamplerConfig,
+    seed: u64,
+    workers: usize,
+) -> f64 {
     let phase = Phase::new("search", space.clone(), sampler.clone(), Some(TRIALS));
     let config =
         StudyConfig { seed, direction: Default::default(), phases: vec![phase], pruner: Default::default() };
     let mut study = Study::new(MemoryStore::default(), config).expect("valid study");
-    while let Ask::Trial(trial) = study.ask().expect("ask") {
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        while in_flight.len() < workers {
+            match study.ask().expect("ask") {
+                Ask::Trial(trial) => in_flight.push_back(trial),
+                _ => break,
+            }
+        }
+        let Some(trial) = in_flight.pop_front() else { break };
         study.tell(trial.number, Outcome::Complete(objective(&trial.params))).expect("tell");
     }
     study.best_trial().and_then(|t| t.value).expect("a completed trial")
@@ -52,16 +73,48 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Optuna's per-seed best values from `benches/optuna/tpe_reference.py`,
+/// by function and sampler label.
+type OptunaRuns = serde_json::Map<String, serde_json::Value>;
+
+fn optuna_runs(first_seed: u64, seeds: u64) -> Option<OptunaRuns> {
+    let path = std::env::var("HPO_QUALITY_OPTUNA")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/benches/optuna/tpe_reference.json").into());
+    let text = std::fs::read_to_string(&path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).expect("the Optuna reference is JSON");
+    if json["first_seed"].as_u64() != Some(first_seed) {
+        eprintln!(
+            "{path}: its seeds start at {}, not {first_seed}: no per-seed comparison",
+            json["first_seed"]
+        );
+        return None;
+    }
+    let mut results = json["results"].as_object()?.clone();
+    for runs in results.values_mut().filter_map(|v| v.as_object_mut()) {
+        for values in runs.values_mut().filter_map(|v| v.as_array_mut()) {
+            values.truncate(seeds as usize);
+        }
+    }
+    Some(results)
+}
+
 fn main() {
     let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
     let seeds = env("HPO_QUALITY_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let first_seed = env("HPO_QUALITY_FIRST_SEED").unwrap_or(0);
     let per_seed = env("HPO_QUALITY_PER_SEED").is_some_and(|v| v != 0);
-    type Problem = (&'static str, SearchSpace, fn(&Params) -> f64, [f64; 2]);
-    let problems: [Problem; 3] = [
-        ("branin", branin_space(), branin, [0.448, 0.417]),
-        ("hartmann6", hartmann6_space(), hartmann6, [-2.996, -3.228]),
-        ("mixed", mixed_space(), mixed, [0.0052, 0.00018]),
+    let only = std::env::var("HPO_QUALITY_FUNCTIONS").ok();
+    let workers = env("HPO_QUALITY_WORKERS").unwrap_or(1).max(1) as usize;
+    let optuna_runs = optuna_runs(first_seed, seeds);
+    type Problem = (&'static str, SearchSpace, fn(&Params) -> f64, Option<[f64; 2]>);
+    let problems: [Problem; 7] = [
+        ("branin", branin_space(), branin, Some([0.448, 0.417])),
+        ("hartmann6", hartmann6_space(), hartmann6, Some([-2.996, -3.228])),
+        ("mixed", mixed_space(), mixed, Some([0.0052, 0.00018])),
+        ("int5_l1", int5_space(), int5_l1, None),
+        ("int_steps", int_steps_space(), int_steps, None),
+        ("int_plateau", int_plateau_space(), int_plateau, None),
+        ("anisonet_rounded", anisonet_rounded_space(), anisonet_rounded, None),
     ];
     let samplers = [
         ("random", SamplerConfig::Random, None),
@@ -72,14 +125,32 @@ fn main() {
             Some(1),
         ),
     ];
-    for (name, space, objective, optuna) in &problems {
+    for (name, space, objective, optuna_median) in &problems {
+        if only.as_deref().is_some_and(|names| !names.split(',').any(|n| n == *name)) {
+            continue;
+        }
         for (sampler_name, sampler, optuna_index) in &samplers {
             let start = std::time::Instant::now();
             let bests: Vec<f64> = (first_seed..first_seed + seeds)
-                .map(|seed| best_after(space, *objective, sampler, seed))
+                .map(|seed| best_after(space, *objective, sampler, seed, workers))
                 .collect();
-            let optuna_value = optuna_index.map_or("null".to_owned(), |i: usize| optuna[i].to_string());
             let seconds = start.elapsed().as_secs_f64();
+            let optuna: Option<Vec<f64>> = optuna_runs
+                .as_ref()
+                .and_then(|runs| runs.get(*name)?.get(*sampler_name)?.as_array().cloned())
+                .map(|values| values.iter().filter_map(|v| v.as_f64()).collect())
+                .filter(|values: &Vec<f64>| values.len() == bests.len());
+            let optuna_value = match (&optuna, optuna_index) {
+                (Some(values), _) => format!("{:.6}", median(values.clone())),
+                (None, Some(i)) => optuna_median.map_or("null".to_owned(), |m| m[*i].to_string()),
+                (None, None) => "null".to_owned(),
+            };
+            // Mann–Whitney of our seeds against Optuna's: how often ours is
+            // lower (ties ½), and the one-sided p of "ours is worse".
+            let comparison = optuna.as_ref().map_or(String::new(), |values| {
+                let test = MannWhitney::of(&bests, values);
+                format!(",\"ours_lower\":{:.3},\"p_ours_worse\":{:.4}", test.a_lower, test.p_a_larger)
+            });
             // `{:?}`: the shortest form that parses back to the same f64 (valid JSON when finite).
             let extra = if per_seed {
                 let values: Vec<String> = bests.iter().map(|v| format!("{v:?}")).collect();
@@ -88,7 +159,7 @@ fn main() {
                 String::new()
             };
             println!(
-                "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value},\"seconds\":{seconds:.3}{extra}}}",
+                "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"workers\":{workers},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value}{comparison},\"seconds\":{seconds:.3}{extra}}}",
                 median(bests),
             );
         }

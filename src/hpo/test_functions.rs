@@ -1,7 +1,7 @@
 //! Standard optimisation test functions with their search spaces, for the
 //! sampler tests and benchmarks (and for trying a study without training).
 
-use super::{ParamValue, Params, SearchSpace};
+use super::{Distribution, ParamValue, Params, SearchSpace};
 
 /// Branin on x ∈ [−5, 10], y ∈ [0, 15]; minimum 0.397887 (three minimisers).
 pub fn branin(params: &Params) -> f64 {
@@ -72,6 +72,85 @@ pub fn mixed(params: &Params) -> f64 {
         + l_max_penalty
 }
 
+// Integer spaces with tied objective values, the kind most of a network
+// search is made of (layers, multiplicities, embedding sizes, grids). Each
+// is written term for term as in `benches/optuna/tpe_reference.py`, so the
+// two samplers are compared on the same functions.
+
+fn int_param(low: i64, high: i64, step: i64, log: bool) -> Distribution {
+    Distribution::Int { low, high, log, step }
+}
+
+/// Five integers x0…x4 in [0, 20].
+pub fn int5_space() -> SearchSpace {
+    (0..5).fold(SearchSpace::new(), |space, i| space.int(&format!("x{i}"), 0, 20))
+}
+
+/// L1 distance of x0…x4 to (3, 17, 10, 6, 13) on [`int5_space`]: integer
+/// values, so many trials tie; minimum 0.
+pub fn int5_l1(params: &Params) -> f64 {
+    [3.0, 17.0, 10.0, 6.0, 13.0]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (num(params, &format!("x{i}")) - c).abs())
+        .sum()
+}
+
+/// a int [0, 100] step 5, b int [1, 1024] log, c int [−10, 10], d int [0, 20] step 2.
+pub fn int_steps_space() -> SearchSpace {
+    SearchSpace::new()
+        .with("a", int_param(0, 100, 5, false))
+        .with("b", int_param(1, 1024, 1, true))
+        .with("c", int_param(-10, 10, 1, false))
+        .with("d", int_param(0, 20, 2, false))
+}
+
+/// |a − 35|/5 + |round(log2 b) − 6| + |c − 3| + |d − 14|/2 on
+/// [`int_steps_space`]: steps, a log integer whose rounding makes plateaus
+/// (b in 46…90 all score 0 there); minimum 0.
+pub fn int_steps(params: &Params) -> f64 {
+    let (a, b, c, d) = (num(params, "a"), num(params, "b"), num(params, "c"), num(params, "d"));
+    (a - 35.0).abs() / 5.0 + ((b.log2() + 0.5).floor() - 6.0).abs() + (c - 3.0).abs() + (d - 14.0).abs() / 2.0
+}
+
+/// Four integers x0…x3 in [0, 30].
+pub fn int_plateau_space() -> SearchSpace {
+    (0..4).fold(SearchSpace::new(), |space, i| space.int(&format!("x{i}"), 0, 30))
+}
+
+/// ⌊‖x − (12, 25, 4, 18)‖₂ / 2⌋ on [`int_plateau_space`]: wide plateaus of
+/// equal value; minimum 0.
+pub fn int_plateau(params: &Params) -> f64 {
+    let squares: f64 = [12.0, 25.0, 4.0, 18.0]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (num(params, &format!("x{i}")) - c).powi(2))
+        .sum();
+    (squares.sqrt() / 2.0).floor()
+}
+
+/// The AnisoNet search with its integer axes on steps: em_dim [8, 96] step 8,
+/// layers [1, 4], l_max [1, 4], mul [16, 64] step 8, lr log-float [1e-4, 0.5].
+pub fn anisonet_rounded_space() -> SearchSpace {
+    SearchSpace::new()
+        .with("em_dim", int_param(8, 96, 8, false))
+        .int("layers", 1, 4)
+        .int("lmax", 1, 4)
+        .log_float("lr", 1e-4, 0.5)
+        .with("mul", int_param(16, 64, 8, false))
+}
+
+/// A smooth loss over [`anisonet_rounded_space`] rounded to 0.1, as a
+/// validation metric printed with one decimal is; minimum 0.
+pub fn anisonet_rounded(params: &Params) -> f64 {
+    let loss = (num(params, "lr").log10() - 3e-3f64.log10()).powi(2)
+        + 0.3 * (num(params, "layers") - 2.0).powi(2)
+        + ((num(params, "mul") - 48.0) / 16.0).powi(2)
+        + ((num(params, "em_dim") - 48.0) / 24.0).powi(2)
+        + 0.2 * (num(params, "lmax") - 3.0).abs();
+    (10.0 * loss + 0.5).floor() / 10.0
+}
+
 fn num(params: &Params, name: &str) -> f64 {
     params[name].as_f64().unwrap_or(f64::NAN)
 }
@@ -98,5 +177,40 @@ mod tests {
             ("l_max", 3i64.into()),
         ]));
         assert!(m.abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_integer_family_has_its_minima_and_ties() {
+        let xs = |v: &[i64]| -> Params {
+            v.iter().enumerate().map(|(i, &x)| (format!("x{i}"), x.into())).collect()
+        };
+        assert_eq!(int5_l1(&xs(&[3, 17, 10, 6, 13])), 0.0);
+        assert_eq!(
+            (int5_l1(&xs(&[4, 17, 10, 6, 13])), int5_l1(&xs(&[3, 16, 10, 6, 13]))),
+            (1.0, 1.0),
+            "a tie"
+        );
+        assert_eq!(int_plateau(&xs(&[12, 25, 4, 18])), 0.0);
+        assert_eq!(int_plateau(&xs(&[13, 25, 4, 18])), 0.0, "a plateau around the minimum");
+        let steps = |b: i64| {
+            int_steps(&params(&[
+                ("a", 35i64.into()),
+                ("b", b.into()),
+                ("c", 3i64.into()),
+                ("d", 14i64.into()),
+            ]))
+        };
+        assert_eq!((steps(46), steps(64), steps(90), steps(91)), (0.0, 0.0, 0.0, 1.0));
+        let best = params(&[
+            ("em_dim", 48i64.into()),
+            ("layers", 2i64.into()),
+            ("lmax", 3i64.into()),
+            ("lr", 3e-3.into()),
+            ("mul", 48i64.into()),
+        ]);
+        assert_eq!(anisonet_rounded(&best), 0.0);
+        for space in [int5_space(), int_steps_space(), int_plateau_space(), anisonet_rounded_space()] {
+            space.validate().unwrap();
+        }
     }
 }
