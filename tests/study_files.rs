@@ -21,7 +21,7 @@ fn every_shipped_study_file_validates() {
         }
     }
     names.sort();
-    assert_eq!(names, ["anisonet_hpo", "command_example", "lmax_sweep", "smoke"]);
+    assert_eq!(names, ["anisonet_hpo", "command_example", "lmax_sweep", "lmax_sweep_mp", "smoke"]);
 }
 
 #[test]
@@ -59,4 +59,42 @@ fn overrides_reach_the_plan() {
     let plan = study::load(&path, &["training.epochs=1".into(), "mode=async".into()]).unwrap();
     assert_eq!(plan.hyperparameters.training.epochs, 1);
     assert_eq!(plan.mode, study::file::Mode::Async);
+}
+
+/// The `--set` flags of the small run in `lmax_sweep_mp.yaml`'s comments
+/// (and README), read from the file itself so the two cannot drift apart.
+fn small_run_overrides(text: &str) -> Vec<String> {
+    let command: String = text
+        .lines()
+        .skip_while(|l| !l.contains("A smaller run"))
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    command
+        .split("--set ")
+        .skip(1)
+        .map(|flag| flag.replace(['#', '\\'], " ").split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|flag| flag.trim_matches('\'').to_owned())
+        .collect()
+}
+
+#[test]
+fn the_real_data_sweep_runs_the_papers_table_at_either_scale() {
+    let path = studies_dir().join("lmax_sweep_mp.yaml");
+    let plan = study::load(&path, &[]).unwrap();
+    let [sweep] = &plan.config.phases[..] else { panic!("one phase expected") };
+    let cells: usize = sweep.space.params.values().map(|d| d.n_values().unwrap() as usize).product();
+    assert_eq!(cells, 2 * 5 * 3, "kind × l_max 0…4 × 3 seeds");
+    let h = &plan.hyperparameters;
+    assert_eq!((h.model.em_dim, h.model.layers, h.model.mul, h.training.epochs), (48, 2, 48, 120));
+    assert!(plan.dataset_path().unwrap().ends_with("mp_dielectric.extxyz"));
+
+    let overrides = small_run_overrides(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(overrides.len(), 14, "{overrides:?}");
+    let small = study::load(&path, &overrides).unwrap_or_else(|err| panic!("{err}"));
+    let [sweep] = &small.config.phases[..] else { panic!("one phase expected") };
+    let cells: usize = sweep.space.params.values().map(|d| d.n_values().unwrap() as usize).product();
+    assert_eq!(cells, 2 * 4 * 2);
+    assert!(small.dataset_path().unwrap().ends_with("shared/data/mp_dielectric_2k.extxyz"));
+    assert_eq!((small.hyperparameters.model.em_dim, small.hyperparameters.training.epochs), (16, 40));
 }
