@@ -141,9 +141,9 @@ impl ParzenEstimator {
 
         let mut dims = Vec::with_capacity(specs.len());
         let mut per_dim_ids: Vec<Vec<u32>> = Vec::with_capacity(specs.len());
-        for (spec, obs) in specs.iter().zip(observations) {
+        for (d, (spec, obs)) in specs.iter().zip(observations).enumerate() {
             let (dim, ids) = match *spec {
-                DimSpec::Numeric { lo, hi, grid } => numeric_dim(lo, hi, grid, obs, params),
+                DimSpec::Numeric { lo, hi, grid } => numeric_dim(lo, hi, grid, obs, tie_salt(d, n), params),
                 DimSpec::Categorical { n: n_choices } => categorical_dim(n_choices, obs, params.prior_weight),
             };
             dims.push(dim);
@@ -356,16 +356,22 @@ fn log_sum_exp(terms: &[f64]) -> f64 {
 /// Kernels of one numeric dimension on [lo, hi]: bandwidths by Optuna's
 /// rules, then deduplicated. Returns the dimension and each kernel's
 /// component index (observations first, the prior last).
-fn numeric_dim(lo: f64, hi: f64, grid: Grid, obs: &[f64], params: &ParzenParams) -> (Dim, Vec<u32>) {
+fn numeric_dim(
+    lo: f64,
+    hi: f64,
+    grid: Grid,
+    obs: &[f64],
+    salt: usize,
+    params: &ParzenParams,
+) -> (Dim, Vec<u32>) {
     let range = hi - lo;
     let n = obs.len();
-    // Equal observations are ordered by a fixed scramble of their index, not
-    // by age: which of them gets the wide gap then varies between runs of
-    // duplicates, as with Optuna's (unstable) numpy sort. A stable order
-    // always widened the oldest, which measurably hurt multivariate TPE on
-    // integer parameters.
+    // Equal observations are ordered by a scramble of their index keyed by
+    // `salt`, not by age: which of them gets the wide gap then varies between
+    // runs of duplicates, between dimensions and as trials accumulate, as
+    // with Optuna's (unstable, data-dependent) numpy sort. See [`tie_salt`].
     let mut keyed: Vec<(f64, u64, u32)> =
-        obs.iter().enumerate().map(|(i, &x)| (x, scramble(i), i as u32)).collect();
+        obs.iter().enumerate().map(|(i, &x)| (x, scramble(i ^ salt), i as u32)).collect();
     keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let order: Vec<usize> = keyed.iter().map(|k| k.2 as usize).collect();
     let mut ext = Vec::with_capacity(n + 2);
@@ -442,6 +448,16 @@ fn categorical_dim(n_choices: usize, obs: &[f64], prior_weight: f64) -> (Dim, Ve
     ids.push((probs.len() - 1) as u32);
     let cumulative = probs.iter().map(|row| running_sums(row)).collect();
     (Dim::Categorical { probs, cumulative }, ids)
+}
+
+/// The key that orders equal observations of dimension `d` of an estimator
+/// of `n` observations. A stable order always widened the oldest of a run of
+/// equal values, and one fixed order for every dimension gave the same
+/// observation the wide bandwidth in all of them, so that repeated points
+/// of an integer space became jointly narrow kernels that proposed them
+/// again: both measurably hurt multivariate TPE on integer parameters.
+fn tie_salt(d: usize, n: usize) -> usize {
+    scramble(d.wrapping_mul(0x1_0000).wrapping_add(n)) as usize
 }
 
 /// A fixed bijective scramble of an index (SplitMix64's finaliser).
@@ -531,12 +547,12 @@ mod tests {
     fn bandwidths_follow_neighbour_gaps() {
         // Observations 0, 1 and 6 in [0, 10]: the inner one takes its larger
         // gap (5); the outer ones their inner gaps (1, clipped to 10 / 5 = 2, and 5).
-        let (dim, _) = numeric_dim(0.0, 10.0, Grid::Continuous, &[0.0, 1.0, 6.0], &PARAMS);
+        let (dim, _) = numeric_dim(0.0, 10.0, Grid::Continuous, &[0.0, 1.0, 6.0], 0, &PARAMS);
         let Dim::Numeric { components, .. } = dim else { unreachable!() };
         let sigmas: Vec<f64> = components.iter().map(|g| g.sigma).collect();
         assert_eq!(sigmas, vec![2.0, 5.0, 5.0, 10.0]);
         let endpoints = ParzenParams { consider_endpoints: true, ..PARAMS };
-        let (dim, _) = numeric_dim(0.0, 10.0, Grid::Continuous, &[1.0, 6.0], &endpoints);
+        let (dim, _) = numeric_dim(0.0, 10.0, Grid::Continuous, &[1.0, 6.0], 0, &endpoints);
         let Dim::Numeric { components, .. } = dim else { unreachable!() };
         assert_eq!(components.iter().map(|g| g.sigma).collect::<Vec<_>>(), vec![5.0, 5.0, 10.0]);
     }

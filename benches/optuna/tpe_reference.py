@@ -1,0 +1,91 @@
+"""Optuna 5.0's TPE on the integer benchmark family of `benches/hpo_quality.rs`.
+
+Writes the best value after 100 trials of every seed, univariate and
+multivariate, as JSON; `hpo_quality` reads it (HPO_QUALITY_OPTUNA=FILE) and
+compares the two distributions seed set against seed set (Mann–Whitney).
+The functions are the ones of `src/hpo/test_functions.rs`, term for term.
+
+    python3 -m venv /tmp/optuna-venv
+    /tmp/optuna-venv/bin/pip install optuna==5.0.0
+    /tmp/optuna-venv/bin/python benches/optuna/tpe_reference.py --seeds 200 \
+        --out benches/optuna/tpe_reference.json
+"""
+
+import argparse
+import json
+import math
+import sys
+
+import optuna
+
+TRIALS = 100
+
+
+def int5_l1(t):
+    target = [3, 17, 10, 6, 13]
+    return float(sum(abs(t.suggest_int(f"x{i}", 0, 20) - c) for i, c in enumerate(target)))
+
+
+def int_steps(t):
+    a = t.suggest_int("a", 0, 100, step=5)
+    b = t.suggest_int("b", 1, 1024, log=True)
+    c = t.suggest_int("c", -10, 10)
+    d = t.suggest_int("d", 0, 20, step=2)
+    return abs(a - 35) / 5 + abs(math.floor(math.log2(b) + 0.5) - 6) + abs(c - 3) + abs(d - 14) / 2
+
+
+def int_plateau(t):
+    target = [12, 25, 4, 18]
+    squares = sum((t.suggest_int(f"x{i}", 0, 30) - c) ** 2 for i, c in enumerate(target))
+    return float(math.floor(math.sqrt(squares) / 2))
+
+
+def anisonet_rounded(t):
+    em_dim = t.suggest_int("em_dim", 8, 96, step=8)
+    layers = t.suggest_int("layers", 1, 4)
+    lmax = t.suggest_int("lmax", 1, 4)
+    lr = t.suggest_float("lr", 1e-4, 0.5, log=True)
+    mul = t.suggest_int("mul", 16, 64, step=8)
+    loss = (
+        (math.log10(lr) - math.log10(3e-3)) ** 2
+        + 0.3 * (layers - 2) ** 2
+        + ((mul - 48) / 16) ** 2
+        + ((em_dim - 48) / 24) ** 2
+        + 0.2 * abs(lmax - 3)
+    )
+    return math.floor(10 * loss + 0.5) / 10
+
+
+FUNCTIONS = {f.__name__: f for f in [int5_l1, int_steps, int_plateau, anisonet_rounded]}
+
+
+def best_after(objective, seed, multivariate):
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=multivariate)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    study.optimize(objective, n_trials=TRIALS)
+    return study.best_value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--functions", default=",".join(FUNCTIONS))
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    results = {}
+    for name in args.functions.split(","):
+        results[name] = {}
+        for label, multivariate in [("tpe", False), ("tpe_multivariate", True)]:
+            results[name][label] = [best_after(FUNCTIONS[name], s, multivariate) for s in seeds]
+            print(name, label, "median", sorted(results[name][label])[len(seeds) // 2], file=sys.stderr)
+    with open(args.out, "w") as out:
+        json.dump({"optuna": optuna.__version__, "trials": TRIALS, "first_seed": args.first_seed,
+                   "results": results}, out, indent=1)
+        out.write("\n")
+
+
+if __name__ == "__main__":
+    main()
