@@ -1,12 +1,14 @@
-//! `study export`: every trial of a study as CSV or JSON (safe while the
-//! study runs: one read-only snapshot).
+//! `study export`: every trial of a study as CSV or JSON, or the whole study
+//! as an Optuna storage for Optuna's own tools (safe while the study runs:
+//! one read-only snapshot).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use crate::storage::export;
+use crate::error::InputError;
+use crate::storage::{export, optuna};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -14,9 +16,12 @@ pub enum Format {
     Csv,
     /// The study and its trials, typed and nested.
     Json,
+    /// An SQLite file in Optuna 5.0's storage schema (needs --out): opens in
+    /// `optuna.load_study`, `optuna.visualization` and optuna-dashboard.
+    Optuna,
 }
 
-/// Export a study's trials as CSV or JSON.
+/// Export a study's trials as CSV or JSON, or as an Optuna storage.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The study's name (its folder in the results folder), or the path of
@@ -30,6 +35,9 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out file (with --format optuna).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
@@ -38,6 +46,20 @@ pub fn run(args: ExportArgs) -> Result<()> {
     match args.format {
         Format::Csv => export::to_csv(&store, &mut buffer)?,
         Format::Json => export::to_json(&store, &mut buffer)?,
+        Format::Optuna => {
+            let out = args.out.as_deref().ok_or_else(|| {
+                InputError::new("--format optuna", "writes an SQLite file, not text")
+                    .with_hint("give the file with --out FILE.db")
+            })?;
+            let exported = optuna::export(&store, out, args.force)?;
+            let name = &store.info().name;
+            eprintln!("wrote {} trials of study {name} to {}", exported.trials, out.display());
+            eprintln!(
+                "open it with optuna.load_study(study_name={name:?}, storage=\"sqlite:///{}\")",
+                out.display()
+            );
+            return Ok(());
+        }
     }
     match &args.out {
         Some(path) => {

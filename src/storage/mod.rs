@@ -17,6 +17,7 @@
 
 mod database;
 pub mod export;
+pub mod optuna;
 mod rows;
 pub mod schema;
 mod study_store;

@@ -1,0 +1,367 @@
+//! Optuna's RDB storage in SQLite, as Optuna 5.0 writes it (schema version
+//! 12, alembic revision `v3.2.0.a`), so a study of ours opens in
+//! `optuna.load_study`, `optuna.visualization` and optuna-dashboard.
+//!
+//! The tables are created with Optuna's own DDL, verbatim. What goes where:
+//! - states, directions and value types are the upper-case enum names
+//!   Optuna's ORM reads (`COMPLETE`, `FAIL`, `MINIMIZE`, `INF_POS` …);
+//! - times are naive UTC text with six fractional digits;
+//! - a parameter is stored in Optuna's internal representation (floats as
+//!   they are, integers as floats, a categorical as the index of its choice)
+//!   beside its distribution as Optuna's JSON (`FloatDistribution` with
+//!   `log`/`step`, `IntDistribution`, `CategoricalDistribution`);
+//! - a PRUNED trial keeps its last intermediate value as its value, as
+//!   Optuna does; FAILED, RUNNING and WAITING trials have none;
+//! - our metrics (test ε_poly and a_r MAE, per crystal system, unphysical
+//!   count …), phase, seed, device, attempt and failure reason become trial
+//!   user attributes; the study's seed, its study file and its own user
+//!   attributes (data set, cleaning counts, split sizes) study user
+//!   attributes.
+//!
+//! What does not travel: artefact paths (they point into our results
+//! folder) and heartbeats.
+
+use std::path::Path;
+
+use anyhow::Context;
+use rusqlite::{params, Connection};
+use serde_json::{json, Value as Json};
+
+use super::{SqliteStore, Timestamp, TrialDetails};
+use crate::error::InputError;
+use crate::hpo::{Direction, Distribution, ParamValue, TrialState};
+
+/// Optuna's `models.SCHEMA_VERSION` in 5.0.
+pub const SCHEMA_VERSION: i64 = 12;
+/// Optuna 5.0's alembic head: the revision Optuna checks a storage against.
+pub const ALEMBIC_REVISION: &str = "v3.2.0.a";
+/// The Optuna release whose storage this is.
+const OPTUNA_VERSION: &str = "5.0.0";
+
+/// Optuna 5.0's tables, as its `metadata.create_all` and `alembic stamp` make them.
+const DDL: &str = r#"
+CREATE TABLE studies (
+	study_id INTEGER NOT NULL, 
+	study_name VARCHAR(512) NOT NULL, 
+	PRIMARY KEY (study_id)
+);
+CREATE UNIQUE INDEX ix_studies_study_name ON studies (study_name);
+CREATE TABLE version_info (
+	version_info_id INTEGER NOT NULL, 
+	schema_version INTEGER, 
+	library_version VARCHAR(256), 
+	PRIMARY KEY (version_info_id), 
+	CHECK (version_info_id=1)
+);
+CREATE TABLE study_directions (
+	study_direction_id INTEGER NOT NULL, 
+	direction VARCHAR(8) NOT NULL, 
+	study_id INTEGER NOT NULL, 
+	objective INTEGER NOT NULL, 
+	PRIMARY KEY (study_direction_id), 
+	UNIQUE (study_id, objective), 
+	FOREIGN KEY(study_id) REFERENCES studies (study_id)
+);
+CREATE TABLE study_user_attributes (
+	study_user_attribute_id INTEGER NOT NULL, 
+	study_id INTEGER, 
+	"key" VARCHAR(512), 
+	value_json TEXT, 
+	PRIMARY KEY (study_user_attribute_id), 
+	UNIQUE (study_id, "key"), 
+	FOREIGN KEY(study_id) REFERENCES studies (study_id)
+);
+CREATE TABLE study_system_attributes (
+	study_system_attribute_id INTEGER NOT NULL, 
+	study_id INTEGER, 
+	"key" VARCHAR(512), 
+	value_json TEXT, 
+	PRIMARY KEY (study_system_attribute_id), 
+	UNIQUE (study_id, "key"), 
+	FOREIGN KEY(study_id) REFERENCES studies (study_id)
+);
+CREATE TABLE trials (
+	trial_id INTEGER NOT NULL, 
+	number INTEGER, 
+	study_id INTEGER, 
+	state VARCHAR(8) NOT NULL, 
+	datetime_start DATETIME, 
+	datetime_complete DATETIME, 
+	PRIMARY KEY (trial_id), 
+	FOREIGN KEY(study_id) REFERENCES studies (study_id)
+);
+CREATE INDEX ix_trials_study_id ON trials (study_id);
+CREATE TABLE trial_user_attributes (
+	trial_user_attribute_id INTEGER NOT NULL, 
+	trial_id INTEGER, 
+	"key" VARCHAR(512), 
+	value_json TEXT, 
+	PRIMARY KEY (trial_user_attribute_id), 
+	UNIQUE (trial_id, "key"), 
+	FOREIGN KEY(trial_id) REFERENCES trials (trial_id)
+);
+CREATE TABLE trial_system_attributes (
+	trial_system_attribute_id INTEGER NOT NULL, 
+	trial_id INTEGER, 
+	"key" VARCHAR(512), 
+	value_json TEXT, 
+	PRIMARY KEY (trial_system_attribute_id), 
+	UNIQUE (trial_id, "key"), 
+	FOREIGN KEY(trial_id) REFERENCES trials (trial_id)
+);
+CREATE TABLE trial_params (
+	param_id INTEGER NOT NULL, 
+	trial_id INTEGER, 
+	param_name VARCHAR(512), 
+	param_value FLOAT, 
+	distribution_json TEXT, 
+	PRIMARY KEY (param_id), 
+	UNIQUE (trial_id, param_name), 
+	FOREIGN KEY(trial_id) REFERENCES trials (trial_id)
+);
+CREATE TABLE trial_values (
+	trial_value_id INTEGER NOT NULL, 
+	trial_id INTEGER NOT NULL, 
+	objective INTEGER NOT NULL, 
+	value FLOAT, 
+	value_type VARCHAR(7) NOT NULL, 
+	PRIMARY KEY (trial_value_id), 
+	UNIQUE (trial_id, objective), 
+	FOREIGN KEY(trial_id) REFERENCES trials (trial_id)
+);
+CREATE TABLE trial_intermediate_values (
+	trial_intermediate_value_id INTEGER NOT NULL, 
+	trial_id INTEGER NOT NULL, 
+	step INTEGER NOT NULL, 
+	intermediate_value FLOAT, 
+	intermediate_value_type VARCHAR(7) NOT NULL, 
+	PRIMARY KEY (trial_intermediate_value_id), 
+	UNIQUE (trial_id, step), 
+	FOREIGN KEY(trial_id) REFERENCES trials (trial_id)
+);
+CREATE TABLE trial_heartbeats (
+	trial_heartbeat_id INTEGER NOT NULL, 
+	trial_id INTEGER NOT NULL, 
+	heartbeat DATETIME NOT NULL, 
+	PRIMARY KEY (trial_heartbeat_id), 
+	UNIQUE (trial_id), 
+	FOREIGN KEY(trial_id) REFERENCES trials (trial_id)
+);
+CREATE TABLE alembic_version (
+	version_num VARCHAR(32) NOT NULL, 
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+"#;
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub trials: usize,
+}
+
+/// Writes `store`'s study to a new Optuna storage at `out`. An existing file
+/// is refused unless `force`; the file appears whole or not at all (it is
+/// written beside `out` and renamed).
+pub fn export(store: &SqliteStore, out: &Path, force: bool) -> anyhow::Result<Exported> {
+    if out.exists() && !force {
+        return Err(InputError::new(out.display().to_string(), "already exists")
+            .with_hint("choose another --out file, or add --force to replace it")
+            .into());
+    }
+    let folder = crate::paths::folder_of(out);
+    if !folder.is_dir() {
+        return Err(InputError::new(
+            out.display().to_string(),
+            format!("the folder {} does not exist", folder.display()),
+        )
+        .with_hint(format!("create it first (mkdir -p {})", folder.display()))
+        .into());
+    }
+    let name = out.file_name().map_or("optuna.db".into(), |n| n.to_string_lossy().into_owned());
+    let temp = folder.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let written = write(store, &temp).and_then(|exported| {
+        std::fs::rename(&temp, out).with_context(|| format!("cannot write {}", out.display()))?;
+        Ok(exported)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+fn write(store: &SqliteStore, path: &Path) -> anyhow::Result<Exported> {
+    let trials = store.all_trial_details()?;
+    let phases = store.phases()?;
+    let info = store.info();
+    let mut conn = Connection::open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let tx = conn.transaction()?;
+    tx.execute_batch(DDL)?;
+    tx.execute("INSERT INTO version_info VALUES (1, ?1, ?2)", params![SCHEMA_VERSION, OPTUNA_VERSION])?;
+    tx.execute("INSERT INTO alembic_version VALUES (?1)", [ALEMBIC_REVISION])?;
+    tx.execute("INSERT INTO studies (study_id, study_name) VALUES (1, ?1)", [&info.name])?;
+    let direction = match info.direction {
+        Direction::Minimize => "MINIMIZE",
+        Direction::Maximize => "MAXIMIZE",
+    };
+    tx.execute(
+        "INSERT INTO study_directions (direction, study_id, objective) VALUES (?1, 1, 0)",
+        [direction],
+    )?;
+
+    let mut study_attrs = store.study_user_attrs()?;
+    study_attrs.insert("seed".into(), json!(info.seed));
+    study_attrs.insert("study_file".into(), json!(info.config));
+    for (key, value) in &study_attrs {
+        tx.execute(
+            "INSERT INTO study_user_attributes (study_id, \"key\", value_json) VALUES (1, ?1, ?2)",
+            params![key, attr_json(value)],
+        )?;
+    }
+
+    for details in &trials {
+        let trial = &details.trial;
+        let trial_id = trial.number as i64 + 1;
+        let (start, complete) = match trial.state {
+            TrialState::Waiting => (None, None),
+            TrialState::Running => (details.started, None),
+            _ => (details.started.or(Some(details.created)), details.finished.or(details.started)),
+        };
+        tx.execute(
+            "INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+            params![
+                trial_id,
+                trial.number as i64,
+                state_name(trial.state),
+                start.map(datetime),
+                complete.map(datetime)
+            ],
+        )?;
+        for (name, value) in &trial.params {
+            let distribution = details
+                .distributions
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Distribution::Categorical { choices: vec![value.clone()] });
+            let internal = optuna_internal(&distribution, value).with_context(|| {
+                format!("trial {}: parameter `{name}` = {value} does not fit its distribution", trial.number)
+            })?;
+            tx.execute(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![trial_id, name, internal, distribution_json(&distribution).to_string()],
+            )?;
+        }
+        if let (TrialState::Complete | TrialState::Pruned, Some(value)) = (trial.state, trial.value) {
+            let (value, kind) = value_and_type(value);
+            tx.execute(
+                "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?1, 0, ?2, ?3)",
+                params![trial_id, value, kind],
+            )?;
+        }
+        for (&step, &value) in &trial.intermediate {
+            let (value, kind) = value_and_type(value);
+            tx.execute(
+                "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![trial_id, step as i64, value, kind],
+            )?;
+        }
+        for (key, value) in trial_attrs(details, &phases) {
+            tx.execute(
+                "INSERT INTO trial_user_attributes (trial_id, \"key\", value_json) VALUES (?1, ?2, ?3)",
+                params![trial_id, key, attr_json(&value)],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(Exported { trials: trials.len() })
+}
+
+/// The trial's facts that Optuna has no column for, as user attributes.
+fn trial_attrs(details: &TrialDetails, phases: &[super::Phase]) -> Vec<(String, Json)> {
+    let mut attrs: Vec<(String, Json)> =
+        details.user_attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    attrs.extend(details.metrics.iter().map(|(k, v)| (k.clone(), json!(v))));
+    let phase = phases.iter().find(|p| p.index == details.trial.phase).map(|p| p.name.clone());
+    attrs.push(("phase".into(), json!(phase.unwrap_or_else(|| details.trial.phase.to_string()))));
+    attrs.push(("attempt".into(), json!(details.attempt)));
+    let optional = [
+        ("seed", details.seed.map(|s| json!(s))),
+        ("device", details.device.as_ref().map(|d| json!(d))),
+        ("fail_reason", details.fail_reason.as_ref().map(|r| json!(r))),
+    ];
+    attrs.extend(optional.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))));
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    attrs.dedup_by(|a, b| a.0 == b.0);
+    attrs
+}
+
+fn state_name(state: TrialState) -> &'static str {
+    match state {
+        TrialState::Waiting => "WAITING",
+        TrialState::Running => "RUNNING",
+        TrialState::Complete => "COMPLETE",
+        TrialState::Pruned => "PRUNED",
+        TrialState::Failed => "FAIL",
+    }
+}
+
+/// A value and its Optuna value type: only finite values are stored as numbers.
+fn value_and_type(value: f64) -> (Option<f64>, &'static str) {
+    match value {
+        v if v.is_nan() => (None, "NAN"),
+        v if v == f64::INFINITY => (None, "INF_POS"),
+        v if v == f64::NEG_INFINITY => (None, "INF_NEG"),
+        v => (Some(v), "FINITE"),
+    }
+}
+
+/// Naive UTC, `2026-12-01 10:00:00.123000`, as Optuna's ORM writes times.
+fn datetime(time: Timestamp) -> String {
+    let iso = time.to_string(); // 2026-12-01T10:00:00.123Z
+    format!("{} {}000", &iso[..10], &iso[11..23])
+}
+
+/// Optuna's `distribution_to_json`.
+pub fn distribution_json(distribution: &Distribution) -> Json {
+    match distribution {
+        Distribution::Float { low, high, log, step } => json!({
+            "name": "FloatDistribution",
+            "attributes": {"step": step, "low": low, "high": high, "log": log},
+        }),
+        Distribution::Int { low, high, log, step } => json!({
+            "name": "IntDistribution",
+            "attributes": {"log": log, "step": step, "low": low, "high": high},
+        }),
+        Distribution::Categorical { choices } => json!({
+            "name": "CategoricalDistribution",
+            "attributes": {"choices": choices.iter().map(choice_json).collect::<Vec<_>>()},
+        }),
+    }
+}
+
+fn choice_json(choice: &ParamValue) -> Json {
+    match choice {
+        ParamValue::Bool(b) => json!(b),
+        ParamValue::Int(i) => json!(i),
+        ParamValue::Float(x) => json!(x),
+        ParamValue::Str(s) => json!(s),
+    }
+}
+
+/// Optuna's internal representation of `value`: the number itself for
+/// floats and integers (log scales included), the choice's index for a
+/// categorical.
+fn optuna_internal(distribution: &Distribution, value: &ParamValue) -> Option<f64> {
+    match distribution {
+        Distribution::Float { .. } | Distribution::Int { .. } => value.as_f64(),
+        Distribution::Categorical { choices } => choices.iter().position(|c| c.same(value)).map(|i| i as f64),
+    }
+}
+
+/// JSON text of an attribute (non-finite numbers, which JSON lacks, are null).
+fn attr_json(value: &Json) -> String {
+    serde_json::to_string(value).expect("JSON values serialise")
+}

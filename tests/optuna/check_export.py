@@ -1,0 +1,72 @@
+"""Checks a study exported with `study export --format optuna` against our
+own JSON export of it, with the real Optuna: the same trials, states,
+parameters, values and intermediate values, value by value; the same best
+trial; and Optuna's plots and trials_dataframe run on it.
+
+    python check_export.py EXPORTED.db STUDY_NAME OURS.json
+"""
+
+import json
+import math
+import sys
+
+import optuna
+
+STATES = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAILED": "FAIL", "RUNNING": "RUNNING", "WAITING": "WAITING"}
+
+
+def same(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def main(db, name, ours_path):
+    ours = json.load(open(ours_path))
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    trials = study.trials
+    assert len(trials) == len(ours["trials"]), (len(trials), len(ours["trials"]))
+    direction = optuna.study.StudyDirection[ours["study"]["direction"].upper()]
+    assert study.direction == direction, study.direction
+    for theirs, mine in zip(trials, ours["trials"]):
+        where = f"trial {mine['number']}"
+        assert theirs.number == mine["number"], where
+        assert theirs.state.name == STATES[mine["state"]], (where, theirs.state, mine["state"])
+        assert theirs.params.keys() == mine["params"].keys(), where
+        for key, value in mine["params"].items():
+            assert same(theirs.params[key], value) and type(theirs.params[key]) is type(value), (where, key, theirs.params[key], value)
+        if mine["state"] in ("COMPLETE", "PRUNED") and mine.get("value") is not None:
+            assert theirs.value == mine["value"], (where, theirs.value, mine["value"])
+        else:
+            assert theirs.value is None, (where, theirs.value)
+        mine_steps = {int(k): v for k, v in mine.get("intermediate", {}).items()}
+        assert theirs.intermediate_values == mine_steps, (where, theirs.intermediate_values, mine_steps)
+        for key, value in mine.get("metrics", {}).items():
+            assert same(theirs.user_attrs[key], value), (where, key)
+        assert theirs.user_attrs["phase"], where
+        if mine["state"] == "FAILED":
+            assert theirs.user_attrs.get("fail_reason") == mine.get("fail_reason"), where
+    best = [t for t in ours["trials"] if t["state"] == "COMPLETE"]
+    best = (min if direction == optuna.study.StudyDirection.MINIMIZE else max)(best, key=lambda t: (t["value"]))
+    assert study.best_trial.number == best["number"], (study.best_trial.number, best["number"])
+    assert study.best_value == best["value"]
+    for key, value in ours["study"]["user_attrs"].items():
+        assert study.user_attrs[key] == value, key
+    assert study.user_attrs["seed"] == ours["study"]["seed"] and study.user_attrs["study_file"]
+
+    frame = study.trials_dataframe()
+    assert len(frame) == len(trials)
+    from optuna import visualization
+
+    for plot in (visualization.plot_optimization_history, visualization.plot_param_importances,
+                 visualization.plot_parallel_coordinate, visualization.plot_intermediate_values):
+        figure = plot(study)
+        assert figure.to_dict()["data"], plot.__name__
+    states = {}
+    for t in trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    print(json.dumps({"trials": len(trials), "states": states, "best": study.best_trial.number}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
