@@ -164,3 +164,122 @@ fn an_optuna_export_never_overwrites_by_accident() {
         .collect();
     assert_eq!(states, ["COMPLETE", "COMPLETE"]);
 }
+
+/// A study file that continues `make_study.py`'s search to 50 trials with
+/// the same objective, as a command.
+const CONTINUED: &str = r#"
+name: continued
+seed: 3
+objective:
+  command: >-
+    awk 'BEGIN { l = log({lr}) / log(10) + 2.5; k = ("{kind}" == "scalar") ? 0.2 : 0;
+    printf "{\"objective\": %.17g}\n", l * l + 0.3 * ({layers} - 2) ^ 2 + (({mul} - 48) / 16) ^ 2 + k }'
+phases:
+  - name: tpe
+    sampler: {type: tpe}
+    n_trials: 50
+    space:
+      lr: {type: float, low: 1.0e-4, high: 0.5, log: true}
+      layers: {type: int, low: 1, high: 4}
+      mul: {type: int, low: 16, high: 64, step: 8}
+      kind: {type: categorical, choices: [equivariant, scalar]}
+resources: {devices: cpu, trials_per_device: 1}
+mode: deterministic
+"#;
+
+fn stored(results: &Path, name: &str) -> Vec<anisostudy::storage::TrialDetails> {
+    let db = anisostudy::storage::Database::open_read_only(results.join(name).join("study.db")).unwrap();
+    db.open_study(name).unwrap().all_trial_details().unwrap()
+}
+
+#[test]
+fn an_optuna_study_continues_here_from_its_trials() {
+    let Some(python) = optuna_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let optuna_db = dir.path().join("optuna.db");
+    run(Command::new(&python).arg(Path::new(ROOT).join("tests/optuna/make_study.py")).arg(&optuna_db));
+    let file = dir.path().join("continued.yaml");
+    std::fs::write(&file, CONTINUED).unwrap();
+    let theirs = anisostudy::storage::optuna::read_study(&optuna_db, None).unwrap();
+    assert_eq!(theirs.trials.len(), 30);
+
+    let mut continued = Vec::new();
+    for results in [dir.path().join("a"), dir.path().join("b")] {
+        let r = results.to_str().unwrap();
+        let out = run(&mut study(&[
+            "import",
+            optuna_db.to_str().unwrap(),
+            "--into",
+            file.to_str().unwrap(),
+            "--results",
+            r,
+        ]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("imported 30 trials"));
+        run(&mut study(&["run", file.to_str().unwrap(), "--results", r]));
+        let ours = stored(&results, "continued");
+        assert_eq!(ours.len(), 50, "30 imported and 20 new");
+        for (mine, optuna) in ours.iter().zip(&theirs.trials) {
+            let where_ = format!("trial {}", optuna.number);
+            assert_eq!(mine.trial.number, optuna.number, "{where_}");
+            assert_eq!(mine.trial.state, optuna.state, "{where_}");
+            assert_eq!(mine.trial.params, optuna.params, "{where_}");
+            assert_eq!(mine.trial.value, optuna.value, "{where_}");
+            assert_eq!(mine.trial.intermediate, optuna.intermediate, "{where_}");
+        }
+        assert!(ours[30..].iter().all(|t| t.trial.state == anisostudy::hpo::TrialState::Complete));
+        continued
+            .push(ours[30..].iter().map(|t| (t.trial.params.clone(), t.trial.value)).collect::<Vec<_>>());
+    }
+    assert_eq!(continued[0], continued[1], "continuing is deterministic for a seed");
+
+    // What does not fit is refused before anything is written, with exit 2.
+    let narrow = dir.path().join("narrow.yaml");
+    std::fs::write(&narrow, CONTINUED.replace("high: 0.5, log: true", "high: 0.01, log: true")).unwrap();
+    let refused =
+        study(&["import", optuna_db.to_str().unwrap(), "--into", narrow.to_str().unwrap(), "--results"])
+            .arg(dir.path().join("c"))
+            .output()
+            .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("parameter `lr`"), "{refused:?}");
+    assert!(!dir.path().join("c/continued/study.db").exists());
+}
+
+#[test]
+fn other_schema_versions_and_several_objectives_are_refused() {
+    let Some(python) = optuna_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let optuna_db = dir.path().join("optuna.db");
+    run(Command::new(&python).arg(Path::new(ROOT).join("tests/optuna/make_study.py")).arg(&optuna_db));
+    let file = dir.path().join("continued.yaml");
+    std::fs::write(&file, CONTINUED).unwrap();
+    let import = |db: &Path| {
+        study(&["import", db.to_str().unwrap(), "--into", file.to_str().unwrap(), "--results"])
+            .arg(dir.path().join("results"))
+            .output()
+            .unwrap()
+    };
+    let old = dir.path().join("old.db");
+    std::fs::copy(&optuna_db, &old).unwrap();
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'", [])
+        .unwrap();
+    let out = import(&old);
+    assert_eq!(out.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("v3.0.0.d") && message.contains("optuna storage upgrade"), "{message}");
+
+    let multi = dir.path().join("multi.db");
+    std::fs::copy(&optuna_db, &multi).unwrap();
+    rusqlite::Connection::open(&multi)
+        .unwrap()
+        .execute(
+            "INSERT INTO study_directions (direction, study_id, objective) VALUES ('MAXIMIZE', 1, 1)",
+            [],
+        )
+        .unwrap();
+    let out = import(&multi);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 objectives"), "{out:?}");
+}

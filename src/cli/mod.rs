@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod data;
 pub mod export;
+pub mod import;
 pub mod predict;
 pub mod report;
 pub mod run;
@@ -27,8 +28,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Show a study's trials by state, the best trial, an ETA and device use.
     Status(status::StatusArgs),
-    /// Export a study's trials as CSV or JSON.
+    /// Export a study's trials as CSV or JSON, or as an Optuna storage.
     Export(export::ExportArgs),
+    /// Seed a study with the trials of an Optuna study, to continue it with `study run`.
+    Import(import::ImportArgs),
     /// Write a study's tables (Markdown, CSV, LaTeX) and figures into <study>/report/.
     Report(report::ReportArgs),
     /// Inspect dielectric data sets and write the synthetic one.
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
         Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(args),
         Command::Report(args) => report::run(args),
         Command::Trial(args) => trial::run(args),
         Command::Data(args) => data::run(args),

@@ -365,3 +365,226 @@ fn optuna_internal(distribution: &Distribution, value: &ParamValue) -> Option<f6
 fn attr_json(value: &Json) -> String {
     serde_json::to_string(value).expect("JSON values serialise")
 }
+
+/// A single-objective study read from an Optuna storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptunaStudy {
+    pub name: String,
+    pub direction: Direction,
+    /// By number, as Optuna numbers them (0, 1, …).
+    pub trials: Vec<OptunaTrial>,
+}
+
+/// One trial of an [`OptunaStudy`], its parameters in their external form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptunaTrial {
+    pub number: u64,
+    pub state: TrialState,
+    pub params: crate::hpo::Params,
+    /// Optuna's distribution of each parameter.
+    pub distributions: std::collections::BTreeMap<String, Distribution>,
+    pub value: Option<f64>,
+    pub intermediate: std::collections::BTreeMap<u64, f64>,
+    pub datetime_start: Option<String>,
+    pub datetime_complete: Option<String>,
+}
+
+/// Reads study `name` (or the file's only study) from the Optuna storage at
+/// `path`, which must have Optuna 5.0's schema. Never writes to the file.
+pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy> {
+    let at = path.display().to_string();
+    if !path.is_file() {
+        return Err(InputError::new(&at, "no such file")
+            .with_hint("give the SQLite file of an Optuna RDB storage")
+            .into());
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {at}"))?;
+    let revision: Option<String> = conn
+        .query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0))
+        .map_err(|_| {
+            InputError::new(&at, "is not an Optuna storage (it has no alembic_version table)")
+                .with_hint("give the file of `optuna.create_study(storage=\"sqlite:///FILE\")`")
+        })
+        .map(Some)?;
+    let schema: Option<i64> =
+        conn.query_row("SELECT schema_version FROM version_info", [], |r| r.get(0)).ok();
+    if revision.as_deref() != Some(ALEMBIC_REVISION) || schema.is_some_and(|v| v != SCHEMA_VERSION) {
+        return Err(InputError::new(
+            &at,
+            format!(
+                "has Optuna storage revision {} (schema version {}); this tool reads revision {ALEMBIC_REVISION} (schema {SCHEMA_VERSION}), that of Optuna 5.0",
+                revision.unwrap_or_default(),
+                schema.map_or("unknown".into(), |v| v.to_string())
+            ),
+        )
+        .with_hint(format!("upgrade a copy with Optuna 5.0: `optuna storage upgrade --storage sqlite:///{at}`"))
+        .into());
+    }
+    let names: Vec<(i64, String)> = conn
+        .prepare("SELECT study_id, study_name FROM studies ORDER BY study_id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let listed = || names.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+    let (study_id, study_name) = match name {
+        Some(name) => names.iter().find(|(_, n)| n == name).cloned().ok_or_else(|| {
+            InputError::new(&at, format!("holds no study named {name:?}"))
+                .with_hint(format!("its studies: {}", listed()))
+        })?,
+        None => match names.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(InputError::new(&at, "holds no study").into()),
+            _ => {
+                return Err(InputError::new(&at, "holds several studies")
+                    .with_hint(format!("name one with --study: {}", listed()))
+                    .into())
+            }
+        },
+    };
+    let directions: Vec<String> = conn
+        .prepare("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")?
+        .query_map([study_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let direction = match directions.as_slice() {
+        [d] if d == "MINIMIZE" => Direction::Minimize,
+        [d] if d == "MAXIMIZE" => Direction::Maximize,
+        [d] => return Err(InputError::new(&at, format!("study {study_name:?} has direction {d}")).into()),
+        many => {
+            return Err(InputError::new(
+                &at,
+                format!("study {study_name:?} has {} objectives; studies here have one", many.len()),
+            )
+            .with_hint("continue a multi-objective study with Optuna itself")
+            .into())
+        }
+    };
+
+    let mut trials = Vec::new();
+    let mut rows = conn.prepare(
+        "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials
+         WHERE study_id = ?1 ORDER BY number",
+    )?;
+    let found = rows.query_map([study_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    for row in found {
+        let (trial_id, number, state, datetime_start, datetime_complete) = row?;
+        let trial_at = || format!("{at}, study {study_name:?}, trial {number}");
+        let state = match state.as_str() {
+            "WAITING" => TrialState::Waiting,
+            "RUNNING" => TrialState::Running,
+            "COMPLETE" => TrialState::Complete,
+            "PRUNED" => TrialState::Pruned,
+            "FAIL" => TrialState::Failed,
+            other => return Err(InputError::new(trial_at(), format!("has the unknown state {other}")).into()),
+        };
+        let mut params = crate::hpo::Params::new();
+        let mut distributions = std::collections::BTreeMap::new();
+        let mut param_rows = conn.prepare_cached(
+            "SELECT param_name, param_value, distribution_json FROM trial_params WHERE trial_id = ?1",
+        )?;
+        for param in param_rows.query_map([trial_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?))
+        })? {
+            let (param, internal, json) = param?;
+            let distribution = distribution_from_json(&json).map_err(|problem| {
+                InputError::new(format!("{}, parameter `{param}`", trial_at()), problem)
+            })?;
+            let value = external(&distribution, internal).ok_or_else(|| {
+                InputError::new(
+                    format!("{}, parameter `{param}`", trial_at()),
+                    format!("value {internal} is outside its distribution"),
+                )
+            })?;
+            params.insert(param.clone(), value);
+            distributions.insert(param, distribution);
+        }
+        let value = conn
+            .query_row(
+                "SELECT value, value_type FROM trial_values WHERE trial_id = ?1 AND objective = 0",
+                [trial_id],
+                |r| Ok(from_typed(r.get(0)?, &r.get::<_, String>(1)?)),
+            )
+            .ok();
+        let mut intermediate = std::collections::BTreeMap::new();
+        let mut steps = conn.prepare_cached(
+            "SELECT step, intermediate_value, intermediate_value_type FROM trial_intermediate_values WHERE trial_id = ?1",
+        )?;
+        for step in steps.query_map([trial_id], |r| {
+            Ok((r.get::<_, i64>(0)?, from_typed(r.get(1)?, &r.get::<_, String>(2)?)))
+        })? {
+            let (step, value) = step?;
+            intermediate.insert(step.max(0) as u64, value);
+        }
+        trials.push(OptunaTrial {
+            number: number.max(0) as u64,
+            state,
+            params,
+            distributions,
+            value,
+            intermediate,
+            datetime_start,
+            datetime_complete,
+        });
+    }
+    Ok(OptunaStudy { name: study_name, direction, trials })
+}
+
+fn from_typed(value: Option<f64>, kind: &str) -> f64 {
+    match kind {
+        "INF_POS" => f64::INFINITY,
+        "INF_NEG" => f64::NEG_INFINITY,
+        "NAN" => f64::NAN,
+        _ => value.unwrap_or(f64::NAN),
+    }
+}
+
+/// The external value of Optuna's internal representation `internal`.
+fn external(distribution: &Distribution, internal: f64) -> Option<ParamValue> {
+    match distribution {
+        Distribution::Float { .. } => Some(ParamValue::Float(internal)),
+        Distribution::Int { .. } => (internal.fract() == 0.0).then_some(ParamValue::Int(internal as i64)),
+        Distribution::Categorical { choices } => (internal.fract() == 0.0 && internal >= 0.0)
+            .then(|| choices.get(internal as usize).cloned())
+            .flatten(),
+    }
+}
+
+/// Optuna's `json_to_distribution`, for the three distributions of Optuna 5.0.
+pub fn distribution_from_json(text: &str) -> Result<Distribution, String> {
+    let json: Json =
+        serde_json::from_str(text).map_err(|err| format!("its distribution is not JSON: {err}"))?;
+    let attrs = &json["attributes"];
+    let log = attrs["log"].as_bool().unwrap_or(false);
+    match json["name"].as_str() {
+        Some("FloatDistribution") => {
+            let (Some(low), Some(high)) = (attrs["low"].as_f64(), attrs["high"].as_f64()) else {
+                return Err(format!("FloatDistribution without low/high: {text}"));
+            };
+            Ok(Distribution::Float { low, high, log, step: attrs["step"].as_f64() })
+        }
+        Some("IntDistribution") => {
+            let (Some(low), Some(high)) = (attrs["low"].as_i64(), attrs["high"].as_i64()) else {
+                return Err(format!("IntDistribution without integer low/high: {text}"));
+            };
+            Ok(Distribution::Int { low, high, log, step: attrs["step"].as_i64().unwrap_or(1) })
+        }
+        Some("CategoricalDistribution") => {
+            let choices = attrs["choices"]
+                .as_array()
+                .ok_or_else(|| format!("CategoricalDistribution without choices: {text}"))?;
+            let choices = choices
+                .iter()
+                .map(|c| match c {
+                    Json::Bool(b) => Ok(ParamValue::Bool(*b)),
+                    Json::Number(n) if n.is_i64() => Ok(ParamValue::Int(n.as_i64().unwrap_or_default())),
+                    Json::Number(n) => Ok(ParamValue::Float(n.as_f64().unwrap_or(f64::NAN))),
+                    Json::String(s) => Ok(ParamValue::Str(s.clone())),
+                    other => Err(format!("choice {other} has no counterpart here (null, lists and objects cannot be parameters)")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Distribution::Categorical { choices })
+        }
+        other => Err(format!("unknown distribution {}", other.unwrap_or("without a name"))),
+    }
+}

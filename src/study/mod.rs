@@ -9,6 +9,7 @@
 //! in `docs/study-file.md`.
 
 pub mod file;
+pub mod import;
 pub mod load;
 pub mod run;
 pub mod trial;
