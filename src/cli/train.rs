@@ -17,8 +17,8 @@
 //! ```
 //!
 //! The summary's `test` block holds the figures to compare. Add
-//! `--center-targets false --max-grad-norm none` to train exactly as the
-//! reference does (same losses step for step: `tests/train_reference.rs`).
+//! `--max-grad-norm none` to train exactly as the reference does (same
+//! losses step for step: `tests/train_reference.rs`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,7 @@ pub struct TrainArgs {
     /// Seed of the initial parameters and the shuffles [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Learn ε − ε̄·I (ε̄: mean training ε_poly); false trains as the reference [default: true].
+    /// Learn ε − ε̄·I (ε̄: mean training ε_poly); false trains as the reference [default: false].
     #[arg(long, value_name = "BOOL")]
     pub center_targets: Option<bool>,
     /// Largest global L2 norm of a batch's gradient, or none (the reference) [default: 10].

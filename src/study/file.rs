@@ -221,8 +221,9 @@ impl Default for TrainingSpec {
             lr_decay: 0.98,
             patience: 30,
             seed: None,
-            center_targets: true,
-            max_grad_norm: Some(crate::train::config::DEFAULT_MAX_GRAD_NORM),
+            // The trainer's own defaults, so the two cannot drift apart.
+            center_targets: crate::train::config::TrainConfig::default().center_targets,
+            max_grad_norm: crate::train::config::TrainConfig::default().max_grad_norm,
         }
     }
 }

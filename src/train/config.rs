@@ -51,7 +51,7 @@ impl Default for TrainConfig {
             lr_decay: 0.98,
             patience: 30,
             seed: 0,
-            center_targets: true,
+            center_targets: false,
             max_grad_norm: Some(DEFAULT_MAX_GRAD_NORM),
         }
     }
