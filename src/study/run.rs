@@ -122,8 +122,9 @@ pub async fn run_plan_observed(
         retries: plan.retries,
         trials_dir: controller.trials_dir().to_path_buf(),
     };
-    let finished = controller.study().trials().iter().filter(|t| t.state.is_finished()).count();
-    let budget = plan.config.phases.iter().map(|p| p.n_trials).sum::<Option<u64>>();
+    let trials = controller.study().trials();
+    let finished = trials.iter().filter(|t| t.state.is_finished()).count();
+    let budget = plan.config.planned(trials).map(|left| (trials.len() + left.len()) as u64);
     observer.begin(&config.slots, finished, budget);
     let mut observed = Observed { inner: controller, observer };
     scheduler::run(&config, &mut observed, stop).await
