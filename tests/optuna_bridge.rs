@@ -187,6 +187,15 @@ resources: {devices: cpu, trials_per_device: 1}
 mode: deterministic
 "#;
 
+/// `make_study.py`'s Optuna study in `dir`, and [`CONTINUED`] beside it.
+fn optuna_study_and_its_continuation(python: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let optuna_db = dir.join("optuna.db");
+    run(Command::new(python).arg(Path::new(ROOT).join("tests/optuna/make_study.py")).arg(&optuna_db));
+    let file = dir.join("continued.yaml");
+    std::fs::write(&file, CONTINUED).unwrap();
+    (optuna_db, file)
+}
+
 fn stored(results: &Path, name: &str) -> Vec<anisostudy::storage::TrialDetails> {
     let db = anisostudy::storage::Database::open_read_only(results.join(name).join("study.db")).unwrap();
     db.open_study(name).unwrap().all_trial_details().unwrap()
@@ -196,10 +205,7 @@ fn stored(results: &Path, name: &str) -> Vec<anisostudy::storage::TrialDetails> 
 fn an_optuna_study_continues_here_from_its_trials() {
     let Some(python) = optuna_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let optuna_db = dir.path().join("optuna.db");
-    run(Command::new(&python).arg(Path::new(ROOT).join("tests/optuna/make_study.py")).arg(&optuna_db));
-    let file = dir.path().join("continued.yaml");
-    std::fs::write(&file, CONTINUED).unwrap();
+    let (optuna_db, file) = optuna_study_and_its_continuation(&python, dir.path());
     let theirs = anisostudy::storage::optuna::read_study(&optuna_db, None).unwrap();
     assert_eq!(theirs.trials.len(), 30);
 
@@ -249,10 +255,7 @@ fn an_optuna_study_continues_here_from_its_trials() {
 fn other_schema_versions_and_several_objectives_are_refused() {
     let Some(python) = optuna_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let optuna_db = dir.path().join("optuna.db");
-    run(Command::new(&python).arg(Path::new(ROOT).join("tests/optuna/make_study.py")).arg(&optuna_db));
-    let file = dir.path().join("continued.yaml");
-    std::fs::write(&file, CONTINUED).unwrap();
+    let (optuna_db, file) = optuna_study_and_its_continuation(&python, dir.path());
     let import = |db: &Path| {
         study(&["import", db.to_str().unwrap(), "--into", file.to_str().unwrap(), "--results"])
             .arg(dir.path().join("results"))

@@ -31,7 +31,7 @@ pub struct ImportArgs {
 pub fn run(args: ImportArgs) -> Result<()> {
     let plan = study::load(&args.into, &args.set)?;
     let optuna = optuna::read_study(&args.file, args.study.as_deref())?;
-    let imported = study::import::import_optuna(&plan, &args.results, &optuna, &args.file)?;
+    let imported = study::import::import_optuna(&plan, &args.into, &args.results, &optuna, &args.file)?;
     let counts: Vec<String> = imported.iter().map(|(state, n)| format!("{n} {state}")).collect();
     println!(
         "imported {} trials of Optuna study {:?} ({}) into {}",

@@ -26,6 +26,36 @@ pub enum ParamValue {
     Str(String),
 }
 
+/// As a study file writes it: `float [0.0001, 0.5] log`, `int [16, 64] step 8`,
+/// `categorical [adam, sgd]`.
+impl fmt::Display for Distribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Distribution::Float { low, high, log, step } => {
+                write!(f, "float [{low}, {high}]")?;
+                if *log {
+                    write!(f, " log")?;
+                }
+                step.map_or(Ok(()), |s| write!(f, " step {s}"))
+            }
+            Distribution::Int { low, high, log, step } => {
+                write!(f, "int [{low}, {high}]")?;
+                if *log {
+                    write!(f, " log")?;
+                }
+                if *step != 1 {
+                    write!(f, " step {step}")?;
+                }
+                Ok(())
+            }
+            Distribution::Categorical { choices } => {
+                let choices: Vec<String> = choices.iter().map(ToString::to_string).collect();
+                write!(f, "categorical [{}]", choices.join(", "))
+            }
+        }
+    }
+}
+
 impl fmt::Display for ParamValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

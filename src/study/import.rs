@@ -26,11 +26,12 @@ use crate::storage::{Database, NewStudy};
 pub type Imported = BTreeMap<&'static str, usize>;
 
 /// Writes the trials of `optuna` (read from `source`) into the new study of
-/// `plan` in `results`. Refused, with nothing written, when the plan's
-/// direction or first phase's space does not fit a trial, or the study
-/// already has trials.
+/// `plan` (read from `study_file`) in `results`. Refused, with nothing
+/// written, when the plan's direction or first phase's space does not fit a
+/// trial, or the study already has trials.
 pub fn import_optuna(
     plan: &StudyPlan,
+    study_file: &Path,
     results: &Path,
     optuna: &OptunaStudy,
     source: &Path,
@@ -39,7 +40,7 @@ pub fn import_optuna(
     if optuna.direction != plan.config.direction {
         let name = |d: crate::hpo::Direction| format!("{d:?}").to_lowercase();
         return Err(InputError::new(
-            "objective.direction",
+            format!("{}, objective.direction", study_file.display()),
             format!(
                 "the study file says {}, but Optuna study {:?} was run to {}",
                 name(plan.config.direction),
@@ -50,28 +51,36 @@ pub fn import_optuna(
         .with_hint(format!("set `direction: {}` in the study file", name(optuna.direction)))
         .into());
     }
-    let mut misfits = Vec::new();
+    // Misfits by parameter: the trials whose value lies outside the space.
+    let mut misfits: BTreeMap<&str, Vec<(u64, String)>> = BTreeMap::new();
     for trial in &optuna.trials {
         for (name, value) in &trial.params {
-            match phase.space.params.get(name) {
-                None => {
-                    misfits.push(format!("trial {}: parameter `{name}` is not in the space", trial.number))
-                }
-                Some(dist) if !dist.admits(value) => misfits.push(format!(
-                    "trial {}: parameter `{name}` = {value} is outside the space's {dist:?}",
-                    trial.number
-                )),
-                Some(_) => {}
+            if !phase.space.params.get(name).is_some_and(|dist| dist.admits(value)) {
+                misfits.entry(name).or_default().push((trial.number, value.to_string()));
             }
         }
     }
     if !misfits.is_empty() {
-        let shown = misfits.iter().take(10).cloned().collect::<Vec<_>>().join("; ");
-        let more =
-            if misfits.len() > 10 { format!(" (and {} more)", misfits.len() - 10) } else { String::new() };
+        let described: Vec<String> = misfits
+            .iter()
+            .map(|(name, trials)| {
+                let examples: Vec<String> =
+                    trials.iter().take(3).map(|(n, v)| format!("trial {n}: {v}")).collect();
+                let more = if trials.len() > 3 { ", …" } else { "" };
+                let domain = match phase.space.params.get(*name) {
+                    Some(dist) => format!("outside {dist}"),
+                    None => "not in the space".to_owned(),
+                };
+                format!(
+                    "parameter `{name}` of {} trials is {domain} ({}{more})",
+                    trials.len(),
+                    examples.join(", ")
+                )
+            })
+            .collect();
         return Err(InputError::new(
-            phase.location(),
-            format!("does not fit Optuna study {:?}: {shown}{more}", optuna.name),
+            format!("{}, {}", study_file.display(), phase.location()),
+            format!("does not fit Optuna study {:?}: {}", optuna.name, described.join("; ")),
         )
         .with_hint(
             "widen the first phase's space (or add the parameters) so that every imported trial lies in it",
