@@ -400,21 +400,19 @@ pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy
     }
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {at}"))?;
-    let revision: Option<String> = conn
-        .query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0))
-        .map_err(|_| {
+    let revision: String =
+        conn.query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0)).map_err(|_| {
             InputError::new(&at, "is not an Optuna storage (it has no alembic_version table)")
                 .with_hint("give the file of `optuna.create_study(storage=\"sqlite:///FILE\")`")
-        })
-        .map(Some)?;
+        })?;
     let schema: Option<i64> =
         conn.query_row("SELECT schema_version FROM version_info", [], |r| r.get(0)).ok();
-    if revision.as_deref() != Some(ALEMBIC_REVISION) || schema.is_some_and(|v| v != SCHEMA_VERSION) {
+    if revision != ALEMBIC_REVISION || schema.is_some_and(|v| v != SCHEMA_VERSION) {
         return Err(InputError::new(
             &at,
             format!(
                 "has Optuna storage revision {} (schema version {}); this tool reads revision {ALEMBIC_REVISION} (schema {SCHEMA_VERSION}), that of Optuna 5.0",
-                revision.unwrap_or_default(),
+                revision,
                 schema.map_or("unknown".into(), |v| v.to_string())
             ),
         )
