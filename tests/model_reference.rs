@@ -5,9 +5,13 @@ use std::path::Path;
 
 use anisostudy::model::arch::to_e3nn_layout;
 use anisostudy::model::reference::{load_reference, ReferenceWeights};
-use anisostudy::model::{AnisoNet, ModelInput};
-use dfdx::prelude::Cpu;
+use anisostudy::model::{AnisoNet, ModelFloat, ModelInput};
+use dfdx::prelude::{Cpu, Device};
+
+#[path = "support/test_device.rs"]
+mod test_device;
 use serde_json::Value;
+use test_device::on_test_device;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/anisonet_tiny_forward.json");
 
@@ -201,18 +205,32 @@ fn own_neighbour_list_and_mass_table_reproduce_reference() {
     }
 }
 
-/// The tensor-op network (what a GPU runs), here on dfdx's CPU device,
-/// reproduces the reference from our own neighbour list.
-#[test]
-fn tensor_network_reproduces_reference() {
+/// The tensor-op network (what a GPU runs; on dfdx's CPU device unless
+/// `ANISOSTUDY_TEST_DEVICE` names a GPU) reproduces the reference from our
+/// own neighbour list.
+fn check_tensor_parity<E: ModelFloat>(tolerance: f64)
+where
+    Cpu: Device<E>,
+{
     let Some((v, w)) = fixture() else { return };
-    let mut model = AnisoNet::<f64>::from_flat(w.arch.clone(), w.flat.clone(), &Cpu::default());
-    model.compute_on(Cpu::default(), "cpu-tensor");
+    let flat = w.flat.iter().map(|&p| E::of(p)).collect();
+    let mut model = AnisoNet::<E>::from_flat(w.arch.clone(), flat, &Cpu::default());
+    on_test_device(&mut model);
     for (s, want) in structures(&v).iter().zip(v["structures"].as_array().unwrap()) {
         let input = ModelInput::from_structure(s, w.config.cutoff).unwrap();
         let got = model.predict(&input).unwrap()[0];
         let err = rel(&got, &f64s(&want["output_0e_2e"]));
-        println!("tensor network, reference structure: relative error {err:.1e}");
-        assert!(err < 1e-8, "relative error {err:e}");
+        println!("tensor network on {}: relative error {err:.1e}", model.compute_device());
+        assert!(err < tolerance, "relative error {err:e}");
     }
+}
+
+#[test]
+fn tensor_network_reproduces_reference() {
+    check_tensor_parity::<f64>(1e-8);
+}
+
+#[test]
+fn tensor_network_reproduces_reference_f32() {
+    check_tensor_parity::<f32>(1e-4);
 }

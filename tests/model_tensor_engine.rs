@@ -2,7 +2,8 @@
 //! CPU network: outputs and parameter gradients agree, and it reproduces the
 //! reference fixture. Run here on dfdx's CPU device; a CUDA build runs the
 //! same code on the GPU. Its parity with the reference fixture is in
-//! `model_reference.rs`.
+//! `model_reference.rs`. `ANISOSTUDY_TEST_DEVICE=cuda:N` runs them on a GPU
+//! (see `support/test_device.rs`).
 
 use anisostudy::e3::cartesian::{irreps_to_cartesian, Mat3};
 use anisostudy::e3::rotation::{matmul, random_rotations, transpose};
@@ -10,6 +11,10 @@ use anisostudy::model::synthetic::random_batch;
 use anisostudy::model::{AnisoNet, ModelConfig, ModelFloat, ModelInput, ModelKind, OutputMode, Precision};
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
+
+#[path = "support/test_device.rs"]
+mod test_device;
+use test_device::on_test_device;
 
 fn small(kind: ModelKind, lmax: usize) -> ModelConfig {
     ModelConfig {
@@ -55,8 +60,8 @@ where
 fn check_agreement(config: &ModelConfig, seed: u64) -> (f64, f64) {
     let fused = AnisoNet::<f64>::new(config, &Cpu::default(), seed).unwrap();
     let mut tensor = AnisoNet::<f64>::new(config, &Cpu::default(), seed).unwrap();
-    tensor.compute_on(Cpu::default(), "cpu-tensor");
-    assert_eq!(tensor.compute_device(), "cpu-tensor");
+    on_test_device(&mut tensor);
+    assert_ne!(tensor.compute_device(), "cpu");
     let input = random_batch(seed, 3, 5, 7, 5.0);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let weights: Vec<f64> = (0..input.num_graphs * 6).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -94,7 +99,7 @@ fn tensor_network_handles_isolated_atoms() {
     let config = small(ModelKind::Equivariant, 2);
     let fused = AnisoNet::<f64>::new(&config, &Cpu::default(), 3).unwrap();
     let mut tensor = AnisoNet::<f64>::new(&config, &Cpu::default(), 3).unwrap();
-    tensor.compute_on(Cpu::default(), "cpu-tensor");
+    on_test_device(&mut tensor);
     let mut input = random_batch(4, 2, 3, 4, 5.0);
     (input.edge_src, input.edge_dst, input.edge_vec) = (vec![], vec![], vec![]);
     let (want, got) = (fused.predict(&input).unwrap(), tensor.predict(&input).unwrap());
@@ -105,7 +110,7 @@ fn tensor_network_handles_isolated_atoms() {
 fn tensor_network_is_equivariant_in_f32() {
     let config = ModelConfig { dtype: Precision::F32, ..small(ModelKind::Equivariant, 3) };
     let mut model = AnisoNet::<f32>::new(&config, &Cpu::default(), 5).unwrap();
-    model.compute_on(Cpu::default(), "cpu-tensor");
+    on_test_device(&mut model);
     let input = random_batch(6, 2, 5, 8, 5.0);
     let base = model.predict(&input).unwrap();
     for r in random_rotations(8, 3) {

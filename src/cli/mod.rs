@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod data;
+pub mod doctor;
 pub mod export;
 pub mod import;
 pub mod predict;
@@ -40,6 +41,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Predict ε∞ of structures with a trained checkpoint.
     Predict(predict::PredictArgs),
+    /// Check a compute device (e.g. cuda:0): parity with the CPU network, equivariance, throughput.
+    Doctor(doctor::DoctorArgs),
     /// Internal: one trial of the built-in objective, as `study run` launches it.
     #[command(hide = true)]
     Trial(trial::TrialArgs),
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Data(args) => data::run(args),
         Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -220,8 +220,7 @@ where
             ComputeDevice::Cpu => self.engine = None,
             #[cfg(feature = "cuda")]
             ComputeDevice::Cuda(ordinal) => {
-                let cuda = dfdx::tensor::Cuda::try_build(ordinal, 0)
-                    .map_err(|e| ModelError::Device(format!("cannot open CUDA device {ordinal}: {e:?}")))?;
+                let cuda = open_cuda(ordinal)?;
                 self.engine = Some(E::cuda_engine(self.net.clone(), cuda, &device.to_string()));
             }
             #[cfg(not(feature = "cuda"))]
@@ -309,6 +308,49 @@ where
         });
         (out, vjp)
     }
+}
+
+/// The CUDA include folder that kernels compiled at run time (NVRTC) read
+/// `cuda_fp16.h` from, searched as the `cuda` build does
+/// (`scripts/cuda/dfdx-0.13-runtime-includes.patch`): `CUDA_INCLUDE_DIR`,
+/// then `include` under `CUDA_PATH`, `CUDA_ROOT`, `CUDA_HOME`, then
+/// `/usr/local/cuda/include`.
+pub fn cuda_include_dir() -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+    let roots =
+        ["CUDA_PATH", "CUDA_ROOT", "CUDA_HOME"].into_iter().filter_map(var).map(|root| root.join("include"));
+    var("CUDA_INCLUDE_DIR")
+        .into_iter()
+        .chain(roots)
+        .chain(["/usr/local/cuda/include".into()])
+        .find(|dir| dir.join("cuda_fp16.h").is_file())
+}
+
+/// The `ordinal`-th visible GPU, or an error that says what to do.
+#[cfg(feature = "cuda")]
+fn open_cuda(ordinal: usize) -> Result<dfdx::tensor::Cuda, ModelError> {
+    if cuda_include_dir().is_none() {
+        return Err(ModelError::Device(
+            "no CUDA include folder with cuda_fp16.h, which the kernels compiled at run time need: \
+             set CUDA_INCLUDE_DIR to one (a CUDA 13 toolkit's include, or nvidia/cu13/include of \
+             the nvidia-cuda-runtime wheel) or CUDA_PATH to a CUDA 13 toolkit"
+                .into(),
+        ));
+    }
+    dfdx::tensor::Cuda::try_build(ordinal, 0).map_err(|e| {
+        let text = format!("{e:?}");
+        let what = if text.contains("CUDA_ERROR_NO_DEVICE") {
+            "no GPU is visible here (see CUDA_VISIBLE_DEVICES and `nvidia-smi`): run on a GPU node, or use the cpu"
+                .to_string()
+        } else if text.contains("CUDA_ERROR_INVALID_DEVICE") {
+            format!("cuda:{ordinal} is not among the visible GPUs (they count from cuda:0; see CUDA_VISIBLE_DEVICES)")
+        } else if text.contains("CUDA_ERROR_INSUFFICIENT_DRIVER") || text.contains("COMPAT_NOT_SUPPORTED") {
+            "the NVIDIA driver is older than this build's CUDA 13.0, which needs driver 580 or newer".to_string()
+        } else {
+            "see `study doctor --device cuda:N`".to_string()
+        };
+        ModelError::Device(format!("cannot open CUDA device {ordinal} ({text}): {what}"))
+    })
 }
 
 /// A model whose precision is chosen at run time from [`ModelConfig::dtype`].

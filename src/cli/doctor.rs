@@ -1,0 +1,252 @@
+//! `study doctor`: does this binary compute AnisoNet right, and how fast, on
+//! a device? The first thing to run on a new machine or cluster node, and it
+//! needs nothing but the binary: small models' forward and backward passes on
+//! the device against the fused CPU network (the one the reference fixtures
+//! pin), their equivariance there, then the published configuration's
+//! inference and training throughput.
+//!
+//! `--device cpu` checks the tensor-op network (what a GPU runs) on dfdx's
+//! CPU device; `cuda:N` runs it on a GPU in a `cuda` build.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+
+use crate::e3::cartesian::{cartesian_to_irreps, irreps_to_cartesian};
+use crate::e3::rotation::{apply, matmul, random_rotations, transpose};
+use crate::error::InputError;
+use crate::model::synthetic::random_batch;
+use crate::model::{
+    AnisoNet, ComputeDevice, ModelConfig, ModelFloat, ModelInput, ModelKind, OutputMode, Precision,
+};
+use crate::train::optim::AdamW;
+
+/// Check a compute device: parity with the fused CPU network, equivariance, throughput.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The device: cuda:N (a build with `--features cuda`), or cpu for the
+    /// tensor-op network on the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Batches of 12 structures timed at the published configuration (0: no timing).
+    #[arg(long, default_value_t = 3)]
+    pub batches: usize,
+}
+
+/// One comparison of the device against the fused network, or of the
+/// device's output against the rotated input's.
+struct Check {
+    name: String,
+    dtype: &'static str,
+    error: f64,
+    limit: f64,
+}
+
+impl Check {
+    /// Within its limit (a NaN error is not).
+    fn passed(&self) -> bool {
+        self.error <= self.limit
+    }
+}
+
+pub fn run(args: DoctorArgs) -> Result<()> {
+    let device: ComputeDevice = args.device.parse().map_err(|problem: String| {
+        InputError::new("--device", problem).with_hint("e.g. `--device cuda:0`, or `--device cpu`")
+    })?;
+    if let ComputeDevice::Cuda(_) = device {
+        if !cfg!(feature = "cuda") {
+            return Err(InputError::new("--device", format!("{device} needs a build with CUDA support"))
+                .with_hint(
+                    "build it with `scripts/cuda-build.sh` (no GPU or system CUDA needed) or \
+                     `cargo build --release --features cuda`; `--device cpu` checks this build",
+                )
+                .into());
+        }
+    }
+    let build = if cfg!(feature = "cuda") { "cuda" } else { "cpu only" };
+    println!("study {} ({build} build), device {device}", env!("CARGO_PKG_VERSION"));
+    if device == ComputeDevice::Cpu {
+        println!("  cpu: the tensor-op network on dfdx's CPU device, against the fused CPU network");
+    }
+
+    let mut checks = Vec::new();
+    checks.extend(parity::<f64>(device, "f64", 1e-9)?);
+    checks.extend(parity::<f32>(device, "f32", 1e-4)?);
+    checks.push(equivariance::<f64>(device, "f64", 1e-9)?);
+    checks.push(equivariance::<f32>(device, "f32", 1e-4)?);
+    println!("\n  {:<44} {:<5} {:>9} {:>7}", "check", "dtype", "rel. err", "limit");
+    for c in &checks {
+        let verdict = if c.passed() { "ok" } else { "FAILED" };
+        println!("  {:<44} {:<5} {:>9.1e} {:>7.0e}  {verdict}", c.name, c.dtype, c.error, c.limit);
+    }
+    if args.batches > 0 {
+        throughput(device, args.batches)?;
+    }
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} checks failed on {device}: its results would not match the CPU's",
+            checks.len()
+        );
+    }
+    println!("\nall {} checks passed on {device}", checks.len());
+    Ok(())
+}
+
+fn small(kind: ModelKind, lmax: usize, dtype: Precision) -> ModelConfig {
+    ModelConfig {
+        kind,
+        em_dim: 6,
+        layers: 2,
+        lmax,
+        mul: 4,
+        num_basis: 6,
+        radial_neurons: 12,
+        num_neighbors: 8.0,
+        dtype,
+        ..Default::default()
+    }
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    num / den.max(1e-300)
+}
+
+/// Moves `model`'s network to `device` (`cpu`: the tensor-op network on the CPU).
+fn place<E: ModelFloat>(model: &mut AnisoNet<E>, device: ComputeDevice) -> Result<()>
+where
+    Cpu: Device<E>,
+{
+    match device {
+        ComputeDevice::Cpu => model.compute_on(Cpu::default(), "cpu-tensor"),
+        device => model.use_device(device)?,
+    }
+    Ok(())
+}
+
+/// The output and the gradient of Σ ⟨output, weights⟩ with respect to the parameters.
+fn output_and_gradient<E: ModelFloat>(
+    model: &AnisoNet<E>,
+    input: &ModelInput,
+    weights: &[f64],
+) -> (Vec<f64>, Vec<f64>)
+where
+    Cpu: Device<E>,
+{
+    let out =
+        model.forward(input, model.params.flat.clone().traced(Gradients::leaky())).expect("valid input");
+    let values: Vec<f64> = out.retaped::<NoneTape>().as_vec().iter().map(|v| v.to64()).collect();
+    let w = model
+        .device
+        .tensor_from_vec(weights.iter().map(|&v| E::of(v)).collect(), (values.len() / 6, Const::<6>));
+    let grads = (out * w).sum::<(), _>().backward();
+    (values, grads.get(&model.params.flat).as_vec().iter().map(|v| v.to64()).collect())
+}
+
+/// The device against the fused CPU network, in value and parameter gradient,
+/// for an equivariant and a scalar model.
+fn parity<E: ModelFloat>(device: ComputeDevice, dtype: &'static str, limit: f64) -> Result<Vec<Check>>
+where
+    Cpu: Device<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
+{
+    let precision = if dtype == "f64" { Precision::F64 } else { Precision::F32 };
+    let models = [
+        ("equivariant, l_max 2", small(ModelKind::Equivariant, 2, precision)),
+        (
+            "equivariant physical, l_max 3",
+            ModelConfig {
+                output: OutputMode::Physical,
+                eps_offset: 3.0,
+                ..small(ModelKind::Equivariant, 3, precision)
+            },
+        ),
+        ("scalar, l_max 1", small(ModelKind::Scalar, 1, precision)),
+    ];
+    let mut checks = Vec::new();
+    for (seed, (name, config)) in models.into_iter().enumerate() {
+        let seed = seed as u64 + 1;
+        let fused = AnisoNet::<E>::new(&config, &Cpu::default(), seed)?;
+        let mut on_device = AnisoNet::<E>::new(&config, &Cpu::default(), seed)?;
+        place(&mut on_device, device)?;
+        let input = random_batch(seed, 3, 5, 7, config.cutoff);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let weights: Vec<f64> = (0..input.num_graphs * 6).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let (out_f, grad_f) = output_and_gradient(&fused, &input, &weights);
+        let (out_d, grad_d) = output_and_gradient(&on_device, &input, &weights);
+        checks.push(Check { name: format!("{name}: output"), dtype, error: rel(&out_d, &out_f), limit });
+        checks.push(Check { name: format!("{name}: gradient"), dtype, error: rel(&grad_d, &grad_f), limit });
+    }
+    Ok(checks)
+}
+
+/// The device's output for rotated and inverted inputs against the rotated
+/// output: the largest error over 8 rotations and their inversions.
+fn equivariance<E: ModelFloat>(device: ComputeDevice, dtype: &'static str, limit: f64) -> Result<Check>
+where
+    Cpu: Device<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
+{
+    let precision = if dtype == "f64" { Precision::F64 } else { Precision::F32 };
+    let mut model = AnisoNet::<E>::new(&small(ModelKind::Equivariant, 3, precision), &Cpu::default(), 5)?;
+    place(&mut model, device)?;
+    let input = random_batch(6, 2, 5, 8, 5.0);
+    let base = model.predict(&input)?;
+    let mut worst = 0.0f64;
+    for r in random_rotations(8, 8) {
+        for r in [r, r.map(|row| row.map(|v| -v))] {
+            let mut moved = input.clone();
+            moved.edge_vec = input.edge_vec.iter().map(|v| apply(&r, *v)).collect();
+            for (got, b) in model.predict(&moved)?.iter().zip(&base) {
+                let want = cartesian_to_irreps(&matmul(&matmul(&r, &irreps_to_cartesian(b)), &transpose(&r)));
+                worst = worst.max(rel(got, &want));
+            }
+        }
+    }
+    Ok(Check { name: "equivariance: 8 rotations and inversions".into(), dtype, error: worst, limit })
+}
+
+/// Inference and training (forward, backward, AdamW) of the published
+/// configuration in f32 on batches of 12 random graphs with the MP data's
+/// statistics (20 atoms, 30 incoming edges per atom).
+fn throughput(device: ComputeDevice, batches: usize) -> Result<()> {
+    let config = ModelConfig { dtype: Precision::F32, ..ModelConfig::default() };
+    let mut model = AnisoNet::<f32>::new(&config, &Cpu::default(), 0)?;
+    place(&mut model, device)?;
+    let inputs: Vec<ModelInput> =
+        (0..=batches).map(|b| random_batch(b as u64, 12, 20, 30, config.cutoff)).collect();
+    let edges: usize = inputs[1..].iter().map(|i| i.edge_src.len()).sum();
+    model.predict(&inputs[0])?;
+    let start = Instant::now();
+    for input in &inputs[1..] {
+        model.predict(input)?;
+    }
+    let inference = edges as f64 / start.elapsed().as_secs_f64();
+    let mut opt = AdamW::<f32>::new(3e-3, 0.03);
+    let target: Tensor<(usize, Const<6>), f32, Cpu> =
+        model.device.tensor_from_vec(vec![1.0; 72], (12, Const::<6>));
+    let mut step = |model: &mut AnisoNet<f32>, input: &ModelInput| -> Result<()> {
+        let pred = model.forward(input, model.params.flat.clone().traced(Gradients::leaky()))?;
+        let grads = mse_loss(pred, target.clone()).backward();
+        opt.update(&mut model.params, &grads);
+        Ok(())
+    };
+    step(&mut model, &inputs[0])?;
+    let start = Instant::now();
+    for input in &inputs[1..] {
+        step(&mut model, input)?;
+    }
+    let training = edges as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "\n  published configuration, f32, {batches} batches of 12 structures ({} edges each):\n  \
+         inference {inference:.0} edges/s, training {training:.0} edges/s",
+        edges / batches
+    );
+    Ok(())
+}
