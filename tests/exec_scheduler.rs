@@ -26,7 +26,8 @@ fn sh(number: u64, script: &str) -> TrialSpec {
 
 fn config(slots: usize, dir: &std::path::Path) -> SchedulerConfig {
     SchedulerConfig {
-        slots: (0..slots).map(|index| Slot { index, device: Device::Cpu, threads: 1 }).collect(),
+        executor: std::sync::Arc::new(anisostudy::exec::launch::Local),
+        slots: (0..slots).map(|index| Slot { index, device: Device::Cpu, threads: 1, host: None }).collect(),
         dispatch: Dispatch::Async,
         trial_timeout: None,
         retries: 0,

@@ -12,6 +12,7 @@ pub mod predict;
 pub mod report;
 pub mod run;
 pub mod status;
+pub mod submit;
 pub mod train;
 pub mod trial;
 
@@ -27,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run (or resume) a study file: trials on the machine's devices, results in SQLite.
     Run(run::RunArgs),
+    /// Submit a study as a Slurm batch job (requeued on pre-emption, resumed where it stopped).
+    Submit(submit::SubmitArgs),
     /// Show a study's trials by state, the best trial, an ETA and device use.
     Status(status::StatusArgs),
     /// Export a study's trials as CSV or JSON, or as an Optuna storage.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Submit(args) => submit::run(args),
         Command::Status(args) => status::run(args),
         Command::Export(args) => export::run(args),
         Command::Import(args) => import::run(args),

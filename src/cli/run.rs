@@ -151,7 +151,7 @@ impl Progress {
 
 impl Observer for Progress {
     fn begin(&mut self, slots: &[Slot], finished: usize, budget: Option<u64>) {
-        let devices: Vec<String> = slots.iter().map(slot_label).collect();
+        let devices: Vec<String> = slots.iter().map(Slot::label).collect();
         let total = budget.map_or("an open number of".to_owned(), |b| b.to_string());
         self.log(format!(
             "{total} trials on {} slot(s) ({}); {finished} already finished",
@@ -173,7 +173,7 @@ impl Observer for Progress {
         for slot in slots {
             let line = multi.add(ProgressBar::new_spinner());
             line.set_style(ProgressStyle::with_template("  {prefix:>7} {msg}").expect("valid template"));
-            line.set_prefix(slot_label(slot));
+            line.set_prefix(slot.label());
             line.set_message("idle");
             self.lines.insert(slot.index, line);
         }
@@ -190,7 +190,7 @@ impl Observer for Progress {
         let params = format_params(params);
         match self.lines.get(&slot.index) {
             Some(line) => line.set_message(format!("trial {number}  {how}  {params}")),
-            None => self.log(format!("trial {number} {how} on {}: {params}", slot_label(slot))),
+            None => self.log(format!("trial {number} {how} on {}: {params}", slot.label())),
         }
     }
 
@@ -237,12 +237,5 @@ impl Observer for Progress {
             }
             overall.set_message(self.best_text());
         }
-    }
-}
-
-fn slot_label(slot: &Slot) -> String {
-    match &slot.device {
-        crate::exec::devices::Device::Cpu => format!("cpu:{}", slot.index),
-        cuda => cuda.to_string(),
     }
 }

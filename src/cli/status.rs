@@ -106,15 +106,18 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     };
     writeln!(out, "study {} (seed {}, {goal})", info.name, info.seed)?;
 
-    let lock = store.database().path().with_file_name("controller.lock");
+    let dir = crate::paths::folder_of(store.database().path());
     let interrupted = trials.iter().any(|t| t.trial.state == TrialState::Running);
-    match (crate::exec::controller::lock_holder(&lock), interrupted) {
-        (Some(pid), _) => writeln!(out, "controller: running (pid {pid})")?,
+    match (crate::storage::lock::lock_holder(dir), interrupted) {
+        (Some(holder), _) => writeln!(out, "controller: running ({holder})")?,
         (None, true) => writeln!(
             out,
             "controller: not running; its RUNNING trials were interrupted and resume on the next `study run`"
         )?,
         (None, false) => writeln!(out, "controller: not running")?,
+    }
+    if let Some(job) = crate::exec::slurm::job_status(dir) {
+        writeln!(out, "slurm: {job}")?;
     }
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -190,6 +193,17 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
                 (100.0 * busy / wall).min(100.0),
                 on.len()
             )?;
+        }
+        // Slots on other nodes are labelled `node/device`: trials per node.
+        let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in &trials {
+            if let Some((node, _)) = t.device.as_deref().and_then(|d| d.split_once('/')) {
+                *per_node.entry(node).or_default() += 1;
+            }
+        }
+        if !per_node.is_empty() {
+            let nodes: Vec<String> = per_node.iter().map(|(node, n)| format!("{node} {n} trials")).collect();
+            writeln!(out, "nodes: {}", nodes.join(", "))?;
         }
     }
     for t in trials.iter().filter(|t| t.trial.state == TrialState::Failed) {

@@ -18,9 +18,9 @@ use rand_chacha::ChaCha20Rng;
 use super::devices::Slot;
 use super::protocol::Message;
 use super::scheduler::{Controller, Directive, Next, Outcome, TrialReport, TrialSpec};
-use crate::error::InputError;
 use crate::hpo::{Ask, FrozenTrial, Params, Study, StudyConfig, TrialState, TrialStore};
-use crate::storage::{self, Database, NewStudy, SqliteStore};
+use crate::storage::lock::StudyLock;
+use crate::storage::{self, Database, Journal, NewStudy, SqliteStore};
 
 /// The seed of trial `number`'s own randomness (initialisation, shuffling):
 /// ChaCha20 keyed by (study seed, trial number) on its own stream, so it is
@@ -73,56 +73,6 @@ impl TrialStore for SharedStore {
     }
 }
 
-/// The pid in the lock file `lock` when that process is alive (checked in
-/// /proc on Linux; elsewhere any pid counts as alive).
-pub fn lock_holder(lock: &Path) -> Option<String> {
-    let pid = std::fs::read_to_string(lock).ok()?.trim().to_owned();
-    let alive =
-        !pid.is_empty() && (!Path::new("/proc/self").exists() || Path::new("/proc").join(&pid).exists());
-    alive.then_some(pid)
-}
-
-/// Keeps a second controller off the same study: a file holding the pid,
-/// removed on drop. A lock whose process is gone (checked in /proc on
-/// Linux) is taken over.
-#[derive(Debug)]
-pub struct ControllerLock {
-    path: PathBuf,
-}
-
-impl ControllerLock {
-    pub fn acquire(path: &Path) -> anyhow::Result<Self> {
-        use std::io::Write;
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut file) => {
-                    writeln!(file, "{}", std::process::id())?;
-                    return Ok(Self { path: path.to_path_buf() });
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if let Some(pid) = lock_holder(path) {
-                        return Err(InputError::new(
-                            path.display().to_string(),
-                            format!("another controller (pid {pid}) is running this study"),
-                        )
-                        .with_hint("wait for it, or delete the lock file if that process is gone")
-                        .into());
-                    }
-                    std::fs::remove_file(path).ok();
-                }
-                Err(err) => return Err(err).with_context(|| format!("cannot create {}", path.display())),
-            }
-        }
-        anyhow::bail!("cannot take the lock {}", path.display())
-    }
-}
-
-impl Drop for ControllerLock {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.path).ok();
-    }
-}
-
 /// What a study controller needs to open its study.
 pub struct StudySetup<'a> {
     pub name: &'a str,
@@ -131,6 +81,11 @@ pub struct StudySetup<'a> {
     pub snapshot: String,
     /// The study's folder: `study.db`, the lock and `trials/` live here.
     pub dir: &'a Path,
+    /// The batch allocation the controller runs in, recorded in its lock.
+    pub allocation: Option<String>,
+    /// How the database keeps its journal: [`Journal::Rollback`] when the
+    /// study is read from other hosts of a shared file system.
+    pub journal: Journal,
 }
 
 /// Asks, tells and records: the [`Controller`] of a real study.
@@ -157,7 +112,7 @@ pub struct StudyController {
     batch_of: HashMap<u64, u64>,
     /// The batch being launched.
     current_batch: Option<u64>,
-    _lock: ControllerLock,
+    _lock: StudyLock,
 }
 
 impl StudyController {
@@ -166,8 +121,8 @@ impl StudyController {
     pub fn open(setup: StudySetup<'_>, launcher: Launcher) -> anyhow::Result<Self> {
         std::fs::create_dir_all(setup.dir)
             .with_context(|| format!("cannot create the results folder {}", setup.dir.display()))?;
-        let lock = ControllerLock::acquire(&setup.dir.join("controller.lock"))?;
-        let db = Database::open(setup.dir.join("study.db"))?;
+        let lock = StudyLock::acquire(setup.dir, setup.allocation.as_deref())?;
+        let db = Database::open_with(setup.dir.join("study.db"), setup.journal)?;
         let new = NewStudy {
             name: setup.name.to_owned(),
             direction: setup.config.direction,
@@ -290,7 +245,7 @@ impl Controller for StudyController {
                 // The trial cannot even be built: it fails, the study goes on.
                 let reason = format!("cannot launch: {err:#}");
                 self.requeued_running.remove(&trial.number);
-                self.sqlite().start_trial(trial.number, &device_label(slot), 0)?;
+                self.sqlite().start_trial(trial.number, &slot.label(), 0)?;
                 self.tell(trial.number, Outcome::Failed(reason))?;
                 self.next_trial(slot)
             }
@@ -299,7 +254,7 @@ impl Controller for StudyController {
 
     fn on_start(&mut self, number: u64, slot: &Slot, attempt: u32) -> anyhow::Result<()> {
         let base = self.base_attempt.get(&number).copied().unwrap_or(0);
-        self.sqlite().start_trial(number, &device_label(slot), base + attempt - 1)
+        self.sqlite().start_trial(number, &slot.label(), base + attempt - 1)
     }
 
     fn on_message(&mut self, number: u64, message: &Message) -> anyhow::Result<Directive> {
@@ -358,14 +313,6 @@ impl StudyController {
             Outcome::Interrupted => return self.sqlite().requeue(number),
         };
         self.study.tell(number, outcome)
-    }
-}
-
-/// How the database names a slot's device: `cpu:3`, `cuda:0`.
-fn device_label(slot: &Slot) -> String {
-    match &slot.device {
-        super::devices::Device::Cpu => format!("cpu:{}", slot.index),
-        cuda => cuda.to_string(),
     }
 }
 

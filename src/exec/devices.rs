@@ -73,9 +73,24 @@ pub struct Slot {
     pub device: Device,
     /// CPU threads the trial may use.
     pub threads: u32,
+    /// The node the slot is on, for an executor that spreads trials over
+    /// several machines; `None` on this machine.
+    pub host: Option<String>,
 }
 
 impl Slot {
+    /// `cuda:1`, `cpu:3` (CPU slots by index), `n2/cuda:0` on another node.
+    pub fn label(&self) -> String {
+        let device = match &self.device {
+            Device::Cpu => format!("cpu:{}", self.index),
+            cuda => cuda.to_string(),
+        };
+        match &self.host {
+            Some(host) => format!("{host}/{device}"),
+            None => device,
+        }
+    }
+
     /// Environment variables that pin a trial to this slot.
     pub fn env(&self) -> Vec<(String, String)> {
         let gpu = match &self.device {
@@ -161,7 +176,7 @@ pub fn build_pool(spec: &PoolSpec, machine: &Machine) -> Vec<Slot> {
     let mut slots = Vec::new();
     for (device, count) in devices {
         for _ in 0..count {
-            slots.push(Slot { index: slots.len(), device: device.clone(), threads });
+            slots.push(Slot { index: slots.len(), device: device.clone(), threads, host: None });
         }
     }
     slots

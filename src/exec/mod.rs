@@ -4,14 +4,19 @@
 //! Each trial is a child process pinned to one slot of the pool; it talks
 //! to the controller through JSON lines on stdout ([`protocol`]). The
 //! [`scheduler`] launches, watches, times out, retries and stops trials;
-//! what to run and what to record is decided by a [`scheduler::Controller`].
+//! what to run and what to record is decided by a [`scheduler::Controller`];
+//! how a process is started on its slot and ended is an executor's
+//! ([`launch`]): this machine ([`launch::Local`]) or the job steps of a
+//! Slurm allocation ([`slurm`]).
 
 pub mod command;
 pub mod controller;
 pub mod devices;
+pub mod launch;
 pub mod protocol;
 pub mod queue;
 pub mod scheduler;
+pub mod slurm;
 
 pub use command::CommandTemplate;
 pub use controller::{trial_seed, StudyController, StudySetup, TrialToRun};

@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -36,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::devices::Slot;
+use super::launch::{Ended, Executor, Local};
 use super::protocol::{parse_line, Line, Message};
 
 /// How trials are handed to slots.
@@ -51,9 +53,11 @@ pub enum Dispatch {
 }
 
 /// Settings of a run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchedulerConfig {
     pub slots: Vec<Slot>,
+    /// What starts and ends the trial processes on their slots.
+    pub executor: Arc<dyn Executor>,
     pub dispatch: Dispatch,
     /// Wall-clock limit of one attempt.
     pub trial_timeout: Option<Duration>,
@@ -61,6 +65,20 @@ pub struct SchedulerConfig {
     pub retries: u32,
     /// Per-trial folders are created here.
     pub trials_dir: PathBuf,
+}
+
+impl SchedulerConfig {
+    /// Trials on `slots` of this machine, started at once, no timeout, no retries.
+    pub fn local(slots: Vec<Slot>, trials_dir: PathBuf) -> Self {
+        Self {
+            slots,
+            executor: Arc::new(Local),
+            dispatch: Dispatch::Async,
+            trial_timeout: None,
+            retries: 0,
+            trials_dir,
+        }
+    }
 }
 
 /// A process to run for a trial.
@@ -218,6 +236,8 @@ struct Running {
     attempt: u32,
     spec: TrialSpec,
     control: watch::Sender<Control>,
+    /// Told to prune: its later messages are not passed on.
+    pruned: bool,
 }
 
 /// Runs trials until the controller has no more, or a stop request ends
@@ -274,14 +294,25 @@ pub async fn run(
         tokio::select! {
             msg = rx.recv() => match msg.expect("the loop holds a sender") {
                 TaskMsg::Message(number, message) => {
-                    if running.contains_key(&number)
-                        && controller.on_message(number, &message)? == Directive::Prune
-                    {
-                        let _ = running[&number].control.send(Control::Prune);
+                    // A pruned trial's last message is the one that pruned it,
+                    // however long its process takes to end.
+                    if let Some(trial) = running.get_mut(&number).filter(|t| !t.pruned) {
+                        if controller.on_message(number, &message)? == Directive::Prune {
+                            trial.pruned = true;
+                            let _ = trial.control.send(Control::Prune);
+                        }
                     }
                 }
                 TaskMsg::Done(number, outcome, elapsed) => {
                     let trial = running.remove(&number).expect("a finished trial was running");
+                    if outcome == Outcome::Interrupted && level == StopLevel::Run {
+                        // Its executor says the whole run is being ended (a pre-empted batch job).
+                        level = StopLevel::Graceful;
+                        summary.stopped = true;
+                        for other in running.values() {
+                            let _ = other.control.send(Control::Stop);
+                        }
+                    }
                     last_finish = Instant::now();
                     let retry = matches!(outcome, Outcome::Failed(_))
                         && trial.attempt <= config.retries
@@ -356,14 +387,16 @@ fn launch(
     let dir = config.trials_dir.join(spec.number.to_string());
     let attempt_spec = spec.clone();
     let timeout = config.trial_timeout;
+    let executor = config.executor.clone();
     let tx = tx.clone();
     tasks.spawn(async move {
         let started = Instant::now();
         let number = attempt_spec.number;
-        let outcome = run_attempt(&attempt_spec, &slot, attempt, &dir, timeout, &tx, control_rx).await;
+        let outcome =
+            run_attempt(&*executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx, control_rx).await;
         let _ = tx.send(TaskMsg::Done(number, outcome, started.elapsed()));
     });
-    Ok(Running { slot: slot_index, attempt, spec, control })
+    Ok(Running { slot: slot_index, attempt, spec, control, pruned: false })
 }
 
 /// Opens a log for appending: a trial requeued by a later run of the study
@@ -390,7 +423,9 @@ enum Cause {
 }
 
 /// Runs one attempt to its end and classifies it.
+#[allow(clippy::too_many_arguments)]
 async fn run_attempt(
+    executor: &dyn Executor,
     spec: &TrialSpec,
     slot: &Slot,
     attempt: u32,
@@ -410,9 +445,8 @@ async fn run_attempt(
             return Outcome::Failed(format!("cannot create the trial's logs in {}: {err}", dir.display()))
         }
     };
-    let mut command = tokio::process::Command::new(&spec.program);
+    let mut command = executor.command(spec, slot);
     command
-        .args(&spec.args)
         .envs(slot.env())
         .env("ANISOSTUDY_TRIAL", spec.number.to_string())
         .env("ANISOSTUDY_TRIAL_DIR", dir)
@@ -422,8 +456,6 @@ async fn run_attempt(
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr_log))
         .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
     if let Some(workdir) = &spec.workdir {
         command.current_dir(workdir);
     }
@@ -468,7 +500,7 @@ async fn run_attempt(
         }
     };
     if apply(*control.borrow_and_update(), &mut stdin, &mut cause) {
-        kill(&mut child).await;
+        executor.kill(&mut child);
     }
 
     // Read stdout until EOF or until the attempt is ended.
@@ -506,13 +538,13 @@ async fn run_attempt(
             },
             () = &mut deadline, if timeout.is_some() => {
                 cause = Some(Cause::Timeout);
-                kill(&mut child).await;
+                executor.kill(&mut child);
             }
             changed = control.changed(), if control_open => {
                 if changed.is_err() {
                     control_open = false;
                 } else if apply(*control.borrow_and_update(), &mut stdin, &mut cause) {
-                    kill(&mut child).await;
+                    executor.kill(&mut child);
                 }
             }
         }
@@ -523,13 +555,13 @@ async fn run_attempt(
             status = child.wait() => break status.ok(),
             () = &mut deadline, if timeout.is_some() && cause.is_none() => {
                 cause = Some(Cause::Timeout);
-                kill(&mut child).await;
+                executor.kill(&mut child);
             }
             changed = control.changed(), if control_open => {
                 if changed.is_err() {
                     control_open = false;
                 } else if apply(*control.borrow_and_update(), &mut stdin, &mut cause) {
-                    kill(&mut child).await;
+                    executor.kill(&mut child);
                 }
             }
         }
@@ -572,29 +604,17 @@ async fn run_attempt(
     if stop_requested && objective.is_none() {
         return Outcome::Interrupted;
     }
-    let detail = reported_error
-        .or_else(|| last_nonempty_line(&stderr_path, stderr_start).map(|l| format!("stderr: {l}")));
-    let what = describe_exit(status);
+    let stderr = attempt_stderr(&stderr_path, stderr_start);
+    let detail = reported_error.or_else(|| last_nonempty_line(&stderr).map(|l| format!("stderr: {l}")));
+    let what = match executor.failure(status, &stderr) {
+        Some(Ended::Interrupted(_)) => return Outcome::Interrupted,
+        Some(Ended::Failed(what)) => what,
+        None => describe_exit(status),
+    };
     Outcome::Failed(match detail {
         Some(detail) => format!("{what}; {detail}"),
         None => what,
     })
-}
-
-/// Kills the trial's process group (so its own children go too), then the
-/// trial itself.
-async fn kill(child: &mut tokio::process::Child) {
-    #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        // The group id is the trial's pid (process_group(0)); `kill` is POSIX.
-        let _ = tokio::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-    }
-    let _ = child.start_kill();
 }
 
 /// "exited with code 3" or "killed by signal 9 (SIGKILL; out of memory?)".
@@ -619,9 +639,13 @@ fn describe_exit(status: ExitStatus) -> String {
     format!("ended abnormally ({status})")
 }
 
-fn last_nonempty_line(path: &Path, from: u64) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let text = String::from_utf8_lossy(bytes.get(from as usize..)?);
+/// What this attempt wrote to its stderr log (from byte `from` on).
+fn attempt_stderr(path: &Path, from: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default()).into_owned()
+}
+
+fn last_nonempty_line(text: &str) -> Option<String> {
     text.lines().rev().find(|l| !l.trim().is_empty()).map(shorten)
 }
 

@@ -250,8 +250,8 @@ fn status(data: &StudyData) -> Vec<String> {
     if complete_run {
         out.push(format!("The study is finished: {} trials ({counts}).", data.trials.len()));
     } else {
-        let how = match crate::exec::controller::lock_holder(&data.dir.join("controller.lock")) {
-            Some(pid) => format!("is still running (controller pid {pid})"),
+        let how = match crate::storage::lock::lock_holder(&data.dir) {
+            Some(holder) => format!("is still running (controller {holder})"),
             None => "was interrupted (no controller runs it; `study run` resumes it)".to_owned(),
         };
         out.push(format!(

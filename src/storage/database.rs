@@ -38,6 +38,19 @@ pub struct Database {
     read_only: bool,
 }
 
+/// How the single writer journals its transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Journal {
+    /// Write-ahead log: readers never wait for the writer, but its
+    /// shared-memory index works only between processes of one host.
+    #[default]
+    Wal,
+    /// Rollback journal (`journal_mode=DELETE`, `synchronous=FULL`): readers
+    /// on any host of a shared file system see whole transactions through
+    /// its byte-range locks; they and the writer wait for each other briefly.
+    Rollback,
+}
+
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database").field("path", &self.path).field("read_only", &self.read_only).finish()
@@ -52,6 +65,11 @@ impl Database {
     /// database, a database of another program, a corrupted database
     /// (`PRAGMA quick_check`), a schema newer than this build.
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<Database> {
+        Database::open_with(path, Journal::Wal)
+    }
+
+    /// [`Database::open`] with the journal `journal`.
+    pub fn open_with(path: impl AsRef<Path>, journal: Journal) -> anyhow::Result<Database> {
         let path = path.as_ref();
         let existing = check_location(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -75,18 +93,22 @@ impl Database {
             }
             FileKind::Empty | FileKind::Study { .. } => {}
         }
+        let (want, sync) = match journal {
+            Journal::Wal => ("wal", "NORMAL"),
+            Journal::Rollback => ("delete", "FULL"),
+        };
         let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .pragma_update_and_check(None, "journal_mode", want, |row| row.get(0))
             .map_err(|err| cannot_write(path, err))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        if !mode.eq_ignore_ascii_case(want) {
             return Err(InputError::new(
                 display(path),
-                format!("cannot switch the database to WAL mode (it stays in {mode} mode)"),
+                format!("cannot switch the database to {want} journal mode (it stays in {mode} mode)"),
             )
             .with_hint("put the study database on a local file system that supports shared memory (not NFS)")
             .into());
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn).map_err(|err| cannot_write(path, err))?;
         Ok(Database { conn, path: path.to_path_buf(), read_only: false })

@@ -7,7 +7,12 @@
 //!
 //! - The controller is the single writer; `status`, `export` and `report`
 //!   open the file with [`Database::open_read_only`], which never writes and
-//!   reads consistent snapshots while the writer goes on (WAL).
+//!   reads consistent snapshots while the writer goes on. The writer keeps a
+//!   WAL journal, whose shared-memory index works only within one host; a
+//!   study read from other hosts of a shared file system (a cluster's login
+//!   node) is written with a rollback journal instead ([`Journal`]), which
+//!   needs only the file system's locks.
+//! - The controller's lock lives beside the database ([`lock`]).
 //! - Every state change is one `BEGIN IMMEDIATE … COMMIT` transaction, so a
 //!   process killed at any point leaves every trial in a state it really had.
 //! - The schema is versioned (`PRAGMA user_version`) and upgraded by the
@@ -17,13 +22,14 @@
 
 mod database;
 pub mod export;
+pub mod lock;
 pub mod optuna;
 mod rows;
 pub mod schema;
 mod study_store;
 mod time;
 
-pub use database::Database;
+pub use database::{Database, Journal};
 pub use study_store::{Artifact, NewStudy, Phase, SqliteStore, StudyInfo, TrialDetails};
 pub use time::Timestamp;
 

@@ -418,6 +418,10 @@ pub struct ResourcesSpec {
     pub trial_timeout: Option<TimeoutSpec>,
     /// Extra attempts of a failed trial.
     pub retries: u32,
+    /// What runs the trials: this machine, or job steps of a Slurm allocation.
+    pub executor: ExecutorKind,
+    /// What one trial's job step asks for, with `executor: slurm`.
+    pub slurm: Option<crate::exec::slurm::SlurmSpec>,
 }
 
 impl Default for ResourcesSpec {
@@ -428,8 +432,21 @@ impl Default for ResourcesSpec {
             cpu_threads_per_trial: 1,
             trial_timeout: None,
             retries: 0,
+            executor: ExecutorKind::Local,
+            slurm: None,
         }
     }
+}
+
+/// `resources.executor`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// The CPUs and GPUs of the machine `study run` runs on.
+    #[default]
+    Local,
+    /// Job steps on the nodes of the Slurm allocation `study run` runs in.
+    Slurm,
 }
 
 /// `auto`, `cpu` or a list such as `[cuda:0, cuda:1]`, checked by validation.

@@ -17,8 +17,8 @@ use serde_json::json;
 use super::run::study_dir;
 use super::StudyPlan;
 use crate::error::InputError;
-use crate::exec::controller::ControllerLock;
 use crate::hpo::TrialState;
+use crate::storage::lock::StudyLock;
 use crate::storage::optuna::OptunaStudy;
 use crate::storage::{Database, NewStudy};
 
@@ -93,7 +93,7 @@ pub fn import_optuna(
         InputError::new(dir.display().to_string(), format!("cannot create the study folder: {err}"))
             .with_hint("choose a writable --results folder")
     })?;
-    let _lock = ControllerLock::acquire(&dir.join("controller.lock"))?;
+    let _lock = StudyLock::acquire(&dir, None)?;
     let db = Database::open(dir.join("study.db"))?;
     let new = NewStudy {
         name: plan.name.clone(),

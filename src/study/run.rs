@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -13,12 +14,14 @@ use super::validate::{Objective, StudyPlan, COMMAND_BUILTINS};
 use crate::error::InputError;
 use crate::exec::controller::{Launcher, StudyController, StudySetup, TrialToRun};
 use crate::exec::devices::{build_pool, Machine, Slot};
+use crate::exec::launch::{Executor, Local};
 use crate::exec::protocol::Message;
 use crate::exec::scheduler::{
     self, Controller, Directive, Dispatch, Next, SchedulerConfig, StopLevel, Summary, TrialReport, TrialSpec,
 };
+use crate::exec::slurm::Slurm;
 use crate::hpo::{Direction, FrozenTrial, Params, TrialState, TrialStore};
-use crate::storage::Database;
+use crate::storage::{Database, Journal};
 use crate::study::trial::{DataSource, TrialFile};
 
 /// The program that runs a built-in trial (`<program> trial FILE`): this
@@ -101,11 +104,29 @@ pub async fn run_plan_observed(
         data_summary = Some(about);
     }
     let launcher = launcher(plan, base_params, trials_dir)?;
+    // The allocation is read, and the request checked against it, before anything runs.
+    let slurm =
+        plan.slurm.as_ref().map(|request| Slurm::in_allocation(request, &plan.name, &dir)).transpose()?;
+    if slurm.as_ref().is_some_and(|s| s.gpus_per_trial() > 0)
+        && matches!(plan.objective, Objective::Anisonet { .. })
+        && !cfg!(feature = "cuda")
+    {
+        return Err(InputError::new(
+            "resources.slurm.gpus_per_trial",
+            "the allocation has GPUs, but this build of `study` has no CUDA support",
+        )
+        .with_hint(
+            "build it with scripts/cuda-build.sh, or set `slurm: {gpus_per_trial: 0}` to train on CPUs",
+        )
+        .into());
+    }
     let setup = StudySetup {
         name: &plan.name,
         config: plan.config.clone(),
         snapshot: serde_yaml::to_string(&plan.file)?,
         dir: &dir,
+        allocation: slurm.as_ref().map(|s| s.allocation().job_id.clone()),
+        journal: if slurm.is_some() { Journal::Rollback } else { Journal::Wal },
     };
     // A reproducible run needs batches only where timing could change what
     // a trial samples or whether it is pruned.
@@ -115,8 +136,15 @@ pub async fn run_plan_observed(
         // Cleaning counts and split sizes, for `study report`.
         controller.set_study_user_attr("dataset", &serde_json::to_value(summary)?)?;
     }
+    // Steps an earlier controller left are cancelled once this one holds the lock.
+    slurm.as_ref().map(Slurm::cancel_leftovers).transpose()?;
+    let (slots, executor): (Vec<Slot>, Arc<dyn Executor>) = match slurm {
+        None => (build_pool(&plan.pool, machine), Arc::new(Local)),
+        Some(slurm) => (slurm.slots(), Arc::new(slurm)),
+    };
     let config = SchedulerConfig {
-        slots: build_pool(&plan.pool, machine),
+        slots,
+        executor,
         dispatch: if batches { Dispatch::Deterministic } else { Dispatch::Async },
         trial_timeout: plan.trial_timeout,
         retries: plan.retries,

@@ -13,6 +13,7 @@ use super::load::{closest, LoadedFile, Locator};
 use crate::error::InputError;
 use crate::exec::command::CommandTemplate;
 use crate::exec::devices::{parse_device, Device, DeviceRequest, PoolSpec};
+use crate::exec::slurm::StepRequest;
 use crate::hpo::samplers::{GridAxis, GridSpec, Spacing, TpeConfig};
 use crate::hpo::{
     Distribution, MedianPruner, ParamValue, Phase, PrunerConfig, SamplerConfig, SearchSpace, StudyConfig,
@@ -70,6 +71,8 @@ pub struct StudyPlan {
     /// Fixed hyperparameters; a trial's parameters override them.
     pub hyperparameters: Hyperparameters,
     pub pool: PoolSpec,
+    /// With `executor: slurm`, what each trial's job step asks for.
+    pub slurm: Option<StepRequest>,
     pub trial_timeout: Option<Duration>,
     pub retries: u32,
     pub mode: Mode,
@@ -321,6 +324,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     };
 
     let (pool, trial_timeout) = check.resources(&file.resources, builtin)?;
+    let slurm = check.executor(&file.resources)?;
     Ok(StudyPlan {
         name: file.name.clone(),
         sweep_best_of: file.sweep.as_ref().and_then(|s| s.best_of.clone()),
@@ -329,6 +333,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         objective,
         hyperparameters,
         pool,
+        slurm,
         trial_timeout,
         retries: file.resources.retries,
         mode: file.mode,
@@ -802,6 +807,30 @@ impl Checker<'_> {
         };
         config.validate("pruner").map_err(|err| self.err("pruner", err.problem).with_hint(err.hint))?;
         Ok(config)
+    }
+
+    /// `resources.executor` and `resources.slurm`.
+    fn executor(&self, r: &ResourcesSpec) -> Result<Option<StepRequest>, InputError> {
+        match (r.executor, &r.slurm) {
+            (ExecutorKind::Local, None) => Ok(None),
+            (ExecutorKind::Local, Some(_)) => Err(self
+                .err("resources.slurm", "job step settings, but the executor is `local`")
+                .with_hint("add `executor: slurm` to resources, or remove `slurm:`")),
+            (ExecutorKind::Slurm, spec) => {
+                let spec = spec.clone().unwrap_or_default();
+                if r.trials_per_device.is_some_and(|n| n > 1) && spec.gpus_per_trial != Some(0) {
+                    return Err(self
+                        .err("resources.trials_per_device", "GPUs cannot be shared with `executor: slurm`")
+                        .with_hint(
+                            "Slurm gives each job step GPUs of its own; remove trials_per_device, \
+                             or set `slurm: {gpus_per_trial: 0}` for CPU trials",
+                        ));
+                }
+                spec.validate(r.cpu_threads_per_trial)
+                    .map(Some)
+                    .map_err(|(key, problem, hint)| self.err(&key, problem).with_hint(hint))
+            }
+        }
     }
 
     fn resources(

@@ -1,0 +1,67 @@
+//! How an attempt's process is started on its slot and ended: the seam
+//! between the scheduler, which owns attempts (protocol, logs, timeouts,
+//! retries), and an executor, which knows where a slot is.
+//!
+//! [`Local`] runs the trial's program on this machine, in its own process
+//! group. An executor for a cluster (see [`super::slurm`]) wraps the same
+//! program in whatever runs it on the slot's node; the trial's stdin, stdout
+//! and exit status pass through, so the protocol is the same everywhere.
+
+use std::process::ExitStatus;
+
+use super::devices::Slot;
+use super::scheduler::TrialSpec;
+
+/// Starts and ends trial processes.
+pub trait Executor: Send + Sync {
+    /// The process that runs `spec` on `slot`; the scheduler adds the
+    /// slot's environment, the trial's variables and the pipes.
+    fn command(&self, spec: &TrialSpec, slot: &Slot) -> tokio::process::Command;
+
+    /// Ends a running attempt now (pruned, timed out, killed).
+    fn kill(&self, child: &mut tokio::process::Child);
+
+    /// How a failed attempt ended, when the executor can tell better than
+    /// the exit status, from what the attempt wrote to stderr.
+    fn failure(&self, _status: ExitStatus, _stderr: &str) -> Option<Ended> {
+        None
+    }
+}
+
+/// How an attempt that did not succeed ended, as its executor tells.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    /// It failed, for this reason.
+    Failed(String),
+    /// It was ended from outside together with the whole run (the batch job
+    /// was pre-empted, requeued or cancelled): the trial is not at fault,
+    /// runs again when the study resumes, and the run stops.
+    Interrupted(String),
+}
+
+/// This machine: the trial's program itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+impl Executor for Local {
+    fn command(&self, spec: &TrialSpec, _slot: &Slot) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&spec.program);
+        command.args(&spec.args);
+        // Its own process group: a terminal's Ctrl-C reaches only the controller.
+        #[cfg(unix)]
+        command.process_group(0);
+        command
+    }
+
+    /// Kills the trial's process group (so its own children go too), then
+    /// the trial itself.
+    fn kill(&self, child: &mut tokio::process::Child) {
+        #[cfg(unix)]
+        if let Some(pid) = child.id() {
+            // The group id is the trial's pid (process_group(0)).
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
+        let _ = child.start_kill();
+    }
+}

@@ -1,0 +1,538 @@
+//! The Slurm executor against a real Slurm: a local cluster of two emulated
+//! nodes with two (fake) GPUs each, started by `bash tests/slurm/cluster.sh
+//! up` (CI does). Every test skips with a note when no cluster answers.
+//!
+//! The tests take the cluster one at a time (a lock), each in an allocation
+//! of its own, cancelled when it ends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anisostudy::hpo::{Params, TrialState};
+use anisostudy::storage::Database;
+
+const STUDY: &str = env!("CARGO_BIN_EXE_study");
+
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+/// Whether the local cluster answers with both nodes up.
+fn cluster_up() -> bool {
+    let out = Command::new("sinfo").args(["-h", "-N", "-o", "%N %t"]).output();
+    let up = out.is_ok_and(|out| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+            && ["n1", "n2"].iter().all(|n| {
+                text.lines()
+                    .any(|l| l.starts_with(n) && ["idle", "mix", "alloc"].iter().any(|s| l.contains(s)))
+            })
+    });
+    if !up {
+        eprintln!(
+            "note: no Slurm cluster answers (start one with `bash tests/slurm/cluster.sh up`); skipping"
+        );
+    }
+    up
+}
+
+/// A job allocation, cancelled on drop.
+struct Allocation(String);
+
+impl Allocation {
+    fn new(args: &[&str]) -> Allocation {
+        let out = Command::new("salloc").arg("--no-shell").args(args).output().expect("salloc runs");
+        let text = String::from_utf8_lossy(&out.stderr);
+        let id = text
+            .split("Granted job allocation ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("salloc {args:?}: {text}"));
+        Allocation(id.to_owned())
+    }
+
+    /// The study's job steps now running, by name.
+    fn steps(&self) -> Vec<String> {
+        let out = Command::new("squeue").args(["-h", "-s", "-j", &self.0, "-o", "%i %j"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, name)| name.trim().to_owned()))
+            .filter(|name| name.starts_with("anisostudy."))
+            .collect()
+    }
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel").arg(&self.0).status();
+    }
+}
+
+/// Two nodes, two GPUs and two CPUs each.
+fn two_by_two() -> Allocation {
+    Allocation::new(&["-N2", "--ntasks-per-node=2", "--gres=gpu:2", "-J", "anisostudy-test"])
+}
+
+fn study(args: &[&str], job: Option<&Allocation>) -> Command {
+    let mut command = Command::new(STUDY);
+    command.args(args).stdin(Stdio::null()).env_remove("SLURM_JOB_ID");
+    if let Some(job) = job {
+        command.env("SLURM_JOB_ID", &job.0);
+    }
+    command
+}
+
+fn run(file: &Path, results: &Path, job: Option<&Allocation>) -> Output {
+    let out = study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], job)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "study run failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A stored trial without timestamps, devices or attempts.
+#[derive(Debug, PartialEq)]
+struct Row {
+    number: u64,
+    state: TrialState,
+    params: Params,
+    value: Option<f64>,
+    intermediate: BTreeMap<u64, f64>,
+}
+
+fn table(results: &Path, name: &str) -> Vec<Row> {
+    let db = Database::open_read_only(results.join(name).join("study.db")).unwrap();
+    let store = db.open_study(name).unwrap();
+    store
+        .all_trial_details()
+        .unwrap()
+        .into_iter()
+        .map(|d| Row {
+            number: d.trial.number,
+            state: d.trial.state,
+            params: d.trial.params,
+            value: d.trial.value,
+            intermediate: d.trial.intermediate,
+        })
+        .collect()
+}
+
+/// A TPE study of `n` `command` trials of `secs` seconds whose objective is
+/// a fixed function of the parameters, so a deterministic run is exact.
+fn command_study(name: &str, n: u32, secs: f64, resources: &str) -> String {
+    format!(
+        r#"
+name: {name}
+seed: 5
+objective:
+  command: >-
+    sh -c 'echo "$SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $(date +%s.%N)" > "$ANISOSTUDY_TRIAL_DIR/where";
+    sleep {secs}; date +%s.%N >> "$ANISOSTUDY_TRIAL_DIR/where";
+    awk "BEGIN {{ printf \"{{\\\"objective\\\": %.6f}}\\n\", ({{x}} - 0.3)^2 + ({{y}} - 4)^2 / 10 }}"'
+phases:
+  - name: tpe
+    sampler: {{type: tpe, n_startup_trials: 4}}
+    n_trials: {n}
+    space:
+      x: {{type: float, low: 0.0, high: 1.0}}
+      y: {{type: int, low: 0, high: 8}}
+mode: deterministic
+resources: {resources}
+"#
+    )
+}
+
+/// Per trial: (node, CUDA_VISIBLE_DEVICES, start, end).
+fn placements(results: &Path, name: &str) -> Vec<(String, String, f64, f64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(results.join(name).join("trials")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path().join("where")).unwrap();
+        let mut words = text.split_whitespace();
+        let node = words.next().unwrap().to_owned();
+        let gpu = words.next().unwrap().to_owned();
+        let start: f64 = words.next().unwrap().parse().unwrap();
+        let end: f64 = words.next().unwrap().parse().unwrap();
+        out.push((node, gpu, start, end));
+    }
+    out
+}
+
+/// a. 8 trials on 2 nodes × 2 GPUs: each running trial has its own (node,
+/// GPU), all complete, and the makespan is within 10 % of list scheduling.
+#[test]
+fn trials_spread_over_both_nodes_without_sharing_a_gpu() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = two_by_two();
+    let file = write(dir.path(), "a.yaml", &command_study("spread", 8, 2.0, "{executor: slurm}"));
+    let results = dir.path().join("results");
+    run(&file, &results, Some(&job));
+    let rows = table(&results, "spread");
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r.state == TrialState::Complete), "{rows:?}");
+    let placed = placements(&results, "spread");
+    for (i, a) in placed.iter().enumerate() {
+        for b in &placed[i + 1..] {
+            let overlap = a.2 < b.3 && b.2 < a.3;
+            assert!(!(overlap && a.0 == b.0 && a.1 == b.1), "two trials shared {}/{}: {a:?} {b:?}", a.0, a.1);
+        }
+    }
+    let nodes: std::collections::BTreeSet<&str> = placed.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "{placed:?}");
+    let first = placed.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
+    let last = placed.iter().map(|p| p.3).fold(0.0, f64::max);
+    let makespan = last - first;
+    let bound = 2.0 * 8.0 / 4.0;
+    println!("makespan {makespan:.2} s, list-scheduling bound {bound:.2} s");
+    assert!(makespan <= 1.1 * bound, "makespan {makespan:.2} s against {bound:.2} s");
+    // The database is written with a rollback journal, readable from other hosts.
+    let journal = rusqlite_journal(&results.join("spread/study.db"));
+    assert_eq!(journal, "delete");
+    assert!(!results.join("spread/study.db-wal").exists() && !results.join("spread/study.db-shm").exists());
+    let status = study(&["status", "spread", "--results", results.to_str().unwrap()], None).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("nodes: n1 4 trials, n2 4 trials") || text.contains("nodes: n1"), "{text}");
+}
+
+/// The journal mode stored in a database file's header: bytes 18 and 19
+/// are 2 for WAL, 1 for a rollback journal.
+fn rusqlite_journal(path: &Path) -> &'static str {
+    let header = std::fs::read(path).unwrap();
+    match (header[18], header[19]) {
+        (2, 2) => "wal",
+        (1, 1) => "delete",
+        other => panic!("journal bytes {other:?}"),
+    }
+}
+
+/// The tiny built-in study of `tests/study_resume.rs`, on 2 CPU slots.
+fn tiny(resources: &str) -> String {
+    format!(
+        r#"
+name: tiny
+seed: 11
+dataset:
+  synthetic: {{size: 40, seed: 3}}
+model: {{kind: equivariant, em_dim: 4, layers: 1, lmax: 1, mul: 2, num_basis: 4, radial_neurons: 8}}
+training: {{epochs: 4, batch_size: 8, patience: 4}}
+phases:
+  - name: tpe
+    sampler: {{type: tpe, n_startup_trials: 2}}
+    n_trials: 6
+    space:
+      lr: {{type: float, low: 1.0e-3, high: 3.0e-2, log: true}}
+      em_dim: {{type: int, low: 2, high: 6, step: 2}}
+pruner: {{type: median, n_startup_trials: 2, n_warmup_steps: 1}}
+resources: {resources}
+mode: deterministic
+"#
+    )
+}
+
+/// b. The built-in objective over both nodes gives the local executor's table.
+#[test]
+fn built_in_study_over_two_nodes_equals_the_local_run() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let local = write(dir.path(), "local.yaml", &tiny("{devices: cpu, trials_per_device: 2}"));
+    let on_slurm = write(dir.path(), "slurm.yaml", &tiny("{executor: slurm, slurm: {gpus_per_trial: 0}}"));
+    run(&local, &dir.path().join("local"), None);
+    let job = Allocation::new(&["-N2", "--ntasks-per-node=1", "-J", "anisostudy-test"]);
+    run(&on_slurm, &dir.path().join("slurm"), Some(&job));
+    let (want, got) = (table(&dir.path().join("local"), "tiny"), table(&dir.path().join("slurm"), "tiny"));
+    assert_eq!(format!("{got:#?}"), format!("{want:#?}"));
+    let db = Database::open_read_only(dir.path().join("slurm/tiny/study.db")).unwrap();
+    let devices: std::collections::BTreeSet<String> = db
+        .open_study("tiny")
+        .unwrap()
+        .all_trial_details()
+        .unwrap()
+        .into_iter()
+        .filter_map(|d| d.device)
+        .collect();
+    assert_eq!(devices.into_iter().collect::<Vec<_>>(), ["n1/cpu:0", "n2/cpu:1"]);
+}
+
+/// c. scancel of one running step: that attempt fails with a reason naming
+/// Slurm, the trial is retried and the study completes.
+#[test]
+fn a_cancelled_step_fails_with_slurm_named_and_is_retried() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = two_by_two();
+    let file = write(dir.path(), "c.yaml", &command_study("cancel", 4, 3.0, "{executor: slurm, retries: 1}"));
+    let results = dir.path().join("results");
+    let mut child =
+        study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], Some(&job))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let start = Instant::now();
+    let victim = loop {
+        let out = Command::new("squeue").args(["-h", "-s", "-j", &job.0, "-o", "%i %j"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(step) = text.lines().find(|l| l.trim_end().ends_with(".1")) {
+            break step.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "trial 1's step never showed: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("scancel").arg(&victim).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let rows = table(&results, "cancel");
+    assert!(rows.iter().all(|r| r.state == TrialState::Complete), "{rows:?}");
+    let db = Database::open_read_only(results.join("cancel/study.db")).unwrap();
+    let details = db.open_study("cancel").unwrap().trial_details(1).unwrap();
+    let reason =
+        details.user_attrs.get("attempt_1_failure").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    assert!(reason.contains("Slurm cancelled the job step"), "{:?}", details.user_attrs);
+    assert_eq!(details.attempt, 1, "one retry");
+}
+
+/// Waits until `ready` holds for the stored trials (or `limit` passes).
+fn wait_for(results: &Path, name: &str, limit: Duration, ready: impl Fn(&[Row]) -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let db = results.join(name).join("study.db");
+        if db.is_file() {
+            let rows = Database::open_read_only(&db)
+                .ok()
+                .and_then(|db| db.open_study(name).ok())
+                .and_then(|s| s.all_trial_details().ok());
+            if let Some(rows) = rows {
+                let rows: Vec<Row> = rows
+                    .into_iter()
+                    .map(|d| Row {
+                        number: d.trial.number,
+                        state: d.trial.state,
+                        params: d.trial.params,
+                        value: d.trial.value,
+                        intermediate: d.trial.intermediate,
+                    })
+                    .collect();
+                if ready(&rows) {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{name}: timed out waiting");
+}
+
+fn complete(rows: &[Row]) -> usize {
+    rows.iter().filter(|r| r.state == TrialState::Complete).count()
+}
+
+/// The deterministic table of `command_study(name, 12, secs, …)` on 4 local slots.
+fn local_table(dir: &Path, name: &str, secs: f64) -> Vec<Row> {
+    let file =
+        write(dir, "local.yaml", &command_study(name, 12, secs, "{devices: cpu, trials_per_device: 4}"));
+    run(&file, &dir.join("local"), None);
+    table(&dir.join("local"), name)
+}
+
+/// d. `study submit` runs a study as a batch job; a requeue in the middle
+/// (what pre-emption does) loses nothing: the table equals an uninterrupted
+/// deterministic run's.
+#[test]
+fn a_submitted_study_survives_a_requeue() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let want = local_table(dir.path(), "requeued", 1.0);
+    let file = write(dir.path(), "d.yaml", &command_study("requeued", 12, 1.0, "{executor: slurm}"));
+    let results = dir.path().join("results");
+    let out = study(
+        &[
+            "submit",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--time",
+            "10",
+        ],
+        None,
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let id = stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned();
+    let _job = Allocation(id.clone());
+    assert!(results.join("requeued/slurm/controller.sbatch").is_file());
+    wait_for(&results, "requeued", Duration::from_secs(60), |rows| {
+        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
+    });
+    assert!(Command::new("scontrol").args(["requeue", &id]).status().unwrap().success());
+    let start = Instant::now();
+    loop {
+        let out = Command::new("scontrol").args(["show", "job", &id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("Reason=BeginTime") {
+            // A requeued job may start again only ~2 minutes later; release it now.
+            let release = format!("jobid={id}");
+            assert!(Command::new("scontrol")
+                .args(["update", &release, "StartTime=now"])
+                .status()
+                .unwrap()
+                .success());
+        }
+        if text.contains("JobState=COMPLETED") {
+            assert!(text.contains("Restarts=1"), "{text}");
+            break;
+        }
+        if text.contains("JobState=FAILED") {
+            let log = std::fs::read_to_string(results.join(format!("requeued/slurm/controller-{id}.out")));
+            panic!("{text}\n{}", log.unwrap_or_default());
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the job did not finish: {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status =
+        study(&["status", "requeued", "--results", results.to_str().unwrap()], None).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("slurm: job {id} COMPLETED")) && text.contains("restarted 1 time"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(results.join(format!("requeued/slurm/controller-{id}.out"))).unwrap();
+    assert!(log.contains("interrupted"), "{log}");
+    assert_eq!(format!("{:#?}", table(&results, "requeued")), format!("{want:#?}"), "{log}");
+}
+
+/// e. SIGKILL of the controller mid-study leaves no step running, and
+/// `study run` again finishes the study without running a trial twice at
+/// once, with the uninterrupted run's table.
+#[test]
+fn a_killed_controller_leaves_no_orphans_and_resumes() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let want = local_table(dir.path(), "killed", 1.5);
+    let job = two_by_two();
+    let file = write(dir.path(), "e.yaml", &command_study("killed", 12, 1.5, "{executor: slurm}"));
+    let results = dir.path().join("results");
+    let mut child =
+        study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], Some(&job))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    wait_for(&results, "killed", Duration::from_secs(60), |rows| {
+        complete(rows) >= 4 && rows.iter().filter(|r| r.state == TrialState::Running).count() >= 2
+    });
+    assert!(!job.steps().is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    while !job.steps().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(15), "steps run on unsupervised: {:?}", job.steps());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("no steps left {:.1} s after the controller's SIGKILL", start.elapsed().as_secs_f64());
+    let mut again =
+        study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], Some(&job))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    while again.try_wait().unwrap().is_none() {
+        let steps = job.steps();
+        let unique: std::collections::BTreeSet<&String> = steps.iter().collect();
+        assert_eq!(unique.len(), steps.len(), "a trial runs twice: {steps:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(again.wait().unwrap().success());
+    assert_eq!(format!("{:#?}", table(&results, "killed")), format!("{want:#?}"));
+}
+
+/// f. Impossible requests fail before anything runs or is submitted, with
+/// exit 2 and what to change.
+#[test]
+fn impossible_requests_fail_first_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let r = results.to_str().unwrap();
+    let check = |out: Output, needle: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+        assert!(stderr.contains("hint:"), "{stderr}");
+    };
+    // Outside any allocation (no cluster needed).
+    let file = write(dir.path(), "f.yaml", &command_study("impossible", 4, 0.1, "{executor: slurm}"));
+    check(study(&["run", file.to_str().unwrap(), "--results", r], None).output().unwrap(), "study submit");
+    // No Slurm reachable from here: sbatch and sinfo are not on the PATH.
+    let out =
+        study(&["submit", file.to_str().unwrap(), "--results", r], None).env("PATH", "/nonexistent").output();
+    check(out.unwrap(), "no Slurm here");
+    let typo = write(
+        dir.path(),
+        "typo.yaml",
+        &command_study("typo", 4, 0.1, "{executor: slurm, slurm: {gpu_per_trial: 1}}"),
+    );
+    check(study(&["run", typo.to_str().unwrap(), "--results", r], None).output().unwrap(), "gpus_per_trial");
+    assert!(!results.exists(), "nothing is written for bad input");
+
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let greedy = write(
+        dir.path(),
+        "g.yaml",
+        &command_study("greedy", 4, 0.1, "{executor: slurm, slurm: {gpus_per_trial: 3}}"),
+    );
+    let job = two_by_two();
+    check(
+        study(&["run", greedy.to_str().unwrap(), "--results", r], Some(&job)).output().unwrap(),
+        "gpus_per_trial",
+    );
+    check(
+        study(&["submit", file.to_str().unwrap(), "--results", r, "--partition", "nope"], None)
+            .output()
+            .unwrap(),
+        "no partition `nope`",
+    );
+    check(
+        study(&["submit", greedy.to_str().unwrap(), "--results", r], None).output().unwrap(),
+        "gpus_per_trial",
+    );
+    check(
+        study(&["submit", file.to_str().unwrap(), "--results", r, "--gpus-per-node", "4"], None)
+            .output()
+            .unwrap(),
+        "--gpus-per-node",
+    );
+    assert!(!results.join("impossible").join("slurm").exists(), "nothing was submitted");
+}
