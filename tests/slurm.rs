@@ -536,3 +536,71 @@ fn impossible_requests_fail_first_with_exit_2() {
     );
     assert!(!results.join("impossible").join("slurm").exists(), "nothing was submitted");
 }
+
+/// g. The time-limit warning: the controller stops and the job requeues
+/// itself before `--time` runs out (these trials ignore the stop request,
+/// so the requeue interrupts them), and the next run finishes the study.
+#[test]
+fn a_job_near_its_time_limit_requeues_itself() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 12 trials of 15 s on 4 slots take 60 s: past a 1-minute limit, warned 10 s before.
+    let text =
+        command_study("limited", 12, 15.0, "{executor: slurm}").replace("mode: deterministic", "mode: async");
+    let file = write(dir.path(), "g.yaml", &text);
+    let results = dir.path().join("results");
+    let out = study(
+        &[
+            "submit",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--time",
+            "1",
+        ],
+        None,
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let id = stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned();
+    let _job = Allocation(id.clone());
+    let script = std::fs::read_to_string(results.join("limited/slurm/controller.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --signal=B:USR1@10") && script.contains("#SBATCH --time=1"), "{script}");
+    let start = Instant::now();
+    loop {
+        let out = Command::new("scontrol").args(["show", "job", &id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("Reason=BeginTime") {
+            let release = format!("jobid={id}");
+            assert!(Command::new("scontrol")
+                .args(["update", &release, "StartTime=now"])
+                .status()
+                .unwrap()
+                .success());
+        }
+        if text.contains("JobState=COMPLETED") {
+            assert!(!text.contains("Restarts=0"), "{text}");
+            break;
+        }
+        let log = || std::fs::read_to_string(results.join(format!("limited/slurm/controller-{id}.out")));
+        assert!(
+            !text.contains("JobState=TIMEOUT") && !text.contains("JobState=FAILED"),
+            "{text}\n{:?}",
+            log()
+        );
+        assert!(start.elapsed() < Duration::from_secs(180), "the job did not finish: {text}\n{:?}", log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = std::fs::read_to_string(results.join(format!("limited/slurm/controller-{id}.out"))).unwrap();
+    assert!(log.contains("time limit near: requeueing"), "{log}");
+    let rows = table(&results, "limited");
+    assert_eq!(rows.len(), 12, "{log}");
+    assert!(rows.iter().all(|r| r.state == TrialState::Complete), "{rows:?}\n{log}");
+}

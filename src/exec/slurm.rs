@@ -614,6 +614,7 @@ pub fn controller_script(
     let name = &controller.study;
     let slurm_dir = controller.results.join(name).join("slurm");
     let warn = warning_seconds(job.time.as_deref());
+    let grace = warn * 2 / 3;
     let mut lines = vec![
         "#!/bin/bash".to_owned(),
         format!("# The controller of study `{name}`, written by `study submit`. Submit it again"),
@@ -680,17 +681,17 @@ pub fn controller_script(
         "# On pre-emption Slurm sends SIGTERM to every process of the job, the".to_owned(),
         "# controller included: nothing to pass on. The time-limit warning (USR1)".to_owned(),
         "# reaches this script only, and is passed on as SIGTERM.".to_owned(),
+        "# Trials that do not stop when asked are interrupted by requeueing the job".to_owned(),
+        format!("# {grace} s later, before the time limit would end it without a requeue."),
         "warned=0".to_owned(),
-        "trap 'warned=1; kill -TERM \"$controller\"' USR1".to_owned(),
+        "requeue() { echo \"time limit near: requeueing job $SLURM_JOB_ID to continue\"; scontrol requeue \"$SLURM_JOB_ID\"; }".to_owned(),
+        format!("trap 'warned=1; kill -TERM \"$controller\"; (sleep {grace}; requeue) & timer=$!' USR1"),
         "trap ':' TERM".to_owned(),
         "while :; do".to_owned(),
         "  wait \"$controller\"; status=$?".to_owned(),
         "  kill -0 \"$controller\" 2>/dev/null || break".to_owned(),
         "done".to_owned(),
-        "if [ \"$warned\" = 1 ]; then".to_owned(),
-        "  echo \"time limit near: requeueing job $SLURM_JOB_ID to continue\"".to_owned(),
-        "  scontrol requeue \"$SLURM_JOB_ID\"".to_owned(),
-        "fi".to_owned(),
+        "if [ \"$warned\" = 1 ]; then kill \"$timer\" 2>/dev/null; requeue; fi".to_owned(),
         "exit \"$status\"".to_owned(),
     ]);
     Ok(lines.join("\n") + "\n")
