@@ -455,15 +455,18 @@ impl Executor for Slurm {
     /// srun managed to print before it went.
     fn failure(&self, status: ExitStatus, stderr: &str) -> Option<Ended> {
         let seen = step_failure(status, stderr, self.request.time_per_trial.is_some());
-        if matches!(seen, Some(Ended::Interrupted(_))) {
-            return seen;
+        if matches!(seen, Some(Ended::Interrupted(_))) || stderr.contains("Exited with exit code") {
+            return seen; // or the trial's own exit code
         }
-        match self.job_state() {
-            Some(state) if state != "RUNNING" => {
-                Some(Ended::Interrupted(format!("job {} is {state}", self.allocation.job_id)))
+        // The job's state can lag srun's end, and slurmctld answer late while
+        // it requeues the job: look for half a second.
+        for _ in 0..5 {
+            if let Some(state) = self.job_state().filter(|state| state != "RUNNING") {
+                return Some(Ended::Interrupted(format!("job {} is {state}", self.allocation.job_id)));
             }
-            _ => seen,
+            std::thread::sleep(Duration::from_millis(100));
         }
+        seen
     }
 }
 
