@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anisostudy::hpo::{Params, TrialState};
-use anisostudy::storage::Database;
+use anisostudy::storage::{Database, TrialDetails};
 
 const STUDY: &str = env!("CARGO_BIN_EXE_study");
 
@@ -112,12 +112,8 @@ struct Row {
     intermediate: BTreeMap<u64, f64>,
 }
 
-fn table(results: &Path, name: &str) -> Vec<Row> {
-    let db = Database::open_read_only(results.join(name).join("study.db")).unwrap();
-    let store = db.open_study(name).unwrap();
-    store
-        .all_trial_details()
-        .unwrap()
+fn rows(details: Vec<TrialDetails>) -> Vec<Row> {
+    details
         .into_iter()
         .map(|d| Row {
             number: d.trial.number,
@@ -127,6 +123,11 @@ fn table(results: &Path, name: &str) -> Vec<Row> {
             intermediate: d.trial.intermediate,
         })
         .collect()
+}
+
+fn table(results: &Path, name: &str) -> Vec<Row> {
+    let db = Database::open_read_only(results.join(name).join("study.db")).unwrap();
+    rows(db.open_study(name).unwrap().all_trial_details().unwrap())
 }
 
 /// A TPE study of `n` `command` trials of `secs` seconds whose objective is
@@ -322,20 +323,8 @@ fn wait_for(results: &Path, name: &str, limit: Duration, ready: impl Fn(&[Row]) 
                 .ok()
                 .and_then(|db| db.open_study(name).ok())
                 .and_then(|s| s.all_trial_details().ok());
-            if let Some(rows) = rows {
-                let rows: Vec<Row> = rows
-                    .into_iter()
-                    .map(|d| Row {
-                        number: d.trial.number,
-                        state: d.trial.state,
-                        params: d.trial.params,
-                        value: d.trial.value,
-                        intermediate: d.trial.intermediate,
-                    })
-                    .collect();
-                if ready(&rows) {
-                    return;
-                }
+            if rows.is_some_and(|rows| ready(&self::rows(rows))) {
+                return;
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -355,6 +344,48 @@ fn local_table(dir: &Path, name: &str, secs: f64) -> Vec<Row> {
     table(&dir.join("local"), name)
 }
 
+/// `study submit FILE --nodes 2 --time TIME`; the job id (cancelled when dropped).
+fn submit(file: &Path, results: &Path, time: &str) -> Allocation {
+    let (file, results) = (file.to_str().unwrap(), results.to_str().unwrap());
+    let args = ["submit", file, "--results", results, "--nodes", "2", "--time", time];
+    let out = study(&args, None).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    Allocation(stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned())
+}
+
+/// Waits until the job of study `name` COMPLETES, releasing it each time a
+/// requeue holds it (a requeued job may start again only ~2 minutes later);
+/// its `scontrol show job` text then. Panics with the controller's log when
+/// it fails, times out or takes longer than `limit`.
+fn until_completed(job: &Allocation, results: &Path, name: &str, limit: Duration) -> String {
+    let id = &job.0;
+    let log = || std::fs::read_to_string(results.join(format!("{name}/slurm/controller-{id}.out")));
+    let start = Instant::now();
+    loop {
+        let out = Command::new("scontrol").args(["show", "job", id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("Reason=BeginTime") {
+            let release = format!("jobid={id}");
+            assert!(Command::new("scontrol")
+                .args(["update", &release, "StartTime=now"])
+                .status()
+                .unwrap()
+                .success());
+        }
+        if text.contains("JobState=COMPLETED") {
+            return text;
+        }
+        assert!(
+            !text.contains("JobState=TIMEOUT") && !text.contains("JobState=FAILED"),
+            "{text}\n{:?}",
+            log()
+        );
+        assert!(start.elapsed() < limit, "the job did not finish: {text}\n{:?}", log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// d. `study submit` runs a study as a batch job; a requeue in the middle
 /// (what pre-emption does) loses nothing: the table equals an uninterrupted
 /// deterministic run's.
@@ -368,54 +399,15 @@ fn a_submitted_study_survives_a_requeue() {
     let want = local_table(dir.path(), "requeued", 1.0);
     let file = write(dir.path(), "d.yaml", &command_study("requeued", 12, 1.0, "{executor: slurm}"));
     let results = dir.path().join("results");
-    let out = study(
-        &[
-            "submit",
-            file.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--time",
-            "10",
-        ],
-        None,
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let id = stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned();
-    let _job = Allocation(id.clone());
+    let job = submit(&file, &results, "10");
+    let id = job.0.clone();
     assert!(results.join("requeued/slurm/controller.sbatch").is_file());
     wait_for(&results, "requeued", Duration::from_secs(60), |rows| {
         complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
     });
     assert!(Command::new("scontrol").args(["requeue", &id]).status().unwrap().success());
-    let start = Instant::now();
-    loop {
-        let out = Command::new("scontrol").args(["show", "job", &id]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains("Reason=BeginTime") {
-            // A requeued job may start again only ~2 minutes later; release it now.
-            let release = format!("jobid={id}");
-            assert!(Command::new("scontrol")
-                .args(["update", &release, "StartTime=now"])
-                .status()
-                .unwrap()
-                .success());
-        }
-        if text.contains("JobState=COMPLETED") {
-            assert!(text.contains("Restarts=1"), "{text}");
-            break;
-        }
-        if text.contains("JobState=FAILED") {
-            let log = std::fs::read_to_string(results.join(format!("requeued/slurm/controller-{id}.out")));
-            panic!("{text}\n{}", log.unwrap_or_default());
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "the job did not finish: {text}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let text = until_completed(&job, &results, "requeued", Duration::from_secs(120));
+    assert!(text.contains("Restarts=1"), "{text}");
     let status =
         study(&["status", "requeued", "--results", results.to_str().unwrap()], None).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
@@ -552,52 +544,12 @@ fn a_job_near_its_time_limit_requeues_itself() {
         command_study("limited", 12, 15.0, "{executor: slurm}").replace("mode: deterministic", "mode: async");
     let file = write(dir.path(), "g.yaml", &text);
     let results = dir.path().join("results");
-    let out = study(
-        &[
-            "submit",
-            file.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--time",
-            "1",
-        ],
-        None,
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let id = stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned();
-    let _job = Allocation(id.clone());
+    let job = submit(&file, &results, "1");
+    let id = job.0.clone();
     let script = std::fs::read_to_string(results.join("limited/slurm/controller.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --signal=B:USR1@10") && script.contains("#SBATCH --time=1"), "{script}");
-    let start = Instant::now();
-    loop {
-        let out = Command::new("scontrol").args(["show", "job", &id]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains("Reason=BeginTime") {
-            let release = format!("jobid={id}");
-            assert!(Command::new("scontrol")
-                .args(["update", &release, "StartTime=now"])
-                .status()
-                .unwrap()
-                .success());
-        }
-        if text.contains("JobState=COMPLETED") {
-            assert!(!text.contains("Restarts=0"), "{text}");
-            break;
-        }
-        let log = || std::fs::read_to_string(results.join(format!("limited/slurm/controller-{id}.out")));
-        assert!(
-            !text.contains("JobState=TIMEOUT") && !text.contains("JobState=FAILED"),
-            "{text}\n{:?}",
-            log()
-        );
-        assert!(start.elapsed() < Duration::from_secs(180), "the job did not finish: {text}\n{:?}", log());
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let text = until_completed(&job, &results, "limited", Duration::from_secs(180));
+    assert!(!text.contains("Restarts=0"), "{text}");
     let log = std::fs::read_to_string(results.join(format!("limited/slurm/controller-{id}.out"))).unwrap();
     assert!(log.contains("time limit near: requeueing"), "{log}");
     let rows = table(&results, "limited");
