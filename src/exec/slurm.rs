@@ -493,7 +493,19 @@ impl Partition {
     /// `partition`, or the cluster's default one; an [`InputError`] when
     /// Slurm cannot be reached or the partition does not exist.
     pub fn query(partition: Option<&str>) -> Result<Partition> {
-        let all = slurm_command("sinfo", &["-h", "-o", "%P"])?;
+        let all =
+            slurm_command("sinfo", &["-h", "-o", "%P"]).map_err(|err| {
+                match crate::error::exit_code(&err) {
+                    2 => err,
+                    _ => {
+                        InputError::new("resources.executor", format!("no Slurm controller answers: {err:#}"))
+                            .with_hint(
+                                "run on a machine of the cluster whose slurmctld is up (`sinfo` works there)",
+                            )
+                            .into()
+                    }
+                }
+            })?;
         let names: Vec<&str> = all.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         let name = match partition {
             Some(p) => {
