@@ -52,10 +52,11 @@
 use anisostudy::hpo::samplers::TpeConfig;
 use anisostudy::hpo::test_functions::{
     anisonet_rounded, anisonet_rounded_space, branin, branin_space, hartmann6, hartmann6_space, int5_l1,
-    int5_space, int_plateau, int_plateau_space, int_steps, int_steps_space, mixed, mixed_space,
+    int5_space, int_plateau, int_plateau_space, int_steps, int_steps_space, mixed, mixed5, mixed5_space,
+    mixed_space,
 };
 use anisostudy::hpo::{
-    Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig,
+    Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig, Trial,
 };
 use anisostudy::report::stats::MannWhitney;
 
@@ -64,32 +65,52 @@ use anisostudy::report::stats::MannWhitney;
 const DEFAULT_SEEDS: u64 = 20;
 const TRIALS: u64 = 100;
 
-/// The best value after [`TRIALS`] trials with `workers` trials in flight:
-/// each new trial is asked while the `workers − 1` before it still run (and
-/// count as running for the constant liar), then the oldest is told.
+/// How trials run in parallel: as `study run` dispatches them.
+#[derive(Clone, Copy, PartialEq)]
+enum Dispatch {
+    /// Each new trial is asked while the `workers − 1` before it still run,
+    /// then the oldest is told.
+    Async,
+    /// `mode: deterministic`: a batch of `workers` trials is asked in turn
+    /// (each sees its batch's earlier ones running), then all are told.
+    Batches,
+}
+
+/// The best value after [`TRIALS`] trials with `workers` trials in flight,
+/// and how many trials were asked with a point a running trial already had.
 fn best_after(
     space: &SearchSpace,
     objective: fn(&Params) -> f64,
     sampler: &SamplerConfig,
     seed: u64,
     workers: usize,
-) -> f64 {
+    dispatch: Dispatch,
+) -> (f64, usize) {
     let phase = Phase::new("search", space.clone(), sampler.clone(), Some(TRIALS));
     let config =
         StudyConfig { seed, direction: Default::default(), phases: vec![phase], pruner: Default::default() };
     let mut study = Study::new(MemoryStore::default(), config).expect("valid study");
-    let mut in_flight = std::collections::VecDeque::new();
+    let mut in_flight: std::collections::VecDeque<Trial> = std::collections::VecDeque::new();
+    let mut repeats = 0;
     loop {
         while in_flight.len() < workers {
             match study.ask().expect("ask") {
-                Ask::Trial(trial) => in_flight.push_back(trial),
+                Ask::Trial(trial) => {
+                    repeats += usize::from(in_flight.iter().any(|t| t.params == trial.params));
+                    in_flight.push_back(trial);
+                }
                 _ => break,
             }
         }
-        let Some(trial) = in_flight.pop_front() else { break };
-        study.tell(trial.number, Outcome::Complete(objective(&trial.params))).expect("tell");
+        let told = if dispatch == Dispatch::Batches { in_flight.len() } else { 1 };
+        if in_flight.is_empty() {
+            break;
+        }
+        for trial in in_flight.drain(..told) {
+            study.tell(trial.number, Outcome::Complete(objective(&trial.params))).expect("tell");
+        }
     }
-    study.best_trial().and_then(|t| t.value).expect("a completed trial")
+    (study.best_trial().and_then(|t| t.value).expect("a completed trial"), repeats)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -134,12 +155,19 @@ fn main() {
     let per_seed = env("HPO_QUALITY_PER_SEED").is_some_and(|v| v != 0);
     let only = std::env::var("HPO_QUALITY_FUNCTIONS").ok();
     let workers = env("HPO_QUALITY_WORKERS").unwrap_or(1).max(1) as usize;
+    let dispatch = match std::env::var("HPO_QUALITY_MODE").as_deref() {
+        Ok("deterministic") => Dispatch::Batches,
+        Ok("async") | Err(_) => Dispatch::Async,
+        Ok(other) => panic!("HPO_QUALITY_MODE is `async` or `deterministic`, not `{other}`"),
+    };
+    let liar = env("HPO_QUALITY_LIAR").is_none_or(|v| v != 0);
     let optuna_runs = optuna_runs(first_seed, seeds);
     type Problem = (&'static str, SearchSpace, fn(&Params) -> f64, Option<[f64; 2]>);
-    let problems: [Problem; 7] = [
+    let problems: [Problem; 8] = [
         ("branin", branin_space(), branin, Some([0.448, 0.417])),
         ("hartmann6", hartmann6_space(), hartmann6, Some([-2.996, -3.228])),
         ("mixed", mixed_space(), mixed, Some([0.0052, 0.00018])),
+        ("mixed5", mixed5_space(), mixed5, None),
         ("int5_l1", int5_space(), int5_l1, None),
         ("int_steps", int_steps_space(), int_steps, None),
         ("int_plateau", int_plateau_space(), int_plateau, None),
@@ -147,10 +175,10 @@ fn main() {
     ];
     let samplers = [
         ("random", SamplerConfig::Random, None),
-        ("tpe", SamplerConfig::Tpe(TpeConfig::default()), Some(0)),
+        ("tpe", SamplerConfig::Tpe(TpeConfig { constant_liar: liar, ..Default::default() }), Some(0)),
         (
             "tpe_multivariate",
-            SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() }),
+            SamplerConfig::Tpe(TpeConfig { multivariate: true, constant_liar: liar, ..Default::default() }),
             Some(1),
         ),
     ];
@@ -160,9 +188,11 @@ fn main() {
         }
         for (sampler_name, sampler, optuna_index) in &samplers {
             let start = std::time::Instant::now();
-            let bests: Vec<f64> = (first_seed..first_seed + seeds)
-                .map(|seed| best_after(space, *objective, sampler, seed, workers))
+            let runs: Vec<(f64, usize)> = (first_seed..first_seed + seeds)
+                .map(|seed| best_after(space, *objective, sampler, seed, workers, dispatch))
                 .collect();
+            let bests: Vec<f64> = runs.iter().map(|r| r.0).collect();
+            let repeats = runs.iter().map(|r| r.1).sum::<usize>() as f64 / (seeds * TRIALS) as f64;
             let seconds = start.elapsed().as_secs_f64();
             let optuna: Option<Vec<f64>> = optuna_runs
                 .as_ref()
@@ -188,7 +218,8 @@ fn main() {
                 String::new()
             };
             println!(
-                "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"workers\":{workers},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value}{comparison},\"seconds\":{seconds:.3}{extra}}}",
+                "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"workers\":{workers},\"mode\":\"{}\",\"liar\":{liar},\"repeats\":{repeats:.4},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value}{comparison},\"seconds\":{seconds:.3}{extra}}}",
+                if dispatch == Dispatch::Batches { "deterministic" } else { "async" },
                 median(bests),
             );
         }

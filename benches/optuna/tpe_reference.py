@@ -1,4 +1,4 @@
-"""Optuna 5.0's TPE on the integer benchmark family of `benches/hpo_quality.rs`.
+"""Optuna 5.0's sequential TPE on the benchmark functions of `benches/hpo_quality.rs`.
 
 Writes the best value after 100 trials of every seed, univariate and
 multivariate, as JSON; `hpo_quality` reads it (HPO_QUALITY_OPTUNA=FILE) and
@@ -9,6 +9,9 @@ The functions are the ones of `src/hpo/test_functions.rs`, term for term.
     /tmp/optuna-venv/bin/pip install optuna==5.0.0
     /tmp/optuna-venv/bin/python benches/optuna/tpe_reference.py --seeds 200 \
         --out benches/optuna/tpe_reference.json
+    # one function more, keeping the others:
+    /tmp/optuna-venv/bin/python benches/optuna/tpe_reference.py --seeds 200 \
+        --functions mixed5 --update --out benches/optuna/tpe_reference.json
 """
 
 import argparse
@@ -56,7 +59,73 @@ def anisonet_rounded(t):
     return math.floor(10 * loss + 0.5) / 10
 
 
-FUNCTIONS = {f.__name__: f for f in [int5_l1, int_steps, int_plateau, anisonet_rounded]}
+def branin(t):
+    x = t.suggest_float("x", -5.0, 10.0)
+    y = t.suggest_float("y", 0.0, 15.0)
+    b = 5.1 / (4.0 * math.pi**2)
+    c = 5.0 / math.pi
+    r = 1.0 / (8.0 * math.pi)
+    return (y - b * x * x + c * x - 6.0) ** 2 + 10.0 * (1.0 - r) * math.cos(x) + 10.0
+
+
+HARTMANN_ALPHA = [1.0, 1.2, 3.0, 3.2]
+HARTMANN_A = [
+    [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
+    [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
+    [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
+    [17.0, 8.0, 0.05, 10.0, 0.1, 14.0],
+]
+HARTMANN_P = [
+    [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+    [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+    [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+    [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+]
+
+
+def hartmann6(t):
+    x = [t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(6)]
+    return -sum(
+        HARTMANN_ALPHA[i] * math.exp(-sum(HARTMANN_A[i][j] * (x[j] - HARTMANN_P[i][j]) ** 2 for j in range(6)))
+        for i in range(4)
+    )
+
+
+L_MAX_PENALTY = {1: 0.8, 2: 0.3, 3: 0.0, 4: 0.2}
+
+
+def mixed(t):
+    lr = t.suggest_float("lr", 1e-4, 0.5, log=True)
+    layers = t.suggest_int("layers", 1, 4)
+    mul = t.suggest_int("mul", 16, 64)
+    l_max = t.suggest_categorical("l_max", [1, 2, 3, 4])
+    return (
+        (math.log10(lr) - math.log10(3e-3)) ** 2
+        + 0.3 * (layers - 2) ** 2
+        + ((mul - 48) / 16) ** 2
+        + L_MAX_PENALTY[l_max]
+    )
+
+
+def mixed5(t):
+    lr = t.suggest_float("lr", 1e-4, 0.5, log=True)
+    weight_decay = t.suggest_float("weight_decay", 1e-5, 0.1, log=True)
+    mul = t.suggest_int("mul", 8, 128, log=True)
+    layers = t.suggest_int("layers", 1, 4)
+    l_max = t.suggest_categorical("l_max", [1, 2, 3, 4])
+    return (
+        (math.log10(lr) - math.log10(3e-3)) ** 2
+        + 0.5 * (math.log10(weight_decay) - math.log10(3e-2)) ** 2
+        + 0.5 * (math.log2(mul) - math.log2(48)) ** 2
+        + 0.3 * (layers - 2) ** 2
+        + L_MAX_PENALTY[l_max]
+    )
+
+
+FUNCTIONS = {
+    f.__name__: f
+    for f in [branin, hartmann6, mixed, mixed5, int5_l1, int_steps, int_plateau, anisonet_rounded]
+}
 
 
 def best_after(objective, seed, multivariate):
@@ -72,10 +141,18 @@ def main():
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--functions", default=",".join(FUNCTIONS))
     parser.add_argument("--out", required=True)
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other functions' results already in --out (same seeds)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     results = {}
+    if args.update:
+        with open(args.out) as old:
+            kept = json.load(old)
+        if kept["first_seed"] != args.first_seed or kept["optuna"] != optuna.__version__:
+            sys.exit(f"{args.out}: other seeds or another Optuna; run without --update")
+        results = kept["results"]
     for name in args.functions.split(","):
         results[name] = {}
         for label, multivariate in [("tpe", False), ("tpe_multivariate", True)]:

@@ -394,6 +394,20 @@ impl Distribution {
             Distribution::Categorical { ref choices } => Some(choices.len() as u64),
         }
     }
+
+    /// The `k`-th value of a discrete domain, in increasing order (choices
+    /// in their order); `None` past the last one or for continuous floats.
+    pub fn value_at(&self, k: u64) -> Option<ParamValue> {
+        if k >= self.n_values()? {
+            return None;
+        }
+        Some(match *self {
+            Distribution::Float { low, step: Some(step), .. } => ParamValue::Float(low + k as f64 * step),
+            Distribution::Int { low, step, .. } => ParamValue::Int(low + k as i64 * step),
+            Distribution::Categorical { ref choices } => choices[k as usize].clone(),
+            Distribution::Float { step: None, .. } => return None,
+        })
+    }
 }
 
 fn location(name: &str) -> String {

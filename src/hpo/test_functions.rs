@@ -72,6 +72,35 @@ pub fn mixed(params: &Params) -> f64 {
         + l_max_penalty
 }
 
+/// The five-parameter mixed space of a training search: lr and
+/// weight_decay log-floats, mul a log-int [8, 128], layers int [1, 4],
+/// l_max categorical {1, 2, 3, 4}.
+pub fn mixed5_space() -> SearchSpace {
+    SearchSpace::new()
+        .log_float("lr", 1e-4, 0.5)
+        .log_float("weight_decay", 1e-5, 0.1)
+        .with("mul", int_param(8, 128, 1, true))
+        .int("layers", 1, 4)
+        .categorical("l_max", [1i64, 2, 3, 4].map(ParamValue::Int))
+}
+
+/// (log10 lr − log10 3e-3)² + ½ (log10 wd − log10 3e-2)² + (log2 mul −
+/// log2 48)² / 2 + 0.3 (layers − 2)² + {1: 0.8, 2: 0.3, 3: 0, 4: 0.2}[l_max]
+/// on [`mixed5_space`]; minimum 0.
+pub fn mixed5(params: &Params) -> f64 {
+    let l_max_penalty = match params["l_max"].as_i64() {
+        Some(1) => 0.8,
+        Some(2) => 0.3,
+        Some(3) => 0.0,
+        _ => 0.2,
+    };
+    (num(params, "lr").log10() - 3e-3f64.log10()).powi(2)
+        + 0.5 * (num(params, "weight_decay").log10() - 3e-2f64.log10()).powi(2)
+        + 0.5 * (num(params, "mul").log2() - 48f64.log2()).powi(2)
+        + 0.3 * (num(params, "layers") - 2.0).powi(2)
+        + l_max_penalty
+}
+
 // Integer spaces with tied objective values, the kind most of a network
 // search is made of (layers, multiplicities, embedding sizes, grids). Each
 // is written term for term as in `benches/optuna/tpe_reference.py`, so the
@@ -177,6 +206,15 @@ mod tests {
             ("l_max", 3i64.into()),
         ]));
         assert!(m.abs() < 1e-12);
+        let m5 = mixed5(&params(&[
+            ("lr", 3e-3.into()),
+            ("weight_decay", 3e-2.into()),
+            ("mul", 48i64.into()),
+            ("layers", 2i64.into()),
+            ("l_max", 3i64.into()),
+        ]));
+        assert!(m5.abs() < 1e-12);
+        mixed5_space().validate().unwrap();
     }
 
     #[test]

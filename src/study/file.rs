@@ -317,7 +317,8 @@ pub struct SamplerSpec {
     pub n_ei_candidates: Option<usize>,
     #[serde(default)]
     pub multivariate: Option<bool>,
-    /// Default: on in async mode, off in deterministic mode.
+    /// Running trials count as bad ones (default on; in deterministic mode, a
+    /// batch's earlier proposals).
     #[serde(default)]
     pub constant_liar: Option<bool>,
     #[serde(default)]

@@ -286,7 +286,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
                 .err("sweep", "a study has either `phases` or a `sweep`, not both")
                 .with_hint("run the search as one study, then the sweep as another with `best_of`"))
         }
-        (phases, None) => check.phases(phases, file.mode, builtin)?,
+        (phases, None) => check.phases(phases, builtin)?,
         ([], Some(sweep)) => vec![check.sweep(sweep, builtin)?],
     };
     let pruner = check.pruner(&file.pruner)?;
@@ -420,7 +420,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn phases(&self, specs: &[PhaseSpec], mode: Mode, builtin: bool) -> Result<Vec<Phase>, InputError> {
+    fn phases(&self, specs: &[PhaseSpec], builtin: bool) -> Result<Vec<Phase>, InputError> {
         let mut phases: Vec<Phase> = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("phases[{i}]");
@@ -458,7 +458,7 @@ impl Checker<'_> {
                     if sampler.kind == SamplerKind::Random {
                         SamplerConfig::Random
                     } else {
-                        SamplerConfig::Tpe(tpe_config(sampler, mode))
+                        SamplerConfig::Tpe(tpe_config(sampler))
                     }
                 }
                 SamplerKind::Grid => {
@@ -895,16 +895,18 @@ impl Checker<'_> {
     }
 }
 
-/// The TPE settings of a sampler spec; the constant liar defaults to on in
-/// async mode (running trials count as bad ones, so parallel trials spread)
-/// and off in deterministic mode (so a batch samples as a sequential run does).
-fn tpe_config(s: &SamplerSpec, mode: Mode) -> TpeConfig {
+/// The TPE settings of a sampler spec. The constant liar is on by default in
+/// both modes: running trials count as bad ones, so parallel trials spread.
+/// In deterministic mode the running trials a proposal sees are exactly its
+/// batch's earlier proposals, asked in order, so the liar keeps a study
+/// reproducible.
+fn tpe_config(s: &SamplerSpec) -> TpeConfig {
     let d = TpeConfig::default();
     TpeConfig {
         n_startup_trials: s.n_startup_trials.unwrap_or(d.n_startup_trials),
         n_ei_candidates: s.n_ei_candidates.unwrap_or(d.n_ei_candidates),
         multivariate: s.multivariate.unwrap_or(d.multivariate),
-        constant_liar: s.constant_liar.unwrap_or(mode == Mode::Async),
+        constant_liar: s.constant_liar.unwrap_or(d.constant_liar),
         prior_weight: s.prior_weight.unwrap_or(d.prior_weight),
         consider_endpoints: s.consider_endpoints.unwrap_or(d.consider_endpoints),
         consider_magic_clip: s.consider_magic_clip.unwrap_or(d.consider_magic_clip),

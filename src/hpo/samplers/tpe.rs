@@ -66,7 +66,7 @@ use super::random::{sample_one, sample_space};
 use super::{SampleContext, Sampler};
 use crate::error::InputError;
 use crate::hpo::rng::{self, Stream};
-use crate::hpo::{Direction, Distribution, FrozenTrial, Params, TrialState};
+use crate::hpo::{Direction, Distribution, FrozenTrial, ParamValue, Params, SearchSpace, TrialState};
 
 /// Settings of the TPE sampler; defaults are Optuna 5.0's, except that
 /// `multivariate` is off.
@@ -147,15 +147,23 @@ pub fn default_gamma(n: usize) -> usize {
 impl Sampler for TpeSampler {
     fn sample(&self, ctx: &SampleContext<'_>) -> anyhow::Result<Params> {
         let mut rng = rng::seeded(ctx.seed, ctx.trial_number, Stream::Sample);
+        // The running trials the liar counts: a proposal never repeats one of
+        // their points while the space has others left.
+        let taken: Vec<&Params> = if self.config.constant_liar {
+            ctx.history.iter().filter(|t| t.state == TrialState::Running).map(|t| &t.params).collect()
+        } else {
+            Vec::new()
+        };
         let finished = ctx.history.iter().filter(|t| is_finished_observation(t)).count();
         if finished < self.config.n_startup_trials {
-            return Ok(sample_space(ctx.space, &mut rng));
+            let proposal = sample_space(ctx.space, &mut rng);
+            return Ok(avoid_taken(proposal, ctx.space, &taken, &mut rng));
         }
         let (below, above) = split_trials(ctx.history, ctx.direction, self.config.constant_liar);
         let params = self.parzen_params();
         let n_candidates = self.config.n_ei_candidates;
 
-        if self.config.multivariate {
+        let proposal = if self.config.multivariate {
             let dists: Vec<(&String, &Distribution)> = ctx.space.params.iter().collect();
             let specs: Vec<DimSpec> = dists.iter().map(|(_, d)| dim_spec(d)).collect();
             let l = estimator(&dists, &specs, &below, &params);
@@ -175,46 +183,154 @@ impl Sampler for TpeSampler {
                 .iter()
                 .map(|p| dists.iter().map(|(name, d)| internal(d, &p[*name])).collect())
                 .collect();
-            let best = argmax_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
-            return Ok(candidates.into_iter().nth(best).expect("at least one candidate"));
-        }
-
-        let mut out = Params::new();
-        for (name, dist) in &ctx.space.params {
-            let dists = [(name, dist)];
-            let specs = [dim_spec(dist)];
-            let l = estimator(&dists, &specs, &below, &params);
-            let g = estimator(&dists, &specs, &above, &params);
-            let candidates: Vec<_> =
-                l.sample(&mut rng, n_candidates).into_iter().map(|p| dist.from_internal(p[0])).collect();
-            if candidates.is_empty() {
-                out.insert(name.clone(), sample_one(dist, &mut rng));
-                continue;
+            let order = by_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
+            // The best candidate whose point no running trial has, else the best.
+            let pick = order.iter().copied().find(|&i| !is_taken(&candidates[i], &taken)).unwrap_or(order[0]);
+            candidates.into_iter().nth(pick).expect("at least one candidate")
+        } else {
+            let mut dims = Vec::with_capacity(ctx.space.len());
+            for (name, dist) in &ctx.space.params {
+                let dists = [(name, dist)];
+                let specs = [dim_spec(dist)];
+                let l = estimator(&dists, &specs, &below, &params);
+                let g = estimator(&dists, &specs, &above, &params);
+                let candidates: Vec<_> =
+                    l.sample(&mut rng, n_candidates).into_iter().map(|p| dist.from_internal(p[0])).collect();
+                if candidates.is_empty() {
+                    dims.push((name, vec![(sample_one(dist, &mut rng), 0.0)]));
+                    continue;
+                }
+                let points: Vec<Vec<f64>> = candidates.iter().map(|v| vec![internal(dist, v)]).collect();
+                let (log_l, log_g) = (l.log_pdf(&points), g.log_pdf(&points));
+                let mut ranked: Vec<(ParamValue, f64)> = Vec::new();
+                for i in by_acquisition(&log_l, &log_g) {
+                    if !ranked.iter().any(|(v, _)| v.same(&candidates[i])) {
+                        ranked.push((candidates[i].clone(), log_l[i] - log_g[i]));
+                    }
+                }
+                dims.push((name, ranked));
             }
-            let points: Vec<Vec<f64>> = candidates.iter().map(|v| vec![internal(dist, v)]).collect();
-            let best = argmax_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
-            out.insert(name.clone(), candidates[best].clone());
-        }
-        Ok(out)
+            best_untaken_combination(&dims, &taken)
+        };
+        Ok(avoid_taken(proposal, ctx.space, &taken, &mut rng))
     }
+}
+
+/// Whether a running trial already has `params`' point.
+fn is_taken(params: &Params, taken: &[&Params]) -> bool {
+    taken.iter().any(|t| params.iter().all(|(name, v)| t.get(name).is_some_and(|w| w.same(v))))
+}
+
+/// The univariate proposal: per parameter its candidates ranked by
+/// acquisition, best first. Univariate TPE's acquisition is a sum over the
+/// parameters, so the best point is every parameter's best candidate; when
+/// a running trial has that point, the next best sums are visited in order
+/// (a best-first walk over the ranks) until one is free. At most
+/// `taken.len() + 1` points are looked at. All taken: the best point.
+fn best_untaken_combination(dims: &[(&String, Vec<(ParamValue, f64)>)], taken: &[&Params]) -> Params {
+    use std::collections::{BTreeSet, BinaryHeap};
+
+    /// A choice of one rank per parameter, ordered by its summed score
+    /// (ties: the lexicographically smaller ranks first).
+    #[derive(PartialEq)]
+    struct Node(f64, Vec<usize>);
+    impl Eq for Node {}
+    impl PartialOrd for Node {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Node {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+        }
+    }
+
+    let point = |ranks: &[usize]| -> Params {
+        dims.iter().zip(ranks).map(|((name, ranked), &r)| ((*name).clone(), ranked[r].0.clone())).collect()
+    };
+    let score =
+        |ranks: &[usize]| -> f64 { dims.iter().zip(ranks).map(|((_, ranked), &r)| ranked[r].1).sum() };
+    let first = vec![0; dims.len()];
+    let mut heap = BinaryHeap::from([Node(score(&first), first.clone())]);
+    let mut seen = BTreeSet::from([first.clone()]);
+    for _ in 0..=taken.len() {
+        let Some(Node(_, ranks)) = heap.pop() else { break };
+        let candidate = point(&ranks);
+        if !is_taken(&candidate, taken) {
+            return candidate;
+        }
+        for d in 0..dims.len() {
+            let mut next = ranks.clone();
+            next[d] += 1;
+            if next[d] < dims[d].1.len() && seen.insert(next.clone()) {
+                heap.push(Node(score(&next), next));
+            }
+        }
+    }
+    point(&first)
+}
+
+/// `proposal`, unless a running trial has its point: then a random point
+/// no running trial has (drawn, or on a finite space the first free one in
+/// order). On an exhausted space, where every point runs, `proposal` stays.
+fn avoid_taken(
+    proposal: Params,
+    space: &SearchSpace,
+    taken: &[&Params],
+    rng: &mut impl rand::RngCore,
+) -> Params {
+    if !is_taken(&proposal, taken) {
+        return proposal;
+    }
+    for _ in 0..64 {
+        let draw = sample_space(space, rng);
+        if !is_taken(&draw, taken) {
+            return draw;
+        }
+    }
+    let sizes: Option<Vec<u64>> = space.params.values().map(Distribution::n_values).collect();
+    let Some(sizes) = sizes else { return proposal };
+    let total = sizes.iter().try_fold(1u64, |n, &s| n.checked_mul(s)).unwrap_or(u64::MAX);
+    // Among any `taken.len() + 1` points one is free, unless the space is that small.
+    for index in 0..total.min(taken.len() as u64 + 1) {
+        let mut rest = index;
+        let point: Params = space
+            .params
+            .iter()
+            .zip(&sizes)
+            .map(|((name, dist), &size)| {
+                let value = dist.value_at(rest % size).expect("an index below the domain's size");
+                rest /= size;
+                (name.clone(), value)
+            })
+            .collect();
+        if !is_taken(&point, taken) {
+            return point;
+        }
+    }
+    proposal
 }
 
 fn internal(dist: &Distribution, value: &crate::hpo::ParamValue) -> f64 {
     dist.to_internal(value).expect("sampled values have the distribution's kind")
 }
 
-/// The first candidate maximising log l(x) − log g(x).
-fn argmax_acquisition(log_l: &[f64], log_g: &[f64]) -> usize {
-    let mut best = 0;
-    let mut best_score = f64::NEG_INFINITY;
-    for (i, (l, g)) in log_l.iter().zip(log_g).enumerate() {
-        let score = l - g;
-        if score > best_score {
-            best = i;
-            best_score = score;
+/// Candidate indices by descending log l(x) − log g(x), ties in candidate
+/// order: the first is Optuna's pick (the first maximum). NaN scores (which
+/// the prior rules out) come last.
+fn by_acquisition(log_l: &[f64], log_g: &[f64]) -> Vec<usize> {
+    let score = |i: usize| {
+        let s = log_l[i] - log_g[i];
+        if s.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            s
         }
-    }
-    best
+    };
+    let mut order: Vec<usize> = (0..log_l.len()).collect();
+    order.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
+    order
 }
 
 /// How a domain looks to the Parzen estimator: the internal interval of
@@ -375,6 +491,83 @@ mod tests {
         }
         let (below, _) = split_trials(&more, Direction::Maximize, false);
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 18]);
+    }
+
+    /// Asks `n` trials one after another, each seeing the earlier ones RUNNING
+    /// (as a deterministic batch does), and returns their points.
+    fn batch(sampler: &TpeSampler, space: &SearchSpace, history: &[FrozenTrial], n: usize) -> Vec<Params> {
+        let mut history = history.to_vec();
+        let mut points = Vec::new();
+        for _ in 0..n {
+            let number = history.len() as u64;
+            let ctx = SampleContext {
+                space,
+                history: &history,
+                direction: Direction::Minimize,
+                seed: 7,
+                trial_number: number,
+                phase: 0,
+            };
+            let params = sampler.sample(&ctx).unwrap();
+            assert!(space.contains(&params), "{params:?} outside the space");
+            history.push(FrozenTrial {
+                number,
+                phase: 0,
+                state: TrialState::Running,
+                params: params.clone(),
+                value: None,
+                intermediate: Default::default(),
+            });
+            points.push(params);
+        }
+        points
+    }
+
+    #[test]
+    fn batch_mates_never_share_a_point_while_the_space_has_others() {
+        // 3 × 2 × 2 = 12 points; the good region is small, so TPE wants one point.
+        let space =
+            SearchSpace::new().int("a", 0, 2).int("b", 0, 1).categorical("c", ["x".into(), "y".into()]);
+        let history: Vec<FrozenTrial> = (0..20)
+            .map(|i| {
+                let (a, b, c) = (i % 3, (i / 3) % 2, if i % 5 == 0 { "x" } else { "y" });
+                let params: Params = [
+                    ("a".to_owned(), ParamValue::Int(a as i64)),
+                    ("b".to_owned(), ParamValue::Int(b as i64)),
+                    ("c".to_owned(), ParamValue::from(c)),
+                ]
+                .into();
+                let value = (a as f64 - 1.0).abs() + b as f64 + f64::from(u8::from(c == "x"));
+                FrozenTrial {
+                    number: i,
+                    phase: 0,
+                    state: TrialState::Complete,
+                    params,
+                    value: Some(value),
+                    intermediate: Default::default(),
+                }
+            })
+            .collect();
+        for multivariate in [false, true] {
+            let sampler = TpeSampler::new(TpeConfig { multivariate, ..Default::default() });
+            for (past, n) in [(&history[..], 12), (&history[..0], 12)] {
+                let points = batch(&sampler, &space, past, n);
+                for (i, p) in points.iter().enumerate() {
+                    assert!(
+                        !is_taken(p, &points[..i].iter().collect::<Vec<_>>()),
+                        "{multivariate}: {i} repeats"
+                    );
+                }
+                // The 13th finds the space exhausted and still proposes a point in it.
+                let more = batch(&sampler, &space, past, n + 1);
+                assert_eq!(more[..n], points[..], "the same batch, asked again");
+            }
+            // Without the liar, batch-mates see no running trial: the repeats come back.
+            let plain =
+                TpeSampler::new(TpeConfig { multivariate, constant_liar: false, ..Default::default() });
+            let points = batch(&plain, &space, &history, 4);
+            assert!(points.windows(2).any(|w| w[0] == w[1]), "{multivariate}: {points:?}");
+        }
     }
 
     #[test]
