@@ -33,10 +33,16 @@ pub struct RunArgs {
     /// Override a key of the file, e.g. `--set training.epochs=5` (repeatable).
     #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
     pub set: Vec<String>,
+    /// Go on although the file changed in ways that alter what the study's
+    /// earlier trials mean (its space, sampler, data, training …); the
+    /// changes are recorded in the study and shown by `status` and `report`.
+    #[arg(long)]
+    pub accept_changes: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let plan = study::load(&args.file, &args.set)?;
+    let mut plan = study::load(&args.file, &args.set)?;
+    plan.accept_changes = args.accept_changes;
     let dir = study::study_dir(&args.results, &plan.name);
     let machine = Machine::detect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -150,6 +156,19 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn definition_changed(&mut self, changes: &[study::definition::Change]) {
+        let accepted = changes.iter().any(|c| c.effect == study::definition::Effect::Stops);
+        let verdict = if accepted {
+            "accepted and recorded"
+        } else {
+            "recorded; they leave earlier trials as they are"
+        };
+        self.log(format!("the study file changed since the last run ({verdict}):"));
+        for change in changes {
+            self.log(format!("  {change}"));
+        }
+    }
+
     fn begin(&mut self, slots: &[Slot], finished: usize, budget: Option<u64>) {
         let devices: Vec<String> = slots.iter().map(Slot::label).collect();
         let total = budget.map_or("an open number of".to_owned(), |b| b.to_string());

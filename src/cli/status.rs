@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::error::InputError;
 use crate::hpo::{FrozenTrial, Params, StudyConfig, TrialState};
-use crate::storage::{Database, Phase, SqliteStore, Timestamp, TrialDetails};
+use crate::storage::{Database, Definition, Phase, SqliteStore, Timestamp, TrialDetails};
 
 /// Show a study's trials by state, the best trial, an ETA and device use.
 #[derive(Debug, Args)]
@@ -131,6 +131,20 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     let budget = planned.as_ref().map(|p| (trials.len() + p.len()) as u64);
     let of = budget.map_or(String::new(), |b| format!(" of {b}"));
     writeln!(out, "trials: {}{of}: {}", trials.len(), line.join(", "))?;
+    let definitions = store.definitions()?;
+    let next = trials.last().map_or(0, |t| t.trial.number + 1);
+    match definitions.as_slice() {
+        [] => {}
+        [only] => writeln!(out, "definition: as first run ({}, version {})", only.created, only.version)?,
+        all => {
+            writeln!(out, "definitions: {} (the study file changed {} time(s))", all.len(), all.len() - 1)?;
+            for (d, range) in all.iter().zip(Definition::trial_ranges(all, next)) {
+                let changes = d.change_texts().join("; ");
+                let line = format!("  {}  {}  {range:<12}  {changes}", d.revision, d.created);
+                writeln!(out, "{}", line.trim_end())?;
+            }
+        }
+    }
 
     match TrialDetails::best(&trials, info.direction) {
         Some((t, v)) => writeln!(

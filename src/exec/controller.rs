@@ -73,6 +73,27 @@ impl TrialStore for SharedStore {
     }
 }
 
+/// Judges a study's definition against the one it last ran under: the
+/// study layer knows what its keys mean, the controller records the outcome.
+pub trait DefinitionReview {
+    /// The definition this run goes by.
+    fn current(&self) -> &serde_json::Value;
+    /// The definition of a study recorded before definitions were kept,
+    /// read from its stored study-file snapshot; `None` if it does not parse.
+    fn of_snapshot(&self, snapshot: &str) -> Option<serde_json::Value>;
+    /// What changed from `stored` to [`Self::current`] (a JSON list, empty
+    /// when nothing did) and whether changes that alter earlier trials were
+    /// accepted; an error refuses to go on.
+    fn review(&self, stored: &serde_json::Value) -> anyhow::Result<Reviewed>;
+}
+
+/// The verdict of [`DefinitionReview::review`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reviewed {
+    pub changes: serde_json::Value,
+    pub accepted: bool,
+}
+
 /// What a study controller needs to open its study.
 pub struct StudySetup<'a> {
     pub name: &'a str,
@@ -86,6 +107,8 @@ pub struct StudySetup<'a> {
     /// How the database keeps its journal: [`Journal::Rollback`] when the
     /// study is read from other hosts of a shared file system.
     pub journal: Journal,
+    /// Checks the definition against the stored one before anything runs.
+    pub definition: &'a dyn DefinitionReview,
 }
 
 /// Asks, tells and records: the [`Controller`] of a real study.
@@ -130,6 +153,7 @@ impl StudyController {
             config: setup.snapshot.clone(),
         };
         let mut sqlite = db.open_or_create_study(&new)?;
+        record_definition(&mut sqlite, setup.definition)?;
         sqlite.set_config(&setup.snapshot)?;
         for (index, phase) in setup.config.phases.iter().enumerate() {
             sqlite.set_phase(&storage::Phase {
@@ -302,6 +326,36 @@ impl Controller for StudyController {
         }
         self.tell(number, report.outcome.clone())
     }
+}
+
+/// Records the definition the study goes on under, unless it is the last
+/// one stored; refuses (with the review's error) before anything is
+/// written when the review does. A study from before definitions were kept
+/// first gets its stored snapshot as revision 1.
+fn record_definition(sqlite: &mut SqliteStore, review: &dyn DefinitionReview) -> anyhow::Result<()> {
+    let none = serde_json::json!([]);
+    let (last, from_snapshot) = match sqlite.definitions()?.pop() {
+        Some(stored) => (stored.definition, false),
+        None if sqlite.load_trials()?.is_empty() => {
+            sqlite.add_definition(review.current(), &none, false)?;
+            return Ok(());
+        }
+        None => match review.of_snapshot(&sqlite.info().config) {
+            Some(old) => (old, true),
+            None => {
+                sqlite.add_definition(review.current(), &none, false)?;
+                return Ok(());
+            }
+        },
+    };
+    let reviewed = review.review(&last)?;
+    if from_snapshot {
+        sqlite.add_definition(&last, &none, false)?;
+    }
+    if reviewed.changes.as_array().is_some_and(|c| !c.is_empty()) {
+        sqlite.add_definition(review.current(), &reviewed.changes, reviewed.accepted)?;
+    }
+    Ok(())
 }
 
 impl StudyController {

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde_json::Value as Json;
 
 use crate::hpo::{Direction, ParamValue, TrialState};
-use crate::storage::{Database, Phase, StudyInfo, TrialDetails};
+use crate::storage::{Database, Definition, Phase, StudyInfo, TrialDetails};
 use crate::train::predictions::{self, PredictionRow};
 
 /// Everything a report shows about one study.
@@ -25,6 +25,8 @@ pub struct StudyData {
     pub attrs: BTreeMap<String, Json>,
     /// The study file as run, parsed (`Null` when unreadable).
     pub config: serde_yaml::Value,
+    /// Every definition the study ran under, by revision.
+    pub definitions: Vec<Definition>,
 }
 
 /// Model kinds in the order reports show them.
@@ -41,6 +43,7 @@ impl StudyData {
             phases: store.phases()?,
             trials: store.all_trial_details()?,
             attrs: store.study_user_attrs()?,
+            definitions: store.definitions()?,
             info,
             config,
         })

@@ -15,6 +15,7 @@ use super::sweep::Sweep;
 use super::tables::{Cell, Column, Table};
 use crate::error::InputError;
 use crate::hpo::TrialState;
+use crate::storage::Definition;
 
 /// A table format `--format` may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -307,7 +308,43 @@ fn trial_tables(data: &StudyData) -> Vec<Table> {
         }
         tables.push(failures);
     }
+    tables.push(definitions_table(data));
     tables
+}
+
+/// Every definition the study ran under, the trials created under each and
+/// what changed from the one before.
+fn definitions_table(data: &StudyData) -> Table {
+    let mut table = Table::new(
+        "definitions",
+        "Study definitions",
+        vec![
+            Column::new("revision", "revision"),
+            Column::new("recorded", "recorded"),
+            Column::new("trials", "trials"),
+            Column::new("version", "version"),
+            Column::new("changes", "changes from the revision before"),
+        ],
+    );
+    let next = data.trials.last().map_or(0, |t| t.trial.number + 1);
+    let ranges = Definition::trial_ranges(&data.definitions, next);
+    for (d, range) in data.definitions.iter().zip(ranges) {
+        let changes = d.change_texts();
+        table.rows.push(vec![
+            Cell::number(f64::from(d.revision)),
+            Cell::text(d.created.to_string()),
+            Cell::text(range),
+            Cell::text(&d.version),
+            Cell::text(if changes.is_empty() { "—".to_owned() } else { changes.join("; ") }),
+        ]);
+    }
+    if data.definitions.iter().any(|d| d.accepted) {
+        table.notes.push(
+            "`accepted:` changes alter what earlier trials mean; the study went on with `--accept-changes`."
+                .to_owned(),
+        );
+    }
+    table
 }
 
 fn seconds(d: Duration) -> String {

@@ -30,7 +30,7 @@ mod study_store;
 mod time;
 
 pub use database::{Database, Journal};
-pub use study_store::{Artifact, NewStudy, Phase, SqliteStore, StudyInfo, TrialDetails};
+pub use study_store::{Artifact, Definition, NewStudy, Phase, SqliteStore, StudyInfo, TrialDetails};
 pub use time::Timestamp;
 
 #[cfg(test)]

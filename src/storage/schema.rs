@@ -23,12 +23,19 @@ pub struct Migration {
 }
 
 /// Every schema version this build knows, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "studies, phases, trials with typed parameters, intermediate values, metrics, \
-                  artefacts and user attributes",
-    sql: SCHEMA_V1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "studies, phases, trials with typed parameters, intermediate values, metrics, \
+                      artefacts and user attributes",
+        sql: SCHEMA_V1,
+    },
+    Migration {
+        version: 2,
+        description: "the definitions a study ran under, with what changed between them",
+        sql: SCHEMA_V2,
+    },
+];
 
 /// The version a database has once every migration ran.
 pub fn latest_version() -> u32 {
@@ -131,6 +138,26 @@ CREATE TABLE trial_user_attrs (
     key    TEXT NOT NULL,
     value  TEXT NOT NULL CHECK (json_valid(value)),
     PRIMARY KEY (trial, key)
+) WITHOUT ROWID;
+";
+
+/// Every definition (normalised study file) a study ran under, numbered
+/// from 1. A trial belongs to the last revision whose `first_trial` is not
+/// above its number: revisions are recorded before the trials they create.
+/// `changes` lists what changed from the revision before (a JSON list);
+/// `accepted` marks changes that alter what earlier trials mean, recorded
+/// because the user accepted them.
+const SCHEMA_V2: &str = "
+CREATE TABLE definitions (
+    study        INTEGER NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+    revision     INTEGER NOT NULL CHECK (revision >= 1),
+    created_ms   INTEGER NOT NULL,
+    first_trial  INTEGER NOT NULL CHECK (first_trial >= 0),
+    definition   TEXT NOT NULL CHECK (json_valid(definition)),
+    changes      TEXT NOT NULL CHECK (json_valid(changes)),
+    accepted     INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+    version      TEXT NOT NULL,
+    PRIMARY KEY (study, revision)
 ) WITHOUT ROWID;
 ";
 

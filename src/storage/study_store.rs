@@ -51,6 +51,67 @@ pub struct Phase {
     pub budget: Option<u64>,
 }
 
+/// One definition a study ran under: its normalised study file, and what
+/// changed from the revision before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    /// From 1, in the order they were recorded.
+    pub revision: u32,
+    pub created: Timestamp,
+    /// The first trial created under it; it holds every trial up to the
+    /// next revision's first.
+    pub first_trial: u64,
+    pub definition: Json,
+    /// What changed from the revision before (a JSON list; empty for the first).
+    pub changes: Json,
+    /// Some change alters what earlier trials mean, and the user accepted it.
+    pub accepted: bool,
+    /// The version of the tool that recorded it.
+    pub version: String,
+}
+
+impl Definition {
+    /// The revision trial `number` was created under, from `definitions` in order.
+    pub fn of_trial(definitions: &[Definition], number: u64) -> Option<&Definition> {
+        definitions.iter().rev().find(|d| d.first_trial <= number)
+    }
+
+    /// The changes as recorded text (`key: old → new`), those that altered
+    /// earlier trials marked `accepted:`.
+    pub fn change_texts(&self) -> Vec<String> {
+        let changes = self.changes.as_array().map_or(&[][..], Vec::as_slice);
+        changes
+            .iter()
+            .map(|c| {
+                let text = c["text"].as_str().unwrap_or("(a change)");
+                if c["effect"] == "stops" {
+                    format!("accepted: {text}")
+                } else {
+                    text.to_owned()
+                }
+            })
+            .collect()
+    }
+
+    /// The trials created under each of `definitions` (in order), of a
+    /// study whose next trial is `next`: `trials 4–11`, `trials 12–`, `no trials`.
+    pub fn trial_ranges(definitions: &[Definition], next: u64) -> Vec<String> {
+        definitions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let end = definitions.get(i + 1).map_or(next, |n| n.first_trial);
+                match (end.saturating_sub(d.first_trial), i + 1 == definitions.len()) {
+                    (0, _) => "no trials".to_owned(),
+                    (1, false) => format!("trial {}", d.first_trial),
+                    (_, false) => format!("trials {}–{}", d.first_trial, end - 1),
+                    (_, true) => format!("trials {}–", d.first_trial),
+                }
+            })
+            .collect()
+    }
+}
+
 /// A file a trial produced (checkpoint, log, predictions), by kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Artifact {
@@ -275,6 +336,73 @@ impl SqliteStore {
             Ok((key, serde_json::from_str(&text)?))
         })
         .collect()
+    }
+
+    /// Every definition the study ran under, by revision.
+    pub fn definitions(&self) -> anyhow::Result<Vec<Definition>> {
+        let mut stmt = self.db.conn.prepare_cached(
+            "SELECT revision, created_ms, first_trial, definition, changes, accepted, version
+                 FROM definitions WHERE study = ?1 ORDER BY revision",
+        )?;
+        let rows = stmt.query_map([self.study_id], |row| {
+            Ok((
+                row.get::<_, u32>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, bool>(5)?,
+                row.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (revision, created_ms, first_trial, definition, changes, accepted, version) = row?;
+            Ok(Definition {
+                revision,
+                created: Timestamp { unix_ms: created_ms },
+                first_trial: first_trial as u64,
+                definition: serde_json::from_str(&definition).context("a stored study definition")?,
+                changes: serde_json::from_str(&changes).context("a stored definition's changes")?,
+                accepted,
+                version,
+            })
+        })
+        .collect()
+    }
+
+    /// Records the definition the study goes on under; its first trial is
+    /// the next one created (trial 0 for the first revision, which so also
+    /// covers trials recorded before definitions were kept). Returns its revision.
+    pub fn add_definition(
+        &mut self,
+        definition: &Json,
+        changes: &Json,
+        accepted: bool,
+    ) -> anyhow::Result<u32> {
+        let (definition, changes) = (serde_json::to_string(definition)?, serde_json::to_string(changes)?);
+        self.write(|tx, study| {
+            let last: Option<u32> =
+                tx.query_row("SELECT MAX(revision) FROM definitions WHERE study = ?1", [study], |row| {
+                    row.get(0)
+                })?;
+            let revision = last.map_or(1, |r| r + 1);
+            let first_trial = if last.is_none() { 0 } else { next_number(tx, study)? };
+            tx.execute(
+                "INSERT INTO definitions (study, revision, created_ms, first_trial, definition, changes,
+                     accepted, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    study,
+                    revision,
+                    Timestamp::now().unix_ms,
+                    first_trial as i64,
+                    definition,
+                    changes,
+                    accepted,
+                    env!("CARGO_PKG_VERSION")
+                ],
+            )?;
+            Ok(revision)
+        })
     }
 
     /// Records or replaces phase `phase.index` of the plan.
@@ -583,6 +711,13 @@ impl TrialStore for SqliteStore {
 
 /// Inserts trial with the next number, and its parameters with their
 /// distributions from the phase's space.
+/// The number the study's next trial gets.
+fn next_number(tx: &Connection, study: i64) -> anyhow::Result<u64> {
+    Ok(tx
+        .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study = ?1")?
+        .query_row([study], |row| row.get(0))?)
+}
+
 fn insert_trial(
     tx: &Connection,
     study: i64,
@@ -592,9 +727,7 @@ fn insert_trial(
     state: TrialState,
     seed: Option<u64>,
 ) -> anyhow::Result<u64> {
-    let number: u64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study = ?1")?
-        .query_row([study], |row| row.get(0))?;
+    let number = next_number(tx, study)?;
     let now = Timestamp::now().unix_ms;
     let started = (state == TrialState::Running).then_some(now);
     tx.prepare_cached(

@@ -213,6 +213,11 @@ pub struct Locator {
 }
 
 impl Locator {
+    /// The file's name in messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// `file:line:column` of the key path (or of its closest existing
     /// ancestor), or `--set …` when a flag set it.
     pub fn at(&self, path: &str) -> String {

@@ -8,6 +8,7 @@
 //! (or the `--set` flag), what is wrong and a hint. The keys are documented
 //! in `docs/study-file.md`.
 
+pub mod definition;
 pub mod file;
 pub mod import;
 pub mod load;

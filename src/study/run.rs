@@ -9,10 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use super::definition::{self, Change, Effect};
 use super::file::Mode;
 use super::validate::{Objective, StudyPlan, COMMAND_BUILTINS};
 use crate::error::InputError;
-use crate::exec::controller::{Launcher, StudyController, StudySetup, TrialToRun};
+use crate::exec::controller::{
+    DefinitionReview, Launcher, Reviewed, StudyController, StudySetup, TrialToRun,
+};
 use crate::exec::devices::{build_pool, Machine, Slot};
 use crate::exec::launch::{Executor, Local};
 use crate::exec::protocol::Message;
@@ -65,6 +68,9 @@ pub trait Observer {
     /// The run begins on `slots`; `finished` trials are already over, of
     /// `budget` in all when the phases fix it.
     fn begin(&mut self, _slots: &[Slot], _finished: usize, _budget: Option<u64>) {}
+    /// The study goes on under a changed definition (all changes that
+    /// continue, or accepted ones); already recorded.
+    fn definition_changed(&mut self, _changes: &[Change]) {}
     /// The built-in objective's data is loaded (or its graph cache built).
     fn data(&mut self, _about: &str) {}
     /// `resumed_after`: the last epoch (step) a previous run of the trial reported.
@@ -120,6 +126,7 @@ pub async fn run_plan_observed(
         )
         .into());
     }
+    let review = Review::new(plan);
     let setup = StudySetup {
         name: &plan.name,
         config: plan.config.clone(),
@@ -127,11 +134,15 @@ pub async fn run_plan_observed(
         dir: &dir,
         allocation: slurm.as_ref().map(|s| s.allocation().job_id.clone()),
         journal: if slurm.is_some() { Journal::Rollback } else { Journal::Wal },
+        definition: &review,
     };
     // A reproducible run needs batches only where timing could change what
     // a trial samples or whether it is pruned.
     let batches = plan.mode == Mode::Deterministic && plan.config.depends_on_finish_order();
     let controller = StudyController::open(setup, launcher)?.deterministic_batches(batches);
+    if let Some(changes) = review.changes.take().filter(|c| !c.is_empty()) {
+        observer.definition_changed(&changes);
+    }
     if let Some(summary) = &data_summary {
         // Cleaning counts and split sizes, for `study report`.
         controller.set_study_user_attr("dataset", &serde_json::to_value(summary)?)?;
@@ -156,6 +167,69 @@ pub async fn run_plan_observed(
     observer.begin(&config.slots, finished, budget);
     let mut observed = Observed { inner: controller, observer };
     scheduler::run(&config, &mut observed, stop).await
+}
+
+/// Judges the plan's definition against the study's last one: changes that
+/// stop need `accept_changes`, else the run is refused with every change named.
+struct Review<'a> {
+    plan: &'a StudyPlan,
+    current: serde_json::Value,
+    /// The changes of the last review, for the observer.
+    changes: std::cell::RefCell<Option<Vec<Change>>>,
+}
+
+impl<'a> Review<'a> {
+    fn new(plan: &'a StudyPlan) -> Self {
+        Review { plan, current: definition::of_file(&plan.file), changes: Default::default() }
+    }
+}
+
+impl DefinitionReview for Review<'_> {
+    fn current(&self) -> &serde_json::Value {
+        &self.current
+    }
+
+    fn of_snapshot(&self, snapshot: &str) -> Option<serde_json::Value> {
+        definition::of_snapshot(snapshot)
+    }
+
+    fn review(&self, stored: &serde_json::Value) -> anyhow::Result<Reviewed> {
+        let changes = definition::diff(stored, &self.current);
+        let stops = changes.iter().filter(|c| c.effect == Effect::Stops).count();
+        if stops > 0 && !self.plan.accept_changes {
+            let list = |effect: Effect| -> String {
+                changes.iter().filter(|c| c.effect == effect).map(|c| format!("\n    {c}")).collect()
+            };
+            let continuing = list(Effect::Continues);
+            let mut problem = format!(
+                "the study file changed since study `{}` last ran, and {stops} change(s) alter what its \
+                 earlier trials mean:{}",
+                self.plan.name,
+                list(Effect::Stops)
+            );
+            if !continuing.is_empty() {
+                problem.push_str(&format!("\n  and these would go on as they are:{continuing}"));
+            }
+            return Err(InputError::new(&self.plan.source, problem)
+                .with_hint(
+                    "to start afresh, give the study a new `name` (or `--set name=NEW`); to go on with the \
+                     earlier trials, run again with `--accept-changes`, which records the changes in the study",
+                )
+                .into());
+        }
+        // Each change also as text, so readers of the study need not know the keys.
+        let recorded: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|c| {
+                let mut value = serde_json::to_value(c).expect("a change serialises");
+                value["text"] = c.to_string().into();
+                value
+            })
+            .collect();
+        let reviewed = Reviewed { changes: recorded.into(), accepted: stops > 0 };
+        *self.changes.borrow_mut() = Some(changes);
+        Ok(reviewed)
+    }
 }
 
 /// The study controller with an observer looking on.

@@ -78,6 +78,11 @@ pub struct StudyPlan {
     pub mode: Mode,
     /// A finished study whose best trial fills the hyperparameters a sweep leaves open.
     pub sweep_best_of: Option<String>,
+    /// The study file, as messages name it.
+    pub source: String,
+    /// Go on under a definition whose changes alter what the earlier trials
+    /// mean, recording them (`study run --accept-changes`).
+    pub accept_changes: bool,
 }
 
 impl StudyPlan {
@@ -338,6 +343,8 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         retries: file.resources.retries,
         mode: file.mode,
         file,
+        source: locator.label().to_owned(),
+        accept_changes: false,
     })
 }
 
