@@ -59,7 +59,7 @@ struct Columns {
 
 /// Parses one frame from `lines` (which start at its count line, 0-based file
 /// line `offset`); returns the frame and the number of lines it used.
-fn parse_frame(
+pub(super) fn parse_frame(
     lines: &[&str],
     offset: usize,
     number: usize,
@@ -348,23 +348,37 @@ fn shorten(text: &str) -> String {
 /// gives bit-identical structures and tensors.
 pub fn write_extxyz<W: Write>(mut out: W, frames: &[Frame]) -> std::io::Result<()> {
     for frame in frames {
-        let s = &frame.structure;
-        writeln!(out, "{}", s.len())?;
-        let lattice: Vec<String> = s.lattice.iter().flatten().map(|x| format!("{x:?}")).collect();
-        write!(out, "Lattice=\"{}\" Properties={DEFAULT_PROPERTIES}", lattice.join(" "))?;
-        if let Some(id) = &frame.id {
-            write!(out, " id={}", quote_if_needed(id))?;
-        }
-        if let Some(tensor) = &frame.dielectric {
-            let values: Vec<String> = tensor.iter().flatten().map(|x| format!("{x:?}")).collect();
-            write!(out, " dielectric=\"{}\"", values.join(" "))?;
-        }
-        writeln!(out, " pbc=\"T T T\"")?;
-        for (&z, p) in s.numbers.iter().zip(&s.positions) {
-            writeln!(out, "{:<2} {:?} {:?} {:?}", elements::symbol(z), p[0], p[1], p[2])?;
-        }
+        write_extxyz_frame(&mut out, frame, &[])?;
     }
     out.flush()
+}
+
+/// Writes one frame as [`write_extxyz`] does, with `extra` `key=value`
+/// pairs on its comment line (values quoted when they need it).
+pub fn write_extxyz_frame<W: Write>(
+    out: &mut W,
+    frame: &Frame,
+    extra: &[(String, String)],
+) -> std::io::Result<()> {
+    let s = &frame.structure;
+    writeln!(out, "{}", s.len())?;
+    let lattice: Vec<String> = s.lattice.iter().flatten().map(|x| format!("{x:?}")).collect();
+    write!(out, "Lattice=\"{}\" Properties={DEFAULT_PROPERTIES}", lattice.join(" "))?;
+    if let Some(id) = &frame.id {
+        write!(out, " id={}", quote_if_needed(id))?;
+    }
+    if let Some(tensor) = &frame.dielectric {
+        let values: Vec<String> = tensor.iter().flatten().map(|x| format!("{x:?}")).collect();
+        write!(out, " dielectric=\"{}\"", values.join(" "))?;
+    }
+    for (key, value) in extra {
+        write!(out, " {key}={}", quote_if_needed(value))?;
+    }
+    writeln!(out, " pbc=\"T T T\"")?;
+    for (&z, p) in s.numbers.iter().zip(&s.positions) {
+        writeln!(out, "{:<2} {:?} {:?} {:?}", elements::symbol(z), p[0], p[1], p[2])?;
+    }
+    Ok(())
 }
 
 /// Writes frames to an extended-XYZ file (see [`write_extxyz`]).

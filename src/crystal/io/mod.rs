@@ -9,14 +9,16 @@
 
 pub mod extxyz;
 pub mod pymatgen;
+pub mod stream;
 
 use std::path::Path;
 
 use super::structure::{Structure, StructureProblem};
 use crate::error::InputError;
 
-pub use extxyz::{parse_extxyz, read_extxyz, write_extxyz, write_extxyz_file};
+pub use extxyz::{parse_extxyz, read_extxyz, write_extxyz, write_extxyz_file, write_extxyz_frame};
 pub use pymatgen::{parse_pymatgen_json, read_pymatgen_json};
+pub use stream::stream_structures;
 
 /// One structure read from a file, with its dielectric tensor when present.
 #[derive(Debug, Clone, PartialEq)]

@@ -64,7 +64,7 @@ pub fn parse_pymatgen_json(
         .collect()
 }
 
-fn parse_record(
+pub(super) fn parse_record(
     record: &Value,
     file: &str,
     number: usize,
