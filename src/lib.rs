@@ -14,6 +14,7 @@ pub mod hpo;
 pub mod model;
 pub mod paths;
 pub mod report;
+pub mod screen;
 pub mod storage;
 pub mod study;
 pub mod train;

@@ -11,6 +11,7 @@ pub mod import;
 pub mod predict;
 pub mod report;
 pub mod run;
+pub mod screen;
 pub mod status;
 pub mod submit;
 pub mod train;
@@ -42,8 +43,10 @@ pub enum Command {
     Data(data::DataArgs),
     /// Train one AnisoNet and print a JSON summary (defaults: the published optimum).
     Train(Box<train::TrainArgs>),
-    /// Predict ε∞ of structures with a trained checkpoint.
+    /// Predict ε∞ of structures with a trained checkpoint or a study's trial.
     Predict(predict::PredictArgs),
+    /// Rank structures by the predictions of a study's best models (an ensemble).
+    Screen(screen::ScreenArgs),
     /// Check a compute device (e.g. cuda:0): parity with the CPU network, equivariance, throughput.
     Doctor(doctor::DoctorArgs),
     /// Internal: one trial of the built-in objective, as `study run` launches it.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Data(args) => data::run(args),
         Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),
+        Command::Screen(args) => screen::run(args),
         Command::Doctor(args) => doctor::run(args),
     };
     match result {

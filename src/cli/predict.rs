@@ -1,4 +1,5 @@
-//! `study predict`: ε∞ of structures from a trained checkpoint.
+//! `study predict`: ε∞ of structures from a trained checkpoint, or from a
+//! trial of a study (its best, or one by number) without finding its folder.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use crate::e3::cartesian::{irreps_to_cartesian, Mat3};
 use crate::e3::sym3::{anisotropy_ratio, eigenvalues_sym3, eps_poly};
 use crate::error::InputError;
 use crate::model::{is_unphysical, ComputeDevice, ModelInput};
+use crate::report::collect::StudyData;
+use crate::screen::models;
 use crate::train::checkpoint;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,8 +28,20 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// Checkpoint folder written by `study train --out DIR` (its best parameters are used).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "study", conflicts_with = "study")]
+    pub checkpoint: Option<PathBuf>,
+    /// A study (its name in --results, or its folder): predict with one of its trials.
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
+    /// Results folder of --study.
+    #[arg(long, value_name = "DIR", default_value = "results", requires = "study")]
+    pub results: PathBuf,
+    /// The study's trial to predict with (a COMPLETE one).
+    #[arg(long, value_name = "N", requires = "study", conflicts_with = "best")]
+    pub trial: Option<u64>,
+    /// The study's best trial (the default with --study).
+    #[arg(long, requires = "study")]
+    pub best: bool,
     /// Structures: extended XYZ (.extxyz, .xyz) or pymatgen JSON (.json).
     #[arg(long)]
     pub structures: PathBuf,
@@ -67,16 +82,36 @@ fn csv_field(s: &str) -> String {
 /// Structures per model call: bounds memory on large files.
 const BATCH: usize = 32;
 
-pub fn run(args: PredictArgs) -> Result<()> {
-    if !checkpoint::exists(&args.checkpoint) {
-        return Err(InputError::new(
-            format!("--checkpoint {}", args.checkpoint.display()),
-            format!("holds no {}", checkpoint::TENSORS_FILE),
-        )
-        .with_hint("give the --out folder of a `study train` run")
-        .into());
+/// The checkpoint folder the arguments name.
+fn checkpoint_dir(args: &PredictArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.checkpoint {
+        if !checkpoint::exists(dir) {
+            return Err(InputError::new(
+                format!("--checkpoint {}", dir.display()),
+                format!("holds no {}", checkpoint::TENSORS_FILE),
+            )
+            .with_hint("give the --out folder of a `study train` run")
+            .into());
+        }
+        return Ok(dir.clone());
     }
-    let (ck, mut model) = checkpoint::load_best_model(&args.checkpoint)?;
+    let folder = super::status::study_folder(&args.results, args.study.as_deref())?;
+    let data = StudyData::load(&folder)?;
+    let dir = match args.trial {
+        Some(number) => models::checkpoint_of(&data, number)?,
+        None => {
+            let selection = models::select(&data, models::ModelChoice::Best)?;
+            let best = &selection.members[0];
+            eprintln!("trial {} ({}, {} {:.6})", best.trial, best.params, data.objective_name(), best.value);
+            best.checkpoint.clone()
+        }
+    };
+    Ok(dir)
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let dir = checkpoint_dir(&args)?;
+    let (ck, mut model) = checkpoint::load_best_model(&dir)?;
     model.use_device(args.device)?;
     let frames = read_structures(&args.structures, &ExtxyzOptions::default())?;
     let cutoff = ck.model.cutoff;

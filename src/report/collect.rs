@@ -65,13 +65,7 @@ impl StudyData {
 
     /// What the trials' value is: the validation metric, or the command's objective.
     pub fn objective_name(&self) -> String {
-        if self.config_at(&["objective", "command"]).is_some_and(|v| !v.is_null()) {
-            return "objective".to_owned();
-        }
-        match self.config_at(&["objective", "metric"]).and_then(|v| v.as_str()) {
-            Some(metric) => metric.to_owned(),
-            None => "val_loss".to_owned(),
-        }
+        objective_name_of(&self.config)
     }
 
     /// The built-in objective's model kind of a trial: its `kind`
@@ -124,6 +118,19 @@ impl StudyData {
                 trial.trial.number
             ),
         }
+    }
+}
+
+/// What a study's trial values are, from its study file as run: the
+/// validation metric (`val_loss` by default), or `objective` for a command.
+pub fn objective_name_of(config: &serde_yaml::Value) -> String {
+    let objective = config.get("objective");
+    if objective.and_then(|o| o.get("command")).is_some_and(|v| !v.is_null()) {
+        return "objective".to_owned();
+    }
+    match objective.and_then(|o| o.get("metric")).and_then(|v| v.as_str()) {
+        Some(metric) => metric.to_owned(),
+        None => "val_loss".to_owned(),
     }
 }
 

@@ -22,6 +22,7 @@ mod chart;
 mod lines;
 mod parallel;
 mod parity;
+mod points;
 mod render;
 mod scale;
 mod style;
@@ -165,5 +166,33 @@ pub fn parallel_coordinates(
     direction: Direction,
 ) -> Result<FigureFiles> {
     let figure = parallel::Parallel::new(title, axes, objective, objective_values, direction)?;
+    render::write_figure(dir, stem, &figure)
+}
+
+/// Counts of `values` in `bins` equal-width bins over their range (a screen's predicted a_r).
+pub fn histogram(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_label: &str,
+    values: &[f64],
+    bins: usize,
+) -> Result<FigureFiles> {
+    let figure = points::Histogram::new(title, x_label, values, bins)?;
+    render::write_figure(dir, stem, &figure)
+}
+
+/// Points `(x, y, marked)`: the marked ones (a screen's top N) drawn on top in
+/// the second colour and listed as `marked_label`.
+pub fn scatter(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, bool)],
+    marked_label: &str,
+) -> Result<FigureFiles> {
+    let figure = points::Scatter::new(title, x_label, y_label, points, marked_label)?;
     render::write_figure(dir, stem, &figure)
 }
