@@ -2,7 +2,8 @@
 //! study exported with `study export --format optuna` loads in
 //! `optuna.load_study` with every trial, state, parameter, value and
 //! intermediate value equal to ours, Optuna's plots run on it, and
-//! optuna-dashboard lists it with its trials.
+//! optuna-dashboard lists it with its trials and its objective's name, and
+//! follows a running study through `study export --format optuna --follow`.
 //!
 //! The Python side lives in `tests/optuna/`; `bash tests/optuna/venv.sh`
 //! makes its environment (`.ci/run` does). Without it these tests print a
@@ -77,6 +78,10 @@ fn a_finished_smoke_study_opens_in_optuna_and_its_dashboard() {
 
     let summary = check_export(&python, &db, "smoke", &json);
     assert!(summary.contains("\"trials\": 12"), "{summary}");
+    assert!(
+        summary.contains("\"metric_names\": [\"val_loss\"]"),
+        "named as set_metric_names names it: {summary}"
+    );
     let dashboard = Path::new(ROOT).join("tests/optuna/check_dashboard.py");
     let out = run(Command::new(&python).arg(dashboard).arg(&db).arg("smoke").arg("12"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"trials\": 12"));
@@ -285,4 +290,87 @@ fn other_schema_versions_and_several_objectives_are_refused() {
     let out = import(&multi);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 objectives"), "{out:?}");
+}
+
+/// A study of `n` seeds of a small model, each trial a few seconds, one at a time.
+fn running_study(n: usize) -> String {
+    let seeds: Vec<String> = (0..n).map(|s| s.to_string()).collect();
+    format!(
+        "name: live
+seed: 5
+dataset:
+  synthetic: {{size: 300, seed: 1}}
+model: {{em_dim: 8, layers: 1, lmax: 2, mul: 8, num_basis: 8, radial_neurons: 16}}
+training: {{epochs: 25, batch_size: 8, patience: 30}}
+objective: {{metric: val_loss, direction: minimize}}
+sweep:
+  values:
+    seed: [{}]
+resources: {{devices: cpu, cpu_threads_per_trial: 2}}
+",
+        seeds.join(", ")
+    )
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed().as_secs() < 60, "{what} ({}) did not appear within 60 s", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A child process that is killed when the test ends, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn optuna_dashboard_follows_a_running_study() {
+    let Some(python) = optuna_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (results, mirror) = (dir.path().join("results"), dir.path().join("live.db"));
+    let trials = 4;
+    std::fs::write(dir.path().join("live.yaml"), running_study(trials)).unwrap();
+    let started = std::time::Instant::now();
+    let mut running = Killed(
+        study(&["run", "live.yaml", "--results", results.to_str().unwrap()])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let db = results.join("live/study.db");
+    wait_for(&db, "the study database");
+    let _follower = Killed(
+        study(&["export", "live", "--results", results.to_str().unwrap(), "--format", "optuna", "--follow"])
+            .args(["--interval", "0.5", "--out"])
+            .arg(&mirror)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&mirror, "the mirror");
+    let script = Path::new(ROOT).join("tests/optuna/follow_dashboard.py");
+    let out =
+        run(Command::new(&python).arg(script).arg(&mirror).arg(&db).arg("live").arg(trials.to_string()));
+    let status = running.0.wait().unwrap();
+    assert!(status.success(), "the study ended with {status}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{report} (study {:.1} s)", started.elapsed().as_secs_f64());
+    assert_eq!(report["objective_names"], serde_json::json!(["val_loss"]), "{report}");
+    assert_eq!(report["finished"], trials, "every trial shown finished: {report}");
+    assert!(report["seen_running"].as_u64().unwrap() >= 1, "a trial shown while it ran: {report}");
+    assert!(
+        report["most_intermediate_values_while_running"].as_u64().unwrap() >= 1,
+        "a running trial's epochs shown as they come: {report}"
+    );
+    let delay = report["max_delay_s"].as_f64().unwrap();
+    assert!(delay < 5.0, "a finished trial shown within a few seconds: {report}");
 }

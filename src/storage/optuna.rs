@@ -18,6 +18,11 @@
 //!   attributes (data set, cleaning counts, split sizes) study user
 //!   attributes.
 //!
+//! The objective is named as `Study.set_metric_names` names it (the study
+//! system attribute `study:metric_names`), so optuna-dashboard shows
+//! `val_loss` rather than "Objective 0". [`Mirror`] keeps such a file up to
+//! date while the study runs.
+//!
 //! What does not travel: artefact paths (they point into our results
 //! folder) and heartbeats.
 
@@ -159,10 +164,24 @@ pub struct Exported {
     pub trials: usize,
 }
 
-/// Writes `store`'s study to a new Optuna storage at `out`. An existing file
-/// is refused unless `force`; the file appears whole or not at all (it is
-/// written beside `out` and renamed).
-pub fn export(store: &SqliteStore, out: &Path, force: bool) -> anyhow::Result<Exported> {
+/// Optuna's study system attribute for the names of the objectives, as
+/// `Study.set_metric_names` writes it (optuna-dashboard shows these names
+/// instead of "Objective 0").
+pub const METRIC_NAMES_ATTR: &str = "study:metric_names";
+
+/// Writes `store`'s study to a new Optuna storage at `out`, its objective
+/// named `metric`. An existing file is refused unless `force`; the file
+/// appears whole or not at all (it is written beside `out` and renamed).
+pub fn export(store: &SqliteStore, out: &Path, force: bool, metric: &str) -> anyhow::Result<Exported> {
+    export_trials(store, out, force, metric).map(|(exported, _)| exported)
+}
+
+fn export_trials(
+    store: &SqliteStore,
+    out: &Path,
+    force: bool,
+    metric: &str,
+) -> anyhow::Result<(Exported, Vec<TrialDetails>)> {
     if out.exists() && !force {
         return Err(InputError::new(out.display().to_string(), "already exists")
             .with_hint("choose another --out file, or add --force to replace it")
@@ -180,7 +199,7 @@ pub fn export(store: &SqliteStore, out: &Path, force: bool) -> anyhow::Result<Ex
     let name = out.file_name().map_or("optuna.db".into(), |n| n.to_string_lossy().into_owned());
     let temp = folder.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temp);
-    let written = write(store, &temp).and_then(|exported| {
+    let written = write(store, &temp, metric).and_then(|exported| {
         std::fs::rename(&temp, out).with_context(|| format!("cannot write {}", out.display()))?;
         Ok(exported)
     });
@@ -190,7 +209,7 @@ pub fn export(store: &SqliteStore, out: &Path, force: bool) -> anyhow::Result<Ex
     written
 }
 
-fn write(store: &SqliteStore, path: &Path) -> anyhow::Result<Exported> {
+fn write(store: &SqliteStore, path: &Path, metric: &str) -> anyhow::Result<(Exported, Vec<TrialDetails>)> {
     let trials = store.all_trial_details()?;
     let phases = store.phases()?;
     let info = store.info();
@@ -208,75 +227,182 @@ fn write(store: &SqliteStore, path: &Path) -> anyhow::Result<Exported> {
         "INSERT INTO study_directions (direction, study_id, objective) VALUES (?1, 1, 0)",
         [direction],
     )?;
+    tx.execute(
+        "INSERT INTO study_system_attributes (study_id, \"key\", value_json) VALUES (1, ?1, ?2)",
+        params![METRIC_NAMES_ATTR, json!([metric]).to_string()],
+    )?;
+    write_study_attrs(&tx, store)?;
+    for details in &trials {
+        insert_trial(&tx, details, &phases)?;
+    }
+    tx.commit()?;
+    Ok((Exported { trials: trials.len() }, trials))
+}
 
+/// The study's user attributes: its seed, its study file and its own.
+fn write_study_attrs(tx: &Connection, store: &SqliteStore) -> anyhow::Result<()> {
+    let info = store.info();
     let mut study_attrs = store.study_user_attrs()?;
     study_attrs.insert("seed".into(), json!(info.seed));
     study_attrs.insert("study_file".into(), json!(info.config));
+    tx.execute("DELETE FROM study_user_attributes WHERE study_id = 1", [])?;
     for (key, value) in &study_attrs {
         tx.execute(
             "INSERT INTO study_user_attributes (study_id, \"key\", value_json) VALUES (1, ?1, ?2)",
             params![key, attr_json(value)],
         )?;
     }
+    Ok(())
+}
 
-    for details in &trials {
-        let trial = &details.trial;
-        let trial_id = trial.number as i64 + 1;
-        let (start, complete) = match trial.state {
-            TrialState::Waiting => (None, None),
-            TrialState::Running => (details.started, None),
-            _ => (details.started.or(Some(details.created)), details.finished.or(details.started)),
-        };
+/// Optuna's `trial_id` of our trial `number` (Optuna counts from 1, in creation order).
+fn trial_id(number: u64) -> i64 {
+    number as i64 + 1
+}
+
+fn insert_trial(tx: &Connection, details: &TrialDetails, phases: &[super::Phase]) -> anyhow::Result<()> {
+    let trial = &details.trial;
+    let trial_id = trial_id(trial.number);
+    let (start, complete) = match trial.state {
+        TrialState::Waiting => (None, None),
+        TrialState::Running => (details.started, None),
+        _ => (details.started.or(Some(details.created)), details.finished.or(details.started)),
+    };
+    tx.execute(
+        "INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+        params![
+            trial_id,
+            trial.number as i64,
+            state_name(trial.state),
+            start.map(datetime),
+            complete.map(datetime)
+        ],
+    )?;
+    for (name, value) in &trial.params {
+        let distribution = details
+            .distributions
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Distribution::Categorical { choices: vec![value.clone()] });
+        let internal = optuna_internal(&distribution, value).with_context(|| {
+            format!("trial {}: parameter `{name}` = {value} does not fit its distribution", trial.number)
+        })?;
         tx.execute(
-            "INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete)
-             VALUES (?1, ?2, 1, ?3, ?4, ?5)",
-            params![
-                trial_id,
-                trial.number as i64,
-                state_name(trial.state),
-                start.map(datetime),
-                complete.map(datetime)
-            ],
+            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![trial_id, name, internal, distribution_json(&distribution).to_string()],
         )?;
-        for (name, value) in &trial.params {
-            let distribution = details
-                .distributions
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| Distribution::Categorical { choices: vec![value.clone()] });
-            let internal = optuna_internal(&distribution, value).with_context(|| {
-                format!("trial {}: parameter `{name}` = {value} does not fit its distribution", trial.number)
-            })?;
-            tx.execute(
-                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![trial_id, name, internal, distribution_json(&distribution).to_string()],
-            )?;
-        }
-        if let (TrialState::Complete | TrialState::Pruned, Some(value)) = (trial.state, trial.value) {
-            let (value, kind) = value_and_type(value);
-            tx.execute(
-                "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?1, 0, ?2, ?3)",
-                params![trial_id, value, kind],
-            )?;
-        }
-        for (&step, &value) in &trial.intermediate {
-            let (value, kind) = value_and_type(value);
-            tx.execute(
-                "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![trial_id, step as i64, value, kind],
-            )?;
-        }
-        for (key, value) in trial_attrs(details, &phases) {
-            tx.execute(
-                "INSERT INTO trial_user_attributes (trial_id, \"key\", value_json) VALUES (?1, ?2, ?3)",
-                params![trial_id, key, attr_json(&value)],
-            )?;
-        }
     }
-    tx.commit()?;
-    Ok(Exported { trials: trials.len() })
+    if let (TrialState::Complete | TrialState::Pruned, Some(value)) = (trial.state, trial.value) {
+        let (value, kind) = value_and_type(value);
+        tx.execute(
+            "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?1, 0, ?2, ?3)",
+            params![trial_id, value, kind],
+        )?;
+    }
+    for (&step, &value) in &trial.intermediate {
+        let (value, kind) = value_and_type(value);
+        tx.execute(
+            "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![trial_id, step as i64, value, kind],
+        )?;
+    }
+    for (key, value) in trial_attrs(details, phases) {
+        tx.execute(
+            "INSERT INTO trial_user_attributes (trial_id, \"key\", value_json) VALUES (?1, ?2, ?3)",
+            params![trial_id, key, attr_json(&value)],
+        )?;
+    }
+    Ok(())
+}
+
+fn delete_trial(tx: &Connection, number: u64) -> anyhow::Result<()> {
+    let id = trial_id(number);
+    for table in
+        ["trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes", "trials"]
+    {
+        tx.execute(&format!("DELETE FROM {table} WHERE trial_id = ?1"), [id])?;
+    }
+    Ok(())
+}
+
+/// An Optuna storage kept up to date with a study while it runs, for
+/// optuna-dashboard to follow.
+///
+/// The mirror is a reader of the study like `study status`: it reads
+/// snapshots of the study database (which never blocks the controller) and
+/// writes only its own file. Each [`Mirror::sync`] is one transaction that
+/// rewrites the trials that changed since the last one and adds the new
+/// ones, in place, with their Optuna `trial_id` kept: Optuna's storage cache
+/// fetches trials by growing `trial_id` and re-reads only unfinished ones,
+/// so the file must change as a running Optuna study's would, never be
+/// replaced (a reader holding the old file would not see the new one).
+pub struct Mirror {
+    conn: Connection,
+    /// The trials as last written, heartbeats left out.
+    written: std::collections::BTreeMap<u64, TrialDetails>,
+    attrs: std::collections::BTreeMap<String, Json>,
+}
+
+/// What one [`Mirror::sync`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Synced {
+    pub added: usize,
+    pub updated: usize,
+    pub trials: usize,
+}
+
+/// A trial as the mirror compares it: a heartbeat alone changes nothing Optuna shows.
+fn comparable(details: &TrialDetails) -> TrialDetails {
+    TrialDetails { heartbeat: None, ..details.clone() }
+}
+
+impl Mirror {
+    /// Exports `store` to `out` as [`export`] does and keeps the file open
+    /// to follow the study.
+    pub fn create(store: &SqliteStore, out: &Path, force: bool, metric: &str) -> anyhow::Result<Mirror> {
+        let (_, trials) = export_trials(store, out, force, metric)?;
+        let conn = Connection::open(out).with_context(|| format!("cannot open {}", out.display()))?;
+        // Readers (the dashboard) and the mirror's writes do not block each other.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let written = trials.iter().map(|t| (t.trial.number, comparable(t))).collect();
+        Ok(Mirror { conn, written, attrs: store.study_user_attrs()? })
+    }
+
+    /// Brings the file up to date with the study's current snapshot.
+    pub fn sync(&mut self, store: &SqliteStore) -> anyhow::Result<Synced> {
+        let trials = store.all_trial_details()?;
+        let phases = store.phases()?;
+        let attrs = store.study_user_attrs()?;
+        let mut synced = Synced { trials: trials.len(), ..Synced::default() };
+        let changed: Vec<TrialDetails> =
+            trials.iter().map(comparable).filter(|t| self.written.get(&t.trial.number) != Some(t)).collect();
+        if changed.is_empty() && attrs == self.attrs {
+            return Ok(synced);
+        }
+        let tx = self.conn.transaction()?;
+        if attrs != self.attrs {
+            write_study_attrs(&tx, store)?;
+        }
+        for details in &changed {
+            if self.written.contains_key(&details.trial.number) {
+                delete_trial(&tx, details.trial.number)?;
+                synced.updated += 1;
+            } else {
+                synced.added += 1;
+            }
+            insert_trial(&tx, details, &phases)?;
+        }
+        tx.commit()?;
+        for details in changed {
+            self.written.insert(details.trial.number, details);
+        }
+        self.attrs = attrs;
+        Ok(synced)
+    }
 }
 
 /// The trial's facts that Optuna has no column for, as user attributes.

@@ -65,7 +65,8 @@ def main(db, name, ours_path):
     states = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    print(json.dumps({"trials": len(trials), "states": states, "best": study.best_trial.number}))
+    print(json.dumps({"trials": len(trials), "states": states, "best": study.best_trial.number,
+                      "metric_names": study.metric_names}))
 
 
 if __name__ == "__main__":
