@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use anisostudy::exec::devices::Machine;
 use anisostudy::exec::devices::{Device, Slot};
-use anisostudy::exec::scheduler::{run, Dispatch, SchedulerConfig, StopLevel, TrialSpec};
+use anisostudy::exec::scheduler::{run, Dispatch, SchedulerConfig, StopLevel};
 use anisostudy::exec::QueueController;
+use anisostudy::exec::TrialSpec;
 use anisostudy::study;
 
 fn main() -> anyhow::Result<()> {

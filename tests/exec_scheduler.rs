@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use anisostudy::exec::devices::{Device, Slot};
 use anisostudy::exec::protocol::Message;
 use anisostudy::exec::scheduler::{
-    run, Controller, Directive, Dispatch, Next, Outcome, SchedulerConfig, StopLevel, TrialReport, TrialSpec,
+    run, Controller, Directive, Dispatch, Next, Outcome, SchedulerConfig, StopLevel, TrialReport,
 };
 use anisostudy::exec::QueueController;
+use anisostudy::exec::TrialSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;

@@ -16,8 +16,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::devices::Slot;
+use super::launch::TrialSpec;
 use super::protocol::Message;
-use super::scheduler::{Controller, Directive, Next, Outcome, TrialReport, TrialSpec};
+use super::scheduler::{Controller, Directive, Next, Outcome, TrialReport};
 use crate::hpo::{Ask, FrozenTrial, Params, Study, StudyConfig, TrialState, TrialStore};
 use crate::storage::lock::StudyLock;
 use crate::storage::{self, Database, Journal, NewStudy, SqliteStore};

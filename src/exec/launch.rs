@@ -7,10 +7,21 @@
 //! program in whatever runs it on the slot's node; the trial's stdin, stdout
 //! and exit status pass through, so the protocol is the same everywhere.
 
+use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use super::devices::Slot;
-use super::scheduler::TrialSpec;
+
+/// A process to run for a trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialSpec {
+    pub number: u64,
+    pub program: String,
+    pub args: Vec<String>,
+    /// Added to the slot's environment.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+}
 
 /// Starts and ends trial processes.
 pub trait Executor: Send + Sync {

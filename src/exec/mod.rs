@@ -21,9 +21,10 @@ pub mod slurm;
 pub use command::CommandTemplate;
 pub use controller::{trial_seed, StudyController, StudySetup, TrialToRun};
 pub use devices::{build_pool, Device, DeviceRequest, Machine, PoolSpec, Slot};
+pub use launch::TrialSpec;
 pub use protocol::{parse_line, Line, Message};
 pub use queue::QueueController;
 pub use scheduler::{
     ctrl_c, run, Controller, Directive, Dispatch, Next, Outcome, SchedulerConfig, StopLevel, Summary,
-    TrialReport, TrialSpec,
+    TrialReport,
 };

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::devices::Slot;
+use super::launch::TrialSpec;
 use super::protocol::Message;
-use super::scheduler::{Controller, Directive, Next, TrialReport, TrialSpec};
+use super::scheduler::{Controller, Directive, Next, TrialReport};
 
 /// Decides from a message whether to prune a trial.
 pub type PruneRule = Box<dyn FnMut(u64, &Message) -> Directive + Send>;

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::devices::Slot;
-use super::launch::{Ended, Executor, Local};
+use super::launch::{Ended, Executor, Local, TrialSpec};
 use super::protocol::{parse_line, Line, Message};
 
 /// How trials are handed to slots.
@@ -79,17 +79,6 @@ impl SchedulerConfig {
             trials_dir,
         }
     }
-}
-
-/// A process to run for a trial.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrialSpec {
-    pub number: u64,
-    pub program: String,
-    pub args: Vec<String>,
-    /// Added to the slot's environment.
-    pub env: Vec<(String, String)>,
-    pub workdir: Option<PathBuf>,
 }
 
 /// The controller's answer when a slot is free.

@@ -17,10 +17,10 @@ use crate::exec::controller::{
     DefinitionReview, Launcher, Reviewed, StudyController, StudySetup, TrialToRun,
 };
 use crate::exec::devices::{build_pool, Machine, Slot};
-use crate::exec::launch::{Executor, Local};
+use crate::exec::launch::{Executor, Local, TrialSpec};
 use crate::exec::protocol::Message;
 use crate::exec::scheduler::{
-    self, Controller, Directive, Dispatch, Next, SchedulerConfig, StopLevel, Summary, TrialReport, TrialSpec,
+    self, Controller, Directive, Dispatch, Next, SchedulerConfig, StopLevel, Summary, TrialReport,
 };
 use crate::exec::slurm::Slurm;
 use crate::hpo::{Direction, FrozenTrial, Params, TrialState, TrialStore};

@@ -1,0 +1,169 @@
+//! `resources.slurm` of a study file: what one trial's job step asks for,
+//! checked before anything runs, and Slurm's ways of writing times and sizes.
+
+use serde::{Deserialize, Serialize};
+
+/// `resources.slurm` of a study file: what one trial's job step asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlurmSpec {
+    /// GPUs per trial; default 1 when the allocation's nodes have GPUs, else 0.
+    pub gpus_per_trial: Option<u32>,
+    /// CPUs per trial; default `resources.cpu_threads_per_trial`.
+    pub cpus_per_trial: Option<u32>,
+    /// Memory per trial as Slurm writes it (`16G`, `4000M`); default: Slurm's.
+    pub mem_per_trial: Option<String>,
+    /// Time limit of one step as Slurm writes it (`90`, `1:30:00`, `1-12`).
+    pub time_per_trial: Option<String>,
+    /// Extra `srun` arguments, passed as they are.
+    pub srun_args: Vec<String>,
+}
+
+/// A validated [`SlurmSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRequest {
+    pub gpus_per_trial: Option<u32>,
+    pub cpus_per_trial: u32,
+    pub mem_per_trial: Option<String>,
+    pub time_per_trial: Option<String>,
+    pub srun_args: Vec<String>,
+}
+
+/// srun options the executor sets itself, with the key that sets them.
+const OWN_OPTIONS: &[(&str, &str)] = &[
+    ("--nodelist", "the executor pins each step to one node"),
+    ("-w", "the executor pins each step to one node"),
+    ("--nodes", "each trial is one step on one node"),
+    ("-N", "each trial is one step on one node"),
+    ("--ntasks", "each trial is one task"),
+    ("-n", "each trial is one task"),
+    ("--gres", "use resources.slurm.gpus_per_trial"),
+    ("--gpus", "use resources.slurm.gpus_per_trial"),
+    ("-G", "use resources.slurm.gpus_per_trial"),
+    ("--gpus-per-task", "use resources.slurm.gpus_per_trial"),
+    ("--cpus-per-task", "use resources.slurm.cpus_per_trial"),
+    ("-c", "use resources.slurm.cpus_per_trial"),
+    ("--mem", "use resources.slurm.mem_per_trial"),
+    ("--time", "use resources.slurm.time_per_trial"),
+    ("-t", "use resources.slurm.time_per_trial"),
+    ("--job-name", "the executor names steps after their trials"),
+    ("-J", "the executor names steps after their trials"),
+    ("--overlap", "it lets steps share GPUs; use resources.trials_per_device"),
+    ("--jobid", "the executor runs steps in its own allocation"),
+];
+
+impl SlurmSpec {
+    /// Checks the keys; `key` prefixes the names in errors (`resources.slurm`).
+    pub fn validate(&self, cpu_threads_per_trial: u32) -> Result<StepRequest, (String, String, String)> {
+        let err =
+            |k: &str, problem: String, hint: &str| (format!("resources.slurm.{k}"), problem, hint.to_owned());
+        if self.cpus_per_trial == Some(0) {
+            return Err(err("cpus_per_trial", "must be at least 1".into(), "e.g. `cpus_per_trial: 4`"));
+        }
+        if let Some(mem) = &self.mem_per_trial {
+            let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
+            if digits.is_empty()
+                || !digits.chars().all(|c| c.is_ascii_digit())
+                || mem.len() - digits.len() > 1
+            {
+                return Err(err(
+                    "mem_per_trial",
+                    format!("`{mem}` is not a memory size"),
+                    "write it as Slurm does: a number with an optional K, M, G or T suffix, e.g. `16G`",
+                ));
+            }
+        }
+        if let Some(time) = &self.time_per_trial {
+            if parse_time(time).is_none() {
+                return Err(err(
+                    "time_per_trial",
+                    format!("`{time}` is not a Slurm time"),
+                    "write minutes (`90`), `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM` or `D-HH:MM:SS`",
+                ));
+            }
+        }
+        for (i, arg) in self.srun_args.iter().enumerate() {
+            let name = arg.split('=').next().unwrap_or(arg);
+            if let Some((_, why)) = OWN_OPTIONS.iter().find(|(option, _)| *option == name) {
+                return Err((
+                    format!("resources.slurm.srun_args[{i}]"),
+                    format!("`{arg}` is set by the executor"),
+                    format!("remove it: {why}"),
+                ));
+            }
+        }
+        Ok(StepRequest {
+            gpus_per_trial: self.gpus_per_trial,
+            cpus_per_trial: self.cpus_per_trial.unwrap_or(cpu_threads_per_trial).max(1),
+            mem_per_trial: self.mem_per_trial.clone(),
+            time_per_trial: self.time_per_trial.clone(),
+            srun_args: self.srun_args.clone(),
+        })
+    }
+}
+
+/// Seconds of a Slurm time: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let num =
+        |s: &str| (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok())?;
+    let (days, rest) = match text.split_once('-') {
+        Some((d, rest)) => (num(d)?, Some(rest)),
+        None => (0, None),
+    };
+    let parts: Vec<u64> = rest.unwrap_or(text).split(':').map(num).collect::<Option<_>>()?;
+    let seconds = match (rest.is_some(), parts.as_slice()) {
+        (false, [m]) => m * 60,
+        (false, [m, s]) => m * 60 + s,
+        (false, [h, m, s]) | (true, [h, m, s]) => h * 3600 + m * 60 + s,
+        (true, [h]) => h * 3600,
+        (true, [h, m]) => h * 3600 + m * 60,
+        _ => return None,
+    };
+    Some(days * 86400 + seconds)
+}
+
+/// Megabytes of a Slurm memory size (`16G`; a bare number is megabytes).
+pub(super) fn megabytes(size: &str) -> Option<u64> {
+    let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "" | "M" => n,
+        "K" => n.div_ceil(1024),
+        "G" => n * 1024,
+        "T" => n * 1024 * 1024,
+        _ => return None,
+    })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_the_step_request() {
+        let bad = |spec: SlurmSpec| spec.validate(1).unwrap_err();
+        assert_eq!(
+            bad(SlurmSpec { mem_per_trial: Some("16GB".into()), ..Default::default() }).0,
+            "resources.slurm.mem_per_trial"
+        );
+        assert_eq!(
+            bad(SlurmSpec { time_per_trial: Some("1h".into()), ..Default::default() }).0,
+            "resources.slurm.time_per_trial"
+        );
+        let (key, problem, hint) = bad(SlurmSpec {
+            srun_args: vec!["--exclusive".into(), "--gres=gpu:2".into()],
+            ..Default::default()
+        });
+        assert_eq!(key, "resources.slurm.srun_args[1]");
+        assert!(problem.contains("--gres=gpu:2") && hint.contains("gpus_per_trial"));
+        let ok = SlurmSpec {
+            mem_per_trial: Some("4000M".into()),
+            time_per_trial: Some("1-12:00".into()),
+            ..Default::default()
+        };
+        assert_eq!(ok.validate(3).unwrap().cpus_per_trial, 3);
+        assert_eq!(parse_time("90"), Some(5400));
+        assert_eq!(parse_time("1:30:00"), Some(5400));
+        assert_eq!(parse_time("2-0"), Some(172_800));
+        assert_eq!(parse_time("1:2:3:4"), None);
+    }
+}

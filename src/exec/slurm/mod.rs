@@ -1,0 +1,233 @@
+//! Slurm: a study's trials as job steps on the nodes of an allocation.
+//!
+//! The controller runs inside an allocation (`SLURM_JOB_ID` is set: an
+//! `sbatch` script, `salloc`, or the batch job `study submit` writes). The
+//! pool is the allocation's nodes × their GPUs (or CPUs), read from
+//! `scontrol show job -d`; each attempt is one `srun` job step pinned to one
+//! node (`--nodelist`) and its share (`--gres=gpu:G`, `--cpus-per-task`,
+//! `--mem`, `--time`). Slurm, not the slot, picks the step's GPUs and sets
+//! its `CUDA_VISIBLE_DEVICES`, so two steps never share one. srun streams
+//! the step's stdout and stdin line by line and returns its exit status, so
+//! the trial protocol is the one of local trials.
+//!
+//! Ending a step: srun runs in its own process group (a terminal's Ctrl-C
+//! reaches only the controller); closing its stdin (the protocol's "stop")
+//! reaches the trial; SIGTERM to srun alone (prune, timeout, kill) makes
+//! srun cancel the step. Killing srun's process group would leave the
+//! tasks running, so that is never done.
+//!
+//! No orphans, no doubles: every srun gets SIGTERM when the controller dies
+//! (`PR_SET_PDEATHSIG`), so a SIGKILLed controller leaves no step running
+//! unsupervised; and each step is named after its study and trial
+//! (`anisostudy.<study>.<hash of its folder>.<trial>`), so a controller
+//! that starts finds the steps an earlier one left (its pid could not be
+//! signalled, or it ran on another node) and cancels them, and waits until
+//! they are gone, before it runs anything.
+
+mod allocation;
+mod keys;
+mod step;
+mod submit;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+
+pub use allocation::{expand_nodelist, Allocation, NodeShare};
+pub use keys::{parse_time, SlurmSpec, StepRequest};
+pub use step::step_failure;
+pub use submit::{controller_script, job_status, jobs_file, submit, Controller, JobRequest, Partition};
+
+use super::devices::{Device, Slot};
+use crate::error::InputError;
+
+/// Runs a Slurm command; its stdout, or an error with its stderr.
+fn slurm_command(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program).args(args).output().map_err(|err| {
+        InputError::new("resources.executor", format!("no Slurm here: cannot run `{program}` ({err})"))
+            .with_hint("run on a machine of the cluster (where srun, sbatch and scontrol work), or use `executor: local`")
+    })?;
+    if !out.status.success() {
+        bail!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Slurm executor of one study in one allocation.
+#[derive(Debug, Clone)]
+pub struct Slurm {
+    allocation: Allocation,
+    request: StepRequest,
+    /// GPUs each step asks for.
+    gpus: u32,
+    /// Step names start with this (see the module docs).
+    tag: String,
+}
+
+/// `anisostudy.<name>.<8 hex digits of the folder's path>`.
+fn step_tag(study: &str, dir: &Path) -> String {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let hash = Sha256::digest(dir.to_string_lossy().as_bytes());
+    let name: String = study.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("anisostudy.{name}.{:02x}{:02x}{:02x}{:02x}", hash[0], hash[1], hash[2], hash[3])
+}
+
+impl Slurm {
+    /// The executor for study `name` (folder `dir`) in the allocation this
+    /// process runs in. Bad input (no allocation, a request no node can
+    /// meet) is an [`InputError`] naming the key to change.
+    pub fn in_allocation(request: &StepRequest, name: &str, dir: &Path) -> Result<Slurm> {
+        let Some(allocation) = Allocation::current()? else {
+            return Err(InputError::new(
+                "resources.executor",
+                "`slurm` runs trials as job steps of an allocation, but this process is in none (SLURM_JOB_ID is not set)",
+            )
+            .with_hint("submit the study with `study submit FILE`, or run `study run` inside `sbatch` or `salloc`")
+            .into());
+        };
+        Slurm::new(allocation, request, name, dir)
+    }
+
+    pub fn new(allocation: Allocation, request: &StepRequest, name: &str, dir: &Path) -> Result<Slurm> {
+        let most_gpus = allocation.nodes.iter().map(|n| n.gpus).max().unwrap_or(0);
+        let gpus = request.gpus_per_trial.unwrap_or(u32::from(most_gpus > 0));
+        if gpus > most_gpus {
+            return Err(InputError::new(
+                "resources.slurm.gpus_per_trial",
+                format!(
+                    "{gpus} GPUs per trial, but the nodes of allocation {} have at most {most_gpus}",
+                    allocation.job_id
+                ),
+            )
+            .with_hint("ask for fewer GPUs per trial, or for nodes with more (`--gres=gpu:N`)")
+            .into());
+        }
+        let slurm = Slurm { allocation, request: request.clone(), gpus, tag: step_tag(name, dir) };
+        if slurm.slots().is_empty() {
+            return Err(InputError::new(
+                "resources.slurm.cpus_per_trial",
+                format!(
+                    "{} CPUs per trial, but no node of allocation {} has that many",
+                    request.cpus_per_trial, slurm.allocation.job_id
+                ),
+            )
+            .with_hint("ask for fewer CPUs per trial, or allocate more per node (`--cpus-per-task`, `--ntasks-per-node`)")
+            .into());
+        }
+        Ok(slurm)
+    }
+
+    pub fn allocation(&self) -> &Allocation {
+        &self.allocation
+    }
+
+    /// GPUs each job step asks for.
+    pub fn gpus_per_trial(&self) -> u32 {
+        self.gpus
+    }
+
+    /// The pool: per node, as many slots as its GPUs (or CPUs) allow. Slurm
+    /// gives each job step GPUs of its own, so a GPU runs one trial at a time.
+    pub fn slots(&self) -> Vec<Slot> {
+        let cpus = self.request.cpus_per_trial.max(1);
+        let mut slots = Vec::new();
+        for node in &self.allocation.nodes {
+            let by_cpus = node.cpus / cpus;
+            let (count, device): (u32, fn(u32) -> Device) = match node.gpus.checked_div(self.gpus) {
+                Some(by_gpus) => (by_gpus.min(by_cpus), |k| Device::Cuda(k.to_string())),
+                None => (by_cpus, |_| Device::Cpu),
+            };
+            for k in 0..count {
+                slots.push(Slot {
+                    index: slots.len(),
+                    device: device(k),
+                    threads: cpus,
+                    host: Some(node.name.clone()),
+                });
+            }
+        }
+        slots
+    }
+
+    /// The allocation's `JobState` now (`RUNNING`, `COMPLETING`, `PENDING`…).
+    fn job_state(&self) -> Option<String> {
+        let text = slurm_command("scontrol", &["show", "job", &self.allocation.job_id]).ok()?;
+        text.split_whitespace().find_map(|f| f.strip_prefix("JobState=")).map(str::to_owned)
+    }
+
+    /// Cancels the steps an earlier controller of this study left running
+    /// (found by name in every job of this user) and waits until they are
+    /// gone; returns how many there were.
+    pub fn cancel_leftovers(&self) -> Result<usize> {
+        let prefix = format!("{}.", self.tag);
+        let find = || -> Result<Vec<String>> {
+            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+            let list = slurm_command("squeue", &["-h", "-s", "-u", &user, "-o", "%i %j"])?;
+            Ok(list
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(_, name)| name.trim().starts_with(&prefix))
+                .map(|(id, _)| id.to_owned())
+                .collect())
+        };
+        let leftovers = find()?;
+        if leftovers.is_empty() {
+            return Ok(0);
+        }
+        eprintln!(
+            "cancelling {} job step(s) an earlier controller of this study left: {}",
+            leftovers.len(),
+            leftovers.join(", ")
+        );
+        let mut args = vec!["--quiet"];
+        args.extend(leftovers.iter().map(String::as_str));
+        // scancel of a step that ends meanwhile fails harmlessly; what counts is that none is left.
+        let _ = Command::new("scancel").args(&args).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = find()?;
+            if left.is_empty() {
+                return Ok(leftovers.len());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "job steps {} of an earlier controller are still running after scancel",
+                    left.join(", ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_gpus_and_cpus_per_node() {
+        let alloc = Allocation {
+            job_id: "7".into(),
+            nodes: vec![
+                NodeShare { name: "n1".into(), cpus: 4, gpus: 2 },
+                NodeShare { name: "n2".into(), cpus: 1, gpus: 2 },
+            ],
+        };
+        let spec = SlurmSpec::default().validate(1).unwrap();
+        let slurm = Slurm::new(alloc.clone(), &spec, "s", Path::new("/tmp/s")).unwrap();
+        let slots = slurm.slots();
+        let hosts: Vec<_> = slots.iter().map(|s| s.host.clone().unwrap()).collect();
+        assert_eq!(hosts, ["n1", "n1", "n2"], "n2 has GPUs for two but one CPU");
+        let two = SlurmSpec { gpus_per_trial: Some(2), ..Default::default() }.validate(1).unwrap();
+        assert_eq!(Slurm::new(alloc.clone(), &two, "s", Path::new("/s")).unwrap().slots().len(), 2);
+        let three = SlurmSpec { gpus_per_trial: Some(3), ..Default::default() }.validate(1).unwrap();
+        let err = Slurm::new(alloc.clone(), &three, "s", Path::new("/s")).unwrap_err();
+        assert!(format!("{err:#}").contains("gpus_per_trial"), "{err:#}");
+        let cpus = SlurmSpec { gpus_per_trial: Some(0), cpus_per_trial: Some(2), ..Default::default() };
+        let slots = Slurm::new(alloc, &cpus.validate(1).unwrap(), "s", Path::new("/s")).unwrap().slots();
+        assert_eq!(slots.len(), 2);
+        assert!(slots.iter().all(|s| s.device == Device::Cpu && s.threads == 2));
+    }
+}

@@ -1,0 +1,170 @@
+//! A trial's job step: the `srun` command that starts it, how it is ended,
+//! and what Slurm did to it when it failed.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use super::Slurm;
+use crate::exec::devices::Slot;
+use crate::exec::launch::{Ended, Executor, TrialSpec};
+
+impl Executor for Slurm {
+    fn command(&self, spec: &TrialSpec, slot: &Slot) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("srun");
+        let node = slot.host.clone().unwrap_or_else(|| self.allocation.nodes[0].name.clone());
+        command.args([
+            format!("--jobid={}", self.allocation.job_id),
+            "--nodes=1".into(),
+            "--ntasks=1".into(),
+            format!("--nodelist={node}"),
+            format!("--cpus-per-task={}", self.request.cpus_per_trial),
+            if self.gpus > 0 { format!("--gres=gpu:{}", self.gpus) } else { "--gres=none".into() },
+            format!("--job-name={}.{}", self.tag, spec.number),
+        ]);
+        if let Some(mem) = &self.request.mem_per_trial {
+            command.arg(format!("--mem={mem}"));
+        }
+        if let Some(time) = &self.request.time_per_trial {
+            command.arg(format!("--time={time}"));
+        }
+        command.args(&self.request.srun_args).arg(&spec.program).args(&spec.args);
+        #[cfg(unix)]
+        command.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // srun cancels its step on SIGTERM: a controller that dies leaves no step behind.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+
+    /// SIGTERM to srun alone: it cancels the step (its whole process group
+    /// would leave the step's tasks running).
+    fn kill(&self, child: &mut tokio::process::Child) {
+        if let Some(pid) = child.id() {
+            // SAFETY: kill(2) on srun's pid; no memory is involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
+    /// From srun's lines; and a step of a job that is no longer running
+    /// (being requeued, pre-empted, cancelled) was ended with it, whatever
+    /// srun managed to print before it went.
+    fn failure(&self, status: ExitStatus, stderr: &str) -> Option<Ended> {
+        let seen = step_failure(status, stderr, self.request.time_per_trial.is_some());
+        if matches!(seen, Some(Ended::Interrupted(_))) || stderr.contains("Exited with exit code") {
+            return seen; // or the trial's own exit code
+        }
+        // The job's state can lag srun's end, and slurmctld answer late while
+        // it requeues the job: look for half a second.
+        for _ in 0..5 {
+            if let Some(state) = self.job_state().filter(|state| state != "RUNNING") {
+                return Some(Ended::Interrupted(format!("job {} is {state}", self.allocation.job_id)));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen
+    }
+}
+
+/// What Slurm did to a step, from srun's and slurmstepd's lines on stderr.
+/// What ended the whole job (pre-emption, a requeue, its time limit; steps
+/// have no time limit of their own without `step_time_limit`) interrupts
+/// the trial: it runs again when the study resumes. What ended the step
+/// alone (scancel of the step, its own limits, its node) is its failure.
+pub fn step_failure(status: ExitStatus, stderr: &str, step_time_limit: bool) -> Option<Ended> {
+    let job_ended = |l: &str| {
+        l.contains(" CANCELLED AT ")
+            && (l.contains("*** JOB ")
+                || l.contains("DUE TO JOB REQUEUE")
+                || l.contains("DUE TO PREEMPTION")
+                || (l.contains("DUE TO TIME LIMIT") && !step_time_limit))
+    };
+    if let Some(line) = stderr.lines().find(|l| job_ended(l)) {
+        return Some(Ended::Interrupted(line.trim().to_owned()));
+    }
+    // srun itself got a termination signal, and not from this executor (an
+    // attempt it ends has its cause already): Slurm signalling the whole job,
+    // sometimes before slurmstepd's line above arrives.
+    if stderr.contains("srun: forcing job termination") {
+        return Some(Ended::Interrupted("srun was signalled to end".to_owned()));
+    }
+    // A step started while its job is being requeued or ends finds no allocation.
+    const ALLOCATION_GONE: [&str; 5] = [
+        "Job is pending execution",
+        "Duplicate job id",
+        "Expired or invalid job",
+        "already completing or completed",
+        "Job has been cancelled",
+    ];
+    if let Some(line) = stderr.lines().find(|l| ALLOCATION_GONE.iter().any(|m| l.contains(m))) {
+        return Some(Ended::Interrupted(line.trim().to_owned()));
+    }
+    let node = stderr
+        .lines()
+        .find_map(|l| l.split(" ON ").nth(1)?.split_whitespace().next().map(str::to_owned))
+        .map_or(String::new(), |n| format!(" on {n}"));
+    let has = |needle: &str| stderr.contains(needle);
+    let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+    let why = if has("DUE TO TIME LIMIT") {
+        format!("Slurm ended the job step{node} at its time limit (resources.slurm.time_per_trial, or the job's --time)")
+    } else if has("NODE FAIL") || has("NODE_FAIL") || has("DUE TO NODE FAILURE") {
+        format!("Slurm: node failure{node}")
+    } else if has("oom-kill")
+        || has("OUT_OF_MEMORY")
+        || has("out-of-memory")
+        || has("Exceeded step memory limit")
+    {
+        format!("Slurm: the job step ran out of memory{node} (raise resources.slurm.mem_per_trial)")
+    } else if has("CANCELLED AT") {
+        format!("Slurm cancelled the job step{node} (scancel, or its job was cancelled)")
+    } else if let Some(line) = stderr.lines().find(|l| {
+        l.starts_with("srun: error:")
+            && (l.contains("Unable to") || l.contains("Invalid") || l.contains("unable to"))
+    }) {
+        format!("Slurm refused the job step: {}", line.trim_start_matches("srun: error:").trim())
+    } else {
+        return None;
+    };
+    Some(Ended::Failed(format!("{why}; srun exited with {code}")))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn exit(code: i32) -> ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        ExitStatus::from_raw(code << 8)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_what_slurm_did() {
+        let cancelled = "slurmstepd-n1: error: *** STEP 14.0 ON n1 CANCELLED AT 2026-12-02T01:00:00 ***\nsrun: error: n1: task 0: Killed\n";
+        let failed = |status, stderr| match step_failure(status, stderr, true) {
+            Some(Ended::Failed(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        let why = failed(exit(137), cancelled);
+        assert!(why.starts_with("Slurm cancelled the job step on n1"), "{why}");
+        let limit = "slurmstepd-n2: error: *** STEP 3.1 ON n2 CANCELLED AT 2026 DUE TO TIME LIMIT ***\n";
+        assert!(failed(exit(0), limit).contains("time limit"));
+        let refused =
+            "srun: error: Unable to create step for job 5: Invalid generic resource (gres) specification\n";
+        assert!(failed(exit(1), refused).starts_with("Slurm refused the job step"));
+        assert_eq!(step_failure(exit(3), "srun: error: n2: task 0: Exited with exit code 3\n", false), None);
+        let requeued = "slurmstepd-n1: error: *** STEP 29.5 ON n1 CANCELLED AT 2026-12-02T02:04:31 DUE TO JOB REQUEUE ***\n";
+        assert!(matches!(step_failure(exit(143), requeued, true), Some(Ended::Interrupted(_))));
+        assert!(
+            matches!(step_failure(exit(0), limit, false), Some(Ended::Interrupted(_))),
+            "the job's limit"
+        );
+    }
+}
