@@ -35,7 +35,13 @@ fn main() -> anyhow::Result<()> {
             let config = SchedulerConfig {
                 executor: std::sync::Arc::new(anisostudy::exec::launch::Local),
                 slots: (0..slots)
-                    .map(|index| Slot { index, device: Device::Cpu, threads: 1, host: None })
+                    .map(|index| Slot {
+                        index,
+                        device: Device::Cpu,
+                        threads: 1,
+                        host: None,
+                        seen_as: Device::Cpu,
+                    })
                     .collect(),
                 dispatch,
                 trial_timeout: None,

@@ -28,7 +28,9 @@ fn sh(number: u64, script: &str) -> TrialSpec {
 fn config(slots: usize, dir: &std::path::Path) -> SchedulerConfig {
     SchedulerConfig {
         executor: std::sync::Arc::new(anisostudy::exec::launch::Local),
-        slots: (0..slots).map(|index| Slot { index, device: Device::Cpu, threads: 1, host: None }).collect(),
+        slots: (0..slots)
+            .map(|index| Slot { index, device: Device::Cpu, threads: 1, host: None, seen_as: Device::Cpu })
+            .collect(),
         dispatch: Dispatch::Async,
         trial_timeout: None,
         retries: 0,

@@ -76,6 +76,11 @@ pub struct Slot {
     /// The node the slot is on, for an executor that spreads trials over
     /// several machines; `None` on this machine.
     pub host: Option<String>,
+    /// The device as the trial's own process names it (`{device}`,
+    /// `ANISOSTUDY_DEVICE`): `device` on this machine; `cuda:0` in a Slurm
+    /// job step, whose GPUs CUDA numbers from 0 whichever of the node's
+    /// they are.
+    pub seen_as: Device,
 }
 
 impl Slot {
@@ -102,7 +107,7 @@ impl Slot {
         for key in ["OMP_NUM_THREADS", "RAYON_NUM_THREADS", "MKL_NUM_THREADS", "ANISOSTUDY_THREADS"] {
             env.push((key.to_owned(), threads.clone()));
         }
-        env.push(("ANISOSTUDY_DEVICE".to_owned(), self.device.to_string()));
+        env.push(("ANISOSTUDY_DEVICE".to_owned(), self.seen_as.to_string()));
         env
     }
 }
@@ -176,7 +181,13 @@ pub fn build_pool(spec: &PoolSpec, machine: &Machine) -> Vec<Slot> {
     let mut slots = Vec::new();
     for (device, count) in devices {
         for _ in 0..count {
-            slots.push(Slot { index: slots.len(), device: device.clone(), threads, host: None });
+            slots.push(Slot {
+                index: slots.len(),
+                device: device.clone(),
+                threads,
+                host: None,
+                seen_as: device.clone(),
+            });
         }
     }
     slots

@@ -331,7 +331,7 @@ fn launcher(plan: &StudyPlan, base_params: Params, trials_dir: PathBuf) -> anyho
                     base_params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
                 values.extend(trial.params.iter().map(|(k, v)| (k.clone(), v.to_string())));
                 values.insert("trial".into(), trial.number.to_string());
-                values.insert("device".into(), slot.device.to_string());
+                values.insert("device".into(), slot.seen_as.to_string());
                 values.insert("threads".into(), slot.threads.to_string());
                 values.insert("seed".into(), trial.seed.to_string());
                 let trial_dir = trials_dir.join(trial.number.to_string());

@@ -13,6 +13,9 @@ pub struct NodeShare {
     pub name: String,
     pub cpus: u32,
     pub gpus: u32,
+    /// Megabytes of the job's memory on the node; 0 where Slurm does not
+    /// allocate memory (not a consumable resource there).
+    pub mem_mb: u64,
 }
 
 /// The allocation a controller runs in.
@@ -81,11 +84,12 @@ impl Allocation {
             // The per-node detail lines: `Nodes=n[1-2] CPU_IDs=2-3 Mem=0 GRES=gpu:2(IDX:0-1)`.
             let (Some(list), Some(cpus)) = (field(line, "Nodes"), field(line, "CPU_IDs")) else { continue };
             let gpus = field(line, "GRES").map_or(0, count_gpus);
+            let mem_mb = field(line, "Mem").and_then(|m| m.parse().ok()).unwrap_or(0);
             for name in expand(list)? {
                 if !nodes.contains_key(&name) {
                     order.push(name.clone());
                 }
-                nodes.insert(name.clone(), NodeShare { name, cpus: count_ids(cpus), gpus });
+                nodes.insert(name.clone(), NodeShare { name, cpus: count_ids(cpus), gpus, mem_mb });
             }
         }
         if nodes.is_empty() {
@@ -106,14 +110,14 @@ mod tests {
         assert_eq!(
             alloc.nodes,
             [
-                NodeShare { name: "n1".into(), cpus: 2, gpus: 2 },
-                NodeShare { name: "n2".into(), cpus: 3, gpus: 1 }
+                NodeShare { name: "n1".into(), cpus: 2, gpus: 2, mem_mb: 0 },
+                NodeShare { name: "n2".into(), cpus: 3, gpus: 1, mem_mb: 0 }
             ]
         );
         let cpu_only = "   Nodes=c[1-2] CPU_IDs=0-7 Mem=1000 GRES=\n";
         let alloc = Allocation::parse("5", cpu_only, |_| Ok(vec!["c1".into(), "c2".into()])).unwrap();
         assert_eq!(alloc.nodes.len(), 2);
-        assert_eq!(alloc.nodes[1], NodeShare { name: "c2".into(), cpus: 8, gpus: 0 });
+        assert_eq!(alloc.nodes[1], NodeShare { name: "c2".into(), cpus: 8, gpus: 0, mem_mb: 1000 });
         assert!(Allocation::parse("5", "JobId=5 JobState=PENDING\n", |_| Ok(vec![])).is_err());
     }
 }

@@ -11,7 +11,8 @@ pub struct SlurmSpec {
     pub gpus_per_trial: Option<u32>,
     /// CPUs per trial; default `resources.cpu_threads_per_trial`.
     pub cpus_per_trial: Option<u32>,
-    /// Memory per trial as Slurm writes it (`16G`, `4000M`); default: Slurm's.
+    /// Memory per trial as Slurm writes it (`16G`, `4000M`); default `0`:
+    /// the steps of a node share the job's memory there.
     pub mem_per_trial: Option<String>,
     /// Time limit of one step as Slurm writes it (`90`, `1:30:00`, `1-12`).
     pub time_per_trial: Option<String>,
@@ -44,6 +45,9 @@ const OWN_OPTIONS: &[(&str, &str)] = &[
     ("--cpus-per-task", "use resources.slurm.cpus_per_trial"),
     ("-c", "use resources.slurm.cpus_per_trial"),
     ("--mem", "use resources.slurm.mem_per_trial"),
+    ("--mem-per-cpu", "use resources.slurm.mem_per_trial"),
+    ("--mem-per-gpu", "use resources.slurm.mem_per_trial"),
+    ("--export", "every step gets --export=ALL, so the trial's variables reach it"),
     ("--time", "use resources.slurm.time_per_trial"),
     ("-t", "use resources.slurm.time_per_trial"),
     ("--job-name", "the executor names steps after their trials"),

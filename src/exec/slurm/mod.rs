@@ -105,6 +105,20 @@ impl Slurm {
             .with_hint("ask for fewer GPUs per trial, or for nodes with more (`--gres=gpu:N`)")
             .into());
         }
+        let most_mem = allocation.nodes.iter().map(|n| n.mem_mb).max().unwrap_or(0);
+        if let Some(mem) = request.mem_per_trial.as_deref().and_then(keys::megabytes) {
+            if most_mem > 0 && mem > most_mem {
+                return Err(InputError::new(
+                    "resources.slurm.mem_per_trial",
+                    format!(
+                        "{mem} MB per trial, but allocation {} has at most {most_mem} MB on a node",
+                        allocation.job_id
+                    ),
+                )
+                .with_hint("ask for less memory per trial, or allocate more per node (`--mem`)")
+                .into());
+            }
+        }
         let slurm = Slurm { allocation, request: request.clone(), gpus, tag: step_tag(name, dir) };
         if slurm.slots().is_empty() {
             return Err(InputError::new(
@@ -129,23 +143,34 @@ impl Slurm {
         self.gpus
     }
 
-    /// The pool: per node, as many slots as its GPUs (or CPUs) allow. Slurm
-    /// gives each job step GPUs of its own, so a GPU runs one trial at a time.
+    /// The pool: per node, as many slots as its GPUs, CPUs and (with
+    /// `mem_per_trial`, where Slurm allocates memory) memory allow. Slurm
+    /// gives each job step GPUs of its own, so a GPU runs one trial at a
+    /// time; the step sees its GPUs as `cuda:0`…, the label keeps the
+    /// node's slot (`n2/cuda:1`).
     pub fn slots(&self) -> Vec<Slot> {
         let cpus = self.request.cpus_per_trial.max(1);
+        let mem = self.request.mem_per_trial.as_deref().and_then(keys::megabytes).filter(|&m| m > 0);
         let mut slots = Vec::new();
         for node in &self.allocation.nodes {
-            let by_cpus = node.cpus / cpus;
-            let (count, device): (u32, fn(u32) -> Device) = match node.gpus.checked_div(self.gpus) {
-                Some(by_gpus) => (by_gpus.min(by_cpus), |k| Device::Cuda(k.to_string())),
-                None => (by_cpus, |_| Device::Cpu),
-            };
+            let mut count = node.cpus / cpus;
+            if let (Some(mem), true) = (mem, node.mem_mb > 0) {
+                count = count.min(u32::try_from(node.mem_mb / mem).unwrap_or(u32::MAX));
+            }
+            if let Some(by_gpus) = node.gpus.checked_div(self.gpus) {
+                count = count.min(by_gpus);
+            }
             for k in 0..count {
+                let (device, seen_as) = match self.gpus {
+                    0 => (Device::Cpu, Device::Cpu),
+                    _ => (Device::Cuda(k.to_string()), Device::Cuda("0".into())),
+                };
                 slots.push(Slot {
                     index: slots.len(),
-                    device: device(k),
+                    device,
                     threads: cpus,
                     host: Some(node.name.clone()),
+                    seen_as,
                 });
             }
         }
@@ -211,8 +236,8 @@ mod tests {
         let alloc = Allocation {
             job_id: "7".into(),
             nodes: vec![
-                NodeShare { name: "n1".into(), cpus: 4, gpus: 2 },
-                NodeShare { name: "n2".into(), cpus: 1, gpus: 2 },
+                NodeShare { name: "n1".into(), cpus: 4, gpus: 2, mem_mb: 4000 },
+                NodeShare { name: "n2".into(), cpus: 1, gpus: 2, mem_mb: 4000 },
             ],
         };
         let spec = SlurmSpec::default().validate(1).unwrap();
@@ -226,8 +251,21 @@ mod tests {
         let err = Slurm::new(alloc.clone(), &three, "s", Path::new("/s")).unwrap_err();
         assert!(format!("{err:#}").contains("gpus_per_trial"), "{err:#}");
         let cpus = SlurmSpec { gpus_per_trial: Some(0), cpus_per_trial: Some(2), ..Default::default() };
-        let slots = Slurm::new(alloc, &cpus.validate(1).unwrap(), "s", Path::new("/s")).unwrap().slots();
+        let slots =
+            Slurm::new(alloc.clone(), &cpus.validate(1).unwrap(), "s", Path::new("/s")).unwrap().slots();
         assert_eq!(slots.len(), 2);
         assert!(slots.iter().all(|s| s.device == Device::Cpu && s.threads == 2));
+        // A step sees its own GPU as cuda:0; the label keeps the node's slot.
+        let gpu_slots = Slurm::new(alloc.clone(), &spec, "s", Path::new("/s")).unwrap().slots();
+        assert_eq!(gpu_slots[1].label(), "n1/cuda:1");
+        assert!(gpu_slots.iter().all(|s| s.seen_as == Device::Cuda("0".into())));
+        // Memory caps each node's slots where Slurm allocates it.
+        let mem = SlurmSpec { mem_per_trial: Some("3G".into()), ..Default::default() }.validate(1).unwrap();
+        let slots = Slurm::new(alloc.clone(), &mem, "s", Path::new("/s")).unwrap().slots();
+        assert_eq!(slots.iter().map(Slot::label).collect::<Vec<_>>(), ["n1/cuda:0", "n2/cuda:0"]);
+        let greedy =
+            SlurmSpec { mem_per_trial: Some("5G".into()), ..Default::default() }.validate(1).unwrap();
+        let err = Slurm::new(alloc, &greedy, "s", Path::new("/s")).unwrap_err();
+        assert!(format!("{err:#}").contains("mem_per_trial"), "{err:#}");
     }
 }

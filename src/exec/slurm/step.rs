@@ -8,9 +8,69 @@ use super::Slurm;
 use crate::exec::devices::Slot;
 use crate::exec::launch::{Ended, Executor, TrialSpec};
 
+/// Variables of the job's environment that srun reads as options of its
+/// own, by prefix: inherited from `sbatch` or `salloc`, they would reshape
+/// every step (`SLURM_MEM_PER_NODE` would make each step hold the node's
+/// whole share of the job's memory, an `SLURM_NTASKS_PER_GPU` makes srun
+/// exit, `SLURM_EXPORT_ENV=NONE` drops the trial's variables) or break the
+/// line protocol (`SLURM_LABELIO`, the `SLURM_STD*MODE`s). The step's own
+/// values are set by slurmstepd inside it.
+pub const INHERITED_STEP_OPTIONS: &[&str] = &[
+    "SLURM_MEM_PER_",
+    "SLURM_NTASKS",
+    "SLURM_NPROCS",
+    "SLURM_GPUS",
+    "SLURM_GPU_",
+    "SLURM_CPUS_PER_",
+    "SRUN_CPUS_PER_TASK",
+    "SLURM_TRES_PER_",
+    "SLURM_GRES",
+    "SLURM_STEP_GRES",
+    "SLURM_EXPORT_ENV",
+    "SRUN_EXPORT_ENV",
+    "SLURM_EXACT",
+    "SLURM_EXCLUSIVE",
+    "SLURM_OVERLAP",
+    "SLURM_OVERCOMMIT",
+    "SLURM_DISTRIBUTION",
+    "SLURM_CPU_BIND",
+    "SLURM_MEM_BIND",
+    "SLURM_HINT",
+    "SLURM_THREADS_PER_CORE",
+    "SLURM_CORE_SPEC",
+    "SLURM_THREAD_SPEC",
+    "SLURM_SPREAD_JOB",
+    "SLURM_TIMELIMIT",
+    "SLURM_LABELIO",
+    "SLURM_UNBUFFEREDIO",
+    "SLURM_STDINMODE",
+    "SLURM_STDOUTMODE",
+    "SLURM_STDERRMODE",
+    "SLURM_KILL_BAD_EXIT",
+    "SLURM_NO_KILL",
+    "SLURM_WAIT",
+    "SLURM_IMMEDIATE",
+];
+
+/// The variables of `env` that [`INHERITED_STEP_OPTIONS`] names.
+pub fn inherited_step_options(env: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    env.map(|(key, _)| key).filter(|key| INHERITED_STEP_OPTIONS.iter().any(|p| key.starts_with(p))).collect()
+}
+
 impl Executor for Slurm {
+    /// `srun` pinned to the slot's node with the trial's share, every option
+    /// explicit: `--export=ALL` (the trial's variables reach it whatever
+    /// `SBATCH_EXPORT` was), `--mem` (`mem_per_trial`, or `0`: the step may
+    /// use the job's memory on its node but reserves none, so steps share
+    /// it), and no inherited job-level option. A CPU step runs its program
+    /// under `env CUDA_VISIBLE_DEVICES=`, since slurmstepd removes the
+    /// variable from a step without GPUs and, where devices are not
+    /// constrained, the trial would see every GPU of the node.
     fn command(&self, spec: &TrialSpec, slot: &Slot) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("srun");
+        for key in inherited_step_options(std::env::vars()) {
+            command.env_remove(key);
+        }
         let node = slot.host.clone().unwrap_or_else(|| self.allocation.nodes[0].name.clone());
         command.args([
             format!("--jobid={}", self.allocation.job_id),
@@ -19,15 +79,18 @@ impl Executor for Slurm {
             format!("--nodelist={node}"),
             format!("--cpus-per-task={}", self.request.cpus_per_trial),
             if self.gpus > 0 { format!("--gres=gpu:{}", self.gpus) } else { "--gres=none".into() },
+            format!("--mem={}", self.request.mem_per_trial.as_deref().unwrap_or("0")),
+            "--export=ALL".into(),
             format!("--job-name={}.{}", self.tag, spec.number),
         ]);
-        if let Some(mem) = &self.request.mem_per_trial {
-            command.arg(format!("--mem={mem}"));
-        }
         if let Some(time) = &self.request.time_per_trial {
             command.arg(format!("--time={time}"));
         }
-        command.args(&self.request.srun_args).arg(&spec.program).args(&spec.args);
+        command.args(&self.request.srun_args);
+        if self.gpus == 0 {
+            command.args(["env", "CUDA_VISIBLE_DEVICES="]);
+        }
+        command.arg(&spec.program).args(&spec.args);
         #[cfg(unix)]
         command.process_group(0);
         #[cfg(target_os = "linux")]
@@ -142,6 +205,33 @@ mod tests {
     fn exit(code: i32) -> ExitStatus {
         use std::os::unix::process::ExitStatusExt;
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn drops_the_job_options_srun_would_inherit() {
+        let env = [
+            "SLURM_MEM_PER_NODE",
+            "SLURM_NTASKS_PER_GPU",
+            "SLURM_GPUS_ON_NODE",
+            "SLURM_TRES_PER_TASK",
+            "SLURM_EXPORT_ENV",
+            "SLURM_JOB_ID",
+            "SLURM_CPUS_ON_NODE",
+            "ANISOSTUDY_TRIAL",
+        ]
+        .map(|k| (k.to_owned(), "1".to_owned()));
+        let dropped = inherited_step_options(env.into_iter());
+        assert_eq!(
+            dropped,
+            [
+                "SLURM_MEM_PER_NODE",
+                "SLURM_NTASKS_PER_GPU",
+                "SLURM_GPUS_ON_NODE",
+                "SLURM_TRES_PER_TASK",
+                "SLURM_EXPORT_ENV"
+            ]
+        );
     }
 
     #[cfg(unix)]

@@ -24,12 +24,28 @@ pub struct JobRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
     pub name: String,
-    /// CPUs and GPUs of its largest node.
-    pub cpus: u32,
-    pub gpus: u32,
+    pub nodes: Vec<PartitionNode>,
 }
 
+/// One node of a partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionNode {
+    pub name: String,
+    pub cpus: u32,
+    pub gpus: u32,
+    /// Megabytes (`RealMemory`).
+    pub mem_mb: u64,
+}
+
+/// Megabytes `study submit` adds to the job's memory, beyond its trials',
+/// for the controller (it loads the data set to check the study).
+pub const CONTROLLER_MEM_MB: u64 = 1024;
+
 impl Partition {
+    fn most_gpus(&self) -> u32 {
+        self.nodes.iter().map(|n| n.gpus).max().unwrap_or(0)
+    }
+
     /// `partition`, or the cluster's default one; an [`InputError`] when
     /// Slurm cannot be reached or the partition does not exist.
     pub fn query(partition: Option<&str>) -> Result<Partition> {
@@ -65,14 +81,22 @@ impl Partition {
                 None => bail!("`sinfo` lists no partitions"),
             },
         };
-        let nodes = slurm_command("sinfo", &["-h", "-N", "-p", &name, "-o", "%c|%G"])?;
-        let (mut cpus, mut gpus) = (0, 0);
-        for line in nodes.lines() {
-            let (c, g) = line.split_once('|').unwrap_or((line, ""));
-            cpus = cpus.max(c.trim().parse().unwrap_or(0));
-            gpus = gpus.max(count_gpus(g.trim()));
+        let list = slurm_command("sinfo", &["-h", "-N", "-p", &name, "-o", "%N|%c|%G|%m"])?;
+        let mut nodes: Vec<PartitionNode> = Vec::new();
+        for line in list.lines() {
+            let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [node, cpus, gres, mem] = fields[..] else { continue };
+            if nodes.iter().any(|n| n.name == node) {
+                continue; // sinfo -N lists a node once per state
+            }
+            nodes.push(PartitionNode {
+                name: node.to_owned(),
+                cpus: cpus.parse().unwrap_or(0),
+                gpus: count_gpus(gres),
+                mem_mb: mem.trim_end_matches('+').parse().unwrap_or(0),
+            });
         }
-        Ok(Partition { name, cpus, gpus })
+        Ok(Partition { name, nodes })
     }
 }
 
@@ -108,32 +132,8 @@ pub fn controller_script(
     job: &JobRequest,
     partition: Option<&Partition>,
 ) -> Result<String> {
-    let node_gpus = job.gpus_per_node.or(partition.map(|p| p.gpus)).unwrap_or(0);
+    let node_gpus = job.gpus_per_node.or(partition.map(Partition::most_gpus)).unwrap_or(0);
     let gpus = step.gpus_per_trial.unwrap_or(u32::from(node_gpus > 0));
-    if let Some(p) = partition {
-        if job.gpus_per_node.is_some_and(|g| g > p.gpus) {
-            return Err(InputError::new(
-                "--gpus-per-node",
-                format!(
-                    "{node_gpus} GPUs per node, but the nodes of partition `{}` have at most {}",
-                    p.name, p.gpus
-                ),
-            )
-            .with_hint(format!("ask for at most {} GPUs per node", p.gpus))
-            .into());
-        }
-        if step.cpus_per_trial > p.cpus {
-            return Err(InputError::new(
-                "resources.slurm.cpus_per_trial",
-                format!(
-                    "{} CPUs per trial, but the nodes of partition `{}` have {}",
-                    step.cpus_per_trial, p.name, p.cpus
-                ),
-            )
-            .with_hint("ask for fewer CPUs per trial")
-            .into());
-        }
-    }
     if gpus > node_gpus {
         let (key, what) = match job.gpus_per_node {
             Some(_) => ("--gpus-per-node", format!("{node_gpus} per node were asked for")),
@@ -148,11 +148,22 @@ pub fn controller_script(
     if job.nodes == 0 {
         return Err(InputError::new("--nodes", "must be at least 1").into());
     }
+    let trial_mem = step.mem_per_trial.as_deref().and_then(megabytes);
     let slots = match (gpus, partition) {
-        (0, Some(p)) => (p.cpus / step.cpus_per_trial).max(1),
+        // CPU trials: as many as the job.nodes-th largest node holds, so that job.nodes nodes fit.
+        (0, Some(p)) => {
+            let mut cpus: Vec<u32> = p.nodes.iter().map(|n| n.cpus).collect();
+            cpus.sort_unstable_by(|a, b| b.cmp(a));
+            let cpus = cpus.get(job.nodes as usize - 1).or(cpus.last()).copied().unwrap_or(0);
+            (cpus / step.cpus_per_trial).max(1)
+        }
         (0, None) => 1,
         (g, _) => node_gpus / g,
     };
+    let job_mem = trial_mem.map(|m| m * u64::from(slots) + CONTROLLER_MEM_MB);
+    if let Some(p) = partition {
+        check_fits(p, job, slots, step.cpus_per_trial, node_gpus, job_mem)?;
+    }
     let name = &controller.study;
     let slurm_dir = controller.results.join(name).join("slurm");
     let warn = warning_seconds(job.time.as_deref());
@@ -180,8 +191,8 @@ pub fn controller_script(
     if node_gpus > 0 {
         lines.push(format!("#SBATCH --gres=gpu:{node_gpus}"));
     }
-    if let Some(mem) = step.mem_per_trial.as_deref().and_then(megabytes) {
-        lines.push(format!("#SBATCH --mem={}M", mem * u64::from(slots)));
+    if let Some(mem) = job_mem {
+        lines.push(format!("#SBATCH --mem={mem}M      # {slots} trial(s) and the controller"));
     }
     if let Some(time) = &job.time {
         if parse_time(time).is_none() {
@@ -239,6 +250,58 @@ pub fn controller_script(
     Ok(lines.join("\n") + "\n")
 }
 
+/// Checks that `job.nodes` real nodes of `p` each hold what the job asks
+/// of one node: `slots` trials of `cpus` CPUs, `gpus` GPUs and `mem` MB.
+fn check_fits(
+    p: &Partition,
+    job: &JobRequest,
+    slots: u32,
+    cpus: u32,
+    gpus: u32,
+    mem: Option<u64>,
+) -> Result<()> {
+    let want_cpus = slots * cpus;
+    let fits = |n: &&PartitionNode| {
+        n.cpus >= want_cpus && n.gpus >= gpus && mem.is_none_or(|m| n.mem_mb == 0 || n.mem_mb >= m)
+    };
+    let fitting = p.nodes.iter().filter(fits).count();
+    if fitting >= job.nodes as usize {
+        return Ok(());
+    }
+    let mem_text = mem.map_or(String::new(), |m| format!(", {m} MB"));
+    let largest = p
+        .nodes
+        .iter()
+        .map(|n| format!("{} ({} CPUs, {} GPUs, {} MB)", n.name, n.cpus, n.gpus, n.mem_mb))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (key, hint) = if p.nodes.iter().any(|n| n.cpus >= want_cpus && n.gpus >= gpus) && mem.is_some() {
+        (
+            "resources.slurm.mem_per_trial",
+            "ask for less memory per trial, or for fewer trials per node (--gpus-per-node)",
+        )
+    } else if p.nodes.iter().any(|n| n.gpus >= gpus) {
+        (
+            "resources.slurm.cpus_per_trial",
+            "ask for fewer CPUs per trial, or fewer GPUs per node (--gpus-per-node)",
+        )
+    } else {
+        ("--gpus-per-node", "ask for fewer GPUs per node")
+    };
+    Err(InputError::new(
+        key,
+        format!(
+            "each of {} node(s) must hold {slots} trial(s): {want_cpus} CPUs, {gpus} GPUs{mem_text}, but {fitting} node(s) of partition `{}` do: {largest}",
+            job.nodes, p.name
+        ),
+    )
+    .with_hint(match fitting {
+        0 => hint.to_owned(),
+        n => format!("{hint}, or --nodes {n}"),
+    })
+    .into())
+}
+
 /// Submits `script` with `sbatch`; the job id.
 pub fn submit(script: &Path) -> Result<String> {
     let out = slurm_command("sbatch", &["--parsable", &script.display().to_string()])
@@ -275,4 +338,52 @@ pub fn job_status(dir: &Path) -> Option<String> {
         line.push_str(&format!(" ({})", get("Reason")));
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller() -> Controller {
+        Controller {
+            study: "s".into(),
+            program: "/bin/study".into(),
+            file: "/w/s.yaml".into(),
+            results: "/w/results".into(),
+            workdir: "/w".into(),
+            overrides: vec![],
+        }
+    }
+
+    fn node(name: &str, cpus: u32, gpus: u32, mem_mb: u64) -> PartitionNode {
+        PartitionNode { name: name.into(), cpus, gpus, mem_mb }
+    }
+
+    #[test]
+    fn checks_the_job_against_real_nodes() {
+        // The most CPUs and the most GPUs are on different nodes: no node has both.
+        let p = Partition {
+            name: "mixed".into(),
+            nodes: vec![node("big", 64, 0, 256_000), node("gpu", 8, 4, 64_000)],
+        };
+        let step = |cpus, mem: Option<&str>| StepRequest {
+            gpus_per_trial: Some(1),
+            cpus_per_trial: cpus,
+            mem_per_trial: mem.map(str::to_owned),
+            time_per_trial: None,
+            srun_args: vec![],
+        };
+        let job = JobRequest { nodes: 1, ..Default::default() };
+        let err = controller_script(&controller(), &step(4, None), &job, Some(&p)).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("16 CPUs, 4 GPUs") && text.contains("cpus_per_trial"), "{text}");
+        let ok = controller_script(&controller(), &step(2, Some("8G")), &job, Some(&p)).unwrap();
+        // 4 trials of 8 GB and the controller's headroom.
+        assert!(ok.contains(&format!("#SBATCH --mem={}M", 4 * 8192 + CONTROLLER_MEM_MB)), "{ok}");
+        let err = controller_script(&controller(), &step(2, Some("16G")), &job, Some(&p)).unwrap_err();
+        assert!(format!("{err:#}").contains("mem_per_trial"), "{err:#}");
+        let two = JobRequest { nodes: 2, ..Default::default() };
+        let err = controller_script(&controller(), &step(2, None), &two, Some(&p)).unwrap_err();
+        assert!(format!("{err:#}").contains("--nodes 1"), "{err:#}");
+    }
 }
