@@ -10,9 +10,10 @@
 //! predictions, `test_predictions.csv`) and `final`; or `error`.
 //!
 //! A checkpoint is written into `trials/<n>/checkpoint/` after every epoch.
-//! Closing stdin (the controller's graceful stop), or the controller going
-//! away, ends the trial after the running epoch without a result; run again,
-//! it resumes from that checkpoint. Pruning is the controller's: it kills
+//! Closing stdin (the controller's graceful stop), the controller going
+//! away, or SIGTERM (what Slurm sends a job step when its job is pre-empted,
+//! at the start of a grace period) ends the trial after the running epoch
+//! without a result; run again, it resumes from that checkpoint. Pruning is the controller's: it kills
 //! the trial. Threads: `ANISOSTUDY_THREADS` (set per slot by the controller).
 
 use std::io::Read;
@@ -138,7 +139,7 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
             )
         });
         gone |= sent.is_err();
-        if gone || stop.load(Ordering::SeqCst) {
+        if gone || stop.load(Ordering::SeqCst) || TERMINATED.load(Ordering::SeqCst) {
             Control::Stop
         } else {
             Control::Continue
@@ -247,8 +248,21 @@ fn use_threads() {
 
 /// A flag set when stdin reaches its end: the controller asks the trial to
 /// checkpoint and exit (or has gone away).
+/// Set by SIGTERM.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    TERMINATED.store(true, Ordering::SeqCst);
+}
+
+/// A flag that is set when stdin closes; SIGTERM sets [`TERMINATED`].
 fn watch_stdin() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
     let set = flag.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];

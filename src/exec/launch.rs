@@ -32,8 +32,10 @@ pub trait Executor: Send + Sync {
     /// Ends a running attempt now (pruned, timed out, killed).
     fn kill(&self, child: &mut tokio::process::Child);
 
-    /// How a failed attempt ended, when the executor can tell better than
-    /// the exit status, from what the attempt wrote to stderr.
+    /// How an attempt that did not succeed (a failing exit, or an exit
+    /// without a result) ended, when the executor can tell better than the
+    /// exit status, from what the attempt wrote to stderr and from the
+    /// cluster. It may block: it is called off the runtime's threads.
     fn failure(&self, _status: ExitStatus, _stderr: &str) -> Option<Ended> {
         None
     }

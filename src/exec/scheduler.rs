@@ -382,10 +382,17 @@ fn launch(
         let started = Instant::now();
         let number = attempt_spec.number;
         let outcome =
-            run_attempt(&*executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx, control_rx).await;
+            run_attempt(executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx, control_rx).await;
         let _ = tx.send(TaskMsg::Done(number, outcome, started.elapsed()));
     });
     Ok(Running { slot: slot_index, attempt, spec, control, pruned: false })
+}
+
+/// What the executor tells of an attempt that did not succeed, asked off
+/// the runtime's threads (it may query a cluster and wait).
+async fn ended_by(executor: &Arc<dyn Executor>, status: ExitStatus, stderr: String) -> Option<Ended> {
+    let executor = executor.clone();
+    tokio::task::spawn_blocking(move || executor.failure(status, &stderr)).await.ok().flatten()
 }
 
 /// Opens a log for appending: a trial requeued by a later run of the study
@@ -414,7 +421,7 @@ enum Cause {
 /// Runs one attempt to its end and classifies it.
 #[allow(clippy::too_many_arguments)]
 async fn run_attempt(
-    executor: &dyn Executor,
+    executor: Arc<dyn Executor>,
     spec: &TrialSpec,
     slot: &Slot,
     attempt: u32,
@@ -579,6 +586,15 @@ async fn run_attempt(
                 "the objective is not a finite number (NaN or infinite): the training diverged".to_owned(),
             ),
             (None, None) if stop_requested => Outcome::Interrupted,
+            // A trial that stopped early when signalled from outside.
+            (None, None)
+                if matches!(
+                    ended_by(&executor, status, attempt_stderr(&stderr_path, stderr_start)).await,
+                    Some(Ended::Interrupted(_))
+                ) =>
+            {
+                Outcome::Interrupted
+            }
             (None, None) => Outcome::Failed(match malformed {
                 Some(why) => format!("exited without a final objective line; {why}"),
                 None if last_line.is_empty() => {
@@ -595,7 +611,7 @@ async fn run_attempt(
     }
     let stderr = attempt_stderr(&stderr_path, stderr_start);
     let detail = reported_error.or_else(|| last_nonempty_line(&stderr).map(|l| format!("stderr: {l}")));
-    let what = match executor.failure(status, &stderr) {
+    let what = match ended_by(&executor, status, stderr).await {
         Some(Ended::Interrupted(_)) => return Outcome::Interrupted,
         Some(Ended::Failed(what)) => what,
         None => describe_exit(status),

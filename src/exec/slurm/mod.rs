@@ -56,6 +56,18 @@ fn slurm_command(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Why job `id` is ending, from its `scontrol show job` text.
+pub fn job_ending(id: &str, text: &str) -> Option<String> {
+    let get = |key: &str| text.split_whitespace().find_map(|f| f.strip_prefix(key)?.strip_prefix('='));
+    match (get("JobState"), get("PreemptTime")) {
+        (Some(state), _) if state != "RUNNING" => Some(format!("job {id} is {state}")),
+        (_, Some(at)) if at.starts_with(|c: char| c.is_ascii_digit()) => {
+            Some(format!("job {id} is being pre-empted (PreemptTime={at})"))
+        }
+        _ => None,
+    }
+}
+
 /// The Slurm executor of one study in one allocation.
 #[derive(Debug, Clone)]
 pub struct Slurm {
@@ -177,10 +189,11 @@ impl Slurm {
         slots
     }
 
-    /// The allocation's `JobState` now (`RUNNING`, `COMPLETING`, `PENDING`…).
-    fn job_state(&self) -> Option<String> {
+    /// Why the allocation is ending, when it is: not RUNNING (requeued,
+    /// cancelled, completing), or being pre-empted (`PreemptTime` set).
+    fn job_ending(&self) -> Option<String> {
         let text = slurm_command("scontrol", &["show", "job", &self.allocation.job_id]).ok()?;
-        text.split_whitespace().find_map(|f| f.strip_prefix("JobState=")).map(str::to_owned)
+        job_ending(&self.allocation.job_id, &text)
     }
 
     /// Cancels the steps an earlier controller of this study left running
@@ -230,6 +243,16 @@ impl Slurm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_a_job_that_is_ending() {
+        let running = "JobId=9 JobName=x\n   JobState=RUNNING Reason=None\n   PreemptEligibleTime=2026-12-02T10:00:00 PreemptTime=None\n";
+        assert_eq!(job_ending("9", running), None);
+        let preempted = running.replace("PreemptTime=None", "PreemptTime=2026-12-02T10:05:00");
+        assert!(job_ending("9", &preempted).unwrap().contains("pre-empted"));
+        let requeued = running.replace("RUNNING", "REQUEUED");
+        assert_eq!(job_ending("9", &requeued).unwrap(), "job 9 is REQUEUED");
+    }
 
     #[test]
     fn pools_gpus_and_cpus_per_node() {

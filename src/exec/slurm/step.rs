@@ -117,18 +117,22 @@ impl Executor for Slurm {
     }
 
     /// From srun's lines; and a step of a job that is no longer running
-    /// (being requeued, pre-empted, cancelled) was ended with it, whatever
-    /// srun managed to print before it went.
+    /// (being requeued, cancelled) or is being pre-empted (`PreemptTime`
+    /// set: its steps got SIGTERM at the start of a grace period) was ended
+    /// with it, whatever the trial or srun managed to print before it went:
+    /// the trial is interrupted, never failed.
     fn failure(&self, status: ExitStatus, stderr: &str) -> Option<Ended> {
         let seen = step_failure(status, stderr, self.request.time_per_trial.is_some());
-        if matches!(seen, Some(Ended::Interrupted(_))) || stderr.contains("Exited with exit code") {
-            return seen; // or the trial's own exit code
+        if matches!(seen, Some(Ended::Interrupted(_))) {
+            return seen;
         }
         // The job's state can lag srun's end, and slurmctld answer late while
-        // it requeues the job: look for half a second.
-        for _ in 0..5 {
-            if let Some(state) = self.job_state().filter(|state| state != "RUNNING") {
-                return Some(Ended::Interrupted(format!("job {} is {state}", self.allocation.job_id)));
+        // it requeues the job: look for half a second, unless the trial ended
+        // by its own exit (then the job's state is current).
+        let own_exit = status.success() || stderr.contains("Exited with exit code");
+        for _ in 0..if own_exit { 1 } else { 5 } {
+            if let Some(why) = self.job_ending() {
+                return Some(Ended::Interrupted(why));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
