@@ -362,10 +362,18 @@ fn until_completed(job: &Allocation, results: &Path, name: &str, limit: Duration
     let id = &job.0;
     let log = || std::fs::read_to_string(results.join(format!("{name}/slurm/controller-{id}.out")));
     let start = Instant::now();
+    let mut held_since: Option<Instant> = None;
     loop {
         let out = Command::new("scontrol").args(["show", "job", id]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains("Reason=BeginTime") {
+        // Released 3 s after the hold is first seen: slurmd refuses to launch
+        // a job whose credential is not newer, to the second, than the kill
+        // of its earlier run ("already killed, do not launch batch job"),
+        // and the job FAILS (the ~2-minute hold exists for this).
+        let held = text.contains("Reason=BeginTime");
+        if !held {
+            held_since = None;
+        } else if held_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
             let release = format!("jobid={id}");
             assert!(Command::new("scontrol")
                 .args(["update", &release, "StartTime=now"])
@@ -554,8 +562,171 @@ fn a_job_near_its_time_limit_requeues_itself() {
     let text = until_completed(&job, &results, "limited", Duration::from_secs(180));
     assert!(!text.contains("Restarts=0"), "{text}");
     let log = std::fs::read_to_string(results.join(format!("limited/slurm/controller-{id}.out"))).unwrap();
-    assert!(log.contains("time limit near: requeueing"), "{log}");
+    assert!(log.contains("time limit near: requeued job"), "{log}");
     let rows = table(&results, "limited");
     assert_eq!(rows.len(), 12, "{log}");
     assert!(rows.iter().all(|r| r.state == TrialState::Complete), "{rows:?}\n{log}");
+}
+
+/// A job of partition `high` that takes both nodes whole: it pre-empts the
+/// jobs of `debug` (REQUEUE) and `cancel` (CANCEL), after their GraceTime.
+fn preemptor() -> Allocation {
+    let out = Command::new("sbatch")
+        .args([
+            "--parsable",
+            "-p",
+            "high",
+            "-N2",
+            "--exclusive",
+            "-J",
+            "anisostudy-test-high",
+            "--wrap",
+            "sleep 4",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Allocation(String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().to_owned())
+}
+
+fn failed(rows: &[Row]) -> Vec<&Row> {
+    rows.iter().filter(|r| r.state == TrialState::Failed).collect()
+}
+
+/// g. Pre-emption with a grace period: Slurm sends SIGTERM to the job's
+/// steps only, not to the controller. The trials end interrupted (never
+/// failed), the controller launches nothing more, the job requeues itself,
+/// and the study finishes with the uninterrupted run's table.
+#[test]
+fn a_study_preempted_with_a_grace_period_requeues_and_finishes() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let want = local_table(dir.path(), "graced", 1.0);
+    let file = write(dir.path(), "g.yaml", &command_study("graced", 12, 1.0, "{executor: slurm}"));
+    let results = dir.path().join("results");
+    let job = submit(&file, &results, "10");
+    wait_for(&results, "graced", Duration::from_secs(60), |rows| {
+        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
+    });
+    let _high = preemptor();
+    let text = until_completed(&job, &results, "graced", Duration::from_secs(150));
+    assert!(text.contains("Restarts=1"), "{text}");
+    let log =
+        std::fs::read_to_string(results.join(format!("graced/slurm/controller-{}.out", job.0))).unwrap();
+    assert!(log.contains("pre-empted: requeued job"), "{log}");
+    let rows = table(&results, "graced");
+    assert!(failed(&rows).is_empty(), "{log}");
+    assert_eq!(format!("{rows:#?}"), format!("{want:#?}"), "{log}");
+}
+
+/// h. A requeue that is refused (here the job made non-requeueable after
+/// submission, as a site's submit filter or `JobRequeue=0` leaves it): the
+/// script submits itself again, to start after the old job, records the new
+/// job, and that one finishes the study.
+#[test]
+fn a_refused_requeue_submits_the_study_again() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let want = local_table(dir.path(), "refused", 1.0);
+    let file = write(dir.path(), "h.yaml", &command_study("refused", 12, 1.0, "{executor: slurm}"));
+    let results = dir.path().join("results");
+    let job = submit(&file, &results, "10");
+    let update = format!("jobid={}", job.0);
+    assert!(Command::new("scontrol").args(["update", &update, "Requeue=0"]).status().unwrap().success());
+    wait_for(&results, "refused", Duration::from_secs(60), |rows| {
+        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
+    });
+    let _high = preemptor();
+    let jobs = results.join("refused/slurm/jobs");
+    let start = Instant::now();
+    let next = loop {
+        let text = std::fs::read_to_string(&jobs).unwrap_or_default();
+        if let Some(line) = text.lines().nth(1) {
+            break Allocation(line.split_whitespace().next().unwrap().to_owned());
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no second job in {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log =
+        std::fs::read_to_string(results.join(format!("refused/slurm/controller-{}.out", job.0))).unwrap();
+    assert!(log.contains("requeue refused; submitted job"), "{log}");
+    until_completed(&next, &results, "refused", Duration::from_secs(150));
+    let rows = table(&results, "refused");
+    assert!(failed(&rows).is_empty(), "{log}");
+    assert_eq!(format!("{rows:#?}"), format!("{want:#?}"));
+}
+
+/// i. Inside a job whose environment says `--mem`, `--ntasks-per-node` and
+/// `--export=NONE` (what `sbatch --mem=1000 --export=NONE` exports), the
+/// steps still share the job's memory (two run at once on one node), get the
+/// trial's variables, see their GPU as `cuda:0`, and CPU steps see no GPU.
+#[test]
+fn steps_share_the_jobs_memory_and_see_only_their_own_devices() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = Allocation::new(&[
+        "-N1",
+        "--ntasks-per-node=2",
+        "--gres=gpu:2",
+        "--mem=1000",
+        "-J",
+        "anisostudy-test",
+    ]);
+    let study_file = |name: &str, gpus: u32| {
+        format!(
+            r#"
+name: {name}
+seed: 2
+objective:
+  command: >-
+    sh -c 'echo "{{device}} [${{CUDA_VISIBLE_DEVICES-unset}}] $ANISOSTUDY_TRIAL $(date +%s.%N)" > "$ANISOSTUDY_TRIAL_DIR/where";
+    sleep 1.5; date +%s.%N >> "$ANISOSTUDY_TRIAL_DIR/where"; echo "{{\"objective\": {{x}}}}"'
+phases:
+  - name: random
+    sampler: {{type: random}}
+    n_trials: 4
+    space:
+      x: {{type: float, low: 0.0, high: 1.0}}
+mode: deterministic
+resources: {{executor: slurm, slurm: {{gpus_per_trial: {gpus}}}}}
+"#
+        )
+    };
+    let results = dir.path().join("results");
+    for (name, gpus) in [("gpu_steps", 1), ("cpu_steps", 0)] {
+        let file = write(dir.path(), &format!("{name}.yaml"), &study_file(name, gpus));
+        let out = study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], Some(&job))
+            .env("SLURM_MEM_PER_NODE", "1000")
+            .env("SLURM_NTASKS_PER_NODE", "2")
+            .env("SLURM_EXPORT_ENV", "NONE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut spans = Vec::new();
+        for n in 0..4 {
+            let text = std::fs::read_to_string(results.join(format!("{name}/trials/{n}/where"))).unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let (device, visible, trial) = (words[0], words[1], words[2]);
+            assert_eq!(trial, n.to_string(), "the trial's variables reach the step: {text}");
+            if gpus > 0 {
+                assert_eq!(device, "cuda:0", "{text}");
+                assert!(visible == "[0]" || visible == "[1]", "{text}");
+            } else {
+                assert_eq!((device, visible), ("cpu", "[]"), "{text}");
+            }
+            spans.push((words[3].parse::<f64>().unwrap(), words[4].parse::<f64>().unwrap()));
+        }
+        let overlapping =
+            spans.iter().enumerate().any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
+        assert!(overlapping, "{name}: no two steps ran at once: {spans:?}");
+    }
 }

@@ -8,7 +8,11 @@
 #   bash tests/slurm/cluster.sh down     # stop slurmd's and slurmctld (munge keeps running)
 #
 # Cluster: two emulated nodes n1, n2 (both are this host, told apart by
-# SLURMD_NODENAME), 4 CPUs and 2 fake GPUs each, one partition "debug".
+# SLURMD_NODENAME), 4 CPUs, 4000 MB and 2 fake GPUs each, configured as a
+# production site is: memory is a consumable resource (CR_Core_Memory, 500 MB
+# per CPU by default), and the default partition "debug" is pre-emptible
+# (REQUEUE, after a GraceTime of 6 s) by jobs of partition "high"; jobs of
+# partition "cancel" are cancelled instead (CANCEL, same GraceTime).
 # State, spool, logs and pid files live in $SLURM_CLUSTER_DIR (default
 # /tmp/anisostudy-slurm); slurm.conf and gres.conf go to /etc/slurm, where
 # the client commands look, and are marked as ours on their first line (a
@@ -44,6 +48,8 @@ NODES=(n1 n2)
 GPUS_PER_NODE=2
 CPUS_PER_NODE=4
 PARTITION=debug
+DEF_MEM_PER_CPU=500
+GRACE_TIME=6
 
 say() { echo "cluster.sh: $*"; }
 die() { echo "cluster.sh: error: $*" >&2; exit 1; }
@@ -98,15 +104,16 @@ start_munge() {
     die "munged does not answer (see /var/log/munge/munged.log)"
 }
 
+# Writes the cluster's slurm.conf and gres.conf to $1 and $2.
 write_config() {
-    local host n i
+    local host n i conf="$1" gres="$2"
     host="$(hostname -s)"
     mkdir -p "$DIR/state" "$DIR/dev" "$ETC"
     for n in "${NODES[@]}"; do mkdir -p "$DIR/spool/$n"; done
     for ((i = 0; i < GPUS_PER_NODE; i++)); do
         ln -sfn /dev/null "$DIR/dev/nvidia$i"
     done
-    cat >"$CONF" <<EOF
+    cat >"$conf" <<EOF
 $MARK (cluster dir $DIR)
 ClusterName=anisostudy
 SlurmctldHost=$host(127.0.0.1)
@@ -122,7 +129,10 @@ SlurmdPidFile=$DIR/slurmd-%n.pid
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$DEF_MEM_PER_CPU
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 SchedulerParameters=batch_sched_delay=0
 MpiDefault=none
 ReturnToService=2
@@ -135,9 +145,11 @@ JobAcctGatherType=jobacct_gather/none
 SlurmdParameters=config_overrides
 GresTypes=gpu
 NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=[17001-17002] CPUs=$CPUS_PER_NODE RealMemory=4000 Gres=gpu:$GPUS_PER_NODE State=UNKNOWN
-PartitionName=$PARTITION Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=$GRACE_TIME
+PartitionName=cancel Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL GraceTime=$GRACE_TIME
+PartitionName=high Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
-    cat >"$GRES" <<EOF
+    cat >"$gres" <<EOF
 $MARK
 NodeName=n[1-2] Name=gpu File=$DIR/dev/nvidia[0-$((GPUS_PER_NODE - 1))]
 EOF
@@ -241,14 +253,18 @@ cmd_up() {
     ours_or_absent "$GRES" || die "$GRES exists and was not written by this script; refusing to overwrite it"
     install_if_missing
     start_munge
-    if all_alive && nodes_in 'idle|mix|alloc'; then
+    mkdir -p "$DIR"
+    write_config "$DIR/slurm.conf.want" "$DIR/gres.conf.want"
+    if all_alive && nodes_in 'idle|mix|alloc' && cmp -s "$CONF" "$DIR/slurm.conf.want" \
+        && cmp -s "$GRES" "$DIR/gres.conf.want"; then
         say "already up: $(node_states | paste -sd ' ' | sed 's/ \(n[0-9]\)/, \1/g'); config $CONF, files in $(dirname "$(conf_value SlurmctldPidFile)")"
         return 0
     fi
     local t0 n
     t0="$(now)"
-    stop_daemons   # whatever half of an earlier cluster still runs
-    write_config
+    stop_daemons   # whatever half of an earlier cluster still runs, or one of another config
+    mv "$DIR/slurm.conf.want" "$CONF"
+    mv "$DIR/gres.conf.want" "$GRES"
     slurmctld -c || { print_logs; die "slurmctld did not start"; }
     for n in "${NODES[@]}"; do
         slurmd -N "$n" || { print_logs; die "slurmd -N $n did not start"; }
