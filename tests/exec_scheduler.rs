@@ -175,6 +175,23 @@ async fn the_controller_prunes_a_trial_at_an_intermediate_value() {
     assert_eq!(steps, [1, 2]);
 }
 
+/// A trial that reports and ends at once: the prune decided on its report
+/// holds, though its process finished before the word reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_pruned_as_it_ends_is_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"echo '{"step": 1, "value": 3}'; echo '{"step": 2, "value": 2}'; echo '{"objective": 2}'"#;
+    let rule = Box::new(|_: u64, message: &Message| match message {
+        Message::Intermediate { step: 1, .. } => Directive::Prune,
+        _ => Directive::Continue,
+    });
+    let trials = (0..20).map(|n| sh(n, script));
+    let mut controller = QueueController::new(trials).with_prune_rule(rule);
+    let summary = run(&config(4, dir.path()), &mut controller, never_stop()).await.unwrap();
+    assert_eq!(summary.pruned, 20, "{summary:?}");
+    assert!(controller.reports.values().all(|r| r.outcome == Outcome::Pruned));
+}
+
 /// Records when trials start and finish.
 struct Timed {
     queue: Vec<TrialSpec>,

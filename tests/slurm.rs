@@ -550,9 +550,9 @@ fn a_job_near_its_time_limit_requeues_itself() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // 12 trials of 15 s on 4 slots take 60 s: past a 1-minute limit, warned 10 s before.
+    // 16 trials of 15 s on 4 slots take 60 s: past a 1-minute limit, warned 10 s before.
     let text =
-        command_study("limited", 12, 15.0, "{executor: slurm}").replace("mode: deterministic", "mode: async");
+        command_study("limited", 16, 15.0, "{executor: slurm}").replace("mode: deterministic", "mode: async");
     let file = write(dir.path(), "g.yaml", &text);
     let results = dir.path().join("results");
     let job = submit(&file, &results, "1");
@@ -564,7 +564,7 @@ fn a_job_near_its_time_limit_requeues_itself() {
     let log = std::fs::read_to_string(results.join(format!("limited/slurm/controller-{id}.out"))).unwrap();
     assert!(log.contains("time limit near: requeued job"), "{log}");
     let rows = table(&results, "limited");
-    assert_eq!(rows.len(), 12, "{log}");
+    assert_eq!(rows.len(), 16, "{log}");
     assert!(rows.iter().all(|r| r.state == TrialState::Complete), "{rows:?}\n{log}");
 }
 

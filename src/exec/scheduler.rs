@@ -294,6 +294,13 @@ pub async fn run(
                 }
                 TaskMsg::Done(number, outcome, elapsed) => {
                     let trial = running.remove(&number).expect("a finished trial was running");
+                    // A trial told to prune ends pruned, even where its process
+                    // finished or failed before the word reached it: the decision
+                    // depends on the values reported, never on that race.
+                    let outcome = match outcome {
+                        Outcome::Complete(_) | Outcome::Failed(_) if trial.pruned => Outcome::Pruned,
+                        outcome => outcome,
+                    };
                     if outcome == Outcome::Interrupted && level == StopLevel::Run {
                         // Its executor says the whole run is being ended (a pre-empted batch job).
                         level = StopLevel::Graceful;
