@@ -27,6 +27,7 @@ pub mod arch;
 pub mod checkpoint;
 pub mod config;
 pub mod input;
+pub mod gpu;
 pub mod kernels;
 pub mod network;
 pub mod normalize;

@@ -1,0 +1,103 @@
+// The CPU emulation of a GPU launch, for the kernels of anisonet.cu.
+//
+// A launch runs on `block` threads. Each runs the kernel for block 0, then
+// waits at a barrier for the others, then block 1, … so the blocks run one
+// after another, a block's threads run at once, and `__syncthreads()` is the
+// same barrier. Launches are serialised: the dynamic shared memory and the
+// barrier belong to the one launch running.
+#include "shim.h"
+#include "anisonet.cu"
+
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace aniso_emu {
+thread_local Index thread_index;
+thread_local Index block_index;
+Index block_dim;
+Index grid_dim;
+unsigned char* shared_memory;
+static pthread_barrier_t barrier;
+
+void sync_threads() { pthread_barrier_wait(&barrier); }
+}  // namespace aniso_emu
+
+namespace {
+
+struct Kernel {
+  const char* name;
+  void (*run)(const void* params);
+  size_t params_size;
+};
+
+#define ANISO_ENTRY(name, Params) \
+  { #name, [](const void* p) { name(*static_cast<const Params*>(p)); }, sizeof(Params) }
+
+const Kernel KERNELS[] = {
+    ANISO_ENTRY(tp_conv_forward_f32, TpConvParams),     ANISO_ENTRY(tp_conv_forward_f64, TpConvParams),
+    ANISO_ENTRY(tp_conv_weight_grad_f32, TpConvParams), ANISO_ENTRY(tp_conv_weight_grad_f64, TpConvParams),
+    ANISO_ENTRY(tp_conv_input_grad_f32, TpConvParams),  ANISO_ENTRY(tp_conv_input_grad_f64, TpConvParams),
+};
+
+std::mutex one_launch;
+
+}  // namespace
+
+// Runs kernel `name` on `grid` blocks of `block` threads with `shared` bytes
+// of dynamic shared memory. Returns 0, or 1 for an unknown kernel, 2 for
+// parameters of the wrong size, 3 for an impossible launch shape.
+extern "C" int aniso_emu_launch(const char* name, unsigned grid, unsigned block, size_t shared,
+                                const void* params, size_t params_size) {
+  const Kernel* kernel = nullptr;
+  for (const Kernel& k : KERNELS)
+    if (std::strcmp(k.name, name) == 0) kernel = &k;
+  if (!kernel) return 1;
+  if (params_size != kernel->params_size) return 2;
+  if (block == 0 || block > 1024 || shared > (size_t(227) << 10)) return 3;
+  if (grid == 0) return 0;
+  std::lock_guard<std::mutex> lock(one_launch);
+  std::vector<std::max_align_t> memory(shared / sizeof(std::max_align_t) + 1);
+  aniso_emu::shared_memory = reinterpret_cast<unsigned char*>(memory.data());
+  aniso_emu::block_dim = {block, 1, 1};
+  aniso_emu::grid_dim = {grid, 1, 1};
+  pthread_barrier_init(&aniso_emu::barrier, nullptr, block);
+  std::vector<std::thread> threads;
+  threads.reserve(block);
+  for (unsigned t = 0; t < block; ++t) {
+    threads.emplace_back([=] {
+      aniso_emu::thread_index = {t, 0, 0};
+      for (unsigned b = 0; b < grid; ++b) {
+        aniso_emu::block_index = {b, 0, 0};
+        kernel->run(params);
+        aniso_emu::sync_threads();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  pthread_barrier_destroy(&aniso_emu::barrier);
+  return 0;
+}
+
+// The layout of a parameter struct as this compiler lays it out: its size,
+// then the offset of each field in order. Returns the number of values.
+extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacity) {
+  std::vector<size_t> v;
+  if (std::strcmp(name, "TpConvParams") == 0) {
+#define F(f) offsetof(TpConvParams, f)
+    v = {sizeof(TpConvParams), F(h), F(sh), F(w), F(g), F(out), F(edge_ptr), F(edge_list), F(edge_peer),
+         F(entry_ptr), F(entry_sh), F(entry_c), F(ins), F(pw), F(elems), F(block_ins_ptr), F(block_ins),
+         F(nodes), F(din), F(dmid), F(sh_dim), F(nw), F(a_len), F(tile), F(outputs)};
+#undef F
+  } else if (std::strcmp(name, "TpIns") == 0) {
+#define F(f) offsetof(TpIns, f)
+    v = {sizeof(TpIns), F(x_off), F(mul), F(d1), F(a_off), F(d3), F(w_off), F(mid_off), F(umid)};
+#undef F
+  }
+  for (size_t i = 0; i < v.size() && i < capacity; ++i) out[i] = v[i];
+  return v.size();
+}
