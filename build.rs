@@ -8,7 +8,12 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=ANISOSTUDY_EMULATION_SANITIZER");
     let mut build = cc::Build::new();
-    build.cpp(true).std("c++17").file(format!("{dir}/emulate.cpp")).include(dir).flag_if_supported("-pthread");
+    build
+        .cpp(true)
+        .std("c++17")
+        .file(format!("{dir}/emulate.cpp"))
+        .include(dir)
+        .flag_if_supported("-pthread");
     // -fsanitize=thread or address for the emulation's sanitizer runs (README).
     if let Ok(sanitizer) = std::env::var("ANISOSTUDY_EMULATION_SANITIZER") {
         build.flag(format!("-fsanitize={sanitizer}")).flag("-fno-omit-frame-pointer");

@@ -193,18 +193,18 @@ impl<E: GpuReal> TpConv<E> {
         let mut block_ins_ptr = vec![0usize];
         let mut block_ins = Vec::new();
         for b in 0..blocks {
-            let readers: Vec<_> = tp.instructions.iter().enumerate().filter(|(_, s)| s.block_in == b).collect();
+            let readers: Vec<_> =
+                tp.instructions.iter().enumerate().filter(|(_, s)| s.block_in == b).collect();
             block_ins.extend(readers.iter().map(|(i, _)| *i));
             block_ins_ptr.push(block_ins.len());
             let end = in_offsets.get(b + 1).copied().unwrap_or(din);
             let mul = readers.first().map(|(_, s)| s.mul);
-            for j in in_offsets[b]..end {
-                let k = j - in_offsets[b];
+            for (k, elem) in input_elems[in_offsets[b]..end].iter_mut().enumerate() {
                 let (m1, u) = match mul {
                     Some(mul) => (k / mul, k % mul),
                     None => (0, 0),
                 };
-                input_elems[j] = [b as i32, m1 as i32, u as i32];
+                *elem = [b as i32, m1 as i32, u as i32];
             }
         }
         let bytes_per_edge = a_len.max(1) * std::mem::size_of::<E>();

@@ -16,6 +16,10 @@ extern "C" {
         params: *const u8,
         params_size: usize,
     ) -> i32;
+}
+
+#[cfg(test)]
+extern "C" {
     fn aniso_emu_layout(name: *const std::ffi::c_char, out: *mut usize, capacity: usize) -> usize;
 }
 
@@ -63,7 +67,9 @@ impl Backend for Emulated {
 
     fn upload(&self, dst: DevicePtr, bytes: &[u8]) -> Result<(), GpuError> {
         // SAFETY: `with` checked that the allocation holds `bytes.len()` bytes.
-        self.with(dst, bytes.len(), |p| unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) })
+        self.with(dst, bytes.len(), |p| unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len())
+        })
     }
 
     fn download(&self, src: DevicePtr, bytes: &mut [u8]) -> Result<(), GpuError> {
@@ -72,7 +78,14 @@ impl Backend for Emulated {
         self.with(src, len, |p| unsafe { std::ptr::copy_nonoverlapping(p, bytes.as_mut_ptr(), len) })
     }
 
-    fn launch(&self, kernel: &str, grid: u32, block: u32, shared: u32, params: &[u8]) -> Result<(), GpuError> {
+    fn launch(
+        &self,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        shared: u32,
+        params: &[u8],
+    ) -> Result<(), GpuError> {
         let fail = |message: String| GpuError::Launch {
             device: self.name().to_owned(),
             kernel: kernel.to_owned(),
@@ -97,6 +110,7 @@ impl Backend for Emulated {
 
 /// The layout of parameter struct `name` as the C++ compiler laid it out:
 /// its size, then each field's offset in order.
+#[cfg(test)]
 pub fn c_layout(name: &str) -> Vec<usize> {
     let name = CString::new(name).expect("no NUL in a struct name");
     let mut out = vec![0usize; 64];

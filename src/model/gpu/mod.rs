@@ -49,7 +49,8 @@ pub trait Backend: Send + Sync {
     fn download(&self, src: DevicePtr, bytes: &mut [u8]) -> Result<(), GpuError>;
     /// Runs `kernel` on `grid` blocks of `block` threads with `shared` bytes
     /// of dynamic shared memory; `params` is the kernel's parameter struct.
-    fn launch(&self, kernel: &str, grid: u32, block: u32, shared: u32, params: &[u8]) -> Result<(), GpuError>;
+    fn launch(&self, kernel: &str, grid: u32, block: u32, shared: u32, params: &[u8])
+        -> Result<(), GpuError>;
 }
 
 /// Types whose bytes cross to a device as they are.
@@ -172,8 +173,9 @@ impl Gpu {
         }
         self.launches.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `KernelParams` structs are `repr(C)` plain data (the trait's contract).
-        let raw =
-            unsafe { std::slice::from_raw_parts((params as *const P).cast::<u8>(), std::mem::size_of::<P>()) };
+        let raw = unsafe {
+            std::slice::from_raw_parts((params as *const P).cast::<u8>(), std::mem::size_of::<P>())
+        };
         self.backend.launch(kernel, grid, block, shared, raw)
     }
 }

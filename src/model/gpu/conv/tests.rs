@@ -197,7 +197,11 @@ impl<E: GpuReal> Case<E> {
         let dw = gpu.alloc::<E>(self.w.len()).unwrap();
         conv.forward(gpu, &graph, &h, &sh, &w, &mid).unwrap();
         conv.backward(gpu, &graph, &h, &sh, &w, &g, &dh, &dw).unwrap();
-        Results { mid: gpu.download(&mid).unwrap(), dh: gpu.download(&dh).unwrap(), dw: gpu.download(&dw).unwrap() }
+        Results {
+            mid: gpu.download(&mid).unwrap(),
+            dh: gpu.download(&dh).unwrap(),
+            dw: gpu.download(&dw).unwrap(),
+        }
     }
 }
 
@@ -217,7 +221,8 @@ fn parity<E: GpuReal>(tolerance: f64) {
             for (k, conv) in convs(lmax, kind).into_iter().enumerate() {
                 let case = Case::<E>::new(conv, hard_graph(&mut rng), &mut rng);
                 let (want, got) = (case.on_cpu(), case.on_gpu(&gpu, 32, None));
-                for (what, a, b) in [("mid", &got.mid, &want.mid), ("dh", &got.dh, &want.dh), ("dw", &got.dw, &want.dw)]
+                for (what, a, b) in
+                    [("mid", &got.mid, &want.mid), ("dh", &got.dh, &want.dh), ("dw", &got.dw, &want.dw)]
                 {
                     let err = worst(a, b);
                     assert!(err <= tolerance, "{kind:?} l_max {lmax} conv {k}: {what} off by {err:e}");
