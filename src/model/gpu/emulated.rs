@@ -1,7 +1,7 @@
 //! The CPU emulation of a GPU: memory is host memory, and a launch runs the
 //! kernel as compiled for the CPU by the build script (kernels/emulate.cpp).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::Mutex;
 
@@ -26,7 +26,7 @@ extern "C" {
 /// Host memory standing in for a device's, allocations 16-byte aligned.
 #[derive(Default)]
 pub struct Emulated {
-    memory: Mutex<HashMap<DevicePtr, Vec<u128>>>,
+    memory: Mutex<BTreeMap<DevicePtr, Vec<u128>>>,
 }
 
 impl Emulated {
@@ -34,14 +34,23 @@ impl Emulated {
         GpuError::Transfer { device: self.name().to_owned(), message }
     }
 
-    /// Runs `f` on the allocation at `ptr`, which must hold `bytes` bytes.
+    /// Runs `f` on address `ptr`, inside an allocation that holds `bytes`
+    /// bytes from there on (an address may point into an allocation, as a
+    /// section of a packed buffer does).
     fn with<R>(&self, ptr: DevicePtr, bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R, GpuError> {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        match memory.get_mut(&ptr) {
-            Some(block) if block.len() * 16 >= bytes => Ok(f(block.as_mut_ptr().cast())),
-            Some(block) => Err(self.error(format!("{bytes} bytes to a buffer of {}", block.len() * 16))),
-            None => Err(self.error(format!("no buffer at {ptr:#x}"))),
+        let Some((&base, block)) = memory.range_mut(..=ptr).next_back() else {
+            return Err(self.error(format!("no buffer at {ptr:#x}")));
+        };
+        let (offset, size) = ((ptr - base) as usize, block.len() * 16);
+        if offset >= size.max(1) {
+            return Err(self.error(format!("no buffer at {ptr:#x}")));
         }
+        if offset + bytes > size {
+            return Err(self.error(format!("{bytes} bytes at offset {offset} of a buffer of {size}")));
+        }
+        // SAFETY: `offset` lies inside the allocation (checked above).
+        Ok(f(unsafe { block.as_mut_ptr().cast::<u8>().add(offset) }))
     }
 }
 

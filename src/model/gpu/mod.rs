@@ -18,6 +18,7 @@
 
 pub mod conv;
 mod emulated;
+pub mod fctp;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +65,8 @@ unsafe impl Plain for f32 {}
 unsafe impl Plain for f64 {}
 // SAFETY: as above.
 unsafe impl Plain for i32 {}
+// SAFETY: as above.
+unsafe impl Plain for u8 {}
 
 fn bytes<T: Plain>(values: &[T]) -> &[u8] {
     // SAFETY: `Plain` types are plain bytes without padding.
@@ -153,10 +156,20 @@ impl Gpu {
     }
 
     pub fn download<T: Plain + Default>(&self, buffer: &Buffer<T>) -> Result<Vec<T>, GpuError> {
-        let mut values = vec![T::default(); buffer.len];
+        self.download_slice(buffer.slice())
+    }
+
+    /// The values of a buffer or of a section of one (one transfer).
+    pub fn download_slice<T: Plain + Default>(&self, slice: Slice<T>) -> Result<Vec<T>, GpuError> {
+        let mut values = vec![T::default(); slice.len];
         self.downloads.fetch_add(1, Ordering::Relaxed);
-        self.backend.download(buffer.ptr, bytes_mut(&mut values))?;
+        self.backend.download(slice.ptr, bytes_mut(&mut values))?;
         Ok(values)
+    }
+
+    /// One allocation holding every section of `packing`, filled by one upload.
+    pub fn upload_packed(&self, packing: &Packing) -> Result<Buffer<u8>, GpuError> {
+        self.upload(&packing.bytes)
     }
 
     /// Launches `kernel` with its parameter struct.
@@ -189,6 +202,10 @@ pub struct Buffer<T> {
 }
 
 impl<T> Buffer<T> {
+    /// The whole buffer as a [`Slice`].
+    pub fn slice(&self) -> Slice<T> {
+        Slice { ptr: self.ptr, len: self.len, _values: PhantomData }
+    }
     pub fn ptr(&self) -> DevicePtr {
         self.ptr
     }
@@ -203,5 +220,121 @@ impl<T> Buffer<T> {
 impl<T> Drop for Buffer<T> {
     fn drop(&mut self) {
         self.backend.free(self.ptr);
+    }
+}
+
+/// `len` values of type `T` at a device address: a whole [`Buffer`] or a
+/// section of one. It borrows nothing; whoever launches with it keeps the
+/// buffer alive.
+#[derive(Debug)]
+pub struct Slice<T> {
+    ptr: DevicePtr,
+    len: usize,
+    _values: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Slice<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Slice<T> {}
+
+impl<T> Slice<T> {
+    pub fn ptr(&self) -> DevicePtr {
+        self.ptr
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Typed sections of one allocation, laid out on the host, so that data of
+/// several types (parameters, a batch's indices and embeddings) crosses to
+/// the device in one transfer. Sections start 16-byte aligned.
+#[derive(Default)]
+pub struct Packing {
+    bytes: Vec<u8>,
+}
+
+/// Where a [`Packing`] put `len` values of type `T`.
+#[derive(Debug)]
+pub struct Section<T> {
+    offset: usize,
+    len: usize,
+    _values: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Section<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Section<T> {}
+
+impl<T> Section<T> {
+    /// The section inside `buffer`, the upload of its packing.
+    pub fn of(&self, buffer: &Buffer<u8>) -> Slice<T> {
+        assert!(self.offset + self.len * std::mem::size_of::<T>() <= buffer.len, "a section past its buffer");
+        Slice { ptr: buffer.ptr + self.offset as u64, len: self.len, _values: PhantomData }
+    }
+}
+
+impl Packing {
+    /// A section holding a copy of `values`.
+    pub fn push<T: Plain>(&mut self, values: &[T]) -> Section<T> {
+        let section = self.reserve::<T>(values.len());
+        self.bytes[section.offset..][..std::mem::size_of_val(values)].copy_from_slice(bytes(values));
+        section
+    }
+
+    /// A zeroed section of `len` values.
+    pub fn reserve<T: Plain>(&mut self, len: usize) -> Section<T> {
+        let offset = self.bytes.len().next_multiple_of(16);
+        self.bytes.resize(offset + len * std::mem::size_of::<T>(), 0);
+        Section { offset, len, _values: PhantomData }
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packing_crosses_in_one_upload_and_its_sections_read_back() {
+        let gpu = Gpu::emulated();
+        let mut packing = Packing::default();
+        let a = packing.push(&[1.5f64, -2.0, 3.25]);
+        let b = packing.push(&[7i32, 8, 9, 10, 11]);
+        let c = packing.push(&[0.5f32]);
+        let buffer = gpu.upload_packed(&packing).unwrap();
+        assert_eq!(gpu.download_slice(a.of(&buffer)).unwrap(), [1.5, -2.0, 3.25]);
+        assert_eq!(gpu.download_slice(b.of(&buffer)).unwrap(), [7, 8, 9, 10, 11]);
+        assert_eq!(gpu.download_slice(c.of(&buffer)).unwrap(), [0.5]);
+        assert_eq!(gpu.counts(), Counts { launches: 0, uploads: 1, downloads: 3 });
+    }
+
+    #[test]
+    fn a_transfer_past_its_allocation_is_an_error() {
+        let gpu = Gpu::emulated();
+        let mut packing = Packing::default();
+        let a = packing.push(&[1.0f64; 4]);
+        let buffer = gpu.upload_packed(&packing).unwrap();
+        let slice = a.of(&buffer);
+        let past = Slice::<f64> { ptr: slice.ptr + 16, len: 4, _values: PhantomData };
+        assert!(matches!(gpu.download_slice(past), Err(GpuError::Transfer { .. })));
+        let outside = Slice::<f64> { ptr: slice.ptr + 4096, len: 1, _values: PhantomData };
+        assert!(gpu.download_slice(outside).is_err());
     }
 }

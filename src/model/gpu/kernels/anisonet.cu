@@ -204,12 +204,111 @@ __device__ void tp_conv_input_grad(const TpConvParams& p) {
   }
 }
 
+// The FullyConnectedTensorProduct with per-species weights, after
+// `fctp_species_matrices` / `fctp_forward` in src/model/kernels.rs. Node
+// attributes depend only on the element, so each path collapses to one
+// matrix per species of the batch, M_p[s][u][w] = norm_p Σ_v z[s][v] W_p[u][v][w];
+// then every output element of every node is one thread's sum over the
+// paths into its block, in path order, u in order.
+struct FctpPath {
+  int x_off;     // offset of the input block in a node's features
+  int nu;        // its multiplicity
+  int out_off;   // offset of the output block
+  int nw;        // its multiplicity
+  int d;         // 2l + 1 of both blocks
+  int w_off;     // offset of W_p[u][v][w] in the weights
+  int mats_off;  // offset of M_p[s][u][w] in the matrices
+  int unused;
+};
+
+struct FctpParams {
+  aniso_ptr x;          // real[nodes × din]: inputs (forward)
+  aniso_ptr out;        // real: M (matrices) or outputs (forward)
+  aniso_ptr weight;     // real: the FCTP's weights (matrices)
+  aniso_ptr z;          // real[species × attr]: species attributes (matrices)
+  aniso_ptr mats;       // real: M (forward)
+  aniso_ptr species_of; // int[nodes]
+  aniso_ptr paths;      // FctpPath[paths]
+  aniso_ptr norm;       // real[paths]
+  aniso_ptr out_paths_ptr;  // int[out blocks + 1]: the paths into each output block…
+  aniso_ptr out_paths;      // int[…]: …in path order
+  aniso_ptr elems;      // int[dout × 3]: (output block, m, w) of each output element
+  aniso_ptr scale;      // real[dout] or 0: out = scale ∘ FCTP(x) + add_alpha · add
+  aniso_ptr add;        // real[nodes × dout] or 0
+  double add_alpha;
+  int nodes;
+  int din;
+  int dout;
+  int species;
+  int attr;
+  int mats_len;         // Σ_p species · nu · nw
+  int paths_count;
+  int unused;
+};
+
+// One thread per element of M, over all paths.
+template <typename real>
+__device__ void fctp_matrices(const FctpParams& p) {
+  const FctpPath* paths = reinterpret_cast<const FctpPath*>(p.paths);
+  const real* norm = reinterpret_cast<const real*>(p.norm);
+  const real* weight = reinterpret_cast<const real*>(p.weight);
+  const real* z = reinterpret_cast<const real*>(p.z);
+  real* mats = reinterpret_cast<real*>(p.out);
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < p.mats_len;
+       k += (long long)gridDim.x * blockDim.x) {
+    int q = 0;
+    while (q + 1 < p.paths_count && paths[q + 1].mats_off <= k) ++q;
+    const FctpPath f = paths[q];
+    const int r = (int)(k - f.mats_off);
+    const int s = r / (f.nu * f.nw), uw = r - s * f.nu * f.nw, u = uw / f.nw, w = uw - u * f.nw;
+    const real* wu = weight + f.w_off + (long long)u * p.attr * f.nw + w;
+    real acc = 0;
+    for (int v = 0; v < p.attr; ++v) acc = aniso_fma(z[s * p.attr + v], wu[(long long)v * f.nw], acc);
+    mats[k] = norm[q] * acc;
+  }
+}
+
+// One thread per (node, output element).
+template <typename real>
+__device__ void fctp_forward(const FctpParams& p) {
+  const FctpPath* paths = reinterpret_cast<const FctpPath*>(p.paths);
+  const int* out_paths_ptr = reinterpret_cast<const int*>(p.out_paths_ptr);
+  const int* out_paths = reinterpret_cast<const int*>(p.out_paths);
+  const int* elems = reinterpret_cast<const int*>(p.elems);
+  const int* species_of = reinterpret_cast<const int*>(p.species_of);
+  const real* x = reinterpret_cast<const real*>(p.x);
+  const real* mats = reinterpret_cast<const real*>(p.mats);
+  const real* scale = reinterpret_cast<const real*>(p.scale);
+  const real* add = reinterpret_cast<const real*>(p.add);
+  real* out = reinterpret_cast<real*>(p.out);
+  const long long total = (long long)p.nodes * p.dout;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const int n = (int)(k / p.dout), j = (int)(k - (long long)n * p.dout);
+    const int block = elems[3 * j], m = elems[3 * j + 1], w = elems[3 * j + 2];
+    const int s = species_of[n];
+    const real* xn = x + (long long)n * p.din;
+    real o = 0;
+    for (int b = out_paths_ptr[block]; b < out_paths_ptr[block + 1]; ++b) {
+      const FctpPath f = paths[out_paths[b]];
+      const real* xr = xn + f.x_off + m * f.nu;
+      const real* ms = mats + f.mats_off + (long long)s * f.nu * f.nw + w;
+      for (int u = 0; u < f.nu; ++u) o = aniso_fma(xr[u], ms[u * f.nw], o);
+    }
+    if (scale) o = scale[j] * o;
+    if (add) o = (real)p.add_alpha * add[k] + o;
+    out[k] = o;
+  }
+}
+
 #define ANISO_INSTANTIATE(real, suffix)                                                     \
   ANISO_KERNEL void tp_conv_forward_##suffix(const TpConvParams p) { tp_conv_forward<real>(p); } \
   ANISO_KERNEL void tp_conv_weight_grad_##suffix(const TpConvParams p) {                   \
     tp_conv_weight_grad<real>(p);                                                           \
   }                                                                                         \
-  ANISO_KERNEL void tp_conv_input_grad_##suffix(const TpConvParams p) { tp_conv_input_grad<real>(p); }
+  ANISO_KERNEL void tp_conv_input_grad_##suffix(const TpConvParams p) { tp_conv_input_grad<real>(p); } \
+  ANISO_KERNEL void fctp_matrices_##suffix(const FctpParams p) { fctp_matrices<real>(p); }             \
+  ANISO_KERNEL void fctp_forward_##suffix(const FctpParams p) { fctp_forward<real>(p); }
 
 ANISO_INSTANTIATE(float, f32)
 ANISO_INSTANTIATE(double, f64)

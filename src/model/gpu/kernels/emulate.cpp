@@ -42,6 +42,8 @@ const Kernel KERNELS[] = {
     ANISO_ENTRY(tp_conv_forward_f32, TpConvParams),     ANISO_ENTRY(tp_conv_forward_f64, TpConvParams),
     ANISO_ENTRY(tp_conv_weight_grad_f32, TpConvParams), ANISO_ENTRY(tp_conv_weight_grad_f64, TpConvParams),
     ANISO_ENTRY(tp_conv_input_grad_f32, TpConvParams),  ANISO_ENTRY(tp_conv_input_grad_f64, TpConvParams),
+    ANISO_ENTRY(fctp_matrices_f32, FctpParams),         ANISO_ENTRY(fctp_matrices_f64, FctpParams),
+    ANISO_ENTRY(fctp_forward_f32, FctpParams),          ANISO_ENTRY(fctp_forward_f64, FctpParams),
 };
 
 std::mutex one_launch;
@@ -92,6 +94,16 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
     v = {sizeof(TpConvParams), F(h), F(sh), F(w), F(g), F(out), F(edge_ptr), F(edge_list), F(edge_peer),
          F(entry_ptr), F(entry_sh), F(entry_c), F(ins), F(pw), F(elems), F(block_ins_ptr), F(block_ins),
          F(nodes), F(din), F(dmid), F(sh_dim), F(nw), F(a_len), F(tile), F(outputs)};
+#undef F
+  } else if (std::strcmp(name, "FctpParams") == 0) {
+#define F(f) offsetof(FctpParams, f)
+    v = {sizeof(FctpParams), F(x), F(out), F(weight), F(z), F(mats), F(species_of), F(paths), F(norm),
+         F(out_paths_ptr), F(out_paths), F(elems), F(scale), F(add), F(add_alpha), F(nodes), F(din),
+         F(dout), F(species), F(attr), F(mats_len), F(paths_count), F(unused)};
+#undef F
+  } else if (std::strcmp(name, "FctpPath") == 0) {
+#define F(f) offsetof(FctpPath, f)
+    v = {sizeof(FctpPath), F(x_off), F(nu), F(out_off), F(nw), F(d), F(w_off), F(mats_off), F(unused)};
 #undef F
   } else if (std::strcmp(name, "TpIns") == 0) {
 #define F(f) offsetof(TpIns, f)

@@ -1,0 +1,214 @@
+//! The FullyConnectedTensorProduct with per-species weights on a [`Gpu`]:
+//! its path tables, built once per FCTP and uploaded once, and the launches
+//! that build the species matrices and apply them to every node.
+//!
+//! The order of every sum is that of [`crate::model::kernels`]'s
+//! `fctp_species_matrices` / `fctp_forward`, which the tests compare against.
+
+use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice};
+use crate::model::arch::Fctp;
+
+/// One path as the kernels read it (`FctpPath` in anisonet.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FctpPath {
+    pub x_off: i32,
+    pub nu: i32,
+    pub out_off: i32,
+    pub nw: i32,
+    pub d: i32,
+    pub w_off: i32,
+    pub mats_off: i32,
+    pub unused: i32,
+}
+// SAFETY: eight i32, no padding.
+unsafe impl Plain for FctpPath {}
+
+/// The FCTP kernels' parameters (`FctpParams` in anisonet.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FctpParams {
+    pub x: u64,
+    pub out: u64,
+    pub weight: u64,
+    pub z: u64,
+    pub mats: u64,
+    pub species_of: u64,
+    pub paths: u64,
+    pub norm: u64,
+    pub out_paths_ptr: u64,
+    pub out_paths: u64,
+    pub elems: u64,
+    pub scale: u64,
+    pub add: u64,
+    pub add_alpha: f64,
+    pub nodes: i32,
+    pub din: i32,
+    pub dout: i32,
+    pub species: i32,
+    pub attr: i32,
+    pub mats_len: i32,
+    pub paths_count: i32,
+    pub unused: i32,
+}
+// SAFETY: repr(C), laid out as the C struct (checked by a test).
+unsafe impl KernelParams for FctpParams {
+    const NAME: &'static str = "FctpParams";
+}
+
+const BLOCK: u32 = 128;
+
+/// Blocks for `total` thread-owned elements (the kernels stride past the grid).
+fn grid(total: usize) -> u32 {
+    total.div_ceil(BLOCK as usize).clamp(0, 1 << 16) as u32
+}
+
+/// One FCTP's tables on the device, for batches of up to `species` species.
+pub struct FctpTables<E> {
+    din: usize,
+    dout: usize,
+    attr: usize,
+    /// Per species: Σ_p nu · nw, the matrices' length per species.
+    per_species: usize,
+    paths: Buffer<FctpPath>,
+    norm: Buffer<E>,
+    out_paths_ptr: Buffer<i32>,
+    out_paths: Buffer<i32>,
+    elems: Buffer<i32>,
+    records: Vec<FctpPath>,
+}
+
+impl<E: GpuReal> FctpTables<E> {
+    pub fn new(gpu: &Gpu, f: &Fctp) -> Result<FctpTables<E>, GpuError> {
+        let (off_in, off_out) = (f.irreps_in.offsets(), f.irreps_out.offsets());
+        let mut records = Vec::new();
+        let mut per_species = 0;
+        for p in &f.paths {
+            let (bi, bo) = (f.irreps_in.0[p.block_in], f.irreps_out.0[p.block_out]);
+            records.push(FctpPath {
+                x_off: off_in[p.block_in] as i32,
+                nu: bi.mul as i32,
+                out_off: off_out[p.block_out] as i32,
+                nw: bo.mul as i32,
+                d: bi.ir.dim() as i32,
+                w_off: p.weight_offset as i32,
+                mats_off: 0,
+                unused: 0,
+            });
+            per_species += bi.mul * bo.mul;
+        }
+        let mut out_paths_ptr = vec![0i32];
+        let mut out_paths = Vec::new();
+        let mut elems = Vec::new();
+        for (b, block) in f.irreps_out.0.iter().enumerate() {
+            out_paths
+                .extend(f.paths.iter().enumerate().filter(|(_, p)| p.block_out == b).map(|(k, _)| k as i32));
+            out_paths_ptr.push(out_paths.len() as i32);
+            for m in 0..block.ir.dim() {
+                for w in 0..block.mul {
+                    elems.extend([b as i32, m as i32, w as i32]);
+                }
+            }
+        }
+        let norm: Vec<E> = f.paths.iter().map(|p| E::of(p.norm)).collect();
+        Ok(FctpTables {
+            din: f.irreps_in.dim(),
+            dout: f.irreps_out.dim(),
+            attr: f.attr_dim,
+            per_species,
+            paths: gpu.alloc(records.len())?,
+            norm: gpu.upload(&norm)?,
+            out_paths_ptr: gpu.upload(&out_paths_ptr)?,
+            out_paths: gpu.upload(&out_paths)?,
+            elems: gpu.upload(&elems)?,
+            records,
+        })
+    }
+
+    /// Values of the species matrices for `species` species.
+    pub fn mats_len(&self, species: usize) -> usize {
+        self.per_species * species
+    }
+
+    /// The path records for `species` species (M_p of all species of path p together).
+    fn paths_for(&self, species: usize) -> Vec<FctpPath> {
+        let mut off = 0;
+        self.records
+            .iter()
+            .map(|r| {
+                let r = FctpPath { mats_off: off as i32, ..*r };
+                off += species * (r.nu * r.nw) as usize;
+                r
+            })
+            .collect()
+    }
+
+    /// Prepares the tables for batches of `species` species (one upload, when it changes).
+    pub fn set_species(&mut self, gpu: &Gpu, species: usize) -> Result<(), GpuError> {
+        gpu.write(&self.paths, &self.paths_for(species))
+    }
+
+    fn params(&self, species: usize) -> FctpParams {
+        FctpParams {
+            paths: self.paths.ptr(),
+            norm: self.norm.ptr(),
+            out_paths_ptr: self.out_paths_ptr.ptr(),
+            out_paths: self.out_paths.ptr(),
+            elems: self.elems.ptr(),
+            din: self.din as i32,
+            dout: self.dout as i32,
+            species: species as i32,
+            attr: self.attr as i32,
+            mats_len: self.mats_len(species) as i32,
+            paths_count: self.records.len() as i32,
+            ..FctpParams::default()
+        }
+    }
+
+    /// M_p[s] for every path and species from the weights and `z[species][attr]` (one launch).
+    pub fn matrices(
+        &self,
+        gpu: &Gpu,
+        weight: Slice<E>,
+        z: Slice<E>,
+        species: usize,
+        mats: Slice<E>,
+    ) -> Result<(), GpuError> {
+        assert!(z.len() >= species * self.attr && mats.len() >= self.mats_len(species));
+        let params = FctpParams { weight: weight.ptr(), z: z.ptr(), out: mats.ptr(), ..self.params(species) };
+        gpu.launch(&format!("fctp_matrices_{}", E::SUFFIX), grid(self.mats_len(species)), BLOCK, 0, &params)
+    }
+
+    /// out[n] = scale ∘ FCTP(x[n]) + alpha · add[n] for every node (one launch).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        x: Slice<E>,
+        mats: Slice<E>,
+        species_of: Slice<i32>,
+        species: usize,
+        scale: Option<Slice<E>>,
+        add: Option<(Slice<E>, f64)>,
+        out: Slice<E>,
+    ) -> Result<(), GpuError> {
+        let nodes = species_of.len();
+        assert!(x.len() >= nodes * self.din && out.len() >= nodes * self.dout);
+        assert!(mats.len() >= self.mats_len(species));
+        let params = FctpParams {
+            x: x.ptr(),
+            mats: mats.ptr(),
+            species_of: species_of.ptr(),
+            out: out.ptr(),
+            scale: scale.map_or(0, |s| s.ptr()),
+            add: add.map_or(0, |(a, _)| a.ptr()),
+            add_alpha: add.map_or(0.0, |(_, alpha)| alpha),
+            nodes: nodes as i32,
+            ..self.params(species)
+        };
+        gpu.launch(&format!("fctp_forward_{}", E::SUFFIX), grid(nodes * self.dout), BLOCK, 0, &params)
+    }
+}
+
+#[cfg(test)]
+mod tests;
