@@ -42,6 +42,19 @@ pub struct FctpParams {
     pub scale: u64,
     pub add: u64,
     pub add_alpha: f64,
+    pub g: u64,
+    pub g_scale: u64,
+    pub in_paths_ptr: u64,
+    pub in_paths: u64,
+    pub in_elems: u64,
+    pub species_ptr: u64,
+    pub species_nodes: u64,
+    pub grads: u64,
+    pub dweight: u64,
+    pub dz: u64,
+    pub g_alpha: f64,
+    pub accumulate: i32,
+    pub weight_numel: i32,
     pub nodes: i32,
     pub din: i32,
     pub dout: i32,
@@ -75,7 +88,33 @@ pub struct FctpTables<E> {
     out_paths_ptr: Buffer<i32>,
     out_paths: Buffer<i32>,
     elems: Buffer<i32>,
+    in_paths_ptr: Buffer<i32>,
+    in_paths: Buffer<i32>,
+    in_elems: Buffer<i32>,
+    weight_numel: usize,
     records: Vec<FctpPath>,
+}
+
+/// The upstream gradient's scale: one factor, or one per output element.
+#[derive(Clone, Copy)]
+pub enum Upstream<E> {
+    Alpha(f64),
+    Scale(Slice<E>),
+}
+
+/// A batch's nodes grouped by species, on the device.
+#[derive(Clone, Copy)]
+pub struct SpeciesNodes {
+    pub species_of: Slice<i32>,
+    /// The nodes of species s: `nodes[ptr[s]..ptr[s + 1]]`.
+    pub ptr: Slice<i32>,
+    pub nodes: Slice<i32>,
+}
+
+impl SpeciesNodes {
+    pub fn species(&self) -> usize {
+        self.ptr.len() - 1
+    }
 }
 
 impl<E: GpuReal> FctpTables<E> {
@@ -110,6 +149,24 @@ impl<E: GpuReal> FctpTables<E> {
                 }
             }
         }
+        let mut in_paths_ptr = vec![0i32];
+        let mut in_paths = Vec::new();
+        let mut in_elems = Vec::new();
+        for (b, block) in f.irreps_in.0.iter().enumerate() {
+            in_paths
+                .extend(f.paths.iter().enumerate().filter(|(_, p)| p.block_in == b).map(|(k, _)| k as i32));
+            in_paths_ptr.push(in_paths.len() as i32);
+            for m in 0..block.ir.dim() {
+                for u in 0..block.mul {
+                    in_elems.extend([b as i32, m as i32, u as i32]);
+                }
+            }
+        }
+        // The parameter-gradient kernel finds a weight's path by its offset.
+        assert!(
+            f.paths.windows(2).all(|w| w[0].weight_offset <= w[1].weight_offset),
+            "paths in weight order"
+        );
         let norm: Vec<E> = f.paths.iter().map(|p| E::of(p.norm)).collect();
         Ok(FctpTables {
             din: f.irreps_in.dim(),
@@ -121,6 +178,10 @@ impl<E: GpuReal> FctpTables<E> {
             out_paths_ptr: gpu.upload(&out_paths_ptr)?,
             out_paths: gpu.upload(&out_paths)?,
             elems: gpu.upload(&elems)?,
+            in_paths_ptr: gpu.upload(&in_paths_ptr)?,
+            in_paths: gpu.upload(&in_paths)?,
+            in_elems: gpu.upload(&in_elems)?,
+            weight_numel: f.weight_numel,
             records,
         })
     }
@@ -155,6 +216,10 @@ impl<E: GpuReal> FctpTables<E> {
             out_paths_ptr: self.out_paths_ptr.ptr(),
             out_paths: self.out_paths.ptr(),
             elems: self.elems.ptr(),
+            in_paths_ptr: self.in_paths_ptr.ptr(),
+            in_paths: self.in_paths.ptr(),
+            in_elems: self.in_elems.ptr(),
+            weight_numel: self.weight_numel as i32,
             din: self.din as i32,
             dout: self.dout as i32,
             species: species as i32,
@@ -207,6 +272,73 @@ impl<E: GpuReal> FctpTables<E> {
             ..self.params(species)
         };
         gpu.launch(&format!("fctp_forward_{}", E::SUFFIX), grid(nodes * self.dout), BLOCK, 0, &params)
+    }
+
+    /// The backward pass with upstream gradient `upstream ∘ g` (three launches, two without
+    /// `dx`): `dx` (accumulated, or overwritten with `accumulate_dx` false), `dweight`
+    /// (overwritten), `dz` (accumulated, or overwritten with `accumulate_dz` false).
+    /// `species_grad` is workspace of [`FctpTables::mats_len`] values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        x: Slice<E>,
+        g: Slice<E>,
+        upstream: Upstream<E>,
+        mats: Slice<E>,
+        nodes: SpeciesNodes,
+        weight: Slice<E>,
+        z: Slice<E>,
+        dx: Option<(Slice<E>, bool)>,
+        species_grad: Slice<E>,
+        dweight: Slice<E>,
+        (dz, accumulate_dz): (Slice<E>, bool),
+    ) -> Result<(), GpuError> {
+        let species = nodes.species();
+        let count = nodes.species_of.len();
+        assert!(x.len() >= count * self.din && g.len() >= count * self.dout);
+        assert!(species_grad.len() >= self.mats_len(species) && dweight.len() >= self.weight_numel);
+        assert!(dz.len() >= species * self.attr && z.len() >= species * self.attr);
+        let (g_scale, g_alpha) = match upstream {
+            Upstream::Alpha(alpha) => (0, alpha),
+            Upstream::Scale(scale) => (scale.ptr(), 1.0),
+        };
+        let base = FctpParams {
+            x: x.ptr(),
+            g: g.ptr(),
+            g_scale,
+            g_alpha,
+            mats: mats.ptr(),
+            species_of: nodes.species_of.ptr(),
+            species_ptr: nodes.ptr.ptr(),
+            species_nodes: nodes.nodes.ptr(),
+            weight: weight.ptr(),
+            z: z.ptr(),
+            nodes: count as i32,
+            ..self.params(species)
+        };
+        if let Some((dx, accumulate)) = dx {
+            assert!(dx.len() >= count * self.din);
+            let params = FctpParams { grads: dx.ptr(), accumulate: accumulate as i32, ..base };
+            gpu.launch(&format!("fctp_input_grad_{}", E::SUFFIX), grid(count * self.din), BLOCK, 0, &params)?;
+        }
+        let params = FctpParams { grads: species_grad.ptr(), ..base };
+        gpu.launch(
+            &format!("fctp_species_grad_{}", E::SUFFIX),
+            grid(self.mats_len(species)),
+            BLOCK,
+            0,
+            &params,
+        )?;
+        let params = FctpParams {
+            grads: species_grad.ptr(),
+            dweight: dweight.ptr(),
+            dz: dz.ptr(),
+            accumulate: accumulate_dz as i32,
+            ..base
+        };
+        let total = self.weight_numel + species * self.attr;
+        gpu.launch(&format!("fctp_param_grad_{}", E::SUFFIX), grid(total), BLOCK, 0, &params)
     }
 }
 

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::model::gpu::emulated::c_layout;
-use crate::model::kernels::{fctp_forward, fctp_species_matrices, Real};
+use crate::model::kernels::{fctp_backward, fctp_forward, fctp_species_matrices, Real};
 use crate::model::{Architecture, ModelConfig, ModelKind};
 
 #[test]
@@ -31,6 +31,19 @@ fn parameter_structs_have_the_c_layout() {
             offset_of!(FctpParams, scale),
             offset_of!(FctpParams, add),
             offset_of!(FctpParams, add_alpha),
+            offset_of!(FctpParams, g),
+            offset_of!(FctpParams, g_scale),
+            offset_of!(FctpParams, in_paths_ptr),
+            offset_of!(FctpParams, in_paths),
+            offset_of!(FctpParams, in_elems),
+            offset_of!(FctpParams, species_ptr),
+            offset_of!(FctpParams, species_nodes),
+            offset_of!(FctpParams, grads),
+            offset_of!(FctpParams, dweight),
+            offset_of!(FctpParams, dz),
+            offset_of!(FctpParams, g_alpha),
+            offset_of!(FctpParams, accumulate),
+            offset_of!(FctpParams, weight_numel),
             offset_of!(FctpParams, nodes),
             offset_of!(FctpParams, din),
             offset_of!(FctpParams, dout),
@@ -141,4 +154,110 @@ fn the_emulated_fctp_matches_the_cpu_network_in_f64() {
 #[test]
 fn the_emulated_fctp_matches_the_cpu_network_in_f32() {
     parity::<f32>(1e-5);
+}
+
+/// The backward pass of every FCTP of the network against `fctp_backward`,
+/// with the upstream gradient scaled by one factor and per element, dx and
+/// dz accumulated onto nonzero values; a species with no node included.
+fn backward_parity<E: GpuReal>(tolerance: f64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let gpu = Gpu::emulated();
+    for (lmax, kind) in [(0, ModelKind::Scalar), (2, ModelKind::Equivariant)] {
+        let config = ModelConfig { kind, lmax, em_dim: 5, mul: 3, layers: 1, ..ModelConfig::default() };
+        for conv in Architecture::new(&config).unwrap().convs {
+            for f in [&conv.sc, &conv.lin1, &conv.lin2] {
+                let (nodes, species) = (13, 4);
+                // Species 3 has no node.
+                let species_of: Vec<usize> = (0..nodes).map(|n| (n * 5 + 2) % 3).collect();
+                let nodes_of_species: Vec<Vec<usize>> =
+                    (0..species).map(|s| (0..nodes).filter(|&n| species_of[n] == s).collect()).collect();
+                let (din, dout) = (f.irreps_in.dim(), f.irreps_out.dim());
+                let w: Vec<E> = random(&mut rng, f.weight_numel);
+                let z: Vec<E> = random(&mut rng, species * f.attr_dim);
+                let x: Vec<E> = random(&mut rng, nodes * din);
+                let g: Vec<E> = random(&mut rng, nodes * dout);
+                let scale: Vec<E> = random(&mut rng, dout);
+                let dx0: Vec<E> = random(&mut rng, nodes * din);
+                let dz0: Vec<E> = random(&mut rng, species * f.attr_dim);
+                let mats = fctp_species_matrices(f, &w, &z, species);
+
+                let mut tables = FctpTables::<E>::new(&gpu, f).unwrap();
+                tables.set_species(&gpu, species).unwrap();
+                let up = |v: &[E]| gpu.upload(v).unwrap();
+                let ints =
+                    |v: Vec<usize>| gpu.upload(&v.into_iter().map(|i| i as i32).collect::<Vec<_>>()).unwrap();
+                let (dw_, dz_, dx_, dg, dscale) = (up(&w), up(&z), up(&x), up(&g), up(&scale));
+                let dspecies = ints(species_of.clone());
+                let mut ptr = vec![0usize];
+                for list in &nodes_of_species {
+                    ptr.push(ptr.last().unwrap() + list.len());
+                }
+                let dptr = ints(ptr);
+                let dlist = ints(nodes_of_species.concat());
+                let dmats = up(&mats.concat());
+                let work = gpu.alloc::<E>(tables.mats_len(species)).unwrap();
+                let grad_w = gpu.alloc::<E>(f.weight_numel).unwrap();
+                let species_nodes =
+                    SpeciesNodes { species_of: dspecies.slice(), ptr: dptr.slice(), nodes: dlist.slice() };
+                for upstream in [Upstream::Alpha(0.625), Upstream::Scale(dscale.slice())] {
+                    let gt: Vec<E> = match upstream {
+                        Upstream::Alpha(a) => g.iter().map(|&v| E::of(a) * v).collect(),
+                        Upstream::Scale(_) => {
+                            g.iter().enumerate().map(|(k, &v)| v * scale[k % dout]).collect()
+                        }
+                    };
+                    let (mut dx, mut dw, mut dz) =
+                        (dx0.clone(), vec![E::zero(); f.weight_numel], dz0.clone());
+                    fctp_backward(
+                        f,
+                        &w,
+                        &z,
+                        &mats,
+                        &x,
+                        &species_of,
+                        &nodes_of_species,
+                        &gt,
+                        Some(&mut dx),
+                        &mut dw,
+                        &mut dz,
+                    );
+                    let (gdx, gdz) = (up(&dx0), up(&dz0));
+                    tables
+                        .backward(
+                            &gpu,
+                            dx_.slice(),
+                            dg.slice(),
+                            upstream,
+                            dmats.slice(),
+                            species_nodes,
+                            dw_.slice(),
+                            dz_.slice(),
+                            Some((gdx.slice(), true)),
+                            work.slice(),
+                            grad_w.slice(),
+                            (gdz.slice(), true),
+                        )
+                        .unwrap();
+                    for (what, got, want) in [
+                        ("dx", gpu.download(&gdx).unwrap(), dx),
+                        ("dw", gpu.download(&grad_w).unwrap(), dw),
+                        ("dz", gpu.download(&gdz).unwrap(), dz),
+                    ] {
+                        let e = worst(&got, &want);
+                        assert!(e <= tolerance, "lmax {lmax} {kind:?} {what}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_emulated_fctp_backward_matches_the_cpu_network_in_f64() {
+    backward_parity::<f64>(1e-12);
+}
+
+#[test]
+fn the_emulated_fctp_backward_matches_the_cpu_network_in_f32() {
+    backward_parity::<f32>(1e-5);
 }

@@ -236,6 +236,20 @@ struct FctpParams {
   aniso_ptr scale;      // real[dout] or 0: out = scale ∘ FCTP(x) + add_alpha · add
   aniso_ptr add;        // real[nodes × dout] or 0
   double add_alpha;
+  // Backward:
+  aniso_ptr g;              // real[nodes × dout]: upstream gradient, used as g_alpha · g_scale ∘ g
+  aniso_ptr g_scale;        // real[dout] or 0
+  aniso_ptr in_paths_ptr;   // int[in blocks + 1]: the paths reading each input block…
+  aniso_ptr in_paths;       // int[…]: …in path order
+  aniso_ptr in_elems;       // int[din × 3]: (input block, m, u) of each input element
+  aniso_ptr species_ptr;    // int[species + 1]: the nodes of each species are…
+  aniso_ptr species_nodes;  // int[nodes]: …these, in order
+  aniso_ptr grads;          // real: G (species grad, param grad), dx (input grad)
+  aniso_ptr dweight;        // real[weight_numel]: dW (param grad)
+  aniso_ptr dz;             // real[species × attr]: dz (param grad)
+  double g_alpha;
+  int accumulate;           // dx, dz: add to what is there (else overwrite)
+  int weight_numel;
   int nodes;
   int din;
   int dout;
@@ -301,6 +315,113 @@ __device__ void fctp_forward(const FctpParams& p) {
   }
 }
 
+// The scaled upstream gradient g_alpha · g_scale ∘ g of element j of a node.
+template <typename real>
+__device__ __forceinline__ real fctp_upstream(const FctpParams& p, const real* g, int j) {
+  const real* g_scale = reinterpret_cast<const real*>(p.g_scale);
+  return g_scale ? g[j] * g_scale[j] : (real)p.g_alpha * g[j];
+}
+
+// dx[n] (+)= Σ_p M_p[s]ᵀ g̃[n]: one thread per (node, input element), the
+// paths reading its block in order, each path's sum over w on its own.
+template <typename real>
+__device__ void fctp_input_grad(const FctpParams& p) {
+  const FctpPath* paths = reinterpret_cast<const FctpPath*>(p.paths);
+  const int* in_paths_ptr = reinterpret_cast<const int*>(p.in_paths_ptr);
+  const int* in_paths = reinterpret_cast<const int*>(p.in_paths);
+  const int* elems = reinterpret_cast<const int*>(p.in_elems);
+  const int* species_of = reinterpret_cast<const int*>(p.species_of);
+  const real* mats = reinterpret_cast<const real*>(p.mats);
+  const real* g = reinterpret_cast<const real*>(p.g);
+  real* dx = reinterpret_cast<real*>(p.grads);
+  const long long total = (long long)p.nodes * p.din;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const int n = (int)(k / p.din), j = (int)(k - (long long)n * p.din);
+    const int block = elems[3 * j], m = elems[3 * j + 1], u = elems[3 * j + 2];
+    const int s = species_of[n];
+    const real* gn = g + (long long)n * p.dout;
+    real d = p.accumulate ? dx[k] : (real)0;
+    for (int b = in_paths_ptr[block]; b < in_paths_ptr[block + 1]; ++b) {
+      const FctpPath f = paths[in_paths[b]];
+      const real* ms = mats + f.mats_off + (long long)s * f.nu * f.nw + (long long)u * f.nw;
+      real acc = 0;
+      for (int w = 0; w < f.nw; ++w) acc = aniso_fma(fctp_upstream(p, gn, f.out_off + m * f.nw + w), ms[w], acc);
+      d += acc;
+    }
+    dx[k] = d;
+  }
+}
+
+// G_p[s][u][w] = Σ_{n ∈ s} Σ_m x[n][m][u] g̃[n][m][w]: one thread per element, nodes in order.
+template <typename real>
+__device__ void fctp_species_grad(const FctpParams& p) {
+  const FctpPath* paths = reinterpret_cast<const FctpPath*>(p.paths);
+  const int* species_ptr = reinterpret_cast<const int*>(p.species_ptr);
+  const int* species_nodes = reinterpret_cast<const int*>(p.species_nodes);
+  const real* x = reinterpret_cast<const real*>(p.x);
+  const real* g = reinterpret_cast<const real*>(p.g);
+  real* grads = reinterpret_cast<real*>(p.grads);
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < p.mats_len;
+       k += (long long)gridDim.x * blockDim.x) {
+    int q = 0;
+    while (q + 1 < p.paths_count && paths[q + 1].mats_off <= k) ++q;
+    const FctpPath f = paths[q];
+    const int r = (int)(k - f.mats_off);
+    const int s = r / (f.nu * f.nw), uw = r - s * f.nu * f.nw, u = uw / f.nw, w = uw - u * f.nw;
+    real acc = 0;
+    for (int i = species_ptr[s]; i < species_ptr[s + 1]; ++i) {
+      const int n = species_nodes[i];
+      const real* xn = x + (long long)n * p.din + f.x_off + u;
+      const real* gn = g + (long long)n * p.dout;
+      for (int m = 0; m < f.d; ++m) acc = aniso_fma(xn[m * f.nu], fctp_upstream(p, gn, f.out_off + m * f.nw + w), acc);
+    }
+    grads[k] = acc;
+  }
+}
+
+// From G: dW_p[u][v][w] = norm_p Σ_s z[s][v] G_p[s][u][w] (the first
+// weight_numel threads) and dz[s][v] (+)= Σ_p Σ_u norm_p Σ_w G_p[s][u][w] W_p[u][v][w] (the rest).
+template <typename real>
+__device__ void fctp_param_grad(const FctpParams& p) {
+  const FctpPath* paths = reinterpret_cast<const FctpPath*>(p.paths);
+  const real* norm = reinterpret_cast<const real*>(p.norm);
+  const real* weight = reinterpret_cast<const real*>(p.weight);
+  const real* z = reinterpret_cast<const real*>(p.z);
+  const real* grads = reinterpret_cast<const real*>(p.grads);
+  real* dweight = reinterpret_cast<real*>(p.dweight);
+  real* dz = reinterpret_cast<real*>(p.dz);
+  const long long total = (long long)p.weight_numel + (long long)p.species * p.attr;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    if (k < p.weight_numel) {
+      int q = 0;
+      while (q + 1 < p.paths_count && paths[q + 1].w_off <= k) ++q;
+      const FctpPath f = paths[q];
+      const int r = (int)(k - f.w_off);
+      const int u = r / (p.attr * f.nw), vw = r - u * p.attr * f.nw, v = vw / f.nw, w = vw - v * f.nw;
+      real acc = 0;
+      for (int s = 0; s < p.species; ++s)
+        acc = aniso_fma(z[s * p.attr + v], grads[f.mats_off + (long long)s * f.nu * f.nw + u * f.nw + w], acc);
+      dweight[k] = norm[q] * acc;
+    } else {
+      const int sv = (int)(k - p.weight_numel), s = sv / p.attr, v = sv - s * p.attr;
+      real d = p.accumulate ? dz[sv] : (real)0;
+      for (int q = 0; q < p.paths_count; ++q) {
+        const FctpPath f = paths[q];
+        for (int u = 0; u < f.nu; ++u) {
+          const real* gs = grads + f.mats_off + (long long)s * f.nu * f.nw + u * f.nw;
+          const real* wu = weight + f.w_off + (long long)u * p.attr * f.nw + v * f.nw;
+          real acc = 0;
+          for (int w = 0; w < f.nw; ++w) acc = aniso_fma(gs[w], wu[w], acc);
+          d += norm[q] * acc;
+        }
+      }
+      dz[sv] = d;
+    }
+  }
+}
+
 #define ANISO_INSTANTIATE(real, suffix)                                                     \
   ANISO_KERNEL void tp_conv_forward_##suffix(const TpConvParams p) { tp_conv_forward<real>(p); } \
   ANISO_KERNEL void tp_conv_weight_grad_##suffix(const TpConvParams p) {                   \
@@ -308,7 +429,10 @@ __device__ void fctp_forward(const FctpParams& p) {
   }                                                                                         \
   ANISO_KERNEL void tp_conv_input_grad_##suffix(const TpConvParams p) { tp_conv_input_grad<real>(p); } \
   ANISO_KERNEL void fctp_matrices_##suffix(const FctpParams p) { fctp_matrices<real>(p); }             \
-  ANISO_KERNEL void fctp_forward_##suffix(const FctpParams p) { fctp_forward<real>(p); }
+  ANISO_KERNEL void fctp_forward_##suffix(const FctpParams p) { fctp_forward<real>(p); }               \
+  ANISO_KERNEL void fctp_input_grad_##suffix(const FctpParams p) { fctp_input_grad<real>(p); }         \
+  ANISO_KERNEL void fctp_species_grad_##suffix(const FctpParams p) { fctp_species_grad<real>(p); }     \
+  ANISO_KERNEL void fctp_param_grad_##suffix(const FctpParams p) { fctp_param_grad<real>(p); }
 
 ANISO_INSTANTIATE(float, f32)
 ANISO_INSTANTIATE(double, f64)

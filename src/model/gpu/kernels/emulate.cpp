@@ -44,6 +44,9 @@ const Kernel KERNELS[] = {
     ANISO_ENTRY(tp_conv_input_grad_f32, TpConvParams),  ANISO_ENTRY(tp_conv_input_grad_f64, TpConvParams),
     ANISO_ENTRY(fctp_matrices_f32, FctpParams),         ANISO_ENTRY(fctp_matrices_f64, FctpParams),
     ANISO_ENTRY(fctp_forward_f32, FctpParams),          ANISO_ENTRY(fctp_forward_f64, FctpParams),
+    ANISO_ENTRY(fctp_input_grad_f32, FctpParams),       ANISO_ENTRY(fctp_input_grad_f64, FctpParams),
+    ANISO_ENTRY(fctp_species_grad_f32, FctpParams),     ANISO_ENTRY(fctp_species_grad_f64, FctpParams),
+    ANISO_ENTRY(fctp_param_grad_f32, FctpParams),       ANISO_ENTRY(fctp_param_grad_f64, FctpParams),
 };
 
 std::mutex one_launch;
@@ -98,7 +101,9 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
   } else if (std::strcmp(name, "FctpParams") == 0) {
 #define F(f) offsetof(FctpParams, f)
     v = {sizeof(FctpParams), F(x), F(out), F(weight), F(z), F(mats), F(species_of), F(paths), F(norm),
-         F(out_paths_ptr), F(out_paths), F(elems), F(scale), F(add), F(add_alpha), F(nodes), F(din),
+         F(out_paths_ptr), F(out_paths), F(elems), F(scale), F(add), F(add_alpha), F(g), F(g_scale),
+         F(in_paths_ptr), F(in_paths), F(in_elems), F(species_ptr), F(species_nodes), F(grads), F(dweight),
+         F(dz), F(g_alpha), F(accumulate), F(weight_numel), F(nodes), F(din),
          F(dout), F(species), F(attr), F(mats_len), F(paths_count), F(unused)};
 #undef F
   } else if (std::strcmp(name, "FctpPath") == 0) {
