@@ -7,7 +7,7 @@
 //! arithmetic, and its order, is that of [`crate::model::kernels`]'s
 //! `tp_forward` / `tp_backward`, which the tests compare against.
 
-use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain};
+use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice};
 use crate::model::arch::EdgeTp;
 use crate::model::kernels::{EdgeIndex, TpTables};
 
@@ -55,6 +55,8 @@ pub struct TpConvParams {
     pub a_len: i32,
     pub tile: i32,
     pub outputs: i32,
+    pub accumulate: i32,
+    pub unused: i32,
 }
 // SAFETY: repr(C), laid out as the C struct (checked by a test).
 unsafe impl KernelParams for TpConvParams {
@@ -92,14 +94,23 @@ pub struct TpConv<E> {
 }
 
 /// A batch's edges on the device: by destination (the stored order) and by source.
+#[derive(Clone, Copy)]
 pub struct TpGraph {
     nodes: usize,
     edges: usize,
-    dst_ptr: Buffer<i32>,
-    src: Buffer<i32>,
-    src_ptr: Buffer<i32>,
-    by_src: Buffer<i32>,
-    dst: Buffer<i32>,
+    dst_ptr: Slice<i32>,
+    src: Slice<i32>,
+    src_ptr: Slice<i32>,
+    by_src: Slice<i32>,
+    dst: Slice<i32>,
+}
+
+/// Where [`TpGraph::pack`] put a batch's edge lists.
+#[derive(Clone, Copy)]
+pub struct TpGraphSections {
+    nodes: usize,
+    edges: usize,
+    lists: [Section<i32>; 5],
 }
 
 fn ints(values: impl IntoIterator<Item = usize>) -> Vec<i32> {
@@ -107,16 +118,37 @@ fn ints(values: impl IntoIterator<Item = usize>) -> Vec<i32> {
 }
 
 impl TpGraph {
-    pub fn upload(gpu: &Gpu, edges: &EdgeIndex) -> Result<TpGraph, GpuError> {
-        Ok(TpGraph {
+    /// The edge lists as sections of a packed upload.
+    pub fn pack(packing: &mut Packing, edges: &EdgeIndex) -> TpGraphSections {
+        let mut list = |v: &[usize]| packing.push(&ints(v.iter().copied()));
+        TpGraphSections {
             nodes: edges.dst_ptr.len() - 1,
             edges: edges.src.len(),
-            dst_ptr: gpu.upload(&ints(edges.dst_ptr.iter().copied()))?,
-            src: gpu.upload(&ints(edges.src.iter().copied()))?,
-            src_ptr: gpu.upload(&ints(edges.src_ptr.iter().copied()))?,
-            by_src: gpu.upload(&ints(edges.by_src.iter().copied()))?,
-            dst: gpu.upload(&ints(edges.dst.iter().copied()))?,
-        })
+            lists: [
+                list(&edges.dst_ptr),
+                list(&edges.src),
+                list(&edges.src_ptr),
+                list(&edges.by_src),
+                list(&edges.dst),
+            ],
+        }
+    }
+
+    /// The edge lists in a buffer of their own (one upload).
+    pub fn upload(gpu: &Gpu, edges: &EdgeIndex) -> Result<(Buffer<u8>, TpGraph), GpuError> {
+        let mut packing = Packing::default();
+        let sections = TpGraph::pack(&mut packing, edges);
+        let buffer = gpu.upload_packed(&packing)?;
+        let graph = sections.of(&buffer);
+        Ok((buffer, graph))
+    }
+}
+
+impl TpGraphSections {
+    /// The graph inside `buffer`, the upload of its packing.
+    pub fn of(&self, buffer: &Buffer<u8>) -> TpGraph {
+        let [dst_ptr, src, src_ptr, by_src, dst] = self.lists.map(|l| l.of(buffer));
+        TpGraph { nodes: self.nodes, edges: self.edges, dst_ptr, src, src_ptr, by_src, dst }
     }
 }
 
@@ -261,10 +293,10 @@ impl<E: GpuReal> TpConv<E> {
         (self.tile * self.a_len * std::mem::size_of::<E>()) as u32
     }
 
-    fn check(&self, graph: &TpGraph, h: Option<&Buffer<E>>, sh: &Buffer<E>, w: Option<&Buffer<E>>) {
-        assert!(h.is_none_or(|h| h.len() >= graph.nodes * self.din), "node inputs too short");
+    fn check(&self, graph: &TpGraph, h: Slice<E>, sh: Slice<E>, w: Slice<E>) {
+        assert!(h.len() >= graph.nodes * self.din, "node inputs too short");
         assert!(sh.len() >= graph.edges * self.sh_dim, "spherical harmonics too short");
-        assert!(w.is_none_or(|w| w.len() >= graph.edges * self.nw), "edge weights too short");
+        assert!(w.len() >= graph.edges * self.nw, "edge weights too short");
     }
 
     /// mid = Σ over each node's incoming edges (one launch).
@@ -272,12 +304,12 @@ impl<E: GpuReal> TpConv<E> {
         &self,
         gpu: &Gpu,
         graph: &TpGraph,
-        h: &Buffer<E>,
-        sh: &Buffer<E>,
-        w: &Buffer<E>,
-        mid: &Buffer<E>,
+        h: Slice<E>,
+        sh: Slice<E>,
+        w: Slice<E>,
+        mid: Slice<E>,
     ) -> Result<(), GpuError> {
-        self.check(graph, Some(h), sh, Some(w));
+        self.check(graph, h, sh, w);
         assert!(mid.len() >= graph.nodes * self.dmid, "neighbour sum too short");
         let params = TpConvParams {
             h: h.ptr(),
@@ -295,20 +327,20 @@ impl<E: GpuReal> TpConv<E> {
     }
 
     /// With the neighbour sum's gradient `g`: `dw` per edge (overwritten) and
-    /// `dh` per node (accumulated), two launches.
+    /// `dh` per node (accumulated, or overwritten with its flag false), two launches.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         gpu: &Gpu,
         graph: &TpGraph,
-        h: &Buffer<E>,
-        sh: &Buffer<E>,
-        w: &Buffer<E>,
-        g: &Buffer<E>,
-        dh: &Buffer<E>,
-        dw: &Buffer<E>,
+        h: Slice<E>,
+        sh: Slice<E>,
+        w: Slice<E>,
+        g: Slice<E>,
+        (dh, accumulate): (Slice<E>, bool),
+        dw: Slice<E>,
     ) -> Result<(), GpuError> {
-        self.check(graph, Some(h), sh, Some(w));
+        self.check(graph, h, sh, w);
         assert!(g.len() >= graph.nodes * self.dmid && dh.len() >= graph.nodes * self.din);
         assert!(dw.len() >= graph.edges * self.nw, "weight gradient too short");
         let weight = TpConvParams {
@@ -334,6 +366,7 @@ impl<E: GpuReal> TpConv<E> {
             edge_peer: graph.dst.ptr(),
             elems: self.input_elems.ptr(),
             outputs: self.din as i32,
+            accumulate: accumulate as i32,
             ..self.params(graph)
         };
         let kernel = format!("tp_conv_input_grad_{}", E::SUFFIX);

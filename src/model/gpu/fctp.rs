@@ -76,7 +76,7 @@ fn grid(total: usize) -> u32 {
     total.div_ceil(BLOCK as usize).clamp(0, 1 << 16) as u32
 }
 
-/// One FCTP's tables on the device, for batches of up to `species` species.
+/// One FCTP's tables on the device, for batches of any number of species.
 pub struct FctpTables<E> {
     din: usize,
     dout: usize,
@@ -92,7 +92,7 @@ pub struct FctpTables<E> {
     in_paths: Buffer<i32>,
     in_elems: Buffer<i32>,
     weight_numel: usize,
-    records: Vec<FctpPath>,
+    paths_count: usize,
 }
 
 /// The upstream gradient's scale: one factor, or one per output element.
@@ -131,7 +131,7 @@ impl<E: GpuReal> FctpTables<E> {
                 nw: bo.mul as i32,
                 d: bi.ir.dim() as i32,
                 w_off: p.weight_offset as i32,
-                mats_off: 0,
+                mats_off: per_species as i32,
                 unused: 0,
             });
             per_species += bi.mul * bo.mul;
@@ -173,7 +173,7 @@ impl<E: GpuReal> FctpTables<E> {
             dout: f.irreps_out.dim(),
             attr: f.attr_dim,
             per_species,
-            paths: gpu.alloc(records.len())?,
+            paths: gpu.upload(&records)?,
             norm: gpu.upload(&norm)?,
             out_paths_ptr: gpu.upload(&out_paths_ptr)?,
             out_paths: gpu.upload(&out_paths)?,
@@ -182,31 +182,13 @@ impl<E: GpuReal> FctpTables<E> {
             in_paths: gpu.upload(&in_paths)?,
             in_elems: gpu.upload(&in_elems)?,
             weight_numel: f.weight_numel,
-            records,
+            paths_count: records.len(),
         })
     }
 
     /// Values of the species matrices for `species` species.
     pub fn mats_len(&self, species: usize) -> usize {
         self.per_species * species
-    }
-
-    /// The path records for `species` species (M_p of all species of path p together).
-    fn paths_for(&self, species: usize) -> Vec<FctpPath> {
-        let mut off = 0;
-        self.records
-            .iter()
-            .map(|r| {
-                let r = FctpPath { mats_off: off as i32, ..*r };
-                off += species * (r.nu * r.nw) as usize;
-                r
-            })
-            .collect()
-    }
-
-    /// Prepares the tables for batches of `species` species (one upload, when it changes).
-    pub fn set_species(&mut self, gpu: &Gpu, species: usize) -> Result<(), GpuError> {
-        gpu.write(&self.paths, &self.paths_for(species))
     }
 
     fn params(&self, species: usize) -> FctpParams {
@@ -225,7 +207,7 @@ impl<E: GpuReal> FctpTables<E> {
             species: species as i32,
             attr: self.attr as i32,
             mats_len: self.mats_len(species) as i32,
-            paths_count: self.records.len() as i32,
+            paths_count: self.paths_count as i32,
             ..FctpParams::default()
         }
     }

@@ -43,6 +43,8 @@ fn parameter_structs_have_the_c_layout() {
             offset_of!(TpConvParams, a_len),
             offset_of!(TpConvParams, tile),
             offset_of!(TpConvParams, outputs),
+            offset_of!(TpConvParams, accumulate),
+            offset_of!(TpConvParams, unused),
         ]
     );
     assert_eq!(
@@ -184,7 +186,7 @@ impl<E: GpuReal> Case<E> {
         if let Some(tile) = tile {
             conv = conv.with_tile(tile);
         }
-        let graph = TpGraph::upload(gpu, &self.edges).unwrap();
+        let (_edges, graph) = TpGraph::upload(gpu, &self.edges).unwrap();
         let n = self.edges.dst_ptr.len() - 1;
         let (h, sh, w, g) = (
             gpu.upload(&self.h).unwrap(),
@@ -195,8 +197,9 @@ impl<E: GpuReal> Case<E> {
         let mid = gpu.alloc::<E>(n * self.conv.tp.irreps_mid.dim()).unwrap();
         let dh = gpu.upload(&self.dh0).unwrap();
         let dw = gpu.alloc::<E>(self.w.len()).unwrap();
-        conv.forward(gpu, &graph, &h, &sh, &w, &mid).unwrap();
-        conv.backward(gpu, &graph, &h, &sh, &w, &g, &dh, &dw).unwrap();
+        let s = |b: &Buffer<E>| b.slice();
+        conv.forward(gpu, &graph, s(&h), s(&sh), s(&w), s(&mid)).unwrap();
+        conv.backward(gpu, &graph, s(&h), s(&sh), s(&w), s(&g), (s(&dh), true), s(&dw)).unwrap();
         Results {
             mid: gpu.download(&mid).unwrap(),
             dh: gpu.download(&dh).unwrap(),

@@ -106,8 +106,7 @@ fn parity<E: GpuReal>(tolerance: f64) {
                         .map(|(k, &o)| E::of(alpha) * add[k] + scale[k % dout] * o)
                         .collect();
 
-                    let mut tables = FctpTables::<E>::new(&gpu, f).unwrap();
-                    tables.set_species(&gpu, species).unwrap();
+                    let tables = FctpTables::<E>::new(&gpu, f).unwrap();
                     let dw = gpu.upload(&w).unwrap();
                     let dz = gpu.upload(&z).unwrap();
                     let dx = gpu.upload(&x).unwrap();
@@ -181,8 +180,7 @@ fn backward_parity<E: GpuReal>(tolerance: f64) {
                 let dz0: Vec<E> = random(&mut rng, species * f.attr_dim);
                 let mats = fctp_species_matrices(f, &w, &z, species);
 
-                let mut tables = FctpTables::<E>::new(&gpu, f).unwrap();
-                tables.set_species(&gpu, species).unwrap();
+                let tables = FctpTables::<E>::new(&gpu, f).unwrap();
                 let up = |v: &[E]| gpu.upload(v).unwrap();
                 let ints =
                     |v: Vec<usize>| gpu.upload(&v.into_iter().map(|i| i as i32).collect::<Vec<_>>()).unwrap();

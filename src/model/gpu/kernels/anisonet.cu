@@ -12,7 +12,7 @@
 //
 //   forward:       mid[n]     = Σ_{e→n} pw · w_e ∘ (A_e x[src e])
 //   weight grad:   dw[e]      = pw · Σ_m3 g[dst e][m3] ∘ (A_e x[src e])[m3]
-//   input grad:    dh[n]     += Σ_{e: n→·} A_eᵀ (pw · w_e ∘ g[dst e])
+//   input grad:    dh[n]    (+)= Σ_{e: n→·} A_eᵀ (pw · w_e ∘ g[dst e])
 #ifndef ANISO_SINGLE_SOURCE
 #include "shim.h"
 #endif
@@ -57,6 +57,8 @@ struct TpConvParams {
   int a_len;   // entries of A_e over all (l_in, l_edge, l_out)
   int tile;    // edges contracted into shared memory at a time
   int outputs; // output elements per node (forward, input grad) or per edge (weight grad)
+  int accumulate;  // input grad: add to dh (else overwrite)
+  int unused;
 };
 
 // A_e of edges `first .. first + count` of the node's list into shared memory.
@@ -176,6 +178,8 @@ __device__ void tp_conv_input_grad(const TpConvParams& p) {
   const real* g = reinterpret_cast<const real*>(p.g);
   real* dh = reinterpret_cast<real*>(p.out) + (long long)n * p.din;
   const int begin = edge_ptr[n], end = edge_ptr[n + 1];
+  if (!p.accumulate)
+    for (int j = threadIdx.x; j < p.din; j += blockDim.x) dh[j] = 0;
   for (int first = begin; first < end; first += p.tile) {
     const int count = end - first < p.tile ? end - first : p.tile;
     __syncthreads();
@@ -217,7 +221,7 @@ struct FctpPath {
   int nw;        // its multiplicity
   int d;         // 2l + 1 of both blocks
   int w_off;     // offset of W_p[u][v][w] in the weights
-  int mats_off;  // offset of M_p[s][u][w] in the matrices
+  int mats_off;  // Σ_{q<p} nu_q · nw_q: M_p of every species starts at species · mats_off
   int unused;
 };
 
@@ -271,9 +275,9 @@ __device__ void fctp_matrices(const FctpParams& p) {
   for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < p.mats_len;
        k += (long long)gridDim.x * blockDim.x) {
     int q = 0;
-    while (q + 1 < p.paths_count && paths[q + 1].mats_off <= k) ++q;
+    while (q + 1 < p.paths_count && (long long)paths[q + 1].mats_off * p.species <= k) ++q;
     const FctpPath f = paths[q];
-    const int r = (int)(k - f.mats_off);
+    const int r = (int)(k - (long long)f.mats_off * p.species);
     const int s = r / (f.nu * f.nw), uw = r - s * f.nu * f.nw, u = uw / f.nw, w = uw - u * f.nw;
     const real* wu = weight + f.w_off + (long long)u * p.attr * f.nw + w;
     real acc = 0;
@@ -306,7 +310,7 @@ __device__ void fctp_forward(const FctpParams& p) {
     for (int b = out_paths_ptr[block]; b < out_paths_ptr[block + 1]; ++b) {
       const FctpPath f = paths[out_paths[b]];
       const real* xr = xn + f.x_off + m * f.nu;
-      const real* ms = mats + f.mats_off + (long long)s * f.nu * f.nw + w;
+      const real* ms = mats + (long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + w;
       for (int u = 0; u < f.nu; ++u) o = aniso_fma(xr[u], ms[u * f.nw], o);
     }
     if (scale) o = scale[j] * o;
@@ -344,7 +348,7 @@ __device__ void fctp_input_grad(const FctpParams& p) {
     real d = p.accumulate ? dx[k] : (real)0;
     for (int b = in_paths_ptr[block]; b < in_paths_ptr[block + 1]; ++b) {
       const FctpPath f = paths[in_paths[b]];
-      const real* ms = mats + f.mats_off + (long long)s * f.nu * f.nw + (long long)u * f.nw;
+      const real* ms = mats + (long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + (long long)u * f.nw;
       real acc = 0;
       for (int w = 0; w < f.nw; ++w) acc = aniso_fma(fctp_upstream(p, gn, f.out_off + m * f.nw + w), ms[w], acc);
       d += acc;
@@ -365,9 +369,9 @@ __device__ void fctp_species_grad(const FctpParams& p) {
   for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < p.mats_len;
        k += (long long)gridDim.x * blockDim.x) {
     int q = 0;
-    while (q + 1 < p.paths_count && paths[q + 1].mats_off <= k) ++q;
+    while (q + 1 < p.paths_count && (long long)paths[q + 1].mats_off * p.species <= k) ++q;
     const FctpPath f = paths[q];
-    const int r = (int)(k - f.mats_off);
+    const int r = (int)(k - (long long)f.mats_off * p.species);
     const int s = r / (f.nu * f.nw), uw = r - s * f.nu * f.nw, u = uw / f.nw, w = uw - u * f.nw;
     real acc = 0;
     for (int i = species_ptr[s]; i < species_ptr[s + 1]; ++i) {
@@ -402,7 +406,7 @@ __device__ void fctp_param_grad(const FctpParams& p) {
       const int u = r / (p.attr * f.nw), vw = r - u * p.attr * f.nw, v = vw / f.nw, w = vw - v * f.nw;
       real acc = 0;
       for (int s = 0; s < p.species; ++s)
-        acc = aniso_fma(z[s * p.attr + v], grads[f.mats_off + (long long)s * f.nu * f.nw + u * f.nw + w], acc);
+        acc = aniso_fma(z[s * p.attr + v], grads[(long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + u * f.nw + w], acc);
       dweight[k] = norm[q] * acc;
     } else {
       const int sv = (int)(k - p.weight_numel), s = sv / p.attr, v = sv - s * p.attr;
@@ -410,7 +414,7 @@ __device__ void fctp_param_grad(const FctpParams& p) {
       for (int q = 0; q < p.paths_count; ++q) {
         const FctpPath f = paths[q];
         for (int u = 0; u < f.nu; ++u) {
-          const real* gs = grads + f.mats_off + (long long)s * f.nu * f.nw + u * f.nw;
+          const real* gs = grads + (long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + u * f.nw;
           const real* wu = weight + f.w_off + (long long)u * p.attr * f.nw + v * f.nw;
           real acc = 0;
           for (int w = 0; w < f.nw; ++w) acc = aniso_fma(gs[w], wu[w], acc);

@@ -96,7 +96,7 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
 #define F(f) offsetof(TpConvParams, f)
     v = {sizeof(TpConvParams), F(h), F(sh), F(w), F(g), F(out), F(edge_ptr), F(edge_list), F(edge_peer),
          F(entry_ptr), F(entry_sh), F(entry_c), F(ins), F(pw), F(elems), F(block_ins_ptr), F(block_ins),
-         F(nodes), F(din), F(dmid), F(sh_dim), F(nw), F(a_len), F(tile), F(outputs)};
+         F(nodes), F(din), F(dmid), F(sh_dim), F(nw), F(a_len), F(tile), F(outputs), F(accumulate), F(unused)};
 #undef F
   } else if (std::strcmp(name, "FctpParams") == 0) {
 #define F(f) offsetof(FctpParams, f)
