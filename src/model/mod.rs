@@ -205,7 +205,7 @@ where
     /// Inference: ε (irreps 0e+2e) per structure.
     pub fn predict(&self, input: &ModelInput) -> Result<Vec<[f64; 6]>, ModelError> {
         let prep = self.net.prepare(input)?;
-        let (out, _) = self.pass(prep, self.params.flat.as_vec(), false);
+        let (out, _) = self.pass(prep, self.params.flat.as_vec(), false)?;
         Ok(out.iter().map(|o| o.map(|v| v.to64())).collect())
     }
 
@@ -256,7 +256,7 @@ where
         }
         let prep = self.net.prepare(input)?;
         let (params, mut tape) = params.split_tape();
-        let (out, vjp) = self.pass(prep, params.as_vec(), T::OWNS_TAPE);
+        let (out, vjp) = self.pass(prep, params.as_vec(), T::OWNS_TAPE)?;
         let result =
             self.device.tensor_from_vec(out.iter().flatten().copied().collect(), (out.len(), Const::<6>));
         if let Some(vjp) = vjp {
@@ -279,7 +279,7 @@ where
         prep: network::Prepared<E>,
         values: Vec<E>,
         backward: bool,
-    ) -> (Vec<[E; 6]>, Option<Vjp<E>>) {
+    ) -> Result<(Vec<[E; 6]>, Option<Vjp<E>>), ModelError> {
         let net = self.net.clone();
         let Some(engine) = &self.engine else {
             let (out, cache) = net.forward(&values, prep);
@@ -290,10 +290,10 @@ where
                     net.backward_into(&values, &cache, &g_rows, g_params);
                 }) as Vjp<E>
             });
-            return (out, vjp);
+            return Ok((out, vjp));
         };
         // The engine computes the pooled head output; the host applies the head.
-        let (raw, back) = engine.forward(&prep, &values, backward);
+        let (raw, back) = engine.forward(&prep, &values, backward)?;
         let out = raw.iter().map(|r| net.head_forward(r).map(E::of)).collect();
         let vjp = back.map(|back| {
             Box::new(move |g_out: &[E], g_params: &mut [E]| {
@@ -302,12 +302,15 @@ where
                     .zip(g_out.chunks(6))
                     .map(|(r, g)| net.head_backward(r, &std::array::from_fn(|k| g[k].to64())))
                     .collect();
-                for (acc, g) in g_params.iter_mut().zip(back(&g_raw)) {
+                // The tape's backward pass has no error of its own to carry a
+                // device fault; a device lost between forward and backward ends the trial.
+                let grads = back(&g_raw).unwrap_or_else(|e| panic!("backward pass: {e}"));
+                for (acc, g) in g_params.iter_mut().zip(grads) {
                     *acc += g;
                 }
             }) as Vjp<E>
         });
-        (out, vjp)
+        Ok((out, vjp))
     }
 }
 

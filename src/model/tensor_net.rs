@@ -24,6 +24,7 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 
 use super::arch::{Act, Fctp, GateArch, Irreps, NUM_ELEMENTS};
+use super::config::ModelError;
 use super::kernels::Real;
 use super::network::{Network, Prepared};
 
@@ -384,7 +385,7 @@ impl<E: TensorFloat, D: Device<E>> TensorNet<E, D> {
 
 /// The backward pass of one [`DeviceEngine::forward`]: d loss / d raw per
 /// structure in, d loss / d parameters (flat layout) out.
-pub type RawBackward<E> = Box<dyn FnOnce(&[[f64; 6]]) -> Vec<E>>;
+pub type RawBackward<E> = Box<dyn FnOnce(&[[f64; 6]]) -> Result<Vec<E>, ModelError>>;
 
 /// A network that computes the pooled head output on some device from host
 /// parameters, with its backward pass. The host applies the head.
@@ -397,7 +398,7 @@ pub trait DeviceEngine<E> {
         prep: &Prepared<E>,
         params: &[E],
         backward: bool,
-    ) -> (Vec<[f64; 6]>, Option<RawBackward<E>>);
+    ) -> Result<(Vec<[f64; 6]>, Option<RawBackward<E>>), ModelError>;
 }
 
 /// [`TensorNet`] on a dfdx device, behind [`DeviceEngine`].
@@ -426,11 +427,11 @@ impl<E: TensorFloat, D: Device<E> + 'static> DeviceEngine<E> for TensorEngine<E,
         prep: &Prepared<E>,
         params: &[E],
         backward: bool,
-    ) -> (Vec<[f64; 6]>, Option<RawBackward<E>>) {
+    ) -> Result<(Vec<[f64; 6]>, Option<RawBackward<E>>), ModelError> {
         let dev = &self.net.dev;
         let leaf = dev.tensor_from_vec(params.to_vec(), (params.len(),));
         if !backward {
-            return (rows(self.net.forward(prep, leaf).as_vec()), None);
+            return Ok((rows(self.net.forward(prep, leaf).as_vec()), None));
         }
         let raw = self.net.forward(prep, leaf.clone().traced(Gradients::leaky()));
         let values = rows(raw.retaped::<NoneTape>().as_vec());
@@ -439,9 +440,9 @@ impl<E: TensorFloat, D: Device<E> + 'static> DeviceEngine<E> for TensorEngine<E,
             let g: Vec<E> = grad_raw.iter().flatten().map(|&v| E::of(v)).collect();
             let g = dev.tensor_from_vec(g, (grad_raw.len(), 6));
             let grads = (raw * g).sum::<(), Axes2<0, 1>>().backward();
-            grads.get(&leaf).as_vec()
+            Ok(grads.get(&leaf).as_vec())
         });
-        (values, Some(back))
+        Ok((values, Some(back)))
     }
 }
 

@@ -18,13 +18,16 @@
 
 pub mod conv;
 mod emulated;
+pub mod engine;
 pub mod fctp;
+pub mod layers;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use emulated::Emulated;
+pub use engine::GpuEngine;
 
 /// An address in a backend's memory.
 pub type DevicePtr = u64;
@@ -149,6 +152,13 @@ impl Gpu {
         self.backend.upload(buffer.ptr, bytes(values))
     }
 
+    /// Overwrites `slice` with `values` (one transfer).
+    pub fn write_slice<T: Plain>(&self, slice: Slice<T>, values: &[T]) -> Result<(), GpuError> {
+        assert!(values.len() <= slice.len, "{} values into a slice of {}", values.len(), slice.len);
+        self.uploads.fetch_add(1, Ordering::Relaxed);
+        self.backend.upload(slice.ptr, bytes(values))
+    }
+
     /// An uninitialised buffer of `len` values (at least one byte is allocated).
     pub fn alloc<T: Plain>(&self, len: usize) -> Result<Buffer<T>, GpuError> {
         let ptr = self.backend.alloc((len * std::mem::size_of::<T>()).max(1))?;
@@ -241,6 +251,11 @@ impl<T> Clone for Slice<T> {
 impl<T> Copy for Slice<T> {}
 
 impl<T> Slice<T> {
+    /// `len` values from value `offset` on.
+    pub fn range(&self, offset: usize, len: usize) -> Slice<T> {
+        assert!(offset + len <= self.len, "values {offset}..{} of a slice of {}", offset + len, self.len);
+        Slice { ptr: self.ptr + (offset * std::mem::size_of::<T>()) as u64, len, _values: PhantomData }
+    }
     pub fn ptr(&self) -> DevicePtr {
         self.ptr
     }
@@ -258,6 +273,30 @@ impl<T> Slice<T> {
 #[derive(Default)]
 pub struct Packing {
     bytes: Vec<u8>,
+}
+
+/// Typed sections of one device allocation that the host never fills (a
+/// workspace): a [`Packing`] without the bytes.
+#[derive(Default)]
+pub struct Layout {
+    len: usize,
+}
+
+impl Layout {
+    /// A section of `len` values.
+    pub fn reserve<T: Plain>(&mut self, len: usize) -> Section<T> {
+        let offset = self.len.next_multiple_of(16);
+        self.len = offset + len * std::mem::size_of::<T>();
+        Section { offset, len, _values: PhantomData }
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Where a [`Packing`] put `len` values of type `T`.
@@ -293,9 +332,9 @@ impl Packing {
 
     /// A zeroed section of `len` values.
     pub fn reserve<T: Plain>(&mut self, len: usize) -> Section<T> {
-        let offset = self.bytes.len().next_multiple_of(16);
-        self.bytes.resize(offset + len * std::mem::size_of::<T>(), 0);
-        Section { offset, len, _values: PhantomData }
+        let section = Layout { len: self.bytes.len() }.reserve(len);
+        self.bytes.resize(section.offset + len * std::mem::size_of::<T>(), 0);
+        section
     }
 
     /// Bytes so far.

@@ -426,6 +426,336 @@ __device__ void fctp_param_grad(const FctpParams& p) {
   }
 }
 
+// The rest of the network, after Network::forward / backward_into in
+// src/model/network.rs: the embedding, the radial MLP, the gates and the
+// pooling. One thread per output element, each sum in the CPU's order.
+// Activations are evaluated in double, as on the CPU.
+
+// Embedding of one-hot(Z) and of the mass, per species, and the node features.
+struct EmbedParams {
+  aniso_ptr weight;      // real[em × elements]: em.weight
+  aniso_ptr bias;        // real[em]: em.bias
+  aniso_ptr species_z;   // int[species]: Z − 1
+  aniso_ptr species_mass;  // real[species]
+  aniso_ptr species_of;  // int[nodes]
+  aniso_ptr species_ptr;    // int[species + 1]: the nodes of each species are…
+  aniso_ptr species_nodes;  // int[nodes]: …these, in order
+  aniso_ptr x0_pre;      // real[species × em]: W[:, Z] + b
+  aniso_ptr z_pre;       // real[species × em]: mass W[:, Z] + b
+  aniso_ptr z;           // real[species × em]: relu(z_pre), the node attributes
+  aniso_ptr x;           // real[nodes × em]: relu(x0_pre) per node (forward)
+  aniso_ptr gx;          // real[nodes × em]: gradient of x (backward)
+  aniso_ptr dz;          // real[species × em]: gradient of z (backward)
+  aniso_ptr masked;      // real[species × em × 2]: the two gradients through the relus
+  aniso_ptr dweight;     // real[em × elements]
+  aniso_ptr dbias;       // real[em]
+  int em;
+  int elements;
+  int species;
+  int nodes;
+};
+
+// Threads: species × em for the species rows, then nodes × em for the nodes.
+template <typename real>
+__device__ void embed_forward(const EmbedParams& p) {
+  const real* weight = reinterpret_cast<const real*>(p.weight);
+  const real* bias = reinterpret_cast<const real*>(p.bias);
+  const int* species_z = reinterpret_cast<const int*>(p.species_z);
+  const real* mass = reinterpret_cast<const real*>(p.species_mass);
+  const int* species_of = reinterpret_cast<const int*>(p.species_of);
+  real* x0_pre = reinterpret_cast<real*>(p.x0_pre);
+  real* z_pre = reinterpret_cast<real*>(p.z_pre);
+  real* z = reinterpret_cast<real*>(p.z);
+  real* x = reinterpret_cast<real*>(p.x);
+  const long long rows = (long long)p.species * p.em, total = rows + (long long)p.nodes * p.em;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    if (k < rows) {
+      const int s = (int)(k / p.em), v = (int)(k - (long long)s * p.em);
+      const real w = weight[v * p.elements + species_z[s]];
+      const real zp = mass[s] * w + bias[v];
+      x0_pre[k] = w + bias[v];
+      z_pre[k] = zp;
+      z[k] = zp > 0 ? zp : (real)0;
+    } else {
+      const long long r = k - rows;
+      const int n = (int)(r / p.em), v = (int)(r - (long long)n * p.em);
+      const real x0 = weight[v * p.elements + species_z[species_of[n]]] + bias[v];
+      x[r] = x0 > 0 ? x0 : (real)0;
+    }
+  }
+}
+
+// Per (species, channel): the gradients reaching W[:, Z] + b through each relu,
+// the node gradients summed over the species' nodes in order.
+template <typename real>
+__device__ void embed_species_grad(const EmbedParams& p) {
+  const int* species_ptr = reinterpret_cast<const int*>(p.species_ptr);
+  const int* species_nodes = reinterpret_cast<const int*>(p.species_nodes);
+  const real* x0_pre = reinterpret_cast<const real*>(p.x0_pre);
+  const real* z_pre = reinterpret_cast<const real*>(p.z_pre);
+  const real* gx = reinterpret_cast<const real*>(p.gx);
+  const real* dz = reinterpret_cast<const real*>(p.dz);
+  real* masked = reinterpret_cast<real*>(p.masked);
+  const long long total = (long long)p.species * p.em;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const int s = (int)(k / p.em), v = (int)(k - (long long)s * p.em);
+    real dx0 = 0;
+    for (int i = species_ptr[s]; i < species_ptr[s + 1]; ++i) dx0 += gx[(long long)species_nodes[i] * p.em + v];
+    masked[2 * k] = x0_pre[k] > 0 ? dx0 : (real)0;
+    masked[2 * k + 1] = z_pre[k] > 0 ? dz[k] : (real)0;
+  }
+}
+
+// em.weight (every element, zero where no species has it) and em.bias:
+// one thread per parameter, species in order.
+template <typename real>
+__device__ void embed_param_grad(const EmbedParams& p) {
+  const int* species_z = reinterpret_cast<const int*>(p.species_z);
+  const real* mass = reinterpret_cast<const real*>(p.species_mass);
+  const real* masked = reinterpret_cast<const real*>(p.masked);
+  real* dweight = reinterpret_cast<real*>(p.dweight);
+  real* dbias = reinterpret_cast<real*>(p.dbias);
+  const long long weights = (long long)p.em * p.elements, total = weights + p.em;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    real acc = 0;
+    if (k < weights) {
+      const int v = (int)(k / p.elements), zi = (int)(k - (long long)v * p.elements);
+      for (int s = 0; s < p.species; ++s) {
+        if (species_z[s] != zi) continue;
+        const real* m = masked + 2 * ((long long)s * p.em + v);
+        acc += m[0];
+        acc += m[1] * mass[s];
+      }
+      dweight[k] = acc;
+    } else {
+      const int v = (int)(k - weights);
+      for (int s = 0; s < p.species; ++s) {
+        const real* m = masked + 2 * ((long long)s * p.em + v);
+        acc += m[0];
+        acc += m[1];
+      }
+      dbias[v] = acc;
+    }
+  }
+}
+
+// A layer of the radial MLP, x W / √fan_in over the edges, with e3nn's
+// normalised SiLU fused in where the layer is hidden.
+struct MlpParams {
+  aniso_ptr input;   // real[rows × inner]
+  aniso_ptr weight;  // real[inner × cols]
+  aniso_ptr out;     // real: activations [rows × cols] (forward), input grad [rows × inner], dW [inner × cols]
+  aniso_ptr pre;     // real[rows × cols] or 0: pre-activations (forward, written; input grad, read)
+  aniso_ptr g;       // real[rows × cols]: upstream gradient (backward)
+  double alpha;      // 1/√inner
+  double silu;       // e3nn's normalisation of SiLU
+  int rows;
+  int inner;
+  int cols;
+  int unused;
+};
+
+template <typename real>
+__device__ void mlp_forward(const MlpParams& p) {
+  const real* input = reinterpret_cast<const real*>(p.input);
+  const real* weight = reinterpret_cast<const real*>(p.weight);
+  real* out = reinterpret_cast<real*>(p.out);
+  real* pre = reinterpret_cast<real*>(p.pre);
+  const long long total = (long long)p.rows * p.cols;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const long long e = k / p.cols;
+    const int j = (int)(k - e * p.cols);
+    const real* xe = input + e * p.inner;
+    real acc = 0;
+    for (int i = 0; i < p.inner; ++i) acc = aniso_fma(xe[i], weight[(long long)i * p.cols + j], acc);
+    const real v = (real)p.alpha * acc;
+    if (pre) {
+      pre[k] = v;
+      out[k] = (real)p.silu * v / ((real)1 + exp(-v));
+    } else {
+      out[k] = v;
+    }
+  }
+}
+
+// dW[i][j] = α Σ_e input[e][i] g[e][j]: one thread per weight, edges in order.
+template <typename real>
+__device__ void mlp_weight_grad(const MlpParams& p) {
+  const real* input = reinterpret_cast<const real*>(p.input);
+  const real* g = reinterpret_cast<const real*>(p.g);
+  real* dweight = reinterpret_cast<real*>(p.out);
+  const long long total = (long long)p.inner * p.cols;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const int i = (int)(k / p.cols), j = (int)(k - (long long)i * p.cols);
+    real acc = 0;
+    for (long long e = 0; e < p.rows; ++e) acc = aniso_fma(input[e * p.inner + i], g[e * p.cols + j], acc);
+    dweight[k] = (real)p.alpha * acc;
+  }
+}
+
+// The gradient of the layer's input, through the previous layer's SiLU:
+// α Σ_j g[e][j] W[i][j] · silu′(pre[e][i]).
+template <typename real>
+__device__ void mlp_input_grad(const MlpParams& p) {
+  const real* weight = reinterpret_cast<const real*>(p.weight);
+  const real* g = reinterpret_cast<const real*>(p.g);
+  const real* pre = reinterpret_cast<const real*>(p.pre);
+  real* gin = reinterpret_cast<real*>(p.out);
+  const long long total = (long long)p.rows * p.inner;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const long long e = k / p.inner;
+    const int i = (int)(k - e * p.inner);
+    const real* ge = g + e * p.cols;
+    const real* wi = weight + (long long)i * p.cols;
+    real acc = 0;
+    for (int j = 0; j < p.cols; ++j) acc = aniso_fma(ge[j], wi[j], acc);
+    const real v = pre[k], sg = (real)1 / ((real)1 + exp(-v));
+    gin[k] = (real)p.alpha * acc * ((real)p.silu * (sg + v * sg * ((real)1 - sg)));
+  }
+}
+
+// e3nn's Gate. What each element is, from the architecture:
+//   forward, per output element:  (input, gate input or −1, activation)
+//   backward, per input element:  (kind, activation, a, b, count, stride)
+//     kind 0, a scalar:           dx = g[a] · act′(x)
+//     kind 1, a gated element:    dx = g[a] · act(x[b])
+//     kind 2, a gate:             dx = act′(x) · Σ_m g[a + m·stride] · x[b + m·stride], m < count
+enum { ACT_SILU = 0, ACT_TANH = 1, ACT_SIGMOID = 2 };
+
+struct GateParams {
+  aniso_ptr x;      // real[nodes × din]: the convolution's output
+  aniso_ptr out;    // real: y [nodes × dout] (forward), dx [nodes × din] (backward)
+  aniso_ptr g;      // real[nodes × dout]: upstream gradient (backward)
+  aniso_ptr elems;  // int[dout × 3] (forward) or int[din × 6] (backward)
+  double silu;      // e3nn's normalisation of each activation
+  double tanh;
+  double sigmoid;
+  int nodes;
+  int din;
+  int dout;
+  int unused;
+};
+
+// act(x) and act′(x) in double, normalised.
+__device__ __forceinline__ void gate_act(const GateParams& p, int act, double x, double* value, double* slope) {
+  if (act == ACT_TANH) {
+    const double t = tanh(x);
+    *value = p.tanh * t;
+    *slope = p.tanh * (1.0 - t * t);
+    return;
+  }
+  const double s = 1.0 / (1.0 + exp(-x));
+  if (act == ACT_SILU) {
+    *value = p.silu * x * s;
+    *slope = p.silu * (s + x * s * (1.0 - s));
+  } else {
+    *value = p.sigmoid * s;
+    *slope = p.sigmoid * s * (1.0 - s);
+  }
+}
+
+template <typename real>
+__device__ void gate_forward(const GateParams& p) {
+  const real* x = reinterpret_cast<const real*>(p.x);
+  const int* elems = reinterpret_cast<const int*>(p.elems);
+  real* y = reinterpret_cast<real*>(p.out);
+  const long long total = (long long)p.nodes * p.dout;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const long long n = k / p.dout;
+    const int o = (int)(k - n * p.dout);
+    const int src = elems[3 * o], gate = elems[3 * o + 1], act = elems[3 * o + 2];
+    const real* xn = x + n * p.din;
+    double value, slope;
+    if (gate < 0) {
+      gate_act(p, act, (double)xn[src], &value, &slope);
+      y[k] = (real)value;
+    } else {
+      gate_act(p, act, (double)xn[gate], &value, &slope);
+      y[k] = xn[src] * (real)value;
+    }
+  }
+}
+
+template <typename real>
+__device__ void gate_backward(const GateParams& p) {
+  const real* x = reinterpret_cast<const real*>(p.x);
+  const real* g = reinterpret_cast<const real*>(p.g);
+  const int* elems = reinterpret_cast<const int*>(p.elems);
+  real* dx = reinterpret_cast<real*>(p.out);
+  const long long total = (long long)p.nodes * p.din;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+       k += (long long)gridDim.x * blockDim.x) {
+    const long long n = k / p.din;
+    const int i = (int)(k - n * p.din);
+    const int* e = elems + 6 * i;
+    const real* xn = x + n * p.din;
+    const real* gn = g + n * p.dout;
+    double value, slope;
+    if (e[0] == 0) {
+      gate_act(p, e[1], (double)xn[i], &value, &slope);
+      dx[k] = gn[e[2]] * (real)slope;
+    } else if (e[0] == 1) {
+      gate_act(p, e[1], (double)xn[e[3]], &value, &slope);
+      dx[k] = gn[e[2]] * (real)value;
+    } else {
+      gate_act(p, e[1], (double)xn[i], &value, &slope);
+      real acc = 0;
+      for (int m = 0; m < e[4]; ++m) acc += gn[e[2] + m * e[5]] * xn[e[3] + m * e[5]];
+      dx[k] = acc * (real)slope;
+    }
+  }
+}
+
+// The mean of the head's six outputs over each structure's atoms, in double
+// and in node order; and its gradient.
+struct PoolParams {
+  aniso_ptr x;           // real[nodes × 6]: the last convolution's output (forward)
+  aniso_ptr raw;         // double[graphs × 6]: the means (forward), their gradient (backward)
+  aniso_ptr gx;          // real[nodes × 6]: the gradient of x (backward)
+  aniso_ptr graph_ptr;   // int[graphs + 1]: the nodes of each structure are…
+  aniso_ptr graph_nodes; // int[nodes]: …these, in order
+  aniso_ptr node_graph;  // int[nodes]
+  int graphs;
+  int nodes;
+};
+
+template <typename real>
+__device__ void pool_forward(const PoolParams& p) {
+  const real* x = reinterpret_cast<const real*>(p.x);
+  const int* graph_ptr = reinterpret_cast<const int*>(p.graph_ptr);
+  const int* graph_nodes = reinterpret_cast<const int*>(p.graph_nodes);
+  double* raw = reinterpret_cast<double*>(p.raw);
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < (long long)p.graphs * 6;
+       k += (long long)gridDim.x * blockDim.x) {
+    const int graph = (int)(k / 6), c = (int)(k - graph * 6);
+    const double size = (double)(graph_ptr[graph + 1] - graph_ptr[graph]);
+    double acc = 0;
+    for (int i = graph_ptr[graph]; i < graph_ptr[graph + 1]; ++i) acc += (double)x[graph_nodes[i] * 6 + c] / size;
+    raw[k] = acc;
+  }
+}
+
+template <typename real>
+__device__ void pool_backward(const PoolParams& p) {
+  const int* graph_ptr = reinterpret_cast<const int*>(p.graph_ptr);
+  const int* node_graph = reinterpret_cast<const int*>(p.node_graph);
+  const double* graw = reinterpret_cast<const double*>(p.raw);
+  real* gx = reinterpret_cast<real*>(p.gx);
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < (long long)p.nodes * 6;
+       k += (long long)gridDim.x * blockDim.x) {
+    const int n = (int)(k / 6), c = (int)(k - n * 6), graph = node_graph[n];
+    const double size = (double)(graph_ptr[graph + 1] - graph_ptr[graph]);
+    gx[k] = (real)(graw[graph * 6 + c] / size);
+  }
+}
+
 #define ANISO_INSTANTIATE(real, suffix)                                                     \
   ANISO_KERNEL void tp_conv_forward_##suffix(const TpConvParams p) { tp_conv_forward<real>(p); } \
   ANISO_KERNEL void tp_conv_weight_grad_##suffix(const TpConvParams p) {                   \
@@ -436,7 +766,17 @@ __device__ void fctp_param_grad(const FctpParams& p) {
   ANISO_KERNEL void fctp_forward_##suffix(const FctpParams p) { fctp_forward<real>(p); }               \
   ANISO_KERNEL void fctp_input_grad_##suffix(const FctpParams p) { fctp_input_grad<real>(p); }         \
   ANISO_KERNEL void fctp_species_grad_##suffix(const FctpParams p) { fctp_species_grad<real>(p); }     \
-  ANISO_KERNEL void fctp_param_grad_##suffix(const FctpParams p) { fctp_param_grad<real>(p); }
+  ANISO_KERNEL void fctp_param_grad_##suffix(const FctpParams p) { fctp_param_grad<real>(p); }         \
+  ANISO_KERNEL void embed_forward_##suffix(const EmbedParams p) { embed_forward<real>(p); }            \
+  ANISO_KERNEL void embed_species_grad_##suffix(const EmbedParams p) { embed_species_grad<real>(p); }  \
+  ANISO_KERNEL void embed_param_grad_##suffix(const EmbedParams p) { embed_param_grad<real>(p); }      \
+  ANISO_KERNEL void mlp_forward_##suffix(const MlpParams p) { mlp_forward<real>(p); }                  \
+  ANISO_KERNEL void mlp_weight_grad_##suffix(const MlpParams p) { mlp_weight_grad<real>(p); }          \
+  ANISO_KERNEL void mlp_input_grad_##suffix(const MlpParams p) { mlp_input_grad<real>(p); }            \
+  ANISO_KERNEL void gate_forward_##suffix(const GateParams p) { gate_forward<real>(p); }               \
+  ANISO_KERNEL void gate_backward_##suffix(const GateParams p) { gate_backward<real>(p); }             \
+  ANISO_KERNEL void pool_forward_##suffix(const PoolParams p) { pool_forward<real>(p); }               \
+  ANISO_KERNEL void pool_backward_##suffix(const PoolParams p) { pool_backward<real>(p); }
 
 ANISO_INSTANTIATE(float, f32)
 ANISO_INSTANTIATE(double, f64)

@@ -47,6 +47,16 @@ const Kernel KERNELS[] = {
     ANISO_ENTRY(fctp_input_grad_f32, FctpParams),       ANISO_ENTRY(fctp_input_grad_f64, FctpParams),
     ANISO_ENTRY(fctp_species_grad_f32, FctpParams),     ANISO_ENTRY(fctp_species_grad_f64, FctpParams),
     ANISO_ENTRY(fctp_param_grad_f32, FctpParams),       ANISO_ENTRY(fctp_param_grad_f64, FctpParams),
+    ANISO_ENTRY(embed_forward_f32, EmbedParams),        ANISO_ENTRY(embed_forward_f64, EmbedParams),
+    ANISO_ENTRY(embed_species_grad_f32, EmbedParams),   ANISO_ENTRY(embed_species_grad_f64, EmbedParams),
+    ANISO_ENTRY(embed_param_grad_f32, EmbedParams),     ANISO_ENTRY(embed_param_grad_f64, EmbedParams),
+    ANISO_ENTRY(mlp_forward_f32, MlpParams),            ANISO_ENTRY(mlp_forward_f64, MlpParams),
+    ANISO_ENTRY(mlp_weight_grad_f32, MlpParams),        ANISO_ENTRY(mlp_weight_grad_f64, MlpParams),
+    ANISO_ENTRY(mlp_input_grad_f32, MlpParams),         ANISO_ENTRY(mlp_input_grad_f64, MlpParams),
+    ANISO_ENTRY(gate_forward_f32, GateParams),          ANISO_ENTRY(gate_forward_f64, GateParams),
+    ANISO_ENTRY(gate_backward_f32, GateParams),         ANISO_ENTRY(gate_backward_f64, GateParams),
+    ANISO_ENTRY(pool_forward_f32, PoolParams),          ANISO_ENTRY(pool_forward_f64, PoolParams),
+    ANISO_ENTRY(pool_backward_f32, PoolParams),         ANISO_ENTRY(pool_backward_f64, PoolParams),
 };
 
 std::mutex one_launch;
@@ -105,6 +115,27 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
          F(in_paths_ptr), F(in_paths), F(in_elems), F(species_ptr), F(species_nodes), F(grads), F(dweight),
          F(dz), F(g_alpha), F(accumulate), F(weight_numel), F(nodes), F(din),
          F(dout), F(species), F(attr), F(mats_len), F(paths_count), F(unused)};
+#undef F
+  } else if (std::strcmp(name, "EmbedParams") == 0) {
+#define F(f) offsetof(EmbedParams, f)
+    v = {sizeof(EmbedParams), F(weight), F(bias), F(species_z), F(species_mass), F(species_of), F(species_ptr),
+         F(species_nodes), F(x0_pre), F(z_pre), F(z), F(x), F(gx), F(dz), F(masked), F(dweight), F(dbias),
+         F(em), F(elements), F(species), F(nodes)};
+#undef F
+  } else if (std::strcmp(name, "MlpParams") == 0) {
+#define F(f) offsetof(MlpParams, f)
+    v = {sizeof(MlpParams), F(input), F(weight), F(out), F(pre), F(g), F(alpha), F(silu),
+         F(rows), F(inner), F(cols), F(unused)};
+#undef F
+  } else if (std::strcmp(name, "GateParams") == 0) {
+#define F(f) offsetof(GateParams, f)
+    v = {sizeof(GateParams), F(x), F(out), F(g), F(elems), F(silu), F(tanh), F(sigmoid),
+         F(nodes), F(din), F(dout), F(unused)};
+#undef F
+  } else if (std::strcmp(name, "PoolParams") == 0) {
+#define F(f) offsetof(PoolParams, f)
+    v = {sizeof(PoolParams), F(x), F(raw), F(gx), F(graph_ptr), F(graph_nodes), F(node_graph),
+         F(graphs), F(nodes)};
 #undef F
   } else if (std::strcmp(name, "FctpPath") == 0) {
 #define F(f) offsetof(FctpPath, f)

@@ -46,7 +46,9 @@ void sync_threads();
 #define __syncthreads() aniso_emu::sync_threads()
 #define ANISO_KERNEL extern "C"
 
+using std::exp;
 using std::fma;
+using std::tanh;
 
 #endif
 

@@ -1,0 +1,148 @@
+//! The engine on the CPU emulation against the fused CPU network, forward
+//! and backward, and its launch and transfer budget.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::model::input::ModelInput;
+use crate::model::kernels::Real;
+use crate::model::{ModelConfig, ModelKind};
+
+fn worst(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f64::max)
+}
+
+/// A batch of `graphs` random crystals-like graphs: random species among
+/// `elements`, random neighbours within the cutoff.
+fn batch(rng: &mut ChaCha8Rng, graphs: usize, elements: &[u8]) -> ModelInput {
+    let mut input = ModelInput::default();
+    let mut first = 0u32;
+    for g in 0..graphs {
+        let atoms = if g == 0 { 1 } else { rng.gen_range(2..6) };
+        for _ in 0..atoms {
+            let z = elements[rng.gen_range(0..elements.len())];
+            input.numbers.push(z);
+            input.masses.push(z as f64 * 1.9 + 0.3);
+            input.node_graph.push(g as u32);
+        }
+        for a in 0..atoms as u32 {
+            for _ in 0..rng.gen_range(1..5) {
+                let b = rng.gen_range(0..atoms as u32);
+                input.edge_src.push(first + a);
+                input.edge_dst.push(first + b);
+                let v: [f64; 3] = std::array::from_fn(|_| rng.gen_range(-2.0..2.0));
+                input.edge_vec.push(v);
+            }
+        }
+        first += atoms as u32;
+    }
+    input.num_graphs = graphs;
+    input
+}
+
+fn check<E: GpuReal>(config: &ModelConfig, tolerance: f64, seed: u64) {
+    let arch = crate::model::Architecture::new(config).unwrap();
+    let net = Arc::new(Network::<E>::new(arch));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let params: Vec<E> = (0..net.arch.num_params).map(|_| E::of(rng.gen_range(-1.0..1.0))).collect();
+    let input = batch(&mut rng, 4, &[1, 8, 14]);
+    let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
+    let (raw, back) = engine.forward(&net.prepare(&input).unwrap(), &params, true).unwrap();
+    let (_, cache) = net.forward(&params, net.prepare(&input).unwrap());
+    let flat = |r: &[[f64; 6]]| r.iter().flatten().copied().collect::<Vec<f64>>();
+    let err = worst(&flat(&raw), &flat(&cache.raw));
+    assert!(err <= tolerance, "{config:?}: raw off by {err:e}");
+    let g_out: Vec<[E; 6]> = (0..raw.len()).map(|_| std::array::from_fn(|_| E::of(rng.gen_range(-1.0..1.0)))).collect();
+    let graw: Vec<[f64; 6]> =
+        cache.raw.iter().zip(&g_out).map(|(r, g)| net.head_backward(r, &g.map(|v| v.to64()))).collect();
+    let got = back.unwrap()(&graw).unwrap();
+    let want = net.backward(&params, &cache, &g_out);
+    let to64 = |v: &[E]| v.iter().map(|x| x.to64()).collect::<Vec<f64>>();
+    for p in &net.arch.params {
+        let r = p.offset..p.offset + p.numel();
+        assert!(want[r.clone()].iter().any(|v| *v != E::zero()), "d {} is zero: a trivial case", p.name);
+        let err = worst(&to64(&got[r.clone()]), &to64(&want[r]));
+        assert!(err <= tolerance, "l_max {} {:?}: d {} off by {err:e}", config.lmax, config.kind, p.name);
+    }
+}
+
+fn configs() -> Vec<ModelConfig> {
+    let mut out = Vec::new();
+    for lmax in 0..=4 {
+        for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
+            if kind == ModelKind::Equivariant && lmax == 0 {
+                continue;
+            }
+            let layers = if lmax % 2 == 0 { 2 } else { 1 };
+            out.push(ModelConfig {
+                kind,
+                lmax,
+                em_dim: 6,
+                mul: 3,
+                layers,
+                radial_neurons: 7,
+                radial_layers: 1 + lmax % 2,
+                output: crate::model::config::OutputMode::Raw,
+                ..ModelConfig::default()
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn the_emulated_engine_matches_the_cpu_network_in_f64() {
+    for (i, config) in configs().iter().enumerate() {
+        check::<f64>(config, 1e-12, i as u64);
+    }
+}
+
+#[test]
+fn the_emulated_engine_matches_the_cpu_network_in_f32() {
+    for (i, config) in configs().iter().enumerate() {
+        check::<f32>(config, 1e-5, 10 + i as u64);
+    }
+}
+
+/// The published configuration: em 48, two gate layers, l_max 3, mul 48.
+fn published() -> ModelConfig {
+    ModelConfig { lmax: 3, em_dim: 48, mul: 48, layers: 2, ..ModelConfig::default() }
+}
+
+#[test]
+fn a_training_step_at_the_published_configuration_keeps_the_budget() {
+    let net = Arc::new(Network::<f32>::new(crate::model::Architecture::new(&published()).unwrap()));
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let params: Vec<f32> = (0..net.arch.num_params).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let input = batch(&mut rng, 2, &[3, 8]);
+    let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
+    let before = engine.counts();
+    let prep = net.prepare(&input).unwrap();
+    let (raw, back) = engine.forward(&prep, &params, true).unwrap();
+    let grads = back.unwrap()(&vec![[1.0; 6]; raw.len()]).unwrap();
+    let after = engine.counts();
+    assert_eq!(grads.len(), net.arch.num_params);
+    let launches = after.launches - before.launches;
+    let transfers = (after.uploads - before.uploads) + (after.downloads - before.downloads);
+    println!("one training step at the published configuration: {launches} launches, {transfers} transfers");
+    assert!(launches <= 100, "{launches} launches in a training step");
+    assert_eq!(transfers, 4, "batch and parameters up, outputs down, their gradient up, gradients down");
+}
+
+#[test]
+fn two_runs_are_bit_identical() {
+    let config = ModelConfig { lmax: 2, em_dim: 6, mul: 3, layers: 2, ..ModelConfig::default() };
+    let net = Arc::new(Network::<f64>::new(crate::model::Architecture::new(&config).unwrap()));
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let params: Vec<f64> = (0..net.arch.num_params).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let input = batch(&mut rng, 3, &[1, 6, 8]);
+    let run = || {
+        let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
+        let (raw, back) = engine.forward(&net.prepare(&input).unwrap(), &params, true).unwrap();
+        let grads = back.unwrap()(&vec![[0.5, -1.0, 2.0, 0.25, 1.0, -0.75]; raw.len()]).unwrap();
+        (raw.into_iter().flatten().map(f64::to_bits).collect::<Vec<_>>(), grads.iter().map(|g| g.to_bits()).collect::<Vec<_>>())
+    };
+    assert!(run() == run(), "two runs differ");
+}

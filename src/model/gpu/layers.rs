@@ -1,0 +1,416 @@
+//! The launches of the network's other layers on a [`Gpu`]: the embedding,
+//! the radial MLP, the gates and the pooling (kernels in anisonet.cu), and
+//! the gate's element tables, built once from the architecture.
+//!
+//! Each is one thread per output element, its sum in the order of
+//! [`crate::model::network`], which the engine's tests compare against.
+
+use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Slice};
+use crate::model::arch::{Act, GateArch};
+use crate::model::normalize::Normalize2Mom;
+
+/// The embedding kernels' parameters (`EmbedParams` in anisonet.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmbedParams {
+    pub weight: u64,
+    pub bias: u64,
+    pub species_z: u64,
+    pub species_mass: u64,
+    pub species_of: u64,
+    pub species_ptr: u64,
+    pub species_nodes: u64,
+    pub x0_pre: u64,
+    pub z_pre: u64,
+    pub z: u64,
+    pub x: u64,
+    pub gx: u64,
+    pub dz: u64,
+    pub masked: u64,
+    pub dweight: u64,
+    pub dbias: u64,
+    pub em: i32,
+    pub elements: i32,
+    pub species: i32,
+    pub nodes: i32,
+}
+// SAFETY: repr(C), laid out as the C struct (checked by a test).
+unsafe impl KernelParams for EmbedParams {
+    const NAME: &'static str = "EmbedParams";
+}
+
+/// The radial MLP kernels' parameters (`MlpParams` in anisonet.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MlpParams {
+    pub input: u64,
+    pub weight: u64,
+    pub out: u64,
+    pub pre: u64,
+    pub g: u64,
+    pub alpha: f64,
+    pub silu: f64,
+    pub rows: i32,
+    pub inner: i32,
+    pub cols: i32,
+    pub unused: i32,
+}
+// SAFETY: repr(C), laid out as the C struct (checked by a test).
+unsafe impl KernelParams for MlpParams {
+    const NAME: &'static str = "MlpParams";
+}
+
+/// The gate kernels' parameters (`GateParams` in anisonet.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GateParams {
+    pub x: u64,
+    pub out: u64,
+    pub g: u64,
+    pub elems: u64,
+    pub silu: f64,
+    pub tanh: f64,
+    pub sigmoid: f64,
+    pub nodes: i32,
+    pub din: i32,
+    pub dout: i32,
+    pub unused: i32,
+}
+// SAFETY: repr(C), laid out as the C struct (checked by a test).
+unsafe impl KernelParams for GateParams {
+    const NAME: &'static str = "GateParams";
+}
+
+/// The pooling kernels' parameters (`PoolParams` in anisonet.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolParams {
+    pub x: u64,
+    pub raw: u64,
+    pub gx: u64,
+    pub graph_ptr: u64,
+    pub graph_nodes: u64,
+    pub node_graph: u64,
+    pub graphs: i32,
+    pub nodes: i32,
+}
+// SAFETY: repr(C), laid out as the C struct (checked by a test).
+unsafe impl KernelParams for PoolParams {
+    const NAME: &'static str = "PoolParams";
+}
+
+pub(super) const BLOCK: u32 = 128;
+
+/// Blocks for `total` thread-owned elements (the kernels stride past the grid).
+pub(super) fn grid(total: usize) -> u32 {
+    total.div_ceil(BLOCK as usize).min(1 << 16) as u32
+}
+
+fn kernel<E: GpuReal>(name: &str) -> String {
+    format!("{name}_{}", E::SUFFIX)
+}
+
+/// A batch's species and their nodes, as the embedding reads them.
+#[derive(Clone, Copy)]
+pub struct Species<E> {
+    /// Z − 1 of each species.
+    pub z: Slice<i32>,
+    pub mass: Slice<E>,
+    pub of: Slice<i32>,
+    /// The nodes of species s: `nodes[ptr[s]..ptr[s + 1]]`.
+    pub ptr: Slice<i32>,
+    pub nodes: Slice<i32>,
+}
+
+/// What the embedding writes per species: pre-activations and the node attributes.
+#[derive(Clone, Copy)]
+pub struct Embedded<E> {
+    pub x0_pre: Slice<E>,
+    pub z_pre: Slice<E>,
+    pub z: Slice<E>,
+}
+
+/// The embedding: per species x0_pre, z_pre and z = relu(z_pre); per node relu(x0_pre) (one launch).
+pub fn embed_forward<E: GpuReal>(
+    gpu: &Gpu,
+    (weight, bias): (Slice<E>, Slice<E>),
+    species: Species<E>,
+    embedded: Embedded<E>,
+    x: Slice<E>,
+) -> Result<(), GpuError> {
+    let (em, count, nodes) = (bias.len(), species.z.len(), species.of.len());
+    assert!(embedded.z.len() >= count * em && x.len() >= nodes * em);
+    let params = EmbedParams {
+        weight: weight.ptr(),
+        bias: bias.ptr(),
+        species_z: species.z.ptr(),
+        species_mass: species.mass.ptr(),
+        species_of: species.of.ptr(),
+        x0_pre: embedded.x0_pre.ptr(),
+        z_pre: embedded.z_pre.ptr(),
+        z: embedded.z.ptr(),
+        x: x.ptr(),
+        em: em as i32,
+        elements: (weight.len() / em.max(1)) as i32,
+        species: count as i32,
+        nodes: nodes as i32,
+        ..EmbedParams::default()
+    };
+    gpu.launch(&kernel::<E>("embed_forward"), grid((count + nodes) * em), BLOCK, 0, &params)
+}
+
+/// The embedding's parameter gradients (overwritten, every element) from
+/// the node features' gradient `gx` and the attributes' `dz` (two launches;
+/// `masked` is workspace of 2 · species · em values).
+#[allow(clippy::too_many_arguments)]
+pub fn embed_backward<E: GpuReal>(
+    gpu: &Gpu,
+    species: Species<E>,
+    embedded: Embedded<E>,
+    gx: Slice<E>,
+    dz: Slice<E>,
+    masked: Slice<E>,
+    (dweight, dbias): (Slice<E>, Slice<E>),
+) -> Result<(), GpuError> {
+    let (em, count) = (dbias.len(), species.z.len());
+    assert!(masked.len() >= 2 * count * em && dz.len() >= count * em);
+    let params = EmbedParams {
+        species_z: species.z.ptr(),
+        species_mass: species.mass.ptr(),
+        species_ptr: species.ptr.ptr(),
+        species_nodes: species.nodes.ptr(),
+        x0_pre: embedded.x0_pre.ptr(),
+        z_pre: embedded.z_pre.ptr(),
+        gx: gx.ptr(),
+        dz: dz.ptr(),
+        masked: masked.ptr(),
+        dweight: dweight.ptr(),
+        dbias: dbias.ptr(),
+        em: em as i32,
+        elements: (dweight.len() / em.max(1)) as i32,
+        species: count as i32,
+        nodes: species.of.len() as i32,
+        ..EmbedParams::default()
+    };
+    gpu.launch(&kernel::<E>("embed_species_grad"), grid(count * em), BLOCK, 0, &params)?;
+    gpu.launch(&kernel::<E>("embed_param_grad"), grid(dweight.len() + em), BLOCK, 0, &params)
+}
+
+/// One layer of the radial MLP over `rows` edges.
+#[derive(Clone, Copy)]
+pub struct MlpLayer<E> {
+    pub input: Slice<E>,
+    pub weight: Slice<E>,
+    pub rows: usize,
+    pub inner: usize,
+    pub cols: usize,
+}
+
+impl<E: GpuReal> MlpLayer<E> {
+    fn params(&self, norm: &Normalize2Mom) -> MlpParams {
+        MlpParams {
+            input: self.input.ptr(),
+            weight: self.weight.ptr(),
+            alpha: 1.0 / (self.inner as f64).sqrt(),
+            silu: norm.silu,
+            rows: self.rows as i32,
+            inner: self.inner as i32,
+            cols: self.cols as i32,
+            ..MlpParams::default()
+        }
+    }
+
+    /// out = x W / √inner, through SiLU where `pre` (then written) is given (one launch).
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        norm: &Normalize2Mom,
+        out: Slice<E>,
+        pre: Option<Slice<E>>,
+    ) -> Result<(), GpuError> {
+        assert!(self.input.len() >= self.rows * self.inner && out.len() >= self.rows * self.cols);
+        let params = MlpParams { out: out.ptr(), pre: pre.map_or(0, |p| p.ptr()), ..self.params(norm) };
+        gpu.launch(&kernel::<E>("mlp_forward"), grid(self.rows * self.cols), BLOCK, 0, &params)
+    }
+
+    /// dW (overwritten) from the output's gradient `g`; with `input_grad`
+    /// (the gradient to write and the input's pre-activations), the input's
+    /// gradient through the SiLU before it (one or two launches).
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        norm: &Normalize2Mom,
+        g: Slice<E>,
+        dweight: Slice<E>,
+        input_grad: Option<(Slice<E>, Slice<E>)>,
+    ) -> Result<(), GpuError> {
+        assert!(g.len() >= self.rows * self.cols && dweight.len() >= self.inner * self.cols);
+        let base = MlpParams { g: g.ptr(), ..self.params(norm) };
+        let params = MlpParams { out: dweight.ptr(), ..base };
+        gpu.launch(&kernel::<E>("mlp_weight_grad"), grid(self.inner * self.cols), BLOCK, 0, &params)?;
+        if let Some((gin, pre)) = input_grad {
+            assert!(gin.len() >= self.rows * self.inner && pre.len() >= self.rows * self.inner);
+            let params = MlpParams { out: gin.ptr(), pre: pre.ptr(), ..base };
+            gpu.launch(&kernel::<E>("mlp_input_grad"), grid(self.rows * self.inner), BLOCK, 0, &params)?;
+        }
+        Ok(())
+    }
+}
+
+fn act_code(a: Act) -> i32 {
+    match a {
+        Act::Silu => 0,
+        Act::Tanh => 1,
+        Act::Sigmoid => 2,
+    }
+}
+
+/// One gate's element tables on the device.
+pub struct GateTables {
+    din: usize,
+    dout: usize,
+    forward: Buffer<i32>,
+    backward: Buffer<i32>,
+}
+
+impl GateTables {
+    pub fn new(gpu: &Gpu, gate: &GateArch, din: usize) -> Result<GateTables, GpuError> {
+        let dout = gate.irreps_out.dim();
+        let mut forward = Vec::with_capacity(3 * dout);
+        let mut backward = vec![[0i32; 6]; din];
+        for &(off, count, a) in &gate.scalars {
+            for i in 0..count {
+                backward[off + i] = [0, act_code(a), (forward.len() / 3) as i32, 0, 0, 0];
+                forward.extend([(off + i) as i32, -1, act_code(a)]);
+            }
+        }
+        for (&(goff, _, a), &(off, b)) in gate.gates.iter().zip(&gate.gated) {
+            let o = forward.len() / 3;
+            for m in 0..b.ir.dim() {
+                for u in 0..b.mul {
+                    let (i, j) = (off + m * b.mul + u, o + m * b.mul + u);
+                    backward[i] = [1, act_code(a), j as i32, (goff + u) as i32, 0, 0];
+                    forward.extend([i as i32, (goff + u) as i32, act_code(a)]);
+                }
+            }
+            for u in 0..b.mul {
+                backward[goff + u] =
+                    [2, act_code(a), (o + u) as i32, (off + u) as i32, b.ir.dim() as i32, b.mul as i32];
+            }
+        }
+        assert_eq!(forward.len(), 3 * dout, "gate outputs");
+        Ok(GateTables {
+            din,
+            dout,
+            forward: gpu.upload(&forward)?,
+            backward: gpu.upload(&backward.concat())?,
+        })
+    }
+
+    fn params(&self, norm: &Normalize2Mom, nodes: usize) -> GateParams {
+        GateParams {
+            silu: norm.silu,
+            tanh: norm.tanh,
+            sigmoid: norm.sigmoid,
+            nodes: nodes as i32,
+            din: self.din as i32,
+            dout: self.dout as i32,
+            ..GateParams::default()
+        }
+    }
+
+    /// y = Gate(x) for `nodes` nodes (one launch).
+    pub fn forward<E: GpuReal>(
+        &self,
+        gpu: &Gpu,
+        norm: &Normalize2Mom,
+        nodes: usize,
+        x: Slice<E>,
+        y: Slice<E>,
+    ) -> Result<(), GpuError> {
+        assert!(x.len() >= nodes * self.din && y.len() >= nodes * self.dout);
+        let params = GateParams { x: x.ptr(), out: y.ptr(), elems: self.forward.ptr(), ..self.params(norm, nodes) };
+        gpu.launch(&kernel::<E>("gate_forward"), grid(nodes * self.dout), BLOCK, 0, &params)
+    }
+
+    /// dx (overwritten) from the output's gradient `g` (one launch).
+    pub fn backward<E: GpuReal>(
+        &self,
+        gpu: &Gpu,
+        norm: &Normalize2Mom,
+        nodes: usize,
+        x: Slice<E>,
+        g: Slice<E>,
+        dx: Slice<E>,
+    ) -> Result<(), GpuError> {
+        assert!(g.len() >= nodes * self.dout && dx.len() >= nodes * self.din);
+        let params = GateParams {
+            x: x.ptr(),
+            g: g.ptr(),
+            out: dx.ptr(),
+            elems: self.backward.ptr(),
+            ..self.params(norm, nodes)
+        };
+        gpu.launch(&kernel::<E>("gate_backward"), grid(nodes * self.din), BLOCK, 0, &params)
+    }
+}
+
+/// A batch's structures and their nodes, as the pooling reads them.
+#[derive(Clone, Copy)]
+pub struct Graphs {
+    /// The nodes of structure g: `nodes[ptr[g]..ptr[g + 1]]`.
+    pub ptr: Slice<i32>,
+    pub nodes: Slice<i32>,
+    pub node_graph: Slice<i32>,
+}
+
+impl Graphs {
+    fn params(&self) -> PoolParams {
+        PoolParams {
+            graph_ptr: self.ptr.ptr(),
+            graph_nodes: self.nodes.ptr(),
+            node_graph: self.node_graph.ptr(),
+            graphs: (self.ptr.len() - 1) as i32,
+            nodes: self.node_graph.len() as i32,
+            ..PoolParams::default()
+        }
+    }
+
+    /// raw[g] = the mean of the six head outputs over g's nodes, in f64 (one launch).
+    pub fn pool<E: GpuReal>(&self, gpu: &Gpu, x: Slice<E>, raw: Slice<f64>) -> Result<(), GpuError> {
+        let params = PoolParams { x: x.ptr(), raw: raw.ptr(), ..self.params() };
+        assert!(x.len() >= 6 * params.nodes as usize && raw.len() >= 6 * params.graphs as usize);
+        gpu.launch(&kernel::<E>("pool_forward"), grid(6 * params.graphs as usize), BLOCK, 0, &params)
+    }
+
+    /// gx[n] = graw[g(n)] / |g(n)| (one launch).
+    pub fn unpool<E: GpuReal>(&self, gpu: &Gpu, graw: Slice<f64>, gx: Slice<E>) -> Result<(), GpuError> {
+        let params = PoolParams { raw: graw.ptr(), gx: gx.ptr(), ..self.params() };
+        assert!(gx.len() >= 6 * params.nodes as usize && graw.len() >= 6 * params.graphs as usize);
+        gpu.launch(&kernel::<E>("pool_backward"), grid(6 * params.nodes as usize), BLOCK, 0, &params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+    use crate::model::gpu::emulated::c_layout;
+
+    #[test]
+    fn parameter_structs_have_the_c_layout() {
+        macro_rules! layout {
+            ($t:ty, $($f:ident),*) => {
+                assert_eq!(c_layout(stringify!($t)), [size_of::<$t>(), $(offset_of!($t, $f)),*], stringify!($t));
+            };
+        }
+        layout!(
+            EmbedParams, weight, bias, species_z, species_mass, species_of, species_ptr, species_nodes, x0_pre,
+            z_pre, z, x, gx, dz, masked, dweight, dbias, em, elements, species, nodes
+        );
+        layout!(MlpParams, input, weight, out, pre, g, alpha, silu, rows, inner, cols, unused);
+        layout!(GateParams, x, out, g, elems, silu, tanh, sigmoid, nodes, din, dout, unused);
+        layout!(PoolParams, x, raw, gx, graph_ptr, graph_nodes, node_graph, graphs, nodes);
+    }
+}
