@@ -1,6 +1,7 @@
 //! `study doctor`: the device check a user runs first on a new node. Here
-//! on the CPU (the tensor-op network against the fused one); in a `cuda`
-//! build the same command checks a GPU.
+//! on the CPU (the tensor-op network, and the GPU engine's kernels on their
+//! emulation, against the fused network); in a `cuda` build the same command
+//! checks a GPU.
 
 use std::process::Command;
 
@@ -14,6 +15,19 @@ fn doctor_checks_the_tensor_network_on_the_cpu() {
     assert!(stdout.contains("all 14 checks passed on cpu"), "{stdout}");
     assert!(!stdout.contains("FAILED"), "{stdout}");
     assert!(stdout.contains("edges/s"), "{stdout}");
+}
+
+#[test]
+fn doctor_checks_the_gpu_engine_on_its_cpu_emulation() {
+    let out = Command::new(STUDY).args(["doctor", "--device", "gpu-emulated"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("all 14 checks passed on gpu-emulated"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    assert!(
+        stdout.contains("kernel launches (budget 100)") && stdout.contains("transfers (budget 4)"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -5,8 +5,10 @@
 //! pin), their equivariance there, then the published configuration's
 //! inference and training throughput.
 //!
-//! `--device cpu` checks the tensor-op network (what a GPU runs) on dfdx's
-//! CPU device; `cuda:N` runs it on a GPU in a `cuda` build.
+//! `--device cpu` checks the tensor-op network on dfdx's CPU device;
+//! `cuda:N` runs it on a GPU in a `cuda` build; `gpu-emulated` runs the GPU
+//! engine's kernels on their CPU emulation and counts the launches and
+//! transfers of a training step against the engine's budget.
 
 use std::time::Instant;
 
@@ -27,8 +29,9 @@ use crate::train::optim::AdamW;
 /// Check a compute device: parity with the fused CPU network, equivariance, throughput.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// The device: cuda:N (a build with `--features cuda`), or cpu for the
-    /// tensor-op network on the CPU.
+    /// The device: cuda:N (a build with `--features cuda`), gpu-emulated for
+    /// the GPU engine's kernels on the CPU, or cpu for the tensor-op network
+    /// on the CPU.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Batches of 12 structures timed at the published configuration (0: no timing).
@@ -68,8 +71,14 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     }
     let build = if cfg!(feature = "cuda") { "cuda" } else { "cpu only" };
     println!("study {} ({build} build), device {device}", env!("CARGO_PKG_VERSION"));
-    if device == ComputeDevice::Cpu {
-        println!("  cpu: the tensor-op network on dfdx's CPU device, against the fused CPU network");
+    match device {
+        ComputeDevice::Cpu => {
+            println!("  cpu: the tensor-op network on dfdx's CPU device, against the fused CPU network")
+        }
+        ComputeDevice::GpuEmulated => println!(
+            "  gpu-emulated: the GPU engine's kernels on their CPU emulation, against the fused CPU network"
+        ),
+        ComputeDevice::Cuda(_) => {}
     }
 
     let mut checks = Vec::new();
@@ -82,14 +91,17 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         let verdict = if c.passed() { "ok" } else { "FAILED" };
         println!("  {:<44} {:<5} {:>9.1e} {:>7.0e}  {verdict}", c.name, c.dtype, c.error, c.limit);
     }
-    if args.batches > 0 {
+    let mut failed = checks.iter().filter(|c| !c.passed()).count();
+    if device == ComputeDevice::GpuEmulated {
+        // Timing an emulation says nothing of a GPU; what it runs does.
+        failed += usize::from(!budget(device)?);
+    } else if args.batches > 0 {
         throughput(device, args.batches)?;
     }
-    let failed = checks.iter().filter(|c| !c.passed()).count();
     if failed > 0 {
         bail!(
-            "{failed} of {} checks failed on {device}: its results would not match the CPU's",
-            checks.len()
+            "{failed} checks failed on {device}: its results would not match the CPU's, or it ran over its budget"
+
         );
     }
     println!("\nall {} checks passed on {device}", checks.len());
@@ -210,6 +222,31 @@ where
         }
     }
     Ok(Check { name: "equivariance: 8 rotations and inversions".into(), dtype, error: worst, limit })
+}
+
+/// The GPU engine's launches and host↔device transfers in one training step
+/// of the published configuration, against its budget; whether it kept it.
+fn budget(device: ComputeDevice) -> Result<bool> {
+    const LAUNCHES: u64 = 100;
+    const TRANSFERS: u64 = 4;
+    let config = ModelConfig { dtype: Precision::F32, ..ModelConfig::default() };
+    let mut model = AnisoNet::<f32>::new(&config, &Cpu::default(), 0)?;
+    place(&mut model, device)?;
+    let counts = || model.engine.as_ref().and_then(|e| e.counts()).unwrap_or_default();
+    let input = random_batch(1, 2, 4, 6, config.cutoff);
+    let before = counts();
+    let pred = model.forward(&input, model.params.flat.clone().traced(Gradients::leaky()))?;
+    pred.sum::<(), _>().backward();
+    let after = counts();
+    let launches = after.launches - before.launches;
+    let transfers = after.uploads - before.uploads + after.downloads - before.downloads;
+    let kept = launches <= LAUNCHES && transfers <= TRANSFERS;
+    println!(
+        "\n  one training step of the published configuration: {launches} kernel launches (budget {LAUNCHES}), \
+         {transfers} host-device transfers (budget {TRANSFERS})  {}",
+        if kept { "ok" } else { "FAILED" }
+    );
+    Ok(kept)
 }
 
 /// Inference and training (forward, backward, AdamW) of the published

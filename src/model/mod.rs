@@ -70,6 +70,9 @@ pub enum ComputeDevice {
     /// dfdx's CUDA device with this ordinal among the visible GPUs
     /// ([`tensor_net`]); needs a build with the `cuda` feature.
     Cuda(usize),
+    /// The GPU engine's kernels ([`gpu`]) on their CPU emulation: what a GPU
+    /// runs, checked on any machine (slow; for checks, not for studies).
+    GpuEmulated,
 }
 
 impl std::fmt::Display for ComputeDevice {
@@ -77,6 +80,7 @@ impl std::fmt::Display for ComputeDevice {
         match self {
             ComputeDevice::Cpu => f.write_str("cpu"),
             ComputeDevice::Cuda(i) => write!(f, "cuda:{i}"),
+            ComputeDevice::GpuEmulated => f.write_str("gpu-emulated"),
         }
     }
 }
@@ -88,10 +92,11 @@ impl std::str::FromStr for ComputeDevice {
     fn from_str(text: &str) -> Result<Self, String> {
         match text.trim() {
             "cpu" => Ok(ComputeDevice::Cpu),
+            "gpu-emulated" => Ok(ComputeDevice::GpuEmulated),
             t => match t.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(i)) => Ok(ComputeDevice::Cuda(i)),
                 _ => Err(format!(
-                    "`{t}` is not a compute device; use cpu or cuda:N (N: index of a visible GPU)"
+                    "`{t}` is not a compute device; use cpu, cuda:N (N: index of a visible GPU) or gpu-emulated"
                 )),
             },
         }
@@ -99,7 +104,7 @@ impl std::str::FromStr for ComputeDevice {
 }
 
 /// Precisions the model runs in (f32, f64) on dfdx's CPU device.
-pub trait ModelFloat: Real + Dtype
+pub trait ModelFloat: Real + Dtype + gpu::GpuReal
 where
     Cpu: Device<Self>,
 {
@@ -219,6 +224,9 @@ where
     pub fn use_device(&mut self, device: ComputeDevice) -> Result<(), ModelError> {
         match device {
             ComputeDevice::Cpu => self.engine = None,
+            ComputeDevice::GpuEmulated => {
+                self.engine = Some(Arc::new(gpu::GpuEngine::new(gpu::Gpu::emulated(), self.net.clone())?))
+            }
             #[cfg(feature = "cuda")]
             ComputeDevice::Cuda(ordinal) => {
                 let cuda = open_cuda(ordinal)?;

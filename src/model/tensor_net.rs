@@ -392,6 +392,10 @@ pub type RawBackward<E> = Box<dyn FnOnce(&[[f64; 6]]) -> Result<Vec<E>, ModelErr
 pub trait DeviceEngine<E> {
     /// Where it computes, e.g. `cuda:0`.
     fn name(&self) -> &str;
+    /// Kernel launches and host↔device transfers so far, where the engine counts them.
+    fn counts(&self) -> Option<super::gpu::Counts> {
+        None
+    }
     /// The pooled head output per structure; with `backward`, its gradient map too.
     fn forward(
         &self,

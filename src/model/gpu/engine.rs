@@ -368,7 +368,16 @@ impl<E: GpuReal> Inner<E> {
             }
             t.tp.forward(gpu, &graph, cs.h.of(w), sh, cs.w.of(w), cs.mid.of(w))?;
             let scale = Some(t.lin2_scale.slice());
-            t.lin2.forward(gpu, cs.mid.of(w), m_lin2, species.of, ns, scale, Some((cs.sc.of(w), s)), cs.out.of(w))?;
+            t.lin2.forward(
+                gpu,
+                cs.mid.of(w),
+                m_lin2,
+                species.of,
+                ns,
+                scale,
+                Some((cs.sc.of(w), s)),
+                cs.out.of(w),
+            )?;
             if let Some(gate) = self.gates.get(k) {
                 gate.forward(gpu, &self.net.norm, n, cs.out.of(w), step.ws.convs[k + 1].x.of(w))?;
             }
@@ -452,7 +461,13 @@ impl<E: GpuReal> Inner<E> {
             for j in (0..dims.len() - 1).rev() {
                 let input = if j == 0 { basis } else { cs.act[j - 1].of(w) };
                 let name = format!("fc.layer{j}.weight");
-                let layer = MlpLayer { input, weight: weight(&name), rows: step.edges, inner: dims[j], cols: dims[j + 1] };
+                let layer = MlpLayer {
+                    input,
+                    weight: weight(&name),
+                    rows: step.edges,
+                    inner: dims[j],
+                    cols: dims[j + 1],
+                };
                 let g = if j + 1 == dims.len() - 1 { cg.dw.of(w) } else { cg.gact[j].of(w) };
                 let input_grad = (j > 0).then(|| (cg.gact[j - 1].of(w), cs.pre[j - 1].of(w)));
                 layer.backward(gpu, &self.net.norm, g, dweight(&name), input_grad)?;
@@ -473,7 +488,14 @@ impl<E: GpuReal> Inner<E> {
             )?;
             if k > 0 {
                 let gate = &self.gates[k - 1];
-                gate.backward(gpu, &self.net.norm, n, step.ws.convs[k - 1].out.of(w), dx, gs.convs[k - 1].g.of(w))?;
+                gate.backward(
+                    gpu,
+                    &self.net.norm,
+                    n,
+                    step.ws.convs[k - 1].out.of(w),
+                    dx,
+                    gs.convs[k - 1].g.of(w),
+                )?;
             }
         }
         let gx = gs.convs[0].dx.of(w);
@@ -488,6 +510,10 @@ impl<E: GpuReal> DeviceEngine<E> for GpuEngine<E> {
         self.inner.gpu.name()
     }
 
+    fn counts(&self) -> Option<super::Counts> {
+        Some(self.inner.gpu.counts())
+    }
+
     fn forward(
         &self,
         prep: &Prepared<E>,
@@ -498,7 +524,8 @@ impl<E: GpuReal> DeviceEngine<E> for GpuEngine<E> {
         let raw = self.inner.raw(&step).map_err(device_error)?;
         let back = backward.then(|| {
             let inner = self.inner.clone();
-            Box::new(move |graw: &[[f64; 6]]| inner.backward(&step, graw).map_err(device_error)) as RawBackward<E>
+            Box::new(move |graw: &[[f64; 6]]| inner.backward(&step, graw).map_err(device_error))
+                as RawBackward<E>
         });
         Ok((raw, back))
     }

@@ -329,7 +329,8 @@ impl GateTables {
         y: Slice<E>,
     ) -> Result<(), GpuError> {
         assert!(x.len() >= nodes * self.din && y.len() >= nodes * self.dout);
-        let params = GateParams { x: x.ptr(), out: y.ptr(), elems: self.forward.ptr(), ..self.params(norm, nodes) };
+        let params =
+            GateParams { x: x.ptr(), out: y.ptr(), elems: self.forward.ptr(), ..self.params(norm, nodes) };
         gpu.launch(&kernel::<E>("gate_forward"), grid(nodes * self.dout), BLOCK, 0, &params)
     }
 
@@ -406,8 +407,27 @@ mod tests {
             };
         }
         layout!(
-            EmbedParams, weight, bias, species_z, species_mass, species_of, species_ptr, species_nodes, x0_pre,
-            z_pre, z, x, gx, dz, masked, dweight, dbias, em, elements, species, nodes
+            EmbedParams,
+            weight,
+            bias,
+            species_z,
+            species_mass,
+            species_of,
+            species_ptr,
+            species_nodes,
+            x0_pre,
+            z_pre,
+            z,
+            x,
+            gx,
+            dz,
+            masked,
+            dweight,
+            dbias,
+            em,
+            elements,
+            species,
+            nodes
         );
         layout!(MlpParams, input, weight, out, pre, g, alpha, silu, rows, inner, cols, unused);
         layout!(GateParams, x, out, g, elems, silu, tanh, sigmoid, nodes, din, dout, unused);

@@ -54,7 +54,8 @@ fn check<E: GpuReal>(config: &ModelConfig, tolerance: f64, seed: u64) {
     let flat = |r: &[[f64; 6]]| r.iter().flatten().copied().collect::<Vec<f64>>();
     let err = worst(&flat(&raw), &flat(&cache.raw));
     assert!(err <= tolerance, "{config:?}: raw off by {err:e}");
-    let g_out: Vec<[E; 6]> = (0..raw.len()).map(|_| std::array::from_fn(|_| E::of(rng.gen_range(-1.0..1.0)))).collect();
+    let g_out: Vec<[E; 6]> =
+        (0..raw.len()).map(|_| std::array::from_fn(|_| E::of(rng.gen_range(-1.0..1.0)))).collect();
     let graw: Vec<[f64; 6]> =
         cache.raw.iter().zip(&g_out).map(|(r, g)| net.head_backward(r, &g.map(|v| v.to64()))).collect();
     let got = back.unwrap()(&graw).unwrap();
@@ -142,7 +143,10 @@ fn two_runs_are_bit_identical() {
         let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
         let (raw, back) = engine.forward(&net.prepare(&input).unwrap(), &params, true).unwrap();
         let grads = back.unwrap()(&vec![[0.5, -1.0, 2.0, 0.25, 1.0, -0.75]; raw.len()]).unwrap();
-        (raw.into_iter().flatten().map(f64::to_bits).collect::<Vec<_>>(), grads.iter().map(|g| g.to_bits()).collect::<Vec<_>>())
+        (
+            raw.into_iter().flatten().map(f64::to_bits).collect::<Vec<_>>(),
+            grads.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),
+        )
     };
     assert!(run() == run(), "two runs differ");
 }

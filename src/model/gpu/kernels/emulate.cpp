@@ -3,7 +3,8 @@
 // A launch runs on `block` threads. Each runs the kernel for block 0, then
 // waits at a barrier for the others, then block 1, … so the blocks run one
 // after another, a block's threads run at once, and `__syncthreads()` is the
-// same barrier. Launches are serialised: the dynamic shared memory and the
+// same barrier. (A kernel without `__syncthreads()` skips the wait between
+// blocks: nothing of one block is seen by the next.) Launches are serialised: the dynamic shared memory and the
 // barrier belong to the one launch running.
 #include "shim.h"
 #include "anisonet.cu"
@@ -33,15 +34,21 @@ struct Kernel {
   const char* name;
   void (*run)(const void* params);
   size_t params_size;
+  // Whether the kernel's threads meet at __syncthreads (and share memory).
+  // Those of a kernel that does not run each through all its blocks
+  // without waiting for one another.
+  bool synced;
 };
 
-#define ANISO_ENTRY(name, Params) \
-  { #name, [](const void* p) { name(*static_cast<const Params*>(p)); }, sizeof(Params) }
+#define ANISO_ENTRY_OF(name, Params, synced) \
+  { #name, [](const void* p) { name(*static_cast<const Params*>(p)); }, sizeof(Params), synced }
+#define ANISO_SYNCED(name, Params) ANISO_ENTRY_OF(name, Params, true)
+#define ANISO_ENTRY(name, Params) ANISO_ENTRY_OF(name, Params, false)
 
 const Kernel KERNELS[] = {
-    ANISO_ENTRY(tp_conv_forward_f32, TpConvParams),     ANISO_ENTRY(tp_conv_forward_f64, TpConvParams),
-    ANISO_ENTRY(tp_conv_weight_grad_f32, TpConvParams), ANISO_ENTRY(tp_conv_weight_grad_f64, TpConvParams),
-    ANISO_ENTRY(tp_conv_input_grad_f32, TpConvParams),  ANISO_ENTRY(tp_conv_input_grad_f64, TpConvParams),
+    ANISO_SYNCED(tp_conv_forward_f32, TpConvParams),     ANISO_SYNCED(tp_conv_forward_f64, TpConvParams),
+    ANISO_SYNCED(tp_conv_weight_grad_f32, TpConvParams), ANISO_SYNCED(tp_conv_weight_grad_f64, TpConvParams),
+    ANISO_SYNCED(tp_conv_input_grad_f32, TpConvParams),  ANISO_SYNCED(tp_conv_input_grad_f64, TpConvParams),
     ANISO_ENTRY(fctp_matrices_f32, FctpParams),         ANISO_ENTRY(fctp_matrices_f64, FctpParams),
     ANISO_ENTRY(fctp_forward_f32, FctpParams),          ANISO_ENTRY(fctp_forward_f64, FctpParams),
     ANISO_ENTRY(fctp_input_grad_f32, FctpParams),       ANISO_ENTRY(fctp_input_grad_f64, FctpParams),
@@ -89,7 +96,7 @@ extern "C" int aniso_emu_launch(const char* name, unsigned grid, unsigned block,
       for (unsigned b = 0; b < grid; ++b) {
         aniso_emu::block_index = {b, 0, 0};
         kernel->run(params);
-        aniso_emu::sync_threads();
+        if (kernel->synced) aniso_emu::sync_threads();
       }
     });
   }
