@@ -174,6 +174,24 @@ wrong=$(grep -L "^\.target sm_$cap\b" "$ptx_dir"/*.ptx || true)
 [ -z "$wrong" ] || fail "PTX not for sm_$cap: $wrong"
 echo "$ptx of $kernels dfdx kernels compiled by nvcc $nvcc_version to PTX $(grep -h -m1 '^\.version' "$ptx_dir"/*.ptx | sort -u | cut -d' ' -f2) for sm_$cap"
 
+# The GPU engine's kernels (src/model/gpu/kernels): one fatbin with SASS for
+# sm_80 and sm_90 and PTX for later GPUs, and no register spilled to local
+# memory on either architecture.
+say "the GPU engine's kernels"
+kernels_dir="$repo/src/model/gpu/kernels"
+fatbin="$CARGO_TARGET_DIR/anisonet.fatbin"
+ptxas_log="$CARGO_TARGET_DIR/anisonet.ptxas.txt"
+"$toolkit/bin/nvcc" -fatbin -O3 -std=c++17 -I "$kernels_dir" \
+  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+  -gencode arch=compute_90,code=compute_90 -Xptxas -v \
+  -o "$fatbin" "$kernels_dir/anisonet.cu" > "$ptxas_log" 2>&1 \
+  || { cat "$ptxas_log" >&2; fail "nvcc could not compile $kernels_dir/anisonet.cu"; }
+entries=$(grep -c "Compiling entry function" "$ptxas_log")
+spilled=$(grep -B2 -E "[1-9][0-9]* bytes spill (stores|loads)" "$ptxas_log" | sed -n "s/.*Function properties for \(.*\)/\1/p" | sort -u)
+[ -z "$spilled" ] || fail "kernels spilling registers to local memory: $(echo $spilled) (see $ptxas_log)"
+max_regs=$(sed -n 's/.*Used \([0-9]*\) registers.*/\1/p' "$ptxas_log" | sort -n | tail -n 1)
+echo "$entries kernel entries (sm_80, sm_90) compiled by nvcc $nvcc_version into $(du -h "$fatbin" | cut -f1) $fatbin: no spills, at most $max_regs registers a thread"
+
 study="$CARGO_TARGET_DIR/release/study"
 say "what $study needs at run time"
 needed=$(readelf -d "$study" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -E 'cuda|cublas|nvrtc|curand' | sort)

@@ -146,6 +146,9 @@ model_float!(f64);
 /// gradient of the flat parameters.
 type Vjp<E> = Box<dyn FnOnce(&[E], &mut [E])>;
 
+/// The outputs of a pass (6 per structure) and, when asked, their [`Vjp`].
+type Pass<E> = (Vec<[E; 6]>, Option<Vjp<E>>);
+
 /// Per structure, ε as irreps 0e+2e in e3nn's `CartesianTensor("ij=ji")` basis.
 pub type Prediction<E, T> = Tensor<(usize, Const<6>), E, Cpu, T>;
 
@@ -287,7 +290,7 @@ where
         prep: network::Prepared<E>,
         values: Vec<E>,
         backward: bool,
-    ) -> Result<(Vec<[E; 6]>, Option<Vjp<E>>), ModelError> {
+    ) -> Result<Pass<E>, ModelError> {
         let net = self.net.clone();
         let Some(engine) = &self.engine else {
             let (out, cache) = net.forward(&values, prep);

@@ -387,6 +387,10 @@ impl<E: TensorFloat, D: Device<E>> TensorNet<E, D> {
 /// structure in, d loss / d parameters (flat layout) out.
 pub type RawBackward<E> = Box<dyn FnOnce(&[[f64; 6]]) -> Result<Vec<E>, ModelError>>;
 
+/// What [`DeviceEngine::forward`] returns: the pooled head output per
+/// structure and, when asked, its backward pass.
+pub type EngineOutput<E> = (Vec<[f64; 6]>, Option<RawBackward<E>>);
+
 /// A network that computes the pooled head output on some device from host
 /// parameters, with its backward pass. The host applies the head.
 pub trait DeviceEngine<E> {
@@ -402,7 +406,7 @@ pub trait DeviceEngine<E> {
         prep: &Prepared<E>,
         params: &[E],
         backward: bool,
-    ) -> Result<(Vec<[f64; 6]>, Option<RawBackward<E>>), ModelError>;
+    ) -> Result<EngineOutput<E>, ModelError>;
 }
 
 /// [`TensorNet`] on a dfdx device, behind [`DeviceEngine`].
@@ -431,7 +435,7 @@ impl<E: TensorFloat, D: Device<E> + 'static> DeviceEngine<E> for TensorEngine<E,
         prep: &Prepared<E>,
         params: &[E],
         backward: bool,
-    ) -> Result<(Vec<[f64; 6]>, Option<RawBackward<E>>), ModelError> {
+    ) -> Result<EngineOutput<E>, ModelError> {
         let dev = &self.net.dev;
         let leaf = dev.tensor_from_vec(params.to_vec(), (params.len(),));
         if !backward {

@@ -19,7 +19,7 @@ use super::{Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slice};
 use crate::model::config::ModelError;
 use crate::model::kernels::TpTables;
 use crate::model::network::{Network, Prepared};
-use crate::model::tensor_net::{DeviceEngine, RawBackward};
+use crate::model::tensor_net::{DeviceEngine, EngineOutput, RawBackward};
 
 /// Threads per block of the convolution kernels (results do not depend on it).
 const CONV_BLOCK: u32 = 64;
@@ -519,7 +519,7 @@ impl<E: GpuReal> DeviceEngine<E> for GpuEngine<E> {
         prep: &Prepared<E>,
         params: &[E],
         backward: bool,
-    ) -> Result<(Vec<[f64; 6]>, Option<RawBackward<E>>), ModelError> {
+    ) -> Result<EngineOutput<E>, ModelError> {
         let step = self.inner.forward(prep, params, backward).map_err(device_error)?;
         let raw = self.inner.raw(&step).map_err(device_error)?;
         let back = backward.then(|| {

@@ -6,7 +6,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::model::input::ModelInput;
-use crate::model::kernels::Real;
 use crate::model::{ModelConfig, ModelKind};
 
 fn worst(a: &[f64], b: &[f64]) -> f64 {
