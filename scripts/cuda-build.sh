@@ -24,10 +24,14 @@
 #    makes it look them up where the binary runs. It is applied to a copy of
 #    dfdx that only this build uses (through cargo's [patch]); Cargo.lock is
 #    left as it was.
-# 5. `cargo build --release --features cuda`, the test binaries and the
+# 5. The GPU engine's kernels (src/model/gpu/kernels) compiled by nvcc into
+#    one fatbin (SASS for sm_80 and sm_90, PTX for later GPUs), failing on
+#    any register spilled to local memory, and embedded by the build; then
+#    `cargo build --release --features cuda`, the test binaries and the
 #    `model_forward` bench, into target/cuda (the CPU build in target/release
 #    is not touched).
 # 6. Checks: every dfdx kernel compiled to PTX for the asked architecture;
+#    NVRTC compiling the kernel source the binary embeds;
 #    what the binary needs at run time (`ldd`), every CUDA symbol it imports
 #    defined by CUDA 13.0's libraries or declared by its driver API header.
 #
@@ -151,6 +155,28 @@ cargo_cuda() {
   fi
 }
 
+# The GPU engine's kernels (src/model/gpu/kernels): one fatbin with SASS for
+# sm_80 and sm_90 and PTX for later GPUs, and no register spilled to local
+# memory on either architecture.
+say "the GPU engine's kernels, compiled ahead"
+kernels_dir="$repo/src/model/gpu/kernels"
+mkdir -p "$CARGO_TARGET_DIR"
+fatbin="$CARGO_TARGET_DIR/anisonet.fatbin"
+ptxas_log="$CARGO_TARGET_DIR/anisonet.ptxas.txt"
+"$toolkit/bin/nvcc" -fatbin -O3 -std=c++17 -I "$kernels_dir" \
+  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+  -gencode arch=compute_90,code=compute_90 -Xptxas -v \
+  -o "$fatbin" "$kernels_dir/anisonet.cu" > "$ptxas_log" 2>&1 \
+  || { cat "$ptxas_log" >&2; fail "nvcc could not compile $kernels_dir/anisonet.cu"; }
+entries=$(grep -c "Compiling entry function" "$ptxas_log")
+spilled=$(grep -B2 -E "[1-9][0-9]* bytes spill (stores|loads)" "$ptxas_log" | sed -n "s/.*Function properties for \(.*\)/\1/p" | sort -u)
+[ -z "$spilled" ] || fail "kernels spilling registers to local memory: $(echo $spilled) (see $ptxas_log)"
+max_regs=$(sed -n 's/.*Used \([0-9]*\) registers.*/\1/p' "$ptxas_log" | sort -n | tail -n 1)
+echo "$entries kernel entries (sm_80, sm_90) compiled by nvcc $nvcc_version into $(du -h "$fatbin" | cut -f1) $fatbin: no spills, at most $max_regs registers a thread"
+
+# The build embeds it (build.rs), so that nodes without NVRTC run the kernels.
+export ANISOSTUDY_KERNELS_FATBIN="$fatbin"
+
 say "cargo build --release --features cuda (sm_$cap) into $CARGO_TARGET_DIR"
 cargo_cuda build --bins
 if ! $skip_tests; then
@@ -174,23 +200,17 @@ wrong=$(grep -L "^\.target sm_$cap\b" "$ptx_dir"/*.ptx || true)
 [ -z "$wrong" ] || fail "PTX not for sm_$cap: $wrong"
 echo "$ptx of $kernels dfdx kernels compiled by nvcc $nvcc_version to PTX $(grep -h -m1 '^\.version' "$ptx_dir"/*.ptx | sort -u | cut -d' ' -f2) for sm_$cap"
 
-# The GPU engine's kernels (src/model/gpu/kernels): one fatbin with SASS for
-# sm_80 and sm_90 and PTX for later GPUs, and no register spilled to local
-# memory on either architecture.
-say "the GPU engine's kernels"
-kernels_dir="$repo/src/model/gpu/kernels"
-fatbin="$CARGO_TARGET_DIR/anisonet.fatbin"
-ptxas_log="$CARGO_TARGET_DIR/anisonet.ptxas.txt"
-"$toolkit/bin/nvcc" -fatbin -O3 -std=c++17 -I "$kernels_dir" \
-  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-  -gencode arch=compute_90,code=compute_90 -Xptxas -v \
-  -o "$fatbin" "$kernels_dir/anisonet.cu" > "$ptxas_log" 2>&1 \
-  || { cat "$ptxas_log" >&2; fail "nvcc could not compile $kernels_dir/anisonet.cu"; }
-entries=$(grep -c "Compiling entry function" "$ptxas_log")
-spilled=$(grep -B2 -E "[1-9][0-9]* bytes spill (stores|loads)" "$ptxas_log" | sed -n "s/.*Function properties for \(.*\)/\1/p" | sort -u)
-[ -z "$spilled" ] || fail "kernels spilling registers to local memory: $(echo $spilled) (see $ptxas_log)"
-max_regs=$(sed -n 's/.*Used \([0-9]*\) registers.*/\1/p' "$ptxas_log" | sort -n | tail -n 1)
-echo "$entries kernel entries (sm_80, sm_90) compiled by nvcc $nvcc_version into $(du -h "$fatbin" | cut -f1) $fatbin: no spills, at most $max_regs registers a thread"
+if ! $skip_tests; then
+  # What a GPU node whose GPU the fatbin does not cover runs: NVRTC 13.0
+  # compiling the kernel source the binary embeds (no GPU needed).
+  lib_tests=$(ls -t "$CARGO_TARGET_DIR"/release/deps/anisostudy-* 2>/dev/null | grep -v '\.d$' | head -n 1)
+  [ -n "$lib_tests" ] || fail "no library test binary under $CARGO_TARGET_DIR/release/deps"
+  LD_LIBRARY_PATH="$toolkit/lib" "$lib_tests" --exact model::gpu::cuda::tests::nvrtc_compiles_the_kernel_source \
+    --nocapture > "$CARGO_TARGET_DIR/nvrtc-check.txt" 2>&1 \
+    || { cat "$CARGO_TARGET_DIR/nvrtc-check.txt" >&2; fail "NVRTC could not compile the embedded kernel source"; }
+  grep -q "note: no libnvrtc" "$CARGO_TARGET_DIR/nvrtc-check.txt" && fail "the NVRTC check found no libnvrtc in $toolkit/lib"
+  echo "NVRTC $nvcc_version compiles the kernel source embedded in the binary"
+fi
 
 study="$CARGO_TARGET_DIR/release/study"
 say "what $study needs at run time"

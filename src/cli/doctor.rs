@@ -10,12 +10,14 @@
 //! engine's kernels on their CPU emulation and counts the launches and
 //! transfers of a training step against the engine's budget.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 use crate::e3::cartesian::{cartesian_to_irreps, irreps_to_cartesian};
 use crate::e3::rotation::{apply, matmul, random_rotations, transpose};
@@ -37,10 +39,46 @@ pub struct DoctorArgs {
     /// Batches of 12 structures timed at the published configuration (0: no timing).
     #[arg(long, default_value_t = 3)]
     pub batches: usize,
+    /// Also write the results to this file as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the timed batches (species, masses, edges, edge vectors) to this
+    /// JSON file, so that another implementation can be timed on the same ones.
+    #[arg(long)]
+    pub export_batches: Option<PathBuf>,
+}
+
+/// What `--json` writes.
+#[derive(Serialize)]
+struct Report {
+    device: String,
+    build: &'static str,
+    checks: Vec<Check>,
+    budget: Option<Budget>,
+    throughput: Option<Throughput>,
+    passed: bool,
+}
+
+#[derive(Serialize)]
+struct Budget {
+    launches: u64,
+    transfers: u64,
+    max_launches: u64,
+    max_transfers: u64,
+}
+
+#[derive(Serialize)]
+struct Throughput {
+    batches: usize,
+    structures_per_batch: usize,
+    edges_per_batch: usize,
+    inference_edges_per_s: f64,
+    training_edges_per_s: f64,
 }
 
 /// One comparison of the device against the fused network, or of the
 /// device's output against the rotated input's.
+#[derive(Serialize)]
 struct Check {
     name: String,
     dtype: &'static str,
@@ -59,7 +97,15 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     let device: ComputeDevice = args.device.parse().map_err(|problem: String| {
         InputError::new("--device", problem).with_hint("e.g. `--device cuda:0`, or `--device cpu`")
     })?;
-    if let ComputeDevice::Cuda(_) = device {
+    if let ComputeDevice::Cuda(ordinal) = device {
+        // A GPU this node cannot open is a wrong --device, not a fault of the run.
+        let gpu = crate::model::gpu::Gpu::cuda(ordinal).map_err(|e| {
+            InputError::new("--device", e.to_string())
+                .with_hint("`--device gpu-emulated` checks the GPU engine's kernels on the CPU")
+        })?;
+        drop(gpu);
+    }
+    if let ComputeDevice::TensorCuda(_) = device {
         if !cfg!(feature = "cuda") {
             return Err(InputError::new("--device", format!("{device} needs a build with CUDA support"))
                 .with_hint(
@@ -78,7 +124,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         ComputeDevice::GpuEmulated => println!(
             "  gpu-emulated: the GPU engine's kernels on their CPU emulation, against the fused CPU network"
         ),
-        ComputeDevice::Cuda(_) => {}
+        ComputeDevice::Cuda(_) => {
+            println!("  {device}: the GPU engine's kernels, against the fused CPU network")
+        }
+        ComputeDevice::TensorCuda(_) => {
+            println!("  {device}: the tensor-op network on dfdx's CUDA device, against the fused CPU network")
+        }
     }
 
     let mut checks = Vec::new();
@@ -86,17 +137,30 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     checks.extend(parity::<f32>(device, "f32", 1e-4)?);
     checks.push(equivariance::<f64>(device, "f64", 1e-9)?);
     checks.push(equivariance::<f32>(device, "f32", 1e-4)?);
+    checks.push(reproducible::<f64>(device, "f64")?);
+    checks.push(reproducible::<f32>(device, "f32")?);
     println!("\n  {:<44} {:<5} {:>9} {:>7}", "check", "dtype", "rel. err", "limit");
     for c in &checks {
         let verdict = if c.passed() { "ok" } else { "FAILED" };
         println!("  {:<44} {:<5} {:>9.1e} {:>7.0e}  {verdict}", c.name, c.dtype, c.error, c.limit);
     }
     let mut failed = checks.iter().filter(|c| !c.passed()).count();
-    if device == ComputeDevice::GpuEmulated {
-        // Timing an emulation says nothing of a GPU; what it runs does.
-        failed += usize::from(!budget(device)?);
-    } else if args.batches > 0 {
-        throughput(device, args.batches)?;
+    let budget = match device {
+        ComputeDevice::GpuEmulated | ComputeDevice::Cuda(_) => Some(budget(device)?),
+        _ => None,
+    };
+    failed += budget
+        .as_ref()
+        .map_or(0, |b| usize::from(b.launches > b.max_launches || b.transfers > b.max_transfers));
+    // Timing an emulation says nothing of a GPU; what it runs does.
+    let timed = device != ComputeDevice::GpuEmulated && args.batches > 0;
+    let throughput =
+        timed.then(|| throughput(device, args.batches, args.export_batches.as_deref())).transpose()?;
+    let count = checks.len();
+    if let Some(path) = &args.json {
+        let report =
+            Report { device: device.to_string(), build, passed: failed == 0, checks, budget, throughput };
+        write_json(path, &report)?;
     }
     if failed > 0 {
         bail!(
@@ -104,7 +168,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
 
         );
     }
-    println!("\nall {} checks passed on {device}", checks.len());
+    println!("\nall {count} checks passed on {device}");
     Ok(())
 }
 
@@ -226,7 +290,7 @@ where
 
 /// The GPU engine's launches and host↔device transfers in one training step
 /// of the published configuration, against its budget; whether it kept it.
-fn budget(device: ComputeDevice) -> Result<bool> {
+fn budget(device: ComputeDevice) -> Result<Budget> {
     const LAUNCHES: u64 = 100;
     const TRANSFERS: u64 = 4;
     let config = ModelConfig { dtype: Precision::F32, ..ModelConfig::default() };
@@ -246,19 +310,69 @@ fn budget(device: ComputeDevice) -> Result<bool> {
          {transfers} host-device transfers (budget {TRANSFERS})  {}",
         if kept { "ok" } else { "FAILED" }
     );
-    Ok(kept)
+    Ok(Budget { launches, transfers, max_launches: LAUNCHES, max_transfers: TRANSFERS })
+}
+
+/// Two runs of the same forward and backward pass on the device: the same bits, or not.
+fn reproducible<E: ModelFloat>(device: ComputeDevice, dtype: &'static str) -> Result<Check>
+where
+    Cpu: Device<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
+{
+    let precision = if dtype == "f64" { Precision::F64 } else { Precision::F32 };
+    let config = small(ModelKind::Equivariant, 3, precision);
+    let input = random_batch(9, 3, 5, 7, config.cutoff);
+    let weights: Vec<f64> = (0..input.num_graphs * 6).map(|i| (i as f64 * 0.37).sin()).collect();
+    let run = || -> Result<Vec<u64>> {
+        let mut model = AnisoNet::<E>::new(&config, &Cpu::default(), 4)?;
+        place(&mut model, device)?;
+        let (out, grad) = output_and_gradient(&model, &input, &weights);
+        Ok(out.iter().chain(&grad).map(|v| v.to_bits()).collect())
+    };
+    let (first, second) = (run()?, run()?);
+    let differing = first.iter().zip(&second).filter(|(a, b)| a != b).count();
+    Ok(Check {
+        name: "two runs: values and gradients differing".into(),
+        dtype,
+        error: differing as f64,
+        limit: 0.0,
+    })
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").map_err(|e| {
+        InputError::new(&path.display().to_string(), format!("cannot be written: {e}"))
+            .with_hint("give a file in a folder that exists and is writable")
+    })?;
+    Ok(())
 }
 
 /// Inference and training (forward, backward, AdamW) of the published
 /// configuration in f32 on batches of 12 random graphs with the MP data's
 /// statistics (20 atoms, 30 incoming edges per atom).
-fn throughput(device: ComputeDevice, batches: usize) -> Result<()> {
+fn throughput(device: ComputeDevice, batches: usize, export: Option<&Path>) -> Result<Throughput> {
     let config = ModelConfig { dtype: Precision::F32, ..ModelConfig::default() };
     let mut model = AnisoNet::<f32>::new(&config, &Cpu::default(), 0)?;
     place(&mut model, device)?;
     let inputs: Vec<ModelInput> =
         (0..=batches).map(|b| random_batch(b as u64, 12, 20, 30, config.cutoff)).collect();
     let edges: usize = inputs[1..].iter().map(|i| i.edge_src.len()).sum();
+    if let Some(path) = export {
+        let batches: Vec<serde_json::Value> = inputs
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "numbers": i.numbers, "masses": i.masses, "node_graph": i.node_graph,
+                    "num_graphs": i.num_graphs, "edge_src": i.edge_src, "edge_dst": i.edge_dst,
+                    "edge_vec": i.edge_vec,
+                })
+            })
+            .collect();
+        let about = "AnisoNet batches timed by `study doctor`: the first warms up, the rest are timed";
+        write_json(path, &serde_json::json!({ "about": about, "config": config, "batches": batches }))
+            .with_context(|| "exporting the timed batches")?;
+    }
     model.predict(&inputs[0])?;
     let start = Instant::now();
     for input in &inputs[1..] {
@@ -285,5 +399,11 @@ fn throughput(device: ComputeDevice, batches: usize) -> Result<()> {
          inference {inference:.0} edges/s, training {training:.0} edges/s",
         edges / batches
     );
-    Ok(())
+    Ok(Throughput {
+        batches,
+        structures_per_batch: 12,
+        edges_per_batch: edges / batches,
+        inference_edges_per_s: inference,
+        training_edges_per_s: training,
+    })
 }

@@ -67,9 +67,12 @@ pub enum ComputeDevice {
     /// The fused CPU kernels ([`network`]).
     #[default]
     Cpu,
-    /// dfdx's CUDA device with this ordinal among the visible GPUs
-    /// ([`tensor_net`]); needs a build with the `cuda` feature.
+    /// The GPU with this ordinal among the visible ones, running the GPU
+    /// engine's fused kernels ([`gpu`]) through its driver, loaded at run time.
     Cuda(usize),
+    /// dfdx's CUDA device with this ordinal ([`tensor_net`]), the cross-check
+    /// of the GPU engine; needs a build with the `cuda` feature.
+    TensorCuda(usize),
     /// The GPU engine's kernels ([`gpu`]) on their CPU emulation: what a GPU
     /// runs, checked on any machine (slow; for checks, not for studies).
     GpuEmulated,
@@ -80,6 +83,7 @@ impl std::fmt::Display for ComputeDevice {
         match self {
             ComputeDevice::Cpu => f.write_str("cpu"),
             ComputeDevice::Cuda(i) => write!(f, "cuda:{i}"),
+            ComputeDevice::TensorCuda(i) => write!(f, "tensor-cuda:{i}"),
             ComputeDevice::GpuEmulated => f.write_str("gpu-emulated"),
         }
     }
@@ -88,13 +92,16 @@ impl std::fmt::Display for ComputeDevice {
 impl std::str::FromStr for ComputeDevice {
     type Err = String;
 
-    /// `cpu` or `cuda:N`.
+    /// `cpu`, `cuda:N`, `tensor-cuda:N` or `gpu-emulated`.
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim() {
+        let t = text.trim();
+        let ordinal = |prefix: &str| t.strip_prefix(prefix).and_then(|i| i.parse::<usize>().ok());
+        match t {
             "cpu" => Ok(ComputeDevice::Cpu),
             "gpu-emulated" => Ok(ComputeDevice::GpuEmulated),
-            t => match t.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(i)) => Ok(ComputeDevice::Cuda(i)),
+            _ => match (ordinal("cuda:"), ordinal("tensor-cuda:")) {
+                (Some(i), _) => Ok(ComputeDevice::Cuda(i)),
+                (_, Some(i)) => Ok(ComputeDevice::TensorCuda(i)),
                 _ => Err(format!(
                     "`{t}` is not a compute device; use cpu, cuda:N (N: index of a visible GPU) or gpu-emulated"
                 )),
@@ -230,13 +237,17 @@ where
             ComputeDevice::GpuEmulated => {
                 self.engine = Some(Arc::new(gpu::GpuEngine::new(gpu::Gpu::emulated(), self.net.clone())?))
             }
-            #[cfg(feature = "cuda")]
             ComputeDevice::Cuda(ordinal) => {
+                let gpu = gpu::Gpu::cuda(ordinal).map_err(|e| ModelError::Device(e.to_string()))?;
+                self.engine = Some(Arc::new(gpu::GpuEngine::new(gpu, self.net.clone())?))
+            }
+            #[cfg(feature = "cuda")]
+            ComputeDevice::TensorCuda(ordinal) => {
                 let cuda = open_cuda(ordinal)?;
                 self.engine = Some(E::cuda_engine(self.net.clone(), cuda, &device.to_string()));
             }
             #[cfg(not(feature = "cuda"))]
-            ComputeDevice::Cuda(_) => {
+            ComputeDevice::TensorCuda(_) => {
                 return Err(ModelError::Device(format!(
                     "{device} needs a build with CUDA support: `cargo build --release --features cuda`, or use the cpu"
                 )))

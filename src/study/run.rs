@@ -113,19 +113,6 @@ pub async fn run_plan_observed(
     // The allocation is read, and the request checked against it, before anything runs.
     let slurm =
         plan.slurm.as_ref().map(|request| Slurm::in_allocation(request, &plan.name, &dir)).transpose()?;
-    if slurm.as_ref().is_some_and(|s| s.gpus_per_trial() > 0)
-        && matches!(plan.objective, Objective::Anisonet { .. })
-        && !cfg!(feature = "cuda")
-    {
-        return Err(InputError::new(
-            "resources.slurm.gpus_per_trial",
-            "the allocation has GPUs, but this build of `study` has no CUDA support",
-        )
-        .with_hint(
-            "build it with scripts/cuda-build.sh, or set `slurm: {gpus_per_trial: 0}` to train on CPUs",
-        )
-        .into());
-    }
     let review = Review::new(plan);
     let setup = StudySetup {
         name: &plan.name,

@@ -12,7 +12,7 @@ use super::file::*;
 use super::load::{closest, LoadedFile, Locator};
 use crate::error::InputError;
 use crate::exec::command::CommandTemplate;
-use crate::exec::devices::{parse_device, Device, DeviceRequest, PoolSpec};
+use crate::exec::devices::{parse_device, DeviceRequest, PoolSpec};
 use crate::exec::slurm::StepRequest;
 use crate::hpo::samplers::{GridAxis, GridSpec, Spacing, TpeConfig};
 use crate::hpo::{
@@ -328,7 +328,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         }
     };
 
-    let (pool, trial_timeout) = check.resources(&file.resources, builtin)?;
+    let (pool, trial_timeout) = check.resources(&file.resources)?;
     let slurm = check.executor(&file.resources)?;
     Ok(StudyPlan {
         name: file.name.clone(),
@@ -840,11 +840,7 @@ impl Checker<'_> {
         }
     }
 
-    fn resources(
-        &self,
-        r: &ResourcesSpec,
-        builtin: bool,
-    ) -> Result<(PoolSpec, Option<Duration>), InputError> {
+    fn resources(&self, r: &ResourcesSpec) -> Result<(PoolSpec, Option<Duration>), InputError> {
         let devices_hint = "write `auto`, `cpu` or a list such as [cuda:0, cuda:1]";
         let request = match &r.devices {
             DevicesSpec::Named(name) if name == "auto" => DeviceRequest::Auto,
@@ -871,12 +867,6 @@ impl Checker<'_> {
                             .with_hint("use trials_per_device to run several trials on one device"));
                     }
                     devices.push(device);
-                }
-                let gpus = devices.iter().any(|d| matches!(d, Device::Cuda(_)));
-                if gpus && builtin && !cfg!(feature = "cuda") {
-                    return Err(self
-                        .err("resources.devices", "this build of `study` has no CUDA support")
-                        .with_hint("rebuild with `--features cuda`, or use `devices: cpu`"));
                 }
                 DeviceRequest::List(devices)
             }

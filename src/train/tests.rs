@@ -257,13 +257,28 @@ fn training_through_a_device_engine_follows_the_fused_network() {
 }
 
 #[test]
-fn a_cuda_device_needs_a_cuda_build() {
+fn the_dfdx_cuda_device_needs_a_cuda_build() {
     let data = data(12);
     let model = tiny(ModelKind::Equivariant, Precision::F32);
     if cfg!(feature = "cuda") {
         return;
     }
-    let err = train(&model, &config(1), &data, ComputeDevice::Cuda(0), None, None, |_| Control::Continue);
+    let err =
+        train(&model, &config(1), &data, ComputeDevice::TensorCuda(0), None, None, |_| Control::Continue);
     let message = format!("{:#}", err.unwrap_err());
     assert!(message.contains("--features cuda"), "{message}");
+}
+
+#[test]
+fn a_gpu_without_a_driver_is_an_error_naming_the_driver() {
+    // SAFETY: only tries to load the library.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        println!("note: an NVIDIA driver is present here; the no-driver error is not checked");
+        return;
+    }
+    let data = data(12);
+    let model = tiny(ModelKind::Equivariant, Precision::F32);
+    let err = train(&model, &config(1), &data, ComputeDevice::Cuda(0), None, None, |_| Control::Continue);
+    let message = format!("{:#}", err.unwrap_err());
+    assert!(message.contains("no NVIDIA driver"), "{message}");
 }

@@ -17,6 +17,7 @@
 //! GPU engine is judged by.
 
 pub mod conv;
+pub mod cuda;
 mod emulated;
 pub mod engine;
 pub mod fctp;
@@ -40,6 +41,9 @@ pub enum GpuError {
     Launch { device: String, kernel: String, message: String },
     #[error("{device}: {message}")]
     Transfer { device: String, message: String },
+    /// The device cannot be opened here (no driver, no such GPU, no compiler for its kernels).
+    #[error("{device} is not available: {message}")]
+    Unavailable { device: String, message: String },
 }
 
 /// What runs the kernels: a GPU through its driver, or the CPU emulation.
@@ -124,6 +128,11 @@ impl Gpu {
     /// The CPU emulation of the GPU.
     pub fn emulated() -> Gpu {
         Gpu::new(Arc::new(Emulated::default()))
+    }
+
+    /// GPU `ordinal` through its driver.
+    pub fn cuda(ordinal: usize) -> Result<Gpu, GpuError> {
+        Ok(Gpu::new(Arc::new(cuda::Cuda::open(ordinal)?)))
     }
 
     pub fn name(&self) -> &str {
