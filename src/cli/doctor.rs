@@ -342,7 +342,7 @@ where
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text + "\n").map_err(|e| {
-        InputError::new(&path.display().to_string(), format!("cannot be written: {e}"))
+        InputError::new(path.display().to_string(), format!("cannot be written: {e}"))
             .with_hint("give a file in a folder that exists and is writable")
     })?;
     Ok(())

@@ -48,7 +48,8 @@ pub struct PredictArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
-    /// Where the network computes: cpu, or cuda:N (a build with `--features cuda`).
+    /// Where the network computes: cpu, cuda:N (the GPU engine on the N-th
+    /// visible GPU), gpu-emulated or tensor-cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = str::parse::<ComputeDevice>)]
     pub device: ComputeDevice,
 }

@@ -185,8 +185,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub resume: bool,
-    /// Where the network computes: cpu, or cuda:N, the N-th visible GPU (a
-    /// build with `--features cuda`) [default: cpu]. Allowed with --resume.
+    /// Where the network computes: cpu, cuda:N (the GPU engine on the N-th
+    /// visible GPU), gpu-emulated (its kernels on the CPU, for checks) or
+    /// tensor-cuda:N (dfdx's network, a build with `--features cuda`)
+    /// [default: cpu]. Allowed with --resume.
     #[arg(long, value_parser = str::parse::<ComputeDevice>)]
     #[serde(skip)]
     pub device: Option<ComputeDevice>,
