@@ -13,8 +13,9 @@
 //! `kernels/emulate.cpp`). Everything above the [`Backend`] seam — the
 //! tables, the buffer layouts, the parameter structs, the launch shapes — is
 //! the same code for both, so the tests that run the emulation here check
-//! what a GPU runs. [`Gpu`] counts every launch and transfer, the figures a
-//! GPU engine is judged by.
+//! what a GPU runs: [`cuda::Cuda`] is a GPU through its driver, [`Emulated`]
+//! the CPU. [`Gpu`] counts every launch and transfer, the figures a GPU
+//! engine is judged by; [`GpuEngine`] is the whole network on one.
 
 pub mod conv;
 pub mod cuda;
