@@ -169,7 +169,8 @@ ptxas_log="$CARGO_TARGET_DIR/anisonet.ptxas.txt"
   -o "$fatbin" "$kernels_dir/anisonet.cu" > "$ptxas_log" 2>&1 \
   || { cat "$ptxas_log" >&2; fail "nvcc could not compile $kernels_dir/anisonet.cu"; }
 entries=$(grep -c "Compiling entry function" "$ptxas_log")
-spilled=$(grep -B2 -E "[1-9][0-9]* bytes spill (stores|loads)" "$ptxas_log" | sed -n "s/.*Function properties for \(.*\)/\1/p" | sort -u)
+spilled=$( (grep -B2 -E "[1-9][0-9]* bytes spill (stores|loads)" "$ptxas_log" || true) \
+  | sed -n "s/.*Function properties for \(.*\)/\1/p" | sort -u)
 [ -z "$spilled" ] || fail "kernels spilling registers to local memory: $(echo $spilled) (see $ptxas_log)"
 max_regs=$(sed -n 's/.*Used \([0-9]*\) registers.*/\1/p' "$ptxas_log" | sort -n | tail -n 1)
 echo "$entries kernel entries (sm_80, sm_90) compiled by nvcc $nvcc_version into $(du -h "$fatbin" | cut -f1) $fatbin: no spills, at most $max_regs registers a thread"
