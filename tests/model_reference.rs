@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anisostudy::model::arch::to_e3nn_layout;
 use anisostudy::model::reference::{load_reference, ReferenceWeights};
-use anisostudy::model::{AnisoNet, ModelFloat, ModelInput};
+use anisostudy::model::{AnisoNet, ComputeDevice, ModelFloat, ModelInput};
 use dfdx::prelude::{Cpu, Device};
 
 #[path = "support/test_device.rs"]
@@ -205,32 +205,50 @@ fn own_neighbour_list_and_mass_table_reproduce_reference() {
     }
 }
 
-/// The tensor-op network (what a GPU runs; on dfdx's CPU device unless
-/// `ANISOSTUDY_TEST_DEVICE` names a GPU) reproduces the reference from our
-/// own neighbour list.
-fn check_tensor_parity<E: ModelFloat>(tolerance: f64)
+/// The network on another engine than the fused one reproduces the
+/// reference from our own neighbour list: `place` puts it there.
+fn check_engine_parity<E: ModelFloat>(place: fn(&mut AnisoNet<E>), tolerance: f64)
 where
     Cpu: Device<E>,
 {
     let Some((v, w)) = fixture() else { return };
     let flat = w.flat.iter().map(|&p| E::of(p)).collect();
     let mut model = AnisoNet::<E>::from_flat(w.arch.clone(), flat, &Cpu::default());
-    on_test_device(&mut model);
+    place(&mut model);
     for (s, want) in structures(&v).iter().zip(v["structures"].as_array().unwrap()) {
         let input = ModelInput::from_structure(s, w.config.cutoff).unwrap();
         let got = model.predict(&input).unwrap()[0];
         let err = rel(&got, &f64s(&want["output_0e_2e"]));
-        println!("tensor network on {}: relative error {err:.1e}", model.compute_device());
-        assert!(err < tolerance, "relative error {err:e}");
+        println!("network on {}: relative error {err:.1e}", model.compute_device());
+        assert!(err < tolerance, "{}: relative error {err:e}", model.compute_device());
     }
 }
 
+/// The tensor-op network (on dfdx's CPU device unless `ANISOSTUDY_TEST_DEVICE` names a GPU).
 #[test]
 fn tensor_network_reproduces_reference() {
-    check_tensor_parity::<f64>(1e-8);
+    check_engine_parity::<f64>(on_test_device, 1e-8);
 }
 
 #[test]
 fn tensor_network_reproduces_reference_f32() {
-    check_tensor_parity::<f32>(1e-4);
+    check_engine_parity::<f32>(on_test_device, 1e-4);
+}
+
+/// The GPU engine's kernels, on their CPU emulation (what a GPU runs).
+fn on_gpu_emulation<E: ModelFloat>(model: &mut AnisoNet<E>)
+where
+    Cpu: Device<E>,
+{
+    model.use_device(ComputeDevice::GpuEmulated).expect("the emulation opens");
+}
+
+#[test]
+fn gpu_engine_reproduces_reference() {
+    check_engine_parity::<f64>(on_gpu_emulation, 1e-10);
+}
+
+#[test]
+fn gpu_engine_reproduces_reference_f32() {
+    check_engine_parity::<f32>(on_gpu_emulation, 1e-4);
 }
