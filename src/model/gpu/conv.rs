@@ -7,7 +7,7 @@
 //! arithmetic, and its order, is that of [`crate::model::kernels`]'s
 //! `tp_forward` / `tp_backward`, which the tests compare against.
 
-use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice};
+use super::{ints, Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice};
 use crate::model::arch::EdgeTp;
 use crate::model::kernels::{EdgeIndex, TpTables};
 
@@ -111,10 +111,6 @@ pub struct TpGraphSections {
     nodes: usize,
     edges: usize,
     lists: [Section<i32>; 5],
-}
-
-fn ints(values: impl IntoIterator<Item = usize>) -> Vec<i32> {
-    values.into_iter().map(|v| i32::try_from(v).expect("index fits in i32")).collect()
 }
 
 impl TpGraph {

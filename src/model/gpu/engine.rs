@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::conv::{TpConv, TpGraph};
 use super::fctp::{FctpTables, SpeciesNodes, Upstream};
 use super::layers::{self, Embedded, GateTables, Graphs, MlpLayer, Species};
-use super::{Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slice};
+use super::{ints, Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slice};
 use crate::model::config::ModelError;
 use crate::model::kernels::TpTables;
 use crate::model::network::{Network, Prepared};
@@ -47,10 +47,6 @@ pub struct GpuEngine<E: GpuReal> {
 
 fn device_error(e: GpuError) -> ModelError {
     ModelError::Device(e.to_string())
-}
-
-fn ints(values: impl IntoIterator<Item = usize>) -> Vec<i32> {
-    values.into_iter().map(|v| i32::try_from(v).expect("index fits in i32")).collect()
 }
 
 /// `ptr`/`list` grouping of `0..len` by `key`, each group in increasing order.

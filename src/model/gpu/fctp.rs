@@ -5,7 +5,7 @@
 //! The order of every sum is that of [`crate::model::kernels`]'s
 //! `fctp_species_matrices` / `fctp_forward`, which the tests compare against.
 
-use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice};
+use super::{grid, Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice, BLOCK};
 use crate::model::arch::Fctp;
 
 /// One path as the kernels read it (`FctpPath` in anisonet.cu).
@@ -67,13 +67,6 @@ pub struct FctpParams {
 // SAFETY: repr(C), laid out as the C struct (checked by a test).
 unsafe impl KernelParams for FctpParams {
     const NAME: &'static str = "FctpParams";
-}
-
-const BLOCK: u32 = 128;
-
-/// Blocks for `total` thread-owned elements (the kernels stride past the grid).
-fn grid(total: usize) -> u32 {
-    total.div_ceil(BLOCK as usize).clamp(0, 1 << 16) as u32
 }
 
 /// One FCTP's tables on the device, for batches of any number of species.

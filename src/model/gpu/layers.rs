@@ -5,7 +5,7 @@
 //! Each is one thread per output element, its sum in the order of
 //! [`crate::model::network`], which the engine's tests compare against.
 
-use super::{Buffer, Gpu, GpuError, GpuReal, KernelParams, Slice};
+use super::{grid, Buffer, Gpu, GpuError, GpuReal, KernelParams, Slice, BLOCK};
 use crate::model::arch::{Act, GateArch};
 use crate::model::normalize::Normalize2Mom;
 
@@ -97,13 +97,6 @@ pub struct PoolParams {
 // SAFETY: repr(C), laid out as the C struct (checked by a test).
 unsafe impl KernelParams for PoolParams {
     const NAME: &'static str = "PoolParams";
-}
-
-pub(super) const BLOCK: u32 = 128;
-
-/// Blocks for `total` thread-owned elements (the kernels stride past the grid).
-pub(super) fn grid(total: usize) -> u32 {
-    total.div_ceil(BLOCK as usize).min(1 << 16) as u32
 }
 
 fn kernel<E: GpuReal>(name: &str) -> String {

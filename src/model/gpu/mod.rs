@@ -86,6 +86,19 @@ fn bytes_mut<T: Plain>(values: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast(), std::mem::size_of_val(values)) }
 }
 
+/// Threads per block of the grid-stride kernels (each thread strides past the grid).
+pub(super) const BLOCK: u32 = 128;
+
+/// Blocks for `total` thread-owned elements (the kernels stride past the grid).
+pub(super) fn grid(total: usize) -> u32 {
+    total.div_ceil(BLOCK as usize).min(1 << 16) as u32
+}
+
+/// Indices as the kernels read them.
+pub(super) fn ints(values: impl IntoIterator<Item = usize>) -> Vec<i32> {
+    values.into_iter().map(|v| i32::try_from(v).expect("index fits in i32")).collect()
+}
+
 /// A kernel's parameter struct (`#[repr(C)]`, laid out as in anisonet.cu).
 ///
 /// # Safety
