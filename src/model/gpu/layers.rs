@@ -189,6 +189,25 @@ pub fn embed_backward<E: GpuReal>(
     gpu.launch(&kernel::<E>("embed_param_grad"), grid(dweight.len() + em), BLOCK, 0, &params)
 }
 
+/// The tiled GEMM's shape in anisonet.cu: a block of `GEMM_THREADS` owns a
+/// `GEMM_TILE`² tile of the product, with slabs of `GEMM_K` in shared memory.
+const GEMM_TILE: usize = 32;
+const GEMM_K: usize = 16;
+const GEMM_THREADS: u32 = 128;
+
+/// Launches kernel `name` over the tiles of an `m × n` product.
+fn launch_gemm<E: GpuReal>(
+    gpu: &Gpu,
+    name: &str,
+    m: usize,
+    n: usize,
+    params: &MlpParams,
+) -> Result<(), GpuError> {
+    let tiles = m.div_ceil(GEMM_TILE) * n.div_ceil(GEMM_TILE);
+    let shared = 2 * GEMM_K * GEMM_TILE * std::mem::size_of::<E>();
+    gpu.launch(&kernel::<E>(name), tiles.min(1 << 16) as u32, GEMM_THREADS, shared as u32, params)
+}
+
 /// One layer of the radial MLP over `rows` edges.
 #[derive(Clone, Copy)]
 pub struct MlpLayer<E> {
@@ -223,7 +242,7 @@ impl<E: GpuReal> MlpLayer<E> {
     ) -> Result<(), GpuError> {
         assert!(self.input.len() >= self.rows * self.inner && out.len() >= self.rows * self.cols);
         let params = MlpParams { out: out.ptr(), pre: pre.map_or(0, |p| p.ptr()), ..self.params(norm) };
-        gpu.launch(&kernel::<E>("mlp_forward"), grid(self.rows * self.cols), BLOCK, 0, &params)
+        launch_gemm::<E>(gpu, "mlp_forward", self.rows, self.cols, &params)
     }
 
     /// dW (overwritten) from the output's gradient `g`; with `input_grad`
@@ -240,11 +259,11 @@ impl<E: GpuReal> MlpLayer<E> {
         assert!(g.len() >= self.rows * self.cols && dweight.len() >= self.inner * self.cols);
         let base = MlpParams { g: g.ptr(), ..self.params(norm) };
         let params = MlpParams { out: dweight.ptr(), ..base };
-        gpu.launch(&kernel::<E>("mlp_weight_grad"), grid(self.inner * self.cols), BLOCK, 0, &params)?;
+        launch_gemm::<E>(gpu, "mlp_weight_grad", self.inner, self.cols, &params)?;
         if let Some((gin, pre)) = input_grad {
             assert!(gin.len() >= self.rows * self.inner && pre.len() >= self.rows * self.inner);
             let params = MlpParams { out: gin.ptr(), pre: pre.ptr(), ..base };
-            gpu.launch(&kernel::<E>("mlp_input_grad"), grid(self.rows * self.inner), BLOCK, 0, &params)?;
+            launch_gemm::<E>(gpu, "mlp_input_grad", self.rows, self.inner, &params)?;
         }
         Ok(())
     }
@@ -425,5 +444,75 @@ mod tests {
         layout!(MlpParams, input, weight, out, pre, g, alpha, silu, rows, inner, cols, unused);
         layout!(GateParams, x, out, g, elems, silu, tanh, sigmoid, nodes, din, dout, unused);
         layout!(PoolParams, x, raw, gx, graph_ptr, graph_nodes, node_graph, graphs, nodes);
+    }
+
+    /// The tiled GEMM sums every output in the order one thread alone
+    /// would (an fma chain over k, ascending), at shapes that fill no tile.
+    #[test]
+    fn the_tiled_radial_mlp_is_the_plain_fma_chain_to_the_bit() {
+        use rand::{Rng, SeedableRng};
+        let gpu = Gpu::emulated();
+        let norm = Normalize2Mom { silu: 1.6765, tanh: 1.0, sigmoid: 1.0 };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for (rows, inner, cols) in [(1, 1, 1), (33, 10, 70), (70, 17, 31), (5, 64, 130), (130, 3, 2)] {
+            let mut random = |n: usize| (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
+            let (x, w, g, pre_in) =
+                (random(rows * inner), random(inner * cols), random(rows * cols), random(rows * inner));
+            let alpha = 1.0 / (inner as f64).sqrt();
+            let chain = |n: usize, a: &dyn Fn(usize) -> f64, b: &dyn Fn(usize) -> f64| {
+                (0..n).fold(0.0, |acc: f64, k| a(k).mul_add(b(k), acc))
+            };
+            let [dx, dw, dg, dpre] = [&x, &w, &g, &pre_in].map(|v| gpu.upload(v).unwrap());
+            let layer = MlpLayer { input: dx.slice(), weight: dw.slice(), rows, inner, cols };
+            let (out, pre) = (gpu.alloc::<f64>(rows * cols).unwrap(), gpu.alloc::<f64>(rows * cols).unwrap());
+            layer.forward(&gpu, &norm, out.slice(), None).unwrap();
+            let linear = gpu.download(&out).unwrap();
+            layer.forward(&gpu, &norm, out.slice(), Some(pre.slice())).unwrap();
+            let pre_out = gpu.download(&pre).unwrap();
+            for e in 0..rows {
+                for j in 0..cols {
+                    let want = alpha * chain(inner, &|i| x[e * inner + i], &|i| w[i * cols + j]);
+                    assert_eq!(
+                        linear[e * cols + j].to_bits(),
+                        want.to_bits(),
+                        "forward ({rows}, {inner}, {cols})"
+                    );
+                    assert_eq!(
+                        pre_out[e * cols + j].to_bits(),
+                        want.to_bits(),
+                        "pre ({rows}, {inner}, {cols})"
+                    );
+                }
+            }
+            let (dweight, gin) =
+                (gpu.alloc::<f64>(inner * cols).unwrap(), gpu.alloc::<f64>(rows * inner).unwrap());
+            layer
+                .backward(&gpu, &norm, dg.slice(), dweight.slice(), Some((gin.slice(), dpre.slice())))
+                .unwrap();
+            let (dweight, gin) = (gpu.download(&dweight).unwrap(), gpu.download(&gin).unwrap());
+            for i in 0..inner {
+                for j in 0..cols {
+                    let want = alpha * chain(rows, &|e| x[e * inner + i], &|e| g[e * cols + j]);
+                    assert_eq!(
+                        dweight[i * cols + j].to_bits(),
+                        want.to_bits(),
+                        "dW ({rows}, {inner}, {cols})"
+                    );
+                }
+            }
+            for e in 0..rows {
+                for i in 0..inner {
+                    let (v, acc) =
+                        (pre_in[e * inner + i], chain(cols, &|j| g[e * cols + j], &|j| w[i * cols + j]));
+                    let sg = 1.0 / (1.0 + (-v).exp());
+                    let want = alpha * acc * (norm.silu * (sg + v * sg * (1.0 - sg)));
+                    let got = gin[e * inner + i];
+                    assert!(
+                        (got - want).abs() <= 1e-15 * want.abs().max(1.0),
+                        "dx ({rows}, {inner}, {cols})"
+                    );
+                }
+            }
+        }
     }
 }

@@ -558,66 +558,132 @@ struct MlpParams {
   int unused;
 };
 
-template <typename real>
-__device__ void mlp_forward(const MlpParams& p) {
-  const real* input = reinterpret_cast<const real*>(p.input);
-  const real* weight = reinterpret_cast<const real*>(p.weight);
-  real* out = reinterpret_cast<real*>(p.out);
-  real* pre = reinterpret_cast<real*>(p.pre);
-  const long long total = (long long)p.rows * p.cols;
-  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
-       k += (long long)gridDim.x * blockDim.x) {
-    const long long e = k / p.cols;
-    const int j = (int)(k - e * p.cols);
-    const real* xe = input + e * p.inner;
-    real acc = 0;
-    for (int i = 0; i < p.inner; ++i) acc = aniso_fma(xe[i], weight[(long long)i * p.cols + j], acc);
-    const real v = (real)p.alpha * acc;
-    if (pre) {
-      pre[k] = v;
-      out[k] = (real)p.silu * v / ((real)1 + exp(-v));
-    } else {
-      out[k] = v;
+// The three products of a layer are one tiled GEMM, C = A B with A (M × K)
+// and B (K × N) read through strides, so the transposes cost nothing:
+//   forward       x W     M = rows,  K = inner, N = cols
+//   weight grad   xᵀ g    M = inner, K = rows,  N = cols
+//   input grad    g Wᵀ    M = rows,  K = cols,  N = inner
+// A block of GEMM_THREADS threads owns a GEMM_TILE × GEMM_TILE tile of C;
+// slabs of GEMM_K columns of A and rows of B go through shared memory, and
+// each thread keeps GEMM_PER outputs of one column in registers. Every output
+// is one fma chain over k in ascending order, exactly as one thread alone
+// would sum it, so the tiling changes the speed and never a bit.
+#define GEMM_TILE 32
+#define GEMM_K 16
+#define GEMM_THREADS 128
+#define GEMM_PER (GEMM_TILE * GEMM_TILE / GEMM_THREADS)
+
+struct GemmShape {
+  long long m, n, k;
+  long long sam, sak;  // A(i, k) = a[i sam + k sak]
+  long long sbk, sbn;  // B(k, j) = b[k sbk + j sbn]
+};
+
+// Runs the tiles of C; `epilogue(i, j, c)` stores output (i, j) of value c.
+template <typename real, typename Epilogue>
+__device__ void tiled_gemm(const real* a, const real* b, const GemmShape& s, const Epilogue& epilogue) {
+  real* as = reinterpret_cast<real*>(aniso_smem);  // [GEMM_K][GEMM_TILE]: A's slab, k-major
+  real* bs = as + GEMM_K * GEMM_TILE;              // [GEMM_K][GEMM_TILE]: B's slab
+  const long long tiles_m = (s.m + GEMM_TILE - 1) / GEMM_TILE, tiles_n = (s.n + GEMM_TILE - 1) / GEMM_TILE;
+  const int col = threadIdx.x % GEMM_TILE, row0 = threadIdx.x / GEMM_TILE;
+  const int rows_step = GEMM_THREADS / GEMM_TILE;
+  for (long long tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
+    const long long i0 = (tile / tiles_n) * GEMM_TILE, j0 = (tile % tiles_n) * GEMM_TILE;
+    real acc[GEMM_PER];
+    for (int q = 0; q < GEMM_PER; ++q) acc[q] = 0;
+    for (long long k0 = 0; k0 < s.k; k0 += GEMM_K) {
+      const int kc = (int)(s.k - k0 < GEMM_K ? s.k - k0 : GEMM_K);
+      // Consecutive threads load consecutive addresses: along k where that
+      // is A's (or B's) unit stride, else along the tile.
+      for (int l = threadIdx.x; l < GEMM_K * GEMM_TILE; l += GEMM_THREADS) {
+        const int kk = s.sak == 1 ? l % GEMM_K : l / GEMM_TILE;
+        const int ii = s.sak == 1 ? l / GEMM_K : l % GEMM_TILE;
+        const long long i = i0 + ii;
+        as[kk * GEMM_TILE + ii] = (kk < kc && i < s.m) ? a[i * s.sam + (k0 + kk) * s.sak] : (real)0;
+        const int kb = s.sbk == 1 ? l % GEMM_K : l / GEMM_TILE;
+        const int jb = s.sbk == 1 ? l / GEMM_K : l % GEMM_TILE;
+        const long long j = j0 + jb;
+        bs[kb * GEMM_TILE + jb] = (kb < kc && j < s.n) ? b[(k0 + kb) * s.sbk + j * s.sbn] : (real)0;
+      }
+      __syncthreads();
+      for (int kk = 0; kk < kc; ++kk) {
+        const real bv = bs[kk * GEMM_TILE + col];
+        for (int q = 0; q < GEMM_PER; ++q) acc[q] = aniso_fma(as[kk * GEMM_TILE + row0 + q * rows_step], bv, acc[q]);
+      }
+      __syncthreads();
+    }
+    const long long j = j0 + col;
+    for (int q = 0; q < GEMM_PER; ++q) {
+      const long long i = i0 + row0 + q * rows_step;
+      if (i < s.m && j < s.n) epilogue(i, j, acc[q]);
     }
   }
 }
 
-// dW[i][j] = α Σ_e input[e][i] g[e][j]: one thread per weight, edges in order.
+// The epilogues hold what they need by value, out of the parameter struct.
+template <typename real>
+struct MlpForwardOut {
+  real* out;
+  real* pre;
+  real alpha, silu;
+  long long cols;
+  __device__ void operator()(long long e, long long j, real acc) const {
+    const long long k = e * cols + j;
+    const real v = alpha * acc;
+    if (pre) {
+      pre[k] = v;
+      out[k] = silu * v / ((real)1 + exp(-v));
+    } else {
+      out[k] = v;
+    }
+  }
+};
+
+template <typename real>
+__device__ void mlp_forward(const MlpParams& p) {
+  const GemmShape s = {p.rows, p.cols, p.inner, p.inner, 1, p.cols, 1};
+  tiled_gemm<real>(reinterpret_cast<const real*>(p.input), reinterpret_cast<const real*>(p.weight), s,
+                   MlpForwardOut<real>{reinterpret_cast<real*>(p.out), reinterpret_cast<real*>(p.pre),
+                                         (real)p.alpha, (real)p.silu, p.cols});
+}
+
+template <typename real>
+struct MlpWeightGradOut {
+  real* dweight;
+  real alpha;
+  long long cols;
+  __device__ void operator()(long long i, long long j, real acc) const { dweight[i * cols + j] = alpha * acc; }
+};
+
+// dW[i][j] = α Σ_e input[e][i] g[e][j], the edges in order.
 template <typename real>
 __device__ void mlp_weight_grad(const MlpParams& p) {
-  const real* input = reinterpret_cast<const real*>(p.input);
-  const real* g = reinterpret_cast<const real*>(p.g);
-  real* dweight = reinterpret_cast<real*>(p.out);
-  const long long total = (long long)p.inner * p.cols;
-  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
-       k += (long long)gridDim.x * blockDim.x) {
-    const int i = (int)(k / p.cols), j = (int)(k - (long long)i * p.cols);
-    real acc = 0;
-    for (long long e = 0; e < p.rows; ++e) acc = aniso_fma(input[e * p.inner + i], g[e * p.cols + j], acc);
-    dweight[k] = (real)p.alpha * acc;
-  }
+  const GemmShape s = {p.inner, p.cols, p.rows, 1, p.inner, p.cols, 1};
+  tiled_gemm<real>(reinterpret_cast<const real*>(p.input), reinterpret_cast<const real*>(p.g), s,
+                   MlpWeightGradOut<real>{reinterpret_cast<real*>(p.out), (real)p.alpha, p.cols});
 }
+
+template <typename real>
+struct MlpInputGradOut {
+  real* gin;
+  const real* pre;
+  real alpha, silu;
+  long long inner;
+  __device__ void operator()(long long e, long long i, real acc) const {
+    const long long k = e * inner + i;
+    const real v = pre[k], sg = (real)1 / ((real)1 + exp(-v));
+    gin[k] = alpha * acc * (silu * (sg + v * sg * ((real)1 - sg)));
+  }
+};
 
 // The gradient of the layer's input, through the previous layer's SiLU:
 // α Σ_j g[e][j] W[i][j] · silu′(pre[e][i]).
 template <typename real>
 __device__ void mlp_input_grad(const MlpParams& p) {
-  const real* weight = reinterpret_cast<const real*>(p.weight);
-  const real* g = reinterpret_cast<const real*>(p.g);
-  const real* pre = reinterpret_cast<const real*>(p.pre);
-  real* gin = reinterpret_cast<real*>(p.out);
-  const long long total = (long long)p.rows * p.inner;
-  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
-       k += (long long)gridDim.x * blockDim.x) {
-    const long long e = k / p.inner;
-    const int i = (int)(k - e * p.inner);
-    const real* ge = g + e * p.cols;
-    const real* wi = weight + (long long)i * p.cols;
-    real acc = 0;
-    for (int j = 0; j < p.cols; ++j) acc = aniso_fma(ge[j], wi[j], acc);
-    const real v = pre[k], sg = (real)1 / ((real)1 + exp(-v));
-    gin[k] = (real)p.alpha * acc * ((real)p.silu * (sg + v * sg * ((real)1 - sg)));
-  }
+  const GemmShape s = {p.rows, p.inner, p.cols, p.cols, 1, 1, p.cols};
+  tiled_gemm<real>(reinterpret_cast<const real*>(p.g), reinterpret_cast<const real*>(p.weight), s,
+                   MlpInputGradOut<real>{reinterpret_cast<real*>(p.out), reinterpret_cast<const real*>(p.pre),
+                                           (real)p.alpha, (real)p.silu, p.inner});
 }
 
 // e3nn's Gate. What each element is, from the architecture:
