@@ -170,6 +170,10 @@ where
     /// Where the network is computed: `None` for the fused CPU network, else
     /// a device engine (CUDA). Parameters and optimiser stay on the host.
     pub engine: Option<Arc<dyn DeviceEngine<E>>>,
+    /// A device fault in an engine's backward pass. The tape's backward op
+    /// cannot return an error, so it leaves the gradient alone and puts the
+    /// fault here for [`AnisoNet::backward_fault`] to report.
+    fault: Arc<std::sync::Mutex<Option<ModelError>>>,
 }
 
 impl<E: ModelFloat> AnisoNet<E>
@@ -210,11 +214,21 @@ where
             params: ModelParams { flat: device.tensor_from_vec(flat, (n,)) },
             device: device.clone(),
             engine: None,
+            fault: Arc::default(),
         }
     }
 
     pub fn arch(&self) -> &Architecture {
         &self.net.arch
+    }
+
+    /// The device fault of the last backward pass through the tape, if any:
+    /// its gradient is then incomplete and must not be applied.
+    pub fn backward_fault(&self) -> Result<(), ModelError> {
+        match self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
     }
 
     /// Inference: ε (irreps 0e+2e) per structure.
@@ -317,6 +331,7 @@ where
         // The engine computes the pooled head output; the host applies the head.
         let (raw, back) = engine.forward(&prep, &values, backward)?;
         let out = raw.iter().map(|r| net.head_forward(r).map(E::of)).collect();
+        let fault = self.fault.clone();
         let vjp = back.map(|back| {
             Box::new(move |g_out: &[E], g_params: &mut [E]| {
                 let g_raw: Vec<[f64; 6]> = raw
@@ -324,11 +339,9 @@ where
                     .zip(g_out.chunks(6))
                     .map(|(r, g)| net.head_backward(r, &std::array::from_fn(|k| g[k].to64())))
                     .collect();
-                // The tape's backward pass has no error of its own to carry a
-                // device fault; a device lost between forward and backward ends the trial.
-                let grads = back(&g_raw).unwrap_or_else(|e| panic!("backward pass: {e}"));
-                for (acc, g) in g_params.iter_mut().zip(grads) {
-                    *acc += g;
+                match back(&g_raw) {
+                    Ok(grads) => g_params.iter_mut().zip(grads).for_each(|(acc, g)| *acc += g),
+                    Err(e) => *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
                 }
             }) as Vjp<E>
         });

@@ -290,6 +290,7 @@ where
         };
         let value = loss.array().to64();
         let grads = loss.backward();
+        self.model.backward_fault()?;
         self.optimizer.update(&mut self.model.params, &grads);
         Ok(value)
     }

@@ -1,10 +1,13 @@
 //! The engine on the CPU emulation against the fused CPU network, forward
 //! and backward, and its launch and transfer budget.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::model::gpu::{Backend, DevicePtr, Emulated};
 use crate::model::input::ModelInput;
 use crate::model::{ModelConfig, ModelKind};
 
@@ -148,4 +151,60 @@ fn two_runs_are_bit_identical() {
         )
     };
     assert!(run() == run(), "two runs differ");
+}
+
+/// The emulation, with launches refused from a given moment on: a device
+/// lost between the forward and the backward pass.
+struct LostAfter {
+    inner: Emulated,
+    lost: AtomicBool,
+}
+
+impl Backend for LostAfter {
+    fn name(&self) -> &str {
+        "gpu-emulated"
+    }
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr, GpuError> {
+        self.inner.alloc(bytes)
+    }
+    fn free(&self, ptr: DevicePtr) {
+        self.inner.free(ptr)
+    }
+    fn upload(&self, dst: DevicePtr, bytes: &[u8]) -> Result<(), GpuError> {
+        self.inner.upload(dst, bytes)
+    }
+    fn download(&self, src: DevicePtr, bytes: &mut [u8]) -> Result<(), GpuError> {
+        self.inner.download(src, bytes)
+    }
+    fn launch(
+        &self,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        shared: u32,
+        params: &[u8],
+    ) -> Result<(), GpuError> {
+        if self.lost.load(Ordering::SeqCst) {
+            let message = "the device was lost".to_string();
+            return Err(GpuError::Launch { device: self.name().into(), kernel: kernel.into(), message });
+        }
+        self.inner.launch(kernel, grid, block, shared, params)
+    }
+}
+
+#[test]
+fn a_device_lost_in_the_backward_pass_is_an_error_of_the_step_not_a_panic() {
+    use dfdx::prelude::*;
+    let config = ModelConfig { lmax: 1, em_dim: 4, mul: 2, layers: 1, ..ModelConfig::default() };
+    let mut model = crate::model::AnisoNet::<f64>::new(&config, &Cpu::default(), 1).unwrap();
+    let backend = Arc::new(LostAfter { inner: Default::default(), lost: Default::default() });
+    model.engine = Some(Arc::new(GpuEngine::new(Gpu::new(backend.clone()), model.net.clone()).unwrap()));
+    let input = batch(&mut ChaCha8Rng::seed_from_u64(5), 2, &[1, 8]);
+    let pred = model.forward(&input, model.params.flat.clone().traced(Gradients::leaky())).unwrap();
+    backend.lost.store(true, Ordering::SeqCst);
+    let grads = pred.square().sum().backward();
+    let fault = model.backward_fault().unwrap_err().to_string();
+    assert!(fault.contains("the device was lost"), "{fault}");
+    assert!(grads.get(&model.params.flat).as_vec().iter().all(|g| *g == 0.0), "no partial gradient is kept");
+    assert!(model.backward_fault().is_ok(), "a fault is reported once");
 }
