@@ -304,3 +304,65 @@ async fn a_trial_learns_its_slot_and_folder_from_the_environment() {
     let log = std::fs::read_to_string(trial_dir.join("stdout.log")).unwrap();
     assert_eq!(log.lines().next().unwrap(), format!("|3|cpu|7|{}", trial_dir.display()));
 }
+
+/// An executor whose processes queue before they start, as job steps do:
+/// each waits `wait` seconds (saying why on stderr), then writes its start
+/// line and runs the trial.
+struct Queued {
+    wait: f64,
+    limit: Duration,
+}
+
+impl anisostudy::exec::launch::Executor for Queued {
+    fn command(&self, spec: &TrialSpec, slot: &Slot) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("sh");
+        let script =
+            format!("echo 'queued (nodes busy)' >&2; sleep {}; echo started; exec \"$@\"", self.wait);
+        command.args(["-c", &script, "queued", &spec.program]).args(&spec.args);
+        let _ = slot;
+        command
+    }
+    fn kill(&self, child: &mut tokio::process::Child) {
+        let _ = child.start_kill();
+    }
+    fn start_limit(&self) -> Option<Duration> {
+        Some(self.limit)
+    }
+    fn waiting_reason(&self, stderr: &str) -> String {
+        stderr.lines().last().unwrap_or("queued").to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_runs_from_the_start_and_a_start_that_never_comes_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let trial = || sh(0, r#"sleep 0.6; echo '{"objective": 1}'"#);
+    // Queued 2.5 s, then 0.6 s of work under a 1.5 s timeout: it completes.
+    let mut config = config(1, dir.path());
+    config.trial_timeout = Some(Duration::from_millis(1500));
+    config.executor = std::sync::Arc::new(Queued { wait: 2.5, limit: Duration::from_secs(10) });
+    let mut controller = QueueController::new([trial()]);
+    run(&config, &mut controller, never_stop()).await.unwrap();
+    assert_eq!(controller.reports[&0].outcome, Outcome::Complete(1.0));
+    assert_eq!(controller.waits.first(), Some(&(0, Some("queued".to_owned()))));
+    assert!(
+        controller.waits.contains(&(0, Some("queued (nodes busy)".to_owned()))),
+        "{:?}",
+        controller.waits
+    );
+    assert_eq!(controller.waits.last(), Some(&(0, None)), "it said when it started");
+    // Queued past the start limit: cancelled, retried, then reported.
+    config.executor = std::sync::Arc::new(Queued { wait: 30.0, limit: Duration::from_millis(1200) });
+    config.retries = 1;
+    let started = Instant::now();
+    let mut controller = QueueController::new([trial()]);
+    run(&config, &mut controller, never_stop()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(6), "a waiting attempt was left hanging");
+    assert_eq!(controller.retries.len(), 1);
+    match &controller.reports[&0].outcome {
+        Outcome::Failed(why) => {
+            assert!(why.contains("did not start within 1 s (queued (nodes busy))"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -196,9 +196,10 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
                 .sum();
             let now_running = on.iter().find(|t| t.trial.state == TrialState::Running).map_or(
                 "idle".to_owned(),
-                |t| match t.trial.last_step() {
-                    Some(step) => format!("trial {} at epoch {step}", t.trial.number),
-                    None => format!("trial {} starting", t.trial.number),
+                |t| match (t.trial.last_step(), &t.waiting_for) {
+                    (_, Some(_)) => format!("trial {} waiting to start", t.trial.number),
+                    (Some(step), None) => format!("trial {} at epoch {step}", t.trial.number),
+                    (None, None) => format!("trial {} starting", t.trial.number),
                 },
             );
             writeln!(
@@ -218,6 +219,13 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
         if !per_node.is_empty() {
             let nodes: Vec<String> = per_node.iter().map(|(node, n)| format!("{node} {n} trials")).collect();
             writeln!(out, "nodes: {}", nodes.join(", "))?;
+        }
+    }
+    for t in &running {
+        if let Some(reason) = &t.waiting_for {
+            let since = t.started.map_or(String::new(), |s| format!(" for {}", human(now.since(s))));
+            let on = t.device.as_deref().map_or(String::new(), |d| format!(" on {d}"));
+            writeln!(out, "waiting: trial {}{on}{since}: {reason}", t.trial.number)?;
         }
     }
     for t in trials.iter().filter(|t| t.trial.state == TrialState::Failed) {
@@ -350,6 +358,7 @@ mod tests {
             finished: end.map(at),
             heartbeat: None,
             fail_reason: None,
+            waiting_for: None,
             metrics: Default::default(),
             artifacts: Vec::new(),
             user_attrs: Default::default(),

@@ -282,6 +282,10 @@ impl Controller for StudyController {
         self.sqlite().start_trial(number, &slot.label(), base + attempt - 1)
     }
 
+    fn on_waiting(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.sqlite().set_waiting(number, reason)
+    }
+
     fn on_message(&mut self, number: u64, message: &Message) -> anyhow::Result<Directive> {
         match message {
             Message::Intermediate { step, value } if value.0.is_finite() => {

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::time::Duration;
 
 use super::devices::Slot;
 
@@ -38,6 +39,20 @@ pub trait Executor: Send + Sync {
     /// cluster. It may block: it is called off the runtime's threads.
     fn failure(&self, _status: ExitStatus, _stderr: &str) -> Option<Ended> {
         None
+    }
+
+    /// How long an attempt may wait for its resources before it starts, for
+    /// an executor whose processes queue (`None`: they start when spawned).
+    /// Such an executor's process writes one line on stdout the moment it
+    /// starts; until then the attempt is waiting and its timeout does not
+    /// run, and one still waiting at the limit is killed and fails.
+    fn start_limit(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Why an attempt has not started yet, from what it wrote to stderr so far.
+    fn waiting_reason(&self, _stderr: &str) -> String {
+        "waiting for its resources".to_owned()
     }
 }
 

@@ -18,6 +18,8 @@ pub struct QueueController {
     prune: Option<PruneRule>,
     /// (trial, slot index, attempt) of every start.
     pub starts: Vec<(u64, usize, u32)>,
+    /// (trial, why it waits to start, or `None` once it started).
+    pub waits: Vec<(u64, Option<String>)>,
     pub messages: Vec<(u64, Message)>,
     /// (trial, failed attempt, reason) of every retry.
     pub retries: Vec<(u64, u32, String)>,
@@ -43,6 +45,11 @@ impl Controller for QueueController {
 
     fn on_start(&mut self, number: u64, slot: &Slot, attempt: u32) -> anyhow::Result<()> {
         self.starts.push((number, slot.index, attempt));
+        Ok(())
+    }
+
+    fn on_waiting(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.waits.push((number, reason.map(str::to_owned)));
         Ok(())
     }
 

@@ -132,6 +132,12 @@ pub trait Controller {
         Ok(())
     }
 
+    /// The attempt of trial `number` waits for its resources, for `reason`;
+    /// `None` once it started (only for executors whose processes queue).
+    fn on_waiting(&mut self, _number: u64, _reason: Option<&str>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// A protocol message of a running trial (intermediate values: ask the pruner).
     fn on_message(&mut self, number: u64, message: &Message) -> anyhow::Result<Directive>;
 
@@ -217,6 +223,8 @@ enum Control {
 
 enum TaskMsg {
     Message(u64, Message),
+    /// Why the attempt still waits to start (see [`Executor::start_limit`]); `None` once it started.
+    Waiting(u64, Option<String>),
     Done(u64, Outcome, Duration),
 }
 
@@ -290,6 +298,11 @@ pub async fn run(
                             trial.pruned = true;
                             let _ = trial.control.send(Control::Prune);
                         }
+                    }
+                }
+                TaskMsg::Waiting(number, reason) => {
+                    if running.contains_key(&number) {
+                        controller.on_waiting(number, reason.as_deref())?;
                     }
                 }
                 TaskMsg::Done(number, outcome, elapsed) => {
@@ -418,9 +431,11 @@ pub fn log_paths(dir: &Path, attempt: u32) -> (PathBuf, PathBuf) {
 }
 
 /// Why the scheduler ended an attempt itself.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Cause {
     Timeout,
+    /// Still waiting to start at the executor's start limit, for this reason.
+    NotStarted(String),
     Pruned,
     Killed,
 }
@@ -469,8 +484,18 @@ async fn run_attempt(
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
-    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::MAX / 4));
+    // An attempt whose executor queues it waits (up to the start limit) until
+    // its first line; the trial's timeout runs from then.
+    let start_limit = executor.start_limit();
+    let mut waiting: Option<String> = start_limit.map(|_| executor.waiting_reason(""));
+    if let Some(reason) = &waiting {
+        let _ = tx.send(TaskMsg::Waiting(spec.number, Some(reason.clone())));
+    }
+    let far = Duration::MAX / 4;
+    let deadline = tokio::time::sleep(start_limit.or(timeout).unwrap_or(far));
     tokio::pin!(deadline);
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut objective: Option<f64> = None;
     let mut reported_error: Option<String> = None;
@@ -512,6 +537,10 @@ async fn run_attempt(
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
                     use std::io::Write;
+                    if waiting.take().is_some() {
+                        let _ = tx.send(TaskMsg::Waiting(spec.number, None));
+                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout.unwrap_or(far));
+                    }
                     let _ = writeln!(stdout_log, "{line}");
                     match parse_line(&line) {
                         Line::Message(message) => {
@@ -539,8 +568,18 @@ async fn run_attempt(
                 }
                 Ok(None) | Err(_) => break,
             },
-            () = &mut deadline, if timeout.is_some() => {
-                cause = Some(Cause::Timeout);
+            _ = poll.tick(), if waiting.is_some() => {
+                let reason = executor.waiting_reason(&attempt_stderr(&stderr_path, stderr_start));
+                if waiting.as_ref() != Some(&reason) {
+                    let _ = tx.send(TaskMsg::Waiting(spec.number, Some(reason.clone())));
+                    waiting = Some(reason);
+                }
+            }
+            () = &mut deadline, if timeout.is_some() || waiting.is_some() => {
+                cause = Some(match waiting.take() {
+                    Some(reason) => Cause::NotStarted(reason),
+                    None => Cause::Timeout,
+                });
                 executor.kill(&mut child);
             }
             changed = control.changed(), if control_open => {
@@ -556,8 +595,11 @@ async fn run_attempt(
     let status: Option<ExitStatus> = loop {
         tokio::select! {
             status = child.wait() => break status.ok(),
-            () = &mut deadline, if timeout.is_some() && cause.is_none() => {
-                cause = Some(Cause::Timeout);
+            () = &mut deadline, if (timeout.is_some() || waiting.is_some()) && cause.is_none() => {
+                cause = Some(match waiting.take() {
+                    Some(reason) => Cause::NotStarted(reason),
+                    None => Cause::Timeout,
+                });
                 executor.kill(&mut child);
             }
             changed = control.changed(), if control_open => {
@@ -578,6 +620,10 @@ async fn run_attempt(
         Some(Cause::Timeout) => {
             let limit = timeout.unwrap_or_default().as_secs_f64();
             return Outcome::Failed(format!("timed out after {limit:.1} s (killed)"));
+        }
+        Some(Cause::NotStarted(reason)) => {
+            let limit = start_limit.unwrap_or_default().as_secs_f64();
+            return Outcome::Failed(format!("did not start within {limit:.0} s ({reason}); cancelled"));
         }
         None => {}
     }

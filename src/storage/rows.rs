@@ -42,7 +42,7 @@ pub(super) fn load(
     let mut index_of = HashMap::new();
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT id, number, phase, state, value, seed, device, attempt, created_ms, started_ms,
-             finished_ms, heartbeat_ms, fail_reason
+             finished_ms, heartbeat_ms, fail_reason, waiting_for
          FROM trials t WHERE {FILTER} ORDER BY number"
     ))?;
     let mut rows = stmt.query(params![study, only])?;
@@ -71,6 +71,7 @@ pub(super) fn load(
             finished: timestamp(10)?,
             heartbeat: timestamp(11)?,
             fail_reason: row.get(12)?,
+            waiting_for: row.get(13)?,
             metrics: BTreeMap::new(),
             artifacts: Vec::new(),
             user_attrs: BTreeMap::new(),

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the definitions a study ran under, with what changed between them",
         sql: SCHEMA_V2,
     },
+    Migration {
+        version: 3,
+        description: "why a running trial still waits to start (its job step queued)",
+        sql: SCHEMA_V3,
+    },
 ];
 
 /// The version a database has once every migration ran.
@@ -159,6 +164,13 @@ CREATE TABLE definitions (
     version      TEXT NOT NULL,
     PRIMARY KEY (study, revision)
 ) WITHOUT ROWID;
+";
+
+/// `waiting_for`: why a RUNNING trial's attempt has not started yet (its
+/// executor queues it, e.g. a job step waiting for its node's resources),
+/// NULL once it runs and whenever the trial changes state.
+const SCHEMA_V3: &str = "
+ALTER TABLE trials ADD COLUMN waiting_for TEXT;
 ";
 
 /// What the header and catalogue of an opened file say about it.

@@ -135,6 +135,8 @@ pub struct TrialDetails {
     pub finished: Option<Timestamp>,
     pub heartbeat: Option<Timestamp>,
     pub fail_reason: Option<String>,
+    /// Why a RUNNING trial has not started yet (its job step is queued).
+    pub waiting_for: Option<String>,
     /// Named final metrics (ε_poly MAE, a_r MAE, per crystal system …).
     pub metrics: BTreeMap<String, f64>,
     pub artifacts: Vec<Artifact>,
@@ -477,13 +479,36 @@ impl SqliteStore {
             let now = Timestamp::now().unix_ms;
             tx.prepare_cached(
                 "UPDATE trials SET state = 'RUNNING', device = ?2, attempt = ?3, started_ms = ?4,
-                     heartbeat_ms = ?4 WHERE id = ?1",
+                     heartbeat_ms = ?4, waiting_for = NULL WHERE id = ?1",
             )?
             .execute(params![trial.id, device, attempt, now])?;
             Ok(())
         })?;
         self.patch_trial(number, |trial| trial.state = TrialState::Running);
         Ok(())
+    }
+
+    /// A RUNNING trial waits to start, for `reason`; with `None` it started
+    /// now (its start time moves here, so its duration leaves the wait out).
+    pub fn set_waiting(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.write(|tx, study| {
+            let trial = trial_row(tx, study, number)?;
+            if trial.state != TrialState::Running {
+                bail!("trial {number} is {}, so it does not wait to start", trial.state.name());
+            }
+            let sql = match reason {
+                Some(_) => "UPDATE trials SET waiting_for = ?2 WHERE id = ?1",
+                None => {
+                    "UPDATE trials SET waiting_for = ?2, started_ms = ?3, heartbeat_ms = ?3 WHERE id = ?1"
+                }
+            };
+            let mut stmt = tx.prepare_cached(sql)?;
+            match reason {
+                Some(_) => stmt.execute(params![trial.id, reason])?,
+                None => stmt.execute(params![trial.id, reason, Timestamp::now().unix_ms])?,
+            };
+            Ok(())
+        })
     }
 
     /// A RUNNING trial shows it is alive.
@@ -562,7 +587,7 @@ impl SqliteStore {
             }
             tx.prepare_cached(
                 "UPDATE trials SET state = 'WAITING', attempt = attempt + 1, device = NULL,
-                     started_ms = NULL, heartbeat_ms = NULL WHERE id = ?1",
+                     started_ms = NULL, heartbeat_ms = NULL, waiting_for = NULL WHERE id = ?1",
             )?
             .execute([trial.id])?;
             Ok(())
@@ -833,7 +858,7 @@ fn transition(
     check_transition(number, trial.state, to)?;
     let now = Timestamp::now().unix_ms;
     tx.prepare_cached(
-        "UPDATE trials SET state = ?2, value = ?3, fail_reason = ?4,
+        "UPDATE trials SET state = ?2, value = ?3, fail_reason = ?4, waiting_for = NULL,
              started_ms = CASE WHEN ?2 = 'RUNNING' THEN COALESCE(started_ms, ?5) ELSE started_ms END,
              heartbeat_ms = CASE WHEN ?2 = 'RUNNING' THEN COALESCE(heartbeat_ms, ?5) ELSE heartbeat_ms END,
              finished_ms = CASE WHEN ?2 IN ('COMPLETE', 'PRUNED', 'FAILED') THEN ?5 END

@@ -16,9 +16,16 @@ pub struct SlurmSpec {
     pub mem_per_trial: Option<String>,
     /// Time limit of one step as Slurm writes it (`90`, `1:30:00`, `1-12`).
     pub time_per_trial: Option<String>,
+    /// Longest wait for a trial's job step to start, as a Slurm time
+    /// (default 10 minutes); a step still waiting then is cancelled and
+    /// the attempt fails (and is retried where `retries` allow).
+    pub start_limit: Option<String>,
     /// Extra `srun` arguments, passed as they are.
     pub srun_args: Vec<String>,
 }
+
+/// The default of `resources.slurm.start_limit`, in seconds.
+pub const DEFAULT_START_LIMIT: u64 = 600;
 
 /// A validated [`SlurmSpec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +34,8 @@ pub struct StepRequest {
     pub cpus_per_trial: u32,
     pub mem_per_trial: Option<String>,
     pub time_per_trial: Option<String>,
+    /// Seconds.
+    pub start_limit: u64,
     pub srun_args: Vec<String>,
 }
 
@@ -86,6 +95,19 @@ impl SlurmSpec {
                 ));
             }
         }
+        let start_limit = match &self.start_limit {
+            None => DEFAULT_START_LIMIT,
+            Some(time) => match parse_time(time) {
+                Some(seconds) if seconds > 0 => seconds,
+                _ => {
+                    return Err(err(
+                        "start_limit",
+                        format!("`{time}` is not a Slurm time of at least a second"),
+                        "write minutes (`10`), `MM:SS` (`0:30`) or `HH:MM:SS`",
+                    ))
+                }
+            },
+        };
         for (i, arg) in self.srun_args.iter().enumerate() {
             let name = arg.split('=').next().unwrap_or(arg);
             if let Some((_, why)) = OWN_OPTIONS.iter().find(|(option, _)| *option == name) {
@@ -101,6 +123,7 @@ impl SlurmSpec {
             cpus_per_trial: self.cpus_per_trial.unwrap_or(cpu_threads_per_trial).max(1),
             mem_per_trial: self.mem_per_trial.clone(),
             time_per_trial: self.time_per_trial.clone(),
+            start_limit,
             srun_args: self.srun_args.clone(),
         })
     }
@@ -165,6 +188,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ok.validate(3).unwrap().cpus_per_trial, 3);
+        assert_eq!(ok.validate(3).unwrap().start_limit, DEFAULT_START_LIMIT);
+        let quick = SlurmSpec { start_limit: Some("0:30".into()), ..Default::default() };
+        assert_eq!(quick.validate(1).unwrap().start_limit, 30);
+        assert_eq!(
+            bad(SlurmSpec { start_limit: Some("0".into()), ..Default::default() }).0,
+            "resources.slurm.start_limit"
+        );
         assert_eq!(parse_time("90"), Some(5400));
         assert_eq!(parse_time("1:30:00"), Some(5400));
         assert_eq!(parse_time("2-0"), Some(172_800));

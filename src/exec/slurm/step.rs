@@ -65,7 +65,9 @@ impl Executor for Slurm {
     /// it), and no inherited job-level option. A CPU step runs its program
     /// under `env CUDA_VISIBLE_DEVICES=`, since slurmstepd removes the
     /// variable from a step without GPUs and, where devices are not
-    /// constrained, the trial would see every GPU of the node.
+    /// constrained, the trial would see every GPU of the node. Inside the
+    /// step, a shell first writes [`STEP_STARTED`] on stdout: the step
+    /// exists and its trial starts (see [`Executor::start_limit`]).
     fn command(&self, spec: &TrialSpec, slot: &Slot) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("srun");
         for key in inherited_step_options(std::env::vars()) {
@@ -87,6 +89,7 @@ impl Executor for Slurm {
             command.arg(format!("--time={time}"));
         }
         command.args(&self.request.srun_args);
+        command.args(["sh", "-c", &format!("echo '{STEP_STARTED}' && exec \"$@\""), "anisostudy-step"]);
         if self.gpus == 0 {
             command.args(["env", "CUDA_VISIBLE_DEVICES="]);
         }
@@ -116,6 +119,16 @@ impl Executor for Slurm {
         }
     }
 
+    /// A step waits in srun until its node has the resources it asks for:
+    /// `start_limit`.
+    fn start_limit(&self) -> Option<Duration> {
+        Some(Duration::from_secs(self.request.start_limit))
+    }
+
+    fn waiting_reason(&self, stderr: &str) -> String {
+        step_waiting_reason(stderr)
+    }
+
     /// From srun's lines; and a step of a job that is no longer running
     /// (being requeued, cancelled) or is being pre-empted (`PreemptTime`
     /// set: its steps got SIGTERM at the start of a grace period) was ended
@@ -137,6 +150,25 @@ impl Executor for Slurm {
             std::thread::sleep(Duration::from_millis(100));
         }
         seen
+    }
+}
+
+/// The line a step writes first, in the trial protocol: a `start` message
+/// without fields.
+pub const STEP_STARTED: &str = r#"{"v": 1, "type": "start"}"#;
+
+/// Why srun still waits to create a step, from its stderr: the reason of
+/// its last "step creation temporarily disabled" (or "still disabled")
+/// line, e.g. `Requested nodes are busy`.
+pub fn step_waiting_reason(stderr: &str) -> String {
+    let reason = stderr
+        .lines()
+        .rev()
+        .filter(|l| l.contains("step creation") && l.contains("disabled"))
+        .find_map(|l| Some(l.rsplit_once('(')?.1.trim_end().trim_end_matches(')').to_owned()));
+    match reason {
+        Some(reason) => format!("Slurm has not created its job step: {reason}"),
+        None => "its job step is being created".to_owned(),
     }
 }
 
@@ -235,6 +267,17 @@ mod tests {
                 "SLURM_TRES_PER_TASK",
                 "SLURM_EXPORT_ENV"
             ]
+        );
+    }
+
+    #[test]
+    fn reads_why_a_step_waits() {
+        assert_eq!(step_waiting_reason(""), "its job step is being created");
+        let stderr = "srun: Job 12 step creation temporarily disabled, retrying (Requested nodes are busy)\n\
+                      srun: Job 12 step creation still disabled, retrying (Requested nodes are busy)\n";
+        assert_eq!(
+            step_waiting_reason(stderr),
+            "Slurm has not created its job step: Requested nodes are busy"
         );
     }
 

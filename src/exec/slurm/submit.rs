@@ -393,6 +393,7 @@ mod tests {
             cpus_per_trial: cpus,
             mem_per_trial: mem.map(str::to_owned),
             time_per_trial: None,
+            start_limit: 600,
             srun_args: vec![],
         };
         let job = JobRequest { nodes: 1, ..Default::default() };
