@@ -730,3 +730,46 @@ resources: {{executor: slurm, slurm: {{gpus_per_trial: {gpus}}}}}
         assert!(overlapping, "{name}: no two steps ran at once: {spans:?}");
     }
 }
+
+/// j. A trial whose job step waits for its node (another step holds the
+/// node's GPUs): `study status` shows it waiting, and
+/// its timeout runs from the step's start, so it completes.
+#[test]
+fn a_waiting_step_is_shown_and_its_timeout_runs_from_its_start() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = Allocation::new(&["-N1", "--ntasks-per-node=2", "--gres=gpu:2", "-J", "anisostudy-test"]);
+    let mut blocker = Command::new("srun")
+        .args([&format!("--jobid={}", job.0), "-n1", "--gres=gpu:2", "--mem=0", "sleep", "7"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let resources = "{executor: slurm, trial_timeout: 4s}";
+    let file = write(dir.path(), "j.yaml", &command_study("waits", 1, 1.0, resources));
+    let results = dir.path().join("results");
+    let args = ["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()];
+    let mut run = study(&args, Some(&job)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    let shown = loop {
+        let out = study(&["status", "waits", "--results", results.to_str().unwrap()], None).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("waiting: trial 0") || start.elapsed() > Duration::from_secs(5) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // srun names its reason (`Requested nodes are busy`) only when it retries;
+    // until then the step is "being created".
+    assert!(shown.contains("waiting: trial 0 on n1/cuda:0") && shown.contains("job step"), "{shown}");
+    let status = run.wait().unwrap();
+    let _ = blocker.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let rows = table(&results, "waits");
+    assert_eq!(rows[0].state, TrialState::Complete, "{rows:?}\n{stderr}");
+}

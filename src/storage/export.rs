@@ -236,6 +236,7 @@ mod tests {
             finished: None,
             heartbeat: None,
             fail_reason: None,
+            waiting_for: None,
             metrics: BTreeMap::new(),
             artifacts: Vec::new(),
             user_attrs: BTreeMap::new(),

@@ -247,6 +247,10 @@ impl Controller for Observed<'_> {
         self.inner.on_retry(number, attempt, reason)
     }
 
+    fn on_waiting(&mut self, number: u64, reason: Option<&str>) -> anyhow::Result<()> {
+        self.inner.on_waiting(number, reason)
+    }
+
     fn on_finish(&mut self, number: u64, report: &TrialReport) -> anyhow::Result<()> {
         self.inner.on_finish(number, report)?;
         self.observer.finished(number, report, self.inner.study().trial(number));
