@@ -118,10 +118,14 @@ fn a_study_from_before_definitions_were_kept_is_judged_against_its_stored_file()
     let file = dir.path().join("s.yaml");
     std::fs::write(&file, STUDY_FILE).unwrap();
     ok(dir.path(), &["run", "s.yaml"]);
-    // What an earlier version wrote: schema 1, no definitions, the file's snapshot.
+    // What an earlier version wrote: schema 1 (no definitions, no waiting
+    // reasons), the file's snapshot.
     {
         let conn = rusqlite::Connection::open(dir.path().join("results/edited/study.db")).unwrap();
-        conn.execute_batch("DROP TABLE definitions; PRAGMA user_version = 1;").unwrap();
+        conn.execute_batch(
+            "DROP TABLE definitions; ALTER TABLE trials DROP COLUMN waiting_for; PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     std::fs::write(&file, STUDY_FILE.replace("low: 0.0", "low: -1.0")).unwrap();
     let refused = study(dir.path(), &["run", "s.yaml"]);
