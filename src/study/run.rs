@@ -48,6 +48,14 @@ pub fn study_dir(results: &Path, name: &str) -> PathBuf {
     results.join(name)
 }
 
+/// Runs `work`, which waits on other processes, on a thread of its own, so
+/// the controller's thread keeps answering signals meanwhile.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await.context("a blocking task of the controller panicked")?
+}
+
 /// Runs (or resumes) `plan` with its results in `<results>/<name>/` on
 /// `machine`, until its phases are done or `stop` ends it (e.g.
 /// [`crate::exec::ctrl_c`]). The controller is single-threaded (it owns the
@@ -110,9 +118,15 @@ pub async fn run_plan_observed(
         data_summary = Some(about);
     }
     let launcher = launcher(plan, base_params, trials_dir)?;
-    // The allocation is read, and the request checked against it, before anything runs.
-    let slurm =
-        plan.slurm.as_ref().map(|request| Slurm::in_allocation(request, &plan.name, &dir)).transpose()?;
+    // The allocation is read, and the request checked against it, before
+    // anything runs; Slurm's commands run off the runtime's thread.
+    let slurm = match plan.slurm.clone() {
+        Some(request) => {
+            let (name, dir) = (plan.name.clone(), dir.clone());
+            Some(off_runtime(move || Slurm::in_allocation(&request, &name, &dir)).await?)
+        }
+        None => None,
+    };
     let review = Review::new(plan);
     let setup = StudySetup {
         name: &plan.name,
@@ -135,7 +149,9 @@ pub async fn run_plan_observed(
         controller.set_study_user_attr("dataset", &serde_json::to_value(summary)?)?;
     }
     // Steps an earlier controller left are cancelled once this one holds the lock.
-    slurm.as_ref().map(Slurm::cancel_leftovers).transpose()?;
+    if let Some(slurm) = slurm.clone() {
+        off_runtime(move || slurm.cancel_leftovers()).await?;
+    }
     let (slots, executor): (Vec<Slot>, Arc<dyn Executor>) = match slurm {
         None => (build_pool(&plan.pool, machine), Arc::new(Local)),
         Some(slurm) => (slurm.slots(), Arc::new(slurm)),

@@ -31,6 +31,7 @@ mod submit;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -68,6 +69,37 @@ pub fn job_ending(id: &str, text: &str) -> Option<String> {
     }
 }
 
+/// Whether the allocation is ending, as the endings of its steps ask. A
+/// job-wide event (pre-emption, a requeue) ends every step at once, and
+/// their questions share one answer instead of querying slurmctld once each,
+/// while it is busy requeueing: an answer younger than [`JobWatch::FRESH`]
+/// is reused, a caller waits while another's query runs, and a job seen
+/// ending stays ending (the allocation does not come back).
+#[derive(Debug, Default)]
+pub struct JobWatch {
+    last: Mutex<Option<(Instant, Option<String>)>>,
+}
+
+impl JobWatch {
+    /// How long an answer stands: the interval at which a step's ending
+    /// looks again while the job's state lags srun.
+    pub const FRESH: Duration = Duration::from_millis(100);
+
+    /// Why the job is ending, from the last answer if it is still fresh
+    /// (or says ending), else from `query`.
+    pub fn ending(&self, query: impl FnOnce() -> Option<String>) -> Option<String> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((_, Some(why))) => return Some(why.clone()),
+            Some((at, None)) if at.elapsed() < Self::FRESH => return None,
+            _ => {}
+        }
+        let answer = query();
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
 /// The Slurm executor of one study in one allocation.
 #[derive(Debug, Clone)]
 pub struct Slurm {
@@ -77,6 +109,7 @@ pub struct Slurm {
     gpus: u32,
     /// Step names start with this (see the module docs).
     tag: String,
+    watch: Arc<JobWatch>,
 }
 
 /// `anisostudy.<name>.<8 hex digits of the folder's path>`.
@@ -131,7 +164,13 @@ impl Slurm {
                 .into());
             }
         }
-        let slurm = Slurm { allocation, request: request.clone(), gpus, tag: step_tag(name, dir) };
+        let slurm = Slurm {
+            allocation,
+            request: request.clone(),
+            gpus,
+            tag: step_tag(name, dir),
+            watch: Arc::default(),
+        };
         if slurm.slots().is_empty() {
             return Err(InputError::new(
                 "resources.slurm.cpus_per_trial",
@@ -191,9 +230,10 @@ impl Slurm {
 
     /// Why the allocation is ending, when it is: not RUNNING (requeued,
     /// cancelled, completing), or being pre-empted (`PreemptTime` set).
+    /// Steps that end together share one query ([`JobWatch`]).
     fn job_ending(&self) -> Option<String> {
-        let text = slurm_command("scontrol", &["show", "job", &self.allocation.job_id]).ok()?;
-        job_ending(&self.allocation.job_id, &text)
+        let id = &self.allocation.job_id;
+        self.watch.ending(|| job_ending(id, &slurm_command("scontrol", &["show", "job", id]).ok()?))
     }
 
     /// Cancels the steps an earlier controller of this study left running
@@ -252,6 +292,33 @@ mod tests {
         assert!(job_ending("9", &preempted).unwrap().contains("pre-empted"));
         let requeued = running.replace("RUNNING", "REQUEUED");
         assert_eq!(job_ending("9", &requeued).unwrap(), "job 9 is REQUEUED");
+    }
+
+    #[test]
+    fn steps_that_end_together_share_one_query_of_the_job() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let watch = JobWatch::default();
+        let queries = AtomicUsize::new(0);
+        let slow_query = |answer: Option<&str>| {
+            queries.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            answer.map(str::to_owned)
+        };
+        // Eight steps ended by one event ask at once: one query answers all.
+        std::thread::scope(|scope| {
+            let asks: Vec<_> = (0..8).map(|_| scope.spawn(|| watch.ending(|| slow_query(None)))).collect();
+            assert!(asks.into_iter().all(|ask| ask.join().unwrap().is_none()));
+        });
+        assert_eq!(queries.load(Ordering::SeqCst), 1);
+        // A stale answer is asked again; one that says ending stands.
+        std::thread::sleep(JobWatch::FRESH);
+        assert_eq!(
+            watch.ending(|| slow_query(Some("job 9 is REQUEUED"))).as_deref(),
+            Some("job 9 is REQUEUED")
+        );
+        std::thread::sleep(JobWatch::FRESH);
+        assert_eq!(watch.ending(|| slow_query(None)).as_deref(), Some("job 9 is REQUEUED"));
+        assert_eq!(queries.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use super::Slurm;
+use super::{JobWatch, Slurm};
 use crate::exec::devices::Slot;
 use crate::exec::launch::{Ended, Executor, TrialSpec};
 
@@ -143,11 +143,13 @@ impl Executor for Slurm {
         // it requeues the job: look for half a second, unless the trial ended
         // by its own exit (then the job's state is current).
         let own_exit = status.success() || stderr.contains("Exited with exit code");
-        for _ in 0..if own_exit { 1 } else { 5 } {
+        for look in 0..if own_exit { 1 } else { 5 } {
+            if look > 0 {
+                std::thread::sleep(JobWatch::FRESH);
+            }
             if let Some(why) = self.job_ending() {
                 return Some(Ended::Interrupted(why));
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
         seen
     }
