@@ -537,6 +537,21 @@ fn impossible_requests_fail_first_with_exit_2() {
             .unwrap(),
         "--gpus-per-node",
     );
+    // Checked against the partition's real nodes (2 of 4 CPUs, 4000 MB and
+    // 2 GPUs): a third node, or two trials of 2 GB and the controller on one.
+    check(
+        study(&["submit", file.to_str().unwrap(), "--results", r, "--nodes", "3"], None).output().unwrap(),
+        "--nodes: each of 3 node(s)",
+    );
+    let hungry = write(
+        dir.path(),
+        "m.yaml",
+        &command_study("impossible", 4, 0.1, "{executor: slurm, slurm: {mem_per_trial: 2G}}"),
+    );
+    check(
+        study(&["submit", hungry.to_str().unwrap(), "--results", r], None).output().unwrap(),
+        "resources.slurm.mem_per_trial: each of 1 node(s) must hold 2 trial(s): 2 CPUs, 2 GPUs, ",
+    );
     assert!(!results.join("impossible").join("slurm").exists(), "nothing was submitted");
 }
 
@@ -619,6 +634,58 @@ fn a_study_preempted_with_a_grace_period_requeues_and_finishes() {
     assert!(log.contains("pre-empted: requeued job"), "{log}");
     let rows = table(&results, "graced");
     assert!(failed(&rows).is_empty(), "{log}");
+    assert_eq!(format!("{rows:#?}"), format!("{want:#?}"), "{log}");
+}
+
+/// g'. Pre-emption by cancelling, after a GraceTime (partition `cancel`):
+/// the steps get SIGTERM, the trials end interrupted, and the job goes on
+/// (it requeues itself before the grace period ends, or where that is
+/// refused submits itself again), so the study finishes with the
+/// uninterrupted run's table.
+#[test]
+fn a_study_preempted_by_cancelling_with_a_grace_period_finishes() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let want = local_table(dir.path(), "cancelled", 1.0);
+    let file = write(dir.path(), "c.yaml", &command_study("cancelled", 12, 1.0, "{executor: slurm}"));
+    let results = dir.path().join("results");
+    let (f, r) = (file.to_str().unwrap(), results.to_str().unwrap());
+    let args = ["submit", f, "--results", r, "--nodes", "2", "--time", "10", "--partition", "cancel"];
+    let out = study(&args, None).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let job =
+        Allocation(stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned());
+    wait_for(&results, "cancelled", Duration::from_secs(60), |rows| {
+        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
+    });
+    let _high = preemptor();
+    let log_path = results.join(format!("cancelled/slurm/controller-{}.out", job.0));
+    let start = Instant::now();
+    let went_on = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.starts_with("pre-empted: ")) {
+            break line.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the job did not go on:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("the controller: {went_on}");
+    let last = match went_on.split("submitted job ").nth(1) {
+        Some(rest) => Allocation(rest.split_whitespace().next().unwrap().to_owned()),
+        None => {
+            assert!(went_on.contains("requeued job"), "{went_on}");
+            job
+        }
+    };
+    until_completed(&last, &results, "cancelled", Duration::from_secs(150));
+    let rows = table(&results, "cancelled");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(failed(&rows).is_empty(), "{log}");
+    assert!(log.contains("interrupted"), "{log}");
     assert_eq!(format!("{rows:#?}"), format!("{want:#?}"), "{log}");
 }
 

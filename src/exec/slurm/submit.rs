@@ -297,7 +297,9 @@ fn check_fits(
         .map(|n| format!("{} ({} CPUs, {} GPUs, {} MB)", n.name, n.cpus, n.gpus, n.mem_mb))
         .collect::<Vec<_>>()
         .join(", ");
-    let (key, hint) = if p.nodes.iter().any(|n| n.cpus >= want_cpus && n.gpus >= gpus) && mem.is_some() {
+    let (key, hint) = if fitting == p.nodes.len() {
+        ("--nodes", "ask for fewer nodes")
+    } else if p.nodes.iter().any(|n| n.cpus >= want_cpus && n.gpus >= gpus) && mem.is_some() {
         (
             "resources.slurm.mem_per_trial",
             "ask for less memory per trial, or for fewer trials per node (--gpus-per-node)",
@@ -319,6 +321,7 @@ fn check_fits(
     )
     .with_hint(match fitting {
         0 => hint.to_owned(),
+        n if n == p.nodes.len() => format!("{hint}: --nodes {n}"),
         n => format!("{hint}, or --nodes {n}"),
     })
     .into())
@@ -408,5 +411,10 @@ mod tests {
         let two = JobRequest { nodes: 2, ..Default::default() };
         let err = controller_script(&controller(), &step(2, None), &two, Some(&p)).unwrap_err();
         assert!(format!("{err:#}").contains("--nodes 1"), "{err:#}");
+        // Every node fits, but there are too few of them.
+        let even = Partition { name: "even".into(), nodes: vec![node("a", 8, 4, 0), node("b", 8, 4, 0)] };
+        let three = JobRequest { nodes: 3, ..Default::default() };
+        let err = controller_script(&controller(), &step(1, None), &three, Some(&even)).unwrap_err();
+        assert!(format!("{err:#}").starts_with("--nodes: each of 3 node(s)"), "{err:#}");
     }
 }
