@@ -595,6 +595,8 @@ fn preemptor() -> Allocation {
             "--exclusive",
             "-J",
             "anisostudy-test-high",
+            "--output",
+            "/dev/null",
             "--wrap",
             "sleep 4",
         ])
