@@ -34,6 +34,20 @@
 //! a mean best of 2.16 against 1.99 sequential (univariate 3.10 against
 //! 3.09), so compare sequential runs with sequential ones.
 //!
+//! With workers above 1, Optuna's own parallel runs are the fairer
+//! reference: `benches/optuna/tpe_reference_<mode><workers>.json` (made by
+//! `tpe_reference.py --workers N --mode MODE`: N trials in flight with
+//! Optuna's constant liar, dispatched as here). When that file is there each
+//! line adds `optuna_parallel` (its median), `p_ours_worse_than_parallel`
+//! and `p_optuna_parallel_worse`, what the same parallelism costs Optuna
+//! against its sequential runs (README's tables).
+//!
+//! The run ends with an `hpo_quality_summary` line: the rows where ours is
+//! worse at p < 0.05, row by row (`worse`) and after Holm's correction over
+//! the run's rows (`worse_holm`), against sequential Optuna and against
+//! Optuna as parallel as the run. Sixteen rows at α = 0.05 give about one
+//! "worse" row by chance, so `worse_holm` is the verdict.
+//!
 //! With `HPO_QUALITY_PER_SEED=1` each line also carries `first_seed` and
 //! `per_seed`, the best value of every seed in order, for comparing whole
 //! distributions rather than medians alone.
@@ -58,7 +72,7 @@ use anisostudy::hpo::test_functions::{
 use anisostudy::hpo::{
     Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig, Trial,
 };
-use anisostudy::report::stats::MannWhitney;
+use anisostudy::report::stats::{holm_adjusted, MannWhitney};
 
 /// Seeds per (function, sampler); `HPO_QUALITY_SEEDS` and
 /// `HPO_QUALITY_FIRST_SEED` (default 0) choose others.
@@ -130,7 +144,28 @@ type OptunaRuns = serde_json::Map<String, serde_json::Value>;
 fn optuna_runs(first_seed: u64, seeds: u64) -> Option<OptunaRuns> {
     let path = std::env::var("HPO_QUALITY_OPTUNA")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/benches/optuna/tpe_reference.json").into());
-    let text = std::fs::read_to_string(&path).ok()?;
+    read_runs(&path, first_seed, seeds)
+}
+
+/// Optuna's own parallel runs with `workers` in flight, dispatched as
+/// `dispatch` (`benches/optuna/tpe_reference_<mode><workers>.json`, from
+/// `tpe_reference.py --workers --mode`), when that file is there.
+fn optuna_parallel_runs(
+    workers: usize,
+    dispatch: Dispatch,
+    first_seed: u64,
+    seeds: u64,
+) -> Option<OptunaRuns> {
+    let mode = if dispatch == Dispatch::Batches { "deterministic" } else { "async" };
+    let path = format!("{}/benches/optuna/tpe_reference_{mode}{workers}.json", env!("CARGO_MANIFEST_DIR"));
+    if !std::path::Path::new(&path).exists() {
+        return None;
+    }
+    read_runs(&path, first_seed, seeds)
+}
+
+fn read_runs(path: &str, first_seed: u64, seeds: u64) -> Option<OptunaRuns> {
+    let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).expect("the Optuna reference is JSON");
     if json["first_seed"].as_u64() != Some(first_seed) {
         eprintln!(
@@ -162,6 +197,8 @@ fn main() {
     };
     let liar = env("HPO_QUALITY_LIAR").is_none_or(|v| v != 0);
     let optuna_runs = optuna_runs(first_seed, seeds);
+    let parallel_runs =
+        (workers > 1).then(|| optuna_parallel_runs(workers, dispatch, first_seed, seeds)).flatten();
     type Problem = (&'static str, SearchSpace, fn(&Params) -> f64, Option<[f64; 2]>);
     let problems: [Problem; 8] = [
         ("branin", branin_space(), branin, Some([0.448, 0.417])),
@@ -182,6 +219,9 @@ fn main() {
             Some(1),
         ),
     ];
+    // (row, p of "ours is worse") against sequential Optuna and against
+    // Optuna as parallel as this run, for the closing summary.
+    let (mut against_sequential, mut against_parallel) = (Vec::new(), Vec::new());
     for (name, space, objective, optuna_median) in &problems {
         if only.as_deref().is_some_and(|names| !names.split(',').any(|n| n == *name)) {
             continue;
@@ -194,11 +234,12 @@ fn main() {
             let bests: Vec<f64> = runs.iter().map(|r| r.0).collect();
             let repeats = runs.iter().map(|r| r.1).sum::<usize>() as f64 / (seeds * TRIALS) as f64;
             let seconds = start.elapsed().as_secs_f64();
-            let optuna: Option<Vec<f64>> = optuna_runs
-                .as_ref()
-                .and_then(|runs| runs.get(*name)?.get(*sampler_name)?.as_array().cloned())
-                .map(|values| values.iter().filter_map(|v| v.as_f64()).collect())
-                .filter(|values: &Vec<f64>| values.len() == bests.len());
+            let seeds_of = |runs: &Option<OptunaRuns>| -> Option<Vec<f64>> {
+                let values = runs.as_ref()?.get(*name)?.get(*sampler_name)?.as_array()?;
+                let values: Vec<f64> = values.iter().filter_map(|v| v.as_f64()).collect();
+                (values.len() == bests.len()).then_some(values)
+            };
+            let optuna = seeds_of(&optuna_runs);
             let optuna_value = match (&optuna, optuna_index) {
                 (Some(values), _) => format!("{:.6}", median(values.clone())),
                 (None, Some(i)) => optuna_median.map_or("null".to_owned(), |m| m[*i].to_string()),
@@ -208,8 +249,29 @@ fn main() {
             // lower (ties ½), and the one-sided p of "ours is worse".
             let comparison = optuna.as_ref().map_or(String::new(), |values| {
                 let test = MannWhitney::of(&bests, values);
+                against_sequential.push((format!("{name}/{sampler_name}"), test.p_a_larger));
                 format!(",\"ours_lower\":{:.3},\"p_ours_worse\":{:.4}", test.a_lower, test.p_a_larger)
             });
+            // Against Optuna with as many trials in flight (its constant liar
+            // on), and how much that parallelism costs Optuna itself.
+            let parallel = match (seeds_of(&parallel_runs), &optuna) {
+                (Some(values), sequential) => {
+                    let ours = MannWhitney::of(&bests, &values);
+                    against_parallel.push((format!("{name}/{sampler_name}"), ours.p_a_larger));
+                    let cost = sequential.as_ref().map_or(String::new(), |seq| {
+                        format!(
+                            ",\"p_optuna_parallel_worse\":{:.4}",
+                            MannWhitney::of(&values, seq).p_a_larger
+                        )
+                    });
+                    format!(
+                        ",\"optuna_parallel\":{:.6},\"p_ours_worse_than_parallel\":{:.4}{cost}",
+                        median(values.clone()),
+                        ours.p_a_larger
+                    )
+                }
+                (None, _) => String::new(),
+            };
             // `{:?}`: the shortest form that parses back to the same f64 (valid JSON when finite).
             let extra = if per_seed {
                 let values: Vec<String> = bests.iter().map(|v| format!("{v:?}")).collect();
@@ -218,10 +280,39 @@ fn main() {
                 String::new()
             };
             println!(
-                "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"workers\":{workers},\"mode\":\"{}\",\"liar\":{liar},\"repeats\":{repeats:.4},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value}{comparison},\"seconds\":{seconds:.3}{extra}}}",
+                "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"workers\":{workers},\"mode\":\"{}\",\"liar\":{liar},\"repeats\":{repeats:.4},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value}{comparison}{parallel},\"seconds\":{seconds:.3}{extra}}}",
                 if dispatch == Dispatch::Batches { "deterministic" } else { "async" },
                 median(bests),
             );
         }
     }
+    println!(
+        "{{\"bench\":\"hpo_quality_summary\",\"workers\":{workers},\"mode\":\"{}\",\"against_sequential\":{},\"against_parallel\":{}}}",
+        if dispatch == Dispatch::Batches { "deterministic" } else { "async" },
+        worse_rows(&against_sequential),
+        worse_rows(&against_parallel),
+    );
+}
+
+/// The rows where ours is significantly worse at α = 0.05, row by row
+/// (`worse`) and for the whole table after Holm's correction (`worse_holm`),
+/// as a JSON object.
+fn worse_rows(tests: &[(String, f64)]) -> String {
+    let p: Vec<f64> = tests.iter().map(|t| t.1).collect();
+    let names = |significant: &dyn Fn(usize) -> bool| -> String {
+        let rows: Vec<String> = tests
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| significant(*i))
+            .map(|(_, t)| format!("\"{}\"", t.0))
+            .collect();
+        format!("[{}]", rows.join(","))
+    };
+    let holm = holm_adjusted(&p);
+    format!(
+        "{{\"tests\":{},\"worse\":{},\"worse_holm\":{}}}",
+        tests.len(),
+        names(&|i| p[i] < 0.05),
+        names(&|i| holm[i] < 0.05)
+    )
 }

@@ -12,6 +12,9 @@ The functions are the ones of `src/hpo/test_functions.rs`, term for term.
     # one function more, keeping the others:
     /tmp/optuna-venv/bin/python benches/optuna/tpe_reference.py --seeds 200 \
         --functions mixed5 --update --out benches/optuna/tpe_reference.json
+    # Optuna itself in parallel: 4 trials in flight, its constant liar on:
+    /tmp/optuna-venv/bin/python benches/optuna/tpe_reference.py --seeds 200 \
+        --workers 4 --mode async --out benches/optuna/tpe_reference_async4.json
 """
 
 import argparse
@@ -128,10 +131,28 @@ FUNCTIONS = {
 }
 
 
-def best_after(objective, seed, multivariate):
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=multivariate)
+def best_after(objective, seed, multivariate, workers=1, mode="async"):
+    """Best value after TRIALS trials. With workers > 1, that many trials are
+    in flight at once and Optuna's constant liar is on, dispatched as
+    `benches/hpo_quality.rs` does: `async` asks each new trial while the
+    workers - 1 before it still run, then tells the oldest; `deterministic`
+    asks a batch of `workers`, then tells them all (what `n_jobs` does with
+    trials of equal length, without its threads' timing)."""
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, constant_liar=workers > 1)
     study = optuna.create_study(sampler=sampler, direction="minimize")
-    study.optimize(objective, n_trials=TRIALS)
+    if workers == 1:
+        study.optimize(objective, n_trials=TRIALS)
+        return study.best_value
+    asked, in_flight = 0, []
+    while asked < TRIALS or in_flight:
+        while len(in_flight) < workers and asked < TRIALS:
+            trial = study.ask()
+            in_flight.append((trial, objective(trial)))
+            asked += 1
+        told = len(in_flight) if mode == "deterministic" else 1
+        for trial, value in in_flight[:told]:
+            study.tell(trial, value)
+        in_flight = in_flight[told:]
     return study.best_value
 
 
@@ -141,6 +162,11 @@ def main():
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--functions", default=",".join(FUNCTIONS))
     parser.add_argument("--out", required=True)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="trials in flight, with the constant liar (default 1: sequential)")
+    parser.add_argument("--mode", choices=["async", "deterministic"], default="async",
+                        help="how trials in flight are told (with --workers above 1)")
+    parser.add_argument("--samplers", default="tpe,tpe_multivariate")
     parser.add_argument("--update", action="store_true",
                         help="keep the other functions' results already in --out (same seeds)")
     args = parser.parse_args()
@@ -150,17 +176,23 @@ def main():
     if args.update:
         with open(args.out) as old:
             kept = json.load(old)
-        if kept["first_seed"] != args.first_seed or kept["optuna"] != optuna.__version__:
-            sys.exit(f"{args.out}: other seeds or another Optuna; run without --update")
+        same = (kept["first_seed"], kept["optuna"], kept.get("workers", 1), kept.get("mode", "async"))
+        if same != (args.first_seed, optuna.__version__, args.workers, args.mode):
+            sys.exit(f"{args.out}: other seeds, workers or Optuna; run without --update")
         results = kept["results"]
+    labels = args.samplers.split(",")
     for name in args.functions.split(","):
-        results[name] = {}
+        results.setdefault(name, {})
         for label, multivariate in [("tpe", False), ("tpe_multivariate", True)]:
-            results[name][label] = [best_after(FUNCTIONS[name], s, multivariate) for s in seeds]
+            if label not in labels:
+                continue
+            results[name][label] = [
+                best_after(FUNCTIONS[name], s, multivariate, args.workers, args.mode) for s in seeds
+            ]
             print(name, label, "median", sorted(results[name][label])[len(seeds) // 2], file=sys.stderr)
     with open(args.out, "w") as out:
         json.dump({"optuna": optuna.__version__, "trials": TRIALS, "first_seed": args.first_seed,
-                   "results": results}, out, indent=1)
+                   "workers": args.workers, "mode": args.mode, "results": results}, out, indent=1)
         out.write("\n")
 
 
