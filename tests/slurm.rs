@@ -344,10 +344,12 @@ fn local_table(dir: &Path, name: &str, secs: f64) -> Vec<Row> {
     table(&dir.join("local"), name)
 }
 
-/// `study submit FILE --nodes 2 --time TIME`; the job id (cancelled when dropped).
-fn submit(file: &Path, results: &Path, time: &str) -> Allocation {
+/// `study submit FILE --nodes 2 --time TIME [--partition P]`; the job id
+/// (cancelled when dropped).
+fn submit(file: &Path, results: &Path, time: &str, partition: Option<&str>) -> Allocation {
     let (file, results) = (file.to_str().unwrap(), results.to_str().unwrap());
-    let args = ["submit", file, "--results", results, "--nodes", "2", "--time", time];
+    let mut args = vec!["submit", file, "--results", results, "--nodes", "2", "--time", time];
+    args.extend(partition.iter().flat_map(|p| ["--partition", p]));
     let out = study(&args, None).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -403,29 +405,21 @@ fn a_submitted_study_survives_a_requeue() {
     if !cluster_up() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let want = local_table(dir.path(), "requeued", 1.0);
-    let file = write(dir.path(), "d.yaml", &command_study("requeued", 12, 1.0, "{executor: slurm}"));
-    let results = dir.path().join("results");
-    let job = submit(&file, &results, "10");
-    let id = job.0.clone();
-    assert!(results.join("requeued/slurm/controller.sbatch").is_file());
-    wait_for(&results, "requeued", Duration::from_secs(60), |rows| {
-        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
-    });
+    let run = MidRun::submit("requeued", None);
+    let id = run.job.0.clone();
+    assert!(run.results.join("requeued/slurm/controller.sbatch").is_file());
     assert!(Command::new("scontrol").args(["requeue", &id]).status().unwrap().success());
-    let text = until_completed(&job, &results, "requeued", Duration::from_secs(120));
+    let text = until_completed(&run.job, &run.results, "requeued", Duration::from_secs(120));
     assert!(text.contains("Restarts=1"), "{text}");
     let status =
-        study(&["status", "requeued", "--results", results.to_str().unwrap()], None).output().unwrap();
+        study(&["status", "requeued", "--results", run.results.to_str().unwrap()], None).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
         text.contains(&format!("slurm: job {id} COMPLETED")) && text.contains("restarted 1 time"),
         "{text}"
     );
-    let log = std::fs::read_to_string(results.join(format!("requeued/slurm/controller-{id}.out"))).unwrap();
-    assert!(log.contains("interrupted"), "{log}");
-    assert_eq!(format!("{:#?}", table(&results, "requeued")), format!("{want:#?}"), "{log}");
+    assert!(run.log().contains("interrupted"), "{}", run.log());
+    run.finished_as_uninterrupted();
 }
 
 /// e. SIGKILL of the controller mid-study leaves no step running, and
@@ -570,7 +564,7 @@ fn a_job_near_its_time_limit_requeues_itself() {
         command_study("limited", 16, 15.0, "{executor: slurm}").replace("mode: deterministic", "mode: async");
     let file = write(dir.path(), "g.yaml", &text);
     let results = dir.path().join("results");
-    let job = submit(&file, &results, "1");
+    let job = submit(&file, &results, "1", None);
     let id = job.0.clone();
     let script = std::fs::read_to_string(results.join("limited/slurm/controller.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --signal=B:USR1@10") && script.contains("#SBATCH --time=1"), "{script}");
@@ -606,11 +600,76 @@ fn preemptor() -> Allocation {
     Allocation(String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().to_owned())
 }
 
-fn failed(rows: &[Row]) -> Vec<&Row> {
-    rows.iter().filter(|r| r.state == TrialState::Failed).collect()
+/// A deterministic study of 12 one-second `command` trials submitted over
+/// both nodes (of `partition`, else the default one), once 4 trials are
+/// complete and one runs; with the uninterrupted local run's table.
+struct MidRun {
+    name: &'static str,
+    results: PathBuf,
+    job: Allocation,
+    want: Vec<Row>,
+    _dir: tempfile::TempDir,
 }
 
-/// g. Pre-emption with a grace period: Slurm sends SIGTERM to the job's
+impl MidRun {
+    fn submit(name: &'static str, partition: Option<&str>) -> MidRun {
+        let dir = tempfile::tempdir().unwrap();
+        let want = local_table(dir.path(), name, 1.0);
+        let file = write(dir.path(), "study.yaml", &command_study(name, 12, 1.0, "{executor: slurm}"));
+        let results = dir.path().join("results");
+        let job = submit(&file, &results, "10", partition);
+        wait_for(&results, name, Duration::from_secs(60), |rows| {
+            complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
+        });
+        MidRun { name, results, job, want, _dir: dir }
+    }
+
+    /// The controller's log of the first job.
+    fn log(&self) -> String {
+        let path = self.results.join(format!("{}/slurm/controller-{}.out", self.name, self.job.0));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Waits for the first line of the controller's log that starts with `prefix`.
+    fn log_line(&self, prefix: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.starts_with(prefix)) {
+                return line.to_owned();
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no `{prefix}` line:\n{log}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// No trial failed, and the table equals the uninterrupted run's.
+    fn finished_as_uninterrupted(&self) {
+        let rows = table(&self.results, self.name);
+        let log = self.log();
+        assert!(rows.iter().all(|r| r.state != TrialState::Failed), "{rows:?}\n{log}");
+        assert_eq!(format!("{rows:#?}"), format!("{:#?}", self.want), "{log}");
+    }
+}
+
+/// g. Pre-emption by REQUEUE at once (partition `now`, no GraceTime): Slurm
+/// ends the steps and the controller together and requeues the job; the
+/// trials were interrupted, and the requeued job finishes the study with the
+/// uninterrupted run's table.
+#[test]
+fn a_study_preempted_at_once_requeues_and_finishes() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let run = MidRun::submit("instant", Some("now"));
+    let _high = preemptor();
+    let text = until_completed(&run.job, &run.results, run.name, Duration::from_secs(150));
+    assert!(text.contains("Restarts=1"), "{text}");
+    run.finished_as_uninterrupted();
+}
+
+/// g'. Pre-emption with a grace period: Slurm sends SIGTERM to the job's
 /// steps only, not to the controller. The trials end interrupted (never
 /// failed), the controller launches nothing more, the job requeues itself,
 /// and the study finishes with the uninterrupted run's table.
@@ -620,26 +679,15 @@ fn a_study_preempted_with_a_grace_period_requeues_and_finishes() {
     if !cluster_up() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let want = local_table(dir.path(), "graced", 1.0);
-    let file = write(dir.path(), "g.yaml", &command_study("graced", 12, 1.0, "{executor: slurm}"));
-    let results = dir.path().join("results");
-    let job = submit(&file, &results, "10");
-    wait_for(&results, "graced", Duration::from_secs(60), |rows| {
-        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
-    });
+    let run = MidRun::submit("graced", None);
     let _high = preemptor();
-    let text = until_completed(&job, &results, "graced", Duration::from_secs(150));
+    let text = until_completed(&run.job, &run.results, run.name, Duration::from_secs(150));
     assert!(text.contains("Restarts=1"), "{text}");
-    let log =
-        std::fs::read_to_string(results.join(format!("graced/slurm/controller-{}.out", job.0))).unwrap();
-    assert!(log.contains("pre-empted: requeued job"), "{log}");
-    let rows = table(&results, "graced");
-    assert!(failed(&rows).is_empty(), "{log}");
-    assert_eq!(format!("{rows:#?}"), format!("{want:#?}"), "{log}");
+    assert!(run.log().contains("pre-empted: requeued job"), "{}", run.log());
+    run.finished_as_uninterrupted();
 }
 
-/// g'. Pre-emption by cancelling, after a GraceTime (partition `cancel`):
+/// g''. Pre-emption by cancelling, after a GraceTime (partition `cancel`):
 /// the steps get SIGTERM, the trials end interrupted, and the job goes on
 /// (it requeues itself before the grace period ends, or where that is
 /// refused submits itself again), so the study finishes with the
@@ -650,45 +698,22 @@ fn a_study_preempted_by_cancelling_with_a_grace_period_finishes() {
     if !cluster_up() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let want = local_table(dir.path(), "cancelled", 1.0);
-    let file = write(dir.path(), "c.yaml", &command_study("cancelled", 12, 1.0, "{executor: slurm}"));
-    let results = dir.path().join("results");
-    let (f, r) = (file.to_str().unwrap(), results.to_str().unwrap());
-    let args = ["submit", f, "--results", r, "--nodes", "2", "--time", "10", "--partition", "cancel"];
-    let out = study(&args, None).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let job =
-        Allocation(stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned());
-    wait_for(&results, "cancelled", Duration::from_secs(60), |rows| {
-        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
-    });
+    let run = MidRun::submit("cancelled", Some("cancel"));
     let _high = preemptor();
-    let log_path = results.join(format!("cancelled/slurm/controller-{}.out", job.0));
-    let start = Instant::now();
-    let went_on = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(line) = log.lines().find(|l| l.starts_with("pre-empted: ")) {
-            break line.to_owned();
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the job did not go on:\n{log}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let went_on = run.log_line("pre-empted: ");
     eprintln!("the controller: {went_on}");
-    let last = match went_on.split("submitted job ").nth(1) {
-        Some(rest) => Allocation(rest.split_whitespace().next().unwrap().to_owned()),
+    let next = went_on.split("submitted job ").nth(1).map(|rest| rest.split_whitespace().next().unwrap());
+    match next {
+        Some(id) => {
+            until_completed(&Allocation(id.to_owned()), &run.results, run.name, Duration::from_secs(150));
+        }
         None => {
             assert!(went_on.contains("requeued job"), "{went_on}");
-            job
+            until_completed(&run.job, &run.results, run.name, Duration::from_secs(150));
         }
-    };
-    until_completed(&last, &results, "cancelled", Duration::from_secs(150));
-    let rows = table(&results, "cancelled");
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(failed(&rows).is_empty(), "{log}");
-    assert!(log.contains("interrupted"), "{log}");
-    assert_eq!(format!("{rows:#?}"), format!("{want:#?}"), "{log}");
+    }
+    assert!(run.log().contains("interrupted"), "{}", run.log());
+    run.finished_as_uninterrupted();
 }
 
 /// h. A requeue that is refused (here the job made non-requeueable after
@@ -701,18 +726,11 @@ fn a_refused_requeue_submits_the_study_again() {
     if !cluster_up() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let want = local_table(dir.path(), "refused", 1.0);
-    let file = write(dir.path(), "h.yaml", &command_study("refused", 12, 1.0, "{executor: slurm}"));
-    let results = dir.path().join("results");
-    let job = submit(&file, &results, "10");
-    let update = format!("jobid={}", job.0);
+    let run = MidRun::submit("refused", None);
+    let update = format!("jobid={}", run.job.0);
     assert!(Command::new("scontrol").args(["update", &update, "Requeue=0"]).status().unwrap().success());
-    wait_for(&results, "refused", Duration::from_secs(60), |rows| {
-        complete(rows) >= 4 && rows.iter().any(|r| r.state == TrialState::Running)
-    });
     let _high = preemptor();
-    let jobs = results.join("refused/slurm/jobs");
+    let jobs = run.results.join("refused/slurm/jobs");
     let start = Instant::now();
     let next = loop {
         let text = std::fs::read_to_string(&jobs).unwrap_or_default();
@@ -722,13 +740,9 @@ fn a_refused_requeue_submits_the_study_again() {
         assert!(start.elapsed() < Duration::from_secs(60), "no second job in {text}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    let log =
-        std::fs::read_to_string(results.join(format!("refused/slurm/controller-{}.out", job.0))).unwrap();
-    assert!(log.contains("requeue refused; submitted job"), "{log}");
-    until_completed(&next, &results, "refused", Duration::from_secs(150));
-    let rows = table(&results, "refused");
-    assert!(failed(&rows).is_empty(), "{log}");
-    assert_eq!(format!("{rows:#?}"), format!("{want:#?}"));
+    assert!(run.log_line("pre-empted: ").contains("requeue refused; submitted job"), "{}", run.log());
+    until_completed(&next, &run.results, run.name, Duration::from_secs(150));
+    run.finished_as_uninterrupted();
 }
 
 /// i. Inside a job whose environment says `--mem`, `--ntasks-per-node` and

@@ -12,7 +12,8 @@
 # production site is: memory is a consumable resource (CR_Core_Memory, 500 MB
 # per CPU by default), and the default partition "debug" is pre-emptible
 # (REQUEUE, after a GraceTime of 6 s) by jobs of partition "high"; jobs of
-# partition "cancel" are cancelled instead (CANCEL, same GraceTime).
+# partition "cancel" are cancelled instead (CANCEL, same GraceTime), and
+# jobs of partition "now" are requeued at once (no GraceTime).
 # State, spool, logs and pid files live in $SLURM_CLUSTER_DIR (default
 # /tmp/anisostudy-slurm); slurm.conf and gres.conf go to /etc/slurm, where
 # the client commands look, and are marked as ours on their first line (a
@@ -147,6 +148,7 @@ GresTypes=gpu
 NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=[17001-17002] CPUs=$CPUS_PER_NODE RealMemory=4000 Gres=gpu:$GPUS_PER_NODE State=UNKNOWN
 PartitionName=$PARTITION Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=$GRACE_TIME
 PartitionName=cancel Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL GraceTime=$GRACE_TIME
+PartitionName=now Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=0
 PartitionName=high Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
     cat >"$gres" <<EOF
