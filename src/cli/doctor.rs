@@ -65,6 +65,8 @@ struct Budget {
     transfers: u64,
     max_launches: u64,
     max_transfers: u64,
+    bytes_up: u64,
+    bytes_down: u64,
 }
 
 #[derive(Serialize)]
@@ -304,13 +306,18 @@ fn budget(device: ComputeDevice) -> Result<Budget> {
     let after = counts();
     let launches = after.launches - before.launches;
     let transfers = after.uploads - before.uploads + after.downloads - before.downloads;
+    let (bytes_up, bytes_down) = (after.bytes_up - before.bytes_up, after.bytes_down - before.bytes_down);
     let kept = launches <= LAUNCHES && transfers <= TRANSFERS;
+    // Parameters go up and their gradient comes down every step (AdamW runs
+    // on the host): these bytes are the price of that choice.
     println!(
         "\n  one training step of the published configuration: {launches} kernel launches (budget {LAUNCHES}), \
-         {transfers} host-device transfers (budget {TRANSFERS})  {}",
+         {transfers} host-device transfers (budget {TRANSFERS}): {:.2} MB up, {:.2} MB down  {}",
+        bytes_up as f64 / 1e6,
+        bytes_down as f64 / 1e6,
         if kept { "ok" } else { "FAILED" }
     );
-    Ok(Budget { launches, transfers, max_launches: LAUNCHES, max_transfers: TRANSFERS })
+    Ok(Budget { launches, transfers, max_launches: LAUNCHES, max_transfers: TRANSFERS, bytes_up, bytes_down })
 }
 
 /// Two runs of the same forward and backward pass on the device: the same bits, or not.

@@ -118,12 +118,14 @@ impl GpuReal for f64 {
     const SUFFIX: &'static str = "f64";
 }
 
-/// Launches and host↔device transfers so far.
+/// Launches and host↔device transfers so far, and the bytes those moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub launches: u64,
     pub uploads: u64,
     pub downloads: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
 }
 
 /// A backend with the launch and transfer counts of everything run on it.
@@ -132,11 +134,20 @@ pub struct Gpu {
     launches: AtomicU64,
     uploads: AtomicU64,
     downloads: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
 }
 
 impl Gpu {
     pub fn new(backend: Arc<dyn Backend>) -> Gpu {
-        Gpu { backend, launches: AtomicU64::new(0), uploads: AtomicU64::new(0), downloads: AtomicU64::new(0) }
+        Gpu {
+            backend,
+            launches: AtomicU64::new(0),
+            uploads: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+        }
     }
 
     /// The CPU emulation of the GPU.
@@ -158,6 +169,8 @@ impl Gpu {
             launches: self.launches.load(Ordering::Relaxed),
             uploads: self.uploads.load(Ordering::Relaxed),
             downloads: self.downloads.load(Ordering::Relaxed),
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down.load(Ordering::Relaxed),
         }
     }
 
@@ -171,15 +184,20 @@ impl Gpu {
     /// Overwrites the start of `buffer` with `values`.
     pub fn write<T: Plain>(&self, buffer: &Buffer<T>, values: &[T]) -> Result<(), GpuError> {
         assert!(values.len() <= buffer.len, "{} values into a buffer of {}", values.len(), buffer.len);
-        self.uploads.fetch_add(1, Ordering::Relaxed);
-        self.backend.upload(buffer.ptr, bytes(values))
+        self.send(buffer.ptr, bytes(values))
     }
 
     /// Overwrites `slice` with `values` (one transfer).
     pub fn write_slice<T: Plain>(&self, slice: Slice<T>, values: &[T]) -> Result<(), GpuError> {
         assert!(values.len() <= slice.len, "{} values into a slice of {}", values.len(), slice.len);
+        self.send(slice.ptr, bytes(values))
+    }
+
+    /// One counted host-to-device transfer.
+    fn send(&self, dst: DevicePtr, bytes: &[u8]) -> Result<(), GpuError> {
         self.uploads.fetch_add(1, Ordering::Relaxed);
-        self.backend.upload(slice.ptr, bytes(values))
+        self.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.backend.upload(dst, bytes)
     }
 
     /// An uninitialised buffer of `len` values (at least one byte is allocated).
@@ -196,6 +214,7 @@ impl Gpu {
     pub fn download_slice<T: Plain + Default>(&self, slice: Slice<T>) -> Result<Vec<T>, GpuError> {
         let mut values = vec![T::default(); slice.len];
         self.downloads.fetch_add(1, Ordering::Relaxed);
+        self.bytes_down.fetch_add(std::mem::size_of_val(values.as_slice()) as u64, Ordering::Relaxed);
         self.backend.download(slice.ptr, bytes_mut(&mut values))?;
         Ok(values)
     }
@@ -384,7 +403,9 @@ mod tests {
         assert_eq!(gpu.download_slice(a.of(&buffer)).unwrap(), [1.5, -2.0, 3.25]);
         assert_eq!(gpu.download_slice(b.of(&buffer)).unwrap(), [7, 8, 9, 10, 11]);
         assert_eq!(gpu.download_slice(c.of(&buffer)).unwrap(), [0.5]);
-        assert_eq!(gpu.counts(), Counts { launches: 0, uploads: 1, downloads: 3 });
+        let up = packing.bytes.len() as u64;
+        let counts = Counts { launches: 0, uploads: 1, downloads: 3, bytes_up: up, bytes_down: 24 + 20 + 4 };
+        assert_eq!(gpu.counts(), counts);
     }
 
     #[test]
