@@ -32,6 +32,10 @@ fn doctor_checks_the_gpu_engine_on_its_cpu_emulation() {
     assert_eq!(report["passed"], true, "{report}");
     assert!(report["budget"]["launches"].as_u64().unwrap() <= 100, "{report}");
     assert_eq!(report["budget"]["transfers"], 4, "{report}");
+    // Parameters go up and their gradient comes down: megabytes each way.
+    for way in ["bytes_up", "bytes_down"] {
+        assert!(report["budget"][way].as_u64().unwrap() > 1_000_000, "{report}");
+    }
     assert!(stdout.contains("all 16 checks passed on gpu-emulated"), "{stdout}");
     assert!(!stdout.contains("FAILED"), "{stdout}");
     assert!(
