@@ -90,6 +90,16 @@ enum Dispatch {
     Batches,
 }
 
+impl Dispatch {
+    /// The study file's `mode` of this dispatch.
+    fn mode(self) -> &'static str {
+        match self {
+            Dispatch::Async => "async",
+            Dispatch::Batches => "deterministic",
+        }
+    }
+}
+
 /// The best value after [`TRIALS`] trials with `workers` trials in flight,
 /// and how many trials were asked with a point a running trial already had.
 fn best_after(
@@ -156,11 +166,11 @@ fn optuna_parallel_runs(
     first_seed: u64,
     seeds: u64,
 ) -> Option<OptunaRuns> {
-    let mode = if dispatch == Dispatch::Batches { "deterministic" } else { "async" };
-    let path = format!("{}/benches/optuna/tpe_reference_{mode}{workers}.json", env!("CARGO_MANIFEST_DIR"));
-    if !std::path::Path::new(&path).exists() {
-        return None;
-    }
+    let path = format!(
+        "{}/benches/optuna/tpe_reference_{}{workers}.json",
+        env!("CARGO_MANIFEST_DIR"),
+        dispatch.mode()
+    );
     read_runs(&path, first_seed, seeds)
 }
 
@@ -281,14 +291,14 @@ fn main() {
             };
             println!(
                 "{{\"bench\":\"hpo_quality\",\"function\":\"{name}\",\"sampler\":\"{sampler_name}\",\"seeds\":{seeds},\"trials\":{TRIALS},\"workers\":{workers},\"mode\":\"{}\",\"liar\":{liar},\"repeats\":{repeats:.4},\"median_best\":{:.6},\"optuna_5_tpe\":{optuna_value}{comparison}{parallel},\"seconds\":{seconds:.3}{extra}}}",
-                if dispatch == Dispatch::Batches { "deterministic" } else { "async" },
+                dispatch.mode(),
                 median(bests),
             );
         }
     }
     println!(
         "{{\"bench\":\"hpo_quality_summary\",\"workers\":{workers},\"mode\":\"{}\",\"against_sequential\":{},\"against_parallel\":{}}}",
-        if dispatch == Dispatch::Batches { "deterministic" } else { "async" },
+        dispatch.mode(),
         worse_rows(&against_sequential),
         worse_rows(&against_parallel),
     );
