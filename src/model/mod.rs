@@ -46,11 +46,12 @@ use rand_distr::{Distribution, StandardNormal};
 pub use arch::Architecture;
 pub use config::{ModelConfig, ModelError, ModelKind, OutputMode, Precision};
 
+pub use gpu::optim::{AdamStep, HostState};
 pub use input::ModelInput;
 pub use kernels::Real;
 pub use network::Network;
 pub use physical::{count_unphysical, is_unphysical};
-pub use tensor_net::{DeviceEngine, TensorEngine};
+pub use tensor_net::{DeviceEngine, ResidentTraining, TensorEngine};
 
 /// All trainable parameters in one flat vector (layout: [`Architecture::params`]).
 /// dfdx's `TensorCollection` only admits compile-time shapes, so the optimiser
@@ -268,6 +269,45 @@ where
             }
         }
         Ok(())
+    }
+
+    /// The engine's hold on a training run kept on its device, where it keeps one.
+    pub fn resident(&self) -> Option<&dyn ResidentTraining<E>> {
+        self.engine.as_deref().and_then(|e| e.resident())
+    }
+
+    /// One training step of the run kept on the engine's device: `loss` maps
+    /// the model's outputs (ε as irreps 0e+2e per structure, in f64) to the
+    /// loss and its gradient; the head, the backward pass and AdamW's
+    /// `adam` step are the model's.
+    pub fn resident_step(
+        &self,
+        input: &ModelInput,
+        loss: &mut dyn FnMut(&[[f64; 6]]) -> (f64, Vec<[f64; 6]>),
+        adam: &AdamStep,
+    ) -> Result<f64, ModelError> {
+        let resident = self.resident_run()?;
+        let prep = self.net.prepare(input)?;
+        let net = &self.net;
+        let mut on_raw = |raw: &[[f64; 6]]| {
+            let out: Vec<[f64; 6]> = raw.iter().map(|r| net.head_forward(r)).collect();
+            let (value, grad) = loss(&out);
+            (value, raw.iter().zip(&grad).map(|(r, g)| net.head_backward(r, g)).collect())
+        };
+        resident.train_step(&prep, &mut on_raw, adam)
+    }
+
+    /// ε (irreps 0e+2e) per structure with the parameters of the run kept
+    /// on the engine's device.
+    pub fn resident_predict(&self, input: &ModelInput) -> Result<Vec<[f64; 6]>, ModelError> {
+        let raw = self.resident_run()?.predict(&self.net.prepare(input)?)?;
+        Ok(raw.iter().map(|r| self.net.head_forward(r)).collect())
+    }
+
+    fn resident_run(&self) -> Result<&dyn ResidentTraining<E>, ModelError> {
+        self.resident().ok_or_else(|| {
+            ModelError::Device(format!("{} keeps no training run on its device", self.compute_device()))
+        })
     }
 
     /// Where the network is computed: `cpu` (fused kernels) or an engine's device.

@@ -25,6 +25,7 @@ use dfdx::prelude::*;
 
 use super::arch::{Act, Fctp, GateArch, Irreps, NUM_ELEMENTS};
 use super::config::ModelError;
+use super::gpu::optim::{AdamStep, HostState};
 use super::kernels::Real;
 use super::network::{Network, Prepared};
 
@@ -407,6 +408,33 @@ pub trait DeviceEngine<E> {
         params: &[E],
         backward: bool,
     ) -> Result<EngineOutput<E>, ModelError>;
+    /// The engine's hold on a training run's state, where it can keep it on
+    /// its device for the whole run.
+    fn resident(&self) -> Option<&dyn ResidentTraining<E>> {
+        None
+    }
+}
+
+/// The host's part of a training step: from the pooled head output per
+/// structure, the loss and its gradient with respect to those outputs.
+pub type RawLoss<'a> = &'a mut dyn FnMut(&[[f64; 6]]) -> (f64, Vec<[f64; 6]>);
+
+/// A training run whose parameters, gradient, optimiser moments and best
+/// parameters live on the engine's device between steps, so that a step
+/// moves the batch and a few bytes a structure, never the parameters.
+pub trait ResidentTraining<E> {
+    /// Puts the run's state on the device, replacing any there.
+    fn load(&self, state: &HostState<E>) -> Result<(), ModelError>;
+    /// The run's state, brought to the host (for a checkpoint).
+    fn store(&self) -> Result<HostState<E>, ModelError>;
+    /// One step: forward, `loss` on the host, backward, then AdamW on the device.
+    fn train_step(&self, prep: &Prepared<E>, loss: RawLoss<'_>, adam: &AdamStep) -> Result<f64, ModelError>;
+    /// The pooled head output per structure with the run's parameters.
+    fn predict(&self, prep: &Prepared<E>) -> Result<Vec<[f64; 6]>, ModelError>;
+    /// The parameters become the best so far.
+    fn keep_best(&self) -> Result<(), ModelError>;
+    /// The best parameters become the parameters.
+    fn restore_best(&self) -> Result<(), ModelError>;
 }
 
 /// [`TensorNet`] on a dfdx device, behind [`DeviceEngine`].

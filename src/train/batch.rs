@@ -53,6 +53,35 @@ pub fn loss_components(kind: ModelKind, irreps: &[f64; 6]) -> [f64; 6] {
     }
 }
 
+/// The training loss, the mean squared error of the [`loss_components`]
+/// over a batch, and its gradient with respect to the model's outputs
+/// (irreps 0e+2e per structure), in f64: the host's part of a training
+/// step whose network runs where the parameters live.
+pub fn mse_with_gradient(
+    kind: ModelKind,
+    outputs: &[[f64; 6]],
+    targets: &[[f64; 6]],
+) -> (f64, Vec<[f64; 6]>) {
+    assert_eq!(outputs.len(), targets.len(), "one target per output");
+    let count = (6 * outputs.len()) as f64;
+    let b = irreps_to_cartesian6_matrix();
+    let mut loss = 0.0;
+    let grads = outputs
+        .iter()
+        .zip(targets)
+        .map(|(out, target)| {
+            let diff: [f64; 6] = std::array::from_fn(|j| loss_components(kind, out)[j] - target[j]);
+            loss += diff.iter().map(|d| d * d).sum::<f64>();
+            let g = diff.map(|d| 2.0 * d / count);
+            match kind {
+                ModelKind::Equivariant => g,
+                ModelKind::Scalar => std::array::from_fn(|k| (0..6).map(|j| b[k][j] * g[j]).sum()),
+            }
+        })
+        .collect();
+    (loss / count, grads)
+}
+
 /// One batch ready for the model, with its targets in loss components.
 #[derive(Clone, Debug)]
 pub struct Batch {

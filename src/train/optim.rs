@@ -6,7 +6,7 @@
 
 use dfdx::prelude::*;
 
-use crate::model::{ModelFloat, ModelParams};
+use crate::model::{AdamStep, ModelFloat, ModelParams};
 
 #[derive(Clone, Debug)]
 pub struct AdamW<E> {
@@ -57,6 +57,20 @@ where
         self.step_slices(&mut p, &g);
         params.flat.copy_from(&p);
         (self.host_p, self.host_g) = (p, g);
+    }
+
+    /// Counts a step and returns its settings, for an update that runs
+    /// where the parameters live (a device's AdamW kernels).
+    pub fn next_step(&mut self) -> AdamStep {
+        self.step += 1;
+        AdamStep {
+            lr: self.lr,
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            max_grad_norm: self.max_grad_norm,
+            step: self.step,
+        }
     }
 
     /// The factor that brings `g` to at most `max_grad_norm` (1 when within it).

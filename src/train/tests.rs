@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::data::{load_graphs, CacheOptions, GraphOptions, LoadOptions, Source, Split, SplitRatios};
-use crate::model::{ComputeDevice, ModelConfig, ModelKind, Precision};
+use crate::model::{ComputeDevice, ModelConfig, ModelFloat, ModelKind, Precision};
+use batch::Batch;
 
 fn data(n: usize) -> TrainData {
     let source = Source::Synthetic { n, seed: 5 };
@@ -281,4 +282,104 @@ fn a_gpu_without_a_driver_is_an_error_naming_the_driver() {
     let err = train(&model, &config(1), &data, ComputeDevice::Cuda(0), None, None, |_| Control::Continue);
     let message = format!("{:#}", err.unwrap_err());
     assert!(message.contains("no NVIDIA driver"), "{message}");
+}
+
+/// The losses of `steps` training steps (AdamW, the gradient-norm limit
+/// biting) on `device`, cycling over the training batches.
+fn step_losses<E: ModelFloat>(
+    model: &ModelConfig,
+    data: &TrainData,
+    device: ComputeDevice,
+    steps: usize,
+) -> Vec<f64>
+where
+    dfdx::prelude::Cpu: dfdx::prelude::Device<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
+{
+    let config = TrainConfig { max_grad_norm: Some(0.05), ..config(1) };
+    let mut trainer = Trainer::<E>::new(model, &config, data).unwrap();
+    trainer.use_device(device).unwrap();
+    let kind = model.kind;
+    let batches: Vec<Batch> =
+        data.split.train.chunks(config.batch_size).map(|c| Batch::new(kind, &data.graphs, c)).collect();
+    (0..steps).map(|k| trainer.train_step(&batches[k % batches.len()]).unwrap()).collect()
+}
+
+/// Twenty steps of a run kept on the (emulated) GPU, with AdamW and the
+/// norm limit as kernels, against the CPU trainer's, for both kinds of model.
+fn gpu_follows_cpu<E: ModelFloat>(dtype: Precision, tolerance: f64)
+where
+    dfdx::prelude::Cpu: dfdx::prelude::Device<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
+{
+    let data = data(24);
+    for kind in [ModelKind::Equivariant, ModelKind::Scalar] {
+        let model = tiny(kind, dtype);
+        let cpu = step_losses::<E>(&model, &data, ComputeDevice::Cpu, 20);
+        let gpu = step_losses::<E>(&model, &data, ComputeDevice::GpuEmulated, 20);
+        for (k, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
+            assert!((a - b).abs() <= tolerance * a.abs(), "{kind:?} {dtype:?} step {k}: cpu {a} vs gpu {b}");
+        }
+    }
+}
+
+#[test]
+fn a_run_kept_on_the_gpu_follows_the_cpu_trainer_in_f64() {
+    gpu_follows_cpu::<f64>(Precision::F64, 1e-9);
+}
+
+#[test]
+fn a_run_kept_on_the_gpu_follows_the_cpu_trainer_in_f32() {
+    gpu_follows_cpu::<f32>(Precision::F32, 1e-4);
+}
+
+/// A run kept on the GPU checkpoints in the portable format: interrupted
+/// and resumed there it continues bit-identically, and its checkpoint
+/// resumes on the CPU too.
+#[test]
+fn a_run_kept_on_the_gpu_resumes_there_and_on_the_cpu() {
+    let data = data(24);
+    let model = tiny(ModelKind::Equivariant, Precision::F64);
+    let gpu = ComputeDevice::GpuEmulated;
+    let dir = tempfile::tempdir().unwrap();
+    let mut straight = vec![];
+    let full = train(&model, &config(3), &data, gpu, Some(dir.path()), None, |r| {
+        straight.push(r.clone());
+        Control::Continue
+    })
+    .unwrap();
+    let stop_after_two = |dir: &std::path::Path, reports: &mut Vec<EpochReport>| {
+        train(&model, &config(3), &data, gpu, Some(dir), None, |r| {
+            reports.push(r.clone());
+            if r.epoch == 2 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        })
+        .unwrap();
+    };
+    let (on_gpu, on_cpu) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut resumed, mut moved) = (vec![], vec![]);
+    stop_after_two(on_gpu.path(), &mut resumed);
+    stop_after_two(on_cpu.path(), &mut moved);
+    let rest = resume(on_gpu.path(), &data, gpu, |r| {
+        resumed.push(r.clone());
+        Control::Continue
+    })
+    .unwrap();
+    assert_eq!(comparable(&resumed, &rest), comparable(&straight, &full));
+    let (_, a) = checkpoint::load::<f64>(dir.path()).unwrap();
+    let (_, b) = checkpoint::load::<f64>(on_gpu.path()).unwrap();
+    assert_eq!((a.params, a.best_params, a.adam_m), (b.params, b.best_params, b.adam_m));
+
+    let rest = resume(on_cpu.path(), &data, ComputeDevice::Cpu, |r| {
+        moved.push(r.clone());
+        Control::Continue
+    })
+    .unwrap();
+    let last = |reports: &[EpochReport]| (reports[2].train_loss, reports[2].val.loss);
+    let ((a, b), (c, d)) = (last(&straight), last(&moved));
+    assert!((a - c).abs() <= 1e-9 * a && (b - d).abs() <= 1e-9 * b, "{a} {b} vs {c} {d} on the cpu");
+    assert_eq!(rest.stop, StopReason::MaxEpochs);
 }

@@ -12,14 +12,14 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::batch::{epoch_order, irreps_to_cartesian6_matrix, Batch};
+use super::batch::{epoch_order, irreps_to_cartesian6_matrix, mse_with_gradient, Batch};
 use super::checkpoint::{self, Checkpoint, EpochRecord, FinalMetrics, StopReason, Tensors, TrainState};
 use super::config::TrainConfig;
 use super::metrics::Metrics;
 use super::optim::AdamW;
 use crate::data::{Graph, Split};
 use crate::error::InputError;
-use crate::model::{AnisoNet, ComputeDevice, ModelConfig, ModelFloat, ModelKind, Precision};
+use crate::model::{AnisoNet, ComputeDevice, HostState, ModelConfig, ModelFloat, ModelKind, Precision};
 
 /// Graphs and the split a run trains, validates and tests on.
 #[derive(Clone, Debug)]
@@ -137,6 +137,10 @@ where
     pub optimizer: AdamW<E>,
     pub config: TrainConfig,
     pub state: TrainState,
+    /// The best validation parameters. Where the engine keeps the run on
+    /// its device ([`AnisoNet::resident`]), these, `model.params` and the
+    /// optimiser's moments are host copies brought up to date only for a
+    /// checkpoint and at the end.
     best_params: Vec<E>,
     data: &'d TrainData,
     val_batches: Vec<Batch>,
@@ -275,8 +279,42 @@ where
         self.model.arch().config.kind
     }
 
+    /// Computes on `device` from now on. An engine that keeps a training
+    /// run on its device gets the run's state there, for every step after.
+    pub fn use_device(&mut self, device: ComputeDevice) -> Result<()> {
+        self.model.use_device(device)?;
+        if let Some(resident) = self.model.resident() {
+            let state = HostState {
+                params: self.model.params.flat.as_vec(),
+                m: self.optimizer.m.clone(),
+                v: self.optimizer.v.clone(),
+                best: self.best_params.clone(),
+            };
+            resident.load(&state)?;
+        }
+        Ok(())
+    }
+
+    /// The host copies of a run kept on the device brought up to date.
+    fn fetch_from_device(&mut self) -> Result<()> {
+        let Some(resident) = self.model.resident() else { return Ok(()) };
+        let state = resident.store()?;
+        self.model.params.flat.copy_from(&state.params);
+        self.best_params = state.best;
+        if self.optimizer.step > 0 {
+            (self.optimizer.m, self.optimizer.v) = (state.m, state.v);
+        }
+        Ok(())
+    }
+
     /// One optimiser step on `batch`; returns the batch's loss (MSE of the six components).
     pub fn train_step(&mut self, batch: &Batch) -> Result<f64> {
+        if self.model.resident().is_some() {
+            let adam = self.optimizer.next_step();
+            let kind = self.kind();
+            let mut loss = |outputs: &[[f64; 6]]| mse_with_gradient(kind, outputs, &batch.targets);
+            return Ok(self.model.resident_step(&batch.input, &mut loss, &adam)?);
+        }
         let n = batch.targets.len();
         let target = self
             .model
@@ -299,7 +337,11 @@ where
     pub fn predict(&self, batches: &[Batch]) -> Result<Vec<[f64; 6]>> {
         let mut out = Vec::new();
         for b in batches {
-            out.extend(self.model.predict(&b.input)?);
+            if self.model.resident().is_some() {
+                out.extend(self.model.resident_predict(&b.input)?);
+            } else {
+                out.extend(self.model.predict(&b.input)?);
+            }
         }
         Ok(out)
     }
@@ -330,7 +372,11 @@ where
         Ok((total / order.len() as f64, edges))
     }
 
-    fn save(&self) -> Result<()> {
+    fn save(&mut self) -> Result<()> {
+        if self.dir.is_none() {
+            return Ok(());
+        }
+        self.fetch_from_device()?;
         let Some(dir) = &self.dir else { return Ok(()) };
         let ck = Checkpoint {
             format_version: checkpoint::FORMAT_VERSION,
@@ -389,7 +435,10 @@ where
                 self.state.best_val_loss = Some(val.loss);
                 self.state.best_epoch = Some(epoch + 1);
                 self.state.epochs_without_improvement = 0;
-                self.best_params = self.model.params.flat.as_vec();
+                match self.model.resident() {
+                    Some(resident) => resident.keep_best()?,
+                    None => self.best_params = self.model.params.flat.as_vec(),
+                }
             } else {
                 self.state.epochs_without_improvement += 1;
             }
@@ -432,7 +481,13 @@ where
 
     /// Restores the best parameters and evaluates them (once; a finished run keeps its result).
     fn finish(&mut self, stop: StopReason) -> Result<()> {
-        self.model.params.flat.copy_from(&self.best_params);
+        match self.model.resident() {
+            Some(resident) => {
+                resident.restore_best()?;
+                self.fetch_from_device()?;
+            }
+            None => self.model.params.flat.copy_from(&self.best_params),
+        }
         if self.state.result.is_none() {
             let val = self.evaluate(&self.val_batches, &self.data.split.val)?;
             let test_predictions = self.predict(&self.test_batches)?;
@@ -480,7 +535,7 @@ pub fn train(
         StandardNormal: Distribution<E>,
     {
         let mut trainer = Trainer::<E>::new(model, config, data)?;
-        trainer.model.use_device(device)?;
+        trainer.use_device(device)?;
         if let Some(dir) = dir {
             trainer = trainer.checkpoint_to(dir, data_spec);
         }
@@ -510,7 +565,7 @@ pub fn resume(
         StandardNormal: Distribution<E>,
     {
         let mut trainer = Trainer::<E>::resume(dir, data)?;
-        trainer.model.use_device(device)?;
+        trainer.use_device(device)?;
         trainer.run(on_epoch)
     }
     match checkpoint::precision(dir)? {

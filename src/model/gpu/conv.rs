@@ -142,8 +142,9 @@ impl TpGraph {
 
 impl TpGraphSections {
     /// The graph inside `buffer`, the upload of its packing.
-    pub fn of(&self, buffer: &Buffer<u8>) -> TpGraph {
-        let [dst_ptr, src, src_ptr, by_src, dst] = self.lists.map(|l| l.of(buffer));
+    pub fn of(&self, bytes: impl Into<Slice<u8>>) -> TpGraph {
+        let bytes = bytes.into();
+        let [dst_ptr, src, src_ptr, by_src, dst] = self.lists.map(|l| l.of(bytes));
         TpGraph { nodes: self.nodes, edges: self.edges, dst_ptr, src, src_ptr, by_src, dst }
     }
 }

@@ -1,5 +1,12 @@
 //! The CPU emulation of a GPU: memory is host memory, and a launch runs the
 //! kernel as compiled for the CPU by the build script (kernels/emulate.cpp).
+//!
+//! A GPU does not clear what it allocates, and the engine clears nothing
+//! either: every kernel must write what it later reads. So the emulation
+//! fills new allocations (and each block's shared memory, in emulate.cpp)
+//! with [`POISON`]: a NaN as f32 and as f64, and as an index a number far
+//! past any buffer. A read of unwritten memory then turns a result into NaN
+//! or faults, and fails the tests, where zeros would have passed them.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -22,6 +29,11 @@ extern "C" {
 extern "C" {
     fn aniso_emu_layout(name: *const std::ffi::c_char, out: *mut usize, capacity: usize) -> usize;
 }
+
+/// What new device memory holds: 0x7FF87FF8 in every 32-bit word, a quiet
+/// NaN as f32 (and, two words together, as f64) and 2,146,992,120 as an
+/// index. The same word as `ANISO_POISON` in emulate.cpp.
+pub const POISON: u32 = 0x7FF8_7FF8;
 
 /// Host memory standing in for a device's, allocations 16-byte aligned.
 #[derive(Default)]
@@ -64,7 +76,8 @@ impl Backend for Emulated {
         block
             .try_reserve_exact(bytes.div_ceil(16))
             .map_err(|_| GpuError::OutOfMemory { device: self.name().to_owned(), bytes })?;
-        block.resize(bytes.div_ceil(16), 0u128);
+        let word = u128::from(POISON);
+        block.resize(bytes.div_ceil(16), word | word << 32 | word << 64 | word << 96);
         let ptr = block.as_ptr() as DevicePtr;
         self.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(ptr, block);
         Ok(ptr)
@@ -127,4 +140,41 @@ pub fn c_layout(name: &str) -> Vec<usize> {
     let n = unsafe { aniso_emu_layout(name.as_ptr(), out.as_mut_ptr(), out.len()) };
     out.truncate(n);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layers::Graphs;
+    use super::super::Gpu;
+    use super::*;
+
+    /// New memory reads as NaN in either precision and as an index past
+    /// any buffer, so a kernel reading what nobody wrote fails its test.
+    #[test]
+    fn unwritten_memory_reads_as_nan_and_as_an_impossible_index() {
+        let gpu = Gpu::emulated();
+        assert!(gpu.download(&gpu.alloc::<f32>(5).unwrap()).unwrap().iter().all(|v| v.is_nan()));
+        assert!(gpu.download(&gpu.alloc::<f64>(3).unwrap()).unwrap().iter().all(|v| v.is_nan()));
+        assert!(gpu.download(&gpu.alloc::<i32>(2).unwrap()).unwrap().iter().all(|&i| i == POISON as i32));
+        assert!(POISON as i32 > 1 << 30, "an index far past any buffer");
+    }
+
+    /// A kernel fed an input nobody wrote: its output is NaN, where zeroed
+    /// memory would have given a plausible 0.
+    #[test]
+    fn a_kernel_reading_unwritten_memory_gives_nan() {
+        let gpu = Gpu::emulated();
+        let (ptr, nodes, node_graph) = (
+            gpu.upload(&[0i32, 2]).unwrap(),
+            gpu.upload(&[0i32, 1]).unwrap(),
+            gpu.upload(&[0i32, 0]).unwrap(),
+        );
+        let graphs = Graphs { ptr: ptr.slice(), nodes: nodes.slice(), node_graph: node_graph.slice() };
+        let (x, raw) = (gpu.alloc::<f32>(12).unwrap(), gpu.alloc::<f64>(6).unwrap());
+        graphs.pool(&gpu, x.slice(), raw.slice()).unwrap();
+        assert!(gpu.download(&raw).unwrap().iter().all(|v| v.is_nan()));
+        gpu.write(&x, &[1.0; 12]).unwrap();
+        graphs.pool(&gpu, x.slice(), raw.slice()).unwrap();
+        assert_eq!(gpu.download(&raw).unwrap(), [1.0; 6]);
+    }
 }

@@ -2,24 +2,35 @@
 //! kernels of this module's siblings, launched in the order of the fused
 //! CPU network ([`crate::model::network`]).
 //!
-//! A training step crosses the bus four times: parameters and the batch up
-//! in one packed transfer, the pooled outputs down, their gradient up, the
-//! parameter gradient down. Everything between lives in one workspace
-//! allocation per step, laid out on the host, and every kernel overwrites
-//! what it writes, so nothing is cleared. The architecture's tables are
-//! uploaded once, when the engine is made.
+//! Training keeps a trial's whole state on the device ([`ResidentTraining`]):
+//! parameters, their gradient, AdamW's moments and the best validation
+//! parameters stay there from the first step to the last, and AdamW and the
+//! gradient-norm limit run as kernels ([`super::optim`]). A step then
+//! crosses the bus three times: the packed batch up, the pooled outputs
+//! down (48 bytes a structure), their gradient up (24 in f32), for the host
+//! to apply the head and the loss. The batch and the workspace live in
+//! buffers kept for the whole trial and grown only when a batch needs more,
+//! so a step allocates nothing; every kernel overwrites what it writes, so
+//! nothing is cleared either. Parameters come down only for a checkpoint.
+//!
+//! [`DeviceEngine::forward`] (parameters from the host, gradient back to
+//! it) remains for the tape-driven path and the cross-checks: it packs the
+//! parameters with the batch and brings the gradient down, in buffers of
+//! its own. The architecture's tables are uploaded once, when the engine is
+//! made.
 
 use std::f64::consts::PI;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::conv::{TpConv, TpGraph};
 use super::fctp::{FctpTables, SpeciesNodes, Upstream};
 use super::layers::{self, Embedded, GateTables, Graphs, MlpLayer, Species};
+use super::optim::{AdamStep, DeviceState, HostState};
 use super::{ints, Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slice};
 use crate::model::config::ModelError;
 use crate::model::kernels::TpTables;
 use crate::model::network::{Network, Prepared};
-use crate::model::tensor_net::{DeviceEngine, EngineOutput, RawBackward};
+use crate::model::tensor_net::{DeviceEngine, EngineOutput, RawBackward, RawLoss, ResidentTraining};
 
 /// Threads per block of the convolution kernels (results do not depend on it).
 const CONV_BLOCK: u32 = 64;
@@ -38,6 +49,35 @@ struct Inner<E: GpuReal> {
     net: Arc<Network<E>>,
     convs: Vec<ConvTables<E>>,
     gates: Vec<GateTables>,
+    /// The training run on this engine, once [`ResidentTraining::load`] put it here.
+    trial: Mutex<Option<Trial<E>>>,
+}
+
+/// A training run's memory on the device: its state, and the buffers every
+/// step reuses.
+struct Trial<E> {
+    state: DeviceState<E>,
+    packing: Packing,
+    batch: Grown,
+    work: Grown,
+}
+
+/// A device buffer kept between steps and grown only when a step needs
+/// more (by a quarter more than asked, so that a slightly larger batch
+/// later does not allocate again).
+#[derive(Default)]
+struct Grown {
+    buffer: Option<Buffer<u8>>,
+}
+
+impl Grown {
+    fn at_least(&mut self, gpu: &Gpu, bytes: usize) -> Result<Slice<u8>, GpuError> {
+        if self.buffer.as_ref().is_none_or(|b| b.len() < bytes) {
+            self.buffer = None;
+            self.buffer = Some(gpu.alloc::<u8>(bytes + bytes / 4)?);
+        }
+        Ok(self.buffer.as_ref().expect("allocated above").slice())
+    }
 }
 
 /// The network on a GPU, or on its CPU emulation.
@@ -108,7 +148,7 @@ impl<E: GpuReal> GpuEngine<E> {
         }
         written += arch.param("em.weight").numel() + arch.param("em.bias").numel();
         assert_eq!(written, arch.num_params, "every parameter's gradient is written by one kernel");
-        Ok(GpuEngine { inner: Arc::new(Inner { gpu, net, convs, gates }) })
+        Ok(GpuEngine { inner: Arc::new(Inner { gpu, net, convs, gates, trial: Mutex::new(None) }) })
     }
 
     /// Launches and transfers so far.
@@ -119,7 +159,8 @@ impl<E: GpuReal> GpuEngine<E> {
 
 /// Where a batch went in its packed upload.
 struct BatchSections<E> {
-    params: Section<E>,
+    /// The parameters, where they travel with the batch (not in a trial on the device).
+    params: Option<Section<E>>,
     species_z: Section<i32>,
     species_mass: Section<E>,
     species_of: Section<i32>,
@@ -170,18 +211,23 @@ struct Workspace<E> {
 }
 
 struct Grads<E> {
-    graw: Section<f64>,
-    params: Section<E>,
+    graw: Section<E>,
+    /// The parameters' gradient, where it is not the trial's on the device.
+    params: Option<Section<E>>,
     convs: Vec<ConvGrads<E>>,
     dz: Section<E>,
     species_grad: Section<E>,
     masked: Section<E>,
 }
 
-/// What the backward pass keeps of a forward pass.
+/// What the backward pass keeps of a forward pass: where the batch, the
+/// workspace, the parameters and their gradient are.
 struct Step<E> {
-    batch: Buffer<u8>,
-    work: Buffer<u8>,
+    batch: Slice<u8>,
+    work: Slice<u8>,
+    params: Slice<E>,
+    /// With a backward pass.
+    grads: Option<Slice<E>>,
     sections: BatchSections<E>,
     ws: Workspace<E>,
     species: usize,
@@ -191,14 +237,14 @@ struct Step<E> {
 }
 
 impl<E: GpuReal> Inner<E> {
-    fn pack(&self, prep: &Prepared<E>, params: &[E]) -> (Packing, BatchSections<E>) {
-        let mut p = Packing::default();
+    /// The batch (with `params`, when given) into `p`.
+    fn pack(&self, p: &mut Packing, prep: &Prepared<E>, params: Option<&[E]>) -> BatchSections<E> {
         let (n, ns) = (prep.num_nodes, prep.species_z.len());
         let (species_ptr, species_nodes) = groups(n, ns, |i| prep.species_of[i]);
         let (graph_ptr, graph_nodes) = groups(n, prep.num_graphs, |i| prep.node_graph[i]);
         let mass: Vec<E> = prep.species_mass.iter().map(|&m| E::of(m)).collect();
-        let sections = BatchSections {
-            params: p.push(params),
+        BatchSections {
+            params: params.map(|params| p.push(params)),
             species_z: p.push(&ints(prep.species_z.iter().map(|&z| z as usize - 1))),
             species_mass: p.push(&mass),
             species_of: p.push(&ints(prep.species_of.iter().copied())),
@@ -207,14 +253,15 @@ impl<E: GpuReal> Inner<E> {
             graph_ptr: p.push(&graph_ptr),
             graph_nodes: p.push(&graph_nodes),
             node_graph: p.push(&ints(prep.node_graph.iter().copied())),
-            edges: TpGraph::pack(&mut p, &prep.edges),
+            edges: TpGraph::pack(p, &prep.edges),
             sh: p.push(&prep.sh),
             basis: p.push(&prep.basis),
-        };
-        (p, sections)
+        }
     }
 
-    fn layout(&self, prep: &Prepared<E>, backward: bool) -> (Layout, Workspace<E>) {
+    /// The workspace of a pass; `grads`: with a backward pass, and whether
+    /// the parameters' gradient is written into it (else into the trial's).
+    fn layout(&self, prep: &Prepared<E>, grads: Option<bool>) -> (Layout, Workspace<E>) {
         let arch = &self.net.arch;
         let em = arch.config.em_dim;
         let (n, ns, ne) = (prep.num_nodes, prep.species_z.len(), prep.edges.src.len());
@@ -244,7 +291,7 @@ impl<E: GpuReal> Inner<E> {
             convs.push(conv);
         }
         let raw = l.reserve(prep.num_graphs * 6);
-        let grads = backward.then(|| {
+        let grads = grads.map(|in_workspace| {
             let convs = arch
                 .convs
                 .iter()
@@ -268,7 +315,7 @@ impl<E: GpuReal> Inner<E> {
                 .unwrap_or(0);
             Grads {
                 graw: l.reserve(prep.num_graphs * 6),
-                params: l.reserve(arch.num_params),
+                params: in_workspace.then(|| l.reserve(arch.num_params)),
                 convs,
                 dz: l.reserve(ns * em),
                 species_grad: l.reserve(species_grad),
@@ -280,17 +327,16 @@ impl<E: GpuReal> Inner<E> {
 
     fn param(&self, step: &Step<E>, name: &str) -> Slice<E> {
         let e = self.net.arch.param(name);
-        step.sections.params.of(&step.batch).range(e.offset, e.numel())
+        step.params.range(e.offset, e.numel())
     }
 
     fn grad(&self, step: &Step<E>, name: &str) -> Slice<E> {
         let e = self.net.arch.param(name);
-        let grads = step.ws.grads.as_ref().expect("a step with a backward pass");
-        grads.params.of(&step.work).range(e.offset, e.numel())
+        step.grads.expect("a step with a backward pass").range(e.offset, e.numel())
     }
 
     fn species(&self, step: &Step<E>) -> Species<E> {
-        let (s, b) = (&step.sections, &step.batch);
+        let (s, b) = (&step.sections, step.batch);
         Species {
             z: s.species_z.of(b),
             mass: s.species_mass.of(b),
@@ -301,39 +347,88 @@ impl<E: GpuReal> Inner<E> {
     }
 
     fn embedded(&self, step: &Step<E>) -> Embedded<E> {
-        let w = &step.work;
+        let w = step.work;
         Embedded { x0_pre: step.ws.x0_pre.of(w), z_pre: step.ws.z_pre.of(w), z: step.ws.z.of(w) }
     }
 
     fn graphs(&self, step: &Step<E>) -> Graphs {
-        let (s, b) = (&step.sections, &step.batch);
+        let (s, b) = (&step.sections, step.batch);
         Graphs { ptr: s.graph_ptr.of(b), nodes: s.graph_nodes.of(b), node_graph: s.node_graph.of(b) }
     }
 
-    fn forward(&self, prep: &Prepared<E>, params: &[E], backward: bool) -> Result<Step<E>, GpuError> {
-        let gpu = &self.gpu;
-        let arch = &self.net.arch;
-        let (packing, sections) = self.pack(prep, params);
-        let (layout, ws) = self.layout(prep, backward);
-        let batch = gpu.upload_packed(&packing)?;
-        let work = gpu.alloc::<u8>(layout.len())?;
-        let step = Step {
+    /// A pass in buffers of its own, the parameters packed with the batch
+    /// and their gradient (with `backward`) in the workspace.
+    fn own_step(
+        &self,
+        prep: &Prepared<E>,
+        params: &[E],
+        backward: bool,
+    ) -> Result<(Step<E>, [Buffer<u8>; 2]), GpuError> {
+        let mut packing = Packing::default();
+        let sections = self.pack(&mut packing, prep, Some(params));
+        let (layout, ws) = self.layout(prep, backward.then_some(true));
+        let batch = self.gpu.upload_packed(&packing)?;
+        let work = self.gpu.alloc::<u8>(layout.len())?;
+        let params = sections.params.expect("packed above").of(&batch);
+        let grads = ws.grads.as_ref().map(|g| g.params.expect("in the workspace").of(&work));
+        let step = self.step(prep, batch.slice(), work.slice(), params, grads, sections, ws);
+        Ok((step, [batch, work]))
+    }
+
+    /// A pass of the trial on the device: the batch into its kept buffers,
+    /// the parameters and their gradient its own.
+    fn trial_step(
+        &self,
+        trial: &mut Trial<E>,
+        prep: &Prepared<E>,
+        backward: bool,
+    ) -> Result<Step<E>, GpuError> {
+        trial.packing.clear();
+        let sections = self.pack(&mut trial.packing, prep, None);
+        let (layout, ws) = self.layout(prep, backward.then_some(false));
+        let batch = trial.batch.at_least(&self.gpu, trial.packing.len())?;
+        self.gpu.write_slice(batch, trial.packing.bytes())?;
+        let work = trial.work.at_least(&self.gpu, layout.len())?;
+        let (params, grads) = (trial.state.params.slice(), backward.then(|| trial.state.grad.slice()));
+        Ok(self.step(prep, batch, work, params, grads, sections, ws))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        prep: &Prepared<E>,
+        batch: Slice<u8>,
+        work: Slice<u8>,
+        params: Slice<E>,
+        grads: Option<Slice<E>>,
+        sections: BatchSections<E>,
+        ws: Workspace<E>,
+    ) -> Step<E> {
+        Step {
             batch,
             work,
+            params,
+            grads,
             sections,
             ws,
             species: prep.species_z.len(),
             nodes: prep.num_nodes,
             edges: prep.edges.src.len(),
             graphs: prep.num_graphs,
-        };
-        let (w, ns, n) = (&step.work, step.species, step.nodes);
-        let species = self.species(&step);
-        let embedded = self.embedded(&step);
-        let em = (self.param(&step, "em.weight"), self.param(&step, "em.bias"));
+        }
+    }
+
+    /// The forward pass of `step`, up to the pooled outputs.
+    fn forward(&self, step: &Step<E>) -> Result<(), GpuError> {
+        let gpu = &self.gpu;
+        let arch = &self.net.arch;
+        let (w, ns, n) = (step.work, step.species, step.nodes);
+        let species = self.species(step);
+        let embedded = self.embedded(step);
+        let em = (self.param(step, "em.weight"), self.param(step, "em.bias"));
         layers::embed_forward(gpu, em, species, embedded, step.ws.convs[0].x.of(w))?;
-        let graph = step.sections.edges.of(&step.batch);
-        let (sh, basis) = (step.sections.sh.of(&step.batch), step.sections.basis.of(&step.batch));
+        let graph = step.sections.edges.of(step.batch);
+        let (sh, basis) = (step.sections.sh.of(step.batch), step.sections.basis.of(step.batch));
         let z = embedded.z;
         let s = (PI / 8.0).sin();
         for (k, c) in arch.convs.iter().enumerate() {
@@ -341,7 +436,7 @@ impl<E: GpuReal> Inner<E> {
             let prefix = arch.conv_prefix(k);
             let x = cs.x.of(w);
             let [m_sc, m_lin1, m_lin2] = cs.mats.map(|m| m.of(w));
-            let weight = |name: &str| self.param(&step, &format!("{prefix}.{name}"));
+            let weight = |name: &str| self.param(step, &format!("{prefix}.{name}"));
             t.sc.matrices(gpu, weight("sc.weight"), z, ns, m_sc)?;
             t.lin1.matrices(gpu, weight("lin1.weight"), z, ns, m_lin1)?;
             t.lin2.matrices(gpu, weight("lin2.weight"), z, ns, m_lin2)?;
@@ -379,30 +474,32 @@ impl<E: GpuReal> Inner<E> {
             }
         }
         let last = step.ws.convs.last().expect("a convolution");
-        self.graphs(&step).pool(gpu, last.out.of(w), step.ws.raw.of(w))?;
-        Ok(step)
+        self.graphs(step).pool(gpu, last.out.of(w), step.ws.raw.of(w))
     }
 
     fn raw(&self, step: &Step<E>) -> Result<Vec<[f64; 6]>, GpuError> {
-        let raw = self.gpu.download_slice(step.ws.raw.of(&step.work))?;
+        let raw = self.gpu.download_slice(step.ws.raw.of(step.work))?;
         Ok(raw.chunks(6).map(|c| std::array::from_fn(|k| c[k])).collect())
     }
 
-    fn backward(&self, step: &Step<E>, graw: &[[f64; 6]]) -> Result<Vec<E>, GpuError> {
+    /// The backward pass of `step` from d loss / d raw, into the step's
+    /// parameter gradient (which it overwrites).
+    fn backward(&self, step: &Step<E>, graw: &[[f64; 6]]) -> Result<(), GpuError> {
         let gpu = &self.gpu;
         let arch = &self.net.arch;
-        let (w, n) = (&step.work, step.nodes);
+        let (w, n) = (step.work, step.nodes);
         let gs = step.ws.grads.as_ref().expect("a step with a backward pass");
         assert_eq!(graw.len(), step.graphs, "one gradient per structure");
-        gpu.write_slice(gs.graw.of(w), graw.as_flattened())?;
+        let graw: Vec<E> = graw.as_flattened().iter().map(|&g| E::of(g)).collect();
+        gpu.write_slice(gs.graw.of(w), &graw)?;
         let species = self.species(step);
         let nodes = SpeciesNodes { species_of: species.of, ptr: species.ptr, nodes: species.nodes };
         let embedded = self.embedded(step);
         let z = embedded.z;
         let dz = gs.dz.of(w);
         let species_grad = gs.species_grad.of(w);
-        let graph = step.sections.edges.of(&step.batch);
-        let (sh, basis) = (step.sections.sh.of(&step.batch), step.sections.basis.of(&step.batch));
+        let graph = step.sections.edges.of(step.batch);
+        let (sh, basis) = (step.sections.sh.of(step.batch), step.sections.basis.of(step.batch));
         let last = arch.convs.len() - 1;
         self.graphs(step).unpool(gpu, gs.graw.of(w), gs.convs[last].g.of(w))?;
         let s = (PI / 8.0).sin();
@@ -496,8 +593,16 @@ impl<E: GpuReal> Inner<E> {
         }
         let gx = gs.convs[0].dx.of(w);
         let dem = (self.grad(step, "em.weight"), self.grad(step, "em.bias"));
-        layers::embed_backward(gpu, species, embedded, gx, dz, gs.masked.of(w), dem)?;
-        gpu.download_slice(gs.params.of(w))
+        layers::embed_backward(gpu, species, embedded, gx, dz, gs.masked.of(w), dem)
+    }
+
+    /// The trial on the device, or the error that there is none.
+    fn trial(&self) -> Result<MutexGuard<'_, Option<Trial<E>>>, ModelError> {
+        let trial = self.trial.lock().unwrap_or_else(|e| e.into_inner());
+        if trial.is_none() {
+            return Err(ModelError::Device("no training state on the device: load it first".into()));
+        }
+        Ok(trial)
     }
 }
 
@@ -516,14 +621,75 @@ impl<E: GpuReal> DeviceEngine<E> for GpuEngine<E> {
         params: &[E],
         backward: bool,
     ) -> Result<EngineOutput<E>, ModelError> {
-        let step = self.inner.forward(prep, params, backward).map_err(device_error)?;
-        let raw = self.inner.raw(&step).map_err(device_error)?;
+        let inner = &self.inner;
+        let (step, buffers) = inner.own_step(prep, params, backward).map_err(device_error)?;
+        inner.forward(&step).map_err(device_error)?;
+        let raw = inner.raw(&step).map_err(device_error)?;
         let back = backward.then(|| {
             let inner = self.inner.clone();
-            Box::new(move |graw: &[[f64; 6]]| inner.backward(&step, graw).map_err(device_error))
-                as RawBackward<E>
+            Box::new(move |graw: &[[f64; 6]]| {
+                let _buffers = buffers;
+                inner.backward(&step, graw).map_err(device_error)?;
+                inner.gpu.download_slice(step.grads.expect("a backward pass")).map_err(device_error)
+            }) as RawBackward<E>
         });
         Ok((raw, back))
+    }
+
+    fn resident(&self) -> Option<&dyn ResidentTraining<E>> {
+        Some(self)
+    }
+}
+
+impl<E: GpuReal> ResidentTraining<E> for GpuEngine<E> {
+    fn load(&self, state: &HostState<E>) -> Result<(), ModelError> {
+        let inner = &self.inner;
+        let mut trial = inner.trial.lock().unwrap_or_else(|e| e.into_inner());
+        *trial = None;
+        let state = DeviceState::load(&inner.gpu, state).map_err(device_error)?;
+        *trial = Some(Trial {
+            state,
+            packing: Packing::default(),
+            batch: Grown::default(),
+            work: Grown::default(),
+        });
+        Ok(())
+    }
+
+    fn store(&self) -> Result<HostState<E>, ModelError> {
+        let trial = self.inner.trial()?;
+        trial.as_ref().expect("checked").state.store(&self.inner.gpu).map_err(device_error)
+    }
+
+    fn train_step(&self, prep: &Prepared<E>, loss: RawLoss<'_>, adam: &AdamStep) -> Result<f64, ModelError> {
+        let inner = &self.inner;
+        let mut guard = inner.trial()?;
+        let trial = guard.as_mut().expect("checked");
+        let step = inner.trial_step(trial, prep, true).map_err(device_error)?;
+        inner.forward(&step).map_err(device_error)?;
+        let raw = inner.raw(&step).map_err(device_error)?;
+        let (value, graw) = loss(&raw);
+        inner.backward(&step, &graw).map_err(device_error)?;
+        trial.state.adamw(&inner.gpu, adam).map_err(device_error)?;
+        Ok(value)
+    }
+
+    fn predict(&self, prep: &Prepared<E>) -> Result<Vec<[f64; 6]>, ModelError> {
+        let inner = &self.inner;
+        let mut guard = inner.trial()?;
+        let step = inner.trial_step(guard.as_mut().expect("checked"), prep, false).map_err(device_error)?;
+        inner.forward(&step).map_err(device_error)?;
+        inner.raw(&step).map_err(device_error)
+    }
+
+    fn keep_best(&self) -> Result<(), ModelError> {
+        let trial = self.inner.trial()?;
+        trial.as_ref().expect("checked").state.keep_best(&self.inner.gpu).map_err(device_error)
+    }
+
+    fn restore_best(&self) -> Result<(), ModelError> {
+        let trial = self.inner.trial()?;
+        trial.as_ref().expect("checked").state.restore_best(&self.inner.gpu).map_err(device_error)
     }
 }
 

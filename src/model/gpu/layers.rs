@@ -397,7 +397,7 @@ impl Graphs {
     }
 
     /// gx[n] = graw[g(n)] / |g(n)| (one launch).
-    pub fn unpool<E: GpuReal>(&self, gpu: &Gpu, graw: Slice<f64>, gx: Slice<E>) -> Result<(), GpuError> {
+    pub fn unpool<E: GpuReal>(&self, gpu: &Gpu, graw: Slice<E>, gx: Slice<E>) -> Result<(), GpuError> {
         let params = PoolParams { raw: graw.ptr(), gx: gx.ptr(), ..self.params() };
         assert!(gx.len() >= 6 * params.nodes as usize && graw.len() >= 6 * params.graphs as usize);
         gpu.launch(&kernel::<E>("pool_backward"), grid(6 * params.nodes as usize), BLOCK, 0, &params)

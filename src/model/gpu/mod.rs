@@ -23,6 +23,7 @@ mod emulated;
 pub mod engine;
 pub mod fctp;
 pub mod layers;
+pub mod optim;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,6 +127,31 @@ pub struct Counts {
     pub downloads: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Device allocations made.
+    pub allocs: u64,
+    /// Nanoseconds the host spent in the backend's calls (launching,
+    /// copying, and waiting for the device); the rest of a step's time is
+    /// the host's own work.
+    pub device_ns: u64,
+}
+
+impl Counts {
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        Counts {
+            launches: self.launches - before.launches,
+            uploads: self.uploads - before.uploads,
+            downloads: self.downloads - before.downloads,
+            bytes_up: self.bytes_up - before.bytes_up,
+            bytes_down: self.bytes_down - before.bytes_down,
+            allocs: self.allocs - before.allocs,
+            device_ns: self.device_ns - before.device_ns,
+        }
+    }
+
+    pub fn transfers(&self) -> u64 {
+        self.uploads + self.downloads
+    }
 }
 
 /// A backend with the launch and transfer counts of everything run on it.
@@ -136,6 +162,8 @@ pub struct Gpu {
     downloads: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    allocs: AtomicU64,
+    device_ns: AtomicU64,
 }
 
 impl Gpu {
@@ -147,6 +175,8 @@ impl Gpu {
             downloads: AtomicU64::new(0),
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
+            allocs: AtomicU64::new(0),
+            device_ns: AtomicU64::new(0),
         }
     }
 
@@ -171,6 +201,8 @@ impl Gpu {
             downloads: self.downloads.load(Ordering::Relaxed),
             bytes_up: self.bytes_up.load(Ordering::Relaxed),
             bytes_down: self.bytes_down.load(Ordering::Relaxed),
+            allocs: self.allocs.load(Ordering::Relaxed),
+            device_ns: self.device_ns.load(Ordering::Relaxed),
         }
     }
 
@@ -197,12 +229,21 @@ impl Gpu {
     fn send(&self, dst: DevicePtr, bytes: &[u8]) -> Result<(), GpuError> {
         self.uploads.fetch_add(1, Ordering::Relaxed);
         self.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.backend.upload(dst, bytes)
+        self.timed(|| self.backend.upload(dst, bytes))
+    }
+
+    /// `call` into the backend, its time counted as the device's.
+    fn timed<R>(&self, call: impl FnOnce() -> R) -> R {
+        let start = std::time::Instant::now();
+        let result = call();
+        self.device_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
     }
 
     /// An uninitialised buffer of `len` values (at least one byte is allocated).
     pub fn alloc<T: Plain>(&self, len: usize) -> Result<Buffer<T>, GpuError> {
-        let ptr = self.backend.alloc((len * std::mem::size_of::<T>()).max(1))?;
+        self.allocs.fetch_add(1, Ordering::Relaxed);
+        let ptr = self.timed(|| self.backend.alloc((len * std::mem::size_of::<T>()).max(1)))?;
         Ok(Buffer { ptr, len, backend: self.backend.clone(), _values: PhantomData })
     }
 
@@ -215,7 +256,7 @@ impl Gpu {
         let mut values = vec![T::default(); slice.len];
         self.downloads.fetch_add(1, Ordering::Relaxed);
         self.bytes_down.fetch_add(std::mem::size_of_val(values.as_slice()) as u64, Ordering::Relaxed);
-        self.backend.download(slice.ptr, bytes_mut(&mut values))?;
+        self.timed(|| self.backend.download(slice.ptr, bytes_mut(&mut values)))?;
         Ok(values)
     }
 
@@ -241,7 +282,7 @@ impl Gpu {
         let raw = unsafe {
             std::slice::from_raw_parts((params as *const P).cast::<u8>(), std::mem::size_of::<P>())
         };
-        self.backend.launch(kernel, grid, block, shared, raw)
+        self.timed(|| self.backend.launch(kernel, grid, block, shared, raw))
     }
 }
 
@@ -266,6 +307,12 @@ impl<T> Buffer<T> {
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl<T> From<&Buffer<T>> for Slice<T> {
+    fn from(buffer: &Buffer<T>) -> Slice<T> {
+        buffer.slice()
     }
 }
 
@@ -357,10 +404,12 @@ impl<T> Clone for Section<T> {
 impl<T> Copy for Section<T> {}
 
 impl<T> Section<T> {
-    /// The section inside `buffer`, the upload of its packing.
-    pub fn of(&self, buffer: &Buffer<u8>) -> Slice<T> {
-        assert!(self.offset + self.len * std::mem::size_of::<T>() <= buffer.len, "a section past its buffer");
-        Slice { ptr: buffer.ptr + self.offset as u64, len: self.len, _values: PhantomData }
+    /// The section inside `bytes`, the upload of its packing (or the
+    /// allocation of its layout).
+    pub fn of(&self, bytes: impl Into<Slice<u8>>) -> Slice<T> {
+        let bytes = bytes.into();
+        assert!(self.offset + self.len * std::mem::size_of::<T>() <= bytes.len, "a section past its buffer");
+        Slice { ptr: bytes.ptr + self.offset as u64, len: self.len, _values: PhantomData }
     }
 }
 
@@ -383,6 +432,16 @@ impl Packing {
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
+
+    /// What crosses to the device.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Empty again, keeping its memory for the next batch.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -404,8 +463,16 @@ mod tests {
         assert_eq!(gpu.download_slice(b.of(&buffer)).unwrap(), [7, 8, 9, 10, 11]);
         assert_eq!(gpu.download_slice(c.of(&buffer)).unwrap(), [0.5]);
         let up = packing.bytes.len() as u64;
-        let counts = Counts { launches: 0, uploads: 1, downloads: 3, bytes_up: up, bytes_down: 24 + 20 + 4 };
-        assert_eq!(gpu.counts(), counts);
+        let counts = Counts {
+            launches: 0,
+            uploads: 1,
+            downloads: 3,
+            bytes_up: up,
+            bytes_down: 24 + 20 + 4,
+            allocs: 1,
+            device_ns: 0,
+        };
+        assert_eq!(Counts { device_ns: 0, ..gpu.counts() }, counts);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::model::gpu::optim::{AdamStep, HostState};
 use crate::model::gpu::{Backend, DevicePtr, Emulated};
 use crate::model::input::ModelInput;
 use crate::model::{ModelConfig, ModelKind};
@@ -207,4 +208,51 @@ fn a_device_lost_in_the_backward_pass_is_an_error_of_the_step_not_a_panic() {
     assert!(fault.contains("the device was lost"), "{fault}");
     assert!(grads.get(&model.params.flat).as_vec().iter().all(|g| *g == 0.0), "no partial gradient is kept");
     assert!(model.backward_fault().is_ok(), "a fault is reported once");
+}
+
+/// A training step of a run kept on the device, at the published
+/// configuration on a batch of 12 structures: the batch up, a kilobyte
+/// more in all, no allocation once the buffers have grown, and the host's
+/// own time (outside the device's calls) printed.
+#[test]
+fn a_training_step_kept_on_the_device_moves_the_batch_and_a_kilobyte() {
+    let net = Arc::new(Network::<f32>::new(crate::model::Architecture::new(&published()).unwrap()));
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let params: Vec<f32> = (0..net.arch.num_params).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let input = batch(&mut rng, 12, &[3, 8, 14]);
+    let prep = net.prepare(&input).unwrap();
+    let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
+    engine.load(&HostState { params: params.clone(), best: params, ..HostState::default() }).unwrap();
+    let mut loss = |raw: &[[f64; 6]]| (0.0, vec![[1.0; 6]; raw.len()]);
+    let adam = |step| AdamStep {
+        lr: 1e-3,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.03,
+        max_grad_norm: Some(1.0),
+        step,
+    };
+    engine.train_step(&prep, &mut loss, &adam(1)).unwrap();
+    let (before, start) = (engine.counts(), std::time::Instant::now());
+    engine.train_step(&prep, &mut loss, &adam(2)).unwrap();
+    let (step, wall) = (engine.counts().since(&before), start.elapsed());
+    let mut packing = Packing::default();
+    engine.inner.pack(&mut packing, &prep, None);
+    let batch = packing.len() as u64;
+    let host_ms = wall.as_secs_f64() * 1e3 - step.device_ns as f64 / 1e6;
+    println!(
+        "a step kept on the device: {} launches, {} transfers, batch {batch} B, {} B up and {} B down in all, \
+         {} allocations, {host_ms:.2} ms of host work",
+        step.launches,
+        step.transfers(),
+        step.bytes_up,
+        step.bytes_down,
+        step.allocs
+    );
+    assert_eq!(step.allocs, 0, "no allocation in a step");
+    assert_eq!(step.transfers(), 3, "the batch up, the outputs down, their gradient up");
+    assert!(step.bytes_up + step.bytes_down <= batch + 1024, "{step:?} for a batch of {batch} B");
+    assert!(step.launches <= 100, "{} launches", step.launches);
+    let state = engine.store().unwrap();
+    assert!(state.m.iter().any(|&m| m != 0.0), "AdamW ran on the device");
 }

@@ -780,10 +780,11 @@ __device__ void gate_backward(const GateParams& p) {
 }
 
 // The mean of the head's six outputs over each structure's atoms, in double
-// and in node order; and its gradient.
+// and in node order; and its gradient, which arrives in the model's
+// precision (it is the one thing a training step uploads besides the batch).
 struct PoolParams {
   aniso_ptr x;           // real[nodes × 6]: the last convolution's output (forward)
-  aniso_ptr raw;         // double[graphs × 6]: the means (forward), their gradient (backward)
+  aniso_ptr raw;         // double[graphs × 6]: the means (forward); real[graphs × 6]: their gradient (backward)
   aniso_ptr gx;          // real[nodes × 6]: the gradient of x (backward)
   aniso_ptr graph_ptr;   // int[graphs + 1]: the nodes of each structure are…
   aniso_ptr graph_nodes; // int[nodes]: …these, in order
@@ -812,14 +813,93 @@ template <typename real>
 __device__ void pool_backward(const PoolParams& p) {
   const int* graph_ptr = reinterpret_cast<const int*>(p.graph_ptr);
   const int* node_graph = reinterpret_cast<const int*>(p.node_graph);
-  const double* graw = reinterpret_cast<const double*>(p.raw);
+  const real* graw = reinterpret_cast<const real*>(p.raw);
   real* gx = reinterpret_cast<real*>(p.gx);
   for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < (long long)p.nodes * 6;
        k += (long long)gridDim.x * blockDim.x) {
     const int n = (int)(k / 6), c = (int)(k - n * 6), graph = node_graph[n];
     const double size = (double)(graph_ptr[graph + 1] - graph_ptr[graph]);
-    gx[k] = (real)(graw[graph * 6 + c] / size);
+    gx[k] = (real)((double)graw[graph * 6 + c] / size);
   }
+}
+
+// The optimiser, on the trial's parameters where they live: the gradient's
+// global L2 norm as a fixed-order reduction (part k sums the squares of
+// elements k, k + parts, k + 2·parts, … in order, in double; then one thread
+// adds the parts in order), the factor that brings it within max_norm, and
+// AdamW (PyTorch's: decoupled decay, then the bias-corrected step), as
+// train::optim::AdamW does on the host. The sums do not depend on the launch
+// shape, so two runs are bit-identical.
+struct OptimParams {
+  aniso_ptr param;    // real[n]: parameters (AdamW), or the source of a copy
+  aniso_ptr grad;     // real[n]: their gradient
+  aniso_ptr m;        // real[n]: first moments
+  aniso_ptr v;        // real[n]: second moments
+  aniso_ptr partial;  // double[parts]: the sums of squares of the gradient's parts
+  aniso_ptr scale;    // double[1]: the factor applied to the gradient (1 within max_norm)
+  aniso_ptr copy;     // real[n]: the destination of a copy
+  double lr;
+  double beta1;
+  double beta2;
+  double eps;
+  double decay;       // 1 − lr · weight_decay
+  double c1;          // 1 − beta1^step
+  double c2;          // 1 − beta2^step
+  double max_norm;    // ≤ 0: no limit
+  long long n;
+  int parts;
+  int unused;
+};
+
+template <typename real>
+__device__ void grad_sumsq(const OptimParams& p) {
+  const real* grad = reinterpret_cast<const real*>(p.grad);
+  double* partial = reinterpret_cast<double*>(p.partial);
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < p.parts;
+       k += (long long)gridDim.x * blockDim.x) {
+    double acc = 0;
+    for (long long i = k; i < p.n; i += p.parts) acc += (double)grad[i] * (double)grad[i];
+    partial[k] = acc;
+  }
+}
+
+template <typename real>
+__device__ void grad_clip_scale(const OptimParams& p) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const double* partial = reinterpret_cast<const double*>(p.partial);
+  double sum = 0;
+  for (int k = 0; k < p.parts; ++k) sum += partial[k];
+  const double norm = sqrt(sum);
+  *reinterpret_cast<double*>(p.scale) = p.max_norm > 0 && norm > p.max_norm ? p.max_norm / norm : 1.0;
+}
+
+template <typename real>
+__device__ void adamw_step(const OptimParams& p) {
+  real* param = reinterpret_cast<real*>(p.param);
+  const real* grad = reinterpret_cast<const real*>(p.grad);
+  real* m = reinterpret_cast<real*>(p.m);
+  real* v = reinterpret_cast<real*>(p.v);
+  const real scale = (real)*reinterpret_cast<const double*>(p.scale);
+  const real b1 = (real)p.beta1, b2 = (real)p.beta2, one = (real)1;
+  const real c1 = (real)p.c1, c2 = (real)p.c2, lr = (real)p.lr, eps = (real)p.eps, decay = (real)p.decay;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < p.n;
+       i += (long long)gridDim.x * blockDim.x) {
+    const real g = grad[i] * scale;
+    const real mi = b1 * m[i] + (one - b1) * g;
+    const real vi = b2 * v[i] + (one - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = param[i] * decay - lr * (mi / c1) / (sqrt(vi / c2) + eps);
+  }
+}
+
+template <typename real>
+__device__ void param_copy(const OptimParams& p) {
+  const real* from = reinterpret_cast<const real*>(p.param);
+  real* to = reinterpret_cast<real*>(p.copy);
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < p.n;
+       i += (long long)gridDim.x * blockDim.x)
+    to[i] = from[i];
 }
 
 #define ANISO_INSTANTIATE(real, suffix)                                                     \
@@ -842,7 +922,11 @@ __device__ void pool_backward(const PoolParams& p) {
   ANISO_KERNEL void gate_forward_##suffix(const GateParams p) { gate_forward<real>(p); }               \
   ANISO_KERNEL void gate_backward_##suffix(const GateParams p) { gate_backward<real>(p); }             \
   ANISO_KERNEL void pool_forward_##suffix(const PoolParams p) { pool_forward<real>(p); }               \
-  ANISO_KERNEL void pool_backward_##suffix(const PoolParams p) { pool_backward<real>(p); }
+  ANISO_KERNEL void pool_backward_##suffix(const PoolParams p) { pool_backward<real>(p); }               \
+  ANISO_KERNEL void grad_sumsq_##suffix(const OptimParams p) { grad_sumsq<real>(p); }                  \
+  ANISO_KERNEL void grad_clip_scale_##suffix(const OptimParams p) { grad_clip_scale<real>(p); }        \
+  ANISO_KERNEL void adamw_step_##suffix(const OptimParams p) { adamw_step<real>(p); }                  \
+  ANISO_KERNEL void param_copy_##suffix(const OptimParams p) { param_copy<real>(p); }
 
 ANISO_INSTANTIATE(float, f32)
 ANISO_INSTANTIATE(double, f64)

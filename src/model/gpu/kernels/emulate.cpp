@@ -4,8 +4,13 @@
 // waits at a barrier for the others, then block 1, … so the blocks run one
 // after another, a block's threads run at once, and `__syncthreads()` is the
 // same barrier. (A kernel without `__syncthreads()` skips the wait between
-// blocks: nothing of one block is seen by the next.) Launches are serialised: the dynamic shared memory and the
-// barrier belong to the one launch running.
+// blocks: nothing of one block is seen by the next.) Launches are serialised:
+// the dynamic shared memory and the barrier belong to the one launch running.
+//
+// A GPU block starts with shared memory it has not written, so before each
+// block the shared memory is filled with ANISO_POISON (a NaN as float and as
+// double, an index far past any buffer; as new allocations in emulated.rs):
+// a kernel that reads shared memory it did not write fails the tests.
 #include "shim.h"
 #include "anisonet.cu"
 
@@ -64,9 +69,20 @@ const Kernel KERNELS[] = {
     ANISO_ENTRY(gate_backward_f32, GateParams),         ANISO_ENTRY(gate_backward_f64, GateParams),
     ANISO_ENTRY(pool_forward_f32, PoolParams),          ANISO_ENTRY(pool_forward_f64, PoolParams),
     ANISO_ENTRY(pool_backward_f32, PoolParams),         ANISO_ENTRY(pool_backward_f64, PoolParams),
+    ANISO_ENTRY(grad_sumsq_f32, OptimParams),           ANISO_ENTRY(grad_sumsq_f64, OptimParams),
+    ANISO_ENTRY(grad_clip_scale_f32, OptimParams),      ANISO_ENTRY(grad_clip_scale_f64, OptimParams),
+    ANISO_ENTRY(adamw_step_f32, OptimParams),           ANISO_ENTRY(adamw_step_f64, OptimParams),
+    ANISO_ENTRY(param_copy_f32, OptimParams),           ANISO_ENTRY(param_copy_f64, OptimParams),
 };
 
 std::mutex one_launch;
+
+const unsigned ANISO_POISON = 0x7FF87FF8u;
+
+void poison(unsigned char* memory, size_t bytes) {
+  for (size_t i = 0; i + sizeof ANISO_POISON <= bytes; i += sizeof ANISO_POISON)
+    std::memcpy(memory + i, &ANISO_POISON, sizeof ANISO_POISON);
+}
 
 }  // namespace
 
@@ -85,6 +101,7 @@ extern "C" int aniso_emu_launch(const char* name, unsigned grid, unsigned block,
   std::lock_guard<std::mutex> lock(one_launch);
   std::vector<std::max_align_t> memory(shared / sizeof(std::max_align_t) + 1);
   aniso_emu::shared_memory = reinterpret_cast<unsigned char*>(memory.data());
+  poison(aniso_emu::shared_memory, shared);
   aniso_emu::block_dim = {block, 1, 1};
   aniso_emu::grid_dim = {grid, 1, 1};
   pthread_barrier_init(&aniso_emu::barrier, nullptr, block);
@@ -96,7 +113,13 @@ extern "C" int aniso_emu_launch(const char* name, unsigned grid, unsigned block,
       for (unsigned b = 0; b < grid; ++b) {
         aniso_emu::block_index = {b, 0, 0};
         kernel->run(params);
-        if (kernel->synced) aniso_emu::sync_threads();
+        if (kernel->synced && b + 1 < grid) {
+          // Every thread is done with block b before its shared memory is
+          // poisoned for block b + 1, and none starts b + 1 before that.
+          aniso_emu::sync_threads();
+          if (t == 0) poison(aniso_emu::shared_memory, shared);
+          aniso_emu::sync_threads();
+        }
       }
     });
   }
@@ -143,6 +166,11 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
 #define F(f) offsetof(PoolParams, f)
     v = {sizeof(PoolParams), F(x), F(raw), F(gx), F(graph_ptr), F(graph_nodes), F(node_graph),
          F(graphs), F(nodes)};
+#undef F
+  } else if (std::strcmp(name, "OptimParams") == 0) {
+#define F(f) offsetof(OptimParams, f)
+    v = {sizeof(OptimParams), F(param), F(grad), F(m), F(v), F(partial), F(scale), F(copy), F(lr),
+         F(beta1), F(beta2), F(eps), F(decay), F(c1), F(c2), F(max_norm), F(n), F(parts), F(unused)};
 #undef F
   } else if (std::strcmp(name, "FctpPath") == 0) {
 #define F(f) offsetof(FctpPath, f)

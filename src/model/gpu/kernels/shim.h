@@ -48,6 +48,7 @@ void sync_threads();
 
 using std::exp;
 using std::fma;
+using std::sqrt;
 using std::tanh;
 
 #endif
