@@ -51,7 +51,7 @@ pub use input::ModelInput;
 pub use kernels::Real;
 pub use network::Network;
 pub use physical::{count_unphysical, is_unphysical};
-pub use tensor_net::{DeviceEngine, ResidentTraining, TensorEngine};
+pub use tensor_net::{DeviceEngine, ResidentTraining, StepLoss, TensorEngine};
 
 /// All trainable parameters in one flat vector (layout: [`Architecture::params`]).
 /// dfdx's `TensorCollection` only admits compile-time shapes, so the optimiser
@@ -283,7 +283,7 @@ where
     pub fn resident_step(
         &self,
         input: &ModelInput,
-        loss: &mut dyn FnMut(&[[f64; 6]]) -> (f64, Vec<[f64; 6]>),
+        loss: StepLoss<'_>,
         adam: &AdamStep,
     ) -> Result<f64, ModelError> {
         let resident = self.resident_run()?;

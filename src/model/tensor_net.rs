@@ -415,9 +415,10 @@ pub trait DeviceEngine<E> {
     }
 }
 
-/// The host's part of a training step: from the pooled head output per
-/// structure, the loss and its gradient with respect to those outputs.
-pub type RawLoss<'a> = &'a mut dyn FnMut(&[[f64; 6]]) -> (f64, Vec<[f64; 6]>);
+/// The host's part of a training step: from six numbers per structure (the
+/// pooled head output, or the model's output), the loss and its gradient
+/// with respect to them.
+pub type StepLoss<'a> = &'a mut dyn FnMut(&[[f64; 6]]) -> (f64, Vec<[f64; 6]>);
 
 /// A training run whose parameters, gradient, optimiser moments and best
 /// parameters live on the engine's device between steps, so that a step
@@ -427,8 +428,9 @@ pub trait ResidentTraining<E> {
     fn load(&self, state: &HostState<E>) -> Result<(), ModelError>;
     /// The run's state, brought to the host (for a checkpoint).
     fn store(&self) -> Result<HostState<E>, ModelError>;
-    /// One step: forward, `loss` on the host, backward, then AdamW on the device.
-    fn train_step(&self, prep: &Prepared<E>, loss: RawLoss<'_>, adam: &AdamStep) -> Result<f64, ModelError>;
+    /// One step: forward, `loss` of the pooled head outputs on the host,
+    /// backward, then AdamW on the device.
+    fn train_step(&self, prep: &Prepared<E>, loss: StepLoss<'_>, adam: &AdamStep) -> Result<f64, ModelError>;
     /// The pooled head output per structure with the run's parameters.
     fn predict(&self, prep: &Prepared<E>) -> Result<Vec<[f64; 6]>, ModelError>;
     /// The parameters become the best so far.

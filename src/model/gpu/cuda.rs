@@ -9,6 +9,10 @@
 //! sm_90, PTX for later GPUs), or, in a build without it or on a GPU it does
 //! not cover, from the embedded source compiled by NVRTC at first use.
 //!
+//! Uploads of a batch's size pass through page-locked host memory kept for
+//! the purpose ([`Pinned`]): the driver then copies at the bus's full
+//! speed, where from pageable memory it first copies into a buffer of its own.
+//!
 //! Every call makes the device's primary context current on the calling
 //! thread (trials may call from any thread). Launches and copies go to the
 //! legacy default stream, so each copy waits for the kernels before it and
@@ -44,12 +48,22 @@ pub struct Cuda {
     context: sys::CUcontext,
     module: sys::CUmodule,
     functions: Mutex<HashMap<String, usize>>,
+    pinned: Mutex<Pinned>,
+}
+
+/// Uploads at least this large go through [`Pinned`] memory.
+const PINNED_FROM: usize = 64 << 10;
+
+/// Page-locked host memory, grown to the largest upload that passed through it.
+struct Pinned {
+    ptr: *mut c_void,
+    len: usize,
 }
 
 // SAFETY: the context and module handles are valid on any thread once the
 // context is made current there, which every method does first.
 unsafe impl Send for Cuda {}
-// SAFETY: as above; the function cache is behind a mutex.
+// SAFETY: as above; the function cache and the pinned memory are behind mutexes.
 unsafe impl Sync for Cuda {}
 
 fn unavailable(device: &str, message: impl Into<String>) -> GpuError {
@@ -109,7 +123,15 @@ impl Cuda {
             }
         };
         let description = format!("{description} (sm_{major}{minor})");
-        Ok(Cuda { name, description, device, context, module, functions: Mutex::new(HashMap::new()) })
+        Ok(Cuda {
+            name,
+            description,
+            device,
+            context,
+            module,
+            functions: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(Pinned { ptr: std::ptr::null_mut(), len: 0 }),
+        })
     }
 
     /// The GPU's name and compute capability.
@@ -177,8 +199,12 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, String> {
 impl Drop for Cuda {
     fn drop(&mut self) {
         if self.current().is_ok() {
-            // SAFETY: the module was loaded in this context, which is released last.
+            let pinned = self.pinned.get_mut().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the module and the pinned memory belong to this context, which is released last.
             unsafe {
+                if !pinned.ptr.is_null() {
+                    let _ = cu::free_host(pinned.ptr);
+                }
                 let _ = cu::module::unload(self.module);
                 let _ = cu::primary_ctx::release(self.device);
             }
@@ -214,9 +240,33 @@ impl Backend for Cuda {
 
     fn upload(&self, dst: DevicePtr, bytes: &[u8]) -> Result<(), GpuError> {
         self.current()?;
-        // SAFETY: `Gpu` checked the destination holds `bytes.len()` bytes.
-        unsafe { cu::memcpy_htod_sync(dst, bytes) }
-            .map_err(|e| GpuError::Transfer { device: self.name.clone(), message: format!("upload: {e}") })
+        let fault = |e: cu::DriverError| GpuError::Transfer {
+            device: self.name.clone(),
+            message: format!("upload: {e}"),
+        };
+        if bytes.len() < PINNED_FROM {
+            // SAFETY: `Gpu` checked the destination holds `bytes.len()` bytes.
+            return unsafe { cu::memcpy_htod_sync(dst, bytes) }.map_err(fault);
+        }
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if pinned.len < bytes.len() {
+            if !pinned.ptr.is_null() {
+                // SAFETY: allocated below by `malloc_host`, and no copy from it is in flight (copies are synchronous).
+                unsafe { cu::free_host(pinned.ptr) }.map_err(fault)?;
+                *pinned = Pinned { ptr: std::ptr::null_mut(), len: 0 };
+            }
+            let len = bytes.len() + bytes.len() / 4;
+            // SAFETY: a plain page-locked allocation in the current context.
+            pinned.ptr = unsafe { cu::malloc_host(len, 0) }.map_err(fault)?;
+            pinned.len = len;
+        }
+        // SAFETY: `pinned` holds at least `bytes.len()` bytes, and the
+        // destination as many (checked by `Gpu`); the copy is synchronous.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), pinned.ptr.cast::<u8>(), bytes.len());
+            let staged = std::slice::from_raw_parts(pinned.ptr.cast::<u8>(), bytes.len());
+            cu::memcpy_htod_sync(dst, staged).map_err(fault)
+        }
     }
 
     fn download(&self, src: DevicePtr, bytes: &mut [u8]) -> Result<(), GpuError> {

@@ -30,7 +30,7 @@ use super::{ints, Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slic
 use crate::model::config::ModelError;
 use crate::model::kernels::TpTables;
 use crate::model::network::{Network, Prepared};
-use crate::model::tensor_net::{DeviceEngine, EngineOutput, RawBackward, RawLoss, ResidentTraining};
+use crate::model::tensor_net::{DeviceEngine, EngineOutput, RawBackward, ResidentTraining, StepLoss};
 
 /// Threads per block of the convolution kernels (results do not depend on it).
 const CONV_BLOCK: u32 = 64;
@@ -661,7 +661,7 @@ impl<E: GpuReal> ResidentTraining<E> for GpuEngine<E> {
         trial.as_ref().expect("checked").state.store(&self.inner.gpu).map_err(device_error)
     }
 
-    fn train_step(&self, prep: &Prepared<E>, loss: RawLoss<'_>, adam: &AdamStep) -> Result<f64, ModelError> {
+    fn train_step(&self, prep: &Prepared<E>, loss: StepLoss<'_>, adam: &AdamStep) -> Result<f64, ModelError> {
         let inner = &self.inner;
         let mut guard = inner.trial()?;
         let trial = guard.as_mut().expect("checked");
