@@ -220,6 +220,15 @@ struct Grads<E> {
     masked: Section<E>,
 }
 
+/// Where a pass finds its batch, workspace, parameters and their gradient
+/// (with a backward pass).
+struct Place<E> {
+    batch: Slice<u8>,
+    work: Slice<u8>,
+    params: Slice<E>,
+    grads: Option<Slice<E>>,
+}
+
 /// What the backward pass keeps of a forward pass: where the batch, the
 /// workspace, the parameters and their gradient are.
 struct Step<E> {
@@ -371,7 +380,8 @@ impl<E: GpuReal> Inner<E> {
         let work = self.gpu.alloc::<u8>(layout.len())?;
         let params = sections.params.expect("packed above").of(&batch);
         let grads = ws.grads.as_ref().map(|g| g.params.expect("in the workspace").of(&work));
-        let step = self.step(prep, batch.slice(), work.slice(), params, grads, sections, ws);
+        let place = Place { batch: batch.slice(), work: work.slice(), params, grads };
+        let step = self.step(prep, place, sections, ws);
         Ok((step, [batch, work]))
     }
 
@@ -390,25 +400,21 @@ impl<E: GpuReal> Inner<E> {
         self.gpu.write_slice(batch, trial.packing.bytes())?;
         let work = trial.work.at_least(&self.gpu, layout.len())?;
         let (params, grads) = (trial.state.params.slice(), backward.then(|| trial.state.grad.slice()));
-        Ok(self.step(prep, batch, work, params, grads, sections, ws))
+        Ok(self.step(prep, Place { batch, work, params, grads }, sections, ws))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
         prep: &Prepared<E>,
-        batch: Slice<u8>,
-        work: Slice<u8>,
-        params: Slice<E>,
-        grads: Option<Slice<E>>,
+        place: Place<E>,
         sections: BatchSections<E>,
         ws: Workspace<E>,
     ) -> Step<E> {
         Step {
-            batch,
-            work,
-            params,
-            grads,
+            batch: place.batch,
+            work: place.work,
+            params: place.params,
+            grads: place.grads,
             sections,
             ws,
             species: prep.species_z.len(),
