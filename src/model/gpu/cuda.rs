@@ -174,10 +174,11 @@ fn load_image(image: &[u8]) -> Result<sys::CUmodule, cu::DriverError> {
 pub fn compile(arch: &str) -> Result<Vec<u8>, String> {
     use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
     // SAFETY: only tries to load the library.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("no NVRTC (libnvrtc.so.13) on the library path to compile the kernels for this GPU: \
-                    put a CUDA 13 toolkit's lib64 or the nvidia-cuda-nvrtc wheel's nvidia/cu13/lib on \
-                    LD_LIBRARY_PATH, or use a binary built by scripts/cuda-build.sh, which carries them compiled"
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } && !preload_nvrtc(&nvrtc_prefixes()) {
+        return Err("no NVRTC (libnvrtc.so.13) on the library path, in a CUDA toolkit or in a Python \
+                    environment's nvidia/*/lib to compile the kernels for this GPU: put a CUDA 13 toolkit's \
+                    lib64 or the nvidia-cuda-nvrtc wheel's nvidia/cu13/lib on LD_LIBRARY_PATH, or use a \
+                    binary built by scripts/cuda-build.sh, which carries them compiled"
             .into());
     }
     let options = CompileOptions {
@@ -194,6 +195,78 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, String> {
     let mut image = ptx.to_src().into_bytes();
     image.push(0);
     Ok(image)
+}
+
+/// The library NVRTC's loader asks for by name (its soname).
+const NVRTC: &str = "libnvrtc.so.13";
+
+/// Where NVRTC is usually found besides the library path: CUDA toolkits
+/// (`CUDA_PATH`, `CUDA_HOME`, `CUDA_ROOT`, /usr/local/cuda), and the Python
+/// environments a GPU node's PyTorch lives in (the active virtual or conda
+/// environment, the one of each `python3` on `PATH`, the user's and the
+/// system's), whose nvidia-cuda-nvrtc wheel carries it.
+fn nvrtc_prefixes() -> Vec<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    let mut prefixes: Vec<PathBuf> = ["CUDA_PATH", "CUDA_HOME", "CUDA_ROOT", "VIRTUAL_ENV", "CONDA_PREFIX"]
+        .iter()
+        .filter_map(|v| var(v))
+        .collect();
+    prefixes.push("/usr/local/cuda".into());
+    let on_path =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    for dir in on_path.iter().filter(|dir| dir.join("python3").exists()) {
+        let python = std::fs::canonicalize(dir.join("python3")).unwrap_or_else(|_| dir.join("python3"));
+        prefixes.extend(
+            [dir.parent(), python.parent().and_then(|bin| bin.parent())]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::from),
+        );
+    }
+    prefixes.extend(var("HOME").map(|home| home.join(".local")));
+    prefixes.extend(["/usr/local", "/usr", "/opt/conda"].map(PathBuf::from));
+    prefixes
+}
+
+/// NVRTC files under `prefixes`, in order: a toolkit's `lib64` and `lib`,
+/// then `lib/python3.*/{site,dist}-packages/nvidia/*/lib`.
+fn nvrtc_candidates(prefixes: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    let sorted = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut entries: Vec<_> =
+            std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        entries
+    };
+    let mut found = Vec::new();
+    for prefix in prefixes {
+        found.extend(["lib64", "lib"].map(|lib| prefix.join(lib).join(NVRTC)));
+        let pythons = sorted(&prefix.join("lib"));
+        for python in pythons
+            .iter()
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3")))
+        {
+            for packages in ["site-packages", "dist-packages"] {
+                found.extend(
+                    sorted(&python.join(packages).join("nvidia")).iter().map(|n| n.join("lib").join(NVRTC)),
+                );
+            }
+        }
+    }
+    found.retain(|path| path.is_file());
+    found.dedup();
+    found
+}
+
+/// Loads the first NVRTC found under `prefixes` for good, so that the
+/// loader's later request for it by name finds it loaded; whether one loaded.
+fn preload_nvrtc(prefixes: &[std::path::PathBuf]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    nvrtc_candidates(prefixes).iter().any(|path| {
+        let Ok(path) = CString::new(path.as_os_str().as_bytes()) else { return false };
+        // SAFETY: loads a shared library by path and keeps it loaded (its handle is never closed).
+        !unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) }.is_null()
+    })
 }
 
 impl Drop for Cuda {
@@ -316,6 +389,24 @@ mod tests {
         for kernel in ["tp_conv_forward_f64", "fctp_param_grad_f32", "mlp_forward_f32", "pool_backward_f64"] {
             assert!(text.contains(&format!(".entry {kernel}")), "{kernel} missing from the PTX");
         }
+    }
+
+    /// NVRTC is found in a Python environment's nvidia wheels and in a
+    /// toolkit, as a GPU node has them, in that prefix order.
+    #[test]
+    fn nvrtc_is_found_in_python_environments_and_toolkits() {
+        let root = tempfile::tempdir().unwrap();
+        let venv = root.path().join("venv");
+        let wheel = venv.join("lib/python3.12/site-packages/nvidia/cu13/lib");
+        let toolkit = root.path().join("cuda/lib64");
+        for dir in [&wheel, &toolkit] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(NVRTC), b"").unwrap();
+        }
+        std::fs::create_dir_all(venv.join("lib/python3.12/site-packages/nvidia/cublas/lib")).unwrap();
+        let prefixes = [root.path().join("nowhere"), venv, root.path().join("cuda")];
+        assert_eq!(nvrtc_candidates(&prefixes), [wheel.join(NVRTC), toolkit.join(NVRTC)]);
+        assert!(!preload_nvrtc(&prefixes[..1]), "nothing to load");
     }
 
     #[test]

@@ -7,10 +7,13 @@
 // blocks: nothing of one block is seen by the next.) Launches are serialised:
 // the dynamic shared memory and the barrier belong to the one launch running.
 //
-// A GPU block starts with shared memory it has not written, so before each
-// block the shared memory is filled with ANISO_POISON (a NaN as float and as
+// A GPU block starts with shared memory it has not written, so each block
+// starts with shared memory filled with ANISO_POISON (a NaN as float and as
 // double, an index far past any buffer; as new allocations in emulated.rs):
-// a kernel that reads shared memory it did not write fails the tests.
+// a kernel that reads shared memory it did not write fails the tests. Two
+// buffers take turns, so that no extra barrier is needed: while the threads
+// run block b in one, thread 0 poisons the other for block b + 1, which
+// nobody touches until all have passed the barrier at the end of block b.
 #include "shim.h"
 #include "anisonet.cu"
 
@@ -27,7 +30,7 @@ thread_local Index thread_index;
 thread_local Index block_index;
 Index block_dim;
 Index grid_dim;
-unsigned char* shared_memory;
+thread_local unsigned char* shared_memory;
 static pthread_barrier_t barrier;
 
 void sync_threads() { pthread_barrier_wait(&barrier); }
@@ -99,9 +102,11 @@ extern "C" int aniso_emu_launch(const char* name, unsigned grid, unsigned block,
   if (block == 0 || block > 1024 || shared > (size_t(227) << 10)) return 3;
   if (grid == 0) return 0;
   std::lock_guard<std::mutex> lock(one_launch);
-  std::vector<std::max_align_t> memory(shared / sizeof(std::max_align_t) + 1);
-  aniso_emu::shared_memory = reinterpret_cast<unsigned char*>(memory.data());
-  poison(aniso_emu::shared_memory, shared);
+  const size_t words = shared / sizeof(std::max_align_t) + 1;
+  std::vector<std::max_align_t> memory(2 * words);
+  unsigned char* buffers[2] = {reinterpret_cast<unsigned char*>(memory.data()),
+                               reinterpret_cast<unsigned char*>(memory.data() + words)};
+  poison(buffers[0], shared);
   aniso_emu::block_dim = {block, 1, 1};
   aniso_emu::grid_dim = {grid, 1, 1};
   pthread_barrier_init(&aniso_emu::barrier, nullptr, block);
@@ -112,14 +117,10 @@ extern "C" int aniso_emu_launch(const char* name, unsigned grid, unsigned block,
       aniso_emu::thread_index = {t, 0, 0};
       for (unsigned b = 0; b < grid; ++b) {
         aniso_emu::block_index = {b, 0, 0};
+        aniso_emu::shared_memory = buffers[b % 2];
+        if (kernel->synced && t == 0 && b + 1 < grid) poison(buffers[(b + 1) % 2], shared);
         kernel->run(params);
-        if (kernel->synced && b + 1 < grid) {
-          // Every thread is done with block b before its shared memory is
-          // poisoned for block b + 1, and none starts b + 1 before that.
-          aniso_emu::sync_threads();
-          if (t == 0) poison(aniso_emu::shared_memory, shared);
-          aniso_emu::sync_threads();
-        }
+        if (kernel->synced) aniso_emu::sync_threads();
       }
     });
   }

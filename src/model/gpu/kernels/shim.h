@@ -34,7 +34,7 @@ extern thread_local Index thread_index;
 extern thread_local Index block_index;
 extern Index block_dim;
 extern Index grid_dim;
-extern unsigned char* shared_memory;
+extern thread_local unsigned char* shared_memory;
 void sync_threads();
 }  // namespace aniso_emu
 
