@@ -2,37 +2,43 @@
 on the batches `study doctor --export-batches` timed, for a side-by-side
 figure on the same device (scripts/gpu-check.sh runs it on a GPU).
 
-    python3 benches/reference/time_reference.py --source PATH/AnisoNet/src \\
+    python3 benches/reference/time_reference.py --model PATH/model.py \\
         --batches batches.json [--device cuda] [--dtype float32] [--out result.json]
 
 The model comes from a copy of its public source (github.com/virtualatoms/
-AnisoNet, `src/anisonet/model.py`), named by --source and never part of this
-repository. It is built at the configuration the batches were made with
-(the published one: em 48, two gate layers, l_max 3, mul 48), one-hot(Z)
+AnisoNet, `src/anisonet/model.py`), named by --model and never part of this
+repository. Only that file is imported (it needs torch and e3nn alone), not
+its package, whose `__init__` brings in the CLI and the data pipeline with
+ASE and pymatgen, which a GPU node may lack. It is built at the
+configuration the batches were made with (the published one: em 48, two
+gate layers, l_max 3, mul 48), one-hot(Z)
 embedded as node input and one-hot(Z)·mass as node attributes, as the
 reference's data pipeline does. A training step is forward, MSE loss against
 ones, backward and AdamW, as `study doctor` times it.
 """
 
 import argparse
+import importlib.util
 import json
-import sys
 import time
 import types
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="the reference's src folder (holding anisonet/)")
+    parser.add_argument("--model", required=True, help="the reference's model.py (src/anisonet/model.py)")
     parser.add_argument("--batches", required=True, help="JSON written by study doctor --export-batches")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--out", help="also write the result here as JSON")
     args = parser.parse_args()
 
-    sys.path.insert(0, args.source)
     import torch
-    from anisonet.model import E3nnModel
+
+    spec = importlib.util.spec_from_file_location("anisonet_model", args.model)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    E3nnModel = module.E3nnModel
 
     with open(args.batches) as f:
         exported = json.load(f)
