@@ -302,3 +302,42 @@ fn bad_input_exits_with_code_2_and_says_why() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no study.db"));
 }
+
+/// Four trials sharing one GPU, on the engine's emulation: four trial
+/// processes on the one device at once, each training its run on the
+/// device, to the CPU's results within f32 rounding.
+#[test]
+fn four_trials_share_one_gpu() {
+    let shared = r#"
+name: shared
+seed: 2
+dataset:
+  synthetic: {size: 24, seed: 3}
+model: {kind: equivariant, em_dim: 4, layers: 1, lmax: 1, mul: 2, num_basis: 4, radial_neurons: 8}
+training: {epochs: 2, batch_size: 8, patience: 4}
+phases:
+  - name: grid
+    sampler: {type: grid, values: {lr: [0.001, 0.002, 0.003, 0.004]}}
+resources: {devices: [gpu-emulated], trials_per_device: 4, cpu_threads_per_trial: 1}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let on_gpu = dir.path().join("gpu");
+    run_to_end(&write(dir.path(), "gpu.yaml", shared), &on_gpu);
+    let db = Database::open_read_only(on_gpu.join("shared").join("study.db")).unwrap();
+    let details = db.open_study("shared").unwrap().all_trial_details().unwrap();
+    assert_eq!(details.len(), 4);
+    assert!(details
+        .iter()
+        .all(|d| d.trial.state == TrialState::Complete && d.device.as_deref() == Some("gpu-emulated")));
+    let first_end = details.iter().map(|d| d.finished.unwrap()).min().unwrap();
+    assert!(details.iter().all(|d| d.started.unwrap() < first_end), "the four ran on the device at once");
+
+    let on_cpu = dir.path().join("cpu");
+    let cpu =
+        shared.replace("devices: [gpu-emulated], trials_per_device: 4", "devices: cpu, trials_per_device: 2");
+    run_to_end(&write(dir.path(), "cpu.yaml", &cpu), &on_cpu);
+    for (g, c) in table(&on_gpu, "shared").iter().zip(table(&on_cpu, "shared")) {
+        let (a, b) = (g.value.unwrap(), c.value.unwrap());
+        assert!((a - b).abs() <= 1e-4 * b.abs(), "trial {}: {a} on the GPU, {b} on the CPU", g.number);
+    }
+}

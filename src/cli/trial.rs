@@ -47,6 +47,7 @@ fn slot_device() -> Result<ComputeDevice> {
     match parse_device(&text).map_err(|e| anyhow::anyhow!("ANISOSTUDY_DEVICE: {e}"))? {
         Device::Cpu => Ok(ComputeDevice::Cpu),
         Device::Cuda(_) => Ok(ComputeDevice::Cuda(0)),
+        Device::GpuEmulated => Ok(ComputeDevice::GpuEmulated),
     }
 }
 

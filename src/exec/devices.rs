@@ -21,6 +21,9 @@ pub enum Device {
     /// A CUDA device by its id (an index, or a `GPU-…` UUID), as
     /// `CUDA_VISIBLE_DEVICES` names it.
     Cuda(String),
+    /// The GPU engine on its CPU emulation: what a GPU's trials run,
+    /// sharing included, on a machine without one (for checks: it is slow).
+    GpuEmulated,
 }
 
 impl fmt::Display for Device {
@@ -28,15 +31,18 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(id) => write!(f, "cuda:{id}"),
+            Device::GpuEmulated => f.write_str("gpu-emulated"),
         }
     }
 }
 
-/// Parses `cpu`, `cuda:0` or `cuda:GPU-…`.
+/// Parses `cpu`, `cuda:0`, `cuda:GPU-…` or `gpu-emulated`.
 pub fn parse_device(text: &str) -> Result<Device, String> {
     let text = text.trim();
-    if text == "cpu" {
-        return Ok(Device::Cpu);
+    match text {
+        "cpu" => return Ok(Device::Cpu),
+        "gpu-emulated" => return Ok(Device::GpuEmulated),
+        _ => {}
     }
     match text.strip_prefix("cuda:") {
         Some(id) if id.parse::<u32>().is_ok() || (id.starts_with("GPU-") && id.len() > 4) => {
@@ -99,7 +105,7 @@ impl Slot {
     /// Environment variables that pin a trial to this slot.
     pub fn env(&self) -> Vec<(String, String)> {
         let gpu = match &self.device {
-            Device::Cpu => String::new(),
+            Device::Cpu | Device::GpuEmulated => String::new(),
             Device::Cuda(id) => id.clone(),
         };
         let threads = self.threads.to_string();
