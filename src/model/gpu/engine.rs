@@ -33,7 +33,7 @@ use crate::model::network::{Network, Prepared};
 use crate::model::tensor_net::{DeviceEngine, EngineOutput, RawBackward, ResidentTraining, StepLoss};
 
 /// Threads per block of the convolution kernels (results do not depend on it).
-const CONV_BLOCK: u32 = 64;
+const CONV_BLOCK: u32 = 256;
 
 /// One convolution's tables.
 struct ConvTables<E> {
@@ -218,6 +218,8 @@ struct Grads<E> {
     dz: Section<E>,
     species_grad: Section<E>,
     masked: Section<E>,
+    /// The radial MLP's weight gradient by chunks of edges, one layer at a time.
+    mlp_partial: Section<E>,
 }
 
 /// Where a pass finds its batch, workspace, parameters and their gradient
@@ -322,6 +324,13 @@ impl<E: GpuReal> Inner<E> {
                 .flat_map(|t| [t.sc.mats_len(ns), t.lin1.mats_len(ns), t.lin2.mats_len(ns)])
                 .max()
                 .unwrap_or(0);
+            let mlp_partial = arch
+                .convs
+                .iter()
+                .flat_map(|c| c.radial_dims.windows(2).map(|d| (d[0], d[1])))
+                .map(|(inner, cols)| MlpLayer::<E>::partial_len_of(ne, inner, cols))
+                .max()
+                .unwrap_or(0);
             Grads {
                 graw: l.reserve(prep.num_graphs * 6),
                 params: in_workspace.then(|| l.reserve(arch.num_params)),
@@ -329,6 +338,7 @@ impl<E: GpuReal> Inner<E> {
                 dz: l.reserve(ns * em),
                 species_grad: l.reserve(species_grad),
                 masked: l.reserve(2 * ns * em),
+                mlp_partial: l.reserve(mlp_partial),
             }
         });
         (l, Workspace { x0_pre, z_pre, z, convs, raw, grads })
@@ -569,7 +579,7 @@ impl<E: GpuReal> Inner<E> {
                 };
                 let g = if j + 1 == dims.len() - 1 { cg.dw.of(w) } else { cg.gact[j].of(w) };
                 let input_grad = (j > 0).then(|| (cg.gact[j - 1].of(w), cs.pre[j - 1].of(w)));
-                layer.backward(gpu, &self.net.norm, g, dweight(&name), input_grad)?;
+                layer.backward(gpu, &self.net.norm, g, (dweight(&name), gs.mlp_partial.of(w)), input_grad)?;
             }
             t.lin1.backward(
                 gpu,

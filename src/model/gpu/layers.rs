@@ -48,12 +48,13 @@ pub struct MlpParams {
     pub out: u64,
     pub pre: u64,
     pub g: u64,
+    pub partial: u64,
     pub alpha: f64,
     pub silu: f64,
     pub rows: i32,
     pub inner: i32,
     pub cols: i32,
-    pub unused: i32,
+    pub k_chunk: i32,
 }
 // SAFETY: repr(C), laid out as the C struct (checked by a test).
 unsafe impl KernelParams for MlpParams {
@@ -195,17 +196,30 @@ const GEMM_TILE: usize = 32;
 const GEMM_K: usize = 16;
 const GEMM_THREADS: u32 = 128;
 
-/// Launches kernel `name` over the tiles of an `m × n` product.
+/// Edges one block of the weight gradient sums (a constant: the chunks'
+/// sums are added in order, so it sets the result's rounding).
+pub const MLP_EDGE_CHUNK: usize = 2048;
+
+/// The chunks of `rows` edges the weight gradient sums separately (1: none).
+pub fn mlp_chunks(rows: usize) -> usize {
+    if rows > MLP_EDGE_CHUNK {
+        rows.div_ceil(MLP_EDGE_CHUNK)
+    } else {
+        1
+    }
+}
+
+/// Launches kernel `name` over the tiles of an `m × n` product, each tile
+/// once per chunk of `chunks`.
 fn launch_gemm<E: GpuReal>(
     gpu: &Gpu,
     name: &str,
-    m: usize,
-    n: usize,
+    (m, n, chunks): (usize, usize, usize),
     params: &MlpParams,
 ) -> Result<(), GpuError> {
-    let tiles = m.div_ceil(GEMM_TILE) * n.div_ceil(GEMM_TILE);
+    let blocks = m.div_ceil(GEMM_TILE) * n.div_ceil(GEMM_TILE) * chunks;
     let shared = 2 * GEMM_K * GEMM_TILE * std::mem::size_of::<E>();
-    gpu.launch(&kernel::<E>(name), tiles.min(1 << 16) as u32, GEMM_THREADS, shared as u32, params)
+    gpu.launch(&kernel::<E>(name), blocks.min(1 << 16) as u32, GEMM_THREADS, shared as u32, params)
 }
 
 /// One layer of the radial MLP over `rows` edges.
@@ -228,6 +242,7 @@ impl<E: GpuReal> MlpLayer<E> {
             rows: self.rows as i32,
             inner: self.inner as i32,
             cols: self.cols as i32,
+            k_chunk: MLP_EDGE_CHUNK as i32,
             ..MlpParams::default()
         }
     }
@@ -242,28 +257,49 @@ impl<E: GpuReal> MlpLayer<E> {
     ) -> Result<(), GpuError> {
         assert!(self.input.len() >= self.rows * self.inner && out.len() >= self.rows * self.cols);
         let params = MlpParams { out: out.ptr(), pre: pre.map_or(0, |p| p.ptr()), ..self.params(norm) };
-        launch_gemm::<E>(gpu, "mlp_forward", self.rows, self.cols, &params)
+        launch_gemm::<E>(gpu, "mlp_forward", (self.rows, self.cols, 1), &params)
     }
 
-    /// dW (overwritten) from the output's gradient `g`; with `input_grad`
-    /// (the gradient to write and the input's pre-activations), the input's
-    /// gradient through the SiLU before it (one or two launches).
+    /// Values of the weight gradient's per-chunk sums (0 where the edges are one chunk).
+    pub fn partial_len(&self) -> usize {
+        Self::partial_len_of(self.rows, self.inner, self.cols)
+    }
+
+    /// [`MlpLayer::partial_len`] of a layer of that shape.
+    pub fn partial_len_of(rows: usize, inner: usize, cols: usize) -> usize {
+        match mlp_chunks(rows) {
+            1 => 0,
+            chunks => chunks * inner * cols,
+        }
+    }
+
+    /// dW (overwritten) from the output's gradient `g`, through `partial`
+    /// ([`MlpLayer::partial_len`] values) where the edges are several
+    /// chunks; with `input_grad` (the gradient to write and the input's
+    /// pre-activations), the input's gradient through the SiLU before it
+    /// (one to three launches).
     pub fn backward(
         &self,
         gpu: &Gpu,
         norm: &Normalize2Mom,
         g: Slice<E>,
-        dweight: Slice<E>,
+        (dweight, partial): (Slice<E>, Slice<E>),
         input_grad: Option<(Slice<E>, Slice<E>)>,
     ) -> Result<(), GpuError> {
         assert!(g.len() >= self.rows * self.cols && dweight.len() >= self.inner * self.cols);
+        assert!(partial.len() >= self.partial_len(), "room for the chunks' sums");
         let base = MlpParams { g: g.ptr(), ..self.params(norm) };
-        let params = MlpParams { out: dweight.ptr(), ..base };
-        launch_gemm::<E>(gpu, "mlp_weight_grad", self.inner, self.cols, &params)?;
+        let params = MlpParams { out: dweight.ptr(), partial: partial.ptr(), ..base };
+        let chunks = mlp_chunks(self.rows);
+        launch_gemm::<E>(gpu, "mlp_weight_grad", (self.inner, self.cols, chunks), &params)?;
+        if chunks > 1 {
+            let size = self.inner * self.cols;
+            gpu.launch(&kernel::<E>("mlp_weight_grad_sum"), grid(size), BLOCK, 0, &params)?;
+        }
         if let Some((gin, pre)) = input_grad {
             assert!(gin.len() >= self.rows * self.inner && pre.len() >= self.rows * self.inner);
             let params = MlpParams { out: gin.ptr(), pre: pre.ptr(), ..base };
-            launch_gemm::<E>(gpu, "mlp_input_grad", self.rows, self.inner, &params)?;
+            launch_gemm::<E>(gpu, "mlp_input_grad", (self.rows, self.inner, 1), &params)?;
         }
         Ok(())
     }
@@ -441,9 +477,40 @@ mod tests {
             species,
             nodes
         );
-        layout!(MlpParams, input, weight, out, pre, g, alpha, silu, rows, inner, cols, unused);
+        layout!(MlpParams, input, weight, out, pre, g, partial, alpha, silu, rows, inner, cols, k_chunk);
         layout!(GateParams, x, out, g, elems, silu, tanh, sigmoid, nodes, din, dout, unused);
         layout!(PoolParams, x, raw, gx, graph_ptr, graph_nodes, node_graph, graphs, nodes);
+    }
+
+    /// Over more edges than a chunk, the weight gradient is the chunks'
+    /// fma chains added in order, whatever the launch.
+    #[test]
+    fn the_weight_gradient_over_many_edges_adds_fixed_chunks_in_order() {
+        use rand::{Rng, SeedableRng};
+        let gpu = Gpu::emulated();
+        let norm = Normalize2Mom { silu: 1.6765, tanh: 1.0, sigmoid: 1.0 };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (rows, inner, cols) = (2 * MLP_EDGE_CHUNK + 5, 3, 33);
+        let mut random = |n: usize| (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>();
+        let (x, w, g) = (random(rows * inner), random(inner * cols), random(rows * cols));
+        let [dx, dw, dg] = [&x, &w, &g].map(|v| gpu.upload(v).unwrap());
+        let layer = MlpLayer { input: dx.slice(), weight: dw.slice(), rows, inner, cols };
+        assert_eq!(layer.partial_len(), 3 * inner * cols);
+        let (dweight, partial) =
+            (gpu.alloc::<f64>(inner * cols).unwrap(), gpu.alloc::<f64>(layer.partial_len()).unwrap());
+        layer.backward(&gpu, &norm, dg.slice(), (dweight.slice(), partial.slice()), None).unwrap();
+        let got = gpu.download(&dweight).unwrap();
+        let alpha = 1.0 / (inner as f64).sqrt();
+        for i in 0..inner {
+            for j in 0..cols {
+                let chunk = |c: usize| {
+                    let edges = c * MLP_EDGE_CHUNK..((c + 1) * MLP_EDGE_CHUNK).min(rows);
+                    edges.fold(0.0, |acc: f64, e| x[e * inner + i].mul_add(g[e * cols + j], acc))
+                };
+                let want = alpha * (0..3).fold(0.0, |acc, c| acc + chunk(c));
+                assert_eq!(got[i * cols + j].to_bits(), want.to_bits(), "dW[{i}][{j}]");
+            }
+        }
     }
 
     /// The tiled GEMM sums every output in the order one thread alone
@@ -486,8 +553,15 @@ mod tests {
             }
             let (dweight, gin) =
                 (gpu.alloc::<f64>(inner * cols).unwrap(), gpu.alloc::<f64>(rows * inner).unwrap());
+            let none = gpu.alloc::<f64>(0).unwrap();
             layer
-                .backward(&gpu, &norm, dg.slice(), dweight.slice(), Some((gin.slice(), dpre.slice())))
+                .backward(
+                    &gpu,
+                    &norm,
+                    dg.slice(),
+                    (dweight.slice(), none.slice()),
+                    Some((gin.slice(), dpre.slice())),
+                )
                 .unwrap();
             let (dweight, gin) = (gpu.download(&dweight).unwrap(), gpu.download(&gin).unwrap());
             for i in 0..inner {

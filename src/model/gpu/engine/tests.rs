@@ -110,6 +110,29 @@ fn the_emulated_engine_matches_the_cpu_network_in_f32() {
     }
 }
 
+/// A batch of the MP data's sizes, whose edges the radial MLP's weight
+/// gradient sums in several chunks, still matches the CPU network.
+#[test]
+fn a_batch_of_several_edge_chunks_matches_the_cpu_network() {
+    let config =
+        ModelConfig { lmax: 2, em_dim: 6, mul: 3, layers: 1, radial_neurons: 7, ..ModelConfig::default() };
+    let net = Arc::new(Network::<f64>::new(crate::model::Architecture::new(&config).unwrap()));
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let params: Vec<f64> = (0..net.arch.num_params).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let input = crate::model::synthetic::random_batch(2, 4, 18, 34, config.cutoff);
+    assert!(layers::mlp_chunks(input.edge_src.len()) > 1, "{} edges", input.edge_src.len());
+    let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
+    let (raw, back) = engine.forward(&net.prepare(&input).unwrap(), &params, true).unwrap();
+    let (_, cache) = net.forward(&params, net.prepare(&input).unwrap());
+    let g_out: Vec<[f64; 6]> =
+        (0..raw.len()).map(|_| std::array::from_fn(|_| rng.gen_range(-1.0..1.0))).collect();
+    let graw: Vec<[f64; 6]> = cache.raw.iter().zip(&g_out).map(|(r, g)| net.head_backward(r, g)).collect();
+    let got = back.unwrap()(&graw).unwrap();
+    let want = net.backward(&params, &cache, &g_out);
+    // Sums over thousands of edges, the chunks' in another order than the CPU's.
+    assert!(worst(&got, &want) <= 1e-10, "off by {:e}", worst(&got, &want));
+}
+
 /// The published configuration: em 48, two gate layers, l_max 3, mul 48.
 fn published() -> ModelConfig {
     ModelConfig { lmax: 3, em_dim: 48, mul: 48, layers: 2, ..ModelConfig::default() }

@@ -550,12 +550,13 @@ struct MlpParams {
   aniso_ptr out;     // real: activations [rows × cols] (forward), input grad [rows × inner], dW [inner × cols]
   aniso_ptr pre;     // real[rows × cols] or 0: pre-activations (forward, written; input grad, read)
   aniso_ptr g;       // real[rows × cols]: upstream gradient (backward)
+  aniso_ptr partial; // real[chunks × inner × cols]: dW's sums over each chunk of edges (weight grad)
   double alpha;      // 1/√inner
   double silu;       // e3nn's normalisation of SiLU
   int rows;
   int inner;
   int cols;
-  int unused;
+  int k_chunk;       // weight grad: edges a chunk sums (the last may sum fewer)
 };
 
 // The three products of a layer are one tiled GEMM, C = A B with A (M × K)
@@ -568,6 +569,12 @@ struct MlpParams {
 // each thread keeps GEMM_PER outputs of one column in registers. Every output
 // is one fma chain over k in ascending order, exactly as one thread alone
 // would sum it, so the tiling changes the speed and never a bit.
+//
+// A long k is cut into chunks of `k_chunk` (the weight grad's edges: a few
+// dozen tiles of dW would otherwise each run thousands of edges on one SM
+// while the others idle). A block then owns a (tile, chunk) pair, the
+// chunk's chain goes to `partial`, and mlp_weight_grad_sum adds the chunks
+// in order: the sum depends on k_chunk, a constant, never on the launch.
 #define GEMM_TILE 32
 #define GEMM_K 16
 #define GEMM_THREADS 128
@@ -579,20 +586,25 @@ struct GemmShape {
   long long sbk, sbn;  // B(k, j) = b[k sbk + j sbn]
 };
 
-// Runs the tiles of C; `epilogue(i, j, c)` stores output (i, j) of value c.
+// Runs the (tile, chunk) pairs of C; `epilogue(i, j, chunk, c)` stores
+// output (i, j)'s sum c over chunk `chunk` of k.
 template <typename real, typename Epilogue>
-__device__ void tiled_gemm(const real* a, const real* b, const GemmShape& s, const Epilogue& epilogue) {
+__device__ void tiled_gemm(const real* a, const real* b, const GemmShape& s, long long k_chunk,
+                           const Epilogue& epilogue) {
   real* as = reinterpret_cast<real*>(aniso_smem);  // [GEMM_K][GEMM_TILE]: A's slab, k-major
   real* bs = as + GEMM_K * GEMM_TILE;              // [GEMM_K][GEMM_TILE]: B's slab
   const long long tiles_m = (s.m + GEMM_TILE - 1) / GEMM_TILE, tiles_n = (s.n + GEMM_TILE - 1) / GEMM_TILE;
+  const long long chunks = s.k > k_chunk ? (s.k + k_chunk - 1) / k_chunk : 1;
   const int col = threadIdx.x % GEMM_TILE, row0 = threadIdx.x / GEMM_TILE;
   const int rows_step = GEMM_THREADS / GEMM_TILE;
-  for (long long tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
+  for (long long work = blockIdx.x; work < tiles_m * tiles_n * chunks; work += gridDim.x) {
+    const long long tile = work % (tiles_m * tiles_n), chunk = work / (tiles_m * tiles_n);
     const long long i0 = (tile / tiles_n) * GEMM_TILE, j0 = (tile % tiles_n) * GEMM_TILE;
+    const long long k_begin = chunk * k_chunk, k_end = k_begin + k_chunk < s.k ? k_begin + k_chunk : s.k;
     real acc[GEMM_PER];
     for (int q = 0; q < GEMM_PER; ++q) acc[q] = 0;
-    for (long long k0 = 0; k0 < s.k; k0 += GEMM_K) {
-      const int kc = (int)(s.k - k0 < GEMM_K ? s.k - k0 : GEMM_K);
+    for (long long k0 = k_begin; k0 < k_end; k0 += GEMM_K) {
+      const int kc = (int)(k_end - k0 < GEMM_K ? k_end - k0 : GEMM_K);
       // Consecutive threads load consecutive addresses: along k where that
       // is A's (or B's) unit stride, else along the tile.
       for (int l = threadIdx.x; l < GEMM_K * GEMM_TILE; l += GEMM_THREADS) {
@@ -615,7 +627,7 @@ __device__ void tiled_gemm(const real* a, const real* b, const GemmShape& s, con
     const long long j = j0 + col;
     for (int q = 0; q < GEMM_PER; ++q) {
       const long long i = i0 + row0 + q * rows_step;
-      if (i < s.m && j < s.n) epilogue(i, j, acc[q]);
+      if (i < s.m && j < s.n) epilogue(i, j, chunk, acc[q]);
     }
   }
 }
@@ -627,7 +639,7 @@ struct MlpForwardOut {
   real* pre;
   real alpha, silu;
   long long cols;
-  __device__ void operator()(long long e, long long j, real acc) const {
+  __device__ void operator()(long long e, long long j, long long, real acc) const {
     const long long k = e * cols + j;
     const real v = alpha * acc;
     if (pre) {
@@ -642,25 +654,48 @@ struct MlpForwardOut {
 template <typename real>
 __device__ void mlp_forward(const MlpParams& p) {
   const GemmShape s = {p.rows, p.cols, p.inner, p.inner, 1, p.cols, 1};
-  tiled_gemm<real>(reinterpret_cast<const real*>(p.input), reinterpret_cast<const real*>(p.weight), s,
+  tiled_gemm<real>(reinterpret_cast<const real*>(p.input), reinterpret_cast<const real*>(p.weight), s, s.k,
                    MlpForwardOut<real>{reinterpret_cast<real*>(p.out), reinterpret_cast<real*>(p.pre),
                                          (real)p.alpha, (real)p.silu, p.cols});
 }
 
+// dW itself where the edges are one chunk, else the chunk's sum in `partial`.
 template <typename real>
 struct MlpWeightGradOut {
   real* dweight;
+  real* partial;
   real alpha;
-  long long cols;
-  __device__ void operator()(long long i, long long j, real acc) const { dweight[i * cols + j] = alpha * acc; }
+  long long inner, cols;
+  __device__ void operator()(long long i, long long j, long long chunk, real acc) const {
+    if (partial)
+      partial[(chunk * inner + i) * cols + j] = acc;
+    else
+      dweight[i * cols + j] = alpha * acc;
+  }
 };
 
-// dW[i][j] = α Σ_e input[e][i] g[e][j], the edges in order.
+// dW[i][j] = α Σ_e input[e][i] g[e][j], the edges in order, by chunks of
+// k_chunk edges when there are more (partial then holds the chunks' sums).
 template <typename real>
 __device__ void mlp_weight_grad(const MlpParams& p) {
   const GemmShape s = {p.inner, p.cols, p.rows, 1, p.inner, p.cols, 1};
-  tiled_gemm<real>(reinterpret_cast<const real*>(p.input), reinterpret_cast<const real*>(p.g), s,
-                   MlpWeightGradOut<real>{reinterpret_cast<real*>(p.out), (real)p.alpha, p.cols});
+  real* partial = p.rows > p.k_chunk ? reinterpret_cast<real*>(p.partial) : nullptr;
+  tiled_gemm<real>(reinterpret_cast<const real*>(p.input), reinterpret_cast<const real*>(p.g), s, p.k_chunk,
+                   MlpWeightGradOut<real>{reinterpret_cast<real*>(p.out), partial, (real)p.alpha, p.inner, p.cols});
+}
+
+// dW[i][j] = α Σ_chunk partial[chunk][i][j], the chunks in order.
+template <typename real>
+__device__ void mlp_weight_grad_sum(const MlpParams& p) {
+  const real* partial = reinterpret_cast<const real*>(p.partial);
+  real* dweight = reinterpret_cast<real*>(p.out);
+  const long long size = (long long)p.inner * p.cols, chunks = ((long long)p.rows + p.k_chunk - 1) / p.k_chunk;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < size;
+       k += (long long)gridDim.x * blockDim.x) {
+    real acc = 0;
+    for (long long c = 0; c < chunks; ++c) acc += partial[c * size + k];
+    dweight[k] = (real)p.alpha * acc;
+  }
 }
 
 template <typename real>
@@ -669,7 +704,7 @@ struct MlpInputGradOut {
   const real* pre;
   real alpha, silu;
   long long inner;
-  __device__ void operator()(long long e, long long i, real acc) const {
+  __device__ void operator()(long long e, long long i, long long, real acc) const {
     const long long k = e * inner + i;
     const real v = pre[k], sg = (real)1 / ((real)1 + exp(-v));
     gin[k] = alpha * acc * (silu * (sg + v * sg * ((real)1 - sg)));
@@ -681,7 +716,7 @@ struct MlpInputGradOut {
 template <typename real>
 __device__ void mlp_input_grad(const MlpParams& p) {
   const GemmShape s = {p.rows, p.inner, p.cols, p.cols, 1, 1, p.cols};
-  tiled_gemm<real>(reinterpret_cast<const real*>(p.g), reinterpret_cast<const real*>(p.weight), s,
+  tiled_gemm<real>(reinterpret_cast<const real*>(p.g), reinterpret_cast<const real*>(p.weight), s, s.k,
                    MlpInputGradOut<real>{reinterpret_cast<real*>(p.out), reinterpret_cast<const real*>(p.pre),
                                            (real)p.alpha, (real)p.silu, p.inner});
 }
@@ -918,6 +953,7 @@ __device__ void param_copy(const OptimParams& p) {
   ANISO_KERNEL void embed_param_grad_##suffix(const EmbedParams p) { embed_param_grad<real>(p); }      \
   ANISO_KERNEL void mlp_forward_##suffix(const MlpParams p) { mlp_forward<real>(p); }                  \
   ANISO_KERNEL void mlp_weight_grad_##suffix(const MlpParams p) { mlp_weight_grad<real>(p); }          \
+  ANISO_KERNEL void mlp_weight_grad_sum_##suffix(const MlpParams p) { mlp_weight_grad_sum<real>(p); }  \
   ANISO_KERNEL void mlp_input_grad_##suffix(const MlpParams p) { mlp_input_grad<real>(p); }            \
   ANISO_KERNEL void gate_forward_##suffix(const GateParams p) { gate_forward<real>(p); }               \
   ANISO_KERNEL void gate_backward_##suffix(const GateParams p) { gate_backward<real>(p); }             \

@@ -67,6 +67,7 @@ const Kernel KERNELS[] = {
     ANISO_ENTRY(embed_param_grad_f32, EmbedParams),     ANISO_ENTRY(embed_param_grad_f64, EmbedParams),
     ANISO_SYNCED(mlp_forward_f32, MlpParams),           ANISO_SYNCED(mlp_forward_f64, MlpParams),
     ANISO_SYNCED(mlp_weight_grad_f32, MlpParams),       ANISO_SYNCED(mlp_weight_grad_f64, MlpParams),
+    ANISO_ENTRY(mlp_weight_grad_sum_f32, MlpParams),    ANISO_ENTRY(mlp_weight_grad_sum_f64, MlpParams),
     ANISO_SYNCED(mlp_input_grad_f32, MlpParams),        ANISO_SYNCED(mlp_input_grad_f64, MlpParams),
     ANISO_ENTRY(gate_forward_f32, GateParams),          ANISO_ENTRY(gate_forward_f64, GateParams),
     ANISO_ENTRY(gate_backward_f32, GateParams),         ANISO_ENTRY(gate_backward_f64, GateParams),
@@ -155,8 +156,8 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
 #undef F
   } else if (std::strcmp(name, "MlpParams") == 0) {
 #define F(f) offsetof(MlpParams, f)
-    v = {sizeof(MlpParams), F(input), F(weight), F(out), F(pre), F(g), F(alpha), F(silu),
-         F(rows), F(inner), F(cols), F(unused)};
+    v = {sizeof(MlpParams), F(input), F(weight), F(out), F(pre), F(g), F(partial), F(alpha), F(silu),
+         F(rows), F(inner), F(cols), F(k_chunk)};
 #undef F
   } else if (std::strcmp(name, "GateParams") == 0) {
 #define F(f) offsetof(GateParams, f)
