@@ -218,7 +218,8 @@ fn launch_gemm<E: GpuReal>(
     params: &MlpParams,
 ) -> Result<(), GpuError> {
     let blocks = m.div_ceil(GEMM_TILE) * n.div_ceil(GEMM_TILE) * chunks;
-    let shared = 2 * GEMM_K * GEMM_TILE * std::mem::size_of::<E>();
+    // Two slabs of GEMM_K rows, each padded by one (GEMM_LD in anisonet.cu).
+    let shared = 2 * GEMM_K * (GEMM_TILE + 1) * std::mem::size_of::<E>();
     gpu.launch(&kernel::<E>(name), blocks.min(1 << 16) as u32, GEMM_THREADS, shared as u32, params)
 }
 

@@ -279,3 +279,63 @@ fn a_training_step_kept_on_the_device_moves_the_batch_and_a_kilobyte() {
     let state = engine.store().unwrap();
     assert!(state.m.iter().any(|&m| m != 0.0), "AdamW ran on the device");
 }
+
+/// Twenty steps of a run kept on the device at the published
+/// configuration, AdamW with the norm limit biting, against the CPU
+/// network with the host's AdamW: the losses of the two, step by step.
+fn twenty_steps_at_the_published_configuration<E: GpuReal + crate::model::ModelFloat>() -> Vec<(f64, f64)>
+where
+    dfdx::prelude::Cpu: dfdx::prelude::Device<E>,
+{
+    use crate::train::batch::mse_with_gradient;
+    use crate::train::optim::AdamW;
+    let net = Arc::new(Network::<E>::new(crate::model::Architecture::new(&published()).unwrap()));
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let start: Vec<E> = (0..net.arch.num_params).map(|_| E::of(rng.gen_range(-1.0..1.0))).collect();
+    let input = batch(&mut rng, 3, &[3, 8, 14]);
+    let targets: Vec<[f64; 6]> = (0..3).map(|_| std::array::from_fn(|_| rng.gen_range(1.0..3.0))).collect();
+    let kind = ModelKind::Equivariant;
+    let optimiser = || {
+        let mut adam = AdamW::<E>::new(1e-3, 0.03);
+        adam.max_grad_norm = Some(1.0);
+        adam
+    };
+
+    let (mut host, mut params, mut cpu) = (optimiser(), start.clone(), vec![]);
+    for _ in 0..20 {
+        let (out, cache) = net.forward(&params, net.prepare(&input).unwrap());
+        let out: Vec<[f64; 6]> = out.iter().map(|o| o.map(|v| v.to64())).collect();
+        let (loss, grad) = mse_with_gradient(kind, &out, &targets);
+        let g_out: Vec<[E; 6]> = grad.iter().map(|g| g.map(E::of)).collect();
+        let grad = net.backward(&params, &cache, &g_out);
+        host.step_slices(&mut params, &grad);
+        cpu.push(loss);
+    }
+
+    let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
+    engine.load(&HostState { params: start.clone(), best: start, ..HostState::default() }).unwrap();
+    let (mut adam, prep) = (optimiser(), net.prepare(&input).unwrap());
+    let mut loss = |raw: &[[f64; 6]]| {
+        let out: Vec<[f64; 6]> = raw.iter().map(|r| net.head_forward(r)).collect();
+        let (value, grad) = mse_with_gradient(kind, &out, &targets);
+        (value, raw.iter().zip(&grad).map(|(r, g)| net.head_backward(r, g)).collect())
+    };
+    let device = (0..20).map(|_| engine.train_step(&prep, &mut loss, &adam.next_step()).unwrap());
+    let pairs: Vec<(f64, f64)> = device.zip(cpu).collect();
+    assert!(pairs[19].1 < pairs[0].1, "the loss falls: {pairs:?}");
+    pairs
+}
+
+#[test]
+fn twenty_steps_at_the_published_configuration_follow_the_cpu_in_f64() {
+    for (k, (got, want)) in twenty_steps_at_the_published_configuration::<f64>().into_iter().enumerate() {
+        assert!((got - want).abs() <= 1e-9 * want.abs(), "step {k}: {got} on the device, {want} on the cpu");
+    }
+}
+
+#[test]
+fn twenty_steps_at_the_published_configuration_follow_the_cpu_in_f32() {
+    for (k, (got, want)) in twenty_steps_at_the_published_configuration::<f32>().into_iter().enumerate() {
+        assert!((got - want).abs() <= 1e-4 * want.abs(), "step {k}: {got} on the device, {want} on the cpu");
+    }
+}

@@ -579,6 +579,10 @@ struct MlpParams {
 #define GEMM_K 16
 #define GEMM_THREADS 128
 #define GEMM_PER (GEMM_TILE * GEMM_TILE / GEMM_THREADS)
+// A slab's row stride in shared memory: one more than a tile, so that the
+// threads loading along k (A or B of unit stride in k) write to different
+// banks instead of 16 of them to one.
+#define GEMM_LD (GEMM_TILE + 1)
 
 struct GemmShape {
   long long m, n, k;
@@ -591,8 +595,8 @@ struct GemmShape {
 template <typename real, typename Epilogue>
 __device__ void tiled_gemm(const real* a, const real* b, const GemmShape& s, long long k_chunk,
                            const Epilogue& epilogue) {
-  real* as = reinterpret_cast<real*>(aniso_smem);  // [GEMM_K][GEMM_TILE]: A's slab, k-major
-  real* bs = as + GEMM_K * GEMM_TILE;              // [GEMM_K][GEMM_TILE]: B's slab
+  real* as = reinterpret_cast<real*>(aniso_smem);  // [GEMM_K][GEMM_LD]: A's slab, k-major
+  real* bs = as + GEMM_K * GEMM_LD;                // [GEMM_K][GEMM_LD]: B's slab
   const long long tiles_m = (s.m + GEMM_TILE - 1) / GEMM_TILE, tiles_n = (s.n + GEMM_TILE - 1) / GEMM_TILE;
   const long long chunks = s.k > k_chunk ? (s.k + k_chunk - 1) / k_chunk : 1;
   const int col = threadIdx.x % GEMM_TILE, row0 = threadIdx.x / GEMM_TILE;
@@ -611,16 +615,16 @@ __device__ void tiled_gemm(const real* a, const real* b, const GemmShape& s, lon
         const int kk = s.sak == 1 ? l % GEMM_K : l / GEMM_TILE;
         const int ii = s.sak == 1 ? l / GEMM_K : l % GEMM_TILE;
         const long long i = i0 + ii;
-        as[kk * GEMM_TILE + ii] = (kk < kc && i < s.m) ? a[i * s.sam + (k0 + kk) * s.sak] : (real)0;
+        as[kk * GEMM_LD + ii] = (kk < kc && i < s.m) ? a[i * s.sam + (k0 + kk) * s.sak] : (real)0;
         const int kb = s.sbk == 1 ? l % GEMM_K : l / GEMM_TILE;
         const int jb = s.sbk == 1 ? l / GEMM_K : l % GEMM_TILE;
         const long long j = j0 + jb;
-        bs[kb * GEMM_TILE + jb] = (kb < kc && j < s.n) ? b[(k0 + kb) * s.sbk + j * s.sbn] : (real)0;
+        bs[kb * GEMM_LD + jb] = (kb < kc && j < s.n) ? b[(k0 + kb) * s.sbk + j * s.sbn] : (real)0;
       }
       __syncthreads();
       for (int kk = 0; kk < kc; ++kk) {
-        const real bv = bs[kk * GEMM_TILE + col];
-        for (int q = 0; q < GEMM_PER; ++q) acc[q] = aniso_fma(as[kk * GEMM_TILE + row0 + q * rows_step], bv, acc[q]);
+        const real bv = bs[kk * GEMM_LD + col];
+        for (int q = 0; q < GEMM_PER; ++q) acc[q] = aniso_fma(as[kk * GEMM_LD + row0 + q * rows_step], bv, acc[q]);
       }
       __syncthreads();
     }
