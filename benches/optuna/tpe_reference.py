@@ -3,7 +3,7 @@
 Writes the best value after 100 trials of every seed, univariate and
 multivariate, as JSON; `hpo_quality` reads it (HPO_QUALITY_OPTUNA=FILE) and
 compares the two distributions seed set against seed set (Mann–Whitney).
-The functions are the ones of `src/hpo/test_functions.rs`, term for term.
+The functions are the ones of `crates/hpo/src/test_functions.rs`, term for term.
 
     python3 -m venv /tmp/optuna-venv
     /tmp/optuna-venv/bin/pip install optuna==5.0.0

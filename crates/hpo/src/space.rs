@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::InputError;
+use anisostudy_error::InputError;
 
 /// Relative tolerance for "is this float on the step grid".
 const GRID_TOLERANCE: f64 = 1e-9;

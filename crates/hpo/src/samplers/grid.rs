@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{SampleContext, Sampler};
-use crate::error::InputError;
-use crate::hpo::rng::{self, Stream};
-use crate::hpo::{Distribution, ParamValue, Params, SearchSpace, TrialState};
+use crate::rng::{self, Stream};
+use crate::{Distribution, ParamValue, Params, SearchSpace, TrialState};
+use anisostudy_error::InputError;
 
 /// Largest grid accepted (combinations), so a typo cannot exhaust memory.
 pub const MAX_GRID_SIZE: u64 = 10_000_000;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::samplers::{GridSpec, TpeConfig};
 use super::SearchSpace;
-use crate::error::InputError;
+use anisostudy_error::InputError;
 
 /// The sampler of a phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ impl Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpo::Distribution;
+    use crate::Distribution;
 
     #[test]
     fn validation_names_the_phase_and_parameter() {

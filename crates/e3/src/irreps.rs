@@ -207,22 +207,22 @@ impl Irreps {
         self.0.iter().filter(|b| b.ir == ir).map(|b| b.mul).sum()
     }
 
-    /// Start of each block in a feature vector, plus the total dimension at
-    /// the end (length `len() + 1`).
+    /// Start of each block in a feature vector.
     pub fn offsets(&self) -> Vec<usize> {
-        let mut offsets = Vec::with_capacity(self.0.len() + 1);
         let mut at = 0;
-        offsets.push(at);
-        for block in &self.0 {
-            at += block.dim();
-            offsets.push(at);
-        }
-        offsets
+        self.0
+            .iter()
+            .map(|block| {
+                let start = at;
+                at += block.dim();
+                start
+            })
+            .collect()
     }
 
     /// The component range of each block in a feature vector.
     pub fn slices(&self) -> Vec<Range<usize>> {
-        self.offsets().windows(2).map(|w| w[0]..w[1]).collect()
+        self.offsets().into_iter().zip(&self.0).map(|(start, block)| start..start + block.dim()).collect()
     }
 
     /// Merges neighbouring blocks of the same irrep and drops empty blocks,
@@ -443,9 +443,9 @@ impl<'de> serde::Deserialize<'de> for Irreps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::e3::fixtures;
-    use crate::e3::rotation::{apply, random_rotations};
-    use crate::e3::spherical_harmonics::spherical_harmonics;
+    use crate::fixtures;
+    use crate::rotation::{apply, random_rotations};
+    use crate::spherical_harmonics::spherical_harmonics;
 
     fn irreps(s: &str) -> Irreps {
         s.parse().unwrap()
@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(x.num_irreps(), 7);
         assert_eq!(x.len(), 3);
         assert_eq!(x.lmax(), Some(2));
-        assert_eq!(x.offsets(), vec![0, 4, 10, 15]);
+        assert_eq!(x.offsets(), vec![0, 4, 10]);
         assert_eq!(x.slices(), vec![0..4, 4..10, 10..15]);
         assert_eq!(Irreps::spherical_harmonics(3).to_string(), "1x0e+1x1o+1x2e+1x3o");
         assert!(Irrep::new(0, Parity::Even).is_scalar());

@@ -4,8 +4,8 @@
 use rand::RngCore;
 
 use super::{SampleContext, Sampler};
-use crate::hpo::rng::{self, Stream};
-use crate::hpo::{Distribution, ParamValue, Params, SearchSpace};
+use crate::rng::{self, Stream};
+use crate::{Distribution, ParamValue, Params, SearchSpace};
 
 /// Independent uniform draws for every parameter.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Direction, FrozenTrial, TrialState};
-use crate::error::InputError;
+use anisostudy_error::InputError;
 
 /// Decides whether `trial` (RUNNING, with its intermediate values so far)
 /// should be pruned, given the study's other trials.

@@ -140,7 +140,7 @@ pub fn spherical_harmonics_batch_into<T: Real>(lmax: u32, vectors: &[[T; 3]], ou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::e3::fixtures;
+    use crate::fixtures;
     use rand::{Rng, SeedableRng};
 
     #[test]
@@ -199,7 +199,7 @@ mod tests {
         let lmax = 8u32;
         let dim = sh_dim(lmax);
         let mut gram = vec![0.0; dim * dim];
-        for (point, weight) in crate::e3::wigner::sphere_quadrature(2 * lmax) {
+        for (point, weight) in crate::wigner::sphere_quadrature(2 * lmax) {
             let y = spherical_harmonics(lmax, point);
             for i in 0..dim {
                 for j in 0..dim {

@@ -50,7 +50,8 @@ mod tests {
     use super::*;
 
     fn fixture() -> Option<serde_json::Value> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/e3nn_cartesian_symmetric.json");
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/e3nn_cartesian_symmetric.json");
         match std::fs::read_to_string(path) {
             Ok(text) => Some(serde_json::from_str(&text).unwrap()),
             Err(_) => {

@@ -79,7 +79,7 @@ pub(crate) mod fixtures {
     /// The parsed fixture `name` from `../shared/fixtures`, or `None` (with a
     /// printed note) when the shared folder is absent.
     pub fn load(name: &str) -> Option<serde_json::Value> {
-        let path = format!("{}/../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         match std::fs::read_to_string(&path) {
             Ok(text) => Some(serde_json::from_str(&text).expect("fixture is valid JSON")),
             Err(_) => {

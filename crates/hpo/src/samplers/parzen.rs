@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use rand::RngCore;
 
 use super::normal::{log_gauss_mass, truncated_ppf, LN_SQRT_2PI};
-use crate::hpo::rng;
+use crate::rng;
 
 /// One dimension of an estimator's domain, in the internal representation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -471,7 +471,7 @@ fn scramble(i: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpo::rng::{seeded, Stream};
+    use crate::rng::{seeded, Stream};
 
     const PARAMS: ParzenParams =
         ParzenParams { prior_weight: 1.0, consider_magic_clip: true, consider_endpoints: false };

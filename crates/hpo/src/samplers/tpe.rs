@@ -64,9 +64,9 @@ use serde::{Deserialize, Serialize};
 use super::parzen::{default_weights, DimSpec, Grid, ParzenEstimator, ParzenParams};
 use super::random::{sample_one, sample_space};
 use super::{SampleContext, Sampler};
-use crate::error::InputError;
-use crate::hpo::rng::{self, Stream};
-use crate::hpo::{Direction, Distribution, FrozenTrial, ParamValue, Params, SearchSpace, TrialState};
+use crate::rng::{self, Stream};
+use crate::{Direction, Distribution, FrozenTrial, ParamValue, Params, SearchSpace, TrialState};
+use anisostudy_error::InputError;
 
 /// Settings of the TPE sampler; defaults are Optuna 5.0's, except that
 /// `multivariate` is off.
@@ -312,7 +312,7 @@ fn avoid_taken(
     proposal
 }
 
-fn internal(dist: &Distribution, value: &crate::hpo::ParamValue) -> f64 {
+fn internal(dist: &Distribution, value: &crate::ParamValue) -> f64 {
     dist.to_internal(value).expect("sampled values have the distribution's kind")
 }
 
@@ -442,7 +442,7 @@ pub fn split_trials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpo::{ParamValue, SearchSpace};
+    use crate::{ParamValue, SearchSpace};
 
     fn trial(number: u64, state: TrialState, value: Option<f64>, x: f64) -> FrozenTrial {
         FrozenTrial {

@@ -258,9 +258,9 @@ pub fn wigner_d(l: u32, r: &Mat3) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::e3::cartesian::CHANGE_OF_BASIS;
-    use crate::e3::fixtures;
-    use crate::e3::rotation::{apply, random_rotations};
+    use crate::cartesian::CHANGE_OF_BASIS;
+    use crate::fixtures;
+    use crate::rotation::{apply, random_rotations};
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         assert_eq!(a.len(), b.len());

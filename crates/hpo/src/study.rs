@@ -16,7 +16,7 @@ use super::phase::{Phase, SamplerConfig};
 use super::pruners::{Pruner, PrunerConfig};
 use super::samplers::{GridSampler, RandomSampler, SampleContext, Sampler, TpeSampler};
 use super::{Direction, FrozenTrial, Params, TrialState, TrialStore};
-use crate::error::InputError;
+use anisostudy_error::InputError;
 
 /// Everything that defines a study's behaviour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -373,8 +373,8 @@ fn best_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpo::samplers::{GridAxis, GridSpec};
-    use crate::hpo::{MemoryStore, ParamValue, SearchSpace};
+    use crate::samplers::{GridAxis, GridSpec};
+    use crate::{MemoryStore, ParamValue, SearchSpace};
 
     fn grid(values: &[i64]) -> SamplerConfig {
         let axis = GridAxis::Values(values.iter().map(|&v| ParamValue::Int(v)).collect());

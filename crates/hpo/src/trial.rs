@@ -47,6 +47,30 @@ impl TrialState {
     }
 }
 
+/// A name that is no [`TrialState::name`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTrialState(pub String);
+
+impl std::fmt::Display for UnknownTrialState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown trial state {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownTrialState {}
+
+/// The state named by [`TrialState::name`].
+impl std::str::FromStr for TrialState {
+    type Err = UnknownTrialState;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        TrialState::REPORT_ORDER
+            .into_iter()
+            .find(|state| state.name() == name)
+            .ok_or_else(|| UnknownTrialState(name.to_owned()))
+    }
+}
+
 /// Whether the objective is minimised or maximised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

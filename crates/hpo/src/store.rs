@@ -1,5 +1,5 @@
 //! Where a study's trials live. The ask/tell core reads and writes trials only
-//! through [`TrialStore`]; SQLite (`crate::storage`) and memory implement it.
+//! through [`TrialStore`]; the study database (in `anisostudy::storage`) and memory implement it.
 
 use super::{FrozenTrial, Params, TrialState};
 
