@@ -6,104 +6,22 @@
 //! (`[m][u]`, u = channel) so kernels vectorise over channels; e3nn stores
 //! `[u][m]`, see [`to_e3nn_layout`].
 
-use std::fmt;
-
 use super::config::{ModelConfig, ModelError, ModelKind};
+pub use crate::e3::{Irrep, Irreps, MulIr, Parity};
 
-/// An irreducible representation of O(3): degree `l`, parity `p` = ±1.
-/// Ordered as e3nn sorts them: by l, then odd before even.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ir {
-    pub l: usize,
-    pub p: i8,
-}
+/// The invariant scalar, `0e`.
+const SCALAR: Irrep = Irrep::new(0, Parity::Even);
 
-impl Ir {
-    pub const fn new(l: usize, p: i8) -> Ir {
-        Ir { l, p }
-    }
-    pub fn dim(self) -> usize {
-        2 * self.l + 1
-    }
-    /// Irreps of the product `self ⊗ other`, in increasing l.
-    pub fn product(self, other: Ir) -> impl Iterator<Item = Ir> {
-        let p = self.p * other.p;
-        (self.l.abs_diff(other.l)..=self.l + other.l).map(move |l| Ir::new(l, p))
-    }
-}
-
-impl fmt::Display for Ir {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.l, if self.p > 0 { 'e' } else { 'o' })
-    }
-}
-
-/// `mul` copies of one irrep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Block {
-    pub mul: usize,
-    pub ir: Ir,
-}
-
-impl Block {
-    pub fn dim(self) -> usize {
-        self.mul * self.ir.dim()
-    }
-}
-
-/// A direct sum of blocks, with the e3nn string form (`"4x0e+4x1o"`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Irreps(pub Vec<Block>);
-
-impl Irreps {
-    pub fn dim(&self) -> usize {
-        self.0.iter().map(|b| b.dim()).sum()
-    }
-    /// Start of every block in a feature vector.
-    pub fn offsets(&self) -> Vec<usize> {
-        let mut acc = 0;
-        self.0
-            .iter()
-            .map(|b| {
-                let o = acc;
-                acc += b.dim();
-                o
-            })
-            .collect()
-    }
-    /// Merges neighbouring blocks of the same irrep (e3nn `simplify`).
-    pub fn simplify(&self) -> Irreps {
-        let mut out: Vec<Block> = Vec::new();
-        for b in &self.0 {
-            match out.last_mut() {
-                Some(last) if last.ir == b.ir => last.mul += b.mul,
-                _ if b.mul > 0 => out.push(*b),
-                _ => {}
-            }
-        }
-        Irreps(out)
-    }
-    pub fn contains(&self, ir: Ir) -> bool {
-        self.0.iter().any(|b| b.ir == ir && b.mul > 0)
-    }
-    /// Spherical harmonics 0e + 1o + 2e + … up to `lmax`.
-    pub fn spherical_harmonics(lmax: usize) -> Irreps {
-        Irreps(
-            (0..=lmax).map(|l| Block { mul: 1, ir: Ir::new(l, if l % 2 == 0 { 1 } else { -1 }) }).collect(),
-        )
-    }
-}
-
-impl fmt::Display for Irreps {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|b| format!("{}x{}", b.mul, b.ir)).collect();
-        write!(f, "{}", parts.join("+"))
-    }
-}
+/// A Convolution's output is `sin(π/8)·self-connection + cos(π/8)·message`
+/// (e3nn's gate_points): two parts of unit variance give a sum of unit
+/// variance. Named once here for every engine that computes it.
+pub const SELF_CONNECTION_WEIGHT: f64 = 0.3826834323650898;
+/// See [`SELF_CONNECTION_WEIGHT`].
+pub const MESSAGE_WEIGHT: f64 = 0.9238795325112867;
 
 /// Whether some `a ⊗ b` path reaches `target`.
-fn path_exists(a: &Irreps, b: &Irreps, target: Ir) -> bool {
-    a.0.iter().any(|x| b.0.iter().any(|y| x.ir.product(y.ir).any(|ir| ir == target)))
+fn path_exists(a: &Irreps, b: &Irreps, target: Irrep) -> bool {
+    a.0.iter().any(|x| b.0.iter().any(|y| x.ir.tensor_product(y.ir).any(|ir| ir == target)))
 }
 
 /// One weighted path of a [`Fctp`]: weights `[mul_in][attr][mul_out]` at `weight_offset`.
@@ -204,7 +122,7 @@ pub struct ConvArch {
     pub tp: EdgeTp,
     /// Radial MLP widths [num_basis, hidden…, tp.weight_numel].
     pub radial_dims: Vec<usize>,
-    /// Per output component: cos(π/8) where sc reaches it, else 1.
+    /// Per output component: [`MESSAGE_WEIGHT`] where sc reaches it, else 1.
     pub lin2_scale: Vec<f64>,
 }
 
@@ -224,7 +142,7 @@ pub struct GateArch {
     /// (offset in conv out, count, activation) of each gate segment, one per gated block.
     pub gates: Vec<(usize, usize, Act)>,
     /// (offset in conv out, block) of each gated block, in output order.
-    pub gated: Vec<(usize, Block)>,
+    pub gated: Vec<(usize, MulIr)>,
     pub irreps_out: Irreps,
 }
 
@@ -256,27 +174,27 @@ pub struct Architecture {
     pub num_params: usize,
 }
 
-fn even_odd(l: usize) -> [Ir; 2] {
-    [Ir::new(l, -1), Ir::new(l, 1)]
+fn even_odd(l: u32) -> [Irrep; 2] {
+    [Irrep::new(l, Parity::Odd), Irrep::new(l, Parity::Even)]
 }
 
 impl Architecture {
     pub fn new(config: &ModelConfig) -> Result<Architecture, ModelError> {
         config.validate()?;
-        let irreps_edge = Irreps::spherical_harmonics(config.lmax);
-        let hidden: Vec<Block> =
-            (0..=config.lmax).flat_map(even_odd).map(|ir| Block { mul: config.mul, ir }).collect();
-        let mut irreps = Irreps(vec![Block { mul: config.em_dim, ir: Ir::new(0, 1) }]);
+        let irreps_edge = Irreps::spherical_harmonics(config.lmax as u32);
+        let hidden: Vec<MulIr> =
+            (0..=config.lmax as u32).flat_map(even_odd).map(|ir| MulIr::new(config.mul, ir)).collect();
+        let mut irreps = Irreps(vec![MulIr::new(config.em_dim, SCALAR)]);
         let mut convs = Vec::new();
         let mut gates = Vec::new();
         for _ in 0..config.layers {
-            let reach = |ir: Ir| path_exists(&irreps, &irreps_edge, ir);
-            let scalars: Vec<Block> = hidden.iter().copied().filter(|b| b.ir.l == 0 && reach(b.ir)).collect();
-            let gated: Vec<Block> = hidden.iter().copied().filter(|b| b.ir.l > 0 && reach(b.ir)).collect();
-            let gate_ir = if reach(Ir::new(0, 1)) { Ir::new(0, 1) } else { Ir::new(0, -1) };
-            let gate_blocks: Vec<Block> = gated.iter().map(|b| Block { mul: b.mul, ir: gate_ir }).collect();
+            let reach = |ir: Irrep| path_exists(&irreps, &irreps_edge, ir);
+            let scalars: Vec<MulIr> = hidden.iter().copied().filter(|b| b.ir.l == 0 && reach(b.ir)).collect();
+            let gated: Vec<MulIr> = hidden.iter().copied().filter(|b| b.ir.l > 0 && reach(b.ir)).collect();
+            let gate_ir = if reach(SCALAR) { SCALAR } else { Irrep::new(0, Parity::Odd) };
+            let gate_blocks: Vec<MulIr> = gated.iter().map(|b| MulIr::new(b.mul, gate_ir)).collect();
             // e3nn _Sortcut: the conv output is the stable sort of scalars + gates + gated.
-            let mut all: Vec<(Block, usize)> = Vec::new();
+            let mut all: Vec<(MulIr, usize)> = Vec::new();
             for (k, b) in scalars.iter().chain(&gate_blocks).chain(&gated).enumerate() {
                 all.push((*b, k));
             }
@@ -289,8 +207,8 @@ impl Architecture {
                 acc += b.dim();
             }
             let conv_out = Irreps(sorted.iter().map(|(b, _)| *b).collect()).simplify();
-            let act_scalar = |ir: Ir| if ir.p > 0 { Act::Silu } else { Act::Tanh };
-            let act_gate = if gate_ir.p > 0 { Act::Sigmoid } else { Act::Tanh };
+            let act_scalar = |ir: Irrep| if ir.p == Parity::Even { Act::Silu } else { Act::Tanh };
+            let act_gate = if gate_ir.p == Parity::Even { Act::Sigmoid } else { Act::Tanh };
             let ns = scalars.len();
             let ng = gate_blocks.len();
             let gate = GateArch {
@@ -313,9 +231,9 @@ impl Architecture {
         }
         let out = match config.kind {
             ModelKind::Equivariant => {
-                Irreps(vec![Block { mul: 1, ir: Ir::new(0, 1) }, Block { mul: 1, ir: Ir::new(2, 1) }])
+                Irreps(vec![MulIr::new(1, SCALAR), MulIr::new(1, Irrep::new(2, Parity::Even))])
             }
-            ModelKind::Scalar => Irreps(vec![Block { mul: 6, ir: Ir::new(0, 1) }]),
+            ModelKind::Scalar => Irreps(vec![MulIr::new(6, SCALAR)]),
         };
         let last = ConvArch::new(config, &irreps, &irreps_edge, &out);
         if config.kind == ModelKind::Equivariant && !last.lin2.paths.iter().any(|p| p.block_out == 1) {
@@ -375,14 +293,14 @@ impl ConvArch {
         let sc = Fctp::new(&irreps_in_s, attr, irreps_out);
         let lin1 = Fctp::new(&irreps_in_s, attr, &irreps_in_s);
         // Edge TP instructions in e3nn's creation order, then mid sorted (stable).
-        let mut mid: Vec<Block> = Vec::new();
+        let mut mid: Vec<MulIr> = Vec::new();
         let mut raw: Vec<(usize, usize, usize)> = Vec::new(); // (block_in, l_edge, mid index)
         for (i, b) in irreps_in_s.0.iter().enumerate() {
             for (j, e) in irreps_edge.0.iter().enumerate() {
-                for ir in b.ir.product(e.ir) {
-                    if irreps_out.contains(ir) || ir == Ir::new(0, 1) {
+                for ir in b.ir.tensor_product(e.ir) {
+                    if irreps_out.count(ir) > 0 || ir == SCALAR {
                         raw.push((i, j, mid.len()));
-                        mid.push(Block { mul: b.mul, ir });
+                        mid.push(MulIr::new(b.mul, ir));
                     }
                 }
             }
@@ -420,8 +338,8 @@ impl ConvArch {
                 block_mid: place[pos].0,
                 u0: place[pos].1,
                 mul: b.mul,
-                l_in: b.ir.l,
-                l_out: mid[k].ir.l,
+                l_in: b.ir.l as usize,
+                l_out: mid[k].ir.l as usize,
                 path_weight: (mid[k].ir.dim() as f64 / fan_in).sqrt(),
                 weight_offset: w_off,
                 e3nn_i_out: pos,
@@ -438,8 +356,7 @@ impl ConvArch {
         let mut radial_dims = vec![config.num_basis];
         radial_dims.extend(std::iter::repeat_n(config.radial_neurons, config.radial_layers));
         radial_dims.push(tp.weight_numel);
-        let c = (std::f64::consts::PI / 8.0).cos();
-        let lin2_scale = sc.output_mask().iter().map(|&m| if m { c } else { 1.0 }).collect();
+        let lin2_scale = sc.output_mask().iter().map(|&m| if m { MESSAGE_WEIGHT } else { 1.0 }).collect();
         ConvArch {
             irreps_in: irreps_in_s,
             irreps_out: irreps_out.simplify(),
@@ -465,4 +382,16 @@ pub fn to_e3nn_layout(irreps: &Irreps, x: &[f64]) -> Vec<f64> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_convolution_mixes_by_sin_and_cos_of_an_eighth_of_pi() {
+        let eighth = std::f64::consts::PI / 8.0;
+        assert_eq!(SELF_CONNECTION_WEIGHT, eighth.sin());
+        assert_eq!(MESSAGE_WEIGHT, eighth.cos());
+    }
 }

@@ -24,17 +24,17 @@
 
 pub mod alloc;
 pub mod arch;
-pub mod checkpoint;
-pub mod config;
+pub(crate) mod checkpoint;
+pub(crate) mod config;
 pub mod gpu;
-pub mod input;
-pub mod kernels;
-pub mod network;
-pub mod normalize;
-pub mod physical;
+pub(crate) mod input;
+pub(crate) mod kernels;
+pub(crate) mod network;
+pub(crate) mod normalize;
+pub(crate) mod physical;
 pub mod reference;
 pub mod synthetic;
-pub mod tensor_net;
+pub(crate) mod tensor_net;
 
 use std::sync::Arc;
 

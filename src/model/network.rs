@@ -10,7 +10,7 @@ use std::f64::consts::PI;
 
 use rayon::prelude::*;
 
-use super::arch::{Act, Architecture, ConvArch, GateArch, NUM_ELEMENTS};
+use super::arch::{Act, Architecture, ConvArch, GateArch, NUM_ELEMENTS, SELF_CONNECTION_WEIGHT};
 use super::config::{ModelError, ModelKind, OutputMode};
 use super::input::ModelInput;
 use super::kernels::{
@@ -379,7 +379,7 @@ impl<E: Real> Network<E> {
         tp_forward(&ctx, &mut mid);
         let mut out = vec![E::zero(); n * dout];
         fctp_forward(&conv.lin2, &mats_lin2, &mid, &prep.species_of, &mut out);
-        let s = E::of((PI / 8.0).sin());
+        let s = E::of(SELF_CONNECTION_WEIGHT);
         let scales: Vec<E> = conv.lin2_scale.iter().map(|&c| E::of(c)).collect();
         out.par_chunks_mut(dout).zip(sc.par_chunks(dout)).for_each(|(o, scn)| {
             for ((ov, &sv), &c) in o.iter_mut().zip(scn).zip(&scales) {
@@ -506,6 +506,7 @@ impl<E: Real> Network<E> {
     }
 
     /// Backward of Convolution k: returns d loss / d input features; accumulates dz and parameter grads.
+    // One function on purpose: the reverse of `conv_forward` step by step, in the order the GPU engine launches it, its cached intermediates at hand.
     fn conv_backward(
         &self,
         k: usize,
@@ -528,7 +529,7 @@ impl<E: Real> Network<E> {
             let e = self.arch.param(&name);
             e.offset..e.offset + e.numel()
         };
-        let s = E::of((PI / 8.0).sin());
+        let s = E::of(SELF_CONNECTION_WEIGHT);
         let g_sc: Vec<E> = g.iter().map(|&v| s * v).collect();
         let scales: Vec<E> = conv.lin2_scale.iter().map(|&c| E::of(c)).collect();
         let mut g_l2 = g.to_vec();

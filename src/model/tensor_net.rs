@@ -18,12 +18,11 @@
 //! out through [`TapeSink::fork`].
 
 use std::cell::RefCell;
-use std::f64::consts::PI;
 use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::arch::{Act, Fctp, GateArch, Irreps, NUM_ELEMENTS};
+use super::arch::{Act, Fctp, GateArch, Irreps, NUM_ELEMENTS, SELF_CONNECTION_WEIGHT};
 use super::config::ModelError;
 use super::gpu::optim::{AdamStep, HostState};
 use super::kernels::Real;
@@ -336,7 +335,7 @@ impl<E: TensorFloat, D: Device<E>> TensorNet<E, D> {
         sc.into_iter()
             .zip(lin2)
             .zip(offsets)
-            .map(|((s, l), off)| s * E::of((PI / 8.0).sin()) + l * E::of(conv.lin2_scale[off]))
+            .map(|((s, l), off)| s * E::of(SELF_CONNECTION_WEIGHT) + l * E::of(conv.lin2_scale[off]))
             .collect()
     }
 

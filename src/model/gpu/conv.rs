@@ -7,7 +7,7 @@
 //! arithmetic, and its order, is that of [`crate::model::kernels`]'s
 //! `tp_forward` / `tp_backward`, which the tests compare against.
 
-use super::{ints, Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice};
+use super::{ints, Accumulate, Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice};
 use crate::model::arch::EdgeTp;
 use crate::model::kernels::{EdgeIndex, TpTables};
 
@@ -324,19 +324,9 @@ impl<E: GpuReal> TpConv<E> {
     }
 
     /// With the neighbour sum's gradient `g`: `dw` per edge (overwritten) and
-    /// `dh` per node (accumulated, or overwritten with its flag false), two launches.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        gpu: &Gpu,
-        graph: &TpGraph,
-        h: Slice<E>,
-        sh: Slice<E>,
-        w: Slice<E>,
-        g: Slice<E>,
-        (dh, accumulate): (Slice<E>, bool),
-        dw: Slice<E>,
-    ) -> Result<(), GpuError> {
+    /// `dh` per node (written as its [`Accumulate`] says), two launches.
+    pub fn backward(&self, gpu: &Gpu, graph: &TpGraph, args: TpConvBackward<E>) -> Result<(), GpuError> {
+        let TpConvBackward { h, sh, w, g, dh: (dh, accumulate), dw } = args;
         self.check(graph, h, sh, w);
         assert!(g.len() >= graph.nodes * self.dmid && dh.len() >= graph.nodes * self.din);
         assert!(dw.len() >= graph.edges * self.nw, "weight gradient too short");
@@ -363,12 +353,27 @@ impl<E: GpuReal> TpConv<E> {
             edge_peer: graph.dst.ptr(),
             elems: self.input_elems.ptr(),
             outputs: self.din as i32,
-            accumulate: accumulate as i32,
+            accumulate: accumulate.flag(),
             ..self.params(graph)
         };
         let kernel = format!("tp_conv_input_grad_{}", E::SUFFIX);
         gpu.launch(&kernel, graph.nodes as u32, self.block, self.shared(), &input)
     }
+}
+
+/// The inputs and gradients of [`TpConv::backward`].
+#[derive(Clone, Copy)]
+pub struct TpConvBackward<E> {
+    /// The forward pass's node features, spherical harmonics and edge weights.
+    pub h: Slice<E>,
+    pub sh: Slice<E>,
+    pub w: Slice<E>,
+    /// The neighbour sum's gradient.
+    pub g: Slice<E>,
+    /// The node features' gradient.
+    pub dh: (Slice<E>, Accumulate),
+    /// The edge weights' gradient (overwritten).
+    pub dw: Slice<E>,
 }
 
 #[cfg(test)]

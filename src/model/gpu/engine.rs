@@ -19,14 +19,14 @@
 //! its own. The architecture's tables are uploaded once, when the engine is
 //! made.
 
-use std::f64::consts::PI;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::conv::{TpConv, TpGraph};
-use super::fctp::{FctpTables, SpeciesNodes, Upstream};
-use super::layers::{self, Embedded, GateTables, Graphs, MlpLayer, Species};
+use super::conv::{TpConv, TpConvBackward, TpGraph};
+use super::fctp::{FctpBackward, FctpForward, FctpTables, SpeciesNodes, Upstream};
+use super::layers::{self, EmbedGrads, Embedded, GateTables, Graphs, MlpLayer, Species};
 use super::optim::{AdamStep, DeviceState, HostState};
-use super::{ints, Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slice};
+use super::{ints, Accumulate, Buffer, Gpu, GpuError, GpuReal, Layout, Packing, Section, Slice};
+use crate::model::arch::SELF_CONNECTION_WEIGHT;
 use crate::model::config::ModelError;
 use crate::model::kernels::TpTables;
 use crate::model::network::{Network, Prepared};
@@ -446,7 +446,7 @@ impl<E: GpuReal> Inner<E> {
         let graph = step.sections.edges.of(step.batch);
         let (sh, basis) = (step.sections.sh.of(step.batch), step.sections.basis.of(step.batch));
         let z = embedded.z;
-        let s = (PI / 8.0).sin();
+        let s = SELF_CONNECTION_WEIGHT;
         for (k, c) in arch.convs.iter().enumerate() {
             let (t, cs) = (&self.convs[k], &step.ws.convs[k]);
             let prefix = arch.conv_prefix(k);
@@ -456,8 +456,17 @@ impl<E: GpuReal> Inner<E> {
             t.sc.matrices(gpu, weight("sc.weight"), z, ns, m_sc)?;
             t.lin1.matrices(gpu, weight("lin1.weight"), z, ns, m_lin1)?;
             t.lin2.matrices(gpu, weight("lin2.weight"), z, ns, m_lin2)?;
-            t.sc.forward(gpu, x, m_sc, species.of, ns, None, None, cs.sc.of(w))?;
-            t.lin1.forward(gpu, x, m_lin1, species.of, ns, None, None, cs.h.of(w))?;
+            let plain = |mats: Slice<E>, out: Slice<E>| FctpForward {
+                x,
+                mats,
+                species_of: species.of,
+                species: ns,
+                scale: None,
+                add: None,
+                out,
+            };
+            t.sc.forward(gpu, plain(m_sc, cs.sc.of(w)))?;
+            t.lin1.forward(gpu, plain(m_lin1, cs.h.of(w)))?;
             let dims = &c.radial_dims;
             for j in 0..dims.len() - 1 {
                 let input = if j == 0 { basis } else { cs.act[j - 1].of(w) };
@@ -474,17 +483,13 @@ impl<E: GpuReal> Inner<E> {
                 }
             }
             t.tp.forward(gpu, &graph, cs.h.of(w), sh, cs.w.of(w), cs.mid.of(w))?;
-            let scale = Some(t.lin2_scale.slice());
-            t.lin2.forward(
-                gpu,
-                cs.mid.of(w),
-                m_lin2,
-                species.of,
-                ns,
-                scale,
-                Some((cs.sc.of(w), s)),
-                cs.out.of(w),
-            )?;
+            let lin2 = FctpForward {
+                x: cs.mid.of(w),
+                scale: Some(t.lin2_scale.slice()),
+                add: Some((cs.sc.of(w), s)),
+                ..plain(m_lin2, cs.out.of(w))
+            };
+            t.lin2.forward(gpu, lin2)?;
             if let Some(gate) = self.gates.get(k) {
                 gate.forward(gpu, &self.net.norm, n, cs.out.of(w), step.ws.convs[k + 1].x.of(w))?;
             }
@@ -518,7 +523,7 @@ impl<E: GpuReal> Inner<E> {
         let (sh, basis) = (step.sections.sh.of(step.batch), step.sections.basis.of(step.batch));
         let last = arch.convs.len() - 1;
         self.graphs(step).unpool(gpu, gs.graw.of(w), gs.convs[last].g.of(w))?;
-        let s = (PI / 8.0).sin();
+        let s = SELF_CONNECTION_WEIGHT;
         for k in (0..arch.convs.len()).rev() {
             let c = &arch.convs[k];
             let (t, cs, cg) = (&self.convs[k], &step.ws.convs[k], &gs.convs[k]);
@@ -527,45 +532,41 @@ impl<E: GpuReal> Inner<E> {
             let dweight = |name: &str| self.grad(step, &format!("{prefix}.{name}"));
             let [m_sc, m_lin1, m_lin2] = cs.mats.map(|m| m.of(w));
             let (g, x, dx) = (cg.g.of(w), cs.x.of(w), cg.dx.of(w));
-            let first_dz = k == last;
-            t.sc.backward(
-                gpu,
+            // The attributes' gradient sums over every convolution, from the last one on.
+            let onto_dz = if k == last { Accumulate::Overwrite } else { Accumulate::Add };
+            let fctp = |name: &str, x: Slice<E>, mats: Slice<E>, upstream: Upstream<E>| FctpBackward {
                 x,
                 g,
-                Upstream::Alpha(s),
-                m_sc,
+                upstream,
+                mats,
                 nodes,
-                weight("sc.weight"),
+                weight: weight(name),
                 z,
-                Some((dx, false)),
+                dx: None,
                 species_grad,
-                dweight("sc.weight"),
-                (dz, !first_dz),
-            )?;
-            t.lin2.backward(
+                dweight: dweight(name),
+                dz: (dz, Accumulate::Add),
+            };
+            t.sc.backward(
                 gpu,
-                cs.mid.of(w),
-                g,
-                Upstream::Scale(t.lin2_scale.slice()),
-                m_lin2,
-                nodes,
-                weight("lin2.weight"),
-                z,
-                Some((cg.gmid.of(w), false)),
-                species_grad,
-                dweight("lin2.weight"),
-                (dz, true),
+                FctpBackward {
+                    dx: Some((dx, Accumulate::Overwrite)),
+                    dz: (dz, onto_dz),
+                    ..fctp("sc.weight", x, m_sc, Upstream::Alpha(s))
+                },
             )?;
-            t.tp.backward(
-                gpu,
-                &graph,
-                cs.h.of(w),
+            let lin2 = fctp("lin2.weight", cs.mid.of(w), m_lin2, Upstream::Scale(t.lin2_scale.slice()));
+            t.lin2
+                .backward(gpu, FctpBackward { dx: Some((cg.gmid.of(w), Accumulate::Overwrite)), ..lin2 })?;
+            let tp = TpConvBackward {
+                h: cs.h.of(w),
                 sh,
-                cs.w.of(w),
-                cg.gmid.of(w),
-                (cg.dh.of(w), false),
-                cg.dw.of(w),
-            )?;
+                w: cs.w.of(w),
+                g: cg.gmid.of(w),
+                dh: (cg.dh.of(w), Accumulate::Overwrite),
+                dw: cg.dw.of(w),
+            };
+            t.tp.backward(gpu, &graph, tp)?;
             let dims = &c.radial_dims;
             for j in (0..dims.len() - 1).rev() {
                 let input = if j == 0 { basis } else { cs.act[j - 1].of(w) };
@@ -581,20 +582,8 @@ impl<E: GpuReal> Inner<E> {
                 let input_grad = (j > 0).then(|| (cg.gact[j - 1].of(w), cs.pre[j - 1].of(w)));
                 layer.backward(gpu, &self.net.norm, g, (dweight(&name), gs.mlp_partial.of(w)), input_grad)?;
             }
-            t.lin1.backward(
-                gpu,
-                x,
-                cg.dh.of(w),
-                Upstream::Alpha(1.0),
-                m_lin1,
-                nodes,
-                weight("lin1.weight"),
-                z,
-                Some((dx, true)),
-                species_grad,
-                dweight("lin1.weight"),
-                (dz, true),
-            )?;
+            let lin1 = fctp("lin1.weight", x, m_lin1, Upstream::Alpha(1.0));
+            t.lin1.backward(gpu, FctpBackward { g: cg.dh.of(w), dx: Some((dx, Accumulate::Add)), ..lin1 })?;
             if k > 0 {
                 let gate = &self.gates[k - 1];
                 gate.backward(
@@ -607,9 +596,14 @@ impl<E: GpuReal> Inner<E> {
                 )?;
             }
         }
-        let gx = gs.convs[0].dx.of(w);
-        let dem = (self.grad(step, "em.weight"), self.grad(step, "em.bias"));
-        layers::embed_backward(gpu, species, embedded, gx, dz, gs.masked.of(w), dem)
+        let grads = EmbedGrads {
+            gx: gs.convs[0].dx.of(w),
+            dz,
+            masked: gs.masked.of(w),
+            dweight: self.grad(step, "em.weight"),
+            dbias: self.grad(step, "em.bias"),
+        };
+        layers::embed_backward(gpu, species, embedded, grads)
     }
 
     /// The trial on the device, or the error that there is none.

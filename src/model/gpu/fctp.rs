@@ -5,7 +5,7 @@
 //! The order of every sum is that of [`crate::model::kernels`]'s
 //! `fctp_species_matrices` / `fctp_forward`, which the tests compare against.
 
-use super::{grid, Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice, BLOCK};
+use super::{grid, Accumulate, Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice, BLOCK};
 use crate::model::arch::Fctp;
 
 /// One path as the kernels read it (`FctpPath` in anisonet.cu).
@@ -220,18 +220,8 @@ impl<E: GpuReal> FctpTables<E> {
     }
 
     /// out[n] = scale ∘ FCTP(x[n]) + alpha · add[n] for every node (one launch).
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &self,
-        gpu: &Gpu,
-        x: Slice<E>,
-        mats: Slice<E>,
-        species_of: Slice<i32>,
-        species: usize,
-        scale: Option<Slice<E>>,
-        add: Option<(Slice<E>, f64)>,
-        out: Slice<E>,
-    ) -> Result<(), GpuError> {
+    pub fn forward(&self, gpu: &Gpu, args: FctpForward<E>) -> Result<(), GpuError> {
+        let FctpForward { x, mats, species_of, species, scale, add, out } = args;
         let nodes = species_of.len();
         assert!(x.len() >= nodes * self.din && out.len() >= nodes * self.dout);
         assert!(mats.len() >= self.mats_len(species));
@@ -250,25 +240,21 @@ impl<E: GpuReal> FctpTables<E> {
     }
 
     /// The backward pass with upstream gradient `upstream ∘ g` (three launches, two without
-    /// `dx`): `dx` (accumulated, or overwritten with `accumulate_dx` false), `dweight`
-    /// (overwritten), `dz` (accumulated, or overwritten with `accumulate_dz` false).
-    /// `species_grad` is workspace of [`FctpTables::mats_len`] values.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        gpu: &Gpu,
-        x: Slice<E>,
-        g: Slice<E>,
-        upstream: Upstream<E>,
-        mats: Slice<E>,
-        nodes: SpeciesNodes,
-        weight: Slice<E>,
-        z: Slice<E>,
-        dx: Option<(Slice<E>, bool)>,
-        species_grad: Slice<E>,
-        dweight: Slice<E>,
-        (dz, accumulate_dz): (Slice<E>, bool),
-    ) -> Result<(), GpuError> {
+    /// `dx`): `dx` and `dz` written as their [`Accumulate`] says, `dweight` overwritten.
+    pub fn backward(&self, gpu: &Gpu, args: FctpBackward<E>) -> Result<(), GpuError> {
+        let FctpBackward {
+            x,
+            g,
+            upstream,
+            mats,
+            nodes,
+            weight,
+            z,
+            dx,
+            species_grad,
+            dweight,
+            dz: (dz, accumulate_dz),
+        } = args;
         let species = nodes.species();
         let count = nodes.species_of.len();
         assert!(x.len() >= count * self.din && g.len() >= count * self.dout);
@@ -294,7 +280,7 @@ impl<E: GpuReal> FctpTables<E> {
         };
         if let Some((dx, accumulate)) = dx {
             assert!(dx.len() >= count * self.din);
-            let params = FctpParams { grads: dx.ptr(), accumulate: accumulate as i32, ..base };
+            let params = FctpParams { grads: dx.ptr(), accumulate: accumulate.flag(), ..base };
             gpu.launch(&format!("fctp_input_grad_{}", E::SUFFIX), grid(count * self.din), BLOCK, 0, &params)?;
         }
         let params = FctpParams { grads: species_grad.ptr(), ..base };
@@ -309,12 +295,50 @@ impl<E: GpuReal> FctpTables<E> {
             grads: species_grad.ptr(),
             dweight: dweight.ptr(),
             dz: dz.ptr(),
-            accumulate: accumulate_dz as i32,
+            accumulate: accumulate_dz.flag(),
             ..base
         };
         let total = self.weight_numel + species * self.attr;
         gpu.launch(&format!("fctp_param_grad_{}", E::SUFFIX), grid(total), BLOCK, 0, &params)
     }
+}
+
+/// The inputs of [`FctpTables::forward`].
+#[derive(Clone, Copy)]
+pub struct FctpForward<E> {
+    /// The node features.
+    pub x: Slice<E>,
+    /// From [`FctpTables::matrices`].
+    pub mats: Slice<E>,
+    pub species_of: Slice<i32>,
+    pub species: usize,
+    /// Multiplies the product elementwise.
+    pub scale: Option<Slice<E>>,
+    /// `(add, alpha)`: `alpha · add` is added to the result.
+    pub add: Option<(Slice<E>, f64)>,
+    pub out: Slice<E>,
+}
+
+/// The inputs and gradients of [`FctpTables::backward`].
+pub struct FctpBackward<E> {
+    /// The forward pass's node features.
+    pub x: Slice<E>,
+    /// The output's gradient, times `upstream`.
+    pub g: Slice<E>,
+    pub upstream: Upstream<E>,
+    pub mats: Slice<E>,
+    pub nodes: SpeciesNodes,
+    pub weight: Slice<E>,
+    /// The species' attributes.
+    pub z: Slice<E>,
+    /// The node features' gradient, if wanted.
+    pub dx: Option<(Slice<E>, Accumulate)>,
+    /// Workspace of [`FctpTables::mats_len`] values.
+    pub species_grad: Slice<E>,
+    /// The weights' gradient (overwritten).
+    pub dweight: Slice<E>,
+    /// The attributes' gradient.
+    pub dz: (Slice<E>, Accumulate),
 }
 
 #[cfg(test)]

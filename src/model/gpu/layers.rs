@@ -153,19 +153,29 @@ pub fn embed_forward<E: GpuReal>(
     gpu.launch(&kernel::<E>("embed_forward"), grid((count + nodes) * em), BLOCK, 0, &params)
 }
 
-/// The embedding's parameter gradients (overwritten, every element) from
-/// the node features' gradient `gx` and the attributes' `dz` (two launches;
-/// `masked` is workspace of 2 · species · em values).
-#[allow(clippy::too_many_arguments)]
+/// The gradients [`embed_backward`] starts from, its workspace, and what it writes.
+#[derive(Clone, Copy)]
+pub struct EmbedGrads<E> {
+    /// The node features' gradient.
+    pub gx: Slice<E>,
+    /// The attributes' gradient.
+    pub dz: Slice<E>,
+    /// Workspace of 2 · species · em values.
+    pub masked: Slice<E>,
+    /// The parameters' gradients (overwritten, every element).
+    pub dweight: Slice<E>,
+    pub dbias: Slice<E>,
+}
+
+/// The embedding's parameter gradients from the node features' and the
+/// attributes' gradients (two launches).
 pub fn embed_backward<E: GpuReal>(
     gpu: &Gpu,
     species: Species<E>,
     embedded: Embedded<E>,
-    gx: Slice<E>,
-    dz: Slice<E>,
-    masked: Slice<E>,
-    (dweight, dbias): (Slice<E>, Slice<E>),
+    grads: EmbedGrads<E>,
 ) -> Result<(), GpuError> {
+    let EmbedGrads { gx, dz, masked, dweight, dbias } = grads;
     let (em, count) = (dbias.len(), species.z.len());
     assert!(masked.len() >= 2 * count * em && dz.len() >= count * em);
     let params = EmbedParams {

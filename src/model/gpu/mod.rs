@@ -373,6 +373,24 @@ impl<T> Slice<T> {
     }
 }
 
+/// How a kernel writes a gradient: over what the target holds, or added to
+/// it (where several terms of one gradient come from separate launches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accumulate {
+    Overwrite,
+    Add,
+}
+
+impl Accumulate {
+    /// The launch parameters' `accumulate` flag.
+    pub fn flag(self) -> i32 {
+        match self {
+            Accumulate::Overwrite => 0,
+            Accumulate::Add => 1,
+        }
+    }
+}
+
 /// Typed sections of one allocation, laid out on the host, so that data of
 /// several types (parameters, a batch's indices and embeddings) crosses to
 /// the device in one transfer. Sections start 16-byte aligned.

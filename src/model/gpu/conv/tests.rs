@@ -199,7 +199,15 @@ impl<E: GpuReal> Case<E> {
         let dw = gpu.alloc::<E>(self.w.len()).unwrap();
         let s = |b: &Buffer<E>| b.slice();
         conv.forward(gpu, &graph, s(&h), s(&sh), s(&w), s(&mid)).unwrap();
-        conv.backward(gpu, &graph, s(&h), s(&sh), s(&w), s(&g), (s(&dh), true), s(&dw)).unwrap();
+        let args = TpConvBackward {
+            h: s(&h),
+            sh: s(&sh),
+            w: s(&w),
+            g: s(&g),
+            dh: (s(&dh), Accumulate::Add),
+            dw: s(&dw),
+        };
+        conv.backward(gpu, &graph, args).unwrap();
         Results {
             mid: gpu.download(&mid).unwrap(),
             dh: gpu.download(&dh).unwrap(),

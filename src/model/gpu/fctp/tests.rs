@@ -121,18 +121,16 @@ fn parity<E: GpuReal>(tolerance: f64) {
                     let got = gpu.download(&dmats).unwrap();
                     assert!(worst(&got, &flat) <= tolerance, "matrices: {}", worst(&got, &flat));
                     let run = |scale: Option<Slice<E>>, add: Option<(Slice<E>, f64)>| {
-                        tables
-                            .forward(
-                                &gpu,
-                                dx.slice(),
-                                dmats.slice(),
-                                dspecies.slice(),
-                                species,
-                                scale,
-                                add,
-                                out.slice(),
-                            )
-                            .unwrap();
+                        let args = FctpForward {
+                            x: dx.slice(),
+                            mats: dmats.slice(),
+                            species_of: dspecies.slice(),
+                            species,
+                            scale,
+                            add,
+                            out: out.slice(),
+                        };
+                        tables.forward(&gpu, args).unwrap();
                         gpu.download(&out).unwrap()
                     };
                     let e = worst(&run(None, None), &plain);
@@ -220,22 +218,20 @@ fn backward_parity<E: GpuReal>(tolerance: f64) {
                         &mut dz,
                     );
                     let (gdx, gdz) = (up(&dx0), up(&dz0));
-                    tables
-                        .backward(
-                            &gpu,
-                            dx_.slice(),
-                            dg.slice(),
-                            upstream,
-                            dmats.slice(),
-                            species_nodes,
-                            dw_.slice(),
-                            dz_.slice(),
-                            Some((gdx.slice(), true)),
-                            work.slice(),
-                            grad_w.slice(),
-                            (gdz.slice(), true),
-                        )
-                        .unwrap();
+                    let args = FctpBackward {
+                        x: dx_.slice(),
+                        g: dg.slice(),
+                        upstream,
+                        mats: dmats.slice(),
+                        nodes: species_nodes,
+                        weight: dw_.slice(),
+                        z: dz_.slice(),
+                        dx: Some((gdx.slice(), Accumulate::Add)),
+                        species_grad: work.slice(),
+                        dweight: grad_w.slice(),
+                        dz: (gdz.slice(), Accumulate::Add),
+                    };
+                    tables.backward(&gpu, args).unwrap();
                     for (what, got, want) in [
                         ("dx", gpu.download(&gdx).unwrap(), dx),
                         ("dw", gpu.download(&grad_w).unwrap(), dw),
