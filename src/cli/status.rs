@@ -124,8 +124,10 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     for t in &trials {
         *counts.entry(t.trial.state.name()).or_default() += 1;
     }
-    let states = ["COMPLETE", "PRUNED", "FAILED", "RUNNING", "WAITING"];
-    let line: Vec<String> = states.iter().map(|s| format!("{} {s}", counts.get(s).unwrap_or(&0))).collect();
+    let line: Vec<String> = TrialState::REPORT_ORDER
+        .iter()
+        .map(|s| format!("{} {}", counts.get(s.name()).unwrap_or(&0), s.name()))
+        .collect();
     let frozen: Vec<FrozenTrial> = trials.iter().map(|t| t.trial.clone()).collect();
     let planned = plan_of(store, &phases).and_then(|config| config.planned(&frozen));
     let budget = planned.as_ref().map(|p| (trials.len() + p.len()) as u64);
@@ -133,18 +135,7 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     writeln!(out, "trials: {}{of}: {}", trials.len(), line.join(", "))?;
     let definitions = store.definitions()?;
     let next = trials.last().map_or(0, |t| t.trial.number + 1);
-    match definitions.as_slice() {
-        [] => {}
-        [only] => writeln!(out, "definition: as first run ({}, version {})", only.created, only.version)?,
-        all => {
-            writeln!(out, "definitions: {} (the study file changed {} time(s))", all.len(), all.len() - 1)?;
-            for (d, range) in all.iter().zip(Definition::trial_ranges(all, next)) {
-                let changes = d.change_texts().join("; ");
-                let line = format!("  {}  {}  {range:<12}  {changes}", d.revision, d.created);
-                writeln!(out, "{}", line.trim_end())?;
-            }
-        }
-    }
+    write_definitions(&mut out, &definitions, next)?;
 
     match TrialDetails::best(&trials, info.direction) {
         Some((t, v)) => writeln!(
@@ -176,14 +167,42 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
         None => writeln!(out, "eta: unknown (an open-ended phase)")?,
     }
 
-    // Device use: busy time over the wall time since the first start.
+    write_device_use(&mut out, &trials, &devices_seen, !running.is_empty(), now)?;
+    for t in &running {
+        if let Some(reason) = &t.waiting_for {
+            let since = t.started.map_or(String::new(), |s| format!(" for {}", human(now.since(s))));
+            let on = t.device.as_deref().map_or(String::new(), |d| format!(" on {d}"));
+            writeln!(out, "waiting: trial {}{on}{since}: {reason}", t.trial.number)?;
+        }
+    }
+    for t in trials.iter().filter(|t| t.trial.state == TrialState::Failed) {
+        writeln!(
+            out,
+            "failed: trial {}: {}",
+            t.trial.number,
+            t.fail_reason.as_deref().unwrap_or("no reason")
+        )?;
+    }
+    Ok(out)
+}
+
+/// The report's device use: per device, busy time over the wall time since
+/// the first start; then the trials per node where slots are on other nodes.
+fn write_device_use(
+    out: &mut String,
+    trials: &[TrialDetails],
+    devices_seen: &std::collections::BTreeSet<&str>,
+    any_running: bool,
+    now: Timestamp,
+) -> std::fmt::Result {
+    use std::fmt::Write;
     // The study's wall time runs to now while trials run, else to the last finish.
     let first = trials.iter().filter_map(|t| t.started).min();
-    let end = if running.is_empty() { trials.iter().filter_map(|t| t.finished).max() } else { Some(now) };
+    let end = if any_running { Some(now) } else { trials.iter().filter_map(|t| t.finished).max() };
     if let (Some(first), Some(end)) = (first, end) {
         let wall = end.since(first).as_secs_f64().max(1e-9);
         writeln!(out, "devices:")?;
-        for device in &devices_seen {
+        for device in devices_seen {
             let on: Vec<&TrialDetails> =
                 trials.iter().filter(|t| t.device.as_deref() == Some(device)).collect();
             let busy: f64 = on
@@ -211,7 +230,7 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
         }
         // Slots on other nodes are labelled `node/device`: trials per node.
         let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
-        for t in &trials {
+        for t in trials {
             if let Some((node, _)) = t.device.as_deref().and_then(|d| d.split_once('/')) {
                 *per_node.entry(node).or_default() += 1;
             }
@@ -221,22 +240,25 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
             writeln!(out, "nodes: {}", nodes.join(", "))?;
         }
     }
-    for t in &running {
-        if let Some(reason) = &t.waiting_for {
-            let since = t.started.map_or(String::new(), |s| format!(" for {}", human(now.since(s))));
-            let on = t.device.as_deref().map_or(String::new(), |d| format!(" on {d}"));
-            writeln!(out, "waiting: trial {}{on}{since}: {reason}", t.trial.number)?;
+    Ok(())
+}
+
+/// The report's study-file definitions, each with the trials run under it.
+fn write_definitions(out: &mut String, definitions: &[Definition], next: u64) -> std::fmt::Result {
+    use std::fmt::Write;
+    match definitions {
+        [] => {}
+        [only] => writeln!(out, "definition: as first run ({}, version {})", only.created, only.version)?,
+        all => {
+            writeln!(out, "definitions: {} (the study file changed {} time(s))", all.len(), all.len() - 1)?;
+            for (d, range) in all.iter().zip(Definition::trial_ranges(all, next)) {
+                let changes = d.change_texts().join("; ");
+                let line = format!("  {}  {}  {range:<12}  {changes}", d.revision, d.created);
+                writeln!(out, "{}", line.trim_end())?;
+            }
         }
     }
-    for t in trials.iter().filter(|t| t.trial.state == TrialState::Failed) {
-        writeln!(
-            out,
-            "failed: trial {}: {}",
-            t.trial.number,
-            t.fail_reason.as_deref().unwrap_or("no reason")
-        )?;
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// The study's plan as stored with it, enough to know the trials still to

@@ -26,11 +26,14 @@ pub mod lock;
 pub mod optuna;
 mod rows;
 pub mod schema;
-mod study_store;
+mod store;
 mod time;
 
 pub use database::{Database, Journal};
-pub use study_store::{Artifact, Definition, NewStudy, Phase, SqliteStore, StudyInfo, TrialDetails};
+pub use store::{
+    Artifact, Change, Definition, Effect, NewStudy, Phase, RecordedChange, SqliteStore, StudyInfo,
+    TrialDetails,
+};
 pub use time::Timestamp;
 
 #[cfg(test)]

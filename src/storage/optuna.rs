@@ -517,7 +517,9 @@ pub struct OptunaTrial {
 
 /// Reads study `name` (or the file's only study) from the Optuna storage at
 /// `path`, which must have Optuna 5.0's schema. Never writes to the file.
-pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy> {
+/// The Optuna storage at `path`, opened read-only, once its schema is known
+/// to be Optuna 5.0's.
+fn open_storage(path: &Path) -> anyhow::Result<Connection> {
     let at = path.display().to_string();
     if !path.is_file() {
         return Err(InputError::new(&at, "no such file")
@@ -545,6 +547,12 @@ pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy
         .with_hint(format!("upgrade a copy with Optuna 5.0: `optuna storage upgrade --storage sqlite:///{at}`"))
         .into());
     }
+    Ok(conn)
+}
+
+pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy> {
+    let at = path.display().to_string();
+    let conn = open_storage(path)?;
     let names: Vec<(i64, String)> = conn
         .prepare("SELECT study_id, study_name FROM studies ORDER BY study_id")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -593,65 +601,86 @@ pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy
     })?;
     for row in found {
         let (trial_id, number, state, datetime_start, datetime_complete) = row?;
-        let trial_at = || format!("{at}, study {study_name:?}, trial {number}");
-        let state = match state.as_str() {
-            "WAITING" => TrialState::Waiting,
-            "RUNNING" => TrialState::Running,
-            "COMPLETE" => TrialState::Complete,
-            "PRUNED" => TrialState::Pruned,
-            "FAIL" => TrialState::Failed,
-            other => return Err(InputError::new(trial_at(), format!("has the unknown state {other}")).into()),
-        };
-        let mut params = crate::hpo::Params::new();
-        let mut distributions = std::collections::BTreeMap::new();
-        let mut param_rows = conn.prepare_cached(
-            "SELECT param_name, param_value, distribution_json FROM trial_params WHERE trial_id = ?1",
-        )?;
-        for param in param_rows.query_map([trial_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?))
-        })? {
-            let (param, internal, json) = param?;
-            let distribution = distribution_from_json(&json).map_err(|problem| {
-                InputError::new(format!("{}, parameter `{param}`", trial_at()), problem)
-            })?;
-            let value = external(&distribution, internal).ok_or_else(|| {
-                InputError::new(
-                    format!("{}, parameter `{param}`", trial_at()),
-                    format!("value {internal} is outside its distribution"),
-                )
-            })?;
-            params.insert(param.clone(), value);
-            distributions.insert(param, distribution);
-        }
-        let value = conn
-            .query_row(
-                "SELECT value, value_type FROM trial_values WHERE trial_id = ?1 AND objective = 0",
-                [trial_id],
-                |r| Ok(from_typed(r.get(0)?, &r.get::<_, String>(1)?)),
-            )
-            .ok();
-        let mut intermediate = std::collections::BTreeMap::new();
-        let mut steps = conn.prepare_cached(
-            "SELECT step, intermediate_value, intermediate_value_type FROM trial_intermediate_values WHERE trial_id = ?1",
-        )?;
-        for step in steps.query_map([trial_id], |r| {
-            Ok((r.get::<_, i64>(0)?, from_typed(r.get(1)?, &r.get::<_, String>(2)?)))
-        })? {
-            let (step, value) = step?;
-            intermediate.insert(step.max(0) as u64, value);
-        }
-        trials.push(OptunaTrial {
-            number: number.max(0) as u64,
-            state,
-            params,
-            distributions,
-            value,
-            intermediate,
+        let trial_at = format!("{at}, study {study_name:?}, trial {number}");
+        trials.push(read_trial(
+            &conn,
+            &trial_at,
+            trial_id,
+            number,
+            &state,
             datetime_start,
             datetime_complete,
-        });
+        )?);
     }
     Ok(OptunaStudy { name: study_name, direction, trials })
+}
+
+/// One trial of an Optuna study: its state, parameters (in their external
+/// form), value and intermediate values. `trial_at` names it in errors.
+fn read_trial(
+    conn: &Connection,
+    trial_at: &str,
+    trial_id: i64,
+    number: i64,
+    state: &str,
+    datetime_start: Option<String>,
+    datetime_complete: Option<String>,
+) -> anyhow::Result<OptunaTrial> {
+    let state = match state {
+        "WAITING" => TrialState::Waiting,
+        "RUNNING" => TrialState::Running,
+        "COMPLETE" => TrialState::Complete,
+        "PRUNED" => TrialState::Pruned,
+        "FAIL" => TrialState::Failed,
+        other => return Err(InputError::new(trial_at, format!("has the unknown state {other}")).into()),
+    };
+    let mut params = crate::hpo::Params::new();
+    let mut distributions = std::collections::BTreeMap::new();
+    let mut param_rows = conn.prepare_cached(
+        "SELECT param_name, param_value, distribution_json FROM trial_params WHERE trial_id = ?1",
+    )?;
+    for param in param_rows.query_map([trial_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?))
+    })? {
+        let (param, internal, json) = param?;
+        let distribution = distribution_from_json(&json)
+            .map_err(|problem| InputError::new(format!("{}, parameter `{param}`", trial_at), problem))?;
+        let value = external(&distribution, internal).ok_or_else(|| {
+            InputError::new(
+                format!("{}, parameter `{param}`", trial_at),
+                format!("value {internal} is outside its distribution"),
+            )
+        })?;
+        params.insert(param.clone(), value);
+        distributions.insert(param, distribution);
+    }
+    let value = conn
+        .query_row(
+            "SELECT value, value_type FROM trial_values WHERE trial_id = ?1 AND objective = 0",
+            [trial_id],
+            |r| Ok(from_typed(r.get(0)?, &r.get::<_, String>(1)?)),
+        )
+        .ok();
+    let mut intermediate = std::collections::BTreeMap::new();
+    let mut steps = conn.prepare_cached(
+        "SELECT step, intermediate_value, intermediate_value_type FROM trial_intermediate_values WHERE trial_id = ?1",
+    )?;
+    for step in steps.query_map([trial_id], |r| {
+        Ok((r.get::<_, i64>(0)?, from_typed(r.get(1)?, &r.get::<_, String>(2)?)))
+    })? {
+        let (step, value) = step?;
+        intermediate.insert(step.max(0) as u64, value);
+    }
+    Ok(OptunaTrial {
+        number: number.max(0) as u64,
+        state,
+        params,
+        distributions,
+        value,
+        intermediate,
+        datetime_start,
+        datetime_complete,
+    })
 }
 
 fn from_typed(value: Option<f64>, kind: &str) -> f64 {

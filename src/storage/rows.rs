@@ -1,12 +1,36 @@
 //! How trial values map to columns, and reading trials back in bulk.
+//!
+//! A trial's state is written to and read from SQL only as a
+//! [`StoredState`], whose text is [`TrialState::name`]: queries bind states
+//! as parameters rather than spelling them out.
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Context};
-use rusqlite::{params, Connection, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, Row, ToSql};
 
 use super::{Artifact, Timestamp, TrialDetails};
 use crate::hpo::{Direction, FrozenTrial, ParamValue, Params, TrialState};
+
+/// A trial state as the `trials.state` column holds it: the state's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StoredState(pub TrialState);
+
+impl ToSql for StoredState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0.name()))
+    }
+}
+
+impl FromSql for StoredState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        name.parse()
+            .map(StoredState)
+            .map_err(|unknown| FromSqlError::Other(format!("{unknown} in the database").into()))
+    }
+}
 
 /// `kind` and the typed columns of a parameter value.
 pub(super) fn param_columns(value: &ParamValue) -> (&'static str, Option<f64>, Option<i64>, Option<&str>) {
@@ -28,6 +52,39 @@ fn param_from_row(row: &Row) -> rusqlite::Result<ParamValue> {
     })
 }
 
+/// The trials of one study (`?1`), or just its trial number `?2` when that is not null.
+const FILTER: &str = "t.study = ?1 AND (?2 IS NULL OR t.number = ?2)";
+
+/// A trial's own row, before its parameters, values and attributes are added.
+fn trial_from_row(row: &Row) -> rusqlite::Result<TrialDetails> {
+    let timestamp = |column| -> rusqlite::Result<Option<Timestamp>> {
+        Ok(row.get::<_, Option<i64>>(column)?.map(|unix_ms| Timestamp { unix_ms }))
+    };
+    Ok(TrialDetails {
+        trial: FrozenTrial {
+            number: row.get(1)?,
+            phase: row.get(2)?,
+            state: row.get::<_, StoredState>(3)?.0,
+            params: Params::new(),
+            value: row.get(4)?,
+            intermediate: BTreeMap::new(),
+        },
+        distributions: BTreeMap::new(),
+        seed: row.get::<_, Option<i64>>(5)?.map(|seed| seed as u64),
+        device: row.get(6)?,
+        attempt: row.get(7)?,
+        created: Timestamp { unix_ms: row.get(8)? },
+        started: timestamp(9)?,
+        finished: timestamp(10)?,
+        heartbeat: timestamp(11)?,
+        fail_reason: row.get(12)?,
+        waiting_for: row.get(13)?,
+        metrics: BTreeMap::new(),
+        artifacts: Vec::new(),
+        user_attrs: BTreeMap::new(),
+    })
+}
+
 /// Trials of `study` (all, or just number `only`) with their parameters and
 /// intermediate values; `detailed` adds distributions, metrics, artefacts
 /// and user attributes.
@@ -37,7 +94,6 @@ pub(super) fn load(
     only: Option<u64>,
     detailed: bool,
 ) -> anyhow::Result<Vec<TrialDetails>> {
-    const FILTER: &str = "t.study = ?1 AND (?2 IS NULL OR t.number = ?2)";
     let mut trials = Vec::new();
     let mut index_of = HashMap::new();
     let mut stmt = tx.prepare_cached(&format!(
@@ -47,35 +103,8 @@ pub(super) fn load(
     ))?;
     let mut rows = stmt.query(params![study, only])?;
     while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let state: String = row.get(3)?;
-        let timestamp = |column| -> rusqlite::Result<Option<Timestamp>> {
-            Ok(row.get::<_, Option<i64>>(column)?.map(|unix_ms| Timestamp { unix_ms }))
-        };
-        index_of.insert(id, trials.len());
-        trials.push(TrialDetails {
-            trial: FrozenTrial {
-                number: row.get(1)?,
-                phase: row.get(2)?,
-                state: parse_state(&state)?,
-                params: Params::new(),
-                value: row.get(4)?,
-                intermediate: BTreeMap::new(),
-            },
-            distributions: BTreeMap::new(),
-            seed: row.get::<_, Option<i64>>(5)?.map(|seed| seed as u64),
-            device: row.get(6)?,
-            attempt: row.get(7)?,
-            created: Timestamp { unix_ms: row.get(8)? },
-            started: timestamp(9)?,
-            finished: timestamp(10)?,
-            heartbeat: timestamp(11)?,
-            fail_reason: row.get(12)?,
-            waiting_for: row.get(13)?,
-            metrics: BTreeMap::new(),
-            artifacts: Vec::new(),
-            user_attrs: BTreeMap::new(),
-        });
+        index_of.insert(row.get::<_, i64>(0)?, trials.len());
+        trials.push(trial_from_row(row)?);
     }
     drop(rows);
 
@@ -155,17 +184,6 @@ pub(super) fn load(
     Ok(trials)
 }
 
-pub(super) fn parse_state(name: &str) -> anyhow::Result<TrialState> {
-    Ok(match name {
-        "WAITING" => TrialState::Waiting,
-        "RUNNING" => TrialState::Running,
-        "COMPLETE" => TrialState::Complete,
-        "PRUNED" => TrialState::Pruned,
-        "FAILED" => TrialState::Failed,
-        other => bail!("unknown trial state {other:?} in the database"),
-    })
-}
-
 pub(super) fn direction_name(direction: Direction) -> &'static str {
     match direction {
         Direction::Minimize => "minimize",
@@ -179,4 +197,22 @@ pub(super) fn parse_direction(name: &str) -> anyhow::Result<Direction> {
         "maximize" => Direction::Maximize,
         other => bail!("unknown study direction {other:?} in the database"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_stored_by_its_name_and_reads_back() {
+        let conn = Connection::open_in_memory().unwrap();
+        for state in TrialState::REPORT_ORDER {
+            let (text, back): (String, StoredState) = conn
+                .query_row("SELECT ?1, ?1", [StoredState(state)], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap();
+            assert_eq!((text.as_str(), back), (state.name(), StoredState(state)));
+        }
+        let err = conn.query_row("SELECT 'DONE'", [], |row| row.get::<_, StoredState>(0)).unwrap_err();
+        assert!(err.to_string().contains("unknown trial state \"DONE\" in the database"), "{err}");
+    }
 }

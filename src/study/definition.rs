@@ -19,10 +19,13 @@
 //! formatting and defaults written out, and shows a changed default of the
 //! tool itself as the change it is.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::file::StudyFile;
+
+/// A change is recorded with the definition it leads to, so its type lives
+/// with the store that records it.
+pub use crate::storage::{Change, Effect};
 
 /// The normalised definition of a study: its file as parsed, as JSON.
 pub fn of_file(file: &StudyFile) -> Value {
@@ -33,51 +36,6 @@ pub fn of_file(file: &StudyFile) -> Value {
 /// only the study file's YAML: `None` when that no longer parses.
 pub fn of_snapshot(yaml: &str) -> Option<Value> {
     serde_yaml::from_str::<StudyFile>(yaml).ok().map(|file| of_file(&file))
-}
-
-/// Whether a change keeps the earlier trials' meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Effect {
-    Continues,
-    Stops,
-}
-
-/// One changed key: `key` as a path (`phases[0].space.x.high`), its old and
-/// new value (`None`: absent).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub key: String,
-    pub old: Option<Value>,
-    pub new: Option<Value>,
-    pub effect: Effect,
-}
-
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: &Option<Value>| match v {
-            None => "(not set)".to_owned(),
-            Some(v) => compact(v),
-        };
-        write!(f, "{}: {} → {}", self.key, show(&self.old), show(&self.new))
-    }
-}
-
-/// A value as a user would write it inline (`0.5`, `[1, 2]`, `{type: tpe}`).
-fn compact(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => format!("[{}]", items.iter().map(compact).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("{k}: {}", compact(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => other.to_string(),
-    }
 }
 
 /// Every changed key from `old` to `new`, in key order.
