@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -307,20 +308,12 @@ pub async fn run(
                 }
                 TaskMsg::Done(number, outcome, elapsed) => {
                     let trial = running.remove(&number).expect("a finished trial was running");
-                    // A trial told to prune ends pruned, even where its process
-                    // finished or failed before the word reached it: the decision
-                    // depends on the values reported, never on that race.
-                    let outcome = match outcome {
-                        Outcome::Complete(_) | Outcome::Failed(_) if trial.pruned => Outcome::Pruned,
-                        outcome => outcome,
-                    };
+                    let outcome = if trial.pruned { pruned(outcome) } else { outcome };
                     if outcome == Outcome::Interrupted && level == StopLevel::Run {
                         // Its executor says the whole run is being ended (a pre-empted batch job).
                         level = StopLevel::Graceful;
                         summary.stopped = true;
-                        for other in running.values() {
-                            let _ = other.control.send(Control::Stop);
-                        }
+                        tell_all(&running, Control::Stop);
                     }
                     last_finish = Instant::now();
                     let retry = matches!(outcome, Outcome::Failed(_))
@@ -335,12 +328,7 @@ pub async fn run(
                         running.insert(number, again);
                         continue;
                     }
-                    match &outcome {
-                        Outcome::Complete(_) => summary.complete += 1,
-                        Outcome::Pruned => summary.pruned += 1,
-                        Outcome::Failed(_) => summary.failed += 1,
-                        Outcome::Interrupted => summary.interrupted += 1,
-                    }
+                    summary.count(&outcome);
                     let report = TrialReport { outcome, attempts: trial.attempt, slot: trial.slot, elapsed };
                     controller.on_finish(number, &report)?;
                     free.push_back(trial.slot);
@@ -360,10 +348,7 @@ pub async fn run(
                 if requested > level {
                     level = requested;
                     summary.stopped = true;
-                    let control = if level == StopLevel::Kill { Control::Kill } else { Control::Stop };
-                    for trial in running.values() {
-                        let _ = trial.control.send(control);
-                    }
+                    tell_all(&running, if level == StopLevel::Kill { Control::Kill } else { Control::Stop });
                 }
             }
         }
@@ -371,6 +356,35 @@ pub async fn run(
     summary.makespan =
         first_launch.map_or(Duration::ZERO, |start| last_finish.saturating_duration_since(start));
     Ok(summary)
+}
+
+impl Summary {
+    /// Counts a finished trial.
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Complete(_) => self.complete += 1,
+            Outcome::Pruned => self.pruned += 1,
+            Outcome::Failed(_) => self.failed += 1,
+            Outcome::Interrupted => self.interrupted += 1,
+        }
+    }
+}
+
+/// The outcome of a trial told to prune: pruned, even where its process
+/// finished or failed before the word reached it, so the decision depends
+/// on the values reported, never on that race.
+fn pruned(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Complete(_) | Outcome::Failed(_) => Outcome::Pruned,
+        outcome => outcome,
+    }
+}
+
+/// Sends `control` to every running attempt.
+fn tell_all(running: &BTreeMap<u64, Running>, control: Control) {
+    for trial in running.values() {
+        let _ = trial.control.send(control);
+    }
 }
 
 /// Starts attempt `attempt` of `spec` on slot `slot_index`.
@@ -401,8 +415,10 @@ fn launch(
     tasks.spawn(async move {
         let started = Instant::now();
         let number = attempt_spec.number;
-        let outcome =
-            run_attempt(executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx, control_rx).await;
+        let outcome = match Attempt::start(executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx) {
+            Ok(running) => running.run(control_rx).await,
+            Err(outcome) => outcome,
+        };
         let _ = tx.send(TaskMsg::Done(number, outcome, started.elapsed()));
     });
     Ok(Running { slot: slot_index, attempt, spec, control, pruned: false })
@@ -440,234 +456,322 @@ enum Cause {
     Killed,
 }
 
-/// Runs one attempt to its end and classifies it.
-#[allow(clippy::too_many_arguments)]
-async fn run_attempt(
+/// A running attempt: its process, its logs, and what it has reported so
+/// far. Each event of the attempt (a line on stdout, a control message, the
+/// deadline, a poll while it waits to start) is one method; how it ended
+/// is decided afterwards, from the recorded [`Facts`] alone.
+struct Attempt<'a> {
     executor: Arc<dyn Executor>,
-    spec: &TrialSpec,
-    slot: &Slot,
-    attempt: u32,
-    dir: &Path,
+    number: u64,
+    tx: &'a mpsc::UnboundedSender<TaskMsg>,
+    child: tokio::process::Child,
+    /// Closed (dropped) to ask the trial to checkpoint and exit.
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    /// Stdout reached its end (or could not be read).
+    stdout_done: bool,
+    stdout_log: std::fs::File,
+    stderr_path: PathBuf,
+    /// What this attempt writes to stderr starts here (earlier runs' lines come before).
+    stderr_start: u64,
     timeout: Option<Duration>,
-    tx: &mpsc::UnboundedSender<TaskMsg>,
-    mut control: watch::Receiver<Control>,
-) -> Outcome {
-    let (stdout_path, stderr_path) = log_paths(dir, attempt);
-    let files =
-        std::fs::create_dir_all(dir).and_then(|()| Ok((append(&stdout_path)?, append(&stderr_path)?)));
-    // What this attempt writes to stderr starts here (earlier runs' lines come before).
-    let stderr_start = std::fs::metadata(&stderr_path).map_or(0, |m| m.len());
-    let (mut stdout_log, stderr_log) = match files {
-        Ok(files) => files,
-        Err(err) => {
-            return Outcome::Failed(format!("cannot create the trial's logs in {}: {err}", dir.display()))
+    /// Why the attempt still waits to start; `None` once it started.
+    waiting: Option<String>,
+    /// The start limit while waiting, then the timeout.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    facts: Facts,
+}
+
+/// Far enough to never come: the deadline of an attempt without a limit.
+fn far() -> Duration {
+    Duration::MAX / 4
+}
+
+impl<'a> Attempt<'a> {
+    /// Opens the logs and spawns the process; the outcome instead where
+    /// either fails.
+    fn start(
+        executor: Arc<dyn Executor>,
+        spec: &TrialSpec,
+        slot: &Slot,
+        attempt: u32,
+        dir: &Path,
+        timeout: Option<Duration>,
+        tx: &'a mpsc::UnboundedSender<TaskMsg>,
+    ) -> Result<Self, Outcome> {
+        let (stdout_path, stderr_path) = log_paths(dir, attempt);
+        let files =
+            std::fs::create_dir_all(dir).and_then(|()| Ok((append(&stdout_path)?, append(&stderr_path)?)));
+        let stderr_start = std::fs::metadata(&stderr_path).map_or(0, |m| m.len());
+        let (stdout_log, stderr_log) = files.map_err(|err| {
+            Outcome::Failed(format!("cannot create the trial's logs in {}: {err}", dir.display()))
+        })?;
+        let mut command = executor.command(spec, slot);
+        command
+            .envs(slot.env())
+            .env("ANISOSTUDY_TRIAL", spec.number.to_string())
+            .env("ANISOSTUDY_TRIAL_DIR", dir)
+            .env("ANISOSTUDY_ATTEMPT", attempt.to_string())
+            .envs(spec.env.iter().cloned())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr_log))
+            .kill_on_drop(true);
+        if let Some(workdir) = &spec.workdir {
+            command.current_dir(workdir);
         }
-    };
-    let mut command = executor.command(spec, slot);
-    command
-        .envs(slot.env())
-        .env("ANISOSTUDY_TRIAL", spec.number.to_string())
-        .env("ANISOSTUDY_TRIAL_DIR", dir)
-        .env("ANISOSTUDY_ATTEMPT", attempt.to_string())
-        .envs(spec.env.iter().cloned())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr_log))
-        .kill_on_drop(true);
-    if let Some(workdir) = &spec.workdir {
-        command.current_dir(workdir);
+        let mut child = command
+            .spawn()
+            .map_err(|err| Outcome::Failed(format!("cannot start `{}`: {err}", spec.program)))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // An attempt whose executor queues it waits (up to the start limit) until
+        // its first line; the trial's timeout runs from then.
+        let start_limit = executor.start_limit();
+        let waiting = start_limit.map(|_| executor.waiting_reason(""));
+        if let Some(reason) = &waiting {
+            let _ = tx.send(TaskMsg::Waiting(spec.number, Some(reason.clone())));
+        }
+        let deadline = Box::pin(tokio::time::sleep(start_limit.or(timeout).unwrap_or(far())));
+        Ok(Self {
+            executor,
+            number: spec.number,
+            tx,
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            stdout_done: false,
+            stdout_log,
+            stderr_path,
+            stderr_start,
+            timeout,
+            waiting,
+            deadline,
+            facts: Facts { timeout, start_limit, ..Facts::default() },
+        })
     }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => return Outcome::Failed(format!("cannot start `{}`: {err}", spec.program)),
-    };
-    let mut stdin = child.stdin.take();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    // An attempt whose executor queues it waits (up to the start limit) until
-    // its first line; the trial's timeout runs from then.
-    let start_limit = executor.start_limit();
-    let mut waiting: Option<String> = start_limit.map(|_| executor.waiting_reason(""));
-    if let Some(reason) = &waiting {
-        let _ = tx.send(TaskMsg::Waiting(spec.number, Some(reason.clone())));
+
+    /// Reads stdout until its end or until the attempt is ended, waits for
+    /// the exit (still bounded by the deadline and the controls), and
+    /// classifies how it ended.
+    async fn run(mut self, mut control: watch::Receiver<Control>) -> Outcome {
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut control_open = true;
+        self.on_control(*control.borrow_and_update());
+        let status = loop {
+            let reading = self.reading();
+            tokio::select! {
+                line = self.lines.next_line(), if reading => match line {
+                    Ok(Some(line)) => self.on_line(line),
+                    Ok(None) | Err(_) => self.stdout_done = true,
+                },
+                status = self.child.wait(), if !reading => break status.ok(),
+                _ = poll.tick(), if reading && self.waiting.is_some() => self.on_poll(),
+                () = &mut self.deadline, if self.deadline_armed() => self.on_deadline(),
+                changed = control.changed(), if control_open => match changed {
+                    Ok(()) => self.on_control(*control.borrow_and_update()),
+                    Err(_) => control_open = false,
+                },
+            }
+        };
+        use std::io::Write;
+        let _ = self.stdout_log.flush();
+        self.facts.status = status;
+        match classify(&self.facts) {
+            Classified::Decided(outcome) => outcome,
+            Classified::AskExecutor(status) => {
+                let stderr = self.stderr();
+                let ended = ended_by(&self.executor, status, stderr.clone()).await;
+                classify_exit(&self.facts, status, &stderr, ended)
+            }
+        }
     }
-    let far = Duration::MAX / 4;
-    let deadline = tokio::time::sleep(start_limit.or(timeout).unwrap_or(far));
-    tokio::pin!(deadline);
-    let mut poll = tokio::time::interval(Duration::from_secs(1));
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let mut objective: Option<f64> = None;
-    let mut reported_error: Option<String> = None;
-    let mut malformed: Option<String> = None;
-    let mut last_line = String::new();
-    let mut cause: Option<Cause> = None;
-    let mut stop_requested = false;
-    let mut control_open = true;
+    /// Stdout is still read: it has not ended and nothing ended the attempt.
+    fn reading(&self) -> bool {
+        !self.stdout_done && self.facts.cause.is_none()
+    }
 
-    // Applies a control change; returns whether the attempt must end now.
-    let mut apply = |control: Control,
-                     stdin: &mut Option<tokio::process::ChildStdin>,
-                     cause: &mut Option<Cause>|
-     -> bool {
+    /// The start limit or the timeout may still end the attempt.
+    fn deadline_armed(&self) -> bool {
+        (self.timeout.is_some() || self.waiting.is_some()) && self.facts.cause.is_none()
+    }
+
+    /// A line on stdout: logged, and passed on where it is a protocol message.
+    fn on_line(&mut self, line: String) {
+        use std::io::Write;
+        if self.waiting.take().is_some() {
+            let _ = self.tx.send(TaskMsg::Waiting(self.number, None));
+            self.deadline.as_mut().reset(tokio::time::Instant::now() + self.timeout.unwrap_or(far()));
+        }
+        let _ = writeln!(self.stdout_log, "{line}");
+        match parse_line(&line) {
+            Line::Message(message) => {
+                self.facts.record(&message);
+                let _ = self.tx.send(TaskMsg::Message(self.number, message));
+            }
+            Line::Other(why) => {
+                if self.facts.malformed.is_none() {
+                    self.facts.malformed = why.map(|why| format!("{why} in `{}`", shorten(&line)));
+                }
+            }
+        }
+        if !line.trim().is_empty() {
+            self.facts.last_line = line;
+        }
+    }
+
+    /// While waiting to start: tells the loop when the reason changes.
+    fn on_poll(&mut self) {
+        let reason = self.executor.waiting_reason(&self.stderr());
+        if self.waiting.as_ref() != Some(&reason) {
+            let _ = self.tx.send(TaskMsg::Waiting(self.number, Some(reason.clone())));
+            self.waiting = Some(reason);
+        }
+    }
+
+    /// The start limit or the timeout passed: the attempt is killed.
+    fn on_deadline(&mut self) {
+        self.facts.cause = Some(match self.waiting.take() {
+            Some(reason) => Cause::NotStarted(reason),
+            None => Cause::Timeout,
+        });
+        self.executor.kill(&mut self.child);
+    }
+
+    /// A control message from the loop.
+    fn on_control(&mut self, control: Control) {
         match control {
-            Control::Run => false,
+            Control::Run => {}
             Control::Stop => {
-                stop_requested = true;
-                drop(stdin.take());
-                false
+                self.facts.stop_requested = true;
+                drop(self.stdin.take());
             }
-            Control::Prune => {
-                *cause = Some(Cause::Pruned);
-                true
-            }
-            Control::Kill => {
-                *cause = Some(Cause::Killed);
-                true
-            }
-        }
-    };
-    if apply(*control.borrow_and_update(), &mut stdin, &mut cause) {
-        executor.kill(&mut child);
-    }
-
-    // Read stdout until EOF or until the attempt is ended.
-    while cause.is_none() {
-        tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => {
-                    use std::io::Write;
-                    if waiting.take().is_some() {
-                        let _ = tx.send(TaskMsg::Waiting(spec.number, None));
-                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout.unwrap_or(far));
-                    }
-                    let _ = writeln!(stdout_log, "{line}");
-                    match parse_line(&line) {
-                        Line::Message(message) => {
-                            match &message {
-                                Message::Final { objective: value } => objective = Some(value.0),
-                                Message::Error { kind, message } => {
-                                    reported_error = Some(match kind {
-                                        Some(kind) => format!("{kind}: {message}"),
-                                        None => message.clone(),
-                                    })
-                                }
-                                _ => {}
-                            }
-                            let _ = tx.send(TaskMsg::Message(spec.number, message));
-                        }
-                        Line::Other(why) => {
-                            if malformed.is_none() {
-                                malformed = why.map(|why| format!("{why} in `{}`", shorten(&line)));
-                            }
-                        }
-                    }
-                    if !line.trim().is_empty() {
-                        last_line = line;
-                    }
-                }
-                Ok(None) | Err(_) => break,
-            },
-            _ = poll.tick(), if waiting.is_some() => {
-                let reason = executor.waiting_reason(&attempt_stderr(&stderr_path, stderr_start));
-                if waiting.as_ref() != Some(&reason) {
-                    let _ = tx.send(TaskMsg::Waiting(spec.number, Some(reason.clone())));
-                    waiting = Some(reason);
-                }
-            }
-            () = &mut deadline, if timeout.is_some() || waiting.is_some() => {
-                cause = Some(match waiting.take() {
-                    Some(reason) => Cause::NotStarted(reason),
-                    None => Cause::Timeout,
-                });
-                executor.kill(&mut child);
-            }
-            changed = control.changed(), if control_open => {
-                if changed.is_err() {
-                    control_open = false;
-                } else if apply(*control.borrow_and_update(), &mut stdin, &mut cause) {
-                    executor.kill(&mut child);
-                }
-            }
+            Control::Prune => self.end(Cause::Pruned),
+            Control::Kill => self.end(Cause::Killed),
         }
     }
-    // Wait for the exit, still bounded by the deadline and the controls.
-    let status: Option<ExitStatus> = loop {
-        tokio::select! {
-            status = child.wait() => break status.ok(),
-            () = &mut deadline, if (timeout.is_some() || waiting.is_some()) && cause.is_none() => {
-                cause = Some(match waiting.take() {
-                    Some(reason) => Cause::NotStarted(reason),
-                    None => Cause::Timeout,
-                });
-                executor.kill(&mut child);
-            }
-            changed = control.changed(), if control_open => {
-                if changed.is_err() {
-                    control_open = false;
-                } else if apply(*control.borrow_and_update(), &mut stdin, &mut cause) {
-                    executor.kill(&mut child);
-                }
-            }
-        }
-    };
-    use std::io::Write;
-    let _ = stdout_log.flush();
 
-    match cause {
-        Some(Cause::Pruned) => return Outcome::Pruned,
-        Some(Cause::Killed) => return Outcome::Interrupted,
+    fn end(&mut self, cause: Cause) {
+        self.facts.cause = Some(cause);
+        self.executor.kill(&mut self.child);
+    }
+
+    /// What this attempt wrote to stderr so far.
+    fn stderr(&self) -> String {
+        attempt_stderr(&self.stderr_path, self.stderr_start)
+    }
+}
+
+/// What is known of an attempt once its process is over: everything its
+/// outcome is decided from.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Facts {
+    /// Why the scheduler ended it, if it did.
+    cause: Option<Cause>,
+    /// `None` where waiting for the process failed.
+    status: Option<ExitStatus>,
+    /// Asked to checkpoint and exit.
+    stop_requested: bool,
+    /// The last final objective it reported.
+    objective: Option<f64>,
+    /// The last error it reported.
+    reported_error: Option<String>,
+    /// Why its first unreadable protocol line was unreadable.
+    malformed: Option<String>,
+    /// Its last non-empty stdout line.
+    last_line: String,
+    timeout: Option<Duration>,
+    start_limit: Option<Duration>,
+}
+
+impl Facts {
+    /// Keeps what a protocol message tells of the outcome.
+    fn record(&mut self, message: &Message) {
+        match message {
+            Message::Final { objective } => self.objective = Some(objective.0),
+            Message::Error { kind, message } => {
+                self.reported_error = Some(match kind {
+                    Some(kind) => format!("{kind}: {message}"),
+                    None => message.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How far the facts alone decide an attempt's outcome.
+#[derive(Debug, Clone, PartialEq)]
+enum Classified {
+    Decided(Outcome),
+    /// It depends on what the executor tells of this exit (see [`classify_exit`]).
+    AskExecutor(ExitStatus),
+}
+
+/// The outcome of an attempt from its facts, unless it needs the
+/// executor's word on the exit.
+fn classify(facts: &Facts) -> Classified {
+    use Classified::{AskExecutor, Decided};
+    match &facts.cause {
+        Some(Cause::Pruned) => return Decided(Outcome::Pruned),
+        Some(Cause::Killed) => return Decided(Outcome::Interrupted),
         Some(Cause::Timeout) => {
-            let limit = timeout.unwrap_or_default().as_secs_f64();
-            return Outcome::Failed(format!("timed out after {limit:.1} s (killed)"));
+            let limit = facts.timeout.unwrap_or_default().as_secs_f64();
+            return Decided(Outcome::Failed(format!("timed out after {limit:.1} s (killed)")));
         }
         Some(Cause::NotStarted(reason)) => {
-            let limit = start_limit.unwrap_or_default().as_secs_f64();
-            return Outcome::Failed(format!("did not start within {limit:.0} s ({reason}); cancelled"));
+            let limit = facts.start_limit.unwrap_or_default().as_secs_f64();
+            return Decided(Outcome::Failed(format!(
+                "did not start within {limit:.0} s ({reason}); cancelled"
+            )));
         }
         None => {}
     }
-    let status = match status {
-        Some(status) => status,
-        None => return Outcome::Failed("lost track of the trial process".to_owned()),
+    let Some(status) = facts.status else {
+        return Decided(Outcome::Failed("lost track of the trial process".to_owned()));
     };
     if status.success() {
-        return match (objective, reported_error) {
-            (_, Some(error)) => Outcome::Failed(format!("the trial reported {error}")),
-            (Some(value), None) if value.is_finite() => Outcome::Complete(value),
-            (Some(_), None) => Outcome::Failed(
+        return match (facts.objective, &facts.reported_error) {
+            (_, Some(error)) => Decided(Outcome::Failed(format!("the trial reported {error}"))),
+            (Some(value), None) if value.is_finite() => Decided(Outcome::Complete(value)),
+            (Some(_), None) => Decided(Outcome::Failed(
                 "the objective is not a finite number (NaN or infinite): the training diverged".to_owned(),
-            ),
-            (None, None) if stop_requested => Outcome::Interrupted,
-            // A trial that stopped early when signalled from outside.
-            (None, None)
-                if matches!(
-                    ended_by(&executor, status, attempt_stderr(&stderr_path, stderr_start)).await,
-                    Some(Ended::Interrupted(_))
-                ) =>
-            {
-                Outcome::Interrupted
-            }
-            (None, None) => Outcome::Failed(match malformed {
-                Some(why) => format!("exited without a final objective line; {why}"),
-                None if last_line.is_empty() => {
-                    "exited without any output (no final objective line)".to_owned()
-                }
-                None => {
-                    format!("exited without a final objective line; last line: `{}`", shorten(&last_line))
-                }
-            }),
+            )),
+            (None, None) if facts.stop_requested => Decided(Outcome::Interrupted),
+            // Unless it stopped early when signalled from outside.
+            (None, None) => AskExecutor(status),
         };
     }
-    if stop_requested && objective.is_none() {
+    if facts.stop_requested && facts.objective.is_none() {
+        return Decided(Outcome::Interrupted);
+    }
+    AskExecutor(status)
+}
+
+/// The outcome of an attempt [`classify`] could not decide, given what it
+/// wrote to stderr and what its executor tells of the exit.
+fn classify_exit(facts: &Facts, status: ExitStatus, stderr: &str, ended: Option<Ended>) -> Outcome {
+    if let Some(Ended::Interrupted(_)) = ended {
         return Outcome::Interrupted;
     }
-    let stderr = attempt_stderr(&stderr_path, stderr_start);
-    let detail = reported_error.or_else(|| last_nonempty_line(&stderr).map(|l| format!("stderr: {l}")));
-    let what = match ended_by(&executor, status, stderr).await {
-        Some(Ended::Interrupted(_)) => return Outcome::Interrupted,
+    if status.success() {
+        return Outcome::Failed(match &facts.malformed {
+            Some(why) => format!("exited without a final objective line; {why}"),
+            None if facts.last_line.is_empty() => {
+                "exited without any output (no final objective line)".to_owned()
+            }
+            None => {
+                format!("exited without a final objective line; last line: `{}`", shorten(&facts.last_line))
+            }
+        });
+    }
+    let detail =
+        facts.reported_error.clone().or_else(|| last_nonempty_line(stderr).map(|l| format!("stderr: {l}")));
+    let what = match ended {
         Some(Ended::Failed(what)) => what,
-        None => describe_exit(status),
+        _ => describe_exit(status),
     };
     Outcome::Failed(match detail {
         Some(detail) => format!("{what}; {detail}"),
@@ -713,5 +817,149 @@ fn shorten(line: &str) -> String {
     match line.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &line[..i]),
         None => line.to_owned(),
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    //! How an attempt's outcome follows from its facts, without processes.
+
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    fn signalled(signal: i32) -> ExitStatus {
+        ExitStatus::from_raw(signal)
+    }
+
+    fn facts(status: ExitStatus) -> Facts {
+        Facts { status: Some(status), ..Facts::default() }
+    }
+
+    fn failed(reason: &str) -> Classified {
+        Classified::Decided(Outcome::Failed(reason.to_owned()))
+    }
+
+    #[test]
+    fn a_cause_decides_whatever_the_process_reported() {
+        let reported = Facts { objective: Some(1.0), ..facts(exited(0)) };
+        let pruned = Facts { cause: Some(Cause::Pruned), ..reported.clone() };
+        assert_eq!(classify(&pruned), Classified::Decided(Outcome::Pruned));
+        let killed = Facts { cause: Some(Cause::Killed), status: None, ..reported.clone() };
+        assert_eq!(classify(&killed), Classified::Decided(Outcome::Interrupted));
+        let timeout = Facts {
+            cause: Some(Cause::Timeout),
+            timeout: Some(Duration::from_millis(2500)),
+            ..reported.clone()
+        };
+        assert_eq!(classify(&timeout), failed("timed out after 2.5 s (killed)"));
+        let queued = Facts {
+            cause: Some(Cause::NotStarted("Priority".to_owned())),
+            start_limit: Some(Duration::from_secs(600)),
+            ..reported
+        };
+        assert_eq!(classify(&queued), failed("did not start within 600 s (Priority); cancelled"));
+    }
+
+    #[test]
+    fn a_lost_process_fails() {
+        assert_eq!(classify(&Facts::default()), failed("lost track of the trial process"));
+    }
+
+    #[test]
+    fn a_clean_exit_completes_with_a_finite_objective() {
+        let done = Facts { objective: Some(0.25), ..facts(exited(0)) };
+        assert_eq!(classify(&done), Classified::Decided(Outcome::Complete(0.25)));
+        let diverged = Facts { objective: Some(f64::NAN), ..facts(exited(0)) };
+        assert_eq!(
+            classify(&diverged),
+            failed("the objective is not a finite number (NaN or infinite): the training diverged")
+        );
+    }
+
+    #[test]
+    fn a_reported_error_fails_even_after_an_objective() {
+        let facts = Facts {
+            objective: Some(0.25),
+            reported_error: Some("OOM: out of memory".to_owned()),
+            ..facts(exited(0))
+        };
+        assert_eq!(classify(&facts), failed("the trial reported OOM: out of memory"));
+    }
+
+    #[test]
+    fn a_stopped_attempt_without_objective_is_interrupted() {
+        for status in [exited(0), exited(1), signalled(9)] {
+            let stopped = Facts { stop_requested: true, ..facts(status) };
+            assert_eq!(classify(&stopped), Classified::Decided(Outcome::Interrupted));
+        }
+        // A failing exit after a final objective is still a failure.
+        let late = Facts { stop_requested: true, objective: Some(1.0), ..facts(exited(1)) };
+        assert_eq!(classify(&late), Classified::AskExecutor(exited(1)));
+    }
+
+    #[test]
+    fn the_executor_is_asked_about_exits_without_a_result() {
+        assert_eq!(classify(&facts(exited(0))), Classified::AskExecutor(exited(0)));
+        assert_eq!(classify(&facts(exited(3))), Classified::AskExecutor(exited(3)));
+        assert_eq!(classify(&facts(signalled(9))), Classified::AskExecutor(signalled(9)));
+    }
+
+    #[test]
+    fn a_clean_exit_without_objective_says_what_it_printed() {
+        let quiet = facts(exited(0));
+        assert_eq!(
+            classify_exit(&quiet, exited(0), "", None),
+            Outcome::Failed("exited without any output (no final objective line)".to_owned())
+        );
+        let chatty = Facts { last_line: "epoch 3".to_owned(), ..quiet.clone() };
+        assert_eq!(
+            classify_exit(&chatty, exited(0), "", None),
+            Outcome::Failed("exited without a final objective line; last line: `epoch 3`".to_owned())
+        );
+        let malformed = Facts { malformed: Some("bad JSON in `{`".to_owned()), ..chatty };
+        assert_eq!(
+            classify_exit(&malformed, exited(0), "", None),
+            Outcome::Failed("exited without a final objective line; bad JSON in `{`".to_owned())
+        );
+        assert_eq!(
+            classify_exit(&quiet, exited(0), "", Some(Ended::Interrupted("requeued".to_owned()))),
+            Outcome::Interrupted
+        );
+    }
+
+    #[test]
+    fn a_failing_exit_names_the_exit_and_the_last_words() {
+        let plain = facts(exited(3));
+        assert_eq!(
+            classify_exit(&plain, exited(3), "warming up\nValueError: bad\n\n", None),
+            Outcome::Failed("exited with code 3; stderr: ValueError: bad".to_owned())
+        );
+        assert_eq!(
+            classify_exit(&plain, exited(3), "", None),
+            Outcome::Failed("exited with code 3".to_owned())
+        );
+        let reported = Facts { reported_error: Some("config: no data".to_owned()), ..plain.clone() };
+        assert_eq!(
+            classify_exit(&reported, exited(3), "noise", None),
+            Outcome::Failed("exited with code 3; config: no data".to_owned())
+        );
+        assert_eq!(
+            classify_exit(&plain, signalled(9), "", None),
+            Outcome::Failed("killed by signal 9 (SIGKILL; out of memory?)".to_owned())
+        );
+        let node = Some(Ended::Failed("the node failed".to_owned()));
+        assert_eq!(
+            classify_exit(&plain, signalled(9), "last", node),
+            Outcome::Failed("the node failed; stderr: last".to_owned())
+        );
+        assert_eq!(
+            classify_exit(&plain, exited(1), "", Some(Ended::Interrupted("pre-empted".to_owned()))),
+            Outcome::Interrupted
+        );
     }
 }

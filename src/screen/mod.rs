@@ -20,7 +20,7 @@ pub mod output;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -317,156 +317,211 @@ pub fn screen(members: &[Member], files: &[PathBuf], options: &ScreenOptions) ->
     Loaded::load(members)?;
     let started = Instant::now();
     let threads = options.threads.max(1);
-    let batch_size = options.batch.max(1);
-    let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let bar = if options.progress {
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} (eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(files, options.progress);
     let stop = AtomicBool::new(false);
-    let reader_options =
-        ExtxyzOptions { dielectric_key: options.dielectric_key.clone(), require_dielectric: false };
     let (batches_tx, batches_rx) = sync_channel::<Batch>(threads * 2);
     let batches_rx: Arc<Mutex<Receiver<Batch>>> = Arc::new(Mutex::new(batches_rx));
     let (results_tx, results_rx) = channel::<Vec<Outcome>>();
-
-    let mut counts = Counts::default();
-    let mut failures = Vec::new();
-    let mut ranked: Vec<Candidate> = Vec::new();
-    // The structures of the best `top` so far (pruned when twice as many).
-    let mut best: Vec<(Candidate, Frame)> = Vec::new();
-    let by = options.by;
-    let filters = &options.filters;
+    let mut tally = Tally::default();
 
     let outcome: Result<()> = std::thread::scope(|scope| {
         let reader = {
             let bar = bar.clone();
             let stop = &stop;
-            let reader_options = &reader_options;
-            scope.spawn(move || -> Result<()> {
-                let mut done_bytes = 0u64;
-                for (k, path) in files.iter().enumerate() {
-                    let mut batch: Batch = Vec::with_capacity(batch_size);
-                    let mut frame_number = 0;
-                    stream_structures(path, reader_options, |frame, bytes| {
-                        if stop.load(Ordering::Relaxed) {
-                            return Err(anyhow!("stopped"));
-                        }
-                        batch.push((k, frame_number, frame));
-                        frame_number += 1;
-                        bar.set_position(done_bytes + bytes);
-                        if batch.len() == batch_size {
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                            batches_tx.send(full).map_err(|_| anyhow!("stopped"))?;
-                        }
-                        Ok(())
-                    })?;
-                    if !batch.is_empty() {
-                        batches_tx.send(batch).map_err(|_| anyhow!("stopped"))?;
-                    }
-                    done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                }
-                Ok(())
-            })
+            scope.spawn(move || read_batches(files, options, &batches_tx, &bar, stop))
         };
-        let mut workers = Vec::new();
-        for _ in 0..threads {
-            let batches_rx = batches_rx.clone();
-            let results_tx = results_tx.clone();
-            let stop = &stop;
-            workers.push(scope.spawn(move || -> Result<()> {
-                let run = || -> Result<()> {
-                    let loaded = Loaded::load(members)?;
-                    loop {
-                        let next = batches_rx.lock().map_err(|_| anyhow!("a worker panicked"))?.recv();
-                        let Ok(batch) = next else { return Ok(()) };
-                        let outcomes = screen_batch(&loaded, files, batch, options)?;
-                        if results_tx.send(outcomes).is_err() {
-                            return Ok(());
-                        }
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let batches_rx = batches_rx.clone();
+                let results_tx = results_tx.clone();
+                let stop = &stop;
+                scope.spawn(move || {
+                    let result = work(members, files, options, &batches_rx, &results_tx);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
                     }
-                };
-                let result = run();
-                if result.is_err() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                result
-            }));
-        }
+                    result
+                })
+            })
+            .collect();
         // Only the workers hold the queue now: if they all stop, the reader's send fails.
         drop(batches_rx);
         drop(results_tx);
         for outcomes in results_rx {
             for outcome in outcomes {
-                counts.read += 1;
-                match outcome {
-                    Outcome::Skipped(Skip::TooManyAtoms) => counts.too_many_atoms += 1,
-                    Outcome::Skipped(Skip::OtherSystem) => counts.other_system += 1,
-                    Outcome::Failed(why) => {
-                        counts.failed += 1;
-                        if failures.len() < 10 {
-                            failures.push(why);
-                        }
-                    }
-                    Outcome::Screened(screened) => {
-                        let (candidate, frame) = *screened;
-                        let s = &candidate.stats;
-                        if filters.min_eps_poly.is_some_and(|min| s.eps_poly < min)
-                            || filters.max_eps_poly.is_some_and(|max| s.eps_poly > max)
-                        {
-                            counts.outside_eps_poly += 1;
-                        } else if filters.physical_only && s.unphysical {
-                            counts.unphysical += 1;
-                        } else {
-                            counts.ranked += 1;
-                            if options.top > 0 {
-                                best.push((candidate.clone(), frame));
-                                if best.len() >= 2 * options.top.max(16) {
-                                    best.sort_by(|a, b| rank_order(by, &a.0, &b.0));
-                                    best.truncate(options.top);
-                                }
-                            }
-                            ranked.push(candidate);
-                        }
-                    }
-                }
+                tally.add(outcome, options);
             }
-            bar.set_message(format!("{} structures", counts.read));
+            bar.set_message(format!("{} structures", tally.counts.read));
         }
-        let mut first_error = None;
-        for worker in workers {
-            if let Err(err) = worker.join().map_err(|_| anyhow!("a screening thread panicked"))? {
-                first_error.get_or_insert(err);
-            }
-        }
-        let read = reader.join().map_err(|_| anyhow!("the reading thread panicked"))?;
-        // A worker's own error explains a reader that was told to stop.
-        match (first_error, read) {
-            (Some(err), _) => Err(err),
-            (None, Err(err)) => Err(err),
-            (None, Ok(())) => Ok(()),
-        }
+        join(workers, reader)
     });
     bar.finish_and_clear();
     outcome?;
-    ranked.sort_by(|a, b| rank_order(by, a, b));
-    best.sort_by(|a, b| rank_order(by, &a.0, &b.0));
-    best.truncate(options.top);
-    Ok(Screened {
-        ranked,
-        top: best.into_iter().map(|(_, frame)| frame).collect(),
-        counts,
-        failures,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(tally.finish(options, started))
+}
+
+/// A progress bar over the files' bytes, hidden unless `shown`.
+fn progress_bar(files: &[PathBuf], shown: bool) -> indicatif::ProgressBar {
+    if !shown {
+        return indicatif::ProgressBar::hidden();
+    }
+    let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = indicatif::ProgressBar::new(total_bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The reading thread: streams the files' frames into batches for the
+/// workers, until the files end or `stop` is set.
+fn read_batches(
+    files: &[PathBuf],
+    options: &ScreenOptions,
+    batches: &SyncSender<Batch>,
+    bar: &indicatif::ProgressBar,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let batch_size = options.batch.max(1);
+    let reader_options =
+        ExtxyzOptions { dielectric_key: options.dielectric_key.clone(), require_dielectric: false };
+    let mut done_bytes = 0u64;
+    for (k, path) in files.iter().enumerate() {
+        let mut batch: Batch = Vec::with_capacity(batch_size);
+        let mut frame_number = 0;
+        stream_structures(path, &reader_options, |frame, bytes| {
+            if stop.load(Ordering::Relaxed) {
+                return Err(anyhow!("stopped"));
+            }
+            batch.push((k, frame_number, frame));
+            frame_number += 1;
+            bar.set_position(done_bytes + bytes);
+            if batch.len() == batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                batches.send(full).map_err(|_| anyhow!("stopped"))?;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            batches.send(batch).map_err(|_| anyhow!("stopped"))?;
+        }
+        done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// A worker thread: loads its own copy of the members and screens batches
+/// until the queue closes or the results are no longer read.
+fn work(
+    members: &[Member],
+    files: &[PathBuf],
+    options: &ScreenOptions,
+    batches: &Mutex<Receiver<Batch>>,
+    results: &Sender<Vec<Outcome>>,
+) -> Result<()> {
+    let loaded = Loaded::load(members)?;
+    loop {
+        let next = batches.lock().map_err(|_| anyhow!("a worker panicked"))?.recv();
+        let Ok(batch) = next else { return Ok(()) };
+        let outcomes = screen_batch(&loaded, files, batch, options)?;
+        if results.send(outcomes).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Waits for the threads; a worker's own error explains a reader that was
+/// told to stop, so it comes first.
+fn join(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>,
+    reader: std::thread::ScopedJoinHandle<'_, Result<()>>,
+) -> Result<()> {
+    let mut first_error = None;
+    for worker in workers {
+        if let Err(err) = worker.join().map_err(|_| anyhow!("a screening thread panicked"))? {
+            first_error.get_or_insert(err);
+        }
+    }
+    let read = reader.join().map_err(|_| anyhow!("the reading thread panicked"))?;
+    match (first_error, read) {
+        (Some(err), _) => Err(err),
+        (None, Err(err)) => Err(err),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// What the calling thread keeps of the workers' outcomes.
+#[derive(Default)]
+struct Tally {
+    counts: Counts,
+    /// The first few failures, with why.
+    failures: Vec<String>,
+    ranked: Vec<Candidate>,
+    /// The structures of the best `top` so far (pruned when twice as many).
+    best: Vec<(Candidate, Frame)>,
+}
+
+impl Tally {
+    /// Counts one structure's outcome, and keeps it where it passes the filters.
+    fn add(&mut self, outcome: Outcome, options: &ScreenOptions) {
+        let counts = &mut self.counts;
+        counts.read += 1;
+        match outcome {
+            Outcome::Skipped(Skip::TooManyAtoms) => counts.too_many_atoms += 1,
+            Outcome::Skipped(Skip::OtherSystem) => counts.other_system += 1,
+            Outcome::Failed(why) => {
+                counts.failed += 1;
+                if self.failures.len() < 10 {
+                    self.failures.push(why);
+                }
+            }
+            Outcome::Screened(screened) => {
+                let (candidate, frame) = *screened;
+                let filters = &options.filters;
+                let s = &candidate.stats;
+                if filters.min_eps_poly.is_some_and(|min| s.eps_poly < min)
+                    || filters.max_eps_poly.is_some_and(|max| s.eps_poly > max)
+                {
+                    counts.outside_eps_poly += 1;
+                } else if filters.physical_only && s.unphysical {
+                    counts.unphysical += 1;
+                } else {
+                    counts.ranked += 1;
+                    self.keep(candidate, frame, options);
+                }
+            }
+        }
+    }
+
+    /// Ranks a candidate, and keeps its structure while it may be in the top.
+    fn keep(&mut self, candidate: Candidate, frame: Frame, options: &ScreenOptions) {
+        if options.top > 0 {
+            self.best.push((candidate.clone(), frame));
+            if self.best.len() >= 2 * options.top.max(16) {
+                self.best.sort_by(|a, b| rank_order(options.by, &a.0, &b.0));
+                self.best.truncate(options.top);
+            }
+        }
+        self.ranked.push(candidate);
+    }
+
+    /// The screen: every candidate ranked, and the top structures.
+    fn finish(mut self, options: &ScreenOptions, started: Instant) -> Screened {
+        let by = options.by;
+        self.ranked.sort_by(|a, b| rank_order(by, a, b));
+        self.best.sort_by(|a, b| rank_order(by, &a.0, &b.0));
+        self.best.truncate(options.top);
+        Screened {
+            ranked: self.ranked,
+            top: self.best.into_iter().map(|(_, frame)| frame).collect(),
+            counts: self.counts,
+            failures: self.failures,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 #[cfg(test)]

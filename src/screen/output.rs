@@ -139,70 +139,103 @@ pub fn write(dir: &Path, screened: &Screened, about: &About) -> Result<Written> 
     let figures_dir = dir.join("figures");
     std::fs::create_dir_all(&figures_dir)
         .with_context(|| format!("cannot create {}", figures_dir.display()))?;
-    let by = about.options.by;
-    let mut files = Vec::new();
+    let top = about.options.top.min(screened.ranked.len());
+    let mut files = vec![write_csv(dir, screened, about)?, write_top_extxyz(dir, screened, about)?];
+    let mut figure_lines = Vec::new();
+    let (line, figure) = anisotropy_histogram(&figures_dir, screened);
+    figure_lines.push(line);
+    files.extend(figure);
+    if about.members.len() > 1 {
+        let (line, figure) = anisotropy_against_spread(&figures_dir, screened, about.options.by, top);
+        figure_lines.push(line);
+        files.extend(figure);
+    }
+    files.push(write_report(dir, screened, about, top, &figure_lines)?);
+    files.push(write_summary(dir, screened, about, top)?);
+    Ok(Written { dir: dir.to_path_buf(), files })
+}
 
+/// A file to write into, with the path in the error.
+fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
+}
+
+/// `ranked.csv`: every ranked structure, one row each.
+fn write_csv(dir: &Path, screened: &Screened, about: &About) -> Result<PathBuf> {
     let csv = dir.join("ranked.csv");
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&csv).with_context(|| format!("cannot write {}", csv.display()))?,
-    );
+    let mut out = create(&csv)?;
     write_record(&mut out, &header())?;
     for (k, c) in screened.ranked.iter().enumerate() {
-        write_record(&mut out, &record(k + 1, c, about.files, by))?;
+        write_record(&mut out, &record(k + 1, c, about.files, about.options.by))?;
     }
     out.flush()?;
-    files.push(csv);
+    Ok(csv)
+}
 
+/// `top.extxyz`: the top structures, each with its predictions.
+fn write_top_extxyz(dir: &Path, screened: &Screened, about: &About) -> Result<PathBuf> {
     let xyz = dir.join("top.extxyz");
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&xyz).with_context(|| format!("cannot write {}", xyz.display()))?,
-    );
+    let mut out = create(&xyz)?;
     for (k, (c, frame)) in screened.ranked.iter().zip(&screened.top).enumerate() {
-        let s = &c.stats;
-        let numbers =
-            |m: &[[f64; 3]; 3]| m.iter().flatten().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(" ");
-        let mut extra = vec![
-            ("rank".to_owned(), (k + 1).to_string()),
-            ("formula".to_owned(), c.formula.clone()),
-            ("dielectric_pred".to_owned(), numbers(&s.mean)),
-            ("dielectric_pred_spread".to_owned(), numbers(&s.spread)),
-            ("eps_poly_pred".to_owned(), format!("{:?}", s.eps_poly)),
-            ("eps_poly_pred_spread".to_owned(), format!("{:?}", s.eps_poly_spread)),
-            ("unphysical".to_owned(), if s.unphysical { "T" } else { "F" }.to_owned()),
-            ("source".to_owned(), format!("{}:{}", about.files[c.file].display(), c.frame)),
-        ];
-        if let Some(a) = s.anisotropy {
-            extra.push(("anisotropy_pred".to_owned(), format!("{a:?}")));
-        }
-        if let Some(a) = s.anisotropy_spread {
-            extra.push(("anisotropy_pred_spread".to_owned(), format!("{a:?}")));
-        }
-        if let Some(system) = c.system {
-            extra.push(("crystal_system".to_owned(), system.name().to_owned()));
-        }
-        write_extxyz_frame(&mut out, frame, &extra)?;
+        write_extxyz_frame(&mut out, frame, &extxyz_info(k + 1, c, about.files))?;
     }
     out.flush()?;
-    files.push(xyz);
+    Ok(xyz)
+}
 
-    // Figures: the distribution of predicted a_r, and prediction against spread.
-    let top = about.options.top.min(screened.ranked.len());
+/// The extxyz info keys of the structure ranked `rank`.
+fn extxyz_info(rank: usize, c: &Candidate, files: &[PathBuf]) -> Vec<(String, String)> {
+    let s = &c.stats;
+    let numbers =
+        |m: &[[f64; 3]; 3]| m.iter().flatten().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(" ");
+    let mut extra = vec![
+        ("rank".to_owned(), rank.to_string()),
+        ("formula".to_owned(), c.formula.clone()),
+        ("dielectric_pred".to_owned(), numbers(&s.mean)),
+        ("dielectric_pred_spread".to_owned(), numbers(&s.spread)),
+        ("eps_poly_pred".to_owned(), format!("{:?}", s.eps_poly)),
+        ("eps_poly_pred_spread".to_owned(), format!("{:?}", s.eps_poly_spread)),
+        ("unphysical".to_owned(), if s.unphysical { "T" } else { "F" }.to_owned()),
+        ("source".to_owned(), format!("{}:{}", files[c.file].display(), c.frame)),
+    ];
+    if let Some(a) = s.anisotropy {
+        extra.push(("anisotropy_pred".to_owned(), format!("{a:?}")));
+    }
+    if let Some(a) = s.anisotropy_spread {
+        extra.push(("anisotropy_pred_spread".to_owned(), format!("{a:?}")));
+    }
+    if let Some(system) = c.system {
+        extra.push(("crystal_system".to_owned(), system.name().to_owned()));
+    }
+    extra
+}
+
+/// The figure of the predicted a_r's distribution: the report's line for
+/// it, and its files (none where it could not be drawn; the line says why).
+fn anisotropy_histogram(figures_dir: &Path, screened: &Screened) -> (String, Vec<PathBuf>) {
     let ratios: Vec<f64> = screened.ranked.iter().filter_map(|c| c.stats.anisotropy).collect();
-    let mut figure_lines = Vec::new();
     match crate::report::figures::histogram(
-        &figures_dir,
+        figures_dir,
         "anisotropy_distribution",
         "Predicted anisotropy ratio",
         "a_r (ensemble mean tensor)",
         &ratios,
         30,
     ) {
-        Ok(f) => {
-            figure_lines.push("![Predicted a_r](figures/anisotropy_distribution.png)".to_owned());
-            files.extend([f.png, f.svg]);
-        }
-        Err(err) => figure_lines.push(format!("(No a_r distribution: {err}.)")),
+        Ok(f) => ("![Predicted a_r](figures/anisotropy_distribution.png)".to_owned(), vec![f.png, f.svg]),
+        Err(err) => (format!("(No a_r distribution: {err}.)"), Vec::new()),
     }
+}
+
+/// The figure of the predicted a_r against the ensemble's spread, the top
+/// `top` marked; as [`anisotropy_histogram`].
+fn anisotropy_against_spread(
+    figures_dir: &Path,
+    screened: &Screened,
+    by: RankBy,
+    top: usize,
+) -> (String, Vec<PathBuf>) {
     let points: Vec<(f64, f64, bool)> = screened
         .ranked
         .iter()
@@ -210,38 +243,65 @@ pub fn write(dir: &Path, screened: &Screened, about: &About) -> Result<Written> 
         .filter_map(|(k, c)| Some((c.stats.anisotropy?, c.stats.anisotropy_spread?, k < top)))
         .collect();
     let marked = format!("top {top} by {}", by.name());
-    if about.members.len() > 1 {
-        match crate::report::figures::scatter(
-            &figures_dir,
-            "anisotropy_vs_spread",
-            "Predicted a_r against the ensemble's spread",
-            "a_r (ensemble mean tensor)",
-            "a_r spread over the models",
-            &points,
-            &marked,
-        ) {
-            Ok(f) => {
-                figure_lines
-                    .push("![Predicted a_r against spread](figures/anisotropy_vs_spread.png)".to_owned());
-                files.extend([f.png, f.svg]);
-            }
-            Err(err) => figure_lines.push(format!("(No a_r-against-spread figure: {err}.)")),
-        }
+    match crate::report::figures::scatter(
+        figures_dir,
+        "anisotropy_vs_spread",
+        "Predicted a_r against the ensemble's spread",
+        "a_r (ensemble mean tensor)",
+        "a_r spread over the models",
+        &points,
+        &marked,
+    ) {
+        Ok(f) => (
+            "![Predicted a_r against spread](figures/anisotropy_vs_spread.png)".to_owned(),
+            vec![f.png, f.svg],
+        ),
+        Err(err) => (format!("(No a_r-against-spread figure: {err}.)"), Vec::new()),
     }
+}
 
-    let counts = &screened.counts;
+/// `report.md`: the models, the counts, the top `top` and the figures.
+fn write_report(
+    dir: &Path,
+    screened: &Screened,
+    about: &About,
+    top: usize,
+    figure_lines: &[String],
+) -> Result<PathBuf> {
     let mut md = String::new();
-    md.push_str(&format!("# Screen of {} structures with study {}\n\n", counts.read, about.study));
-    md.push_str(&format!(
+    md.push_str(&format!("# Screen of {} structures with study {}\n\n", screened.counts.read, about.study));
+    md.push_str(&models_table(about));
+    md.push_str(&counts_section(screened, about, top));
+    md.push_str(&top_table(screened, about, top));
+    for line in figure_lines {
+        md.push_str(line);
+        md.push_str("\n\n");
+    }
+    let report = dir.join("report.md");
+    std::fs::write(&report, md).with_context(|| format!("cannot write {}", report.display()))?;
+    Ok(report)
+}
+
+/// The report's table of the ensemble's models.
+fn models_table(about: &About) -> String {
+    let mut md = format!(
         "Models: {}, {} model(s):\n\n| trial | objective | parameters |\n|---:|---:|---|\n",
         about.why,
         about.members.len()
-    ));
+    );
     for m in about.members {
         md.push_str(&format!("| {} | {:.6} | {} |\n", m.trial, m.value, m.params));
     }
+    md
+}
+
+/// The report's counts: read, ranked, dropped and why, and the overlap with
+/// the reference tensors where the files hold them.
+fn counts_section(screened: &Screened, about: &About, top: usize) -> String {
+    let counts = &screened.counts;
+    let by = about.options.by;
     let names: Vec<String> = about.files.iter().map(|f| format!("`{}`", f.display())).collect();
-    md.push_str(&format!(
+    let mut md = format!(
         "\nStructures: {} read from {}; {} ranked by {} ({:.1} s, {:.1} structures/s on {} thread(s)).\n",
         counts.read,
         names.join(", "),
@@ -250,7 +310,7 @@ pub fn write(dir: &Path, screened: &Screened, about: &About) -> Result<Written> 
         screened.seconds,
         counts.read as f64 / screened.seconds.max(1e-9),
         about.options.threads
-    ));
+    );
     let dropped = [
         (counts.too_many_atoms, "more atoms than --max-atoms"),
         (counts.other_system, "another crystal system than --systems"),
@@ -271,10 +331,15 @@ pub fn write(dir: &Path, screened: &Screened, about: &About) -> Result<Written> 
             o.of, o.found, o.n, o.n, o.chance
         ));
     }
-    md.push_str(&format!(
+    md
+}
+
+/// The report's table of the top `top` structures, and what its columns mean.
+fn top_table(screened: &Screened, about: &About, top: usize) -> String {
+    let mut md = format!(
         "\n## Top {top} by {}\n\n| rank | id | formula | system | atoms | a_r | ± | ε_poly | ± | Δn | unphysical |\n|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
-        by.name()
-    ));
+        about.options.by.name()
+    );
     for (k, c) in screened.ranked.iter().take(top).enumerate() {
         let s = &c.stats;
         md.push_str(&format!(
@@ -295,14 +360,13 @@ pub fn write(dir: &Path, screened: &Screened, about: &About) -> Result<Written> 
     md.push_str(
         "\n± is the sample standard deviation over the models; a_r, ε_poly and Δn = √λ_max − √λ_min are those of the models' mean tensor. Every ranked structure is in `ranked.csv`, the top ones with their structures and predicted tensors in `top.extxyz`.\n\n",
     );
-    for line in figure_lines {
-        md.push_str(&line);
-        md.push_str("\n\n");
-    }
-    let report = dir.join("report.md");
-    std::fs::write(&report, md).with_context(|| format!("cannot write {}", report.display()))?;
-    files.push(report);
+    md
+}
 
+/// `screen.json`: the ensemble, the options and the counts.
+fn write_summary(dir: &Path, screened: &Screened, about: &About, top: usize) -> Result<PathBuf> {
+    let by = about.options.by;
+    let counts = &screened.counts;
     let summary = json!({
         "study": about.study,
         "models": about.members.iter().map(|m| json!({"trial": m.trial, "value": m.value, "params": m.params, "checkpoint": m.checkpoint})).collect::<Vec<_>>(),
@@ -322,6 +386,5 @@ pub fn write(dir: &Path, screened: &Screened, about: &About) -> Result<Written> 
     let path = dir.join("screen.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    files.push(path);
-    Ok(Written { dir: dir.to_path_buf(), files })
+    Ok(path)
 }
