@@ -146,6 +146,42 @@ fn catalogue() -> Vec<Case> {
             &["lmax 6 is out of range 0..=4"],
             "case.yaml:14:",
         ),
+        case(
+            "a radial basis the model refuses",
+            edit("  epochs: 2", "  epochs: 2\nmodel:\n  num_basis: 1"),
+            &["`model.num_basis`: must be at least 2", "docs/study-file.md"],
+            "case.yaml:8:",
+        ),
+        case(
+            "a searched radial basis the model refuses",
+            edit("layers: {type: int, low: 1, high: 3}", "num_basis: {type: int, low: 1, high: 8}"),
+            &["must be at least 2", "integer ≥ 2"],
+            "case.yaml:14:",
+        ),
+        case(
+            "a searched l_max the fixed kind cannot take",
+            edit("layers: {type: int, low: 1, high: 3}", "lmax: {type: int, low: 0, high: 3}"),
+            &["lmax = 0 with the fixed kind", "cannot produce the 2e part"],
+            "case.yaml:14:",
+        ),
+        case(
+            "learning rate and weight decay that cannot go together",
+            edit("  epochs: 2", "  epochs: 2\n  weight_decay: 20"),
+            &["lr = 0.1 with the fixed weight_decay", "lr × weight_decay must stay below 1"],
+            "case.yaml:14:",
+        ),
+        case(
+            "a misspelt sampler option",
+            edit("type: tpe", "type: tpe\n      n_startup_trial: 3"),
+            &["unknown key `n_startup_trial`", "did you mean `n_startup_trials`?"],
+            "case.yaml:11:",
+        ),
+        case(
+            "an option of no pruner",
+            format!("{VALID}pruner:\n  type: none\n  n_warmup_steps: 3\n"),
+            &["`n_warmup_steps` is an option of the median pruner", "set `type: median`"],
+            "case.yaml:17:",
+        ),
         case("missing name", edit("name: case\n", ""), &["missing key `name`", "add `name:`"], "case.yaml:1:"),
         case(
             "neither phases nor sweep",
@@ -294,8 +330,32 @@ fn the_valid_base_file_loads_and_overrides_apply() {
     let plan = load_str(VALID, "case.yaml", Path::new("."), &[]).unwrap();
     assert_eq!(plan.config.phases.len(), 1);
     assert_eq!(plan.hyperparameters.training.epochs, 2);
+    // Combinations of two varied values are the trials' to report: an
+    // ablation of l_max 0…4 over both kinds runs.
+    let sweep = format!(
+        "{}sweep:\n  values:\n    kind: [equivariant, scalar]\n    lmax: [0, 1, 2]\n",
+        &VALID[..VALID.find("phases:").unwrap()]
+    );
+    assert!(load_str(&sweep, "case.yaml", Path::new("."), &[]).is_ok());
     let overrides = vec!["training.epochs=1".to_owned(), "phases[0].n_trials=9".to_owned()];
     let plan = load_str(VALID, "case.yaml", Path::new("."), &overrides).unwrap();
     assert_eq!(plan.hyperparameters.training.epochs, 1);
     assert_eq!(plan.config.phases[0].n_trials, Some(9));
+}
+
+/// A value the model refuses stops `study run` with exit 2 before anything
+/// runs or is written, not as a study of failed trials.
+#[test]
+fn study_run_refuses_a_value_the_model_refuses_before_any_trial() {
+    let results = tempfile::tempdir().unwrap();
+    let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/studies/smoke.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_study"))
+        .args(["run", smoke, "--set", "model.num_basis=1", "--results"])
+        .arg(results.path())
+        .output()
+        .expect("the study binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--set model.num_basis=1") && stderr.contains("must be at least 2"), "{stderr}");
+    assert_eq!(std::fs::read_dir(results.path()).unwrap().count(), 0, "nothing written");
 }

@@ -223,6 +223,7 @@ model: {em_dim: 4, layers: 1, mul: 2, num_basis: 4, radial_neurons: 8}
 training: {epochs: 2, batch_size: 8, weight_decay: 0.0}
 sweep:
   values:
+    kind: [equivariant]
     lmax: [0, 1]
     lr: [0.01, 1.0e6]
 resources: {devices: cpu, trials_per_device: 2}

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::ConfigProblem;
+
+/// Largest rotation order the model supports.
+pub const MAX_LMAX: usize = 4;
+
 /// Which readout the last Convolution produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,34 +107,49 @@ pub enum ModelError {
 impl ModelConfig {
     /// Checks ranges that would otherwise fail deep inside construction.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if self.lmax > 4 {
-            return Err(ModelError::LmaxOutOfRange(self.lmax));
+        self.check().map_err(|p| match (p.field, p.with) {
+            ("lmax", Some("kind")) => ModelError::EquivariantNeedsLmax1,
+            ("lmax", None) => ModelError::LmaxOutOfRange(self.lmax),
+            _ => ModelError::InvalidConfig(format!("{} {}", p.field, p.problem)),
+        })
+    }
+
+    /// The first setting the model refuses, named by its key: the one check
+    /// both [`ModelConfig::validate`] and a study file's validation use.
+    pub fn check(&self) -> Result<(), ConfigProblem> {
+        if self.lmax > MAX_LMAX {
+            return Err(ConfigProblem::new(
+                "lmax",
+                format!("lmax {} is out of range 0..={MAX_LMAX}", self.lmax),
+            ));
         }
-        let positive = [
-            ("em_dim", self.em_dim),
-            ("mul", self.mul),
-            ("num_basis", self.num_basis),
-            ("radial_neurons", self.radial_neurons),
+        let least = [
+            ("em_dim", self.em_dim, 1),
+            ("layers", self.layers, 1),
+            ("mul", self.mul, 1),
+            ("num_basis", self.num_basis, 2),
+            ("radial_neurons", self.radial_neurons, 1),
         ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(ModelError::InvalidConfig(format!("{name} must be at least 1")));
+        for (name, v, min) in least {
+            if v < min {
+                return Err(ConfigProblem::new(name, format!("must be at least {min}")));
             }
         }
-        if self.num_basis < 2 {
-            return Err(ModelError::InvalidConfig("num_basis must be at least 2".into()));
-        }
         if !(self.cutoff > 0.0 && self.cutoff.is_finite()) {
-            return Err(ModelError::InvalidConfig("cutoff must be a positive length in Å".into()));
+            return Err(ConfigProblem::new("cutoff", "must be a positive length in Å"));
         }
         if !(self.num_neighbors > 0.0 && self.num_neighbors.is_finite()) {
-            return Err(ModelError::InvalidConfig("num_neighbors must be positive".into()));
+            return Err(ConfigProblem::new("num_neighbors", "must be positive"));
         }
         if !self.eps_offset.is_finite() {
-            return Err(ModelError::InvalidConfig("eps_offset must be a finite number".into()));
+            return Err(ConfigProblem::new("eps_offset", "must be a finite number"));
         }
         if self.kind == ModelKind::Equivariant && self.lmax == 0 {
-            return Err(ModelError::EquivariantNeedsLmax1);
+            return Err(ConfigProblem::combined(
+                "lmax",
+                "kind",
+                "an equivariant model with lmax = 0 cannot produce the 2e part of the dielectric tensor; use lmax ≥ 1 or kind: scalar",
+            ));
         }
         Ok(())
     }

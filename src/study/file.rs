@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::hpo::{Direction, ParamValue};
+pub use crate::model::{ModelKind, OutputMode, Precision};
 
 /// A whole study file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,34 +119,6 @@ impl Default for SplitSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// Output irreps 0e + 2e: the tensor is equivariant by construction.
-    #[default]
-    Equivariant,
-    /// Output 6 × 0e: the six Cartesian components, equivariance broken at the readout.
-    Scalar,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dtype {
-    #[default]
-    F32,
-    F64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputMode {
-    /// The network's output as is.
-    #[default]
-    Raw,
-    /// Projected onto physical tensors (eigenvalues ≥ 1).
-    Physical,
-}
-
 /// Model hyperparameters (AnisoNet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,7 +140,7 @@ pub struct ModelSpec {
     pub cutoff: f64,
     /// Normalisation of the neighbour sum; the training set's mean when absent.
     pub num_neighbors: Option<f64>,
-    pub dtype: Dtype,
+    pub dtype: Precision,
     pub output: OutputMode,
 }
 
@@ -183,7 +156,7 @@ impl Default for ModelSpec {
             radial_neurons: 100,
             cutoff: 5.0,
             num_neighbors: None,
-            dtype: Dtype::F32,
+            dtype: Precision::F32,
             output: OutputMode::Raw,
         }
     }
@@ -284,61 +257,56 @@ pub struct PhaseSpec {
     pub n_trials: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SamplerKind {
-    Tpe,
-    Random,
-    Grid,
-    GridAroundBest,
+/// A sampler and its options, tagged by `type`: each kind takes only its
+/// own options, so a misplaced or misspelt one is refused by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SamplerSpec {
+    Tpe(TpeOptions),
+    Random {},
+    Grid {
+        /// Parameter → the values to try.
+        values: BTreeMap<String, Vec<ParamValue>>,
+        #[serde(default)]
+        retry_failed: Option<bool>,
+    },
+    GridAroundBest {
+        /// Parameter → a list of values, `best`, `{factors: [...]}` or
+        /// `{count: k, spacing: linear, step: s}` / `{count: k, spacing: log, ratio: r}`.
+        axes: BTreeMap<String, serde_yaml::Value>,
+        #[serde(default)]
+        retry_failed: Option<bool>,
+    },
 }
 
-impl SamplerKind {
-    pub fn name(self) -> &'static str {
+impl SamplerSpec {
+    /// Every `type`.
+    pub const KINDS: &'static [&'static str] = &["tpe", "random", "grid", "grid_around_best"];
+
+    /// The `type` as written in the file.
+    pub fn name(&self) -> &'static str {
         match self {
-            SamplerKind::Tpe => "tpe",
-            SamplerKind::Random => "random",
-            SamplerKind::Grid => "grid",
-            SamplerKind::GridAroundBest => "grid_around_best",
+            SamplerSpec::Tpe(_) => "tpe",
+            SamplerSpec::Random {} => "random",
+            SamplerSpec::Grid { .. } => "grid",
+            SamplerSpec::GridAroundBest { .. } => "grid_around_best",
         }
     }
 }
 
-/// A sampler and its options; each option belongs to one `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplerSpec {
-    #[serde(rename = "type")]
-    pub kind: SamplerKind,
-    // tpe
-    #[serde(default)]
+/// The TPE sampler's options; absent ones take [`crate::hpo::samplers::TpeConfig`]'s defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TpeOptions {
     pub n_startup_trials: Option<usize>,
-    #[serde(default)]
     pub n_ei_candidates: Option<usize>,
-    #[serde(default)]
     pub multivariate: Option<bool>,
     /// Running trials count as bad ones (default on; in deterministic mode, a
     /// batch's earlier proposals).
-    #[serde(default)]
     pub constant_liar: Option<bool>,
-    #[serde(default)]
     pub prior_weight: Option<f64>,
-    #[serde(default)]
     pub consider_endpoints: Option<bool>,
-    #[serde(default)]
     pub consider_magic_clip: Option<bool>,
-    // grid
-    /// Parameter → the values to try.
-    #[serde(default)]
-    pub values: Option<BTreeMap<String, Vec<ParamValue>>>,
-    // grid_around_best
-    /// Parameter → a list of values, `best`, `{factors: [...]}` or
-    /// `{count: k, spacing: linear, step: s}` / `{count: k, spacing: log, ratio: r}`.
-    #[serde(default)]
-    pub axes: Option<BTreeMap<String, serde_yaml::Value>>,
-    // grid and grid_around_best
-    #[serde(default)]
-    pub retry_failed: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,28 +348,59 @@ pub struct SweepSpec {
     pub best_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PrunerKind {
-    #[default]
-    None,
-    Median,
+/// Early stopping of unpromising trials from their intermediate values,
+/// tagged by `type`: each pruner takes only its own options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PrunerSpec {
+    None {},
+    Median(MedianOptions),
     /// Asynchronous successive halving.
-    Asha,
+    Asha(AshaOptions),
 }
 
-/// Early stopping of unpromising trials from their intermediate values.
+impl Default for PrunerSpec {
+    fn default() -> Self {
+        PrunerSpec::None {}
+    }
+}
+
+impl PrunerSpec {
+    /// Every `type`.
+    pub const KINDS: &'static [&'static str] = &["none", "median", "asha"];
+}
+
+/// The kind among `kinds` (the `type`s of a tagged section `T`) that has an
+/// option `key`, asked of `T` itself: its options are defined nowhere else.
+pub fn option_owner<T: serde::de::DeserializeOwned>(
+    kinds: &[&'static str],
+    key: &str,
+) -> Option<&'static str> {
+    if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    kinds.iter().copied().find(|kind| {
+        match serde_yaml::from_str::<T>(&format!("{{type: {kind}, {key}: null}}")) {
+            Ok(_) => true,
+            Err(err) => !err.to_string().contains("unknown field"),
+        }
+    })
+}
+
+/// The median pruner's options; absent ones take [`crate::hpo::MedianPruner`]'s defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct PrunerSpec {
-    #[serde(rename = "type")]
-    pub kind: PrunerKind,
-    // median
+pub struct MedianOptions {
     pub n_startup_trials: Option<usize>,
     pub n_warmup_steps: Option<u64>,
     pub interval_steps: Option<u64>,
     pub n_min_trials: Option<usize>,
-    // asha
+}
+
+/// ASHA's options; absent ones take [`crate::hpo::SuccessiveHalvingPruner`]'s defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AshaOptions {
     pub min_resource: Option<u64>,
     pub reduction_factor: Option<u64>,
     pub min_early_stopping_rate: Option<u32>,
@@ -561,9 +560,68 @@ mod tests {
             (m.em_dim, m.layers, m.lmax, m.mul, m.num_basis, m.radial_neurons),
             (48, 2, 3, 48, 15, 100)
         );
-        assert_eq!(m.dtype, Dtype::F32);
+        assert_eq!(m.dtype, Precision::F32);
         let t = TrainingSpec::default();
         assert_eq!((t.epochs, t.batch_size, t.patience), (120, 12, 30));
         assert_eq!((t.lr, t.weight_decay, t.lr_decay), (0.003, 0.03, 0.98));
+    }
+}
+
+/// Each key of the study file is defined by its field above and documented
+/// once, in the section tables of `docs/study-file.md`: the two must list
+/// the same keys.
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    /// The keys of `value`'s serialised form.
+    fn keys<T: Serialize>(value: &T) -> Vec<String> {
+        let value = serde_yaml::to_value(value).unwrap();
+        let map = value.as_mapping().expect("a mapping");
+        let mut keys: Vec<String> = map.keys().map(|k| k.as_str().unwrap().to_owned()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// The first segments of the keys in the table under `heading`.
+    fn documented(heading: &str) -> Vec<String> {
+        let docs = include_str!("../../docs/study-file.md");
+        let section =
+            docs.split(&format!("\n{heading}\n")).nth(1).expect(heading).split("\n## ").next().unwrap();
+        let table = section.split("\n\n").find(|part| part.contains("|---")).unwrap();
+        let mut keys: Vec<String> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|l| l.split('`').next().unwrap().split('.').next().unwrap().to_owned())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[test]
+    fn every_key_is_documented_in_its_section() {
+        let file: StudyFile = serde_yaml::from_str("name: x").unwrap();
+        let dataset: DatasetSpec = serde_yaml::from_str("path: x").unwrap();
+        let phase: PhaseSpec = serde_yaml::from_str("{name: x, sampler: {type: random}}").unwrap();
+        let sweep: SweepSpec = serde_yaml::from_str("values: {}").unwrap();
+        let pruner: Vec<String> = ["type".to_owned()]
+            .into_iter()
+            .chain(keys(&MedianOptions::default()))
+            .chain(keys(&AshaOptions::default()))
+            .collect();
+        let sections = [
+            ("## Top level", keys(&file)),
+            ("## `dataset`", keys(&dataset)),
+            ("## `objective`", keys(&ObjectiveSpec::default())),
+            ("## `phases`", keys(&phase)),
+            ("## `sweep`", keys(&sweep)),
+            ("## `pruner`", pruner),
+            ("## `resources`", keys(&ResourcesSpec::default())),
+        ];
+        for (heading, mut fields) in sections {
+            fields.sort();
+            assert_eq!(documented(heading), fields, "docs/study-file.md, {heading}");
+        }
     }
 }

@@ -271,13 +271,21 @@ impl Locator {
         let (problem, hint) = explain(message);
         // For an unknown key, point at the key itself when we can find it.
         let key_path = unknown_name(message, "unknown field").map(|key| {
-            if path.is_empty() {
-                key.to_owned()
+            let direct = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+            // A tagged section (a sampler, a pruner) reports its parent's path.
+            if self.line_known(&direct) || self.flag_for(&direct).is_some() {
+                direct
             } else {
-                format!("{path}.{key}")
+                self.descendant(path, key).unwrap_or(direct)
             }
         });
-        let location = if regenerated || err.location().is_none() {
+        let (path, problem, hint) = match key_path.as_deref().and_then(misplaced_option) {
+            Some((problem, hint)) => (key_path.as_deref().unwrap_or(path), problem, hint),
+            None => (path, problem, hint),
+        };
+        let location = if key_path.as_deref().is_some_and(|k| self.line_known(k)) {
+            self.at(key_path.as_deref().unwrap_or_default())
+        } else if regenerated || err.location().is_none() {
             match (&key_path, path) {
                 (Some(key_path), _) if self.flag_for(key_path).is_some() || self.line_known(key_path) => {
                     self.at(key_path)
@@ -291,6 +299,33 @@ impl Locator {
         };
         let problem = if path.is_empty() { problem } else { format!("`{path}`: {problem}") };
         InputError::new(location, problem).with_hint(hint)
+    }
+
+    /// The path of the first key named `key` below `path` in the file.
+    fn descendant(&self, path: &str, key: &str) -> Option<String> {
+        fn search(value: &serde_yaml::Value, key: &str, at: String, depth: usize) -> Option<String> {
+            let map = value.as_mapping()?;
+            if map.contains_key(key) {
+                return Some(if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") });
+            }
+            if depth == 0 {
+                return None;
+            }
+            map.iter().find_map(|(k, v)| {
+                let k = k.as_str()?;
+                search(v, key, if at.is_empty() { k.to_owned() } else { format!("{at}.{k}") }, depth - 1)
+            })
+        }
+        let root: serde_yaml::Value = serde_yaml::from_str(&self.source).ok()?;
+        let mut value = &root;
+        for segment in parse_path(path).ok().unwrap_or_default() {
+            value = match segment {
+                Segment::Key(k) => value.get(k.as_str())?,
+                Segment::Index(i) => value.get(i)?,
+            };
+        }
+        let found = search(value, key, path.to_owned(), 2)?;
+        self.line_known(&found).then_some(found)
     }
 
     fn line_known(&self, path: &str) -> bool {
@@ -310,6 +345,24 @@ fn split_path(message: &str) -> (&str, &str) {
         }
         _ => ("", message),
     }
+}
+
+/// For an option written under a sampler or pruner of another `type`: the
+/// problem and hint naming the type it belongs to (asked of the types themselves).
+fn misplaced_option(key_path: &str) -> Option<(String, String)> {
+    use super::file::{option_owner, PrunerSpec, SamplerSpec};
+    let (parent, key) = key_path.rsplit_once('.')?;
+    let (noun, owner) = if parent.ends_with("sampler") {
+        ("sampler", option_owner::<SamplerSpec>(SamplerSpec::KINDS, key)?)
+    } else if parent.ends_with("pruner") {
+        ("pruner", option_owner::<PrunerSpec>(PrunerSpec::KINDS, key)?)
+    } else {
+        return None;
+    };
+    Some((
+        format!("`{key}` is an option of the {owner} {noun}"),
+        format!("remove it, or set `type: {owner}`"),
+    ))
 }
 
 /// The name in "unknown field `x`, …" (or variant).

@@ -8,13 +8,13 @@
 //! (or the `--set` flag), what is wrong and a hint. The keys are documented
 //! in `docs/study-file.md`.
 
-pub mod definition;
+pub(crate) mod definition;
 pub mod file;
-pub mod import;
-pub mod load;
-pub mod run;
+pub(crate) mod import;
+pub(crate) mod load;
+pub(crate) mod run;
 pub mod trial;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::path::Path;
 

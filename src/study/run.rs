@@ -24,7 +24,7 @@ use crate::exec::scheduler::{
 };
 use crate::exec::slurm::Slurm;
 use crate::hpo::{Direction, FrozenTrial, Params, TrialState, TrialStore};
-use crate::storage::{Database, Journal};
+use crate::storage::{Database, Journal, RecordedChange};
 use crate::study::trial::{DataSource, TrialFile};
 
 /// The program that runs a built-in trial (`<program> trial FILE`): this
@@ -221,15 +221,9 @@ impl DefinitionReview for Review<'_> {
                 .into());
         }
         // Each change also as text, so readers of the study need not know the keys.
-        let recorded: Vec<serde_json::Value> = changes
-            .iter()
-            .map(|c| {
-                let mut value = serde_json::to_value(c).expect("a change serialises");
-                value["text"] = c.to_string().into();
-                value
-            })
-            .collect();
-        let reviewed = Reviewed { changes: recorded.into(), accepted: stops > 0 };
+        let recorded: Vec<RecordedChange> = changes.iter().map(RecordedChange::from).collect();
+        let changes_json = serde_json::to_value(recorded).expect("changes serialise");
+        let reviewed = Reviewed { changes: changes_json, accepted: stops > 0 };
         *self.changes.borrow_mut() = Some(changes);
         Ok(reviewed)
     }

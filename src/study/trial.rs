@@ -12,15 +12,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::file::{self, DatasetSpec, Metric};
-use super::validate::{Hyperparameters, StudyPlan};
+use super::file::{DatasetSpec, Metric};
+use super::validate::StudyPlan;
 use crate::data::{
     load_graphs, CacheOptions, CleaningOptions, CleaningReport, GraphOptions, LoadOptions, Source, Split,
     SplitRatios,
 };
 use crate::error::InputError;
 use crate::hpo::Params;
-use crate::model::{ModelConfig, ModelKind, OutputMode, Precision};
+use crate::model::ModelConfig;
 use crate::train::{TrainConfig, TrainData};
 
 /// Bump when a field changes meaning; `study trial` refuses other versions.
@@ -154,34 +154,6 @@ impl std::fmt::Display for DataSummary {
     }
 }
 
-/// The model configuration of study hyperparameters (`num_neighbors` still open).
-pub fn model_config(h: &Hyperparameters) -> ModelConfig {
-    let m = &h.model;
-    ModelConfig {
-        kind: match m.kind {
-            file::ModelKind::Equivariant => ModelKind::Equivariant,
-            file::ModelKind::Scalar => ModelKind::Scalar,
-        },
-        em_dim: m.em_dim as usize,
-        layers: m.layers as usize,
-        lmax: m.lmax as usize,
-        mul: m.mul as usize,
-        num_basis: m.num_basis as usize,
-        radial_neurons: m.radial_neurons as usize,
-        cutoff: m.cutoff,
-        num_neighbors: m.num_neighbors.unwrap_or(ModelConfig::default().num_neighbors),
-        dtype: match m.dtype {
-            file::Dtype::F32 => Precision::F32,
-            file::Dtype::F64 => Precision::F64,
-        },
-        output: match m.output {
-            file::OutputMode::Raw => OutputMode::Raw,
-            file::OutputMode::Physical => OutputMode::Physical,
-        },
-        ..ModelConfig::default()
-    }
-}
-
 impl TrialFile {
     /// The trial file of trial `number` with `params` (over `base` parameters
     /// from another study) and `seed`. An error says which parameter does
@@ -195,27 +167,15 @@ impl TrialFile {
         cache_dir: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let h = plan.hyperparameters.with_params(params).map_err(anyhow::Error::msg)?;
-        let t = &h.training;
-        let training = TrainConfig {
-            batch_size: t.batch_size as usize,
-            epochs: t.epochs as usize,
-            lr: t.lr,
-            weight_decay: t.weight_decay,
-            lr_decay: t.lr_decay,
-            patience: t.patience as usize,
-            seed: t.seed.unwrap_or(seed),
-            center_targets: t.center_targets,
-            max_grad_norm: t.max_grad_norm,
-        };
         Ok(TrialFile {
             version: TRIAL_FILE_VERSION,
             study: plan.name.clone(),
             trial: number,
             seed,
             metric,
-            model: model_config(&h),
+            model: h.model_config(),
             num_neighbors: h.model.num_neighbors,
-            training,
+            training: h.train_config(seed),
             data: DataSource::of_plan(plan, h.model.cutoff, cache_dir)?,
         })
     }
@@ -256,6 +216,7 @@ impl TrialFile {
 mod tests {
     use super::*;
     use crate::hpo::ParamValue;
+    use crate::model::{ModelKind, Precision};
 
     const PLAN: &str = "
 name: t

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ::safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 use anyhow::{Context, Result};
@@ -266,11 +266,6 @@ where
 /// The precision a checkpoint was trained in.
 pub fn precision(dir: &Path) -> Result<Precision> {
     Ok(load_checkpoint(dir)?.model.dtype)
-}
-
-/// `dir/checkpoint.json`.
-pub fn sidecar_path(dir: &Path) -> PathBuf {
-    dir.join(SIDECAR_FILE)
 }
 
 /// The model of the checkpoint in `dir` with its best-validation parameters,

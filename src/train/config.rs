@@ -57,18 +57,12 @@ impl Default for TrainConfig {
     }
 }
 
-/// A training setting that cannot work; `field` is the option's name.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct ConfigProblem {
-    pub field: &'static str,
-    pub problem: String,
-}
+pub use crate::error::ConfigProblem;
 
 impl TrainConfig {
     /// Ranges that would otherwise fail (or silently do nothing) during training.
     pub fn validate(&self) -> Result<(), ConfigProblem> {
-        let bad = |field, problem: &str| Err(ConfigProblem { field, problem: problem.to_string() });
+        let bad = |field, problem: &str| Err(ConfigProblem::new(field, problem));
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1");
         }
@@ -82,13 +76,13 @@ impl TrainConfig {
             return bad("weight_decay", "must be zero or positive");
         }
         if self.lr * self.weight_decay >= 1.0 {
-            return bad("weight_decay", "lr × weight_decay must stay below 1");
+            return Err(ConfigProblem::combined("weight_decay", "lr", "lr × weight_decay must stay below 1"));
         }
         if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
             return bad("lr_decay", "must be in (0, 1]");
         }
-        if self.max_grad_norm.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-            return bad("max_grad_norm", "must be a positive number");
+        if let Some(c) = self.max_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return bad("max_grad_norm", &format!("{c} must be positive"));
         }
         if self.patience == 0 {
             return bad("patience", "must be at least 1");

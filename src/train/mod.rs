@@ -4,12 +4,12 @@
 //! gives bit-identical losses and metrics, also across interruptions.
 
 pub mod batch;
-pub mod checkpoint;
-pub mod config;
-pub mod metrics;
+pub(crate) mod checkpoint;
+pub(crate) mod config;
+pub(crate) mod metrics;
 pub mod optim;
 pub mod predictions;
-pub mod trainer;
+pub(crate) mod trainer;
 
 pub use checkpoint::{Checkpoint, EpochRecord, FinalMetrics, StopReason, TrainState};
 pub use config::TrainConfig;

@@ -1,0 +1,228 @@
+//! Semantic checks of a parsed study file and its conversion into what the
+//! rest of the crate runs: the ask/tell configuration ([`hpo::StudyConfig`]),
+//! the objective, the device pool and the scheduling settings.
+//!
+//! Every error points at the offending key's line through the [`Locator`].
+//! The checks are split by section of the study file; the hyperparameters
+//! the built-in objective trains with are defined once, in [`hyperparameters`].
+
+mod dataset;
+pub mod hyperparameters;
+mod phases;
+mod pruner;
+mod resources;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::*;
+use super::load::{closest, LoadedFile, Locator};
+use crate::error::InputError;
+use crate::exec::command::CommandTemplate;
+use crate::exec::devices::PoolSpec;
+use crate::exec::slurm::StepRequest;
+use crate::hpo::{ParamValue, SearchSpace, StudyConfig};
+pub use hyperparameters::{Hyperparameters, HYPERPARAMETERS};
+
+/// What a trial computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Objective {
+    /// The built-in AnisoNet trainer, optimising this validation metric.
+    Anisonet { metric: Metric },
+    /// A user command; runs in `workdir`.
+    Command { template: CommandTemplate, workdir: PathBuf },
+}
+
+/// A validated study, ready to run.
+#[derive(Debug, Clone)]
+pub struct StudyPlan {
+    pub name: String,
+    /// The file as parsed (after `--set` overrides).
+    pub file: StudyFile,
+    /// Folder relative paths of the file are resolved against.
+    pub base_dir: PathBuf,
+    /// Phases (a sweep becomes one grid phase named `sweep`), pruner, seed, direction.
+    pub config: StudyConfig,
+    pub objective: Objective,
+    /// Fixed hyperparameters; a trial's parameters override them.
+    pub hyperparameters: Hyperparameters,
+    pub pool: PoolSpec,
+    /// With `executor: slurm`, what each trial's job step asks for.
+    pub slurm: Option<StepRequest>,
+    pub trial_timeout: Option<Duration>,
+    pub retries: u32,
+    pub mode: Mode,
+    /// A finished study whose best trial fills the hyperparameters a sweep leaves open.
+    pub sweep_best_of: Option<String>,
+    /// The study file, as messages name it.
+    pub source: String,
+    /// Go on under a definition whose changes alter what the earlier trials
+    /// mean, recording them (`study run --accept-changes`).
+    pub accept_changes: bool,
+}
+
+impl StudyPlan {
+    /// The dataset file, resolved against the study file's folder.
+    pub fn dataset_path(&self) -> Option<PathBuf> {
+        let path = self.file.dataset.as_ref()?.path.as_ref()?;
+        Some(self.base_dir.join(path))
+    }
+}
+
+/// Placeholders every command may use besides the parameters.
+pub const COMMAND_BUILTINS: &[&str] = &["trial", "trial_dir", "device", "threads", "seed"];
+
+/// Checks a loaded file and converts it into a [`StudyPlan`].
+pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
+    let LoadedFile { file, base_dir, locator } = loaded;
+    let builtin = file.objective.command.is_none();
+    let hyperparameters = Hyperparameters { model: file.model.clone(), training: file.training.clone() };
+    let check =
+        Checker { at: &locator, fixed: builtin.then_some(&hyperparameters), searched: searched(&file) };
+    check.name(&file.name)?;
+
+    if file.objective.command.is_some() && file.objective.metric.is_some() {
+        return Err(check
+            .err("objective.command", "an objective is either a `metric` or a `command`, not both")
+            .with_hint("remove `metric` to tune the command, or `command` to train AnisoNet"));
+    }
+    hyperparameters.check().map_err(|p| {
+        check
+            .err(&hyperparameters::key_of(p.field), p.problem)
+            .with_hint("see the valid values in docs/study-file.md (model and training)")
+    })?;
+    match (&file.dataset, builtin) {
+        (None, true) => {
+            return Err(check.err("", "the built-in objective needs a `dataset`").with_hint(
+                "add `dataset: {path: ../shared/data/mp_dielectric_2k.extxyz}` or \
+                 `dataset: {synthetic: {size: 64}}`",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(check
+                .err("dataset", "a `command` objective does not use `dataset`")
+                .with_hint("remove `dataset`; the command reads its own data"))
+        }
+        (Some(dataset), true) => check.dataset(dataset)?,
+        (None, false) => {}
+    }
+
+    let phases = match (&file.phases[..], &file.sweep) {
+        ([], None) => {
+            return Err(check
+                .err("", "the study has neither `phases` nor a `sweep`")
+                .with_hint("add `phases:` (a search) or `sweep:` (a product of fixed values)"))
+        }
+        ([_, ..], Some(_)) => {
+            return Err(check
+                .err("sweep", "a study has either `phases` or a `sweep`, not both")
+                .with_hint("run the search as one study, then the sweep as another with `best_of`"))
+        }
+        (phases, None) => check.phases(phases)?,
+        ([], Some(sweep)) => vec![check.sweep(sweep)?],
+    };
+    let pruner = check.pruner(&file.pruner)?;
+    let config = StudyConfig { seed: file.seed, direction: file.objective.direction, phases, pruner };
+    config.validate().map_err(|err| check.err("phases", format!("{}: {}", err.location, err.problem)))?;
+
+    let objective = match &file.objective.command {
+        None => Objective::Anisonet { metric: file.objective.metric.unwrap_or_default() },
+        Some(text) => {
+            let template = CommandTemplate::parse(text).map_err(|problem| {
+                check.err("objective.command", problem).with_hint("quote arguments with spaces, e.g. 'a b'")
+            })?;
+            let mut known: Vec<&str> = COMMAND_BUILTINS.to_vec();
+            for phase in &config.phases {
+                known.extend(phase.space.params.keys().map(String::as_str));
+            }
+            // With `sweep.best_of`, the other study's parameters are known
+            // only at run time, where they are checked.
+            let deferred = file.sweep.as_ref().is_some_and(|s| s.best_of.is_some());
+            let unknown: Vec<&str> =
+                template.placeholders().into_iter().filter(|p| !deferred && !known.contains(p)).collect();
+            if let Some(first) = unknown.first() {
+                let names = unknown.iter().map(|u| format!("{{{u}}}")).collect::<Vec<_>>().join(", ");
+                let hint = match closest(first, &known) {
+                    Some(best) => format!("did you mean {{{best}}}? known: {}", known.join(", ")),
+                    None => format!("known placeholders: {}", known.join(", ")),
+                };
+                return Err(check
+                    .err("objective.command", format!("unknown placeholder(s) {names} in the command"))
+                    .with_hint(hint));
+            }
+            let workdir = base_dir.join(file.objective.workdir.clone().unwrap_or_default());
+            Objective::Command { template, workdir }
+        }
+    };
+
+    let (pool, trial_timeout) = check.resources(&file.resources)?;
+    let slurm = check.executor(&file.resources)?;
+    Ok(StudyPlan {
+        name: file.name.clone(),
+        sweep_best_of: file.sweep.as_ref().and_then(|s| s.best_of.clone()),
+        base_dir,
+        config,
+        objective,
+        hyperparameters,
+        pool,
+        slurm,
+        trial_timeout,
+        retries: file.resources.retries,
+        mode: file.mode,
+        file,
+        source: locator.label().to_owned(),
+        accept_changes: false,
+    })
+}
+
+/// Validation helpers that know where keys are.
+struct Checker<'a> {
+    at: &'a Locator,
+    /// The fixed hyperparameters, with the built-in objective.
+    fixed: Option<&'a Hyperparameters>,
+    /// The names any phase or the sweep varies.
+    searched: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn err(&self, path: &str, problem: impl AsRef<str>) -> InputError {
+        self.at.error(path, problem)
+    }
+
+    fn name(&self, name: &str) -> Result<(), InputError> {
+        let ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            && !name.starts_with('.');
+        if ok {
+            Ok(())
+        } else {
+            Err(self
+                .err("name", format!("`{name}` cannot name a results folder"))
+                .with_hint("use letters, digits, `_`, `-` and `.` (e.g. anisonet_hpo)"))
+        }
+    }
+}
+
+/// The names a study varies: in any phase's space, grid or axes, or its sweep.
+fn searched(file: &StudyFile) -> Vec<String> {
+    let mut names: Vec<String> = file.sweep.iter().flat_map(|s| s.values.keys().cloned()).collect();
+    for phase in &file.phases {
+        names.extend(phase.space.keys().cloned());
+        match &phase.sampler {
+            SamplerSpec::Grid { values, .. } => names.extend(values.keys().cloned()),
+            SamplerSpec::GridAroundBest { axes, .. } => names.extend(axes.keys().cloned()),
+            SamplerSpec::Tpe(_) | SamplerSpec::Random {} => {}
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A categorical space whose choices are a grid's values.
+fn categorical_space(values: &BTreeMap<String, Vec<ParamValue>>) -> SearchSpace {
+    values
+        .iter()
+        .fold(SearchSpace::new(), |space, (name, list)| space.categorical(name, list.iter().cloned()))
+}

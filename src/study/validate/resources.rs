@@ -1,0 +1,86 @@
+//! `resources`: devices, threads, timeouts and the executor.
+
+use std::time::Duration;
+
+use super::Checker;
+use crate::error::InputError;
+use crate::exec::devices::{parse_device, DeviceRequest, PoolSpec};
+use crate::exec::slurm::StepRequest;
+use crate::study::file::{DevicesSpec, ExecutorKind, ResourcesSpec};
+
+impl Checker<'_> {
+    /// `resources.executor` and `resources.slurm`.
+    pub(super) fn executor(&self, r: &ResourcesSpec) -> Result<Option<StepRequest>, InputError> {
+        match (r.executor, &r.slurm) {
+            (ExecutorKind::Local, None) => Ok(None),
+            (ExecutorKind::Local, Some(_)) => Err(self
+                .err("resources.slurm", "job step settings, but the executor is `local`")
+                .with_hint("add `executor: slurm` to resources, or remove `slurm:`")),
+            (ExecutorKind::Slurm, spec) => {
+                let spec = spec.clone().unwrap_or_default();
+                if r.trials_per_device.is_some_and(|n| n > 1) && spec.gpus_per_trial != Some(0) {
+                    return Err(self
+                        .err("resources.trials_per_device", "GPUs cannot be shared with `executor: slurm`")
+                        .with_hint(
+                            "Slurm gives each job step GPUs of its own; remove trials_per_device, \
+                             or set `slurm: {gpus_per_trial: 0}` for CPU trials",
+                        ));
+                }
+                spec.validate(r.cpu_threads_per_trial)
+                    .map(Some)
+                    .map_err(|(key, problem, hint)| self.err(&key, problem).with_hint(hint))
+            }
+        }
+    }
+
+    pub(super) fn resources(&self, r: &ResourcesSpec) -> Result<(PoolSpec, Option<Duration>), InputError> {
+        let devices_hint = "write `auto`, `cpu` or a list such as [cuda:0, cuda:1]";
+        let request = match &r.devices {
+            DevicesSpec::Named(name) if name == "auto" => DeviceRequest::Auto,
+            DevicesSpec::Named(name) if name == "cpu" => DeviceRequest::Cpu,
+            DevicesSpec::Named(name) => {
+                return Err(self
+                    .err("resources.devices", format!("`{name}` is not a device setting"))
+                    .with_hint(devices_hint))
+            }
+            DevicesSpec::List(list) => {
+                if list.is_empty() {
+                    return Err(self
+                        .err("resources.devices", "the device list is empty")
+                        .with_hint(devices_hint));
+                }
+                let mut devices = Vec::new();
+                for (i, text) in list.iter().enumerate() {
+                    let device = parse_device(text).map_err(|problem| {
+                        self.err(&format!("resources.devices[{i}]"), problem).with_hint(devices_hint)
+                    })?;
+                    if devices.contains(&device) {
+                        return Err(self
+                            .err(&format!("resources.devices[{i}]"), format!("`{text}` is listed twice"))
+                            .with_hint("use trials_per_device to run several trials on one device"));
+                    }
+                    devices.push(device);
+                }
+                DeviceRequest::List(devices)
+            }
+        };
+        if r.cpu_threads_per_trial == 0 {
+            return Err(self.err("resources.cpu_threads_per_trial", "must be at least 1"));
+        }
+        if r.trials_per_device == Some(0) {
+            return Err(self.err("resources.trials_per_device", "must be at least 1"));
+        }
+        let timeout = match &r.trial_timeout {
+            None => None,
+            Some(spec) => Some(Duration::from_secs_f64(spec.seconds().map_err(|problem| {
+                self.err("resources.trial_timeout", problem).with_hint("e.g. `3600`, `90s`, `30m` or `2h`")
+            })?)),
+        };
+        let pool = PoolSpec {
+            request,
+            trials_per_device: r.trials_per_device,
+            cpu_threads_per_trial: r.cpu_threads_per_trial,
+        };
+        Ok((pool, timeout))
+    }
+}
