@@ -4,18 +4,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod data;
-pub mod doctor;
-pub mod export;
-pub mod import;
-pub mod predict;
-pub mod report;
-pub mod run;
-pub mod screen;
-pub mod status;
-pub mod submit;
-pub mod train;
-pub mod trial;
+pub(crate) mod data;
+pub(crate) mod doctor;
+pub(crate) mod export;
+pub(crate) mod import;
+pub(crate) mod predict;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod screen;
+pub(crate) mod status;
+pub(crate) mod submit;
+pub(crate) mod train;
+pub(crate) mod trial;
 
 /// Hyperparameter studies of equivariant GNNs for the dielectric tensor of crystals.
 #[derive(Debug, Parser)]

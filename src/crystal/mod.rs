@@ -3,7 +3,7 @@
 
 pub mod elements;
 pub mod io;
-pub mod lattice;
+pub(crate) mod lattice;
 pub mod neighbors;
 pub mod structure;
 pub mod symmetry;

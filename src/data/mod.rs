@@ -2,11 +2,11 @@
 //! fixed splits, the model's graphs and their batches, an on-disk graph cache,
 //! and the embedded synthetic data set.
 
-pub mod cache;
-pub mod clean;
+pub(crate) mod cache;
+pub(crate) mod clean;
 pub mod dataset;
 pub mod graph;
-pub mod split;
+pub(crate) mod split;
 pub mod synthetic;
 
 pub use cache::{load_graphs, CacheOptions, CacheStatus, GraphSet};

@@ -8,12 +8,12 @@
 //! [`importance`] ranks hyperparameters (fANOVA), [`plots`] picks a study's
 //! figures, and [`document`] writes the report folder.
 
-pub mod collect;
-pub mod document;
+pub(crate) mod collect;
+pub(crate) mod document;
 pub mod figures;
 pub mod importance;
-pub mod plots;
-pub mod search;
+pub(crate) mod plots;
+pub(crate) mod search;
 pub mod stats;
-pub mod sweep;
-pub mod tables;
+pub(crate) mod sweep;
+pub(crate) mod tables;

@@ -46,11 +46,6 @@ impl Cell {
         Cell { value: Value::Missing(why.into()), bold: false }
     }
 
-    pub fn bold(mut self, bold: bool) -> Cell {
-        self.bold = bold;
-        self
-    }
-
     /// The number a cell shows (mean of an estimate), for picking the best.
     pub fn as_number(&self) -> Option<f64> {
         match &self.value {

@@ -59,6 +59,7 @@ struct Columns {
 
 /// Parses one frame from `lines` (which start at its count line, 0-based file
 /// line `offset`); returns the frame and the number of lines it used.
+// One function on purpose: the count line, the comment's keys and the atom rows are read in one pass, each error naming its file line.
 pub(super) fn parse_frame(
     lines: &[&str],
     offset: usize,

@@ -126,6 +126,7 @@ fn warning_seconds(time: Option<&str>) -> u64 {
 
 /// The batch script of a study's controller (see the script's comments),
 /// checked against `partition` when Slurm could be asked.
+// Long on purpose: most of it is the batch script's text, line by line, reviewed best in one place.
 pub fn controller_script(
     controller: &Controller,
     step: &StepRequest,
