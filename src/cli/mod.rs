@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub(crate) mod ask;
 pub(crate) mod data;
 pub(crate) mod doctor;
 pub(crate) mod export;
@@ -31,6 +32,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Submit a study as a Slurm batch job (requeued on pre-emption, resumed where it stopped).
     Submit(submit::SubmitArgs),
+    /// Ask for trials of a study whose trials an outside driver runs (`executor: external`); prints JSON lines.
+    Ask(ask::AskArgs),
+    /// Tell a result, an intermediate value or a failure of a trial `study ask` handed out.
+    Tell(ask::TellArgs),
     /// Show a study's trials by state, the best trial, an ETA and device use.
     Status(status::StatusArgs),
     /// Export a study's trials as CSV or JSON, or as an Optuna storage.
@@ -61,6 +66,8 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Submit(args) => submit::run(args),
+        Command::Ask(args) => ask::ask(args),
+        Command::Tell(args) => ask::tell(args),
         Command::Status(args) => status::run(args),
         Command::Export(args) => export::run(args),
         Command::Import(args) => import::run(args),

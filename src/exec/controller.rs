@@ -52,6 +52,17 @@ pub struct SharedStore {
     inner: Rc<RefCell<SqliteStore>>,
 }
 
+impl SharedStore {
+    pub fn new(store: SqliteStore) -> Self {
+        SharedStore { inner: Rc::new(RefCell::new(store)) }
+    }
+
+    /// The store, for writes beside the ask/tell core's.
+    pub fn sqlite(&self) -> std::cell::RefMut<'_, SqliteStore> {
+        self.inner.borrow_mut()
+    }
+}
+
 impl TrialStore for SharedStore {
     fn load_trials(&self) -> anyhow::Result<Vec<FrozenTrial>> {
         self.inner.borrow().load_trials()
@@ -146,25 +157,7 @@ impl StudyController {
         std::fs::create_dir_all(setup.dir)
             .with_context(|| format!("cannot create the results folder {}", setup.dir.display()))?;
         let lock = StudyLock::acquire(setup.dir, setup.allocation.as_deref())?;
-        let db = Database::open_with(setup.dir.join("study.db"), setup.journal)?;
-        let new = NewStudy {
-            name: setup.name.to_owned(),
-            direction: setup.config.direction,
-            seed: setup.config.seed,
-            config: setup.snapshot.clone(),
-        };
-        let mut sqlite = db.open_or_create_study(&new)?;
-        record_definition(&mut sqlite, setup.definition)?;
-        sqlite.set_config(&setup.snapshot)?;
-        for (index, phase) in setup.config.phases.iter().enumerate() {
-            sqlite.set_phase(&storage::Phase {
-                index,
-                name: phase.name.clone(),
-                sampler: serde_json::to_string(&phase.sampler)?,
-                space: phase.space.clone(),
-                budget: phase.n_trials,
-            })?;
-        }
+        let mut sqlite = open_store(&setup)?;
         let mut requeued = VecDeque::new();
         let mut base_attempt = HashMap::new();
         let mut batch_of = HashMap::new();
@@ -331,6 +324,32 @@ impl Controller for StudyController {
         }
         self.tell(number, report.outcome.clone())
     }
+}
+
+/// Opens (or creates) the study in `<dir>/study.db` under `setup`'s
+/// definition, configuration and phases: what every writer of a study does
+/// first, whether a controller or an outside driver's `ask`/`tell`.
+pub fn open_store(setup: &StudySetup<'_>) -> anyhow::Result<SqliteStore> {
+    let db = Database::open_with(setup.dir.join("study.db"), setup.journal)?;
+    let new = NewStudy {
+        name: setup.name.to_owned(),
+        direction: setup.config.direction,
+        seed: setup.config.seed,
+        config: setup.snapshot.clone(),
+    };
+    let mut sqlite = db.open_or_create_study(&new)?;
+    record_definition(&mut sqlite, setup.definition)?;
+    sqlite.set_config(&setup.snapshot)?;
+    for (index, phase) in setup.config.phases.iter().enumerate() {
+        sqlite.set_phase(&storage::Phase {
+            index,
+            name: phase.name.clone(),
+            sampler: serde_json::to_string(&phase.sampler)?,
+            space: phase.space.clone(),
+            budget: phase.n_trials,
+        })?;
+    }
+    Ok(sqlite)
 }
 
 /// Records the definition the study goes on under, unless it is the last

@@ -128,6 +128,38 @@ impl Drop for StudyLock {
     }
 }
 
+/// Serialises the writes of outside drivers (`study ask`, `study tell`,
+/// from any number of processes and hosts): an exclusive `flock` on
+/// `<study>/driver.lock`, waited for, and released by the kernel when the
+/// holder exits however it ends, so a killed driver leaves no stale lock.
+#[derive(Debug)]
+pub struct DriverLock {
+    _file: std::fs::File,
+}
+
+impl DriverLock {
+    pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join("driver.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock {}", path.display()))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Self { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

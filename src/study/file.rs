@@ -418,7 +418,8 @@ pub struct ResourcesSpec {
     pub trial_timeout: Option<TimeoutSpec>,
     /// Extra attempts of a failed trial.
     pub retries: u32,
-    /// What runs the trials: this machine, or job steps of a Slurm allocation.
+    /// What runs the trials: this machine, job steps of a Slurm allocation,
+    /// or an outside driver through `study ask` and `study tell`.
     pub executor: ExecutorKind,
     /// What one trial's job step asks for, with `executor: slurm`.
     pub slurm: Option<crate::exec::slurm::SlurmSpec>,
@@ -447,6 +448,14 @@ pub enum ExecutorKind {
     Local,
     /// Job steps on the nodes of the Slurm allocation `study run` runs in.
     Slurm,
+    /// Someone else: a workflow engine or script asks for trials
+    /// (`study ask`), runs them as its own jobs and tells their results
+    /// (`study tell`); `study run` is refused.
+    External,
+}
+
+impl ExecutorKind {
+    pub const NAMES: [&'static str; 3] = ["local", "slurm", "external"];
 }
 
 /// `auto`, `cpu` or a list such as `[cuda:0, cuda:1]`, checked by validation.

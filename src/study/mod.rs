@@ -9,6 +9,7 @@
 //! in `docs/study-file.md`.
 
 pub(crate) mod definition;
+pub mod external;
 pub mod file;
 pub(crate) mod import;
 pub(crate) mod load;

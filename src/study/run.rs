@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::definition::{self, Change, Effect};
-use super::file::Mode;
+use super::file::{ExecutorKind, Mode};
 use super::validate::{Objective, StudyPlan, COMMAND_BUILTINS};
 use crate::error::InputError;
 use crate::exec::controller::{
@@ -101,6 +101,17 @@ pub async fn run_plan_observed(
     stop: watch::Receiver<StopLevel>,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Summary> {
+    if plan.file.resources.executor == ExecutorKind::External {
+        return Err(InputError::new(
+            format!("{}: resources.executor", plan.source),
+            "this study's trials are run by an external driver, not by `study run`",
+        )
+        .with_hint(format!(
+            "ask for trials with `study ask {}`, and tell their results with `study tell {} --trial N --value X`",
+            plan.source, plan.name
+        ))
+        .into());
+    }
     let dir = study_dir(results, &plan.name);
     let base_params = match &plan.sweep_best_of {
         Some(other) => best_params(results, other, plan.config.direction)?,
@@ -174,7 +185,7 @@ pub async fn run_plan_observed(
 
 /// Judges the plan's definition against the study's last one: changes that
 /// stop need `accept_changes`, else the run is refused with every change named.
-struct Review<'a> {
+pub(super) struct Review<'a> {
     plan: &'a StudyPlan,
     current: serde_json::Value,
     /// The changes of the last review, for the observer.
@@ -182,7 +193,7 @@ struct Review<'a> {
 }
 
 impl<'a> Review<'a> {
-    fn new(plan: &'a StudyPlan) -> Self {
+    pub(super) fn new(plan: &'a StudyPlan) -> Self {
         Review { plan, current: definition::of_file(&plan.file), changes: Default::default() }
     }
 }
@@ -269,7 +280,7 @@ impl Controller for Observed<'_> {
 }
 
 /// The parameters of the best COMPLETE trial of the finished study `name`.
-fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Result<Params> {
+pub(super) fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Result<Params> {
     let path = study_dir(results, name).join("study.db");
     if !path.is_file() {
         return Err(InputError::new(
@@ -297,7 +308,11 @@ fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Resu
 }
 
 /// Builds each trial's process from the objective.
-fn launcher(plan: &StudyPlan, base_params: Params, trials_dir: PathBuf) -> anyhow::Result<Launcher> {
+pub(super) fn launcher(
+    plan: &StudyPlan,
+    base_params: Params,
+    trials_dir: PathBuf,
+) -> anyhow::Result<Launcher> {
     match &plan.objective {
         Objective::Command { template, workdir } => {
             if !workdir.is_dir() {

@@ -156,6 +156,14 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         }
     };
 
+    if file.resources.executor == ExecutorKind::External && file.mode == Mode::Deterministic {
+        return Err(check
+            .err("mode", "a deterministic study cannot have its trials run by an external driver")
+            .with_hint(
+                "reproducing a study needs its controller to start trials in batches and to know \
+                 when each ends; remove `mode: deterministic`, or run the study with `study run`",
+            ));
+    }
     let (pool, trial_timeout) = check.resources(&file.resources)?;
     let slurm = check.executor(&file.resources)?;
     Ok(StudyPlan {

@@ -13,9 +13,26 @@ impl Checker<'_> {
     pub(super) fn executor(&self, r: &ResourcesSpec) -> Result<Option<StepRequest>, InputError> {
         match (r.executor, &r.slurm) {
             (ExecutorKind::Local, None) => Ok(None),
-            (ExecutorKind::Local, Some(_)) => Err(self
-                .err("resources.slurm", "job step settings, but the executor is `local`")
+            (ExecutorKind::Local | ExecutorKind::External, Some(_)) => Err(self
+                .err("resources.slurm", "job step settings, but the executor is not `slurm`")
                 .with_hint("add `executor: slurm` to resources, or remove `slurm:`")),
+            (ExecutorKind::External, None) => {
+                if r.trials_per_device.is_some() {
+                    return Err(self
+                        .err("resources.trials_per_device", "an external driver places its trials itself")
+                        .with_hint(
+                            "remove trials_per_device; run as many trials at once as the driver's jobs",
+                        ));
+                }
+                if let DevicesSpec::List(list) = &r.devices {
+                    if list.len() > 1 {
+                        return Err(self
+                            .err("resources.devices", "an external driver's trial uses one device")
+                            .with_hint("name the device a trial's job sees, e.g. [cuda:0], or write `cpu`"));
+                    }
+                }
+                Ok(None)
+            }
             (ExecutorKind::Slurm, spec) => {
                 let spec = spec.clone().unwrap_or_default();
                 if r.trials_per_device.is_some_and(|n| n > 1) && spec.gpus_per_trial != Some(0) {
