@@ -61,7 +61,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let store = if args.follow {
         open_when_there(&args.results, args.study.as_deref())?
     } else {
-        super::status::open_study(&args.results, args.study.as_deref())?
+        crate::study::open_study(&args.results, args.study.as_deref())?
     };
     let mut buffer = Vec::new();
     match args.format {
@@ -107,7 +107,7 @@ const WAIT_FOR_STUDY: std::time::Duration = std::time::Duration::from_secs(30);
 fn open_when_there(results: &std::path::Path, study: Option<&str>) -> Result<SqliteStore> {
     let start = std::time::Instant::now();
     loop {
-        match super::status::open_study(results, study) {
+        match crate::study::open_study(results, study) {
             Ok(store) => return Ok(store),
             Err(_) if start.elapsed() < WAIT_FOR_STUDY => {
                 std::thread::sleep(std::time::Duration::from_millis(200))

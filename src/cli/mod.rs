@@ -62,8 +62,35 @@ pub enum Command {
 /// Parses the arguments, runs the subcommand and maps errors to exit codes
 /// (2 = bad input, 1 = runtime fault).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {
+    match dispatch(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(crate::error::exit_code(&err))
+        }
+    }
+}
+
+/// Runs the command line `args` (without the program name) as `study`
+/// would, for embedding the tool (the Python package's `run` and
+/// `screen`); arguments it does not understand are bad input.
+pub fn run_args<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = std::iter::once(std::ffi::OsString::from("study")).chain(args.into_iter().map(Into::into));
+    let cli = Cli::try_parse_from(args).map_err(|err| {
+        let text = err.render().to_string();
+        let problem = text.trim_start_matches("error: ").lines().next().unwrap_or("").to_owned();
+        crate::error::InputError::new("arguments", problem)
+            .with_hint("see `study --help` for every command and option")
+    })?;
+    dispatch(cli.command)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run(args) => run::run(args),
         Command::Submit(args) => submit::run(args),
         Command::Ask(args) => ask::ask(args),
@@ -78,12 +105,5 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Screen(args) => screen::run(args),
         Command::Doctor(args) => doctor::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(crate::error::exit_code(&err))
-        }
     }
 }

@@ -96,7 +96,7 @@ fn checkpoint_dir(args: &PredictArgs) -> Result<PathBuf> {
         }
         return Ok(dir.clone());
     }
-    let folder = super::status::study_folder(&args.results, args.study.as_deref())?;
+    let folder = crate::study::study_folder(&args.results, args.study.as_deref())?;
     let data = StudyData::load(&folder)?;
     let dir = match args.trial {
         Some(number) => models::checkpoint_of(&data, number)?,

@@ -32,7 +32,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
-    let dir = super::status::study_folder(&args.results, args.study.as_deref())?;
+    let dir = crate::study::study_folder(&args.results, args.study.as_deref())?;
     let data = StudyData::load(&dir)?;
     let out = args.out.unwrap_or_else(|| dir.join("report"));
     let options = ReportOptions { formats: args.format, figures: !args.no_figures };

@@ -84,7 +84,7 @@ pub fn run(args: ScreenArgs) -> Result<()> {
                 .into());
         }
     }
-    let dir = super::status::study_folder(&args.results, args.study.as_deref())?;
+    let dir = crate::study::study_folder(&args.results, args.study.as_deref())?;
     let data = StudyData::load(&dir)?;
     let selection = screen::select(&data, args.models)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -222,6 +222,90 @@ impl Loaded {
         }
         Ok(Loaded { models })
     }
+
+    /// Every member's tensor of each structure, from one model call per
+    /// member and cutoff (members may differ in cutoff; each structure's
+    /// graph is built once per cutoff). A structure whose graph cannot be
+    /// built gets why instead.
+    fn tensors(&self, structures: &[&Structure]) -> Result<Vec<Result<Vec<Mat3>, String>>> {
+        let mut cutoffs: Vec<f64> = self.models.iter().map(|m| m.1).collect();
+        cutoffs.sort_by(f64::total_cmp);
+        cutoffs.dedup();
+        let mut graphs: Vec<Vec<ModelInput>> = vec![Vec::new(); cutoffs.len()];
+        let mut results: Vec<Result<Vec<Mat3>, String>> = Vec::with_capacity(structures.len());
+        for structure in structures {
+            let built: Result<Vec<ModelInput>, _> =
+                cutoffs.iter().map(|&c| ModelInput::from_structure(structure, c)).collect();
+            match built {
+                Ok(inputs) => {
+                    for (k, input) in inputs.into_iter().enumerate() {
+                        graphs[k].push(input);
+                    }
+                    results.push(Ok(Vec::with_capacity(self.models.len())));
+                }
+                Err(err) => results.push(Err(err.to_string())),
+            }
+        }
+        if graphs[0].is_empty() {
+            return Ok(results);
+        }
+        let batched: Vec<ModelInput> = graphs.iter().map(|g| ModelInput::batch(g)).collect();
+        for (model, cutoff) in &self.models {
+            let k = cutoffs.iter().position(|c| c == cutoff).expect("every cutoff has graphs");
+            let predicted = model.predict(&batched[k]).map_err(|e| anyhow!("prediction failed: {e}"))?;
+            let built = results.iter_mut().filter_map(|r| r.as_mut().ok());
+            for (per_structure, irreps) in built.zip(&predicted) {
+                per_structure.push(irreps_to_cartesian(irreps));
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// The ensemble's prediction of each of `structures`, in order, computed in
+/// batches of `batch` structures (as `study predict` batches a file, so a
+/// one-member ensemble gives its numbers to the last digit) spread over
+/// `threads` threads, each with its own copy of the members.
+pub fn predict(
+    members: &[Member],
+    structures: &[Structure],
+    batch: usize,
+    threads: usize,
+) -> Result<Vec<EnsembleStats>> {
+    if members.is_empty() {
+        return Err(anyhow!("an ensemble needs at least one model"));
+    }
+    let chunks: Vec<(usize, &[Structure])> =
+        structures.chunks(batch.max(1)).enumerate().map(|(k, c)| (k * batch.max(1), c)).collect();
+    let threads = threads.clamp(1, chunks.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let per_thread: Vec<Result<Vec<(usize, EnsembleStats)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let loaded = Loaded::load(members)?;
+                    let mut done = Vec::new();
+                    loop {
+                        let Some(&(first, chunk)) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return Ok(done);
+                        };
+                        let refs: Vec<&Structure> = chunk.iter().collect();
+                        for (k, tensors) in loaded.tensors(&refs)?.into_iter().enumerate() {
+                            let tensors = tensors.map_err(|err| anyhow!("structure {}: {err}", first + k))?;
+                            done.push((first + k, ensemble_stats(&tensors)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("a prediction thread panicked")).collect()
+    });
+    let mut all = Vec::with_capacity(structures.len());
+    for done in per_thread {
+        all.extend(done?);
+    }
+    all.sort_by_key(|(k, _)| *k);
+    Ok(all.into_iter().map(|(_, stats)| stats).collect())
 }
 
 fn screen_batch(
@@ -245,21 +329,15 @@ fn screen_batch(
         }
         kept.push((file, frame_number, frame, system));
     }
-    // One graph per structure and cutoff (members may differ in cutoff).
-    let mut cutoffs: Vec<f64> = loaded.models.iter().map(|m| m.1).collect();
-    cutoffs.sort_by(f64::total_cmp);
-    cutoffs.dedup();
-    let mut graphs: Vec<Vec<ModelInput>> = vec![Vec::new(); cutoffs.len()];
+    let structures: Vec<&Structure> = kept.iter().map(|(_, _, frame, _)| &frame.structure).collect();
+    let predicted = loaded.tensors(&structures)?;
     let mut ready = Vec::new();
-    for (file, frame_number, frame, system) in kept {
-        let built: Result<Vec<ModelInput>, _> =
-            cutoffs.iter().map(|&c| ModelInput::from_structure(&frame.structure, c)).collect();
-        match built {
-            Ok(inputs) => {
-                for (k, input) in inputs.into_iter().enumerate() {
-                    graphs[k].push(input);
-                }
+    let mut tensors = Vec::new();
+    for ((file, frame_number, frame, system), predicted) in kept.into_iter().zip(predicted) {
+        match predicted {
+            Ok(members) => {
                 ready.push((file, frame_number, frame, system));
+                tensors.push(members);
             }
             Err(err) => outcomes.push(Outcome::Failed(format!(
                 "{}, frame {} (line {}): {err}",
@@ -267,18 +345,6 @@ fn screen_batch(
                 frame_number + 1,
                 frame.line
             ))),
-        }
-    }
-    if ready.is_empty() {
-        return Ok(outcomes);
-    }
-    let batched: Vec<ModelInput> = graphs.iter().map(|g| ModelInput::batch(g)).collect();
-    let mut tensors: Vec<Vec<Mat3>> = vec![Vec::with_capacity(loaded.models.len()); ready.len()];
-    for (model, cutoff) in &loaded.models {
-        let k = cutoffs.iter().position(|c| c == cutoff).expect("every cutoff has graphs");
-        let predicted = model.predict(&batched[k]).map_err(|e| anyhow!("prediction failed: {e}"))?;
-        for (per_structure, irreps) in tensors.iter_mut().zip(&predicted) {
-            per_structure.push(irreps_to_cartesian(irreps));
         }
     }
     for ((file, frame_number, frame, system), members) in ready.into_iter().zip(tensors) {

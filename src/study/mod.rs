@@ -14,6 +14,7 @@ pub mod file;
 pub(crate) mod import;
 pub(crate) mod load;
 pub(crate) mod run;
+mod stored;
 pub mod trial;
 pub(crate) mod validate;
 
@@ -22,6 +23,7 @@ use std::path::Path;
 pub use file::StudyFile;
 pub use load::{load_file, parse_str, LoadedFile, Locator};
 pub use run::{run_plan, run_plan_observed, study_dir, Observer, Quiet};
+pub use stored::{open_study, study_folder};
 pub use validate::{validate, Hyperparameters, Objective, StudyPlan, HYPERPARAMETERS};
 
 use crate::error::InputError;
