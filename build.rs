@@ -15,7 +15,7 @@ fn main() {
         .file(format!("{dir}/emulate.cpp"))
         .include(dir)
         .flag_if_supported("-pthread");
-    // -fsanitize=thread or address for the emulation's sanitizer runs (README).
+    // -fsanitize=thread or address for the emulation's sanitizer runs (docs/gpus.md).
     if let Ok(sanitizer) = std::env::var("ANISOSTUDY_EMULATION_SANITIZER") {
         build.flag(format!("-fsanitize={sanitizer}")).flag("-fno-omit-frame-pointer");
         // The sanitizer's runtime (the C++ compiler's), for every binary that runs the emulation.

@@ -40,7 +40,7 @@
 //! Optuna's constant liar, dispatched as here). When that file is there each
 //! line adds `optuna_parallel` (its median), `p_ours_worse_than_parallel`
 //! and `p_optuna_parallel_worse`, what the same parallelism costs Optuna
-//! against its sequential runs (README's tables).
+//! against its sequential runs (the tables in docs/benchmarks.md).
 //!
 //! The run ends with an `hpo_quality_summary` line: the rows where ours is
 //! worse at p < 0.05, row by row (`worse`) and after Holm's correction over

@@ -1,6 +1,6 @@
 //! `study screen` throughput and memory: a two-model ensemble (a sweep over
 //! two seeds; em 16, one gate layer, l_max 2, mul 8 — the models of the
-//! README's screening figures) screens N synthetic structures (default
+//! screening figures in docs/benchmarks.md) screens N synthetic structures (default
 //! 20,000; `study data synth`, 2–40 atoms) on 1 thread and on every core.
 //! Each screen is its own `study screen` process, so its peak RSS (from
 //! wait4) is the screen's alone: the file is streamed, so it should not grow

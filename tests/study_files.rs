@@ -62,7 +62,7 @@ fn overrides_reach_the_plan() {
 }
 
 /// The `--set` flags of the small run in `lmax_sweep_mp.yaml`'s comments
-/// (and README), read from the file itself so the two cannot drift apart.
+/// (and docs/reports.md), read from the file itself so the two cannot drift apart.
 fn small_run_overrides(text: &str) -> Vec<String> {
     let command: String = text
         .lines()
