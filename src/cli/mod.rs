@@ -62,11 +62,29 @@ pub enum Command {
 /// Parses the arguments, runs the subcommand and maps errors to exit codes
 /// (2 = bad input, 1 = runtime fault).
 pub fn main() -> ExitCode {
-    match dispatch(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
+    ExitCode::from(main_with(std::env::args_os()))
+}
+
+/// [`main`] over `args` (the program name first), returning the exit code:
+/// the `study` command of an embedding (the Python package's).
+pub fn main_with<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with 0, usage errors to stderr with 2.
+            let _ = err.print();
+            return err.exit_code().clamp(0, 255) as u8;
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(()) => 0,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(crate::error::exit_code(&err))
+            crate::error::exit_code(&err)
         }
     }
 }

@@ -25,6 +25,6 @@ pub use launch::TrialSpec;
 pub use protocol::{parse_line, Line, Message};
 pub use queue::QueueController;
 pub use scheduler::{
-    ctrl_c, run, Controller, Directive, Dispatch, Next, Outcome, SchedulerConfig, StopLevel, Summary,
-    TrialReport,
+    ctrl_c, interrupt, leave_signals_to_host, run, Controller, Directive, Dispatch, Next, Outcome,
+    SchedulerConfig, StopLevel, Summary, TrialReport,
 };

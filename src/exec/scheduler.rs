@@ -30,7 +30,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -162,25 +163,60 @@ pub enum StopLevel {
     Kill,
 }
 
+/// Whether the process's signals belong to a host that embeds the tool
+/// (the Python interpreter): then [`ctrl_c`] installs no signal handler and
+/// the host reports each Ctrl-C with [`interrupt`] instead.
+static HOST_OWNS_SIGNALS: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C presses reported by the host, counted.
+fn host_interrupts() -> &'static watch::Sender<u32> {
+    static INTERRUPTS: OnceLock<watch::Sender<u32>> = OnceLock::new();
+    INTERRUPTS.get_or_init(|| watch::channel(0).0)
+}
+
+/// Leaves SIGINT and SIGTERM to the embedding host, which reports them with
+/// [`interrupt`]: its own handlers (Python's KeyboardInterrupt) keep working.
+pub fn leave_signals_to_host() {
+    HOST_OWNS_SIGNALS.store(true, AtomicOrdering::SeqCst);
+}
+
+/// One Ctrl-C, as the embedding host saw it (see [`leave_signals_to_host`]).
+pub fn interrupt() {
+    host_interrupts().send_modify(|presses| *presses += 1);
+}
+
 /// A stop signal fed by Ctrl-C (SIGINT) and, on Unix, SIGTERM (what batch
-/// schedulers send before pre-empting a job): the first signal asks for a
-/// graceful stop, the second for a kill. Needs a running tokio runtime.
+/// schedulers send before pre-empting a job), or by the embedding host's
+/// [`interrupt`]: the first asks for a graceful stop, the second for a
+/// kill. Needs a running tokio runtime.
 pub fn ctrl_c() -> watch::Receiver<StopLevel> {
     let (tx, rx) = watch::channel(StopLevel::Run);
+    let mut host = host_interrupts().subscribe();
+    host.mark_unchanged();
+    let signals = !HOST_OWNS_SIGNALS.load(AtomicOrdering::SeqCst);
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = signals
+            .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok())
+            .flatten();
         for level in [StopLevel::Graceful, StopLevel::Kill] {
-            #[cfg(unix)]
-            let received = match term.as_mut() {
-                Some(term) => tokio::select! {
-                    r = tokio::signal::ctrl_c() => r.is_ok(),
-                    r = term.recv() => r.is_some(),
-                },
-                None => tokio::signal::ctrl_c().await.is_ok(),
+            let os_signal = async {
+                if !signals {
+                    return std::future::pending::<bool>().await;
+                }
+                #[cfg(unix)]
+                if let Some(term) = term.as_mut() {
+                    return tokio::select! {
+                        r = tokio::signal::ctrl_c() => r.is_ok(),
+                        r = term.recv() => r.is_some(),
+                    };
+                }
+                tokio::signal::ctrl_c().await.is_ok()
             };
-            #[cfg(not(unix))]
-            let received = tokio::signal::ctrl_c().await.is_ok();
+            let received = tokio::select! {
+                received = os_signal => received,
+                changed = host.changed() => changed.is_ok(),
+            };
             if !received {
                 return;
             }

@@ -69,6 +69,12 @@ pub struct Selection {
     pub why: String,
 }
 
+/// The trials `choice` picks from the study in `folder` (its `study.db`
+/// and trial folders).
+pub fn select_in(folder: &std::path::Path, choice: ModelChoice) -> Result<Selection> {
+    select(&StudyData::load(folder)?, choice)
+}
+
 /// The checkpoint folder of trial `number` of the study in `data`, or an
 /// error that says why it has none.
 pub fn checkpoint_of(data: &StudyData, number: u64) -> Result<PathBuf> {

@@ -11,7 +11,10 @@ pub mod optim;
 pub mod predictions;
 pub(crate) mod trainer;
 
-pub use checkpoint::{Checkpoint, EpochRecord, FinalMetrics, StopReason, TrainState};
+pub use checkpoint::{
+    exists as checkpoint_exists, load_best_model, Checkpoint, EpochRecord, FinalMetrics, StopReason,
+    TrainState,
+};
 pub use config::TrainConfig;
 pub use metrics::{GroupMetrics, Metrics};
 pub use trainer::{model_for_run, resume, train, Control, EpochReport, TrainData, TrainOutcome, Trainer};
