@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the runnable examples of the documentation: every ```sh block of
-# README.md and docs/*.md whose opening fence comes right after a line
-# `<!-- runnable -->`, in file order (README.md first, then docs/*.md by
-# name).
+# Runs the runnable examples of the documentation: every ```sh or ```python
+# block of README.md and docs/*.md whose opening fence comes right after a
+# line `<!-- runnable -->`, in file order (README.md first, then docs/*.md
+# by name). Python blocks run with $DOCS_PYTHON (default: the package's test
+# environment, target/python-venv, made by python/tests/venv.sh); where it
+# cannot import `anisostudy` they are skipped with a note.
 #
 # The blocks run in one scratch copy of the repository (its tracked and
 # untracked, not ignored, files), so `studies/…` paths resolve and results go
@@ -52,12 +54,12 @@ for f in "${files[@]}"; do
   awk -v rel="$rel" -v out="$scratch/.docs-check" -v list="$list" -v first="$(wc -l <"$list")" '
     inblock && /^```[[:space:]]*$/ { inblock = 0; close(path); next }
     inblock { print > path; next }
-    marked && !/^```sh[[:space:]]*$/ {
-      print rel ":" NR ": `<!-- runnable -->` must come right before a ```sh fence" > "/dev/stderr"
+    marked && !/^```(sh|python)[[:space:]]*$/ {
+      print rel ":" NR ": `<!-- runnable -->` must come right before a ```sh or ```python fence" > "/dev/stderr"
       bad = 1; exit 1
     }
     marked {
-      path = sprintf("%s/%03d.sh", out, first + (++n))
+      path = sprintf("%s/%03d.%s", out, first + (++n), ($0 ~ /python/) ? "py" : "sh")
       printf "" > path
       print rel ":" NR " " path >> list
       inblock = 1; marked = 0; next
@@ -78,16 +80,31 @@ fi
 echo "docs-check: $total runnable blocks, study from $bin_dir, in $scratch"
 start=$SECONDS
 i=0
+python="${DOCS_PYTHON:-$repo/target/python-venv/bin/python}"
+if ! "$python" -c 'import anisostudy' 2>/dev/null; then
+  python=""
+fi
+skipped=0
 while read -r where block; do
   i=$((i + 1))
   echo "[$i/$total] $where"
-  log="${block%.sh}.log"
+  log="${block%.*}.log"
   t0=$SECONDS
   rc=0
+  case "$block" in
+    *.py)
+      if [ -z "$python" ]; then
+        echo "      note: skipped: no Python with the anisostudy package (bash python/tests/venv.sh makes one)"
+        skipped=$((skipped + 1))
+        continue
+      fi
+      run=("$python" "$block") ;;
+    *) run=(bash -euo pipefail "$block") ;;
+  esac
   if [ "${DOCS_CHECK_VERBOSE:-0}" = 1 ]; then
-    (cd "$scratch" && bash -euo pipefail "$block") </dev/null 2>&1 | tee "$log" || rc=$?
+    (cd "$scratch" && "${run[@]}") </dev/null 2>&1 | tee "$log" || rc=$?
   else
-    (cd "$scratch" && bash -euo pipefail "$block") </dev/null >"$log" 2>&1 || rc=$?
+    (cd "$scratch" && "${run[@]}") </dev/null >"$log" 2>&1 || rc=$?
   fi
   if [ "$rc" -ne 0 ]; then
     echo "--- the block at $where:"
@@ -99,4 +116,4 @@ while read -r where block; do
   fi
   echo "      ok ($((SECONDS - t0)) s)"
 done <"$list"
-echo "docs-check: all $total blocks passed in $((SECONDS - start)) s"
+echo "docs-check: $((total - skipped)) of $total blocks passed in $((SECONDS - start)) s ($skipped skipped)"
