@@ -243,7 +243,19 @@ fn catalogue() -> Vec<Case> {
         case(
             "option of another pruner",
             format!("{VALID}pruner:\n  type: median\n  reduction_factor: 3\n"),
-            &["`reduction_factor` is an option of the asha pruner"],
+            &["`reduction_factor` is an option of the asha and hyperband pruners", "`type: asha` or `type: hyperband`"],
+            "case.yaml:17:",
+        ),
+        case(
+            "hyperband's maximum below its minimum",
+            format!("{VALID}pruner:\n  type: hyperband\n  min_resource: 9\n  max_resource: 3\n"),
+            &["max_resource must be at least min_resource", "epochs"],
+            "case.yaml:18:",
+        ),
+        case(
+            "hyperband's maximum is a word other than auto",
+            format!("{VALID}pruner:\n  type: hyperband\n  max_resource: all\n"),
+            &["`all` is neither a number of steps nor `auto`", "e.g. 100"],
             "case.yaml:17:",
         ),
         case(

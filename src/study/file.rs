@@ -357,6 +357,8 @@ pub enum PrunerSpec {
     Median(MedianOptions),
     /// Asynchronous successive halving.
     Asha(AshaOptions),
+    /// Brackets of successive halving (Optuna's HyperbandPruner).
+    Hyperband(HyperbandOptions),
 }
 
 impl Default for PrunerSpec {
@@ -367,24 +369,23 @@ impl Default for PrunerSpec {
 
 impl PrunerSpec {
     /// Every `type`.
-    pub const KINDS: &'static [&'static str] = &["none", "median", "asha"];
+    pub const KINDS: &'static [&'static str] = &["none", "median", "asha", "hyperband"];
 }
 
-/// The kind among `kinds` (the `type`s of a tagged section `T`) that has an
-/// option `key`, asked of `T` itself: its options are defined nowhere else.
-pub fn option_owner<T: serde::de::DeserializeOwned>(
-    kinds: &[&'static str],
-    key: &str,
-) -> Option<&'static str> {
+/// The kinds among `kinds` (the `type`s of a tagged section `T`) that have
+/// an option `key`, asked of `T` itself: its options are defined nowhere else.
+pub fn option_owners<T: serde::de::DeserializeOwned>(kinds: &[&'static str], key: &str) -> Vec<&'static str> {
     if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
+        return Vec::new();
     }
-    kinds.iter().copied().find(|kind| {
-        match serde_yaml::from_str::<T>(&format!("{{type: {kind}, {key}: null}}")) {
+    kinds
+        .iter()
+        .copied()
+        .filter(|kind| match serde_yaml::from_str::<T>(&format!("{{type: {kind}, {key}: null}}")) {
             Ok(_) => true,
             Err(err) => !err.to_string().contains("unknown field"),
-        }
-    })
+        })
+        .collect()
 }
 
 /// The median pruner's options; absent ones take [`crate::hpo::MedianPruner`]'s defaults.
@@ -404,6 +405,24 @@ pub struct AshaOptions {
     pub min_resource: Option<u64>,
     pub reduction_factor: Option<u64>,
     pub min_early_stopping_rate: Option<u32>,
+}
+
+/// Hyperband's options; absent ones take [`crate::hpo::HyperbandPruner`]'s defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HyperbandOptions {
+    pub min_resource: Option<u64>,
+    /// A number of steps, or `auto`.
+    pub max_resource: Option<StepsOrAuto>,
+    pub reduction_factor: Option<u64>,
+}
+
+/// A number of steps, or the word `auto` (checked by validation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StepsOrAuto {
+    Steps(u64),
+    Word(String),
 }
 
 /// Where and how trials run.
@@ -618,6 +637,7 @@ mod docs {
             .into_iter()
             .chain(keys(&MedianOptions::default()))
             .chain(keys(&AshaOptions::default()))
+            .chain(keys(&HyperbandOptions::default()))
             .collect();
         let sections = [
             ("## Top level", keys(&file)),
@@ -630,6 +650,7 @@ mod docs {
         ];
         for (heading, mut fields) in sections {
             fields.sort();
+            fields.dedup();
             assert_eq!(documented(heading), fields, "docs/study-file.md, {heading}");
         }
     }

@@ -350,19 +350,25 @@ fn split_path(message: &str) -> (&str, &str) {
 /// For an option written under a sampler or pruner of another `type`: the
 /// problem and hint naming the type it belongs to (asked of the types themselves).
 fn misplaced_option(key_path: &str) -> Option<(String, String)> {
-    use super::file::{option_owner, PrunerSpec, SamplerSpec};
+    use super::file::{option_owners, PrunerSpec, SamplerSpec};
     let (parent, key) = key_path.rsplit_once('.')?;
-    let (noun, owner) = if parent.ends_with("sampler") {
-        ("sampler", option_owner::<SamplerSpec>(SamplerSpec::KINDS, key)?)
+    let (noun, owners) = if parent.ends_with("sampler") {
+        ("sampler", option_owners::<SamplerSpec>(SamplerSpec::KINDS, key))
     } else if parent.ends_with("pruner") {
-        ("pruner", option_owner::<PrunerSpec>(PrunerSpec::KINDS, key)?)
+        ("pruner", option_owners::<PrunerSpec>(PrunerSpec::KINDS, key))
     } else {
         return None;
     };
-    Some((
-        format!("`{key}` is an option of the {owner} {noun}"),
-        format!("remove it, or set `type: {owner}`"),
-    ))
+    let (first, rest) = owners.split_first()?;
+    let (owner, types) = match rest {
+        [] => (format!("the {first} {noun}"), format!("`type: {first}`")),
+        _ => {
+            let names = owners.join(" and ");
+            let types = owners.iter().map(|o| format!("`type: {o}`")).collect::<Vec<_>>().join(" or ");
+            (format!("the {names} {noun}s"), types)
+        }
+    };
+    Some((format!("`{key}` is an option of {owner}"), format!("remove it, or set {types}")))
 }
 
 /// The name in "unknown field `x`, …" (or variant).

@@ -16,7 +16,7 @@ pub mod test_functions;
 pub mod trial;
 
 pub use phase::{Phase, SamplerConfig};
-pub use pruners::{MedianPruner, NopPruner, Pruner, PrunerConfig, SuccessiveHalvingPruner};
+pub use pruners::{HyperbandPruner, MedianPruner, NopPruner, Pruner, PrunerConfig, SuccessiveHalvingPruner};
 pub use space::{Distribution, ParamValue, SearchSpace};
 pub use store::{MemoryStore, TrialStore};
 pub use study::{Ask, Outcome, Study, StudyConfig, Trial};

@@ -212,6 +212,128 @@ fn promotable(value: f64, mut competing: Vec<f64>, reduction_factor: u64, direct
     }
 }
 
+/// Hyperband (Li et al. 2018) as in Optuna's `HyperbandPruner`: trials are
+/// spread over brackets, each a successive-halving pruner over the same
+/// minimum resource, maximum resource and reduction factor η, bracket b
+/// with its first rung at min_resource · η^b. Bracket 0 stops trials
+/// earliest and gets the most trials: bracket b's share of the trials is
+/// ⌈B · η^s / (s + 1)⌉ with s = B − 1 − b, for B = ⌊log_η(max / min)⌋ + 1
+/// brackets. A trial's bracket is a hash of its number, so it never
+/// changes, and it competes only with trials of its own bracket; samplers
+/// likewise learn only from the trials of the bracket of the trial they
+/// sample for ([`HyperbandPruner::same_bracket`]), as Optuna's TPE does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HyperbandPruner {
+    /// Steps before the first rung of bracket 0.
+    pub min_resource: u64,
+    /// The steps a trial runs at most; `None` takes the last step of the
+    /// first COMPLETE trial + 1, as Optuna's "auto" (no pruning before one).
+    pub max_resource: Option<u64>,
+    /// η: each rung keeps the best 1/η.
+    pub reduction_factor: u64,
+}
+
+impl Default for HyperbandPruner {
+    fn default() -> Self {
+        Self { min_resource: 1, max_resource: None, reduction_factor: 3 }
+    }
+}
+
+impl HyperbandPruner {
+    pub fn validate(&self, location: &str) -> Result<(), InputError> {
+        if self.reduction_factor < 2 {
+            return Err(InputError::new(location, "reduction_factor must be at least 2"));
+        }
+        if self.min_resource == 0 {
+            return Err(InputError::new(location, "min_resource must be at least 1"));
+        }
+        if self.max_resource.is_some_and(|max| max < self.min_resource) {
+            return Err(InputError::new(location, "max_resource must be at least min_resource")
+                .with_hint("max_resource is the most steps (epochs) a trial reports"));
+        }
+        Ok(())
+    }
+
+    /// The maximum resource: as configured, or from the COMPLETE trials of
+    /// `history` (`None` until one has reported).
+    fn max_resource(&self, history: &[FrozenTrial]) -> Option<u64> {
+        self.max_resource.or_else(|| {
+            history
+                .iter()
+                .filter(|t| t.state == TrialState::Complete)
+                .filter_map(FrozenTrial::last_step)
+                .max()
+                .map(|last| last + 1)
+        })
+    }
+
+    /// Each bracket's share of the trials (Optuna's trial allocation budgets).
+    fn budgets(&self, max_resource: u64) -> Vec<u64> {
+        let eta = self.reduction_factor as f64;
+        let ratio = (max_resource as f64 / self.min_resource as f64).max(1.0);
+        // A tolerance so that exact powers (max/min = η^k) give k + 1 brackets.
+        let brackets = ((ratio.ln() / eta.ln()) + 1e-9).floor() as u32 + 1;
+        (0..brackets)
+            .map(|b| {
+                let s = brackets - 1 - b;
+                (f64::from(brackets) * eta.powi(s as i32) / f64::from(s + 1)).ceil() as u64
+            })
+            .collect()
+    }
+
+    /// The bracket of trial `number`, once the maximum resource is known.
+    pub fn bracket(&self, number: u64, history: &[FrozenTrial]) -> Option<usize> {
+        let budgets = self.budgets(self.max_resource(history)?);
+        let total: u64 = budgets.iter().sum();
+        let mut n = crc32(number.to_string().as_bytes()) as u64 % total;
+        for (bracket, budget) in budgets.iter().enumerate() {
+            if n < *budget {
+                return Some(bracket);
+            }
+            n -= budget;
+        }
+        unreachable!("n is below the budgets' total")
+    }
+
+    /// The trials of `history` in the bracket of trial `number` (all of
+    /// them while the brackets are not known yet).
+    pub fn same_bracket(&self, number: u64, history: &[FrozenTrial]) -> Vec<FrozenTrial> {
+        match self.bracket(number, history) {
+            None => history.to_vec(),
+            Some(bracket) => {
+                history.iter().filter(|t| self.bracket(t.number, history) == Some(bracket)).cloned().collect()
+            }
+        }
+    }
+}
+
+impl Pruner for HyperbandPruner {
+    fn prune(&self, trial: &FrozenTrial, history: &[FrozenTrial], direction: Direction) -> bool {
+        let Some(bracket) = self.bracket(trial.number, history) else { return false };
+        let rivals: Vec<FrozenTrial> =
+            history.iter().filter(|t| self.bracket(t.number, history) == Some(bracket)).cloned().collect();
+        let halving = SuccessiveHalvingPruner {
+            min_resource: Some(self.min_resource),
+            reduction_factor: self.reduction_factor,
+            min_early_stopping_rate: bracket as u32,
+        };
+        halving.prune(trial, &rivals, direction)
+    }
+}
+
+/// CRC-32 (IEEE), the hash Optuna assigns Hyperband brackets with.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 /// The pruner of a study, as configured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,14 +342,27 @@ pub enum PrunerConfig {
     None,
     Median(MedianPruner),
     SuccessiveHalving(SuccessiveHalvingPruner),
+    Hyperband(HyperbandPruner),
 }
 
 impl PrunerConfig {
+    /// The trials of `history` a sampler learns from for trial `number`:
+    /// with Hyperband, those of its bracket; otherwise all.
+    pub fn sampling_history(&self, number: u64, history: &[FrozenTrial]) -> Option<Vec<FrozenTrial>> {
+        match self {
+            PrunerConfig::Hyperband(p) if p.bracket(number, history).is_some() => {
+                Some(p.same_bracket(number, history))
+            }
+            _ => None,
+        }
+    }
+
     pub fn validate(&self, location: &str) -> Result<(), InputError> {
         match self {
             PrunerConfig::None => Ok(()),
             PrunerConfig::Median(p) => p.validate(location),
             PrunerConfig::SuccessiveHalving(p) => p.validate(location),
+            PrunerConfig::Hyperband(p) => p.validate(location),
         }
     }
 }
@@ -238,6 +373,7 @@ impl Pruner for PrunerConfig {
             PrunerConfig::None => NopPruner.prune(trial, history, direction),
             PrunerConfig::Median(p) => p.prune(trial, history, direction),
             PrunerConfig::SuccessiveHalving(p) => p.prune(trial, history, direction),
+            PrunerConfig::Hyperband(p) => p.prune(trial, history, direction),
         }
     }
 }
@@ -280,6 +416,63 @@ mod tests {
         assert!(!MedianPruner { interval_steps: 2, ..pruner }.prune(&bad, &history, Direction::Minimize));
         history.push(trial(20, TrialState::Running, &[f64::NAN]));
         assert!(pruner.prune(&history[5].clone(), &history, Direction::Minimize));
+    }
+
+    #[test]
+    fn hyperband_spreads_trials_over_brackets_as_optuna_does() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the standard CRC-32 check value");
+        let pruner = HyperbandPruner { min_resource: 1, max_resource: Some(81), reduction_factor: 3 };
+        // B = 5 brackets; bracket b gets ⌈5·3^s/(s+1)⌉, s = 4 − b.
+        assert_eq!(pruner.budgets(81), [81, 34, 15, 8, 5]);
+        assert_eq!(pruner.budgets(80), [27, 12, 6, 4], "⌊log₃ 80⌋ + 1 = 4 brackets");
+        assert_eq!(pruner.budgets(1), [1], "one bracket when max = min");
+        let mut counts = [0usize; 5];
+        for number in 0..10_000 {
+            let bracket = pruner.bracket(number, &[]).unwrap();
+            assert_eq!(pruner.bracket(number, &[]), Some(bracket), "a trial keeps its bracket");
+            counts[bracket] += 1;
+        }
+        // The shares follow the budgets (81 : 34 : 15 : 8 : 5 of 143), within sampling noise.
+        for (count, budget) in counts.iter().zip([81.0, 34.0, 15.0, 8.0, 5.0]) {
+            let expected = 10_000.0 * budget / 143.0;
+            assert!((*count as f64 - expected).abs() < 4.0 * expected.sqrt() + 10.0, "{counts:?}");
+        }
+        // "auto": no brackets, so no pruning, until a trial has completed.
+        let auto = HyperbandPruner::default();
+        let running = trial(3, TrialState::Running, &[9.0, 9.0]);
+        assert_eq!(auto.bracket(3, &[]), None);
+        assert!(!auto.prune(&running, &[], Direction::Minimize));
+        let done = trial(0, TrialState::Complete, &[1.0; 9]);
+        assert_eq!(auto.budgets(auto.max_resource(&[done]).unwrap()), [9, 5, 3], "max = 9 steps: 3 brackets");
+    }
+
+    #[test]
+    fn hyperband_judges_a_trial_within_its_bracket_from_its_first_rung() {
+        let pruner = HyperbandPruner { min_resource: 1, max_resource: Some(9), reduction_factor: 3 };
+        let in_bracket = |b: usize| (0..).filter(move |&n| pruner.bracket(n, &[]) == Some(b));
+        // Bracket 0: rungs at steps 1, 3, 9. Three rivals at rung 0 of which the new trial is worst.
+        let rivals: Vec<FrozenTrial> = in_bracket(0)
+            .take(3)
+            .enumerate()
+            .map(|(k, n)| trial(n, TrialState::Complete, &[0.0, k as f64, k as f64]))
+            .collect();
+        let worst = in_bracket(0).nth(3).unwrap();
+        assert!(pruner.prune(&trial(worst, TrialState::Running, &[0.0, 5.0]), &rivals, Direction::Minimize));
+        // A trial of bracket 1 does not compete with bracket 0, and its first rung is at step 3.
+        let other = in_bracket(1).next().unwrap();
+        let mut history = rivals.clone();
+        history.push(trial(worst, TrialState::Complete, &[0.0, 5.0]));
+        assert!(!pruner.prune(
+            &trial(other, TrialState::Running, &[0.0, 5.0]),
+            &history,
+            Direction::Minimize
+        ));
+        // Samplers see the bracket only.
+        let config = PrunerConfig::Hyperband(pruner);
+        let seen = config.sampling_history(other, &history).unwrap();
+        assert!(seen.is_empty(), "no trial of bracket 1 yet");
+        assert_eq!(config.sampling_history(worst, &history).unwrap().len(), 4);
+        assert_eq!(PrunerConfig::None.sampling_history(worst, &history), None);
     }
 
     #[test]

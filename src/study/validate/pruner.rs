@@ -2,8 +2,8 @@
 
 use super::Checker;
 use crate::error::InputError;
-use crate::hpo::{MedianPruner, PrunerConfig, SuccessiveHalvingPruner};
-use crate::study::file::PrunerSpec;
+use crate::hpo::{HyperbandPruner, MedianPruner, PrunerConfig, SuccessiveHalvingPruner};
+use crate::study::file::{PrunerSpec, StepsOrAuto};
 
 impl Checker<'_> {
     pub(super) fn pruner(&self, p: &PrunerSpec) -> Result<PrunerConfig, InputError> {
@@ -26,8 +26,34 @@ impl Checker<'_> {
                     min_early_stopping_rate: o.min_early_stopping_rate.unwrap_or(d.min_early_stopping_rate),
                 })
             }
+            PrunerSpec::Hyperband(o) => {
+                let d = HyperbandPruner::default();
+                let max_resource = match &o.max_resource {
+                    None => d.max_resource,
+                    Some(StepsOrAuto::Steps(steps)) => Some(*steps),
+                    Some(StepsOrAuto::Word(word)) if word == "auto" => None,
+                    Some(StepsOrAuto::Word(word)) => {
+                        return Err(self
+                            .err(
+                                "pruner.max_resource",
+                                format!("`{word}` is neither a number of steps nor `auto`"),
+                            )
+                            .with_hint("give the most steps (epochs) a trial reports, e.g. 100, or `auto`"))
+                    }
+                };
+                PrunerConfig::Hyperband(HyperbandPruner {
+                    min_resource: o.min_resource.unwrap_or(d.min_resource),
+                    max_resource,
+                    reduction_factor: o.reduction_factor.unwrap_or(d.reduction_factor),
+                })
+            }
         };
-        config.validate("pruner").map_err(|err| self.err("pruner", err.problem).with_hint(err.hint))?;
+        config.validate("pruner").map_err(|err| {
+            // Each check names its option first: point at that key.
+            let key = err.problem.split_whitespace().next().filter(|k| k.contains('_')).unwrap_or_default();
+            let path = if key.is_empty() { "pruner".to_owned() } else { format!("pruner.{key}") };
+            self.err(&path, &err.problem).with_hint(err.hint)
+        })?;
         Ok(config)
     }
 }
