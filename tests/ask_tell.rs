@@ -76,6 +76,11 @@ fn a_driver_asks_runs_and_tells_until_the_study_is_done() {
         assert_eq!(trial["env"]["ANISOSTUDY_SEED"], trial["seed"].to_string());
     }
     assert_eq!(states(dir.path()), [TrialState::Running; 3]);
+    let status = ok(study(dir.path(), &["status", "ext"]));
+    assert!(
+        status.contains("drivers: outside (executor: external); 3 trial(s) asked for and not yet told"),
+        "{status}"
+    );
     // By name from now on, as a driver elsewhere would.
     for trial in &first {
         let (n, x) = (trial["number"].to_string(), trial["params"]["x"].as_f64().unwrap());

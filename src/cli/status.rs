@@ -52,8 +52,15 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     writeln!(out, "study {} (seed {}, {goal})", info.name, info.seed)?;
 
     let dir = crate::paths::folder_of(store.database().path());
-    let interrupted = trials.iter().any(|t| t.trial.state == TrialState::Running);
-    match (crate::storage::lock::lock_holder(dir), interrupted) {
+    let running = trials.iter().filter(|t| t.trial.state == TrialState::Running).count();
+    let config: serde_yaml::Value = serde_yaml::from_str(&info.config).unwrap_or_default();
+    let external = config["resources"]["executor"].as_str() == Some("external");
+    match (crate::storage::lock::lock_holder(dir), running > 0) {
+        _ if external => writeln!(
+            out,
+            "drivers: outside (executor: external); {running} trial(s) asked for and not yet told \
+             (`study ask --stale-after AGE` fails those whose driver went silent)"
+        )?,
         (Some(holder), _) => writeln!(out, "controller: running ({holder})")?,
         (None, true) => writeln!(
             out,
