@@ -11,8 +11,8 @@
 //! and τ ∈ [2, 30] steps come from the trial's parameters (a sine hash), so
 //! curves cross: a setting that starts badly may end best, the case that
 //! separates cautious pruners from greedy ones. Each trial reports every
-//! step and stops when its pruner says so. Searches are TPE (univariate,
-//! Optuna's defaults), sequential, with the same seeds for every pruner.
+//! step and stops when its pruner says so. Searches are TPE (multivariate:
+//! Optuna 5's defaults), sequential, with the same seeds for every pruner.
 //!
 //! With Optuna's own runs of the same curves (`benches/optuna/pruner_reference.json`,
 //! made by `benches/optuna/pruner_reference.py`; `PRUNER_BUDGET_OPTUNA=FILE`
@@ -66,7 +66,16 @@ const BUDGETS: [u64; 3] = [10, 20, 40];
 /// steps), searching until the largest is spent.
 fn search(f: Function, scale: f64, space: &SearchSpace, pruner: PrunerConfig, seed: u64) -> [f64; 3] {
     let limit = BUDGETS[2] * STEPS;
-    let phase = Phase::new("tpe", space.clone(), SamplerConfig::Tpe(TpeConfig::default()), Some(limit));
+    // Optuna 5's default TPE for one objective is multivariate.
+    let tpe = TpeConfig { multivariate: true, ..TpeConfig::default() };
+    let phase = Phase::new("tpe", space.clone(), SamplerConfig::Tpe(tpe), Some(limit));
+    // Optuna's runs name their studies so, for the same Hyperband brackets.
+    let pruner = match pruner {
+        PrunerConfig::Hyperband(hyperband) => {
+            PrunerConfig::Hyperband(hyperband.for_study(&format!("pruner_budget_{seed}")))
+        }
+        other => other,
+    };
     let config = StudyConfig { seed, direction: Direction::Minimize, phases: vec![phase], pruner };
     let mut study = Study::new(MemoryStore::default(), config).expect("a valid study");
     let (mut steps, mut best) = (0, f64::INFINITY);

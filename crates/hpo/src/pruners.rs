@@ -218,10 +218,11 @@ fn promotable(value: f64, mut competing: Vec<f64>, reduction_factor: u64, direct
 /// with its first rung at min_resource · η^b. Bracket 0 stops trials
 /// earliest and gets the most trials: bracket b's share of the trials is
 /// ⌈B · η^s / (s + 1)⌉ with s = B − 1 − b, for B = ⌊log_η(max / min)⌋ + 1
-/// brackets. A trial's bracket is a hash of its number, so it never
-/// changes, and it competes only with trials of its own bracket; samplers
-/// likewise learn only from the trials of the bracket of the trial they
-/// sample for ([`HyperbandPruner::same_bracket`]), as Optuna's TPE does.
+/// brackets. A trial's bracket is the CRC-32 of `<study name>_<number>`
+/// ([`HyperbandPruner::for_study`]), as in Optuna, so it never changes, and
+/// it competes only with trials of its own bracket; samplers likewise learn
+/// only from the trials of the bracket of the trial they sample for
+/// ([`HyperbandPruner::same_bracket`]), as Optuna's do.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HyperbandPruner {
@@ -232,15 +233,25 @@ pub struct HyperbandPruner {
     pub max_resource: Option<u64>,
     /// η: each rung keeps the best 1/η.
     pub reduction_factor: u64,
+    /// The CRC-32 register after `<study name>_`, where a trial's bracket
+    /// hash starts: with [`HyperbandPruner::for_study`] a trial's bracket is
+    /// the one Optuna gives it in a study of that name.
+    pub bracket_key: u32,
 }
 
 impl Default for HyperbandPruner {
     fn default() -> Self {
-        Self { min_resource: 1, max_resource: None, reduction_factor: 3 }
+        Self { min_resource: 1, max_resource: None, reduction_factor: 3, bracket_key: !0 }
     }
 }
 
 impl HyperbandPruner {
+    /// This pruner in the study named `name`: trials get the brackets
+    /// Optuna gives them there (a CRC-32 of `<name>_<number>`).
+    pub fn for_study(self, name: &str) -> Self {
+        Self { bracket_key: crc32_update(!0, format!("{name}_").as_bytes()), ..self }
+    }
+
     pub fn validate(&self, location: &str) -> Result<(), InputError> {
         if self.reduction_factor < 2 {
             return Err(InputError::new(location, "reduction_factor must be at least 2"));
@@ -286,7 +297,8 @@ impl HyperbandPruner {
     pub fn bracket(&self, number: u64, history: &[FrozenTrial]) -> Option<usize> {
         let budgets = self.budgets(self.max_resource(history)?);
         let total: u64 = budgets.iter().sum();
-        let mut n = crc32(number.to_string().as_bytes()) as u64 % total;
+        let hash = !crc32_update(self.bracket_key, number.to_string().as_bytes());
+        let mut n = u64::from(hash) % total;
         for (bracket, budget) in budgets.iter().enumerate() {
             if n < *budget {
                 return Some(bracket);
@@ -322,16 +334,17 @@ impl Pruner for HyperbandPruner {
     }
 }
 
-/// CRC-32 (IEEE), the hash Optuna assigns Hyperband brackets with.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
+/// CRC-32 (IEEE, as Python's `binascii.crc32`, with which Optuna assigns
+/// Hyperband brackets) continued over `bytes` from the register `crc`
+/// (`!0` to start; the checksum is the final register inverted).
+fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
             crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
-    !crc
+    crc
 }
 
 /// The pruner of a study, as configured.
@@ -420,8 +433,13 @@ mod tests {
 
     #[test]
     fn hyperband_spreads_trials_over_brackets_as_optuna_does() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the standard CRC-32 check value");
-        let pruner = HyperbandPruner { min_resource: 1, max_resource: Some(81), reduction_factor: 3 };
+        assert_eq!(!crc32_update(!0, b"123456789"), 0xCBF4_3926, "the standard CRC-32 check value");
+        let pruner = HyperbandPruner { max_resource: Some(81), ..Default::default() };
+        // Optuna's bracket of trial 7 of study "tuning": binascii.crc32(b"tuning_7") % 143 = 12 → bracket 0.
+        assert_eq!(!crc32_update(!0, b"tuning_7"), 0x464B_7D98);
+        let named = pruner.for_study("tuning");
+        assert_eq!(!crc32_update(named.bracket_key, b"7"), 0x464B_7D98);
+        assert_eq!(named.bracket(7, &[]), Some(0));
         // B = 5 brackets; bracket b gets ⌈5·3^s/(s+1)⌉, s = 4 − b.
         assert_eq!(pruner.budgets(81), [81, 34, 15, 8, 5]);
         assert_eq!(pruner.budgets(80), [27, 12, 6, 4], "⌊log₃ 80⌋ + 1 = 4 brackets");
@@ -448,7 +466,7 @@ mod tests {
 
     #[test]
     fn hyperband_judges_a_trial_within_its_bracket_from_its_first_rung() {
-        let pruner = HyperbandPruner { min_resource: 1, max_resource: Some(9), reduction_factor: 3 };
+        let pruner = HyperbandPruner { max_resource: Some(9), ..Default::default() };
         let in_bracket = |b: usize| (0..).filter(move |&n| pruner.bracket(n, &[]) == Some(b));
         // Bracket 0: rungs at steps 1, 3, 9. Three rivals at rung 0 of which the new trial is worst.
         let rivals: Vec<FrozenTrial> = in_bracket(0)

@@ -122,7 +122,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         (phases, None) => check.phases(phases)?,
         ([], Some(sweep)) => vec![check.sweep(sweep)?],
     };
-    let pruner = check.pruner(&file.pruner)?;
+    let pruner = check.pruner(&file.pruner, &file.name)?;
     let config = StudyConfig { seed: file.seed, direction: file.objective.direction, phases, pruner };
     config.validate().map_err(|err| check.err("phases", format!("{}: {}", err.location, err.problem)))?;
 

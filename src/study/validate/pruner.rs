@@ -6,7 +6,8 @@ use crate::hpo::{HyperbandPruner, MedianPruner, PrunerConfig, SuccessiveHalvingP
 use crate::study::file::{PrunerSpec, StepsOrAuto};
 
 impl Checker<'_> {
-    pub(super) fn pruner(&self, p: &PrunerSpec) -> Result<PrunerConfig, InputError> {
+    /// The pruner of the study named `study_name` (Hyperband hashes it into its brackets, as Optuna does).
+    pub(super) fn pruner(&self, p: &PrunerSpec, study_name: &str) -> Result<PrunerConfig, InputError> {
         let config = match p {
             PrunerSpec::None {} => PrunerConfig::None,
             PrunerSpec::Median(o) => {
@@ -41,11 +42,13 @@ impl Checker<'_> {
                             .with_hint("give the most steps (epochs) a trial reports, e.g. 100, or `auto`"))
                     }
                 };
-                PrunerConfig::Hyperband(HyperbandPruner {
+                let pruner = HyperbandPruner {
                     min_resource: o.min_resource.unwrap_or(d.min_resource),
                     max_resource,
                     reduction_factor: o.reduction_factor.unwrap_or(d.reduction_factor),
-                })
+                    ..d
+                };
+                PrunerConfig::Hyperband(pruner.for_study(study_name))
             }
         };
         config.validate("pruner").map_err(|err| {
