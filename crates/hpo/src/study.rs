@@ -226,15 +226,7 @@ impl<S: TrialStore> Study<S> {
         let ctx = self.context(phase_index, number);
         let params = match (&phase.sampler, &grid) {
             (_, Some(grid)) => grid.sample(&ctx)?,
-            (SamplerConfig::Tpe(config), None) => {
-                // With Hyperband, TPE learns from the trials of the new trial's bracket.
-                match self.config.pruner.sampling_history(number, &self.trials) {
-                    Some(bracket) => {
-                        TpeSampler::new(*config).sample(&SampleContext { history: &bracket, ..ctx })?
-                    }
-                    None => TpeSampler::new(*config).sample(&ctx)?,
-                }
-            }
+            (SamplerConfig::Tpe(config), None) => TpeSampler::new(*config).sample(&ctx)?,
             (SamplerConfig::Random, None) => RandomSampler.sample(&ctx)?,
             (SamplerConfig::Grid(_), None) => unreachable!("grid phases are resolved by phase_status"),
         };
