@@ -283,7 +283,13 @@ fn status_and_export_read_a_running_study() {
         .unwrap();
     assert!(csv.status.success());
     let csv = std::fs::read_to_string(&csv_path).unwrap();
-    assert!(csv.starts_with("number,phase,state,value,params_em_dim,params_lr"), "{csv}");
+    // Optuna's trials_dataframe() columns.
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.starts_with("number,value,datetime_start,datetime_complete,duration,params_em_dim,params_lr"),
+        "{csv}"
+    );
+    assert!(header.contains(",user_attrs_attempt,") && header.ends_with(",state"), "{header}");
 
     child.kill().unwrap();
     child.wait().unwrap();

@@ -56,6 +56,7 @@ __all__ = [
     "Predictor",
     "load_study",
     "create_study",
+    "read_trials_csv",
     "run",
     "screen",
 ]
@@ -135,14 +136,12 @@ class Study:
         return json.loads(_native.definitions_json(self.results, self.name))
 
     def trials_dataframe(self):
-        """The trials as a pandas DataFrame: the table ``study export
-        --format csv`` writes (``number``, ``state``, ``value``,
-        ``params_<name>``, ``metrics_<name>``, …, Optuna's names where Optuna
-        has the column), with ``started`` and ``finished`` as datetimes."""
-        import pandas as pd
-
-        text = _native.trials_csv(self.results, self.name)
-        return pd.read_csv(io.StringIO(text), parse_dates=["started", "finished"])
+        """The trials as a pandas DataFrame with Optuna's columns: the table
+        ``study export --format csv`` writes (``number``, ``value``,
+        ``datetime_start``, ``datetime_complete``, ``duration``,
+        ``params_<name>``, ``user_attrs_<name>`` for the metrics and the
+        trial's other facts, ``state``), read by :func:`read_trials_csv`."""
+        return read_trials_csv(io.StringIO(_native.trials_csv(self.results, self.name)))
 
     # Ask and tell, for a study with `resources.executor: external`.
 
@@ -169,6 +168,17 @@ class Study:
         number = trial.number if isinstance(trial, Trial) else int(trial)
         value = None if value is None else float(value)
         return _native.tell(self.name, self.results, number, value, state, reason, dict(metrics or {}))
+
+
+def read_trials_csv(path_or_buffer):
+    """A ``study export --format csv`` file as the DataFrame Optuna's
+    ``trials_dataframe()`` gives: ``datetime_start`` and
+    ``datetime_complete`` as datetimes, ``duration`` as timedeltas."""
+    import pandas as pd
+
+    frame = pd.read_csv(path_or_buffer, parse_dates=["datetime_start", "datetime_complete"])
+    frame["duration"] = pd.to_timedelta(frame["duration"], unit="s")
+    return frame
 
 
 def load_study(name: str, results: str | os.PathLike = "results") -> Study:

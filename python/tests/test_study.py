@@ -30,11 +30,15 @@ def test_a_run_gives_the_study_with_its_trials(smoke):
 def test_the_dataframe_is_the_csv_export(smoke, tmp_path):
     csv = tmp_path / "trials.csv"
     study("export", "smoke", "--results", smoke.results, "--format", "csv", "--out", csv)
-    exported = pd.read_csv(csv, parse_dates=["started", "finished"])
+    exported = anisostudy.read_trials_csv(csv)
     frame = smoke.trials_dataframe()
     pd.testing.assert_frame_equal(frame, exported)
-    assert {"number", "state", "value", "params_lr", "params_lmax"} <= set(frame.columns)
     assert len(frame) == 4
+    # Optuna's columns, in Optuna's order, the metrics as user attributes.
+    assert list(frame.columns[:5]) == ["number", "value", "datetime_start", "datetime_complete", "duration"]
+    assert frame.columns[-1] == "state"
+    assert {"params_lr", "params_lmax", "user_attrs_test_eps_poly_mae", "user_attrs_phase"} <= set(frame.columns)
+    assert frame["duration"].dt.total_seconds().gt(0).all()
 
 
 def test_the_json_records_are_the_json_export(smoke):

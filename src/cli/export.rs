@@ -14,7 +14,8 @@ use crate::storage::{export, optuna, SqliteStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// One row per trial, a column per parameter and metric.
+    /// One row per trial with Optuna's `trials_dataframe()` columns: a column
+    /// per parameter (`params_*`) and per metric or other fact (`user_attrs_*`).
     Csv,
     /// The study and its trials, typed and nested.
     Json,

@@ -1,5 +1,6 @@
-//! All trials of a study as CSV (one row per trial, a column per parameter
-//! and per metric, for spreadsheets and pandas) or JSON (typed, nested).
+//! All trials of a study as CSV (one row per trial with the columns of
+//! Optuna's `trials_dataframe()`, for spreadsheets and pandas) or JSON
+//! (typed, nested).
 //!
 //! Both read one snapshot, so they are safe to run while the study runs.
 
@@ -7,64 +8,86 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use serde::Serialize;
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 
 use super::rows::direction_name;
-use super::{Artifact, SqliteStore, TrialDetails};
+use super::{Artifact, Phase, SqliteStore, TrialDetails};
 use crate::hpo::ParamValue;
 
-/// Writes every trial of `store` as CSV: `number, phase, state, value`,
-/// then `params_<name>` for each parameter name any trial has, then
-/// `metrics_<name>` likewise, then `duration_s, started, finished, seed,
-/// device, attempt, fail_reason`. Empty cells where a trial has no value.
+/// Writes every trial of `store` as CSV, with the columns Optuna's
+/// `trials_dataframe()` has for the study exported to Optuna: `number,
+/// value, datetime_start, datetime_complete, duration` (seconds), then
+/// `params_<name>` for each parameter any trial has, then `user_attrs_<name>`
+/// for what Optuna has no column for (the metrics, phase, attempt, seed,
+/// device, failure reason and the trial's own attributes, as the Optuna
+/// export stores them), then `state`. Empty cells where a trial has no value.
 pub fn to_csv(store: &SqliteStore, out: impl Write) -> anyhow::Result<()> {
-    write_csv(&store.all_trial_details()?, out)
+    write_csv(&store.all_trial_details()?, &store.phases()?, out)
 }
 
 /// [`to_csv`] for trials already loaded.
-pub fn write_csv(trials: &[TrialDetails], mut out: impl Write) -> anyhow::Result<()> {
+pub fn write_csv(trials: &[TrialDetails], phases: &[Phase], mut out: impl Write) -> anyhow::Result<()> {
+    let attrs: Vec<Vec<(String, Json)>> = trials.iter().map(|t| trial_user_attrs(t, phases)).collect();
     let param_names: BTreeSet<&str> =
         trials.iter().flat_map(|details| details.trial.params.keys().map(String::as_str)).collect();
-    let metric_names: BTreeSet<&str> =
-        trials.iter().flat_map(|details| details.metrics.keys().map(String::as_str)).collect();
+    let attr_names: BTreeSet<&str> = attrs.iter().flatten().map(|(k, _)| k.as_str()).collect();
 
-    let mut header: Vec<String> = ["number", "phase", "state", "value"].map(String::from).to_vec();
+    let mut header: Vec<String> =
+        ["number", "value", "datetime_start", "datetime_complete", "duration"].map(String::from).to_vec();
     header.extend(param_names.iter().map(|name| format!("params_{name}")));
-    header.extend(metric_names.iter().map(|name| format!("metrics_{name}")));
-    header.extend(
-        ["duration_s", "started", "finished", "seed", "device", "attempt", "fail_reason"].map(String::from),
-    );
+    header.extend(attr_names.iter().map(|name| format!("user_attrs_{name}")));
+    header.push("state".to_owned());
     write_record(&mut out, &header)?;
 
-    for details in trials {
+    for (details, attrs) in trials.iter().zip(&attrs) {
         let trial = &details.trial;
         let mut record = vec![
             trial.number.to_string(),
-            trial.phase.to_string(),
-            trial.state.name().to_string(),
             trial.value.map(float_cell).unwrap_or_default(),
+            details.started.map(|time| time.to_string()).unwrap_or_default(),
+            details.finished.map(|time| time.to_string()).unwrap_or_default(),
+            details.duration().map(|duration| float_cell(duration.as_secs_f64())).unwrap_or_default(),
         ];
         record.extend(
             param_names.iter().map(|name| trial.params.get(*name).map(param_cell).unwrap_or_default()),
         );
-        record.extend(
-            metric_names
-                .iter()
-                .map(|name| details.metrics.get(*name).copied().map(float_cell).unwrap_or_default()),
-        );
-        record.extend([
-            details.duration().map(|duration| float_cell(duration.as_secs_f64())).unwrap_or_default(),
-            details.started.map(|time| time.to_string()).unwrap_or_default(),
-            details.finished.map(|time| time.to_string()).unwrap_or_default(),
-            details.seed.map(|seed| seed.to_string()).unwrap_or_default(),
-            details.device.clone().unwrap_or_default(),
-            details.attempt.to_string(),
-            details.fail_reason.clone().unwrap_or_default(),
-        ]);
+        record.extend(attr_names.iter().map(|name| {
+            attrs.iter().find(|(k, _)| k == name).map(|(_, v)| json_cell(v)).unwrap_or_default()
+        }));
+        record.push(trial.state.name().to_string());
         write_record(&mut out, &record)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The trial's facts that Optuna has no column for, as user attributes.
+pub(super) fn trial_user_attrs(details: &TrialDetails, phases: &[super::Phase]) -> Vec<(String, Json)> {
+    let mut attrs: Vec<(String, Json)> =
+        details.user_attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    attrs.extend(details.metrics.iter().map(|(k, v)| (k.clone(), json!(v))));
+    let phase = phases.iter().find(|p| p.index == details.trial.phase).map(|p| p.name.clone());
+    attrs.push(("phase".into(), json!(phase.unwrap_or_else(|| details.trial.phase.to_string()))));
+    attrs.push(("attempt".into(), json!(details.attempt)));
+    let optional = [
+        ("seed", details.seed.map(|s| json!(s))),
+        ("device", details.device.as_ref().map(|d| json!(d))),
+        ("fail_reason", details.fail_reason.as_ref().map(|r| json!(r))),
+    ];
+    attrs.extend(optional.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))));
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    attrs.dedup_by(|a, b| a.0 == b.0);
+    attrs
+}
+
+/// A user attribute's cell: text as it is, numbers as [`float_cell`] or integers.
+fn json_cell(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        Json::Number(n) if n.is_f64() => n.as_f64().map(float_cell).unwrap_or_default(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 /// Shortest text that parses back to the same double (`0.1`, `1e-7`, `NaN`).
@@ -244,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_a_column_per_parameter_and_metric_and_quotes_properly() {
+    fn csv_has_optunas_columns_a_column_per_parameter_and_fact_and_quotes_properly() {
         let mut first = details(
             0,
             TrialState::Complete,
@@ -266,12 +289,15 @@ mod tests {
         second.metrics.insert("eps_poly_mae".into(), f64::NAN);
 
         let mut out = Vec::new();
-        write_csv(&[first, second], &mut out).unwrap();
+        write_csv(&[first, second], &[], &mut out).unwrap();
+        // Optuna's trials_dataframe() columns; a NaN metric is an empty cell (pandas reads NaN).
         let expected = "\
-number,phase,state,value,params_bias,params_lr,params_model,params_mul,metrics_ar_mae,metrics_eps_poly_mae,duration_s,started,finished,seed,device,attempt,fail_reason
-0,0,COMPLETE,0.30000000000000004,,1e-7,,48,0.078,,61.5,1970-01-01T00:00:01.000Z,1970-01-01T00:01:02.500Z,18446744073709551615,cuda:0,0,
-1,0,FAILED,,true,,\"a \"\"scalar\"\", 6x0e\",,,NaN,,,,,,2,\"out of memory
-at epoch 3\"
+number,value,datetime_start,datetime_complete,duration,params_bias,params_lr,params_model,params_mul,\
+user_attrs_ar_mae,user_attrs_attempt,user_attrs_device,user_attrs_eps_poly_mae,user_attrs_fail_reason,\
+user_attrs_phase,user_attrs_seed,state
+0,0.30000000000000004,1970-01-01T00:00:01.000Z,1970-01-01T00:01:02.500Z,61.5,,1e-7,,48,0.078,0,cuda:0,,,0,18446744073709551615,COMPLETE
+1,,,,,true,,\"a \"\"scalar\"\", 6x0e\",,,2,,,\"out of memory
+at epoch 3\",0,,FAILED
 ";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
@@ -319,9 +345,26 @@ at epoch 3\"
         to_csv(&store, &mut csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv.lines().count(), 3);
-        assert!(csv.starts_with(
-            "number,phase,state,value,params_bias,params_layers,params_lr,metrics_eps_poly_mae,"
-        ));
-        assert!(csv.lines().nth(1).unwrap().starts_with("0,0,COMPLETE,0.5,false,3,3.0,0.311,"));
+        let rows = parse_csv(&csv);
+        assert_eq!(
+            rows[0],
+            [
+                "number",
+                "value",
+                "datetime_start",
+                "datetime_complete",
+                "duration",
+                "params_bias",
+                "params_layers",
+                "params_lr",
+                "user_attrs_attempt",
+                "user_attrs_eps_poly_mae",
+                "user_attrs_phase",
+                "state"
+            ]
+        );
+        let first: Vec<&str> = rows[1].iter().map(String::as_str).collect();
+        assert_eq!(first[..2], ["0", "0.5"]);
+        assert_eq!(first[5..], ["false", "3", "3.0", "0", "0.311", "0", "COMPLETE"]);
     }
 }

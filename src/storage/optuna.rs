@@ -309,7 +309,7 @@ fn insert_trial(tx: &Connection, details: &TrialDetails, phases: &[super::Phase]
             params![trial_id, step as i64, value, kind],
         )?;
     }
-    for (key, value) in trial_attrs(details, phases) {
+    for (key, value) in super::export::trial_user_attrs(details, phases) {
         tx.execute(
             "INSERT INTO trial_user_attributes (trial_id, \"key\", value_json) VALUES (?1, ?2, ?3)",
             params![trial_id, key, attr_json(&value)],
@@ -403,25 +403,6 @@ impl Mirror {
         self.attrs = attrs;
         Ok(synced)
     }
-}
-
-/// The trial's facts that Optuna has no column for, as user attributes.
-fn trial_attrs(details: &TrialDetails, phases: &[super::Phase]) -> Vec<(String, Json)> {
-    let mut attrs: Vec<(String, Json)> =
-        details.user_attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    attrs.extend(details.metrics.iter().map(|(k, v)| (k.clone(), json!(v))));
-    let phase = phases.iter().find(|p| p.index == details.trial.phase).map(|p| p.name.clone());
-    attrs.push(("phase".into(), json!(phase.unwrap_or_else(|| details.trial.phase.to_string()))));
-    attrs.push(("attempt".into(), json!(details.attempt)));
-    let optional = [
-        ("seed", details.seed.map(|s| json!(s))),
-        ("device", details.device.as_ref().map(|d| json!(d))),
-        ("fail_reason", details.fail_reason.as_ref().map(|r| json!(r))),
-    ];
-    attrs.extend(optional.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))));
-    attrs.sort_by(|a, b| a.0.cmp(&b.0));
-    attrs.dedup_by(|a, b| a.0 == b.0);
-    attrs
 }
 
 fn state_name(state: TrialState) -> &'static str {
