@@ -51,7 +51,11 @@ def test_the_json_records_are_the_json_export(smoke):
 def test_ctrl_c_stops_a_run_cleanly_and_a_second_run_resumes(tmp_path):
     script = textwrap.dedent(
         f"""
+        import signal
         import anisostudy
+        # As in a terminal, whatever the test runner left SIGINT as (a
+        # background job inherits it ignored, and Python then keeps it so).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             anisostudy.run({str(ROOT / 'studies' / 'smoke.yaml')!r}, results={str(tmp_path)!r},
                            overrides={{"training.epochs": 80, "training.patience": 80, "phases[0].n_trials": 2}})
