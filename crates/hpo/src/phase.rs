@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::samplers::{GridSpec, TpeConfig};
+use super::samplers::{GpConfig, GridSpec, TpeConfig};
 use super::SearchSpace;
 use anisostudy_error::InputError;
 
@@ -15,6 +15,7 @@ use anisostudy_error::InputError;
 #[serde(rename_all = "snake_case")]
 pub enum SamplerConfig {
     Tpe(TpeConfig),
+    Gp(GpConfig),
     Random,
     Grid(GridSpec),
 }
@@ -25,7 +26,7 @@ pub struct Phase {
     pub name: String,
     pub space: SearchSpace,
     pub sampler: SamplerConfig,
-    /// Trials the phase creates: required for TPE and random search; for a
+    /// Trials the phase creates: required for TPE, GP and random search; for a
     /// grid an optional cap (the grid ends by itself when exhausted).
     #[serde(default)]
     pub n_trials: Option<u64>,
@@ -52,6 +53,10 @@ impl Phase {
         }
         match &self.sampler {
             SamplerConfig::Tpe(config) => {
+                config.validate(&location)?;
+                self.require_budget(&location)
+            }
+            SamplerConfig::Gp(config) => {
                 config.validate(&location)?;
                 self.require_budget(&location)
             }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::phase::{Phase, SamplerConfig};
 use super::pruners::{Pruner, PrunerConfig};
-use super::samplers::{GridSampler, RandomSampler, SampleContext, Sampler, TpeSampler};
+use super::samplers::{GpSampler, GridSampler, RandomSampler, SampleContext, Sampler, TpeSampler};
 use super::{Direction, FrozenTrial, Params, TrialState, TrialStore};
 use anisostudy_error::InputError;
 
@@ -54,7 +54,7 @@ impl StudyConfig {
     /// reproducible can still start each trial as soon as a slot is free.
     pub fn depends_on_finish_order(&self) -> bool {
         let phase_depends = |phase: &Phase| match &phase.sampler {
-            SamplerConfig::Tpe(_) => true,
+            SamplerConfig::Tpe(_) | SamplerConfig::Gp(_) => true,
             SamplerConfig::Random => false,
             SamplerConfig::Grid(spec) => spec.retry_failed,
         };
@@ -227,6 +227,7 @@ impl<S: TrialStore> Study<S> {
         let params = match (&phase.sampler, &grid) {
             (_, Some(grid)) => grid.sample(&ctx)?,
             (SamplerConfig::Tpe(config), None) => TpeSampler::new(*config).sample(&ctx)?,
+            (SamplerConfig::Gp(config), None) => GpSampler::new(*config).sample(&ctx)?,
             (SamplerConfig::Random, None) => RandomSampler.sample(&ctx)?,
             (SamplerConfig::Grid(_), None) => unreachable!("grid phases are resolved by phase_status"),
         };

@@ -3,12 +3,15 @@
 //! direction, seed, trial number), so a resumed study asks exactly what an
 //! uninterrupted one would have asked.
 
+pub mod auto;
+pub mod gp;
 pub mod grid;
 mod normal;
 pub mod parzen;
 pub mod random;
 pub mod tpe;
 
+pub use gp::{GpConfig, GpSampler};
 pub use grid::{GridAxis, GridSampler, GridSpec, Spacing};
 pub use random::RandomSampler;
 pub use tpe::{TpeConfig, TpeSampler};
