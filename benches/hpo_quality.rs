@@ -63,7 +63,7 @@
 //! ties) and mixed level (1000 seeds: medians 0.00452 and 0.00133, from
 //! 0.00427 and 0.00156; Mann–Whitney p = 0.24 and 0.14 for "worse").
 
-use anisostudy::hpo::samplers::TpeConfig;
+use anisostudy::hpo::samplers::{GpConfig, TpeConfig};
 use anisostudy::hpo::test_functions::{
     anisonet_rounded, anisonet_rounded_space, branin, branin_space, hartmann6, hartmann6_space, int5_l1,
     int5_space, int_plateau, int_plateau_space, int_steps, int_steps_space, mixed, mixed5, mixed5_space,
@@ -110,12 +110,30 @@ fn best_after(
     workers: usize,
     dispatch: Dispatch,
 ) -> (f64, usize) {
-    let phase = Phase::new("search", space.clone(), sampler.clone(), Some(TRIALS));
+    let (bests, repeats) = bests_at(space, objective, sampler, seed, workers, dispatch, &[TRIALS]);
+    (bests[0], repeats)
+}
+
+/// The best value among the first `budgets[i]` trials (by number) of one
+/// run of the largest budget, and the repeats as in [`best_after`]. A
+/// sampler does not know the budget, so these are runs of each budget.
+fn bests_at(
+    space: &SearchSpace,
+    objective: fn(&Params) -> f64,
+    sampler: &SamplerConfig,
+    seed: u64,
+    workers: usize,
+    dispatch: Dispatch,
+    budgets: &[u64],
+) -> (Vec<f64>, usize) {
+    let trials = *budgets.iter().max().expect("a budget");
+    let phase = Phase::new("search", space.clone(), sampler.clone(), Some(trials));
     let config =
         StudyConfig { seed, direction: Default::default(), phases: vec![phase], pruner: Default::default() };
     let mut study = Study::new(MemoryStore::default(), config).expect("valid study");
     let mut in_flight: std::collections::VecDeque<Trial> = std::collections::VecDeque::new();
     let mut repeats = 0;
+    let mut values: Vec<(u64, f64)> = Vec::new();
     loop {
         while in_flight.len() < workers {
             match study.ask().expect("ask") {
@@ -131,10 +149,14 @@ fn best_after(
             break;
         }
         for trial in in_flight.drain(..told) {
-            study.tell(trial.number, Outcome::Complete(objective(&trial.params))).expect("tell");
+            let value = objective(&trial.params);
+            values.push((trial.number, value));
+            study.tell(trial.number, Outcome::Complete(value)).expect("tell");
         }
     }
-    (study.best_trial().and_then(|t| t.value).expect("a completed trial"), repeats)
+    let best =
+        |budget: u64| values.iter().filter(|(n, _)| *n < budget).map(|v| v.1).fold(f64::INFINITY, f64::min);
+    (budgets.iter().map(|&b| best(b)).collect(), repeats)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -205,6 +227,13 @@ fn main() {
         Ok("async") | Err(_) => Dispatch::Async,
         Ok(other) => panic!("HPO_QUALITY_MODE is `async` or `deterministic`, not `{other}`"),
     };
+    if let Ok(budgets) = std::env::var("HPO_QUALITY_BUDGETS") {
+        let budgets: Vec<u64> = budgets
+            .split(',')
+            .map(|b| b.trim().parse().expect("HPO_QUALITY_BUDGETS is a list of trial counts, e.g. 30,50,100"))
+            .collect();
+        return budget_table(&budgets, first_seed, seeds, workers, dispatch, only.as_deref());
+    }
     let liar = env("HPO_QUALITY_LIAR").is_none_or(|v| v != 0);
     let optuna_runs = optuna_runs(first_seed, seeds);
     let parallel_runs =
@@ -325,4 +354,136 @@ fn worse_rows(tests: &[(String, f64)]) -> String {
         names(&|i| p[i] < 0.05),
         names(&|i| holm[i] < 0.05)
     )
+}
+
+/// Optuna's per-seed bests at each budget, `benches/optuna/<stem><suffix>.json`
+/// (from `gp_reference.py`), by function then budget.
+fn budget_runs(
+    stem: &str,
+    workers: usize,
+    dispatch: Dispatch,
+    first_seed: u64,
+    seeds: u64,
+) -> Option<OptunaRuns> {
+    let suffix = match (workers, dispatch) {
+        (1, _) => String::new(),
+        (w, Dispatch::Async) => format!("_async{w}"),
+        (_, Dispatch::Batches) => return None,
+    };
+    read_runs(
+        &format!("{}/benches/optuna/{stem}{suffix}.json", env!("CARGO_MANIFEST_DIR")),
+        first_seed,
+        seeds,
+    )
+}
+
+/// The GP sampler at several budgets against Optuna's GPSampler and both
+/// TPEs (`HPO_QUALITY_BUDGETS=30,50,100`): one `hpo_quality_budget` line
+/// per (function, budget) with the medians and one-sided Mann–Whitney
+/// p-values, then an `hpo_quality_budget_summary` line with the verdicts
+/// after Holm's correction over the table:
+///
+/// - `gp_worse_than_optuna_gp`: the rows where ours is worse than Optuna's GP;
+/// - `optuna_gp_beats_optuna_tpe`: where Optuna's GP beats Optuna's TPE,
+///   and there `gp_not_better_than_tpe`, the rows where ours does not beat
+///   both TPEs (ours and Optuna's);
+/// - `tpe_better_than_gp`: where our TPE beats our GP.
+fn budget_table(
+    budgets: &[u64],
+    first_seed: u64,
+    seeds: u64,
+    workers: usize,
+    dispatch: Dispatch,
+    only: Option<&str>,
+) {
+    type Problem = (&'static str, SearchSpace, fn(&Params) -> f64);
+    let problems: [Problem; 5] = [
+        ("branin", branin_space(), branin),
+        ("hartmann6", hartmann6_space(), hartmann6),
+        ("mixed", mixed_space(), mixed),
+        ("int5_l1", int5_space(), int5_l1),
+        ("anisonet_rounded", anisonet_rounded_space(), anisonet_rounded),
+    ];
+    let gp = SamplerConfig::Gp(GpConfig::default());
+    let tpe = SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() });
+    let optuna_gp = budget_runs("gp_reference", workers, dispatch, first_seed, seeds);
+    let optuna_tpe = budget_runs("tpe_budgets", workers, dispatch, first_seed, seeds);
+    let reference = |runs: &Option<OptunaRuns>, name: &str, budget: u64| -> Option<Vec<f64>> {
+        let values = runs.as_ref()?.get(name)?.get(budget.to_string())?.as_array()?;
+        Some(values.iter().filter_map(|v| v.as_f64()).collect())
+    };
+    // (row, p) for each verdict of the summary.
+    let (mut worse, mut optuna_gp_wins, mut tpe_wins) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, space, objective) in &problems {
+        if only.is_some_and(|names| !names.split(',').any(|n| n == *name)) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let run = |sampler: &SamplerConfig| -> Vec<Vec<f64>> {
+            (first_seed..first_seed + seeds)
+                .map(|seed| bests_at(space, *objective, sampler, seed, workers, dispatch, budgets).0)
+                .collect()
+        };
+        let (ours_gp, ours_tpe) = (run(&gp), run(&tpe));
+        let seconds = start.elapsed().as_secs_f64();
+        for (i, &budget) in budgets.iter().enumerate() {
+            let row = format!("{name}/{budget}");
+            let gp_b: Vec<f64> = ours_gp.iter().map(|r| r[i]).collect();
+            let tpe_b: Vec<f64> = ours_tpe.iter().map(|r| r[i]).collect();
+            let (ogp, otpe) = (reference(&optuna_gp, name, budget), reference(&optuna_tpe, name, budget));
+            let med = |v: &Option<Vec<f64>>| {
+                v.as_ref().map_or("null".to_owned(), |v| format!("{:.6}", median(v.clone())))
+            };
+            let mut fields = vec![
+                format!("\"gp\":{:.6}", median(gp_b.clone())),
+                format!("\"tpe_multivariate\":{:.6}", median(tpe_b.clone())),
+                format!("\"optuna_gp\":{}", med(&ogp)),
+                format!("\"optuna_tpe\":{}", med(&otpe)),
+            ];
+            let p_tpe_better = MannWhitney::of(&gp_b, &tpe_b).p_a_larger;
+            fields.push(format!("\"p_tpe_better_than_gp\":{p_tpe_better:.4}"));
+            tpe_wins.push((row.clone(), p_tpe_better));
+            if let Some(ogp) = &ogp {
+                let p = MannWhitney::of(&gp_b, ogp).p_a_larger;
+                fields.push(format!("\"optuna_gp_seeds\":{},\"p_gp_worse_than_optuna_gp\":{p:.4},\"p_gp_better_than_optuna_gp\":{:.4}", ogp.len(), MannWhitney::of(ogp, &gp_b).p_a_larger));
+                worse.push((row.clone(), p));
+                if let Some(otpe) = &otpe {
+                    let p_optuna = MannWhitney::of(otpe, ogp).p_a_larger;
+                    let p_vs_otpe = MannWhitney::of(otpe, &gp_b).p_a_larger;
+                    let p_vs_tpe = MannWhitney::of(&tpe_b, &gp_b).p_a_larger;
+                    fields.push(format!("\"p_optuna_gp_better_than_optuna_tpe\":{p_optuna:.4},\"p_gp_better_than_optuna_tpe\":{p_vs_otpe:.4},\"p_gp_better_than_tpe\":{p_vs_tpe:.4}"));
+                    optuna_gp_wins.push((row.clone(), p_optuna, p_vs_otpe.max(p_vs_tpe)));
+                }
+            }
+            println!(
+                "{{\"bench\":\"hpo_quality_budget\",\"function\":\"{name}\",\"budget\":{budget},\"seeds\":{seeds},\"workers\":{workers},\"mode\":\"{}\",{},\"seconds\":{seconds:.1}}}",
+                dispatch.mode(),
+                fields.join(",")
+            );
+        }
+    }
+    let significant = |tests: &[(String, f64)]| -> Vec<String> {
+        let holm = holm_adjusted(&tests.iter().map(|t| t.1).collect::<Vec<_>>());
+        tests.iter().zip(holm).filter(|(_, p)| *p < 0.05).map(|(t, _)| format!("\"{}\"", t.0)).collect()
+    };
+    let gp_rows: Vec<(String, f64)> = optuna_gp_wins.iter().map(|(r, p, _)| (r.clone(), *p)).collect();
+    let gp_wins = significant(&gp_rows);
+    // Where Optuna's GP wins, ours should beat both TPEs: the rows where it does not.
+    let ours_there: Vec<(String, f64)> = optuna_gp_wins
+        .iter()
+        .filter(|(r, _, _)| gp_wins.contains(&format!("\"{r}\"")))
+        .map(|(r, _, p)| (r.clone(), *p))
+        .collect();
+    let beaten = significant(&ours_there);
+    let not_better: Vec<String> =
+        ours_there.iter().map(|t| format!("\"{}\"", t.0)).filter(|r| !beaten.contains(r)).collect();
+    println!(
+        "{{\"bench\":\"hpo_quality_budget_summary\",\"workers\":{workers},\"mode\":\"{}\",\"seeds\":{seeds},\"rows\":{},\"gp_worse_than_optuna_gp\":[{}],\"optuna_gp_beats_optuna_tpe\":[{}],\"gp_not_better_than_tpe\":[{}],\"tpe_better_than_gp\":[{}]}}",
+        dispatch.mode(),
+        worse.len(),
+        significant(&worse).join(","),
+        gp_wins.join(","),
+        not_better.join(","),
+        significant(&tpe_wins).join(",")
+    );
 }

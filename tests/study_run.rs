@@ -266,3 +266,38 @@ fn only_studies_that_read_finished_trials_need_batches() {
     );
     assert!(load(&retried).config.depends_on_finish_order(), "a grid that reuses failed cells");
 }
+
+/// The GP sampler in deterministic mode: two runs with other timings ask the
+/// same trials bit for bit, the later ones of each batch by the batch
+/// acquisition over the earlier ones still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deterministic_gp_study_samples_the_same_trials_whatever_the_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SLEEPY
+        .replace("sampler: {type: tpe, n_startup_trials: 2}", "sampler: {type: gp, n_startup_trials: 3}")
+        .replace(
+            "t: {type: float, low: 0.05, high: 0.3, step: 0.01}",
+            "t: {type: float, low: 0.05, high: 0.3}",
+        );
+    let plan = study::load(&write_study(dir.path(), &text), &[]).unwrap();
+    run_plan(&plan, &dir.path().join("a"), &machine(), never_stop()).await.unwrap();
+    run_plan(&plan, &dir.path().join("b"), &machine(), never_stop()).await.unwrap();
+    let a = sampled(&dir.path().join("a"), "sleepy");
+    assert_eq!(a.len(), 8);
+    assert_eq!(a, sampled(&dir.path().join("b"), "sleepy"));
+}
+
+#[test]
+fn sampler_auto_says_what_it_chose_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = QUADRATIC.replace("sampler: {type: tpe, n_startup_trials: 3}", "sampler: {type: auto}");
+    let plan = study::load(&write_study(dir.path(), &text), &[]).unwrap();
+    assert!(matches!(plan.config.phases[0].sampler, anisostudy::hpo::SamplerConfig::Gp(_)));
+    assert_eq!(plan.notes.len(), 1);
+    assert!(
+        plan.notes[0]
+            .starts_with("phase `tpe`: sampler auto chose gp: 8 trials over 1 parameter, 0 categorical"),
+        "{}",
+        plan.notes[0]
+    );
+}

@@ -203,6 +203,10 @@ impl Observer for Progress {
         self.log(format!("data: {about}"));
     }
 
+    fn note(&mut self, note: &str) {
+        self.log(note.to_owned());
+    }
+
     fn started(&mut self, number: u64, slot: &Slot, params: &Params, resumed_after: Option<u64>) {
         self.slot_of.insert(number, slot.clone());
         let how = resumed_after.map_or("started".to_owned(), |epoch| format!("resumed after epoch {epoch}"));

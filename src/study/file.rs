@@ -263,6 +263,9 @@ pub struct PhaseSpec {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SamplerSpec {
     Tpe(TpeOptions),
+    Gp(GpOptions),
+    /// GP or TPE, chosen from the phase's budget and space (`hpo::samplers::auto`).
+    Auto {},
     Random {},
     Grid {
         /// Parameter → the values to try.
@@ -281,12 +284,14 @@ pub enum SamplerSpec {
 
 impl SamplerSpec {
     /// Every `type`.
-    pub const KINDS: &'static [&'static str] = &["tpe", "random", "grid", "grid_around_best"];
+    pub const KINDS: &'static [&'static str] = &["tpe", "gp", "auto", "random", "grid", "grid_around_best"];
 
     /// The `type` as written in the file.
     pub fn name(&self) -> &'static str {
         match self {
             SamplerSpec::Tpe(_) => "tpe",
+            SamplerSpec::Gp(_) => "gp",
+            SamplerSpec::Auto {} => "auto",
             SamplerSpec::Random {} => "random",
             SamplerSpec::Grid { .. } => "grid",
             SamplerSpec::GridAroundBest { .. } => "grid_around_best",
@@ -307,6 +312,17 @@ pub struct TpeOptions {
     pub prior_weight: Option<f64>,
     pub consider_endpoints: Option<bool>,
     pub consider_magic_clip: Option<bool>,
+}
+
+/// The GP sampler's options; absent ones take [`crate::hpo::samplers::GpConfig`]'s defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpOptions {
+    pub n_startup_trials: Option<usize>,
+    pub deterministic_objective: Option<bool>,
+    pub n_preliminary_samples: Option<u32>,
+    pub n_local_search: Option<usize>,
+    pub n_qmc_samples: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,6 +81,8 @@ pub trait Observer {
     fn definition_changed(&mut self, _changes: &[Change]) {}
     /// The built-in objective's data is loaded (or its graph cache built).
     fn data(&mut self, _about: &str) {}
+    /// A choice made for the user, e.g. what a `sampler: auto` phase runs and why.
+    fn note(&mut self, _note: &str) {}
     /// `resumed_after`: the last epoch (step) a previous run of the trial reported.
     fn started(&mut self, _number: u64, _slot: &Slot, _params: &Params, _resumed_after: Option<u64>) {}
     fn message(&mut self, _number: u64, _message: &Message) {}
@@ -111,6 +113,9 @@ pub async fn run_plan_observed(
             plan.source, plan.name
         ))
         .into());
+    }
+    for note in &plan.notes {
+        observer.note(note);
     }
     let dir = study_dir(results, &plan.name);
     let base_params = match &plan.sweep_best_of {

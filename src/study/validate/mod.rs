@@ -60,6 +60,9 @@ pub struct StudyPlan {
     /// Go on under a definition whose changes alter what the earlier trials
     /// mean, recording them (`study run --accept-changes`).
     pub accept_changes: bool,
+    /// Lines for the run's log about choices made for the user (what a
+    /// `sampler: auto` phase runs, and why).
+    pub notes: Vec<String>,
 }
 
 impl StudyPlan {
@@ -108,7 +111,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         (None, false) => {}
     }
 
-    let phases = match (&file.phases[..], &file.sweep) {
+    let (phases, notes) = match (&file.phases[..], &file.sweep) {
         ([], None) => {
             return Err(check
                 .err("", "the study has neither `phases` nor a `sweep`")
@@ -120,7 +123,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
                 .with_hint("run the search as one study, then the sweep as another with `best_of`"))
         }
         (phases, None) => check.phases(phases)?,
-        ([], Some(sweep)) => vec![check.sweep(sweep)?],
+        ([], Some(sweep)) => (vec![check.sweep(sweep)?], Vec::new()),
     };
     let pruner = check.pruner(&file.pruner, &file.name)?;
     let config = StudyConfig { seed: file.seed, direction: file.objective.direction, phases, pruner };
@@ -181,6 +184,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         file,
         source: locator.label().to_owned(),
         accept_changes: false,
+        notes,
     })
 }
 
@@ -220,7 +224,7 @@ fn searched(file: &StudyFile) -> Vec<String> {
         match &phase.sampler {
             SamplerSpec::Grid { values, .. } => names.extend(values.keys().cloned()),
             SamplerSpec::GridAroundBest { axes, .. } => names.extend(axes.keys().cloned()),
-            SamplerSpec::Tpe(_) | SamplerSpec::Random {} => {}
+            SamplerSpec::Tpe(_) | SamplerSpec::Gp(_) | SamplerSpec::Auto {} | SamplerSpec::Random {} => {}
         }
     }
     names.sort();

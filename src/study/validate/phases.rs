@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use super::hyperparameters::{hyperparameter, hyperparameter_names};
 use super::{categorical_space, Checker};
 use crate::error::InputError;
-use crate::hpo::samplers::{GridAxis, GridSpec, Spacing, TpeConfig};
+use crate::hpo::samplers::{auto, GpConfig, GridAxis, GridSpec, Spacing, TpeConfig};
 use crate::hpo::{Distribution, ParamValue, Phase, SamplerConfig, SearchSpace};
-use crate::study::file::{ParamKind, ParamSpec, PhaseSpec, SamplerSpec, SweepSpec, TpeOptions};
+use crate::study::file::{GpOptions, ParamKind, ParamSpec, PhaseSpec, SamplerSpec, SweepSpec, TpeOptions};
 use crate::study::load::closest;
 
 impl Checker<'_> {
-    pub(super) fn phases(&self, specs: &[PhaseSpec]) -> Result<Vec<Phase>, InputError> {
+    /// The phases, and for each `auto` sampler a line saying what it chose and why.
+    pub(super) fn phases(&self, specs: &[PhaseSpec]) -> Result<(Vec<Phase>, Vec<String>), InputError> {
         let mut phases: Vec<Phase> = Vec::new();
+        let mut notes = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("phases[{i}]");
             if spec.name.trim().is_empty() {
@@ -34,7 +36,7 @@ impl Checker<'_> {
             }
             let mut space = self.space(&spec.space, &format!("{at}.space"))?;
             let sampler_config = match &spec.sampler {
-                SamplerSpec::Tpe(_) | SamplerSpec::Random {} => {
+                SamplerSpec::Tpe(_) | SamplerSpec::Gp(_) | SamplerSpec::Auto {} | SamplerSpec::Random {} => {
                     if space.is_empty() {
                         return Err(self
                             .err(&at, format!("the {} sampler needs a `space`", spec.sampler.name()))
@@ -47,6 +49,12 @@ impl Checker<'_> {
                     }
                     match &spec.sampler {
                         SamplerSpec::Tpe(options) => SamplerConfig::Tpe(tpe_config(options)),
+                        SamplerSpec::Gp(options) => SamplerConfig::Gp(gp_config(options)),
+                        SamplerSpec::Auto {} => {
+                            let (config, why) = auto::choose(&space, spec.n_trials.unwrap_or(0));
+                            notes.push(format!("phase `{}`: sampler auto chose {why}", spec.name));
+                            config
+                        }
                         _ => SamplerConfig::Random,
                     }
                 }
@@ -95,7 +103,7 @@ impl Checker<'_> {
             })?;
             phases.push(phase);
         }
-        Ok(phases)
+        Ok((phases, notes))
     }
 
     fn space(&self, specs: &BTreeMap<String, ParamSpec>, at: &str) -> Result<SearchSpace, InputError> {
@@ -348,6 +356,17 @@ impl Checker<'_> {
 /// In deterministic mode the running trials a proposal sees are exactly its
 /// batch's earlier proposals, asked in order, so the liar keeps a study
 /// reproducible.
+fn gp_config(s: &GpOptions) -> GpConfig {
+    let d = GpConfig::default();
+    GpConfig {
+        n_startup_trials: s.n_startup_trials.unwrap_or(d.n_startup_trials),
+        deterministic_objective: s.deterministic_objective.unwrap_or(d.deterministic_objective),
+        n_preliminary_samples: s.n_preliminary_samples.unwrap_or(d.n_preliminary_samples),
+        n_local_search: s.n_local_search.unwrap_or(d.n_local_search),
+        n_qmc_samples: s.n_qmc_samples.unwrap_or(d.n_qmc_samples),
+    }
+}
+
 fn tpe_config(s: &TpeOptions) -> TpeConfig {
     let d = TpeConfig::default();
     TpeConfig {
