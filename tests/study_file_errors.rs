@@ -241,6 +241,18 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:11:",
         ),
         case(
+            "option of the gp sampler on a tpe phase",
+            edit("type: tpe", "type: tpe\n      deterministic_objective: true"),
+            &["`deterministic_objective` is an option of the gp sampler", "set `type: gp`"],
+            "case.yaml:11:",
+        ),
+        case(
+            "a GP search with a single local search",
+            edit("type: tpe", "type: gp\n      n_local_search: 1"),
+            &["n_local_search must be at least 2", "one search starts from the best sample"],
+            "case.yaml:9:",
+        ),
+        case(
             "option of another pruner",
             format!("{VALID}pruner:\n  type: median\n  reduction_factor: 3\n"),
             &["`reduction_factor` is an option of the asha and hyperband pruners", "`type: asha` or `type: hyperband`"],
