@@ -65,9 +65,9 @@
 
 use anisostudy::hpo::samplers::{GpConfig, TpeConfig};
 use anisostudy::hpo::test_functions::{
-    anisonet_rounded, anisonet_rounded_space, branin, branin_space, hartmann6, hartmann6_space, int5_l1,
-    int5_space, int_plateau, int_plateau_space, int_steps, int_steps_space, mixed, mixed5, mixed5_space,
-    mixed_space,
+    anisonet_rounded, anisonet_rounded_space, branin, branin_space, categorical6, categorical6_space,
+    hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau, int_plateau_space, int_steps,
+    int_steps_space, mixed, mixed5, mixed5_space, mixed_space, styblinski_tang, styblinski_tang_space,
 };
 use anisostudy::hpo::{
     Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig, Trial,
@@ -397,12 +397,14 @@ fn budget_table(
     only: Option<&str>,
 ) {
     type Problem = (&'static str, SearchSpace, fn(&Params) -> f64);
-    let problems: [Problem; 5] = [
+    let problems: [Problem; 7] = [
         ("branin", branin_space(), branin),
         ("hartmann6", hartmann6_space(), hartmann6),
         ("mixed", mixed_space(), mixed),
         ("int5_l1", int5_space(), int5_l1),
         ("anisonet_rounded", anisonet_rounded_space(), anisonet_rounded),
+        ("styblinski_tang", styblinski_tang_space(), styblinski_tang),
+        ("categorical6", categorical6_space(), categorical6),
     ];
     let gp = SamplerConfig::Gp(GpConfig::default());
     let tpe = SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() });

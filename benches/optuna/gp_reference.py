@@ -68,7 +68,8 @@ def main():
     parser.add_argument("--sampler", choices=["gp", "tpe"], default="gp")
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--functions", default="branin,hartmann6,mixed,int5_l1,anisonet_rounded")
+    parser.add_argument("--functions",
+                        default="branin,hartmann6,mixed,int5_l1,anisonet_rounded,styblinski_tang,categorical6")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", required=True)
     parser.add_argument("--update", action="store_true",

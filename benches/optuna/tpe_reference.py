@@ -125,9 +125,20 @@ def mixed5(t):
     )
 
 
+def styblinski_tang(t):
+    xs = [t.suggest_float(f"x{i}", -5.0, 5.0) for i in range(4)]
+    return sum(x**4 - 16.0 * x * x + 5.0 * x for x in xs) / 2.0
+
+
+def categorical6(t):
+    ks = ["abcde".index(t.suggest_categorical(f"c{i}", ["a", "b", "c", "d", "e"])) for i in range(6)]
+    return float(sum((3 * i + 2 * k) % 5 for i, k in enumerate(ks)) + (2 if ks[0] == ks[1] else 0))
+
+
 FUNCTIONS = {
     f.__name__: f
-    for f in [branin, hartmann6, mixed, mixed5, int5_l1, int_steps, int_plateau, anisonet_rounded]
+    for f in [branin, hartmann6, mixed, mixed5, int5_l1, int_steps, int_plateau, anisonet_rounded,
+              styblinski_tang, categorical6]
 }
 
 

@@ -101,6 +101,42 @@ pub fn mixed5(params: &Params) -> f64 {
         + l_max_penalty
 }
 
+/// Four floats x0…x3 in [−5, 5].
+pub fn styblinski_tang_space() -> SearchSpace {
+    (0..4).fold(SearchSpace::new(), |space, i| space.float(&format!("x{i}"), -5.0, 5.0))
+}
+
+/// Styblinski–Tang in four dimensions, ½ Σ (x⁴ − 16x² + 5x) on
+/// [`styblinski_tang_space`]: 2⁴ local minima, the global one −156.66 at
+/// xᵢ = −2.9035. Multimodal, where TPE can beat a GP.
+pub fn styblinski_tang(params: &Params) -> f64 {
+    (0..4)
+        .map(|i| {
+            let x = num(params, &format!("x{i}"));
+            x.powi(4) - 16.0 * x * x + 5.0 * x
+        })
+        .sum::<f64>()
+        / 2.0
+}
+
+/// Six categoricals c0…c5, each one of "a"…"e".
+pub fn categorical6_space() -> SearchSpace {
+    let choices = ["a", "b", "c", "d", "e"].map(ParamValue::from);
+    (0..6).fold(SearchSpace::new(), |space, i| space.categorical(&format!("c{i}"), choices.clone()))
+}
+
+/// Σᵢ (3i + 2kᵢ) mod 5, kᵢ the index of cᵢ's choice, plus 2 when c0 = c1,
+/// on [`categorical6_space`]: a categorical-heavy space with integer values
+/// (many ties); minimum 0.
+pub fn categorical6(params: &Params) -> f64 {
+    let k = |i: usize| -> i64 {
+        let choice = params[&format!("c{i}")].as_str().expect("a choice of categorical6_space");
+        "abcde".find(choice).expect("one of a…e") as i64
+    };
+    let table: i64 = (0..6).map(|i| (3 * i as i64 + 2 * k(i)) % 5).sum();
+    (table + if k(0) == k(1) { 2 } else { 0 }) as f64
+}
+
 // Integer spaces with tied objective values, the kind most of a network
 // search is made of (layers, multiplicities, embedding sizes, grids). Each
 // is written term for term as in `benches/optuna/tpe_reference.py`, so the
@@ -250,5 +286,25 @@ mod tests {
         for space in [int5_space(), int_steps_space(), int_plateau_space(), anisonet_rounded_space()] {
             space.validate().unwrap();
         }
+    }
+
+    /// The values `benches/optuna/tpe_reference.py` gives at the same points.
+    #[test]
+    fn styblinski_tang_and_categorical6_are_the_python_twins() {
+        let letters: Vec<(String, ParamValue)> = ["a", "b", "c", "d", "e", "a"]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("c{i}"), (*c).into()))
+            .collect();
+        let refs: Vec<(&str, ParamValue)> = letters.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        assert_eq!(categorical6(&params(&refs)), 0.0);
+        let mut same = refs.clone();
+        same[1].1 = "a".into();
+        assert_eq!(categorical6(&params(&same)), 2.0 + 3.0, "c0 = c1 costs 2, and c1's table value 3");
+        let x =
+            params(&[("x0", (-2.9035).into()), ("x1", 1.0.into()), ("x2", 0.0.into()), ("x3", 4.0.into())]);
+        assert!((styblinski_tang(&x) - (-34.16616568374997)).abs() < 1e-12);
+        categorical6_space().validate().unwrap();
+        styblinski_tang_space().validate().unwrap();
     }
 }
