@@ -253,6 +253,27 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:9:",
         ),
         case(
+            "a condition on an unknown parameter",
+            edit("      layers: {type: int, low: 1, high: 3}", "      layers: {type: int, low: 1, high: 3, when: {optimiser: sgd}}"),
+            &["depends on `optimiser`, which is no parameter", "the parameters are layers, lr"],
+            "case.yaml:14:",
+        ),
+        case(
+            "a condition on a value the parent never takes",
+            edit("      layers: {type: int, low: 1, high: 3}", "      layers: {type: int, low: 1, high: 3, when: {lr: 0.5}}"),
+            &["`lr` never takes the value 0.5", "use values of `lr`'s domain"],
+            "case.yaml:14:",
+        ),
+        case(
+            "conditions in a circle",
+            edit(
+                "      lr: {type: float, low: 0.001, high: 0.1, log: true}\n      layers: {type: int, low: 1, high: 3}",
+                "      lr: {type: float, low: 0.001, high: 0.1, log: true, when: {layers: 2}}\n      layers: {type: int, low: 1, high: 3, when: {lr: 0.01}}",
+            ),
+            &["depend on each other in a circle", "may name only parameters that do not depend on it"],
+            "case.yaml:14:",
+        ),
+        case(
             "option of another pruner",
             format!("{VALID}pruner:\n  type: median\n  reduction_factor: 3\n"),
             &["`reduction_factor` is an option of the asha and hyperband pruners", "`type: asha` or `type: hyperband`"],

@@ -301,3 +301,45 @@ fn sampler_auto_says_what_it_chose_and_why() {
         plan.notes[0]
     );
 }
+
+/// A conditional space through a whole study: TPE then a grid around the
+/// best; `momentum` exists only with sgd, and its placeholder is an empty
+/// word in the other trials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_space_runs_with_empty_placeholders_and_a_conditional_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+name: cond
+seed: 3
+objective:
+  command: >-
+    sh -c 'if [ "$1" = sgd ]; then v=$(awk "BEGIN { print ($2 - 0.9)^2 }"); else [ -z "$2" ] || exit 7; v=0.5; fi;
+    echo "{\"objective\": $v}"' cond {optimizer} {momentum}
+phases:
+  - name: tpe
+    sampler: {type: tpe, n_startup_trials: 4, multivariate: true}
+    n_trials: 12
+    space:
+      optimizer: {type: categorical, choices: [adamw, sgd]}
+      momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: sgd}}
+  - name: grid
+    sampler:
+      type: grid_around_best
+      axes:
+        optimizer: [adamw, sgd]
+        momentum: [0.85, 0.9]
+resources: {devices: cpu, trials_per_device: 2}
+"#;
+    let plan = study::load(&write_study(dir.path(), text), &[]).unwrap();
+    let results = dir.path().join("results");
+    let summary = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let all = trials(&results, "cond");
+    assert_eq!(all.len(), 12 + 3, "{summary:?}");
+    for t in &all {
+        assert_eq!(t.trial.state, anisostudy::hpo::TrialState::Complete, "{:?}", t.trial);
+        let sgd = t.trial.params["optimizer"].as_str() == Some("sgd");
+        assert_eq!(t.trial.params.contains_key("momentum"), sgd, "{:?}", t.trial.params);
+    }
+    let grid: Vec<_> = all.iter().filter(|t| t.trial.phase == 1).collect();
+    assert_eq!(grid.iter().filter(|t| !t.trial.params.contains_key("momentum")).count(), 1);
+}

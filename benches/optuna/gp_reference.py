@@ -21,7 +21,10 @@ GPSampler needs torch and scipy besides Optuna:
         --sampler tpe --seeds 200 --out benches/optuna/tpe_budgets.json
 
 Results are written after every function, so a long run can be stopped and
-continued with --update.
+continued with --update; --append adds seeds to a file function by function:
+
+    OMP_NUM_THREADS=1 target/gp-venv/bin/python benches/optuna/gp_reference.py \
+        --sampler gp --append --seeds 64 --functions branin --out benches/optuna/gp_reference.json
 """
 
 import argparse
@@ -74,25 +77,32 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--update", action="store_true",
                         help="keep the other functions' results already in --out")
+    parser.add_argument("--append", action="store_true",
+                        help="add seeds to the functions in --out: the seeds after those it has, for --seeds more")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    results = {}
-    if args.update and os.path.exists(args.out):
+    results, first_seed = {}, args.first_seed
+    if (args.update or args.append) and os.path.exists(args.out):
         with open(args.out) as old:
             kept = json.load(old)
-        if (kept["first_seed"], kept["sampler"], kept["workers"]) != (args.first_seed, args.sampler, args.workers):
-            sys.exit(f"{args.out}: other seeds, sampler or workers; run without --update")
-        results = kept["results"]
+        if (kept["sampler"], kept["workers"]) != (args.sampler, args.workers) or (
+                args.update and kept["first_seed"] != args.first_seed):
+            sys.exit(f"{args.out}: other seeds, sampler or workers; run without --update/--append")
+        results, first_seed = kept["results"], kept["first_seed"]
     for name in args.functions.split(","):
         start = time.time()
-        runs = [bests_at_budgets(FUNCTIONS[name], args.sampler, s, args.workers)
-                for s in range(args.first_seed, args.first_seed + args.seeds)]
-        results[name] = {str(b): [r[str(b)] for r in runs] for b in BUDGETS}
+        kept_runs = results.get(name, {}) if args.append else {}
+        have = len(kept_runs.get(str(BUDGETS[0]), []))
+        seeds = range(first_seed + have, first_seed + have + args.seeds) if args.append else \
+            range(args.first_seed, args.first_seed + args.seeds)
+        runs = [bests_at_budgets(FUNCTIONS[name], args.sampler, s, args.workers) for s in seeds]
+        results[name] = {str(b): kept_runs.get(str(b), []) + [r[str(b)] for r in runs] for b in BUDGETS}
         print(name, f"{time.time() - start:.0f} s", {b: sorted(v)[len(v) // 2] for b, v in results[name].items()},
               file=sys.stderr, flush=True)
         with open(args.out, "w") as out:
-            json.dump({"optuna": optuna.__version__, "sampler": args.sampler, "first_seed": args.first_seed,
-                       "seeds": args.seeds, "workers": args.workers, "mode": "async",
+            json.dump({"optuna": optuna.__version__, "sampler": args.sampler, "first_seed": first_seed,
+                       "seeds": min(len(r[str(BUDGETS[0])]) for r in results.values()),
+                       "workers": args.workers, "mode": "async",
                        "budgets": BUDGETS, "results": results}, out, indent=1)
             out.write("\n")
 

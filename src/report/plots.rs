@@ -178,12 +178,16 @@ fn history(data: &StudyData, dir: &Path, add: &mut Add) {
     add(title, figures::optimisation_history(dir, "history", title, &objective, data.direction(), &points));
 }
 
-/// The searched parameters: every phase's space, the first phase that
-/// defines a parameter giving its distribution.
+/// The searched parameters every trial has: every phase's space, the first
+/// phase that defines a parameter giving its distribution, without the
+/// conditional parameters (as Optuna's importance uses the intersection of
+/// the trials' spaces: a parameter only some trials have cannot be weighed
+/// against the others over all of them).
 fn search_space(data: &StudyData) -> SearchSpace {
     let mut space = SearchSpace::default();
+    let conditional = |name: &String| data.phases.iter().any(|p| p.space.conditions.contains_key(name));
     for phase in &data.phases {
-        for (name, dist) in &phase.space.params {
+        for (name, dist) in phase.space.params.iter().filter(|(name, _)| !conditional(name)) {
             space.params.entry(name.clone()).or_insert_with(|| dist.clone());
         }
     }

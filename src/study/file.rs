@@ -350,6 +350,27 @@ pub struct ParamSpec {
     pub step: Option<f64>,
     #[serde(default)]
     pub choices: Option<Vec<ParamValue>>,
+    /// Only in trials where each named parameter has this value (or one of
+    /// these values): a conditional parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<BTreeMap<String, OneOrMany>>,
+}
+
+/// One value, or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    Many(Vec<ParamValue>),
+    One(ParamValue),
+}
+
+impl OneOrMany {
+    pub fn values(&self) -> Vec<ParamValue> {
+        match self {
+            OneOrMany::Many(values) => values.clone(),
+            OneOrMany::One(value) => vec![value.clone()],
+        }
+    }
 }
 
 /// A product of fixed values, e.g. l_max × model kind × seed.

@@ -347,9 +347,14 @@ pub(super) fn launcher(
             }
             let template = template.clone();
             let workdir = workdir.clone();
+            // A conditional parameter absent from a trial fills its
+            // placeholder with nothing (an empty word).
+            let conditional: Vec<String> =
+                plan.config.phases.iter().flat_map(|p| p.space.conditions.keys().cloned()).collect();
             Ok(Box::new(move |trial: &TrialToRun, slot: &Slot| {
                 let mut values: BTreeMap<String, String> =
-                    base_params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+                    conditional.iter().map(|name| (name.clone(), String::new())).collect();
+                values.extend(base_params.iter().map(|(k, v)| (k.clone(), v.to_string())));
                 values.extend(trial.params.iter().map(|(k, v)| (k.clone(), v.to_string())));
                 values.insert("trial".into(), trial.number.to_string());
                 values.insert("device".into(), slot.seen_as.to_string());

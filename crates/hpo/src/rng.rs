@@ -15,6 +15,8 @@ pub enum Stream {
     Sample = 1,
     /// Shuffling the combinations of a grid phase (index = phase index).
     GridOrder = 2,
+    /// Drawing the conditional parameters a sampler does not model (index = trial number).
+    Conditional = 3,
 }
 
 /// The generator for `stream` at (`seed`, `index`).

@@ -419,7 +419,15 @@ fn location(name: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpace {
     pub params: BTreeMap<String, Distribution>,
+    /// Conditional parameters: each exists only in the trials whose other
+    /// parameters meet its [`Condition`]. Parameters absent here always exist.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, Condition>,
 }
+
+/// When a conditional parameter exists: each named parent (another
+/// parameter, itself present) has one of the listed values.
+pub type Condition = BTreeMap<String, Vec<ParamValue>>;
 
 impl SearchSpace {
     pub fn new() -> Self {
@@ -457,13 +465,147 @@ impl SearchSpace {
         if self.params.is_empty() {
             return Err(InputError::new("search space", "has no parameters").with_hint("add at least one"));
         }
-        self.params.iter().try_for_each(|(name, dist)| dist.validate(name))
+        self.params.iter().try_for_each(|(name, dist)| dist.validate(name))?;
+        self.validate_conditions()
     }
 
-    /// Whether `params` has exactly this space's names, each value in its domain.
+    /// Whether `params` has exactly this space's names that its values make
+    /// active, each value in its domain.
     pub fn contains(&self, params: &super::Params) -> bool {
-        params.len() == self.params.len()
-            && self.params.iter().all(|(name, dist)| params.get(name).is_some_and(|v| dist.contains(v)))
+        self.params.iter().all(|(name, dist)| match params.get(name) {
+            Some(value) => dist.contains(value) && self.is_active(name, params),
+            None => !self.is_active(name, params),
+        }) && params.keys().all(|name| self.params.contains_key(name))
+    }
+
+    /// Adds a condition to parameter `name`: it exists only when `parent`
+    /// has one of `values` (conditions on several parents must all hold).
+    pub fn when(mut self, name: &str, parent: &str, values: Vec<ParamValue>) -> Self {
+        self.conditions.entry(name.to_owned()).or_default().insert(parent.to_owned(), values);
+        self
+    }
+
+    /// Whether the space has conditional parameters.
+    pub fn is_conditional(&self) -> bool {
+        !self.conditions.is_empty()
+    }
+
+    /// Whether parameter `name` exists given the (parent) values in `params`.
+    pub fn is_active(&self, name: &str, params: &super::Params) -> bool {
+        self.conditions.get(name).is_none_or(|condition| {
+            condition
+                .iter()
+                .all(|(parent, values)| params.get(parent).is_some_and(|v| values.iter().any(|w| w.same(v))))
+        })
+    }
+
+    /// The parameters in an order where every parent comes before its
+    /// children: name order, each conditional parameter moved after its
+    /// parents. Without conditions, name order.
+    pub fn sampling_order(&self) -> Vec<&String> {
+        let mut order: Vec<&String> = Vec::with_capacity(self.params.len());
+        while order.len() < self.params.len() {
+            let before = order.len();
+            for name in self.params.keys() {
+                let ready = self.conditions.get(name).is_none_or(|c| c.keys().all(|p| order.contains(&p)));
+                if ready && !order.contains(&name) {
+                    order.push(name);
+                }
+            }
+            if order.len() == before {
+                // A cycle (refused by `validate`): the rest in name order.
+                order.extend(self.params.keys().filter(|n| !order.contains(n)).collect::<Vec<_>>());
+            }
+        }
+        order
+    }
+
+    /// The parameters whose conditions are the same, so they exist in the
+    /// same trials, in [`Self::sampling_order`] of their first member: what
+    /// multivariate TPE models jointly (Optuna's `group` decomposition).
+    /// Without conditions, one group of every parameter.
+    pub fn groups(&self) -> Vec<Vec<&String>> {
+        let mut groups: Vec<(Option<&Condition>, Vec<&String>)> = Vec::new();
+        for name in self.sampling_order() {
+            let condition = self.conditions.get(name);
+            match groups.iter_mut().find(|(c, _)| *c == condition) {
+                Some((_, members)) => members.push(name),
+                None => groups.push((condition, vec![name])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
+    /// The conditions' problems: an unknown parent, a value the parent
+    /// cannot take, a parameter conditioned on itself or on a cycle.
+    fn validate_conditions(&self) -> Result<(), InputError> {
+        for name in self.conditions.keys() {
+            self.validate_condition(name)?;
+        }
+        self.validate_no_cycle()
+    }
+
+    /// The problems of parameter `name`'s condition alone (see
+    /// [`Self::validate_no_cycle`] for those of several together).
+    pub fn validate_condition(&self, name: &str) -> Result<(), InputError> {
+        let at = format!("search space, parameter `{name}`, `when`");
+        let Some(condition) = self.conditions.get(name) else { return Ok(()) };
+        if !self.params.contains_key(name) {
+            return Err(InputError::new(at, "is a condition of no parameter"));
+        }
+        {
+            for (parent, values) in condition {
+                if parent == name {
+                    return Err(InputError::new(at, "a parameter cannot depend on itself")
+                        .with_hint("name another parameter"));
+                }
+                let Some(dist) = self.params.get(parent) else {
+                    let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
+                    return Err(InputError::new(at, format!("depends on `{parent}`, which is no parameter"))
+                        .with_hint(format!("the parameters are {}", known.join(", "))));
+                };
+                if values.is_empty() {
+                    return Err(InputError::new(at, format!("lists no value of `{parent}`"))
+                        .with_hint(format!("give one value or a list, e.g. `when: {{{parent}: …}}`")));
+                }
+                if let Some(bad) = values.iter().find(|v| !dist.contains(v)) {
+                    return Err(InputError::new(
+                        at,
+                        format!("`{parent}` never takes the value {bad} ({dist})"),
+                    )
+                    .with_hint(format!("use values of `{parent}`'s domain")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Conditions that depend on each other in a circle.
+    pub fn validate_no_cycle(&self) -> Result<(), InputError> {
+        // A cycle: some parameters never become ready.
+        let mut placed: Vec<&String> = Vec::new();
+        loop {
+            let ready: Vec<&String> = self
+                .params
+                .keys()
+                .filter(|n| !placed.contains(n))
+                .filter(|n| self.conditions.get(*n).is_none_or(|c| c.keys().all(|p| placed.contains(&p))))
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            placed.extend(ready);
+        }
+        if placed.len() < self.params.len() {
+            let cycle: Vec<&str> =
+                self.params.keys().filter(|n| !placed.contains(n)).map(String::as_str).collect();
+            return Err(InputError::new(
+                format!("search space, parameter `{}`, `when`", cycle[0]),
+                format!("the conditions of {} depend on each other in a circle", cycle.join(", ")),
+            )
+            .with_hint("a parameter's condition may name only parameters that do not depend on it"));
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -544,6 +686,53 @@ mod tests {
         assert_eq!(layers.snap(&100i64.into()), Some(ParamValue::Int(64)));
         let c = Distribution::Categorical { choices: vec![1i64.into(), 2i64.into()] };
         assert_eq!(c.from_internal(0.9), ParamValue::Int(2));
+    }
+
+    fn optimiser_space() -> SearchSpace {
+        SearchSpace::new()
+            .categorical("optimizer", ["adamw".into(), "sgd".into()])
+            .float("momentum", 0.5, 0.99)
+            .when("momentum", "optimizer", vec!["sgd".into()])
+            .categorical("nesterov", [true.into(), false.into()])
+            .when("nesterov", "momentum", vec![0.9.into()])
+            .log_float("lr", 1e-4, 0.1)
+    }
+
+    #[test]
+    fn conditional_parameters_exist_only_when_their_parents_say_so() {
+        let space = optimiser_space();
+        space.validate().unwrap();
+        let order: Vec<&str> = space.sampling_order().iter().map(|s| s.as_str()).collect();
+        assert_eq!(order, ["lr", "optimizer", "momentum", "nesterov"]);
+        let groups = space.groups();
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        let mut p = super::super::Params::new();
+        p.insert("optimizer".into(), "adamw".into());
+        p.insert("lr".into(), 0.01.into());
+        assert!(space.contains(&p));
+        assert!(!space.is_active("momentum", &p));
+        p.insert("momentum".into(), 0.9.into());
+        assert!(!space.contains(&p), "momentum is not active with adamw");
+        p.insert("optimizer".into(), "sgd".into());
+        assert!(!space.contains(&p), "nesterov is active with momentum 0.9");
+        p.insert("nesterov".into(), true.into());
+        assert!(space.contains(&p));
+    }
+
+    #[test]
+    fn bad_conditions_are_refused_with_the_parameter_and_the_fix() {
+        let problem = |space: SearchSpace| space.validate().unwrap_err();
+        let err = problem(optimiser_space().when("lr", "optimiser", vec!["sgd".into()]));
+        assert!(
+            err.problem.contains("`optimiser`, which is no parameter") && err.hint.contains("optimizer"),
+            "{err}"
+        );
+        let err = problem(optimiser_space().when("lr", "optimizer", vec!["adam".into()]));
+        assert!(err.problem.contains("never takes the value adam"), "{err}");
+        let err = problem(optimiser_space().when("optimizer", "nesterov", vec![true.into()]));
+        assert!(err.problem.contains("in a circle"), "{err}");
+        let err = problem(optimiser_space().when("lr", "lr", vec![0.01.into()]));
+        assert!(err.problem.contains("itself"), "{err}");
     }
 
     #[test]

@@ -137,6 +137,33 @@ pub fn categorical6(params: &Params) -> f64 {
     (table + if k(0) == k(1) { 2 } else { 0 }) as f64
 }
 
+/// A conditional space as a training search writes it: `optimizer` adamw
+/// or sgd, `lr` log-float [1e-4, 0.1], `momentum` [0.5, 0.99] only with sgd,
+/// `nesterov` {true, false} only with sgd.
+pub fn conditional_space() -> SearchSpace {
+    SearchSpace::new()
+        .categorical("optimizer", ["adamw", "sgd"].map(ParamValue::from))
+        .log_float("lr", 1e-4, 0.1)
+        .float("momentum", 0.5, 0.99)
+        .when("momentum", "optimizer", vec!["sgd".into()])
+        .categorical("nesterov", [true, false].map(ParamValue::from))
+        .when("nesterov", "optimizer", vec!["sgd".into()])
+}
+
+/// On [`conditional_space`]: (log10 lr − log10 3e-3)² plus 0.3 for adamw, or
+/// for sgd 10·(momentum − 0.9)² + {true: 0, false: 0.1}[nesterov]; minimum 0
+/// (sgd, lr 3e-3, momentum 0.9, nesterov).
+pub fn conditional(params: &Params) -> f64 {
+    let lr = (num(params, "lr").log10() - 3e-3f64.log10()).powi(2);
+    match params["optimizer"].as_str() {
+        Some("sgd") => {
+            let nesterov = if params["nesterov"].as_bool() == Some(true) { 0.0 } else { 0.1 };
+            lr + 10.0 * (num(params, "momentum") - 0.9).powi(2) + nesterov
+        }
+        _ => lr + 0.3,
+    }
+}
+
 // Integer spaces with tied objective values, the kind most of a network
 // search is made of (layers, multiplicities, embedding sizes, grids). Each
 // is written term for term as in `benches/optuna/tpe_reference.py`, so the

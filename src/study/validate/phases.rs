@@ -117,6 +117,24 @@ impl Checker<'_> {
             }
             space = space.with(name, dist);
         }
+        // Conditions, once every parameter they may name is known.
+        for (name, spec) in specs {
+            for (parent, values) in spec.when.iter().flatten() {
+                space = space.when(name, parent, values.values());
+            }
+            if spec.when.as_ref().is_some_and(BTreeMap::is_empty) {
+                return Err(self
+                    .err(&format!("{at}.{name}.when"), "names no parameter")
+                    .with_hint("write `when: {optimizer: sgd}`, or remove `when`"));
+            }
+            space
+                .validate_condition(name)
+                .map_err(|err| self.err(&format!("{at}.{name}.when"), err.problem).with_hint(err.hint))?;
+        }
+        space.validate_no_cycle().map_err(|err| {
+            let name = err.location.split('`').nth(1).unwrap_or_default().to_owned();
+            self.err(&format!("{at}.{name}.when"), err.problem).with_hint(err.hint)
+        })?;
         Ok(space)
     }
 

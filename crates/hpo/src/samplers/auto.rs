@@ -14,6 +14,11 @@
 //!   ms an ask at 100, against a few ms for TPE at any size) and the table
 //!   does not go beyond 100 trials, so larger budgets stay with TPE.
 //!
+//! - **TPE for conditional spaces.** The GP models only the parameters
+//!   every trial has (as Optuna's does) and draws conditional ones at
+//!   random; multivariate TPE models each group of parameters on the trials
+//!   that have it.
+//!
 //! The share of categorical parameters does not enter: on `categorical6`
 //! (six categoricals of five choices) the GP's Hamming kernel beat TPE at
 //! every budget.
@@ -30,7 +35,13 @@ pub fn choose(space: &SearchSpace, n_trials: u64) -> (SamplerConfig, String) {
     let total = space.len();
     let plural = if total == 1 { "" } else { "s" };
     let shape = format!("{n_trials} trials over {total} parameter{plural}, {categorical} categorical");
-    if n_trials > GP_MAX_TRIALS {
+    if space.is_conditional() {
+        let why = format!(
+            "tpe (multivariate): {shape}, {} conditional; TPE models conditional parameters, the GP draws them at random",
+            space.conditions.len()
+        );
+        (SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() }), why)
+    } else if n_trials > GP_MAX_TRIALS {
         let why = format!(
             "tpe (multivariate): {shape}; above {GP_MAX_TRIALS} trials TPE's ask stays cheap while the GP's grows with the cube of the trials"
         );
@@ -56,5 +67,7 @@ mod tests {
         let (config, why) = choose(&space, 500);
         assert!(matches!(config, SamplerConfig::Tpe(TpeConfig { multivariate: true, .. })), "{why}");
         assert!(why.contains("above 100 trials"), "{why}");
+        let (config, why) = choose(&crate::test_functions::conditional_space(), 60);
+        assert!(matches!(config, SamplerConfig::Tpe(_)) && why.contains("2 conditional"), "{why}");
     }
 }

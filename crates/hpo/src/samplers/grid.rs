@@ -163,18 +163,25 @@ impl GridSpec {
             let axis_values = match axis {
                 GridAxis::Values(v) => v.iter().map(|x| dist.snap(x).unwrap_or_else(|| x.clone())).collect(),
                 _ => {
-                    let best_value = best
-                        .and_then(|b| b.get(name))
-                        .filter(|v| dist.admits(v))
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("the best trial of the earlier phases has no value for `{name}` in its domain")
-                        })?;
-                    around(dist, best_value, axis)
+                    let best_value = best.and_then(|b| b.get(name)).filter(|v| dist.admits(v));
+                    let best_value = match best_value {
+                        Some(value) => value.clone(),
+                        // A conditional parameter the best trial does not
+                        // have: the grid centres it on its domain's middle.
+                        None if space.conditions.contains_key(name) => {
+                            let (lo, hi) = dist.internal_bounds();
+                            dist.from_internal(0.5 * (lo + hi))
+                        }
+                        None => anyhow::bail!(
+                            "the best trial of the earlier phases has no value for `{name}` in its domain"
+                        ),
+                    };
+                    around(dist, &best_value, axis)
                 }
             };
             values.insert(name.clone(), axis_values);
         }
-        GridSampler::new(values, self.retry_failed)
+        GridSampler::new(values, self.retry_failed)?.conditional(space)
     }
 }
 
@@ -225,6 +232,10 @@ pub struct GridSampler {
     values: Vec<Vec<ParamValue>>,
     len: u64,
     retry_failed: bool,
+    /// With conditional parameters: the space, and the product's indices
+    /// that are combinations (an inactive parameter at its first value;
+    /// the others would repeat a combination without it).
+    conditional: Option<(SearchSpace, Vec<u64>)>,
 }
 
 impl GridSampler {
@@ -244,7 +255,45 @@ impl GridSampler {
             .into());
         }
         let (names, values) = values.into_iter().unzip();
-        Ok(Self { names, values, len, retry_failed })
+        Ok(Self { names, values, len, retry_failed, conditional: None })
+    }
+
+    /// The grid over a space with conditional parameters: a combination
+    /// leaves out the parameters its values make inactive, and each
+    /// combination comes once (`optimizer: adamw` once, not once per
+    /// momentum value). Without conditions, the grid unchanged.
+    pub fn conditional(mut self, space: &SearchSpace) -> anyhow::Result<Self> {
+        if !space.is_conditional() {
+            return Ok(self);
+        }
+        let space = space.clone();
+        let mut canonical = Vec::new();
+        for raw in 0..self.len {
+            let full = self.product_entry(raw);
+            let kept = prune(&space, &full);
+            let is_first = self
+                .names
+                .iter()
+                .zip(&self.values)
+                .all(|(name, values)| kept.contains_key(name) || values[0].same(&full[name]));
+            if is_first {
+                canonical.push(raw);
+            }
+        }
+        self.len = canonical.len() as u64;
+        self.conditional = Some((space, canonical));
+        Ok(self)
+    }
+
+    /// Entry `index` of the full product (mixed radix, the last name varying fastest).
+    fn product_entry(&self, mut index: u64) -> Params {
+        let mut params = Params::new();
+        for (name, values) in self.names.iter().zip(&self.values).rev() {
+            let n = values.len() as u64;
+            params.insert(name.clone(), values[(index % n) as usize].clone());
+            index /= n;
+        }
+        params
     }
 
     /// Number of combinations.
@@ -261,29 +310,37 @@ impl GridSampler {
         self.names.iter().map(String::as_str).zip(self.values.iter().map(Vec::as_slice))
     }
 
-    /// Combination `index` (mixed radix, the last name varying fastest).
-    pub fn combination(&self, mut index: u64) -> Params {
-        let mut params = Params::new();
-        for (name, values) in self.names.iter().zip(&self.values).rev() {
-            let n = values.len() as u64;
-            params.insert(name.clone(), values[(index % n) as usize].clone());
-            index /= n;
+    /// Combination `index`: the product's entry (mixed radix, the last
+    /// name varying fastest) without its inactive parameters.
+    pub fn combination(&self, index: u64) -> Params {
+        match &self.conditional {
+            None => self.product_entry(index),
+            Some((space, canonical)) => prune(space, &self.product_entry(canonical[index as usize])),
         }
-        params
     }
 
     /// The index of the combination equal to `params`, if it is one.
     pub fn index_of(&self, params: &Params) -> Option<u64> {
-        if params.len() != self.names.len() {
+        if self.conditional.is_none() && params.len() != self.names.len() {
             return None;
         }
         let mut index = 0u64;
         for (name, values) in self.names.iter().zip(&self.values) {
-            let value = params.get(name)?;
-            let position = values.iter().position(|v| v.same(value))?;
+            // An absent (inactive) parameter stands at its first value.
+            let position = match params.get(name) {
+                Some(value) => values.iter().position(|v| v.same(value))?,
+                None if self.conditional.is_some() => 0,
+                None => return None,
+            };
             index = index * values.len() as u64 + position as u64;
         }
-        Some(index)
+        match &self.conditional {
+            None => Some(index),
+            Some((_, canonical)) => {
+                let i = canonical.binary_search(&index).ok()? as u64;
+                (self.combination(i) == *params).then_some(i)
+            }
+        }
     }
 
     /// The seeded visiting order of the combinations of phase `phase`.
@@ -330,6 +387,20 @@ impl GridSampler {
     pub fn remaining(&self, ctx: &SampleContext<'_>) -> u64 {
         self.taken(ctx).iter().filter(|&&t| !t).count() as u64
     }
+}
+
+/// `full` without the parameters its values make inactive, decided in the
+/// space's sampling order (a parent first).
+fn prune(space: &SearchSpace, full: &Params) -> Params {
+    let mut kept = Params::new();
+    for name in space.sampling_order() {
+        if let Some(value) = full.get(name) {
+            if space.is_active(name, &kept) {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    kept
 }
 
 impl Sampler for GridSampler {
@@ -412,6 +483,30 @@ mod tests {
         spec.axes
             .insert("layers".into(), GridAxis::Around { count: 0, spacing: Spacing::Linear { step: 1.0 } });
         assert!(spec.validate(&space, "phase `g`").is_err());
+    }
+
+    #[test]
+    fn a_conditional_grid_runs_each_combination_once() {
+        let space = SearchSpace::new()
+            .categorical("optimizer", ["adamw".into(), "sgd".into()])
+            .float("momentum", 0.5, 0.99)
+            .when("momentum", "optimizer", vec!["sgd".into()]);
+        let values: BTreeMap<String, Vec<ParamValue>> = [
+            ("optimizer".to_owned(), vec!["adamw".into(), "sgd".into()]),
+            ("momentum".to_owned(), vec![0.5.into(), 0.9.into()]),
+        ]
+        .into();
+        let grid = GridSampler::new(values, false).unwrap().conditional(&space).unwrap();
+        assert_eq!(grid.len(), 3, "adamw; sgd with 0.5; sgd with 0.9");
+        let combos: Vec<Params> = (0..3).map(|i| grid.combination(i)).collect();
+        assert_eq!(combos.iter().filter(|p| !p.contains_key("momentum")).count(), 1);
+        for (i, p) in combos.iter().enumerate() {
+            assert!(space.contains(p), "{p:?}");
+            assert_eq!(grid.index_of(p), Some(i as u64));
+        }
+        let mut stray = combos[0].clone();
+        stray.insert("momentum".into(), 0.5.into());
+        assert_eq!(grid.index_of(&stray), None, "adamw with a momentum is no combination");
     }
 
     #[test]

@@ -18,9 +18,17 @@ impl Sampler for RandomSampler {
     }
 }
 
-/// One uniform draw of every parameter of `space`, in name order.
+/// One uniform draw of every parameter of `space` that the draws before it
+/// make active, in [`SearchSpace::sampling_order`] (name order without
+/// conditions).
 pub fn sample_space(space: &SearchSpace, rng: &mut impl RngCore) -> Params {
-    space.params.iter().map(|(name, dist)| (name.clone(), sample_one(dist, rng))).collect()
+    let mut params = Params::new();
+    for name in space.sampling_order() {
+        if space.is_active(name, &params) {
+            params.insert(name.clone(), sample_one(&space.params[name], rng));
+        }
+    }
+    params
 }
 
 /// One uniform draw from `dist`.

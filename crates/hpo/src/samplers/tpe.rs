@@ -164,29 +164,70 @@ impl Sampler for TpeSampler {
         let n_candidates = self.config.n_ei_candidates;
 
         let proposal = if self.config.multivariate {
-            let dists: Vec<(&String, &Distribution)> = ctx.space.params.iter().collect();
-            let specs: Vec<DimSpec> = dists.iter().map(|(_, d)| dim_spec(d)).collect();
-            let l = estimator(&dists, &specs, &below, &params);
-            let g = estimator(&dists, &specs, &above, &params);
-            let candidates: Vec<Params> = l
-                .sample(&mut rng, n_candidates)
-                .into_iter()
-                .map(|point| {
-                    dists
-                        .iter()
-                        .zip(point)
-                        .map(|((name, d), x)| ((*name).clone(), d.from_internal(x)))
-                        .collect()
-                })
-                .collect();
-            let points: Vec<Vec<f64>> = candidates
-                .iter()
-                .map(|p| dists.iter().map(|(name, d)| internal(d, &p[*name])).collect())
-                .collect();
-            let order = by_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
-            // The best candidate whose point no running trial has, else the best.
-            let pick = order.iter().copied().find(|&i| !is_taken(&candidates[i], &taken)).unwrap_or(order[0]);
-            candidates.into_iter().nth(pick).expect("at least one candidate")
+            // One joint estimator per group of parameters that exist in the
+            // same trials (one group without conditions), each from the
+            // trials that have its parameters, a group only when the values
+            // chosen before it make it active.
+            let mut proposal = Params::new();
+            for group in ctx.space.groups() {
+                if !ctx.space.is_active(group[0], &proposal) {
+                    continue;
+                }
+                let dists: Vec<(&String, &Distribution)> =
+                    group.iter().map(|name| (*name, &ctx.space.params[*name])).collect();
+                let specs: Vec<DimSpec> = dists.iter().map(|(_, d)| dim_spec(d)).collect();
+                let l = estimator(&dists, &specs, &below, &params);
+                let g = estimator(&dists, &specs, &above, &params);
+                let candidates: Vec<Params> = l
+                    .sample(&mut rng, n_candidates)
+                    .into_iter()
+                    .map(|point| {
+                        dists
+                            .iter()
+                            .zip(point)
+                            .map(|((name, d), x)| ((*name).clone(), d.from_internal(x)))
+                            .collect()
+                    })
+                    .collect();
+                let points: Vec<Vec<f64>> = candidates
+                    .iter()
+                    .map(|p| dists.iter().map(|(name, d)| internal(d, &p[*name])).collect())
+                    .collect();
+                let order = by_acquisition(&l.log_pdf(&points), &g.log_pdf(&points));
+                // The best candidate whose point no running trial has, else the best.
+                let with = |i: usize| -> Params {
+                    let mut point = proposal.clone();
+                    point.extend(candidates[i].clone());
+                    point
+                };
+                let pick = order.iter().copied().find(|&i| !is_taken(&with(i), &taken)).unwrap_or(order[0]);
+                proposal.extend(candidates.into_iter().nth(pick).expect("at least one candidate"));
+            }
+            proposal
+        } else if ctx.space.is_conditional() {
+            // Each parameter the values before it make active, from the
+            // trials that have it; its best candidate.
+            let mut proposal = Params::new();
+            for name in ctx.space.sampling_order() {
+                if !ctx.space.is_active(name, &proposal) {
+                    continue;
+                }
+                let dist = &ctx.space.params[name];
+                let (dists, specs) = ([(name, dist)], [dim_spec(dist)]);
+                let l = estimator(&dists, &specs, &below, &params);
+                let g = estimator(&dists, &specs, &above, &params);
+                let candidates: Vec<_> =
+                    l.sample(&mut rng, n_candidates).into_iter().map(|p| dist.from_internal(p[0])).collect();
+                let value = if candidates.is_empty() {
+                    sample_one(dist, &mut rng)
+                } else {
+                    let points: Vec<Vec<f64>> = candidates.iter().map(|v| vec![internal(dist, v)]).collect();
+                    let best = by_acquisition(&l.log_pdf(&points), &g.log_pdf(&points))[0];
+                    candidates[best].clone()
+                };
+                proposal.insert(name.clone(), value);
+            }
+            proposal
         } else {
             let mut dims = Vec::with_capacity(ctx.space.len());
             for (name, dist) in &ctx.space.params {

@@ -40,10 +40,10 @@ mod space;
 
 use serde::{Deserialize, Serialize};
 
-use super::random::sample_space;
+use super::random::{sample_one, sample_space};
 use super::{SampleContext, Sampler};
 use crate::rng::{self, Stream};
-use crate::{Direction, FrozenTrial, Params, TrialState};
+use crate::{Direction, FrozenTrial, Params, SearchSpace, TrialState};
 use anisostudy_error::InputError;
 
 use acquisition::{LogEi, QLogEi};
@@ -115,8 +115,38 @@ impl GpSampler {
 
 impl Sampler for GpSampler {
     fn sample(&self, ctx: &SampleContext<'_>) -> anyhow::Result<Params> {
+        if !ctx.space.is_conditional() {
+            return self.sample_in(ctx, ctx.space);
+        }
+        // As Optuna's GPSampler: the process models the parameters every
+        // trial has; conditional ones are drawn at random when active.
+        let always = SearchSpace {
+            params: ctx
+                .space
+                .params
+                .iter()
+                .filter(|(name, _)| !ctx.space.conditions.contains_key(*name))
+                .map(|(name, dist)| (name.clone(), dist.clone()))
+                .collect(),
+            conditions: Default::default(),
+        };
+        let mut params = if always.is_empty() { Params::new() } else { self.sample_in(ctx, &always)? };
+        let mut rng = rng::seeded(ctx.seed, ctx.trial_number, Stream::Conditional);
+        for name in ctx.space.sampling_order() {
+            if !params.contains_key(name) && ctx.space.is_active(name, &params) {
+                params.insert(name.clone(), sample_one(&ctx.space.params[name], &mut rng));
+            }
+        }
+        Ok(params)
+    }
+}
+
+impl GpSampler {
+    /// A proposal over `space`, a space without conditions.
+    fn sample_in(&self, ctx: &SampleContext<'_>, space: &SearchSpace) -> anyhow::Result<Params> {
         let mut rng = rng::seeded(ctx.seed, ctx.trial_number, Stream::Sample);
-        let space = EncodedSpace::new(ctx.space);
+        let space_ref = space;
+        let space = EncodedSpace::new(space_ref);
         let complete: Vec<(&FrozenTrial, Vec<f64>)> = ctx
             .history
             .iter()
@@ -124,7 +154,7 @@ impl Sampler for GpSampler {
             .filter_map(|t| Some((t, space.encode(&t.params)?)))
             .collect();
         if complete.len() < self.config.n_startup_trials.max(1) {
-            return Ok(sample_space(ctx.space, &mut rng));
+            return Ok(sample_space(space_ref, &mut rng));
         }
         let values: Vec<f64> = complete
             .iter()
