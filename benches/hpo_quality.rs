@@ -66,8 +66,9 @@
 use anisostudy::hpo::samplers::{GpConfig, TpeConfig};
 use anisostudy::hpo::test_functions::{
     anisonet_rounded, anisonet_rounded_space, branin, branin_space, categorical6, categorical6_space,
-    hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau, int_plateau_space, int_steps,
-    int_steps_space, mixed, mixed5, mixed5_space, mixed_space, styblinski_tang, styblinski_tang_space,
+    conditional, conditional_space, hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau,
+    int_plateau_space, int_steps, int_steps_space, mixed, mixed5, mixed5_space, mixed_space, styblinski_tang,
+    styblinski_tang_space,
 };
 use anisostudy::hpo::{
     Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig, Trial,
@@ -239,7 +240,7 @@ fn main() {
     let parallel_runs =
         (workers > 1).then(|| optuna_parallel_runs(workers, dispatch, first_seed, seeds)).flatten();
     type Problem = (&'static str, SearchSpace, fn(&Params) -> f64, Option<[f64; 2]>);
-    let problems: [Problem; 8] = [
+    let problems: [Problem; 9] = [
         ("branin", branin_space(), branin, Some([0.448, 0.417])),
         ("hartmann6", hartmann6_space(), hartmann6, Some([-2.996, -3.228])),
         ("mixed", mixed_space(), mixed, Some([0.0052, 0.00018])),
@@ -248,6 +249,7 @@ fn main() {
         ("int_steps", int_steps_space(), int_steps, None),
         ("int_plateau", int_plateau_space(), int_plateau, None),
         ("anisonet_rounded", anisonet_rounded_space(), anisonet_rounded, None),
+        ("conditional", conditional_space(), conditional, None),
     ];
     let samplers = [
         ("random", SamplerConfig::Random, None),

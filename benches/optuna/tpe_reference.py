@@ -135,10 +135,22 @@ def categorical6(t):
     return float(sum((3 * i + 2 * k) % 5 for i, k in enumerate(ks)) + (2 if ks[0] == ks[1] else 0))
 
 
+def conditional(t):
+    """Define-by-run: momentum and nesterov are asked only for sgd."""
+    optimizer = t.suggest_categorical("optimizer", ["adamw", "sgd"])
+    lr = t.suggest_float("lr", 1e-4, 0.1, log=True)
+    value = (math.log10(lr) - math.log10(3e-3)) ** 2
+    if optimizer == "sgd":
+        momentum = t.suggest_float("momentum", 0.5, 0.99)
+        nesterov = t.suggest_categorical("nesterov", [True, False])
+        return value + 10.0 * (momentum - 0.9) ** 2 + (0.0 if nesterov else 0.1)
+    return value + 0.3
+
+
 FUNCTIONS = {
     f.__name__: f
     for f in [branin, hartmann6, mixed, mixed5, int5_l1, int_steps, int_plateau, anisonet_rounded,
-              styblinski_tang, categorical6]
+              styblinski_tang, categorical6, conditional]
 }
 
 
