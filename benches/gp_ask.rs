@@ -5,6 +5,7 @@
 //! JSON line per (function, running). The target is 50 ms.
 //!
 //!     cargo bench --bench gp_ask
+//!     GP_ASK_TRIALS=300 cargo bench --bench gp_ask    # how it grows
 //!     # Optuna 5.0's GPSampler under the same protocol, on the same machine:
 //!     OMP_NUM_THREADS=1 target/gp-venv/bin/python benches/optuna/gp_ask_time.py
 //!
@@ -19,11 +20,11 @@ use anisostudy::hpo::{
     Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig,
 };
 
-const HISTORY: u64 = 100;
 const TIMED: u64 = 20;
 
 fn measure(name: &str, space: SearchSpace, f: fn(&Params) -> f64, running: usize) {
-    let phase = Phase::new("gp", space, SamplerConfig::Gp(GpConfig::default()), Some(HISTORY + TIMED + 10));
+    let history: u64 = std::env::var("GP_ASK_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let phase = Phase::new("gp", space, SamplerConfig::Gp(GpConfig::default()), Some(history + TIMED + 10));
     let config = StudyConfig {
         seed: 1,
         direction: Default::default(),
@@ -31,11 +32,11 @@ fn measure(name: &str, space: SearchSpace, f: fn(&Params) -> f64, running: usize
         pruner: Default::default(),
     };
     let mut study = Study::new(MemoryStore::default(), config).expect("valid study");
-    let mut ask = |study: &mut Study<MemoryStore>| match study.ask().expect("ask") {
+    let ask = |study: &mut Study<MemoryStore>| match study.ask().expect("ask") {
         Ask::Trial(trial) => trial,
         _ => panic!("the phase ended early"),
     };
-    for _ in 0..HISTORY {
+    for _ in 0..history {
         let trial = ask(&mut study);
         study.tell(trial.number, Outcome::Complete(f(&trial.params))).expect("tell");
     }
@@ -52,7 +53,7 @@ fn measure(name: &str, space: SearchSpace, f: fn(&Params) -> f64, running: usize
     times.sort_by(f64::total_cmp);
     let median = 0.5 * (times[times.len() / 2 - 1] + times[times.len() / 2]);
     println!(
-        "{{\"bench\":\"gp_ask\",\"function\":\"{name}\",\"complete_trials\":{HISTORY},\"running\":{running},\"asks\":{TIMED},\"median_ms\":{median:.2},\"max_ms\":{:.2}}}",
+        "{{\"bench\":\"gp_ask\",\"function\":\"{name}\",\"complete_trials\":{history},\"running\":{running},\"asks\":{TIMED},\"median_ms\":{median:.2},\"max_ms\":{:.2}}}",
         times[times.len() - 1]
     );
 }

@@ -288,6 +288,50 @@ mod tests {
         assert!(history.iter().all(|t| matches!(t.params["l_max"], ParamValue::Int(_))));
     }
 
+    /// Ties, repeated points, infinite values and a one-choice categorical
+    /// give proposals in the space, with and without noise.
+    #[test]
+    fn degenerate_histories_still_give_proposals() {
+        let space = SearchSpace::new()
+            .int("a", 0, 2)
+            .int("b", 0, 1)
+            .categorical("fixed", [ParamValue::from("only")])
+            .with("big", crate::Distribution::Int { low: 0, high: 5000, log: false, step: 1 });
+        let objectives: [fn(&Params) -> f64; 3] = [
+            |_| 1.0,
+            |p| if p["a"] == ParamValue::Int(0) { f64::INFINITY } else { p["b"].as_f64().unwrap() },
+            |p| -(p["big"].as_f64().unwrap() - 1234.0).abs(),
+        ];
+        for deterministic in [false, true] {
+            let sampler =
+                GpSampler::new(GpConfig { deterministic_objective: deterministic, ..Default::default() });
+            for f in objectives {
+                let mut history: Vec<FrozenTrial> = Vec::new();
+                for n in 0..25u64 {
+                    let ctx = SampleContext {
+                        space: &space,
+                        history: &history,
+                        direction: Direction::Maximize,
+                        seed: 9,
+                        trial_number: n,
+                        phase: 0,
+                    };
+                    let params = sampler.sample(&ctx).unwrap();
+                    assert!(space.contains(&params), "{params:?}");
+                    let value = Some(f(&params));
+                    history.push(FrozenTrial {
+                        number: n,
+                        phase: 0,
+                        state: TrialState::Complete,
+                        params,
+                        value,
+                        intermediate: Default::default(),
+                    });
+                }
+            }
+        }
+    }
+
     #[test]
     fn validation_names_the_option() {
         let config = GpConfig { n_local_search: 1, ..Default::default() };
