@@ -297,6 +297,7 @@ fn arb_distribution() -> impl Strategy<Value = Distribution> {
 fn arb_space() -> impl Strategy<Value = SearchSpace> {
     prop::collection::vec(arb_distribution(), 1..4).prop_map(|dists| SearchSpace {
         params: dists.into_iter().enumerate().map(|(i, d)| (format!("p{i}"), d)).collect(),
+        ..Default::default()
     })
 }
 
@@ -336,6 +337,7 @@ proptest! {
             .collect();
         let space = SearchSpace {
             params: sizes.iter().enumerate().map(|(i, _)| (format!("p{i}"), Distribution::Int { low: 0, high: 5, log: false, step: 1 })).collect(),
+            ..Default::default()
         };
         let total: usize = sizes.iter().product();
         let phases = vec![Phase::new("grid", space.clone(), SamplerConfig::Grid(GridSpec { axes, retry_failed: false }), None)];
