@@ -38,11 +38,49 @@ pub trait Sampler {
     fn sample(&self, ctx: &SampleContext<'_>) -> anyhow::Result<Params>;
 }
 
+/// Drives `sampler` for `trials` trials on `f`: `workers` trials are asked
+/// in turn (each sees the earlier ones RUNNING), checked to lie in `space`,
+/// then all told. The history, in trial order.
+#[cfg(test)]
+pub(crate) fn drive(
+    sampler: &dyn Sampler,
+    space: &SearchSpace,
+    f: fn(&Params) -> f64,
+    direction: Direction,
+    seed: u64,
+    trials: u64,
+    workers: u64,
+) -> Vec<FrozenTrial> {
+    let mut history: Vec<FrozenTrial> = Vec::new();
+    let mut number = 0;
+    while number < trials {
+        let batch = number..(number + workers).min(trials);
+        for n in batch.clone() {
+            let ctx = SampleContext { space, history: &history, direction, seed, trial_number: n, phase: 0 };
+            let params = sampler.sample(&ctx).expect("a proposal");
+            assert!(space.contains(&params), "{params:?}");
+            history.push(FrozenTrial {
+                number: n,
+                phase: 0,
+                state: crate::TrialState::Running,
+                params,
+                value: None,
+                intermediate: Default::default(),
+            });
+        }
+        for t in history.iter_mut().filter(|t| t.state == crate::TrialState::Running) {
+            t.value = Some(f(&t.params));
+            t.state = crate::TrialState::Complete;
+        }
+        number = batch.end;
+    }
+    history
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_functions::{conditional, conditional_space};
-    use crate::TrialState;
 
     /// Every sampler proposes only the parameters a trial's values make
     /// active, and learns: the best of 60 trials beats the median random one.
@@ -59,28 +97,7 @@ mod tests {
             ("gp", Box::new(GpSampler::default())),
         ];
         for (label, sampler) in samplers {
-            let mut history: Vec<FrozenTrial> = Vec::new();
-            for n in 0..60u64 {
-                let ctx = SampleContext {
-                    space: &space,
-                    history: &history,
-                    direction: Direction::Minimize,
-                    seed: 4,
-                    trial_number: n,
-                    phase: 0,
-                };
-                let params = sampler.sample(&ctx).unwrap();
-                assert!(space.contains(&params), "{label}: {params:?}");
-                let value = Some(conditional(&params));
-                history.push(FrozenTrial {
-                    number: n,
-                    phase: 0,
-                    state: TrialState::Complete,
-                    params,
-                    value,
-                    intermediate: Default::default(),
-                });
-            }
+            let history = drive(sampler.as_ref(), &space, conditional, Direction::Minimize, 4, 60, 1);
             let best = history.iter().filter_map(|t| t.value).fold(f64::INFINITY, f64::min);
             let sgd = history.iter().filter(|t| t.params["optimizer"].as_str() == Some("sgd")).count();
             assert!(sgd > 0 && sgd < 60, "{label}: {sgd} sgd trials");

@@ -216,7 +216,6 @@ fn standardise(values: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::samplers::SampleContext;
     use crate::test_functions::{branin, branin_space, mixed, mixed_space};
     use crate::{ParamValue, SearchSpace};
 
@@ -225,41 +224,9 @@ mod tests {
         f: fn(&Params) -> f64,
         seed: u64,
         trials: u64,
-        workers: usize,
+        workers: u64,
     ) -> Vec<FrozenTrial> {
-        let sampler = GpSampler::default();
-        let mut history: Vec<FrozenTrial> = Vec::new();
-        let mut number = 0;
-        while number < trials {
-            // `workers` trials asked in turn, each seeing the earlier ones running.
-            let batch: Vec<u64> = (number..(number + workers as u64).min(trials)).collect();
-            for &n in &batch {
-                let ctx = SampleContext {
-                    space,
-                    history: &history,
-                    direction: Direction::Minimize,
-                    seed,
-                    trial_number: n,
-                    phase: 0,
-                };
-                let params = sampler.sample(&ctx).unwrap();
-                assert!(space.contains(&params), "{params:?}");
-                history.push(FrozenTrial {
-                    number: n,
-                    phase: 0,
-                    state: TrialState::Running,
-                    params,
-                    value: None,
-                    intermediate: Default::default(),
-                });
-            }
-            for t in history.iter_mut().filter(|t| t.state == TrialState::Running) {
-                t.value = Some(f(&t.params));
-                t.state = TrialState::Complete;
-            }
-            number += batch.len() as u64;
-        }
-        history
+        crate::samplers::drive(&GpSampler::default(), space, f, Direction::Minimize, seed, trials, workers)
     }
 
     fn best(history: &[FrozenTrial]) -> f64 {
@@ -306,28 +273,7 @@ mod tests {
             let sampler =
                 GpSampler::new(GpConfig { deterministic_objective: deterministic, ..Default::default() });
             for f in objectives {
-                let mut history: Vec<FrozenTrial> = Vec::new();
-                for n in 0..25u64 {
-                    let ctx = SampleContext {
-                        space: &space,
-                        history: &history,
-                        direction: Direction::Maximize,
-                        seed: 9,
-                        trial_number: n,
-                        phase: 0,
-                    };
-                    let params = sampler.sample(&ctx).unwrap();
-                    assert!(space.contains(&params), "{params:?}");
-                    let value = Some(f(&params));
-                    history.push(FrozenTrial {
-                        number: n,
-                        phase: 0,
-                        state: TrialState::Complete,
-                        params,
-                        value,
-                        intermediate: Default::default(),
-                    });
-                }
+                crate::samplers::drive(&sampler, &space, f, Direction::Maximize, 9, 25, 1);
             }
         }
     }
