@@ -374,3 +374,60 @@ fn optuna_dashboard_follows_a_running_study() {
     let delay = report["max_delay_s"].as_f64().unwrap();
     assert!(delay < 5.0, "a finished trial shown within a few seconds: {report}");
 }
+
+const CONDITIONAL: &str = r#"
+name: cond
+seed: 2
+objective:
+  command: >-
+    sh -c 'if [ "$1" = sgd ]; then awk "BEGIN { print \"{\\\"objective\\\": \" $2 + ($3 - 0.9)^2 \"}\" }";
+    else awk "BEGIN { print \"{\\\"objective\\\": \" $2 + 0.3 \"}\" }"; fi' cond {optimizer} {lr} {momentum}
+phases:
+  - name: tpe
+    sampler: {type: tpe, multivariate: true}
+    n_trials: 24
+    space:
+      optimizer: {type: categorical, choices: [adamw, sgd]}
+      lr: {type: float, low: 1.0e-4, high: 0.1, log: true}
+      momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: sgd}}
+resources: {devices: cpu, trials_per_device: 1}
+"#;
+
+/// A define-by-run Optuna study (momentum only for sgd) continues here
+/// under a conditional space, and goes back to Optuna with its absent values.
+#[test]
+fn a_define_by_run_optuna_study_continues_under_a_conditional_space_and_goes_back() {
+    let Some(python) = optuna_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let optuna_db = dir.path().join("optuna.db");
+    run(Command::new(&python)
+        .arg(Path::new(ROOT).join("tests/optuna/make_conditional_study.py"))
+        .arg(&optuna_db));
+    let file = dir.path().join("cond.yaml");
+    std::fs::write(&file, CONDITIONAL).unwrap();
+    let results = dir.path().join("results");
+    let r = results.to_str().unwrap();
+    run(&mut study(&[
+        "import",
+        optuna_db.to_str().unwrap(),
+        "--into",
+        file.to_str().unwrap(),
+        "--results",
+        r,
+    ]));
+    run(&mut study(&["run", file.to_str().unwrap(), "--results", r]));
+    let ours = stored(&results, "cond");
+    assert_eq!(ours.len(), 24);
+    for t in &ours {
+        let sgd = t.trial.params["optimizer"].as_str() == Some("sgd");
+        assert_eq!(t.trial.params.contains_key("momentum"), sgd, "{:?}", t.trial);
+        assert_eq!(t.trial.state, anisostudy::hpo::TrialState::Complete, "{:?}", t.trial);
+    }
+    let back = dir.path().join("back.db");
+    run(study(&["export", "cond", "--results", r, "--format", "optuna", "--out"]).arg(&back));
+    let check = "import optuna, sys; s = optuna.load_study(study_name='cond', storage='sqlite:///' + sys.argv[1]); \
+                 bad = [t.number for t in s.trials if ('momentum' in t.params) != (t.params['optimizer'] == 'sgd')]; \
+                 print(len(s.trials), bad)";
+    let out = run(Command::new(&python).args(["-c", check]).arg(&back));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "24 []");
+}
