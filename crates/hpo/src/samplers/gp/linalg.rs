@@ -44,7 +44,7 @@ pub fn cholesky(a: &Matrix) -> Option<Matrix> {
             let dot: f64 = ri.iter().zip(rj).map(|(x, y)| x * y).sum();
             let s = a.at(i, j) - dot;
             if i == j {
-                if !(s > 0.0) || !s.is_finite() {
+                if !s.is_finite() || s <= 0.0 {
                     return None;
                 }
                 l.set(i, i, s.sqrt());
@@ -95,8 +95,8 @@ pub fn inverse_from_cholesky(l: &Matrix) -> Matrix {
         column.iter_mut().for_each(|c| *c = 0.0);
         column[j] = 1.0;
         solve_lower(l, &mut column);
-        for i in j..n {
-            w.set(i, j, column[i]);
+        for (i, &value) in column.iter().enumerate().skip(j) {
+            w.set(i, j, value);
         }
     }
     let mut inv = Matrix::zeros(n);

@@ -102,7 +102,7 @@ pub fn lbfgsb(
             }
         }
         let mut slope: f64 = direction.iter().zip(&g).map(|(d, g)| d * g).sum();
-        if !(slope < 0.0) {
+        if slope.is_nan() || slope >= 0.0 {
             memory.clear();
             direction = pg.iter().map(|v| -v).collect();
             slope = direction.iter().zip(&g).map(|(d, g)| d * g).sum();
@@ -225,7 +225,7 @@ pub fn maximise(
             total += w;
             cumulative.push(total);
         }
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             break;
         }
         let i = rng::weighted_index(rng, &cumulative);
@@ -305,7 +305,7 @@ fn local_search(
 /// scales; true when it improved `f`.
 fn gradient_ascent(
     acq: &dyn Acquisition,
-    x: &mut Vec<f64>,
+    x: &mut [f64],
     f: &mut f64,
     continuous: &[usize],
     scales: &[f64],
@@ -316,7 +316,7 @@ fn gradient_ascent(
     }
     let z0: Vec<f64> = continuous.iter().zip(scales).map(|(&k, s)| x[k] / s).collect();
     let bounds: Vec<(f64, f64)> = scales.iter().map(|s| (0.0, 1.0 / s)).collect();
-    let mut point = x.clone();
+    let mut point = x.to_vec();
     let mut grad = vec![0.0; continuous.len()];
     let objective = |z: &[f64], g: &mut [f64]| -> f64 {
         for ((&k, s), zi) in continuous.iter().zip(scales).zip(z) {
@@ -398,10 +398,10 @@ fn golden_section(values: &[f64], eval: &mut impl FnMut(f64) -> f64) -> (f64, f6
         }
     }
     let mut best = (values[lo], f64::NEG_INFINITY);
-    for i in lo..=hi {
+    for (i, &value) in values.iter().enumerate().take(hi + 1).skip(lo) {
         let v = at(i, eval);
         if v > best.1 {
-            best = (values[i], v);
+            best = (value, v);
         }
     }
     best
