@@ -503,8 +503,17 @@ impl SearchSpace {
     /// children: name order, each conditional parameter moved after its
     /// parents. Without conditions, name order.
     pub fn sampling_order(&self) -> Vec<&String> {
+        let (mut order, in_a_circle) = self.ordered();
+        // A cycle (refused by `validate`): the rest in name order.
+        order.extend(in_a_circle);
+        order
+    }
+
+    /// The parameters in parent-first order as far as their conditions
+    /// allow, and those conditions in a circle leave out (in name order).
+    fn ordered(&self) -> (Vec<&String>, Vec<&String>) {
         let mut order: Vec<&String> = Vec::with_capacity(self.params.len());
-        while order.len() < self.params.len() {
+        loop {
             let before = order.len();
             for name in self.params.keys() {
                 let ready = self.conditions.get(name).is_none_or(|c| c.keys().all(|p| order.contains(&p)));
@@ -513,11 +522,10 @@ impl SearchSpace {
                 }
             }
             if order.len() == before {
-                // A cycle (refused by `validate`): the rest in name order.
-                order.extend(self.params.keys().filter(|n| !order.contains(n)).collect::<Vec<_>>());
+                let rest = self.params.keys().filter(|n| !order.contains(n)).collect();
+                return (order, rest);
             }
         }
-        order
     }
 
     /// The parameters whose conditions are the same, so they exist in the
@@ -582,26 +590,12 @@ impl SearchSpace {
 
     /// Conditions that depend on each other in a circle.
     pub fn validate_no_cycle(&self) -> Result<(), InputError> {
-        // A cycle: some parameters never become ready.
-        let mut placed: Vec<&String> = Vec::new();
-        loop {
-            let ready: Vec<&String> = self
-                .params
-                .keys()
-                .filter(|n| !placed.contains(n))
-                .filter(|n| self.conditions.get(*n).is_none_or(|c| c.keys().all(|p| placed.contains(&p))))
-                .collect();
-            if ready.is_empty() {
-                break;
-            }
-            placed.extend(ready);
-        }
-        if placed.len() < self.params.len() {
-            let cycle: Vec<&str> =
-                self.params.keys().filter(|n| !placed.contains(n)).map(String::as_str).collect();
+        let (_, in_a_circle) = self.ordered();
+        if let Some(first) = in_a_circle.first() {
+            let names: Vec<&str> = in_a_circle.iter().map(|n| n.as_str()).collect();
             return Err(InputError::new(
-                format!("search space, parameter `{}`, `when`", cycle[0]),
-                format!("the conditions of {} depend on each other in a circle", cycle.join(", ")),
+                format!("search space, parameter `{first}`, `when`"),
+                format!("the conditions of {} depend on each other in a circle", names.join(", ")),
             )
             .with_hint("a parameter's condition may name only parameters that do not depend on it"));
         }

@@ -143,10 +143,9 @@ impl Sampler for GpSampler {
 
 impl GpSampler {
     /// A proposal over `space`, a space without conditions.
-    fn sample_in(&self, ctx: &SampleContext<'_>, space: &SearchSpace) -> anyhow::Result<Params> {
+    fn sample_in(&self, ctx: &SampleContext<'_>, searched: &SearchSpace) -> anyhow::Result<Params> {
         let mut rng = rng::seeded(ctx.seed, ctx.trial_number, Stream::Sample);
-        let space_ref = space;
-        let space = EncodedSpace::new(space_ref);
+        let space = EncodedSpace::new(searched);
         let complete: Vec<(&FrozenTrial, Vec<f64>)> = ctx
             .history
             .iter()
@@ -154,7 +153,7 @@ impl GpSampler {
             .filter_map(|t| Some((t, space.encode(&t.params)?)))
             .collect();
         if complete.len() < self.config.n_startup_trials.max(1) {
-            return Ok(sample_space(space_ref, &mut rng));
+            return Ok(sample_space(searched, &mut rng));
         }
         let values: Vec<f64> = complete
             .iter()
