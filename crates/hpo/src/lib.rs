@@ -20,4 +20,4 @@ pub use pruners::{HyperbandPruner, MedianPruner, NopPruner, Pruner, PrunerConfig
 pub use space::{Distribution, ParamValue, SearchSpace};
 pub use store::{MemoryStore, TrialStore};
 pub use study::{Ask, Outcome, Study, StudyConfig, Trial};
-pub use trial::{Direction, FrozenTrial, Params, TrialState};
+pub use trial::{best_trial, violation, Direction, FrozenTrial, Params, TrialState};

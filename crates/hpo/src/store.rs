@@ -15,6 +15,8 @@ pub trait TrialStore {
     fn set_state(&mut self, number: u64, state: TrialState, value: Option<f64>) -> anyhow::Result<()>;
     /// Records the intermediate value of a trial at `step` (an epoch).
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()>;
+    /// Records the constraint values of an unfinished trial (≤ 0 feasible).
+    fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()>;
     /// Moves a trial to FAILED in one atomic change, keeping why (when known)
     /// for the user. Stores without a place for the reason may drop it (the
     /// default).
@@ -57,6 +59,7 @@ impl TrialStore for MemoryStore {
             params: params.clone(),
             value: None,
             intermediate: Default::default(),
+            constraints: None,
         });
         Ok(number)
     }
@@ -70,6 +73,11 @@ impl TrialStore for MemoryStore {
 
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()> {
         self.trial_mut(number)?.intermediate.insert(step, value);
+        Ok(())
+    }
+
+    fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.trial_mut(number)?.constraints = Some(values.to_vec());
         Ok(())
     }
 

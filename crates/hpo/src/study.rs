@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::phase::{Phase, SamplerConfig};
 use super::pruners::{Pruner, PrunerConfig};
 use super::samplers::{GpSampler, GridSampler, RandomSampler, SampleContext, Sampler, TpeSampler};
-use super::{Direction, FrozenTrial, Params, TrialState, TrialStore};
+use super::{best_trial, Direction, FrozenTrial, Params, TrialState, TrialStore};
 use anisostudy_error::InputError;
 
 /// Everything that defines a study's behaviour.
@@ -77,7 +77,7 @@ impl StudyConfig {
             };
             let earlier: Vec<&FrozenTrial> = history.iter().filter(|t| t.phase < p).collect();
             let best = if spec.needs_best() {
-                match best_of(earlier.iter().copied(), self.direction) {
+                match best_trial(earlier.iter().copied(), self.direction) {
                     Some(best) if earlier.iter().all(|t| t.state.is_finished()) => Some(&best.params),
                     _ => {
                         planned.extend((0..left?).map(|_| None));
@@ -200,9 +200,9 @@ impl<S: TrialStore> Study<S> {
         self.store
     }
 
-    /// The COMPLETE trial with the best value (the lowest number on ties).
+    /// The feasible COMPLETE trial with the best value (the lowest number on ties).
     pub fn best_trial(&self) -> Option<&FrozenTrial> {
-        best_of(self.trials.iter(), self.config.direction)
+        best_trial(&self.trials, self.config.direction)
     }
 
     /// The index of the phase that the next `ask` draws from; `None` when
@@ -240,6 +240,7 @@ impl<S: TrialStore> Study<S> {
             params: params.clone(),
             value: None,
             intermediate: Default::default(),
+            constraints: None,
         });
         Ok(Ask::Trial(Trial { number, phase: phase_index, params }))
     }
@@ -266,6 +267,15 @@ impl<S: TrialStore> Study<S> {
         let trial = &mut self.trials[i];
         trial.state = state;
         trial.value = value;
+        Ok(())
+    }
+
+    /// Records the constraint values of an unfinished trial (≤ 0 feasible),
+    /// before it is told: samplers see them once it is finished.
+    pub fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        let i = self.unfinished(number)?;
+        self.store.set_constraints(number, values)?;
+        self.trials[i].constraints = Some(values.to_vec());
         Ok(())
     }
 
@@ -337,9 +347,9 @@ impl<S: TrialStore> Study<S> {
                 if earlier.clone().any(|t| !t.state.is_finished()) {
                     return Ok(PhaseStatus::Waiting(p));
                 }
-                let best = best_of(earlier, self.config.direction).ok_or_else(|| {
+                let best = best_trial(earlier, self.config.direction).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "{} is a grid around the best trial, but no earlier trial is COMPLETE",
+                        "{} is a grid around the best trial, but no earlier trial is COMPLETE (and feasible)",
                         phase.location()
                     )
                 })?;
@@ -355,20 +365,6 @@ impl<S: TrialStore> Study<S> {
         }
         Ok(PhaseStatus::Finished)
     }
-}
-
-/// The COMPLETE trial with the best value among `trials` (lowest number on ties).
-fn best_of<'a>(
-    trials: impl Iterator<Item = &'a FrozenTrial>,
-    direction: Direction,
-) -> Option<&'a FrozenTrial> {
-    trials.filter(|t| t.state == TrialState::Complete && t.value.is_some_and(|v| !v.is_nan())).fold(
-        None,
-        |best: Option<&FrozenTrial>, t| match best {
-            Some(b) if !direction.better(t.value.unwrap(), b.value.unwrap()) => Some(b),
-            _ => Some(t),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -164,6 +164,49 @@ pub fn conditional(params: &Params) -> f64 {
     }
 }
 
+// Constrained problems: an objective and its constraint values, each
+// feasible when ≤ 0 (Optuna's convention).
+
+/// Gramacy et al. (2016)'s toy problem on x1, x2 ∈ [0, 1]: minimise x1 + x2.
+pub fn gramacy_space() -> SearchSpace {
+    SearchSpace::new().float("x1", 0.0, 1.0).float("x2", 0.0, 1.0)
+}
+
+/// On [`gramacy_space`]: x1 + x2; its constraints are [`gramacy_constraints`].
+/// The feasible minimum is 0.5998 at (0.1954, 0.4044).
+pub fn gramacy(params: &Params) -> f64 {
+    num(params, "x1") + num(params, "x2")
+}
+
+/// 1.5 − x1 − 2·x2 − 0.5·sin(2π(x1² − 2·x2)) ≤ 0 and x1² + x2² − 1.5 ≤ 0:
+/// the feasible region is disconnected, and the first constraint binds at
+/// the optimum.
+pub fn gramacy_constraints(params: &Params) -> Vec<f64> {
+    let (x1, x2) = (num(params, "x1"), num(params, "x2"));
+    let wave = (2.0 * std::f64::consts::PI * (x1 * x1 - 2.0 * x2)).sin();
+    vec![1.5 - x1 - 2.0 * x2 - 0.5 * wave, x1 * x1 + x2 * x2 - 1.5]
+}
+
+/// The AnisoNet search of [`anisonet_rounded_space`] under a model-size
+/// budget: the smooth loss of [`anisonet_rounded`] (not rounded).
+pub fn anisonet_budget(params: &Params) -> f64 {
+    (num(params, "lr").log10() - 3e-3f64.log10()).powi(2)
+        + 0.3 * (num(params, "layers") - 2.0).powi(2)
+        + ((num(params, "mul") - 48.0) / 16.0).powi(2)
+        + ((num(params, "em_dim") - 48.0) / 24.0).powi(2)
+        + 0.2 * (num(params, "lmax") - 3.0).abs()
+}
+
+/// The model size relative to the published optimum's, which grows with
+/// layers, mul² and (l_max + 1)², at most 0.5: the unconstrained optimum
+/// (size 1) is infeasible, and the search must trade accuracy for size.
+pub fn anisonet_budget_constraints(params: &Params) -> Vec<f64> {
+    let size = num(params, "layers") / 2.0
+        * (num(params, "mul") / 48.0).powi(2)
+        * ((num(params, "lmax") + 1.0) / 4.0).powi(2);
+    vec![size - 0.5]
+}
+
 // Integer spaces with tied objective values, the kind most of a network
 // search is made of (layers, multiplicities, embedding sizes, grids). Each
 // is written term for term as in `benches/optuna/tpe_reference.py`, so the
@@ -253,6 +296,26 @@ mod tests {
 
     fn params(pairs: &[(&str, ParamValue)]) -> Params {
         pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn constrained_optima() {
+        let at = params(&[("x1", 0.1954.into()), ("x2", 0.4044.into())]);
+        assert!((gramacy(&at) - 0.5998).abs() < 1e-9);
+        assert!(gramacy_constraints(&at).iter().all(|&c| c <= 1e-3), "{:?}", gramacy_constraints(&at));
+        let published = params(&[
+            ("em_dim", 48i64.into()),
+            ("layers", 2i64.into()),
+            ("lmax", 3i64.into()),
+            ("lr", 3e-3.into()),
+            ("mul", 48i64.into()),
+        ]);
+        assert_eq!(anisonet_budget(&published), 0.0);
+        assert_eq!(
+            anisonet_budget_constraints(&published),
+            vec![0.5],
+            "the unconstrained optimum is infeasible"
+        );
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub struct FrozenTrial {
     pub value: Option<f64>,
     /// Intermediate values by step (epoch).
     pub intermediate: BTreeMap<u64, f64>,
+    /// Constraint values, each feasible when ≤ 0 (Optuna's convention), where
+    /// the study has constraints and the trial's were measured. A FAILED
+    /// trial may carry them too: a study that counts failures for resources
+    /// as infeasible gives such a trial a large violation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Vec<f64>>,
 }
 
 impl FrozenTrial {
@@ -106,6 +112,41 @@ impl FrozenTrial {
     pub fn last_step(&self) -> Option<u64> {
         self.intermediate.keys().next_back().copied()
     }
+
+    /// The sum of the positive constraint values (Optuna's infeasibility
+    /// score): 0 for a feasible trial, `None` for one without constraints.
+    pub fn violation(&self) -> Option<f64> {
+        self.constraints.as_ref().map(|values| violation(values))
+    }
+
+    /// Whether no constraint is violated (true without constraints).
+    pub fn is_feasible(&self) -> bool {
+        self.violation().is_none_or(|v| v <= 0.0)
+    }
+}
+
+/// The sum of the positive values of `constraints`; NaN counts as violated
+/// without bound.
+pub fn violation(constraints: &[f64]) -> f64 {
+    constraints.iter().map(|&c| if c.is_nan() { f64::INFINITY } else { c.max(0.0) }).sum()
+}
+
+/// The best COMPLETE trial among `trials` in `direction` (the lowest number
+/// on ties), among the feasible ones: an infeasible trial is never the best,
+/// as in Optuna.
+pub fn best_trial<'a>(
+    trials: impl IntoIterator<Item = &'a FrozenTrial>,
+    direction: Direction,
+) -> Option<&'a FrozenTrial> {
+    trials
+        .into_iter()
+        .filter(|t| {
+            t.state == TrialState::Complete && t.value.is_some_and(|v| !v.is_nan()) && t.is_feasible()
+        })
+        .fold(None, |best: Option<&FrozenTrial>, t| match best {
+            Some(b) if !direction.better(t.value.unwrap(), b.value.unwrap()) => Some(b),
+            _ => Some(t),
+        })
 }
 
 impl Direction {

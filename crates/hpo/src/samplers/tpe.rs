@@ -8,6 +8,10 @@
 //!   fill any remaining places in `below`, deeper ones first, then by their
 //!   last intermediate value; with `constant_liar`, RUNNING trials join
 //!   `above` (as if they were the worst); FAILED trials are ignored;
+//! - with constraints, infeasible trials rank after every feasible one, by
+//!   their summed violation (Optuna's `constraints_func`); a FAILED trial
+//!   with constraint values (a study that counts failures for resources as
+//!   infeasible) joins them instead of being ignored;
 //! - each group gets a Parzen estimator ([`super::parzen`]) with Optuna's
 //!   default weights (older trials ramped down beyond 25) and a prior kernel;
 //! - `n_ei_candidates` draws from l(x) are scored by log l(x) − log g(x) and
@@ -430,27 +434,39 @@ fn estimator(
     ParzenEstimator::new(specs, &observations, &weights, params)
 }
 
-/// COMPLETE trials with a value and PRUNED trials: what counts as history.
+/// What TPE learns from: COMPLETE trials with a value, PRUNED trials, and
+/// FAILED trials that carry constraint values (failures counted as
+/// infeasible).
 fn is_finished_observation(trial: &FrozenTrial) -> bool {
     match trial.state {
         TrialState::Complete => trial.value.is_some(),
         TrialState::Pruned => true,
+        TrialState::Failed => trial.constraints.is_some(),
         _ => false,
     }
 }
 
 /// Splits the history into the good ("below") and the other ("above")
 /// trials, each in trial-number order. See the module docs for the rules.
+///
+/// With constraints (Optuna's `constraints_func`), infeasible trials (a
+/// positive violation) leave their state's ranking: the γ(n) places go to
+/// feasible COMPLETE trials by value, then PRUNED ones, then infeasible
+/// ones by least violation; the rest are above.
 pub fn split_trials(
     history: &[FrozenTrial],
     direction: Direction,
     constant_liar: bool,
 ) -> (Vec<&FrozenTrial>, Vec<&FrozenTrial>) {
     let loss = |value: f64| if value.is_nan() { f64::INFINITY } else { direction.as_loss(value) };
+    let observed = history.iter().filter(|t| is_finished_observation(t));
+    let (mut infeasible, feasible): (Vec<&FrozenTrial>, Vec<&FrozenTrial>) =
+        observed.partition(|t| t.violation().is_some_and(|v| v > 0.0));
     let mut complete: Vec<&FrozenTrial> =
-        history.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).collect();
-    let mut pruned: Vec<&FrozenTrial> = history.iter().filter(|t| t.state == TrialState::Pruned).collect();
-    let n_below = default_gamma(complete.len() + pruned.len());
+        feasible.iter().copied().filter(|t| t.state == TrialState::Complete).collect();
+    let mut pruned: Vec<&FrozenTrial> =
+        feasible.iter().copied().filter(|t| t.state == TrialState::Pruned).collect();
+    let n_below = default_gamma(complete.len() + pruned.len() + infeasible.len());
 
     // By value, ties by number (unique keys: the unstable sort is deterministic).
     complete.sort_unstable_by(|a, b| {
@@ -467,11 +483,16 @@ pub fn split_trials(
         ka.0.cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(ka.2.total_cmp(&kb.2)).then(a.number.cmp(&b.number))
     });
     let n_pruned_below = (n_below - n_complete_below).min(pruned.len());
+    // The least violation first (Optuna's sort is stable: ties by number).
+    infeasible.sort_by(|a, b| a.violation().unwrap().total_cmp(&b.violation().unwrap()));
+    let n_infeasible_below = (n_below - n_complete_below - n_pruned_below).min(infeasible.len());
 
     let mut below: Vec<&FrozenTrial> = complete[..n_complete_below].to_vec();
     below.extend_from_slice(&pruned[..n_pruned_below]);
+    below.extend_from_slice(&infeasible[..n_infeasible_below]);
     let mut above: Vec<&FrozenTrial> = complete[n_complete_below..].to_vec();
     above.extend_from_slice(&pruned[n_pruned_below..]);
+    above.extend_from_slice(&infeasible[n_infeasible_below..]);
     if constant_liar {
         above.extend(history.iter().filter(|t| t.state == TrialState::Running));
     }
@@ -493,6 +514,7 @@ mod tests {
             params: [("x".to_owned(), ParamValue::Float(x))].into(),
             value,
             intermediate: Default::default(),
+            constraints: None,
         }
     }
 
@@ -534,6 +556,50 @@ mod tests {
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 18]);
     }
 
+    /// Optuna's constrained split: feasible trials by value first, then the
+    /// infeasible ones by least violation; a FAILED trial with constraint
+    /// values (a failure counted as infeasible) is one of them.
+    #[test]
+    fn split_puts_infeasible_trials_after_feasible_ones() {
+        let with = |mut t: FrozenTrial, c: &[f64]| {
+            t.constraints = Some(c.to_vec());
+            t
+        };
+        let mut history: Vec<FrozenTrial> = Vec::new();
+        // The best values, all infeasible.
+        for i in 0..5 {
+            history.push(with(trial(i, TrialState::Complete, Some(i as f64), 0.1), &[1.0 + i as f64, -1.0]));
+        }
+        // Worse values, feasible.
+        for i in 5..20 {
+            history.push(with(trial(i, TrialState::Complete, Some(100.0 + i as f64), 0.2), &[0.0, -1.0]));
+        }
+        history.push(with(trial(20, TrialState::Failed, None, 0.3), &[0.5]));
+        history.push(trial(21, TrialState::Failed, None, 0.4));
+        // n = 21 observations (the plain failure is not one) → γ = 3.
+        let (below, above) = split_trials(&history, Direction::Minimize, false);
+        assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(above.len(), 18);
+        assert!(above.iter().any(|t| t.number == 20) && !above.iter().any(|t| t.number == 21));
+        // With only three feasible trials, the least violations fill γ: the
+        // failure's 0.5 ranks before trial 0's 1.0.
+        let few: Vec<FrozenTrial> =
+            history.iter().filter(|t| t.number < 7 || t.number >= 20).cloned().collect();
+        let mut more = few.clone();
+        for i in 22..32 {
+            more.push(with(trial(i, TrialState::Complete, Some(0.0), 0.5), &[9.0]));
+        }
+        // n = 18 → γ = 2: both feasible trials.
+        let (below, _) = split_trials(&more, Direction::Minimize, false);
+        assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![5, 6]);
+        for i in 32..45 {
+            more.push(with(trial(i, TrialState::Complete, Some(0.0), 0.5), &[9.0]));
+        }
+        // n = 31 → γ = 4: two feasible, then the failure (0.5) and trial 0 (1.0).
+        let (below, _) = split_trials(&more, Direction::Minimize, false);
+        assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 5, 6, 20]);
+    }
+
     /// Asks `n` trials one after another, each seeing the earlier ones RUNNING
     /// (as a deterministic batch does), and returns their points.
     fn batch(sampler: &TpeSampler, space: &SearchSpace, history: &[FrozenTrial], n: usize) -> Vec<Params> {
@@ -558,6 +624,7 @@ mod tests {
                 params: params.clone(),
                 value: None,
                 intermediate: Default::default(),
+                constraints: None,
             });
             points.push(params);
         }
@@ -586,6 +653,7 @@ mod tests {
                     params,
                     value: Some(value),
                     intermediate: Default::default(),
+                    constraints: None,
                 }
             })
             .collect();

@@ -13,10 +13,13 @@
 //!   already holds most of its improvement: the batch spreads out as
 //!   Optuna 5's `qLogEI` does (sequential greedy, not a joint optimisation).
 //!
-//! Constrained log EI (log EI plus the log probability that each
-//! constraint's process is feasible) and log EHVI for several objectives
-//! are further implementations of [`Acquisition`] over one [`Gp`] per
-//! constraint or objective; nothing else in the sampler changes.
+//! - [`ConstrainedLogEi`]: with constraints, log EI over the best
+//!   *feasible* value plus, per constraint, the log probability that its
+//!   process is feasible (Optuna's `ConstrainedLogEI`: a sum of log PIs);
+//!   before any trial is feasible, the log probabilities alone.
+//!
+//! Log EHVI for several objectives would be a further implementation of
+//! [`Acquisition`] over one [`Gp`] per objective.
 
 use statrs::function::erf::{erf_inv, erfc};
 
@@ -84,6 +87,84 @@ impl Acquisition for LogEi<'_> {
             *g = d_mean * post.d_mean[c] + d_var * post.d_var[c];
         }
         value
+    }
+}
+
+/// log Φ(z) and its derivative φ(z)/Φ(z), stable far into the lower tail
+/// (there Φ(z) = φ(z)/(−z)·Σ_k (−1)^k (2k−1)!!/z^{2k}, the asymptotic series).
+pub fn log_cdf(z: f64) -> (f64, f64) {
+    if z >= -25.0 {
+        let cdf = 0.5 * erfc(-SQRT_HALF * z);
+        (cdf.ln(), (-0.5 * z * z).exp() * INV_SQRT_2PI / cdf)
+    } else {
+        let inv_z2 = 1.0 / (z * z);
+        let (mut series, mut term) = (1.0, 1.0);
+        for k in 1..=8 {
+            term *= (2 * k - 1) as f64 * inv_z2;
+            series += if k % 2 == 1 { -term } else { term };
+        }
+        (-0.5 * z * z - LOG_SQRT_2PI - (-z).ln() + series.ln(), -z / series)
+    }
+}
+
+/// Log probability that a process lies above `threshold` (log PI).
+pub struct LogPi<'a> {
+    pub gp: &'a Gp,
+    pub threshold: f64,
+}
+
+impl LogPi<'_> {
+    fn of(&self, mean: f64, var: f64) -> (f64, f64, f64) {
+        let sigma = (var + STABILIZING_NOISE).sqrt();
+        let z = (mean - self.threshold) / sigma;
+        let (log_cdf, dlog_cdf) = log_cdf(z);
+        (log_cdf, dlog_cdf / sigma, -dlog_cdf * z / (2.0 * sigma * sigma))
+    }
+}
+
+/// Log EI over the best feasible value (none before a trial is feasible)
+/// plus the log probability of each constraint being met. With running
+/// trials the objective's part is the batch [`QLogEi`]; the constraints'
+/// part stays the candidate's own probability (Optuna 5's `qLogCEI` also
+/// fantasises the running trials' feasibility).
+pub struct ConstrainedLogEi<'a> {
+    pub objective: Option<&'a dyn Acquisition>,
+    /// One per constraint, over its sign-flipped standardised values, with
+    /// the standardised zero as threshold.
+    pub constraints: Vec<LogPi<'a>>,
+}
+
+impl Acquisition for ConstrainedLogEi<'_> {
+    fn value(&self, x: &[f64]) -> f64 {
+        let objective = self.objective.as_ref().map_or(0.0, |ei| ei.value(x));
+        let feasible: f64 = self
+            .constraints
+            .iter()
+            .map(|pi| {
+                let (mean, var) = pi.gp.posterior(x);
+                pi.of(mean, var).0
+            })
+            .sum();
+        objective + feasible
+    }
+
+    fn value_with_grad(&self, x: &[f64], dims: &[usize], grad: &mut [f64]) -> f64 {
+        let mut total = match &self.objective {
+            Some(ei) => ei.value_with_grad(x, dims, grad),
+            None => {
+                grad.fill(0.0);
+                0.0
+            }
+        };
+        for pi in &self.constraints {
+            let post = pi.gp.posterior_with_grad(x, dims);
+            let (value, d_mean, d_var) = pi.of(post.mean, post.var);
+            for (c, g) in grad.iter_mut().enumerate() {
+                *g += d_mean * post.d_mean[c] + d_var * post.d_var[c];
+            }
+            total += value;
+        }
+        total
     }
 }
 
@@ -301,6 +382,27 @@ mod tests {
         check_gradient(&LogEi { gp: &gp, threshold }, [0.42, 0.55]);
         let q = QLogEi::new(&gp, threshold, vec![vec![0.4, 0.6], vec![0.9, 0.1]], 128, 7);
         check_gradient(&q, [0.47, 0.52]);
+        let ei = LogEi { gp: &gp, threshold };
+        let constrained = ConstrainedLogEi {
+            objective: Some(&ei),
+            constraints: vec![LogPi { gp: &gp, threshold: 0.3 }, LogPi { gp: &gp, threshold: 2.5 }],
+        };
+        check_gradient(&constrained, [0.47, 0.52]);
+        check_gradient(&ConstrainedLogEi { objective: None, ..constrained }, [0.1, 0.9]);
+    }
+
+    #[test]
+    fn log_cdf_is_continuous_and_its_derivative_exact() {
+        for z in [-60.0, -25.5, -24.5, -3.0, 0.0, 4.0] {
+            let (v, d) = log_cdf(z);
+            let h = 1e-6;
+            let numeric = (log_cdf(z + h).0 - log_cdf(z - h).0) / (2.0 * h);
+            assert!((numeric - d).abs() < 1e-5 * (1.0 + d.abs()), "z {z}: {numeric} vs {d}");
+            assert!(v.is_finite() && v <= 0.0);
+        }
+        let (below, above) = (log_cdf(-25.0 - 1e-9).0, log_cdf(-25.0).0);
+        assert!((below - above).abs() < 1e-6, "{below} vs {above}");
+        assert!((log_cdf(0.0).0 - 0.5f64.ln()).abs() < 1e-15);
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::rng::{self, Stream};
 use crate::{Direction, FrozenTrial, Params, SearchSpace, TrialState};
 use anisostudy_error::InputError;
 
-use acquisition::{LogEi, QLogEi};
+use acquisition::{ConstrainedLogEi, LogEi, LogPi, QLogEi};
 use optimize::{maximise, Acquisition, SearchSettings};
 use regressor::Gp;
 use space::EncodedSpace;
@@ -167,12 +167,15 @@ impl GpSampler {
             })
             .collect();
         let y = standardise(&values);
+        let feasible: Vec<bool> = complete.iter().map(|(t, _)| t.is_feasible()).collect();
         let x: Vec<Vec<f64>> = complete.into_iter().map(|(_, x)| x).collect();
         let categorical: Vec<bool> = (0..space.len()).map(|d| space.is_categorical(d)).collect();
-        let best = (0..y.len()).fold(0, |b, i| if y[i] > y[b] { i } else { b });
-        let warm_start = vec![x[best].clone()];
-        let threshold = y[best];
-        let gp = Gp::fit(x, &y, categorical, self.config.deterministic_objective);
+        // The best feasible trial: EI's threshold and a local search's start.
+        let best = (0..y.len()).filter(|&i| feasible[i]).reduce(|b, i| if y[i] > y[b] { i } else { b });
+        let warm_start: Vec<Vec<f64>> = best.map(|b| x[b].clone()).into_iter().collect();
+        let threshold = best.map(|b| y[b]);
+        let constraint_data = constraint_data(ctx.history, &space);
+        let gp = Gp::fit(x, &y, categorical.clone(), self.config.deterministic_objective);
 
         let running: Vec<Vec<f64>> = ctx
             .history
@@ -185,18 +188,110 @@ impl GpSampler {
             local_searches: self.config.n_local_search,
             ..Default::default()
         };
-        let single = LogEi { gp: &gp, threshold };
+        let single;
         let batch;
-        let acquisition: &dyn Acquisition = if running.is_empty() {
-            &single
+        let objective: Option<&dyn Acquisition> = match threshold {
+            None => None,
+            Some(threshold) if running.is_empty() => {
+                single = LogEi { gp: &gp, threshold };
+                Some(&single)
+            }
+            Some(threshold) => {
+                let qmc_seed = rand::RngCore::next_u32(&mut rng);
+                batch = QLogEi::new(&gp, threshold, running, self.config.n_qmc_samples, qmc_seed);
+                Some(&batch)
+            }
+        };
+        let constraint_gps: Vec<(Gp, f64)> = constraint_data
+            .map(|(x, columns)| {
+                columns
+                    .iter()
+                    .map(|c| {
+                        // Sign-flipped (feasible is high) and standardised; the
+                        // standardised zero is the feasibility threshold.
+                        let flipped: Vec<f64> = c.iter().map(|v| -v).collect();
+                        let (y, zero) = standardise_with_zero(&flipped);
+                        (
+                            Gp::fit(x.clone(), &y, categorical.clone(), self.config.deterministic_objective),
+                            zero,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let constrained;
+        let acquisition: &dyn Acquisition = if constraint_gps.is_empty() {
+            match objective {
+                Some(objective) => objective,
+                // Unconstrained, a COMPLETE trial is feasible: unreachable.
+                None => return Ok(sample_space(searched, &mut rng)),
+            }
         } else {
-            let qmc_seed = rand::RngCore::next_u32(&mut rng);
-            batch = QLogEi::new(&gp, threshold, running, self.config.n_qmc_samples, qmc_seed);
-            &batch
+            constrained = ConstrainedLogEi {
+                objective,
+                constraints: constraint_gps.iter().map(|(gp, zero)| LogPi { gp, threshold: *zero }).collect(),
+            };
+            &constrained
         };
         let (point, _) = maximise(acquisition, &space, &gp.length_scales(), &warm_start, &settings, &mut rng);
         Ok(space.decode(&point))
     }
+}
+
+/// The trials that constraint processes learn from, where the study has
+/// constraints: the COMPLETE trials (as Optuna's) and the FAILED trials
+/// that carry constraint values (failures counted as infeasible), each with
+/// its encoded point; and per constraint its values. A failure's sentinel
+/// violation (and NaN) becomes a value beyond the measured ones: the
+/// largest measured value plus their range (at least 1), so a failed
+/// setting reads as worse than any trial that ran, without one enormous
+/// number flattening the standardised values. `None` without constraints.
+#[allow(clippy::type_complexity)]
+fn constraint_data(history: &[FrozenTrial], space: &EncodedSpace) -> Option<(Vec<Vec<f64>>, Vec<Vec<f64>>)> {
+    let width = history.iter().find_map(|t| t.constraints.as_ref().map(Vec::len)).filter(|&k| k > 0)?;
+    let learnt = |t: &&FrozenTrial| match t.state {
+        TrialState::Complete => t.value.is_some_and(|v| !v.is_nan()),
+        TrialState::Failed => true,
+        _ => false,
+    };
+    let (mut x, mut columns) = (Vec::new(), vec![Vec::new(); width]);
+    for t in history.iter().filter(learnt) {
+        let Some(values) = t.constraints.as_ref().filter(|c| c.len() == width) else { continue };
+        let Some(point) = space.encode(&t.params) else { continue };
+        x.push(point);
+        for (column, &v) in columns.iter_mut().zip(values) {
+            column.push(v);
+        }
+    }
+    if x.is_empty() {
+        return None;
+    }
+    let measured = |v: f64| v.is_finite() && v < FAILURE_VIOLATION_FLOOR;
+    for column in &mut columns {
+        let (lo, hi) = column
+            .iter()
+            .copied()
+            .filter(|&v| measured(v))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let beyond = if lo <= hi { hi.max(0.0) + (hi - lo).max(1.0) } else { 1.0 };
+        for v in column.iter_mut().filter(|v| !measured(**v)) {
+            *v = beyond;
+        }
+    }
+    Some((x, columns))
+}
+
+/// Constraint values at least this large are failures' sentinels, not
+/// measurements (the study layer's violation for a failure is 10³⁰⁰).
+const FAILURE_VIOLATION_FLOOR: f64 = 1e299;
+
+/// [`standardise`], and where 0 lands on the standardised scale
+/// (Optuna's `-mean / max(EPS, std)`).
+fn standardise_with_zero(values: &[f64]) -> (Vec<f64>, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    (standardise(values), -mean / std.max(1e-10))
 }
 
 /// (v − mean)/std with the population std (numpy's default), infinities
