@@ -189,3 +189,44 @@ fn bad_requests_exit_2_with_what_to_do() {
     std::fs::write(dir.path().join("det.yaml"), format!("{STUDY}mode: deterministic\n")).unwrap();
     refused(study(dir.path(), &["ask", "det.yaml"]), "cannot have its trials run by an external driver");
 }
+
+/// Constraints told by a driver: a bound on a told metric and a value of
+/// its own; a COMPLETE tell without them is refused and the trial stays
+/// RUNNING; a timeout it reports counts as infeasible.
+#[test]
+fn constraints_are_told_with_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = STUDY.replace("pruner: {type: median, n_startup_trials: 1}\n", "")
+        + "constraints:\n  - {metric: size, max: 4}\n  - {name: memory}\nfailures: infeasible\n";
+    std::fs::write(dir.path().join("ext.yaml"), text).unwrap();
+    let trials = asked(&ok(study(dir.path(), &["ask", "ext.yaml", "--n", "3"])));
+    refused(
+        study(dir.path(), &["tell", "ext", "--trial", "0", "--value", "1", "--constraints", "-1"]),
+        "needs metric `size`, which the trial did not report",
+    );
+    refused(
+        study(dir.path(), &["tell", "ext", "--trial", "0", "--value", "1", "--metric", "size=3"]),
+        "the study declares 1 reported constraint(s), but the trial's result line gave 0",
+    );
+    assert_eq!(states(dir.path()), [TrialState::Running; 3], "refused tells change nothing");
+    ok(study(
+        dir.path(),
+        &["tell", "ext", "--trial", "0", "--value", "1", "--metric", "size=3", "--constraints", "-1"],
+    ));
+    ok(study(
+        dir.path(),
+        &["tell", "ext", "--trial", "1", "--value", "0.5", "--metric", "size=5", "--constraints", "-1"],
+    ));
+    ok(study(
+        dir.path(),
+        &["tell", "ext", "--trial", "2", "--state", "fail", "--reason", "CUDA out of memory"],
+    ));
+    let db = Database::open_read_only(dir.path().join("results/ext/study.db")).unwrap();
+    let stored = db.open_study("ext").unwrap().all_trial_details().unwrap();
+    let constraints: Vec<Option<Vec<f64>>> = stored.iter().map(|t| t.trial.constraints.clone()).collect();
+    assert_eq!(constraints, [Some(vec![-1.0, -1.0]), Some(vec![1.0, -1.0]), Some(vec![1e300, 1e300])]);
+    let status = ok(study(dir.path(), &["status", "ext"]));
+    assert!(status.contains("constraints: 1 of 3 measured trials feasible"), "{status}");
+    assert!(status.contains("best: trial 0  value 1.000000"), "the better value 0.5 is infeasible: {status}");
+    assert_eq!(trials.len(), 3);
+}

@@ -431,3 +431,85 @@ fn a_define_by_run_optuna_study_continues_under_a_conditional_space_and_goes_bac
     let out = run(Command::new(&python).args(["-c", check]).arg(&back));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "24 []");
 }
+
+const CONSTRAINED: &str = r#"
+name: cons
+seed: 4
+objective:
+  command: >-
+    sh -c 'if awk "BEGIN { exit !({x} > 1.8) }"; then sleep 20; fi;
+    awk "BEGIN { printf \"{\\\"step\\\": 1, \\\"value\\\": %.17g}\n\", -{x};
+    printf \"{\\\"metrics\\\": {\\\"cost\\\": %.17g} }\n\", 10 * {x};
+    printf \"{\\\"objective\\\": %.17g, \\\"constraints\\\": [%.17g]}\n\", -{x}, {y} - 0.5 }"'
+constraints:
+  - {metric: cost, max: 15}
+  - {name: y_margin}
+failures: infeasible
+phases:
+  - name: tpe
+    sampler: {type: tpe, n_startup_trials: 4}
+    n_trials: 12
+    space:
+      x: {type: float, low: 0.0, high: 2.0}
+      y: {type: float, low: 0.0, high: 1.0}
+resources: {devices: cpu, trials_per_device: 2, trial_timeout: 2s}
+mode: deterministic
+"#;
+
+/// Constraint values go to Optuna where it keeps them (the trial system
+/// attribute `constraints`), so Optuna's best trial is our best feasible
+/// one; an import brings them back.
+#[test]
+fn constraints_round_trip_through_optuna() {
+    let Some(python) = optuna_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cons.yaml");
+    std::fs::write(&file, CONSTRAINED).unwrap();
+    let results = dir.path().join("results");
+    let r = results.to_str().unwrap();
+    run(&mut study(&["run", file.to_str().unwrap(), "--results", r]));
+    let ours = stored(&results, "cons");
+    assert!(ours.iter().any(|t| !t.trial.is_feasible()), "some trials are infeasible");
+    let (db, json) = export(&results, "cons", dir.path());
+    check_export(&python, &db, "cons", &json);
+
+    let again = dir.path().join("again.yaml");
+    std::fs::write(&again, CONSTRAINED.replace("name: cons", "name: again")).unwrap();
+    run(&mut study(&["import", db.to_str().unwrap(), "--into", again.to_str().unwrap(), "--results", r]));
+    let imported = stored(&results, "again");
+    assert_eq!(imported.len(), ours.len());
+    for (a, b) in imported.iter().zip(&ours) {
+        assert_eq!(a.trial.constraints, b.trial.constraints, "trial {}", b.trial.number);
+    }
+
+    // Optuna 5's own form, one `Trial.set_constraint` per constraint.
+    let native = dir.path().join("native.db");
+    let make = "import optuna, sys; optuna.logging.set_verbosity(optuna.logging.ERROR)\n\
+                s = optuna.create_study(study_name='native', storage='sqlite:///' + sys.argv[1])\n\
+                for i in range(6):\n\
+                \x20   t = s.ask(); x = t.suggest_float('x', 0, 2); y = t.suggest_float('y', 0, 1)\n\
+                \x20   t.set_constraint('cost', 10 * x - 15); t.set_constraint('y_margin', y - 0.5)\n\
+                \x20   s.tell(t, -x)\n\
+                print(s.best_trial.number if s.best_trials else -1)";
+    let optuna_best = run(Command::new(&python).args(["-c", make]).arg(&native));
+    let native_file = dir.path().join("native.yaml");
+    std::fs::write(&native_file, CONSTRAINED.replace("name: cons", "name: native")).unwrap();
+    run(&mut study(&[
+        "import",
+        native.to_str().unwrap(),
+        "--into",
+        native_file.to_str().unwrap(),
+        "--results",
+        r,
+    ]));
+    let imported = stored(&results, "native");
+    assert_eq!(imported.len(), 6);
+    for t in &imported {
+        let (x, y) = (t.trial.params["x"].as_f64().unwrap(), t.trial.params["y"].as_f64().unwrap());
+        let c = t.trial.constraints.as_deref().expect("constraints imported");
+        assert!((c[0] - (10.0 * x - 15.0)).abs() < 1e-9 && (c[1] - (y - 0.5)).abs() < 1e-9, "{c:?}");
+    }
+    let best = anisostudy::storage::TrialDetails::best(&imported, anisostudy::hpo::Direction::Minimize)
+        .map_or(-1, |(t, _)| t.trial.number as i64);
+    assert_eq!(String::from_utf8_lossy(&optuna_best.stdout).trim(), best.to_string(), "the same best trial");
+}

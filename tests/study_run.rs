@@ -343,3 +343,70 @@ resources: {devices: cpu, trials_per_device: 2}
     let grid: Vec<_> = all.iter().filter(|t| t.trial.phase == 1).collect();
     assert_eq!(grid.iter().filter(|t| !t.trial.params.contains_key("momentum")).count(), 1);
 }
+
+/// Constraints through a whole study: a bound on a metric the command
+/// prints, a value it reports itself, and trials that time out counted as
+/// infeasible. The best trial, and so the grid around it, is the best
+/// feasible one, though infeasible trials have better values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constraints_decide_the_best_trial_and_timeouts_count_as_infeasible() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+name: cons
+seed: 4
+objective:
+  command: >-
+    sh -c 'if awk "BEGIN { exit !({x} > 1.8) }"; then sleep 20; fi;
+    awk "BEGIN { printf \"{\\\"metrics\\\": {\\\"cost\\\": %.17g} }\n\", 10 * {x};
+    printf \"{\\\"objective\\\": %.17g, \\\"constraints\\\": [%.17g]}\n\", -{x}, {y} - 0.5 }"'
+constraints:
+  - {metric: cost, max: 15}
+  - {name: y_margin}
+failures: infeasible
+phases:
+  - name: tpe
+    sampler: {type: tpe, n_startup_trials: 6}
+    n_trials: 20
+    space:
+      x: {type: float, low: 0.0, high: 2.0}
+      y: {type: float, low: 0.0, high: 1.0}
+  - name: grid
+    sampler:
+      type: grid_around_best
+      axes:
+        x: best
+        y: {count: 3, spacing: linear, step: 0.01}
+resources: {devices: cpu, trials_per_device: 2, trial_timeout: 2s}
+mode: deterministic
+"#;
+    let plan = study::load(&write_study(dir.path(), text), &[]).unwrap();
+    let results = dir.path().join("results");
+    let summary = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let all = trials(&results, "cons");
+    assert!(all.iter().any(|t| t.trial.state == TrialState::Failed), "a trial timed out");
+    assert_eq!(all.len(), 23, "{summary:?}");
+    let y = |t: &TrialDetails| t.trial.params["y"].as_f64().unwrap();
+    for t in &all {
+        let constraints = t.trial.constraints.as_deref().unwrap_or_else(|| panic!("{:?}", t.trial));
+        match t.trial.state {
+            TrialState::Complete => {
+                assert!((constraints[0] - (10.0 * x(t) - 15.0)).abs() < 1e-9, "{constraints:?}");
+                assert!((constraints[1] - (y(t) - 0.5)).abs() < 1e-9, "{constraints:?}");
+                assert!((t.metrics["cost"] - 10.0 * x(t)).abs() < 1e-9, "{:?}", t.metrics);
+            }
+            TrialState::Failed => {
+                assert!(x(t) > 1.8, "{:?}", t.trial);
+                assert!(t.fail_reason.as_deref().unwrap().starts_with("timed out"), "{:?}", t.fail_reason);
+                assert_eq!(constraints, [1e300, 1e300]);
+            }
+            other => panic!("trial {} ended {other:?}", t.trial.number),
+        }
+    }
+    let infeasible_better = all.iter().filter(|t| !t.trial.is_feasible() && t.trial.value.is_some()).count();
+    assert!(infeasible_better > 0, "some trials broke a bound");
+    let (best, value) = TrialDetails::best(&all, plan.config.direction).expect("a feasible trial");
+    assert!(best.trial.is_feasible() && x(best) <= 1.5 && y(best) <= 0.5, "{:?}", best.trial);
+    assert!(value < -1.0, "TPE found a good feasible x: {value}");
+    let tpe_best = TrialDetails::best(&all[..20], plan.config.direction).unwrap().0;
+    assert!(all[20..].iter().all(|t| x(t) == x(tpe_best)), "the grid is centred on the best feasible trial");
+}

@@ -61,7 +61,7 @@ fn run(file: &Path, keep_stdin_open: bool) -> (Output, Vec<Message>) {
 
 fn objective(messages: &[Message]) -> Option<f64> {
     messages.iter().find_map(|m| match m {
-        Message::Final { objective } => Some(objective.0),
+        Message::Final { objective, .. } => Some(objective.0),
         _ => None,
     })
 }

@@ -82,6 +82,8 @@ class TrialRecord:
     fail_reason: str | None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    #: Constraint values (each feasible when ≤ 0), where the study has constraints.
+    constraints: list[float] | None = None
 
     @classmethod
     def _from_json(cls, record: Mapping[str, Any]) -> "TrialRecord":
@@ -118,16 +120,11 @@ class Study:
 
     @property
     def best_trial(self) -> TrialRecord | None:
-        """The COMPLETE trial with the best value (the lowest number on ties)."""
-        best = None
-        for trial in self.trials:
-            if trial.state != "COMPLETE" or trial.value is None:
-                continue
-            if best is None or (
-                trial.value < best.value if self.direction == "minimize" else trial.value > best.value
-            ):
-                best = trial
-        return best
+        """The best feasible COMPLETE trial (the lowest number on ties), as
+        ``study status`` names it."""
+        document = json.loads(_native.study_json(self.results, self.name))
+        best = document["study"]["best_trial"]
+        return next((TrialRecord._from_json(t) for t in document["trials"] if t["number"] == best), None)
 
     @property
     def definitions(self) -> list[dict[str, Any]]:
@@ -161,13 +158,19 @@ class Study:
         state: str | None = None,
         reason: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        constraints: Sequence[float] | None = None,
     ) -> str:
         """Ends a RUNNING trial: COMPLETE with ``value``, or ``state="fail"``
         (with a ``reason``) or ``state="pruned"``; ``metrics`` are recorded
-        with it. Returns the trial's new state."""
+        with it, and ``constraints`` are its own constraint values (each
+        feasible when ≤ 0, as Optuna's), for the study file's ``constraints``
+        entries with a ``name``. Returns the trial's new state."""
         number = trial.number if isinstance(trial, Trial) else int(trial)
         value = None if value is None else float(value)
-        return _native.tell(self.name, self.results, number, value, state, reason, dict(metrics or {}))
+        constraints = None if constraints is None else [float(c) for c in constraints]
+        return _native.tell(
+            self.name, self.results, number, value, state, reason, dict(metrics or {}), constraints
+        )
 
 
 def read_trials_csv(path_or_buffer):

@@ -173,7 +173,7 @@ fn ask(
 /// Ends a RUNNING trial of an external study (`study tell`): with `value`
 /// COMPLETE, else `state` "fail" (with `reason`) or "pruned".
 #[pyfunction]
-#[pyo3(signature = (study, results, trial, value=None, state=None, reason=None, metrics=BTreeMap::new()))]
+#[pyo3(signature = (study, results, trial, value=None, state=None, reason=None, metrics=BTreeMap::new(), constraints=None))]
 #[allow(clippy::too_many_arguments)] // a keyword-argument Python signature
 fn tell(
     py: Python<'_>,
@@ -184,6 +184,7 @@ fn tell(
     state: Option<String>,
     reason: Option<String>,
     metrics: BTreeMap<String, f64>,
+    constraints: Option<Vec<f64>>,
 ) -> PyResult<String> {
     let told = match (value, state.as_deref()) {
         (Some(value), None) => Told::Complete(value),
@@ -199,7 +200,7 @@ fn tell(
     };
     detached(py, || {
         let mut external = ExternalStudy::open(&study, &results, &[], false)?;
-        external.tell(trial, told, &metrics)?;
+        external.tell(trial, told, &metrics, constraints.as_deref())?;
         let state = external.study().trial(trial).map(|t| t.state.name()).unwrap_or_default();
         Ok(state.to_owned())
     })

@@ -111,3 +111,17 @@ def test_stale_trials_fail(driven, tmp_path):
     study.ask(stale_after=2.0)
     assert study.trials[gone.number].state == "FAILED"
     assert "no heartbeat" in study.trials[gone.number].fail_reason
+
+
+def test_constraints_are_told_with_the_result(tmp_path):
+    path = tmp_path / "driven.yaml"
+    path.write_text(STUDY.replace("pruner: {type: median, n_startup_trials: 1}\n", "")
+                    + "constraints:\n  - {metric: size, max: 4}\n  - {name: memory}\n")
+    study = anisostudy.create_study(path, results=tmp_path / "results")
+    small, large = study.ask(), study.ask()
+    with pytest.raises(anisostudy.InputError, match="needs metric `size`"):
+        study.tell(small, 1.0, constraints=[-1.0])
+    assert study.tell(small, 1.0, metrics={"size": 3}, constraints=[-1.0]) == "COMPLETE"
+    assert study.tell(large, 0.5, metrics={"size": 5}, constraints=[-2.0]) == "COMPLETE"
+    assert [t.constraints for t in study.trials] == [[-1.0, -1.0], [1.0, -2.0]]
+    assert study.best_trial.number == 0, "the better value 0.5 is infeasible"

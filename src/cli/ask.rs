@@ -97,6 +97,10 @@ pub struct TellArgs {
     /// Why the trial failed, with `--state fail`.
     #[arg(long, value_name = "TEXT", requires = "state")]
     pub reason: Option<String>,
+    /// The trial's own constraint values, comma-separated, each feasible when ≤ 0
+    /// (the study's `constraints` entries with a `name`, in order).
+    #[arg(long, value_name = "C,…", value_delimiter = ',', allow_negative_numbers = true)]
+    pub constraints: Vec<f64>,
     /// A final metric recorded with the result, e.g. `--metric val_mae=0.21` (repeatable).
     #[arg(long = "metric", value_name = "NAME=X")]
     pub metrics: Vec<String>,
@@ -128,6 +132,14 @@ pub fn tell(args: TellArgs) -> Result<()> {
             .into());
     }
     let metrics = parse_metrics(&args.metrics)?;
+    if !args.constraints.is_empty() && !ends {
+        return Err(InputError::new(
+            "study tell --constraints",
+            "constraint values are told with the trial's result",
+        )
+        .with_hint("give them together with --value X or --state")
+        .into());
+    }
     if !metrics.is_empty() && !ends {
         return Err(InputError::new("study tell --metric", "metrics are recorded with the trial's result")
             .with_hint("give them together with --value X or --state")
@@ -159,7 +171,8 @@ pub fn tell(args: TellArgs) -> Result<()> {
         println!("{}", study.should_prune(args.trial)?);
     }
     if let Some(told) = told {
-        study.tell(args.trial, told, &metrics)?;
+        let reported = (!args.constraints.is_empty()).then_some(args.constraints.as_slice());
+        study.tell(args.trial, told, &metrics, reported)?;
         let trial = study.study().trial(args.trial).expect("a told trial exists");
         eprintln!("study {}: trial {} {}", study.name(), args.trial, trial.state.name());
     }

@@ -241,7 +241,8 @@ impl Observer for Progress {
         let secs = report.elapsed.as_secs_f64();
         let text = match &report.outcome {
             Outcome::Complete(v) => {
-                if self.best.as_ref().is_none_or(|(_, b, _)| self.direction.better(*v, *b)) {
+                let feasible = trial.is_none_or(FrozenTrial::is_feasible);
+                if feasible && self.best.as_ref().is_none_or(|(_, b, _)| self.direction.better(*v, *b)) {
                     let params = trial.map(|t| t.params.clone()).unwrap_or_default();
                     self.best = Some((number, *v, params));
                 }

@@ -89,6 +89,16 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     let next = trials.last().map_or(0, |t| t.trial.number + 1);
     write_definitions(&mut out, &definitions, next)?;
 
+    let constrained: Vec<&FrozenTrial> =
+        trials.iter().map(|t| &t.trial).filter(|t| t.constraints.is_some()).collect();
+    if !constrained.is_empty() {
+        let feasible = constrained.iter().filter(|t| t.is_feasible()).count();
+        writeln!(
+            out,
+            "constraints: {feasible} of {} measured trials feasible (the best is the best feasible one)",
+            constrained.len()
+        )?;
+    }
     match TrialDetails::best(&trials, info.direction) {
         Some((t, v)) => writeln!(
             out,
@@ -96,6 +106,7 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
             t.trial.number,
             super::run::format_params(&t.trial.params)
         )?,
+        None if !constrained.is_empty() => writeln!(out, "best: no feasible trial yet")?,
         None => writeln!(out, "best: none yet")?,
     }
 
@@ -322,6 +333,7 @@ mod tests {
                 params,
                 value: None,
                 intermediate: Default::default(),
+                constraints: None,
             },
             distributions: Default::default(),
             seed: None,

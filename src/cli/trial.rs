@@ -166,6 +166,10 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
         metrics.insert("best_epoch".to_owned(), Number(best as f64));
     }
     metrics.insert("num_params".to_owned(), Number(outcome.num_params as f64));
+    metrics.insert("train_seconds".to_owned(), Number(outcome.wall_seconds));
+    if let Some(gb) = peak_memory_gb() {
+        metrics.insert("peak_memory_gb".to_owned(), Number(gb));
+    }
     let _ = emit(out, &Message::Metrics { metrics });
     // (A run finished by an older build kept no predictions in its checkpoint.)
     if !result.test_predictions.is_empty() {
@@ -179,8 +183,21 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
             },
         );
     }
-    let _ = emit(out, &Message::Final { objective: Number(value_of(metric, &result.val)) });
+    let _ =
+        emit(out, &Message::Final { objective: Number(value_of(metric, &result.val)), constraints: None });
     Ok(())
+}
+
+/// The peak resident memory of this trial process so far, GB (host memory;
+/// a GPU's own memory is not counted).
+fn peak_memory_gb() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given and touches nothing else.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    // SAFETY: zero-initialised, and filled in on success.
+    let usage = unsafe { usage.assume_init() };
+    // Linux reports kibibytes.
+    ok.then(|| usage.ru_maxrss as f64 * 1024.0 / 1e9)
 }
 
 /// The objective metric of validation metrics (NaN when undefined).

@@ -15,6 +15,7 @@ use anyhow::Context;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use super::constraints::Constraints;
 use super::devices::Slot;
 use super::launch::TrialSpec;
 use super::protocol::Message;
@@ -83,6 +84,10 @@ impl TrialStore for SharedStore {
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()> {
         self.inner.borrow_mut().report(number, step, value)
     }
+
+    fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.inner.borrow_mut().set_constraints(number, values)
+    }
 }
 
 /// Judges a study's definition against the one it last ran under: the
@@ -121,6 +126,8 @@ pub struct StudySetup<'a> {
     pub journal: Journal,
     /// Checks the definition against the stored one before anything runs.
     pub definition: &'a dyn DefinitionReview,
+    /// What each finished trial's constraint values are made of.
+    pub constraints: Constraints,
 }
 
 /// Asks, tells and records: the [`Controller`] of a real study.
@@ -136,6 +143,9 @@ pub struct StudyController {
     base_attempt: HashMap<u64, u32>,
     /// Final metrics reported before the trial ends.
     metrics: HashMap<u64, BTreeMap<String, f64>>,
+    /// The study's constraints, and the values each trial reported itself.
+    constraints: Constraints,
+    reported_constraints: HashMap<u64, Vec<f64>>,
     /// Requeued trials launched and not yet finished.
     requeued_running: HashSet<u64>,
     /// Deterministic batches (see [`Self::deterministic_batches`]).
@@ -177,6 +187,7 @@ impl StudyController {
         }
         let store = SharedStore { inner: Rc::new(RefCell::new(sqlite)) };
         let seed = setup.config.seed;
+        let constraints = setup.constraints.clone();
         let study = Study::new(store.clone(), setup.config)?;
         Ok(Self {
             study,
@@ -187,6 +198,8 @@ impl StudyController {
             requeued,
             base_attempt,
             metrics: HashMap::new(),
+            constraints,
+            reported_constraints: HashMap::new(),
             requeued_running: HashSet::new(),
             batch_requeued: false,
             running: HashSet::new(),
@@ -296,6 +309,9 @@ impl Controller for StudyController {
                 let entry = self.metrics.entry(number).or_default();
                 entry.extend(metrics.iter().map(|(k, v)| (k.clone(), v.0)));
             }
+            Message::Final { constraints: Some(values), .. } => {
+                self.reported_constraints.insert(number, values.iter().map(|v| v.0).collect());
+            }
             Message::Artifact { kind, path } => {
                 let path = self.trials_dir.join(number.to_string()).join(path);
                 self.sqlite().add_artifact(number, kind, &path)?;
@@ -319,10 +335,14 @@ impl Controller for StudyController {
             self.sqlite().add_artifact(number, "stdout", &stdout)?;
             self.sqlite().add_artifact(number, "stderr", &stderr)?;
         }
-        if let Some(metrics) = self.metrics.remove(&number) {
+        let metrics = self.metrics.remove(&number).unwrap_or_default();
+        if !metrics.is_empty() {
             self.sqlite().set_metrics(number, &metrics)?;
         }
-        self.tell(number, report.outcome.clone())
+        let reported = self.reported_constraints.remove(&number);
+        let outcome =
+            self.record_constraints(number, report.outcome.clone(), &metrics, reported.as_deref())?;
+        self.tell(number, outcome)
     }
 }
 
@@ -383,6 +403,40 @@ fn record_definition(sqlite: &mut SqliteStore, review: &dyn DefinitionReview) ->
 }
 
 impl StudyController {
+    /// Records a finishing trial's constraint values where the study has
+    /// constraints: from its metrics and reported values when it ran to its
+    /// end (a COMPLETE trial missing one fails, saying which), from its
+    /// failure when failures for resources count as infeasible.
+    fn record_constraints(
+        &mut self,
+        number: u64,
+        outcome: Outcome,
+        metrics: &BTreeMap<String, f64>,
+        reported: Option<&[f64]>,
+    ) -> anyhow::Result<Outcome> {
+        if !self.constraints.is_active() {
+            return Ok(outcome);
+        }
+        let values = match &outcome {
+            Outcome::Complete(_) => match self.constraints.values(metrics, reported) {
+                Ok(values) => values,
+                Err(why) => return Ok(Outcome::Failed(why)),
+            },
+            // A pruned trial has constraint values where it reported them all.
+            Outcome::Pruned => match self.constraints.values(metrics, reported) {
+                Ok(values) => values,
+                Err(_) => return Ok(outcome),
+            },
+            Outcome::Failed(reason) => match self.constraints.of_failure(reason) {
+                Some(values) => values,
+                None => return Ok(outcome),
+            },
+            Outcome::Interrupted => return Ok(outcome),
+        };
+        self.study.set_constraints(number, &values)?;
+        Ok(outcome)
+    }
+
     fn tell(&mut self, number: u64, outcome: Outcome) -> anyhow::Result<()> {
         let outcome = match outcome {
             Outcome::Complete(value) => crate::hpo::Outcome::Complete(value),

@@ -10,6 +10,7 @@
 //! Slurm allocation ([`slurm`]).
 
 pub mod command;
+pub mod constraints;
 pub mod controller;
 pub mod devices;
 pub mod launch;

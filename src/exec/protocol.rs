@@ -10,11 +10,14 @@
 //! | `intermediate` | `step`, `value`                           | a value the pruner judges        |
 //! | `metrics`      | `metrics` {name: value}                   | final metrics (e.g. test MAE)    |
 //! | `artifact`     | `kind`, `path`                            | a file the trial wrote           |
-//! | `final`        | `objective`                               | the objective value; last line   |
+//! | `final`        | `objective`, `constraints` (optional)     | the objective value; last line   |
 //! | `error`        | `kind` (e.g. `nan_loss`, `oom`), `message`| why the trial gives up           |
 //!
-//! A `command` objective prints `{"objective": x}` as its last line, and may
-//! print `{"step": n, "value": x}` lines to enable pruning. Any other line
+//! A `command` objective prints `{"objective": x}` as its last line
+//! (`{"objective": x, "constraints": [c1, c2]}` with constraint values of
+//! its own, each feasible when ≤ 0), and may print `{"step": n, "value": x}`
+//! lines to enable pruning and `{"metrics": {"name": x, …}}` lines with
+//! metrics that constraints and reports can name. Any other line
 //! (progress bars, warnings, a newer protocol version) is kept in the log
 //! and otherwise ignored. Non-finite numbers, which Python's `json` writes
 //! as `NaN` / `Infinity`, are read as NaN.
@@ -58,6 +61,9 @@ pub enum Message {
     },
     Final {
         objective: Number,
+        /// Constraint values the trial reports itself (≤ 0 feasible).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        constraints: Option<Vec<Number>>,
     },
     Error {
         #[serde(default)]
@@ -119,8 +125,18 @@ struct Envelope {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum CommandLine {
-    Final { objective: Number },
-    Intermediate { step: u64, value: Number },
+    Final {
+        objective: Number,
+        #[serde(default)]
+        constraints: Option<Vec<Number>>,
+    },
+    Intermediate {
+        step: u64,
+        value: Number,
+    },
+    Metrics {
+        metrics: BTreeMap<String, Number>,
+    },
 }
 
 /// The JSON line for `message` (no newline).
@@ -162,14 +178,19 @@ pub fn parse_line(line: &str) -> Line {
             Err(err) => Line::Other(Some(format!("malformed protocol line: {err}"))),
         };
     }
-    if !(object.contains_key("objective") || object.contains_key("step")) {
+    if !["objective", "step", "metrics"].iter().any(|key| object.contains_key(*key)) {
         return Line::Other(None);
     }
     match serde_json::from_value::<CommandLine>(value) {
-        Ok(CommandLine::Final { objective }) => Line::Message(Message::Final { objective }),
+        Ok(CommandLine::Final { objective, constraints }) => {
+            Line::Message(Message::Final { objective, constraints })
+        }
         Ok(CommandLine::Intermediate { step, value }) => Line::Message(Message::Intermediate { step, value }),
+        Ok(CommandLine::Metrics { metrics }) => Line::Message(Message::Metrics { metrics }),
         Err(_) => Line::Other(Some(
-            "expected {\"objective\": <number>} or {\"step\": <n>, \"value\": <number>}".to_owned(),
+            "expected {\"objective\": <number>, \"constraints\": [<number>, …]}, \
+             {\"step\": <n>, \"value\": <number>} or {\"metrics\": {\"<name>\": <number>, …}}"
+                .to_owned(),
         )),
     }
 }
@@ -217,7 +238,8 @@ mod tests {
             Message::Intermediate { step: 2, value: Number(0.5) },
             Message::Metrics { metrics: [("test_eps_poly_mae".to_owned(), Number(0.3))].into() },
             Message::Artifact { kind: "test_predictions".into(), path: "test_predictions.csv".into() },
-            Message::Final { objective: Number(0.25) },
+            Message::Final { objective: Number(0.25), constraints: None },
+            Message::Final { objective: Number(0.25), constraints: Some(vec![Number(-1.0), Number(2.0)]) },
             Message::Error { kind: Some("nan_loss".into()), message: "loss is NaN at epoch 3".into() },
         ];
         for message in messages {
@@ -233,17 +255,32 @@ mod tests {
     fn reads_command_lines_and_python_nan() {
         assert_eq!(
             parse_line(r#"{"objective": 1.5}"#),
-            Line::Message(Message::Final { objective: Number(1.5) })
+            Line::Message(Message::Final { objective: Number(1.5), constraints: None })
+        );
+        assert_eq!(
+            parse_line(r#"{"objective": 1.5, "constraints": [-0.5, 2]}"#),
+            Line::Message(Message::Final {
+                objective: Number(1.5),
+                constraints: Some(vec![Number(-0.5), Number(2.0)])
+            })
+        );
+        assert_eq!(
+            parse_line(r#"{"metrics": {"params": 1200, "peak_memory_gb": 3.5}}"#),
+            Line::Message(Message::Metrics {
+                metrics: [("params".to_owned(), Number(1200.0)), ("peak_memory_gb".to_owned(), Number(3.5))]
+                    .into()
+            })
         );
         assert_eq!(
             parse_line(r#"{"step": 4, "value": 0.2}"#),
             Line::Message(Message::Intermediate { step: 4, value: Number(0.2) })
         );
-        let Line::Message(Message::Final { objective }) = parse_line(r#"{"objective": NaN}"#) else {
+        let Line::Message(Message::Final { objective, .. }) = parse_line(r#"{"objective": NaN}"#) else {
             panic!("NaN objective not read")
         };
         assert!(objective.0.is_nan());
-        let Line::Message(Message::Final { objective }) = parse_line(r#"{"objective": -Infinity}"#) else {
+        let Line::Message(Message::Final { objective, .. }) = parse_line(r#"{"objective": -Infinity}"#)
+        else {
             panic!("infinite objective not read")
         };
         assert!(objective.0.is_nan());

@@ -726,7 +726,7 @@ impl Facts {
     /// Keeps what a protocol message tells of the outcome.
     fn record(&mut self, message: &Message) {
         match message {
-            Message::Final { objective } => self.objective = Some(objective.0),
+            Message::Final { objective, .. } => self.objective = Some(objective.0),
             Message::Error { kind, message } => {
                 self.reported_error = Some(match kind {
                     Some(kind) => format!("{kind}: {message}"),

@@ -118,10 +118,11 @@ fn member(data: &StudyData, trial: &TrialDetails) -> Result<Member> {
     })
 }
 
-/// The COMPLETE trials, best first.
+/// The feasible COMPLETE trials, best first.
 fn ranked(data: &StudyData) -> Vec<&TrialDetails> {
     let direction = data.direction();
-    let mut trials: Vec<&TrialDetails> = data.complete().filter(|t| t.trial.value.is_some()).collect();
+    let mut trials: Vec<&TrialDetails> =
+        data.complete().filter(|t| t.trial.value.is_some() && t.trial.is_feasible()).collect();
     trials.sort_by(|a, b| {
         let (x, y) = (a.trial.value.unwrap_or(f64::NAN), b.trial.value.unwrap_or(f64::NAN));
         let order = if direction.better(x, y) {

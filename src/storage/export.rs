@@ -164,6 +164,7 @@ pub fn to_json(store: &SqliteStore, out: impl Write) -> anyhow::Result<()> {
             direction: direction_name(info.direction),
             seed: info.seed,
             created: info.created.to_string(),
+            best_trial: TrialDetails::best(&trials, info.direction).map(|(t, _)| t.trial.number),
             user_attrs: store.study_user_attrs()?,
         },
         trials: trials.iter().map(TrialRecord::from).collect(),
@@ -187,6 +188,8 @@ struct StudyRecord<'a> {
     direction: &'static str,
     seed: u64,
     created: String,
+    /// The best feasible COMPLETE trial's number, as `study status` names it.
+    best_trial: Option<u64>,
     user_attrs: BTreeMap<String, Json>,
 }
 
@@ -199,6 +202,9 @@ struct TrialRecord<'a> {
     params: &'a BTreeMap<String, ParamValue>,
     metrics: &'a BTreeMap<String, f64>,
     intermediate: &'a BTreeMap<u64, f64>,
+    /// Constraint values (≤ 0 feasible), where the study has constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    constraints: Option<&'a [f64]>,
     duration_s: Option<f64>,
     started: Option<String>,
     finished: Option<String>,
@@ -221,6 +227,7 @@ impl<'a> From<&'a TrialDetails> for TrialRecord<'a> {
             params: &trial.params,
             metrics: &details.metrics,
             intermediate: &trial.intermediate,
+            constraints: trial.constraints.as_deref(),
             duration_s: details.duration().map(|duration| duration.as_secs_f64()),
             started: details.started.map(|time| time.to_string()),
             finished: details.finished.map(|time| time.to_string()),
@@ -249,6 +256,7 @@ mod tests {
                 params: params.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
                 value: None,
                 intermediate: BTreeMap::new(),
+                constraints: None,
             },
             distributions: BTreeMap::new(),
             seed: None,

@@ -315,14 +315,33 @@ fn insert_trial(tx: &Connection, details: &TrialDetails, phases: &[super::Phase]
             params![trial_id, key, attr_json(&value)],
         )?;
     }
+    // Where Optuna keeps a trial's constraint values (`Trial.set_constraint`,
+    // `constraints_func`), which its samplers, `best_trial` and the
+    // dashboard read.
+    if let Some(constraints) = &trial.constraints {
+        let values: Vec<Option<f64>> =
+            constraints.iter().map(|&c| super::rows::storable_constraint(c)).collect();
+        tx.execute(
+            "INSERT INTO trial_system_attributes (trial_id, \"key\", value_json) VALUES (?1, ?2, ?3)",
+            params![trial_id, CONSTRAINTS_KEY, serde_json::to_string(&values)?],
+        )?;
+    }
     Ok(())
 }
 
+/// The trial system attribute holding Optuna's constraint values.
+const CONSTRAINTS_KEY: &str = "constraints";
+
 fn delete_trial(tx: &Connection, number: u64) -> anyhow::Result<()> {
     let id = trial_id(number);
-    for table in
-        ["trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes", "trials"]
-    {
+    for table in [
+        "trial_params",
+        "trial_values",
+        "trial_intermediate_values",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trials",
+    ] {
         tx.execute(&format!("DELETE FROM {table} WHERE trial_id = ?1"), [id])?;
     }
     Ok(())
@@ -492,6 +511,8 @@ pub struct OptunaTrial {
     pub distributions: std::collections::BTreeMap<String, Distribution>,
     pub value: Option<f64>,
     pub intermediate: std::collections::BTreeMap<u64, f64>,
+    /// Its constraint values, where the study has constraints.
+    pub constraints: Option<Vec<f64>>,
     pub datetime_start: Option<String>,
     pub datetime_complete: Option<String>,
 }
@@ -652,6 +673,7 @@ fn read_trial(
         let (step, value) = step?;
         intermediate.insert(step.max(0) as u64, value);
     }
+    let constraints = read_constraints(conn, trial_at, trial_id)?;
     Ok(OptunaTrial {
         number: number.max(0) as u64,
         state,
@@ -659,9 +681,39 @@ fn read_trial(
         distributions,
         value,
         intermediate,
+        constraints,
         datetime_start,
         datetime_complete,
     })
+}
+
+/// A trial's constraint values in either of Optuna's forms: the list under
+/// `constraints` (`constraints_func`, and our export), then one value per
+/// `constraints:<name>` (`Trial.set_constraint`, Optuna 5), in the order
+/// they were set.
+fn read_constraints(conn: &Connection, trial_at: &str, trial_id: i64) -> anyhow::Result<Option<Vec<f64>>> {
+    let mut rows = conn.prepare_cached(
+        "SELECT \"key\", value_json FROM trial_system_attributes
+         WHERE trial_id = ?1 AND (\"key\" = 'constraints' OR \"key\" LIKE 'constraints:%')
+         ORDER BY trial_system_attribute_id",
+    )?;
+    let mut values: Option<Vec<f64>> = None;
+    for row in rows.query_map([trial_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (key, json) = row?;
+        let bad = |err: serde_json::Error| {
+            InputError::new(
+                trial_at,
+                format!("its constraint `{key}` = {json} is not a number or a list of them: {err}"),
+            )
+        };
+        let found = if key == CONSTRAINTS_KEY {
+            super::rows::constraints_from_json(&json).map_err(bad)?
+        } else {
+            vec![serde_json::from_str::<Option<f64>>(&json).map_err(bad)?.unwrap_or(f64::NAN)]
+        };
+        values.get_or_insert_with(Vec::new).extend(found);
+    }
+    Ok(values)
 }
 
 fn from_typed(value: Option<f64>, kind: &str) -> f64 {

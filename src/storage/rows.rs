@@ -52,6 +52,24 @@ fn param_from_row(row: &Row) -> rusqlite::Result<ParamValue> {
     })
 }
 
+/// Constraint values as the `constraints` column holds them: a JSON list,
+/// NaN as `null`, infinities as the largest finite numbers (JSON has none).
+pub(super) fn constraints_json(values: &[f64]) -> String {
+    let values: Vec<Option<f64>> = values.iter().map(|&v| storable_constraint(v)).collect();
+    serde_json::to_string(&values).expect("numbers always serialise")
+}
+
+/// A constraint value as stored: `None` for NaN, infinities clamped.
+pub(super) fn storable_constraint(value: f64) -> Option<f64> {
+    (!value.is_nan()).then(|| value.clamp(-f64::MAX, f64::MAX))
+}
+
+/// The values of a `constraints` column (`null` reads as NaN).
+pub(super) fn constraints_from_json(text: &str) -> serde_json::Result<Vec<f64>> {
+    let values: Vec<Option<f64>> = serde_json::from_str(text)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
 /// The trials of one study (`?1`), or just its trial number `?2` when that is not null.
 const FILTER: &str = "t.study = ?1 AND (?2 IS NULL OR t.number = ?2)";
 
@@ -68,6 +86,12 @@ fn trial_from_row(row: &Row) -> rusqlite::Result<TrialDetails> {
             params: Params::new(),
             value: row.get(4)?,
             intermediate: BTreeMap::new(),
+            constraints: match row.get::<_, Option<String>>(14)? {
+                Some(text) => Some(constraints_from_json(&text).map_err(|err| {
+                    rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Text, err.into())
+                })?),
+                None => None,
+            },
         },
         distributions: BTreeMap::new(),
         seed: row.get::<_, Option<i64>>(5)?.map(|seed| seed as u64),
@@ -98,7 +122,7 @@ pub(super) fn load(
     let mut index_of = HashMap::new();
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT id, number, phase, state, value, seed, device, attempt, created_ms, started_ms,
-             finished_ms, heartbeat_ms, fail_reason, waiting_for
+             finished_ms, heartbeat_ms, fail_reason, waiting_for, constraints
          FROM trials t WHERE {FILTER} ORDER BY number"
     ))?;
     let mut rows = stmt.query(params![study, only])?;

@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "why a running trial still waits to start (its job step queued)",
         sql: SCHEMA_V3,
     },
+    Migration {
+        version: 4,
+        description: "a trial's constraint values (feasible when each is at most 0)",
+        sql: SCHEMA_V4,
+    },
 ];
 
 /// The version a database has once every migration ran.
@@ -171,6 +176,13 @@ CREATE TABLE definitions (
 /// NULL once it runs and whenever the trial changes state.
 const SCHEMA_V3: &str = "
 ALTER TABLE trials ADD COLUMN waiting_for TEXT;
+";
+
+/// `constraints`: a JSON list of a trial's constraint values, each feasible
+/// when ≤ 0 (Optuna's convention); `null` in the list for NaN (violated).
+/// NULL where the study has no constraints or they were not measured.
+const SCHEMA_V4: &str = "
+ALTER TABLE trials ADD COLUMN constraints TEXT CHECK (constraints IS NULL OR json_valid(constraints));
 ";
 
 /// What the header and catalogue of an opened file say about it.

@@ -135,6 +135,7 @@ impl ExternalStudy {
             // Drivers may write from several hosts of a shared file system.
             journal: Journal::Rollback,
             definition: &review,
+            constraints: plan.constraints.clone(),
         };
         let sqlite = open_store(&setup)?;
         let store = SharedStore::new(sqlite);
@@ -247,11 +248,48 @@ impl ExternalStudy {
         self.study.should_prune(number)
     }
 
-    /// Ends a RUNNING trial, with its final metrics (recorded with it).
-    pub fn tell(&mut self, number: u64, told: Told, metrics: &BTreeMap<String, f64>) -> anyhow::Result<()> {
+    /// Ends a RUNNING trial, with its final metrics (recorded with it) and
+    /// the constraint values it reports itself. Where the study has
+    /// constraints, a COMPLETE trial must give what they need (the metrics
+    /// they bound, its reported values): otherwise the call is refused as
+    /// bad input and the trial stays RUNNING, to be told again.
+    pub fn tell(
+        &mut self,
+        number: u64,
+        told: Told,
+        metrics: &BTreeMap<String, f64>,
+        reported: Option<&[f64]>,
+    ) -> anyhow::Result<()> {
         self.running(number)?;
+        let constraints = &self.plan.constraints;
+        let values = if constraints.is_active() {
+            let mut all = self.store.sqlite().trial_details(number)?.metrics;
+            all.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+            match &told {
+                Told::Complete(_) => Some(constraints.values(&all, reported).map_err(|why| {
+                    InputError::new(format!("study {}, trial {number}", self.plan.name), why).with_hint(
+                        "tell it again with the metrics its constraints bound (--metric NAME=X) and its \
+                         own constraint values (--constraints C1,C2)",
+                    )
+                })?),
+                Told::Pruned => constraints.values(&all, reported).ok(),
+                Told::Failed(reason) => constraints.of_failure(reason.as_deref().unwrap_or_default()),
+            }
+        } else if reported.is_some_and(|r| !r.is_empty()) {
+            return Err(InputError::new(
+                format!("study {}, trial {number}", self.plan.name),
+                "constraint values were told, but the study declares no constraints",
+            )
+            .with_hint("add `constraints: [{name: …}]` entries to the study file, or leave --constraints out")
+            .into());
+        } else {
+            None
+        };
         if !metrics.is_empty() {
             self.store.sqlite().set_metrics(number, metrics)?;
+        }
+        if let Some(values) = values {
+            self.study.set_constraints(number, &values)?;
         }
         let outcome = match told {
             Told::Complete(value) => Outcome::Complete(value),

@@ -36,6 +36,14 @@ pub struct StudyFile {
     pub training: TrainingSpec,
     #[serde(default)]
     pub objective: ObjectiveSpec,
+    /// Bounds a trial must meet to count: the best trial is the best
+    /// feasible one, and samplers rank infeasible trials last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<ConstraintSpec>,
+    /// What samplers learn from trials that failed for resources (out of
+    /// memory, a time limit).
+    #[serde(default, skip_serializing_if = "Failures::is_default")]
+    pub failures: Failures,
     /// Ordered search phases (e.g. TPE, then a grid around the best trial).
     #[serde(default)]
     pub phases: Vec<PhaseSpec>,
@@ -240,6 +248,45 @@ pub struct ObjectiveSpec {
     pub workdir: Option<PathBuf>,
     #[serde(default)]
     pub direction: Direction,
+}
+
+/// One constraint: a bound on a metric of the trial, or a value the trial
+/// reports itself (feasible when ≤ 0, as in Optuna).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintSpec {
+    /// A metric of the trial: one the built-in trainer records, or one a
+    /// command prints on a `{"metrics": {…}}` line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Feasible when the metric is at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Feasible when the metric is at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// A value the command reports in its result line's `constraints` list
+    /// (the named entries in order), feasible when ≤ 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// What samplers learn from a trial that failed for resources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failures {
+    /// Nothing: failed trials are left out, as in Optuna.
+    #[default]
+    Ignore,
+    /// It is infeasible, with a violation larger than any measured one, so
+    /// the sampler steers away from settings that run out of memory or time.
+    Infeasible,
+}
+
+impl Failures {
+    fn is_default(&self) -> bool {
+        *self == Failures::default()
+    }
 }
 
 /// One search phase.
@@ -676,8 +723,10 @@ mod docs {
             .chain(keys(&AshaOptions::default()))
             .chain(keys(&HyperbandOptions::default()))
             .collect();
+        // Keys left out of the serialised form while they hold their defaults.
+        let quiet = ["constraints".to_owned(), "failures".to_owned()];
         let sections = [
-            ("## Top level", keys(&file)),
+            ("## Top level", keys(&file).into_iter().chain(quiet).collect()),
             ("## `dataset`", keys(&dataset)),
             ("## `objective`", keys(&ObjectiveSpec::default())),
             ("## `phases`", keys(&phase)),

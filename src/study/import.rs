@@ -129,6 +129,9 @@ pub fn import_optuna(
         for (&step, &value) in &trial.intermediate {
             crate::hpo::TrialStore::report(&mut store, number, step, value)?;
         }
+        if let Some(constraints) = &trial.constraints {
+            crate::hpo::TrialStore::set_constraints(&mut store, number, constraints)?;
+        }
         match trial.state {
             TrialState::Complete | TrialState::Pruned => {
                 store.finish_trial(number, trial.state, trial.value, &BTreeMap::new())?

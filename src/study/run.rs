@@ -23,7 +23,7 @@ use crate::exec::scheduler::{
     self, Controller, Directive, Dispatch, Next, SchedulerConfig, StopLevel, Summary, TrialReport,
 };
 use crate::exec::slurm::Slurm;
-use crate::hpo::{Direction, FrozenTrial, Params, TrialState, TrialStore};
+use crate::hpo::{Direction, FrozenTrial, Params, TrialStore};
 use crate::storage::{Database, Journal, RecordedChange};
 use crate::study::trial::{DataSource, TrialFile};
 
@@ -152,6 +152,7 @@ pub async fn run_plan_observed(
         allocation: slurm.as_ref().map(|s| s.allocation().job_id.clone()),
         journal: if slurm.is_some() { Journal::Rollback } else { Journal::Wal },
         definition: &review,
+        constraints: plan.constraints.clone(),
     };
     // A reproducible run needs batches only where timing could change what
     // a trial samples or whether it is pruned.
@@ -284,7 +285,7 @@ impl Controller for Observed<'_> {
     }
 }
 
-/// The parameters of the best COMPLETE trial of the finished study `name`.
+/// The parameters of the best feasible COMPLETE trial of the finished study `name`.
 pub(super) fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Result<Params> {
     let path = study_dir(results, name).join("study.db");
     if !path.is_file() {
@@ -297,18 +298,14 @@ pub(super) fn best_params(results: &Path, name: &str, direction: Direction) -> a
     }
     let store = Database::open_read_only(&path)?.open_study(name)?;
     let trials = store.load_trials()?;
-    let best = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.value.map(|v| (t, v)))
-        .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a });
-    match best {
-        Some((trial, _)) => Ok(trial.params.clone()),
-        None => {
-            Err(InputError::new(path.display().to_string(), format!("study `{name}` has no COMPLETE trial"))
-                .with_hint("finish that study first, or remove `sweep.best_of`")
-                .into())
-        }
+    match crate::hpo::best_trial(&trials, direction) {
+        Some(trial) => Ok(trial.params.clone()),
+        None => Err(InputError::new(
+            path.display().to_string(),
+            format!("study `{name}` has no feasible COMPLETE trial"),
+        )
+        .with_hint("finish that study first, or remove `sweep.best_of`")
+        .into()),
     }
 }
 

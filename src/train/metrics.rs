@@ -10,6 +10,20 @@ use crate::e3::cartesian::irreps_to_cartesian;
 use crate::e3::sym3::{anisotropy_ratio, eps_poly};
 use crate::model::{is_unphysical, ModelKind};
 
+/// The metrics a built-in trial records that a study's constraints may
+/// bound: its validation errors and its costs. Test metrics are left out on
+/// purpose: the search never sees the test split.
+pub const CONSTRAINABLE_METRICS: &[&str] = &[
+    "val_loss",
+    "val_eps_poly_mae",
+    "val_anisotropy_mae",
+    "val_unphysical",
+    "num_params",
+    "train_seconds",
+    "peak_memory_gb",
+    "epochs_run",
+];
+
 /// Errors of one group of structures (a whole split or one crystal system).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupMetrics {

@@ -46,7 +46,13 @@ def main(db, name, ours_path):
         assert theirs.user_attrs["phase"], where
         if mine["state"] == "FAILED":
             assert theirs.user_attrs.get("fail_reason") == mine.get("fail_reason"), where
-    best = [t for t in ours["trials"] if t["state"] == "COMPLETE"]
+        # Optuna keeps constraint values as the trial system attribute
+        # `constraints`; NaN is null in both.
+        assert theirs.system_attrs.get("constraints") == mine.get("constraints"), (
+            where, theirs.system_attrs.get("constraints"), mine.get("constraints"))
+    # Optuna's best trial is the best feasible one, as ours.
+    best = [t for t in ours["trials"] if t["state"] == "COMPLETE"
+            and all(c is not None and c <= 0 for c in t.get("constraints") or [])]
     best = (min if direction == optuna.study.StudyDirection.MINIMIZE else max)(best, key=lambda t: (t["value"]))
     assert study.best_trial.number == best["number"], (study.best_trial.number, best["number"])
     assert study.best_value == best["value"]

@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 
 use super::{Definition, Phase, StudyInfo, StudyStore, TrialDetails};
 use crate::hpo::{FrozenTrial, Params, SearchSpace, TrialState, TrialStore};
+use crate::storage::rows::storable_constraint;
 use crate::storage::Database;
 
 /// A study in a SQLite database: the persistent [`TrialStore`].
@@ -171,6 +172,7 @@ impl SqliteStore {
                 params: params.clone(),
                 value: None,
                 intermediate: BTreeMap::new(),
+                constraints: None,
             })
         });
         Ok(number)
@@ -263,6 +265,13 @@ impl TrialStore for SqliteStore {
         self.patch_trial(number, |trial| {
             trial.intermediate.insert(step, value);
         });
+        Ok(())
+    }
+
+    fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.store.set_constraints(number, values)?;
+        let stored = values.iter().map(|&v| storable_constraint(v).unwrap_or(f64::NAN)).collect();
+        self.patch_trial(number, |trial| trial.constraints = Some(stored));
         Ok(())
     }
 

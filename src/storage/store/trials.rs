@@ -16,7 +16,7 @@ use super::attributes::{upsert_metrics, Artifact};
 use super::cached::PhaseSpaces;
 use super::StudyStore;
 use crate::hpo::{Direction, Distribution, FrozenTrial, ParamValue, Params, TrialState};
-use crate::storage::rows::{load, param_columns, StoredState};
+use crate::storage::rows::{constraints_json, load, param_columns, StoredState};
 use crate::storage::Timestamp;
 
 /// Everything stored about one trial.
@@ -49,13 +49,12 @@ impl TrialDetails {
         Some(self.finished?.since(self.started?))
     }
 
-    /// The COMPLETE trial with the best value in `direction`, and that value.
+    /// The feasible COMPLETE trial with the best value in `direction`
+    /// ([`crate::hpo::best_trial`]), and that value.
     pub fn best(trials: &[TrialDetails], direction: Direction) -> Option<(&TrialDetails, f64)> {
-        trials
-            .iter()
-            .filter(|t| t.trial.state == TrialState::Complete)
-            .filter_map(|t| t.trial.value.map(|v| (t, v)))
-            .reduce(|a, b| if direction.better(b.1, a.1) { b } else { a })
+        let best = crate::hpo::best_trial(trials.iter().map(|t| &t.trial), direction)?;
+        let details = trials.iter().find(|t| t.trial.number == best.number)?;
+        Some((details, best.value?))
     }
 }
 
@@ -219,6 +218,20 @@ impl StudyStore {
                  ON CONFLICT (trial, step) DO UPDATE SET value = excluded.value",
             )?
             .execute(params![trial.id, step, value])?;
+            Ok(())
+        })
+    }
+
+    /// Records the constraint values of an unfinished trial (≤ 0 feasible);
+    /// infinite values are kept as NaN, which counts as violated.
+    pub(super) fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.write(|tx, study| {
+            let trial = trial_row(tx, study, number)?;
+            if trial.state.is_finished() {
+                bail!("trial {number} is already {}; its constraints cannot change", trial.state.name());
+            }
+            tx.prepare_cached("UPDATE trials SET constraints = ?2 WHERE id = ?1")?
+                .execute(params![trial.id, constraints_json(values)])?;
             Ok(())
         })
     }

@@ -20,6 +20,7 @@ use super::file::*;
 use super::load::{closest, LoadedFile, Locator};
 use crate::error::InputError;
 use crate::exec::command::CommandTemplate;
+use crate::exec::constraints::{Bound, Constraint, Constraints};
 use crate::exec::devices::PoolSpec;
 use crate::exec::slurm::StepRequest;
 use crate::hpo::{ParamValue, SearchSpace, StudyConfig};
@@ -45,6 +46,8 @@ pub struct StudyPlan {
     /// Phases (a sweep becomes one grid phase named `sweep`), pruner, seed, direction.
     pub config: StudyConfig,
     pub objective: Objective,
+    /// What a trial's constraint values are made of.
+    pub constraints: Constraints,
     /// Fixed hyperparameters; a trial's parameters override them.
     pub hyperparameters: Hyperparameters,
     pub pool: PoolSpec,
@@ -81,8 +84,12 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     let LoadedFile { file, base_dir, locator } = loaded;
     let builtin = file.objective.command.is_none();
     let hyperparameters = Hyperparameters { model: file.model.clone(), training: file.training.clone() };
-    let check =
-        Checker { at: &locator, fixed: builtin.then_some(&hyperparameters), searched: searched(&file) };
+    let check = Checker {
+        at: &locator,
+        fixed: builtin.then_some(&hyperparameters),
+        searched: searched(&file),
+        constrained: !file.constraints.is_empty() || file.failures == Failures::Infeasible,
+    };
     check.name(&file.name)?;
 
     if file.objective.command.is_some() && file.objective.metric.is_some() {
@@ -167,6 +174,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
                  when each ends; remove `mode: deterministic`, or run the study with `study run`",
             ));
     }
+    let constraints = check.constraints(&file, builtin)?;
     let (pool, trial_timeout) = check.resources(&file.resources)?;
     let slurm = check.executor(&file.resources)?;
     Ok(StudyPlan {
@@ -175,6 +183,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         base_dir,
         config,
         objective,
+        constraints,
         hyperparameters,
         pool,
         slurm,
@@ -188,6 +197,96 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     })
 }
 
+impl Checker<'_> {
+    /// The study's constraints: each a bound on a metric (`metric` with
+    /// `max` or `min`) or a value the command reports (`name`).
+    fn constraints(&self, file: &StudyFile, builtin: bool) -> Result<Constraints, InputError> {
+        let mut list = Vec::new();
+        for (i, spec) in file.constraints.iter().enumerate() {
+            let at = format!("constraints[{i}]");
+            let example = "e.g. `{metric: num_params, max: 2.0e6}`, or `{name: memory}` for a value the \
+                           command reports";
+            let constraint = match (&spec.metric, &spec.name) {
+                (Some(_), Some(_)) => {
+                    return Err(self
+                        .err(&at, "a constraint bounds a `metric` or names a reported value, not both")
+                        .with_hint(example))
+                }
+                (None, None) => {
+                    return Err(self.err(&at, "a constraint needs a `metric` or a `name`").with_hint(example))
+                }
+                (Some(metric), None) => {
+                    let bound = match (spec.max, spec.min) {
+                        (Some(max), None) => Bound::Max(max),
+                        (None, Some(min)) => Bound::Min(min),
+                        (Some(_), Some(_)) => {
+                            return Err(self
+                                .err(&at, "a constraint has one bound, `max` or `min`")
+                                .with_hint(
+                                    "write a range as two constraints, one with `max`, one with `min`",
+                                ))
+                        }
+                        (None, None) => {
+                            return Err(self
+                                .err(&at, format!("the constraint on `{metric}` has no bound"))
+                                .with_hint(format!(
+                                    "add `max: …` or `min: …`, e.g. `{{metric: {metric}, max: 10}}`"
+                                )))
+                        }
+                    };
+                    if let Some(x) = spec.max.or(spec.min).filter(|x| !x.is_finite()) {
+                        return Err(self.err(&at, format!("the bound {x} is not a finite number")));
+                    }
+                    if builtin {
+                        self.constrainable(metric, &format!("{at}.metric"))?;
+                    }
+                    Constraint::Metric { metric: metric.clone(), bound }
+                }
+                (None, Some(name)) => {
+                    if builtin {
+                        return Err(self
+                            .err(&format!("{at}.name"), "the built-in objective reports no constraint values")
+                            .with_hint(
+                                "bound one of its metrics instead, e.g. `{metric: num_params, max: 2.0e6}`",
+                            ));
+                    }
+                    if spec.max.is_some() || spec.min.is_some() {
+                        return Err(self
+                            .err(&at, format!("`{name}` is reported by the command, which says itself whether it holds (≤ 0)"))
+                            .with_hint("remove `max`/`min`, or bound a metric: `{metric: …, max: …}`"));
+                    }
+                    let index = list.iter().filter(|c| matches!(c, Constraint::Reported { .. })).count();
+                    Constraint::Reported { name: name.clone(), index }
+                }
+            };
+            if let Some(j) = list.iter().position(|c: &Constraint| c == &constraint) {
+                return Err(self
+                    .err(&at, format!("is the same as constraints[{j}]"))
+                    .with_hint("remove one of them"));
+            }
+            list.push(constraint);
+        }
+        Ok(Constraints { list, failures_infeasible: file.failures == Failures::Infeasible })
+    }
+
+    /// A metric of the built-in trainer that a constraint may bound.
+    fn constrainable(&self, metric: &str, at: &str) -> Result<(), InputError> {
+        use crate::train::metrics::CONSTRAINABLE_METRICS as KNOWN;
+        if KNOWN.contains(&metric) {
+            return Ok(());
+        }
+        let err = self.err(at, format!("the built-in trainer records no metric `{metric}` to bound"));
+        Err(if metric.starts_with("test_") {
+            err.with_hint("bound a validation metric (`val_…`): the search never looks at the test split")
+        } else {
+            match closest(metric, KNOWN) {
+                Some(best) => err.with_hint(format!("did you mean `{best}`? known: {}", KNOWN.join(", "))),
+                None => err.with_hint(format!("known: {}", KNOWN.join(", "))),
+            }
+        })
+    }
+}
+
 /// Validation helpers that know where keys are.
 struct Checker<'a> {
     at: &'a Locator,
@@ -195,6 +294,8 @@ struct Checker<'a> {
     fixed: Option<&'a Hyperparameters>,
     /// The names any phase or the sweep varies.
     searched: Vec<String>,
+    /// Whether trials carry constraint values (`sampler: auto` then picks TPE).
+    constrained: bool,
 }
 
 impl Checker<'_> {
