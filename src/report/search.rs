@@ -20,9 +20,11 @@ const TEST_METRICS: [(&str, &str); 3] = [
     ("test_unphysical", "unphysical"),
 ];
 
-/// COMPLETE trials from best to worst objective.
+/// Feasible COMPLETE trials from best to worst objective (every COMPLETE
+/// trial of a study without constraints).
 pub fn ranked(data: &StudyData) -> Vec<&TrialDetails> {
-    let mut trials: Vec<&TrialDetails> = data.complete().filter(|t| t.trial.value.is_some()).collect();
+    let mut trials: Vec<&TrialDetails> =
+        data.complete().filter(|t| t.trial.value.is_some() && t.trial.is_feasible()).collect();
     let sign = if data.direction() == Direction::Maximize { -1.0 } else { 1.0 };
     trials.sort_by(|a, b| {
         let key = |t: &TrialDetails| sign * t.trial.value.unwrap_or(f64::NAN);
@@ -42,7 +44,11 @@ pub fn top_trials_table(data: &StudyData) -> Table {
     columns.extend(params.iter().map(|p| Column::new(format!("param_{p}"), *p)));
     columns.push(Column::new("objective", data.objective_name()));
     columns.extend(metrics.iter().map(|(m, title)| Column::new(*m, *title)));
-    let title = format!("Top {} of {} COMPLETE trials", top.len(), ranked.len());
+    let infeasible = data.complete().filter(|t| !t.trial.is_feasible()).count();
+    let title = match infeasible {
+        0 => format!("Top {} of {} COMPLETE trials", top.len(), ranked.len()),
+        _ => format!("Top {} of {} feasible COMPLETE trials", top.len(), ranked.len()),
+    };
     let mut table = Table::new("top_trials", &title, columns);
     for t in top {
         let mut row = vec![Cell::number(t.trial.number as f64), Cell::text(phase_name(data, t.trial.phase))];
@@ -68,6 +74,9 @@ pub fn top_trials_table(data: &StudyData) -> Table {
         table.bold_best(&[c], false);
     }
     table.notes.push("objective: validation; metrics: test split of each trial's best epoch".to_owned());
+    if infeasible > 0 {
+        table.notes.push(format!("{infeasible} COMPLETE trial(s) broke a constraint and are left out"));
+    }
     table
 }
 
