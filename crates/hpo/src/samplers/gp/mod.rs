@@ -372,6 +372,32 @@ mod tests {
         }
     }
 
+    /// With constraints and trials running, the batch log EI carries the
+    /// objective and each constraint's log probability is added: the batch
+    /// spreads out and still finds Gramacy's feasible optimum region.
+    #[test]
+    fn a_constrained_batch_spreads_out_and_stays_feasible() {
+        use crate::test_functions::{gramacy, gramacy_constraints, gramacy_space};
+        let history = crate::samplers::drive_constrained(
+            &GpSampler::default(),
+            &gramacy_space(),
+            gramacy,
+            Some(gramacy_constraints),
+            Direction::Minimize,
+            2,
+            48,
+            4,
+        );
+        for batch in history[12..].chunks(4) {
+            for (i, a) in batch.iter().enumerate() {
+                assert!(batch[..i].iter().all(|b| b.params != a.params), "a batch proposed one point twice");
+            }
+        }
+        let best =
+            history.iter().filter(|t| t.is_feasible()).filter_map(|t| t.value).fold(f64::INFINITY, f64::min);
+        assert!(best < 0.66, "best feasible {best} (the optimum is 0.5998)");
+    }
+
     #[test]
     fn validation_names_the_option() {
         let config = GpConfig { n_local_search: 1, ..Default::default() };
