@@ -65,13 +65,15 @@
 
 use anisostudy::hpo::samplers::{GpConfig, TpeConfig};
 use anisostudy::hpo::test_functions::{
-    anisonet_rounded, anisonet_rounded_space, branin, branin_space, categorical6, categorical6_space,
-    conditional, conditional_space, hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau,
+    anisonet_budget, anisonet_budget_constraints, anisonet_rounded, anisonet_rounded_space, branin,
+    branin_space, categorical6, categorical6_space, conditional, conditional_space, gramacy,
+    gramacy_constraints, gramacy_space, hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau,
     int_plateau_space, int_steps, int_steps_space, mixed, mixed5, mixed5_space, mixed_space, styblinski_tang,
     styblinski_tang_space,
 };
 use anisostudy::hpo::{
-    Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig, Trial,
+    violation, Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig,
+    Trial,
 };
 use anisostudy::report::stats::{holm_adjusted, MannWhitney};
 
@@ -111,16 +113,18 @@ fn best_after(
     workers: usize,
     dispatch: Dispatch,
 ) -> (f64, usize) {
-    let (bests, repeats) = bests_at(space, objective, sampler, seed, workers, dispatch, &[TRIALS]);
+    let (bests, repeats) = bests_at(space, objective, None, sampler, seed, workers, dispatch, &[TRIALS]);
     (bests[0], repeats)
 }
 
 /// The best value among the first `budgets[i]` trials (by number) of one
 /// run of the largest budget, and the repeats as in [`best_after`]. A
 /// sampler does not know the budget, so these are runs of each budget.
+#[allow(clippy::too_many_arguments)]
 fn bests_at(
     space: &SearchSpace,
     objective: fn(&Params) -> f64,
+    constraints: Option<fn(&Params) -> Vec<f64>>,
     sampler: &SamplerConfig,
     seed: u64,
     workers: usize,
@@ -151,7 +155,16 @@ fn bests_at(
         }
         for trial in in_flight.drain(..told) {
             let value = objective(&trial.params);
-            values.push((trial.number, value));
+            // A constrained problem's trial carries its constraint values;
+            // only feasible values count.
+            let feasible = match constraints.map(|c| c(&trial.params)) {
+                Some(c) => {
+                    study.set_constraints(trial.number, &c).expect("constraints");
+                    violation(&c) <= 0.0
+                }
+                None => true,
+            };
+            values.push((trial.number, if feasible { value } else { f64::INFINITY }));
             study.tell(trial.number, Outcome::Complete(value)).expect("tell");
         }
     }
@@ -228,11 +241,17 @@ fn main() {
         Ok("async") | Err(_) => Dispatch::Async,
         Ok(other) => panic!("HPO_QUALITY_MODE is `async` or `deterministic`, not `{other}`"),
     };
-    if let Ok(budgets) = std::env::var("HPO_QUALITY_BUDGETS") {
-        let budgets: Vec<u64> = budgets
+    let budgets = std::env::var("HPO_QUALITY_BUDGETS").ok().map(|budgets| -> Vec<u64> {
+        budgets
             .split(',')
             .map(|b| b.trim().parse().expect("HPO_QUALITY_BUDGETS is a list of trial counts, e.g. 30,50,100"))
-            .collect();
+            .collect()
+    });
+    if env("HPO_QUALITY_CONSTRAINED").is_some_and(|v| v != 0) {
+        let budgets = budgets.unwrap_or_else(|| vec![30, 50, 100]);
+        return constrained_table(&budgets, first_seed, seeds, workers, dispatch, only.as_deref());
+    }
+    if let Some(budgets) = budgets {
         return budget_table(&budgets, first_seed, seeds, workers, dispatch, only.as_deref());
     }
     let liar = env("HPO_QUALITY_LIAR").is_none_or(|v| v != 0);
@@ -425,7 +444,7 @@ fn budget_table(
         let start = std::time::Instant::now();
         let run = |sampler: &SamplerConfig| -> Vec<Vec<f64>> {
             (first_seed..first_seed + seeds)
-                .map(|seed| bests_at(space, *objective, sampler, seed, workers, dispatch, budgets).0)
+                .map(|seed| bests_at(space, *objective, None, sampler, seed, workers, dispatch, budgets).0)
                 .collect()
         };
         let (ours_gp, ours_tpe) = (run(&gp), run(&tpe));
@@ -489,5 +508,98 @@ fn budget_table(
         gp_wins.join(","),
         not_better.join(","),
         significant(&tpe_wins).join(",")
+    );
+}
+
+/// Constrained problems (`HPO_QUALITY_CONSTRAINED=1`): the best feasible
+/// value at each budget, ours against Optuna 5.0 with the same sampler and
+/// its constraints (`Trial.set_constraint`): multivariate TPE against
+/// `benches/optuna/constrained_tpe.json`, the GP against
+/// `constrained_gp.json` (made by `gp_reference.py --functions
+/// gramacy,anisonet_budget`). One `hpo_quality_constrained` line per
+/// (function, budget, sampler) with the medians, the share of seeds with a
+/// feasible trial and the one-sided Mann–Whitney p-values both ways (no
+/// feasible trial ranks last), then a summary with the rows where ours is
+/// worse or better after Holm's correction. `HPO_QUALITY_FUNCTIONS` and
+/// `HPO_QUALITY_SAMPLERS` (`tpe_multivariate`, `gp`) choose rows.
+fn constrained_table(
+    budgets: &[u64],
+    first_seed: u64,
+    seeds: u64,
+    workers: usize,
+    dispatch: Dispatch,
+    only: Option<&str>,
+) {
+    let samplers_only = std::env::var("HPO_QUALITY_SAMPLERS").ok();
+    let chosen = |list: Option<&str>, name: &str| list.is_none_or(|l| l.split(',').any(|n| n == name));
+    type Problem = (&'static str, SearchSpace, fn(&Params) -> f64, fn(&Params) -> Vec<f64>);
+    let problems: [Problem; 2] = [
+        ("gramacy", gramacy_space(), gramacy, gramacy_constraints),
+        ("anisonet_budget", anisonet_rounded_space(), anisonet_budget, anisonet_budget_constraints),
+    ];
+    let samplers = [
+        (
+            "tpe_multivariate",
+            SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() }),
+            "constrained_tpe",
+        ),
+        ("gp", SamplerConfig::Gp(GpConfig::default()), "constrained_gp"),
+    ];
+    // Optuna's seeds, a budget without a feasible trial (null) as infinity.
+    let reference = |stem: &str, name: &str, budget: u64| -> Option<Vec<f64>> {
+        let runs = budget_runs(stem, workers, dispatch, first_seed, seeds)?;
+        let values = runs.get(name)?.get(budget.to_string())?.as_array()?.clone();
+        Some(values.iter().map(|v| v.as_f64().unwrap_or(f64::INFINITY)).collect())
+    };
+    let feasible_share = |v: &[f64]| v.iter().filter(|x| x.is_finite()).count() as f64 / v.len() as f64;
+    let (mut worse, mut better) = (Vec::new(), Vec::new());
+    for (name, space, objective, constraints) in &problems {
+        for (label, sampler, stem) in &samplers {
+            if !chosen(only, name) || !chosen(samplers_only.as_deref(), label) {
+                continue;
+            }
+            let start = std::time::Instant::now();
+            let ours: Vec<Vec<f64>> = (first_seed..first_seed + seeds)
+                .map(|seed| {
+                    bests_at(space, *objective, Some(*constraints), sampler, seed, workers, dispatch, budgets)
+                        .0
+                })
+                .collect();
+            let seconds = start.elapsed().as_secs_f64();
+            for (i, &budget) in budgets.iter().enumerate() {
+                let row = format!("{name}/{budget}/{label}");
+                let mine: Vec<f64> = ours.iter().map(|r| r[i]).collect();
+                let mut fields = vec![
+                    format!("\"ours\":{:.6}", median(mine.clone())),
+                    format!("\"ours_feasible\":{:.2}", feasible_share(&mine)),
+                ];
+                if let Some(optuna) = reference(stem, name, budget) {
+                    let p_worse = MannWhitney::of(&mine, &optuna).p_a_larger;
+                    let p_better = MannWhitney::of(&optuna, &mine).p_a_larger;
+                    fields.push(format!(
+                        "\"optuna\":{:.6},\"optuna_feasible\":{:.2},\"optuna_seeds\":{},\"p_ours_worse\":{p_worse:.4},\"p_ours_better\":{p_better:.4}",
+                        median(optuna.clone()),
+                        feasible_share(&optuna),
+                        optuna.len()
+                    ));
+                    worse.push((row.clone(), p_worse));
+                    better.push((row, p_better));
+                }
+                println!(
+                    "{{\"bench\":\"hpo_quality_constrained\",\"function\":\"{name}\",\"budget\":{budget},\"sampler\":\"{label}\",\"seeds\":{seeds},\"workers\":{workers},{},\"seconds\":{seconds:.1}}}",
+                    fields.join(",")
+                );
+            }
+        }
+    }
+    let significant = |tests: &[(String, f64)]| -> Vec<String> {
+        let holm = holm_adjusted(&tests.iter().map(|t| t.1).collect::<Vec<_>>());
+        tests.iter().zip(holm).filter(|(_, p)| *p < 0.05).map(|(t, _)| format!("\"{}\"", t.0)).collect()
+    };
+    println!(
+        "{{\"bench\":\"hpo_quality_constrained_summary\",\"seeds\":{seeds},\"workers\":{workers},\"rows\":{},\"ours_worse\":[{}],\"ours_better\":[{}]}}",
+        worse.len(),
+        significant(&worse).join(","),
+        significant(&better).join(",")
     );
 }

@@ -147,10 +147,40 @@ def conditional(t):
     return value + 0.3
 
 
+# Constrained problems return (value, constraint values), each feasible
+# when <= 0 (`gp_reference.py` sets them with `Trial.set_constraint`).
+
+
+def gramacy(t):
+    """Gramacy et al. (2016): minimise x1 + x2 under two constraints."""
+    x1 = t.suggest_float("x1", 0.0, 1.0)
+    x2 = t.suggest_float("x2", 0.0, 1.0)
+    wave = math.sin(2 * math.pi * (x1 * x1 - 2 * x2))
+    return x1 + x2, [1.5 - x1 - 2 * x2 - 0.5 * wave, x1 * x1 + x2 * x2 - 1.5]
+
+
+def anisonet_budget(t):
+    """The AnisoNet search's smooth loss under a model-size budget."""
+    em_dim = t.suggest_int("em_dim", 8, 96, step=8)
+    layers = t.suggest_int("layers", 1, 4)
+    lmax = t.suggest_int("lmax", 1, 4)
+    lr = t.suggest_float("lr", 1e-4, 0.5, log=True)
+    mul = t.suggest_int("mul", 16, 64, step=8)
+    loss = (
+        (math.log10(lr) - math.log10(3e-3)) ** 2
+        + 0.3 * (layers - 2) ** 2
+        + ((mul - 48) / 16) ** 2
+        + ((em_dim - 48) / 24) ** 2
+        + 0.2 * abs(lmax - 3)
+    )
+    size = layers / 2 * (mul / 48) ** 2 * ((lmax + 1) / 4) ** 2
+    return loss, [size - 0.5]
+
+
 FUNCTIONS = {
     f.__name__: f
     for f in [branin, hartmann6, mixed, mixed5, int5_l1, int_steps, int_plateau, anisonet_rounded,
-              styblinski_tang, categorical6, conditional]
+              styblinski_tang, categorical6, conditional, gramacy, anisonet_budget]
 }
 
 

@@ -194,4 +194,28 @@ mod tests {
         assert_eq!(effects(old.clone(), grown), vec![("sweep.values.lmax".to_owned(), Effect::Continues)]);
         assert_eq!(effects(old, axis), vec![("sweep.values.kind".to_owned(), Effect::Stops)]);
     }
+
+    /// Constraints, the failure policy and a parameter's condition alter
+    /// what earlier trials mean (which is feasible, where a parameter
+    /// exists): all stop, parsed from real study files. A file without
+    /// constraints reads as before they existed.
+    #[test]
+    fn constraints_and_conditions_stop() {
+        let file = |extra: &str, when: &str| -> Value {
+            let text = format!(
+                "name: s\nobjective:\n  command: echo {{x}}\nphases:\n  - name: tpe\n    sampler: {{type: tpe}}\n    \
+                 n_trials: 4\n    space:\n      o: {{type: categorical, choices: [a, b]}}\n      \
+                 x: {{type: float, low: 0.0, high: 1.0{when}}}\n{extra}"
+            );
+            of_file(&serde_yaml::from_str(&text).unwrap())
+        };
+        let plain = file("", "");
+        assert!(plain.get("constraints").is_none() && plain.get("failures").is_none());
+        let bounded = file("constraints:\n  - {metric: cost, max: 3}\n", "");
+        assert_eq!(effects(plain.clone(), bounded.clone()), vec![("constraints".to_owned(), Effect::Stops)]);
+        let infeasible = file("constraints:\n  - {metric: cost, max: 3}\nfailures: infeasible\n", "");
+        assert_eq!(effects(bounded, infeasible), vec![("failures".to_owned(), Effect::Stops)]);
+        let conditional = file("", ", when: {o: b}");
+        assert_eq!(effects(plain, conditional), vec![("phases[0].space.x.when".to_owned(), Effect::Stops)]);
+    }
 }
