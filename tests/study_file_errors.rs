@@ -334,10 +334,10 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:16:",
         ),
         case(
-            "gp sampler with constraints",
-            format!("{}constraints:\n  - {{metric: num_params, max: 2.0e6}}\n", edit("      type: tpe", "      type: gp")),
-            &["the gp sampler does not model constraints yet", "`type: tpe`"],
-            "case.yaml:10:",
+            "deterministic study bounding a measured cost",
+            format!("{VALID}constraints:\n  - {{metric: train_seconds, max: 600}}\nmode: deterministic\n"),
+            &["`train_seconds` is measured, and differs from run to run", "`mode: async`"],
+            "case.yaml:16:",
         ),
         case(
             "failures with an unknown policy",

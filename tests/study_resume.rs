@@ -67,7 +67,12 @@ fn try_table(results: &Path, name: &str) -> Option<Vec<Row>> {
             params: d.trial.params,
             value: d.trial.value,
             intermediate: d.trial.intermediate,
-            metrics: d.metrics,
+            // Costs measured in the run (time, memory) differ from run to run.
+            metrics: d
+                .metrics
+                .into_iter()
+                .filter(|(name, _)| !anisostudy::train::metrics::MEASURED_METRICS.contains(&name.as_str()))
+                .collect(),
             seed: d.seed,
             fail_reason: d.fail_reason,
         })

@@ -24,6 +24,11 @@ pub const CONSTRAINABLE_METRICS: &[&str] = &[
     "epochs_run",
 ];
 
+/// The recorded metrics that are measurements of the run rather than of
+/// the model: they differ between runs of the same trial, so determinism
+/// (the same trials, values and errors for a seed) leaves them out.
+pub const MEASURED_METRICS: &[&str] = &["train_seconds", "peak_memory_gb"];
+
 /// Errors of one group of structures (a whole split or one crystal system).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupMetrics {

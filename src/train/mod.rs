@@ -6,7 +6,7 @@
 pub mod batch;
 pub(crate) mod checkpoint;
 pub(crate) mod config;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod optim;
 pub mod predictions;
 pub(crate) mod trainer;

@@ -84,12 +84,8 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     let LoadedFile { file, base_dir, locator } = loaded;
     let builtin = file.objective.command.is_none();
     let hyperparameters = Hyperparameters { model: file.model.clone(), training: file.training.clone() };
-    let check = Checker {
-        at: &locator,
-        fixed: builtin.then_some(&hyperparameters),
-        searched: searched(&file),
-        constrained: !file.constraints.is_empty() || file.failures == Failures::Infeasible,
-    };
+    let check =
+        Checker { at: &locator, fixed: builtin.then_some(&hyperparameters), searched: searched(&file) };
     check.name(&file.name)?;
 
     if file.objective.command.is_some() && file.objective.metric.is_some() {
@@ -240,6 +236,13 @@ impl Checker<'_> {
                     if builtin {
                         self.constrainable(metric, &format!("{at}.metric"))?;
                     }
+                    if file.mode == Mode::Deterministic
+                        && crate::train::metrics::MEASURED_METRICS.contains(&metric.as_str())
+                    {
+                        return Err(self
+                            .err(&format!("{at}.metric"), format!("`{metric}` is measured, and differs from run to run, so a deterministic study cannot bound it"))
+                            .with_hint("bound `num_params` for a model's size, or use `mode: async`"));
+                    }
                     Constraint::Metric { metric: metric.clone(), bound }
                 }
                 (None, Some(name)) => {
@@ -294,8 +297,6 @@ struct Checker<'a> {
     fixed: Option<&'a Hyperparameters>,
     /// The names any phase or the sweep varies.
     searched: Vec<String>,
-    /// Whether trials carry constraint values (`sampler: auto` then picks TPE).
-    constrained: bool,
 }
 
 impl Checker<'_> {

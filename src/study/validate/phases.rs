@@ -51,8 +51,7 @@ impl Checker<'_> {
                         SamplerSpec::Tpe(options) => SamplerConfig::Tpe(tpe_config(options)),
                         SamplerSpec::Gp(options) => SamplerConfig::Gp(gp_config(options)),
                         SamplerSpec::Auto {} => {
-                            let (config, why) =
-                                auto::choose(&space, spec.n_trials.unwrap_or(0), self.constrained);
+                            let (config, why) = auto::choose(&space, spec.n_trials.unwrap_or(0));
                             notes.push(format!("phase `{}`: sampler auto chose {why}", spec.name));
                             config
                         }
