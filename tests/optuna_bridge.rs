@@ -432,20 +432,15 @@ fn a_define_by_run_optuna_study_continues_under_a_conditional_space_and_goes_bac
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "24 []");
 }
 
-const CONSTRAINED: &str = r#"
-name: cons
-seed: 4
-objective:
-  command: >-
-    sh -c 'if awk "BEGIN { exit !({x} > 1.8) }"; then sleep 20; fi;
-    awk "BEGIN { printf \"{\\\"step\\\": 1, \\\"value\\\": %.17g}\n\", -{x};
-    printf \"{\\\"metrics\\\": {\\\"cost\\\": %.17g} }\n\", 10 * {x};
-    printf \"{\\\"objective\\\": %.17g, \\\"constraints\\\": [%.17g]}\n\", -{x}, {y} - 0.5 }"'
-constraints:
-  - {metric: cost, max: 15}
-  - {name: y_margin}
-failures: infeasible
-phases:
+#[path = "support/constrained.rs"]
+mod constrained;
+
+/// A constrained study: 12 TPE trials, some timing out.
+fn constrained_study(name: &str) -> String {
+    format!(
+        "name: {name}\nseed: 4\n{}{}",
+        constrained::OBJECTIVE_AND_CONSTRAINTS,
+        "phases:
   - name: tpe
     sampler: {type: tpe, n_startup_trials: 4}
     n_trials: 12
@@ -454,7 +449,9 @@ phases:
       y: {type: float, low: 0.0, high: 1.0}
 resources: {devices: cpu, trials_per_device: 2, trial_timeout: 2s}
 mode: deterministic
-"#;
+"
+    )
+}
 
 /// Constraint values go to Optuna where it keeps them (the trial system
 /// attribute `constraints`), so Optuna's best trial is our best feasible
@@ -464,7 +461,7 @@ fn constraints_round_trip_through_optuna() {
     let Some(python) = optuna_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cons.yaml");
-    std::fs::write(&file, CONSTRAINED).unwrap();
+    std::fs::write(&file, constrained_study("cons")).unwrap();
     let results = dir.path().join("results");
     let r = results.to_str().unwrap();
     run(&mut study(&["run", file.to_str().unwrap(), "--results", r]));
@@ -474,7 +471,7 @@ fn constraints_round_trip_through_optuna() {
     check_export(&python, &db, "cons", &json);
 
     let again = dir.path().join("again.yaml");
-    std::fs::write(&again, CONSTRAINED.replace("name: cons", "name: again")).unwrap();
+    std::fs::write(&again, constrained_study("again")).unwrap();
     run(&mut study(&["import", db.to_str().unwrap(), "--into", again.to_str().unwrap(), "--results", r]));
     let imported = stored(&results, "again");
     assert_eq!(imported.len(), ours.len());
@@ -493,7 +490,7 @@ fn constraints_round_trip_through_optuna() {
                 print(s.best_trial.number if s.best_trials else -1)";
     let optuna_best = run(Command::new(&python).args(["-c", make]).arg(&native));
     let native_file = dir.path().join("native.yaml");
-    std::fs::write(&native_file, CONSTRAINED.replace("name: cons", "name: native")).unwrap();
+    std::fs::write(&native_file, constrained_study("native")).unwrap();
     run(&mut study(&[
         "import",
         native.to_str().unwrap(),

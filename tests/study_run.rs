@@ -11,6 +11,9 @@ use anisostudy::storage::{Database, TrialDetails};
 use anisostudy::study::{self, run_plan};
 use tokio::sync::watch;
 
+#[path = "support/constrained.rs"]
+mod constrained;
+
 fn machine() -> Machine {
     Machine { cpu_cores: 4, gpus: Vec::new(), cuda_build: false }
 }
@@ -351,19 +354,10 @@ resources: {devices: cpu, trials_per_device: 2}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constraints_decide_the_best_trial_and_timeouts_count_as_infeasible() {
     let dir = tempfile::tempdir().unwrap();
-    let text = r#"
-name: cons
-seed: 4
-objective:
-  command: >-
-    sh -c 'if awk "BEGIN { exit !({x} > 1.8) }"; then sleep 20; fi;
-    awk "BEGIN { printf \"{\\\"metrics\\\": {\\\"cost\\\": %.17g} }\n\", 10 * {x};
-    printf \"{\\\"objective\\\": %.17g, \\\"constraints\\\": [%.17g]}\n\", -{x}, {y} - 0.5 }"'
-constraints:
-  - {metric: cost, max: 15}
-  - {name: y_margin}
-failures: infeasible
-phases:
+    let text = format!(
+        "name: cons\nseed: 4\n{}{}",
+        constrained::OBJECTIVE_AND_CONSTRAINTS,
+        r#"phases:
   - name: tpe
     sampler: {type: tpe, n_startup_trials: 6}
     n_trials: 20
@@ -378,8 +372,9 @@ phases:
         y: {count: 3, spacing: linear, step: 0.01}
 resources: {devices: cpu, trials_per_device: 2, trial_timeout: 2s}
 mode: deterministic
-"#;
-    let plan = study::load(&write_study(dir.path(), text), &[]).unwrap();
+"#
+    );
+    let plan = study::load(&write_study(dir.path(), &text), &[]).unwrap();
     let results = dir.path().join("results");
     let summary = run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
     let all = trials(&results, "cons");

@@ -46,7 +46,8 @@ def int_plateau(t):
     return float(math.floor(math.sqrt(squares) / 2))
 
 
-def anisonet_rounded(t):
+def anisonet_loss(t):
+    """The AnisoNet search's smooth loss, and its layers, lmax and mul."""
     em_dim = t.suggest_int("em_dim", 8, 96, step=8)
     layers = t.suggest_int("layers", 1, 4)
     lmax = t.suggest_int("lmax", 1, 4)
@@ -59,7 +60,11 @@ def anisonet_rounded(t):
         + ((em_dim - 48) / 24) ** 2
         + 0.2 * abs(lmax - 3)
     )
-    return math.floor(10 * loss + 0.5) / 10
+    return loss, layers, lmax, mul
+
+
+def anisonet_rounded(t):
+    return math.floor(10 * anisonet_loss(t)[0] + 0.5) / 10
 
 
 def branin(t):
@@ -161,18 +166,7 @@ def gramacy(t):
 
 def anisonet_budget(t):
     """The AnisoNet search's smooth loss under a model-size budget."""
-    em_dim = t.suggest_int("em_dim", 8, 96, step=8)
-    layers = t.suggest_int("layers", 1, 4)
-    lmax = t.suggest_int("lmax", 1, 4)
-    lr = t.suggest_float("lr", 1e-4, 0.5, log=True)
-    mul = t.suggest_int("mul", 16, 64, step=8)
-    loss = (
-        (math.log10(lr) - math.log10(3e-3)) ** 2
-        + 0.3 * (layers - 2) ** 2
-        + ((mul - 48) / 16) ** 2
-        + ((em_dim - 48) / 24) ** 2
-        + 0.2 * abs(lmax - 3)
-    )
+    loss, layers, lmax, mul = anisonet_loss(t)
     size = layers / 2 * (mul / 48) ** 2 * ((lmax + 1) / 4) ** 2
     return loss, [size - 0.5]
 
