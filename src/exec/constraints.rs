@@ -48,6 +48,15 @@ impl Constraint {
     }
 }
 
+/// How a trial ends, as far as its constraint values go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ending<'a> {
+    Complete,
+    Pruned,
+    /// With the failure's reason.
+    Failed(&'a str),
+}
+
 /// A study's constraints and what failures for resources count as.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
@@ -105,6 +114,27 @@ impl Constraints {
                 Constraint::Reported { index, .. } => Ok(reported[*index]),
             })
             .collect()
+    }
+
+    /// The constraint values to record for a trial ending as `ending`, one
+    /// rule for the controller and for outside drivers: a COMPLETE trial's
+    /// from its metrics and reported values (`Err` says what is missing), a
+    /// PRUNED trial's where it reported them all, a FAILED trial's from
+    /// [`Self::of_failure`]; `None` for none (or without constraints).
+    pub fn of_ending(
+        &self,
+        ending: Ending<'_>,
+        metrics: &BTreeMap<String, f64>,
+        reported: Option<&[f64]>,
+    ) -> Result<Option<Vec<f64>>, String> {
+        if !self.is_active() {
+            return Ok(None);
+        }
+        match ending {
+            Ending::Complete => self.values(metrics, reported).map(Some),
+            Ending::Pruned => Ok(self.values(metrics, reported).ok()),
+            Ending::Failed(reason) => Ok(self.of_failure(reason)),
+        }
     }
 
     /// The constraint values of a trial that failed for `reason`: a large

@@ -15,7 +15,7 @@ use anyhow::Context;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::constraints::Constraints;
+use super::constraints::{Constraints, Ending};
 use super::devices::Slot;
 use super::launch::TrialSpec;
 use super::protocol::Message;
@@ -414,24 +414,16 @@ impl StudyController {
         metrics: &BTreeMap<String, f64>,
         reported: Option<&[f64]>,
     ) -> anyhow::Result<Outcome> {
-        if !self.constraints.is_active() {
-            return Ok(outcome);
-        }
-        let values = match &outcome {
-            Outcome::Complete(_) => match self.constraints.values(metrics, reported) {
-                Ok(values) => values,
-                Err(why) => return Ok(Outcome::Failed(why)),
-            },
-            // A pruned trial has constraint values where it reported them all.
-            Outcome::Pruned => match self.constraints.values(metrics, reported) {
-                Ok(values) => values,
-                Err(_) => return Ok(outcome),
-            },
-            Outcome::Failed(reason) => match self.constraints.of_failure(reason) {
-                Some(values) => values,
-                None => return Ok(outcome),
-            },
+        let ending = match &outcome {
+            Outcome::Complete(_) => Ending::Complete,
+            Outcome::Pruned => Ending::Pruned,
+            Outcome::Failed(reason) => Ending::Failed(reason),
             Outcome::Interrupted => return Ok(outcome),
+        };
+        let values = match self.constraints.of_ending(ending, metrics, reported) {
+            Ok(Some(values)) => values,
+            Ok(None) => return Ok(outcome),
+            Err(why) => return Ok(Outcome::Failed(why)),
         };
         self.study.set_constraints(number, &values)?;
         Ok(outcome)

@@ -22,6 +22,7 @@ use super::file::{DevicesSpec, ExecutorKind};
 use super::run::{best_params, launcher, study_dir, Review};
 use super::validate::StudyPlan;
 use crate::error::InputError;
+use crate::exec::constraints::Ending;
 use crate::exec::controller::{open_store, trial_seed, Launcher, SharedStore, StudySetup, TrialToRun};
 use crate::exec::devices::{parse_device, Device, Slot};
 use crate::hpo::{Ask, Outcome, Params, Study, TrialState};
@@ -262,26 +263,28 @@ impl ExternalStudy {
     ) -> anyhow::Result<()> {
         self.running(number)?;
         let constraints = &self.plan.constraints;
-        let values = if constraints.is_active() {
-            let mut all = self.store.sqlite().trial_details(number)?.metrics;
-            all.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
-            match &told {
-                Told::Complete(_) => Some(constraints.values(&all, reported).map_err(|why| {
-                    InputError::new(format!("study {}, trial {number}", self.plan.name), why).with_hint(
-                        "tell it again with the metrics its constraints bound (--metric NAME=X) and its \
-                         own constraint values (--constraints C1,C2)",
-                    )
-                })?),
-                Told::Pruned => constraints.values(&all, reported).ok(),
-                Told::Failed(reason) => constraints.of_failure(reason.as_deref().unwrap_or_default()),
-            }
-        } else if reported.is_some_and(|r| !r.is_empty()) {
+        if !constraints.is_active() && reported.is_some_and(|r| !r.is_empty()) {
             return Err(InputError::new(
                 format!("study {}, trial {number}", self.plan.name),
                 "constraint values were told, but the study declares no constraints",
             )
             .with_hint("add `constraints: [{name: …}]` entries to the study file, or leave --constraints out")
             .into());
+        }
+        let values = if constraints.is_active() {
+            let mut all = self.store.sqlite().trial_details(number)?.metrics;
+            all.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+            let ending = match &told {
+                Told::Complete(_) => Ending::Complete,
+                Told::Pruned => Ending::Pruned,
+                Told::Failed(reason) => Ending::Failed(reason.as_deref().unwrap_or_default()),
+            };
+            constraints.of_ending(ending, &all, reported).map_err(|why| {
+                InputError::new(format!("study {}, trial {number}", self.plan.name), why).with_hint(
+                    "tell it again with the metrics its constraints bound (--metric NAME=X) and its \
+                     own constraint values (--constraints C1,C2)",
+                )
+            })?
         } else {
             None
         };
