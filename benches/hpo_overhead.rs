@@ -58,6 +58,7 @@ fn sqlite_store(dir: &std::path::Path, label: &str) -> SqliteStore {
     let new = NewStudy {
         name: format!("bench-{label}"),
         direction: Direction::Minimize,
+        objectives: Vec::new(),
         seed: 7,
         config: String::new(),
     };

@@ -164,8 +164,13 @@ fn main() -> anyhow::Result<()> {
         None => tempfile::tempdir()?,
     };
     let path = dir.path().join("study.db");
-    let study =
-        NewStudy { name: "bench".into(), direction: Direction::Minimize, seed: 1, config: String::new() };
+    let study = NewStudy {
+        name: "bench".into(),
+        direction: Direction::Minimize,
+        objectives: Vec::new(),
+        seed: 1,
+        config: String::new(),
+    };
     let mut store = Database::open(&path)?.create_study(&study)?;
     store.set_phase(&Phase {
         index: 0,

@@ -308,6 +308,7 @@ fn an_unfinished_study_is_reported_with_what_is_missing() {
     let new = NewStudy {
         name: "half".into(),
         direction: anisostudy::hpo::Direction::Minimize,
+        objectives: Vec::new(),
         seed: 0,
         config: config.into(),
     };
@@ -357,6 +358,7 @@ fn bad_input_names_the_path_and_exits_2() {
     let new = anisostudy::storage::NewStudy {
         name: "s".into(),
         direction: anisostudy::hpo::Direction::Minimize,
+        objectives: Vec::new(),
         seed: 0,
         config: "name: s\n".into(),
     };

@@ -25,6 +25,7 @@ fn study() -> NewStudy {
     NewStudy {
         name: "crash".into(),
         direction: Direction::Minimize,
+        objectives: Vec::new(),
         seed: 11,
         config: "name: crash\n".into(),
     }

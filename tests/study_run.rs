@@ -405,3 +405,88 @@ mode: deterministic
     let tpe_best = TrialDetails::best(&all[..20], plan.config.direction).unwrap().0;
     assert!(all[20..].iter().all(|t| x(t) == x(tpe_best)), "the grid is centred on the best feasible trial");
 }
+
+/// Two objectives from a command's result line, searched by NSGA-II then
+/// multi-objective TPE: every COMPLETE trial carries both values, a line
+/// with the wrong count fails its trial with the reason, and `status`
+/// shows the Pareto set, which no other trial dominates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_objectives_from_a_command_make_a_pareto_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+name: pareto
+seed: 3
+objective:
+  command: >-
+    sh -c 'if awk "BEGIN { exit !({x} > 1.9) }"; then echo "{\"objectives\": [{x}]}"; exit 0; fi;
+    awk "BEGIN { printf \"{\\\"objectives\\\": [%.17g, %.17g]}\n\", {x}, (2 - {x}) ^ 2 + {y} }"'
+  directions: [minimize, minimize]
+  names: [size, error]
+phases:
+  - name: evolve
+    sampler: {type: nsga2, population_size: 4}
+    n_trials: 12
+    space:
+      x: {type: float, low: 0.0, high: 2.0}
+      y: {type: float, low: 0.0, high: 1.0}
+  - name: tpe
+    sampler: {type: tpe, n_startup_trials: 4}
+    n_trials: 10
+    space:
+      x: {type: float, low: 0.0, high: 2.0}
+      y: {type: float, low: 0.0, high: 1.0}
+resources: {devices: cpu, trials_per_device: 2}
+mode: deterministic
+"#;
+    let plan = study::load(&write_study(dir.path(), text), &[]).unwrap();
+    assert_eq!(plan.config.directions.len(), 2);
+    let results = dir.path().join("results");
+    run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
+    let all = trials(&results, "pareto");
+    assert_eq!(all.len(), 22);
+    let y = |t: &TrialDetails| t.trial.params["y"].as_f64().unwrap();
+    for t in &all {
+        match t.trial.state {
+            TrialState::Complete => {
+                let expected = [x(t), (2.0 - x(t)).powi(2) + y(t)];
+                assert!(
+                    t.trial.values.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-9),
+                    "{:?}",
+                    t.trial
+                );
+                assert_eq!(t.trial.value, Some(t.trial.values[0]));
+            }
+            TrialState::Failed => {
+                assert!(x(t) > 1.9, "{:?}", t.trial);
+                assert!(t.fail_reason.as_deref().unwrap().contains("gave 1 values"), "{:?}", t.fail_reason);
+            }
+            other => panic!("trial {} ended {other:?}", t.trial.number),
+        }
+    }
+    let store = Database::open_read_only(results.join("pareto").join("study.db"))
+        .unwrap()
+        .open_study("pareto")
+        .unwrap();
+    assert_eq!(
+        store.info().objectives.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+        ["size", "error"]
+    );
+    let frozen: Vec<_> = all.iter().map(|t| t.trial.clone()).collect();
+    let front = anisostudy::hpo::pareto::pareto_front(&frozen, &plan.config.directions);
+    assert!(front.len() >= 2, "{front:?}");
+    let dominated = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(p, q)| q <= p) && a != b;
+    for t in &front {
+        assert!(!frozen.iter().any(|o| o.state == TrialState::Complete && dominated(&t.values, &o.values)));
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_study"))
+        .args(["status", "pareto", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let status = String::from_utf8(output.stdout).unwrap();
+    assert!(status.contains("minimize size, minimize error"), "{status}");
+    assert!(status.contains(&format!("pareto set: {} trial(s)", front.len())), "{status}");
+    for t in &front {
+        assert!(status.contains(&format!("  trial {}  size ", t.number)), "{status}");
+    }
+}

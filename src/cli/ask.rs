@@ -151,14 +151,7 @@ pub fn tell(args: TellArgs) -> Result<()> {
         (None, [], Some("fail")) => Some(Told::Failed(args.reason.clone())),
         (None, [], Some(_)) => Some(Told::Pruned),
         (None, [], None) => None,
-        (None, many, _) => {
-            return Err(InputError::new(
-                "study tell --values",
-                format!("{} values, but the study has one objective", many.len()),
-            )
-            .with_hint("give one value with --value X")
-            .into())
-        }
+        (None, many, _) => Some(Told::Values(many.to_vec())),
     };
     let mut study = ExternalStudy::open(&args.study, &args.results, &[], false)?;
     if let (Some(step), Some(value)) = (args.step, args.intermediate) {

@@ -46,9 +46,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let dir = study::study_dir(&args.results, &plan.name);
     let machine = Machine::detect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let metric = match &plan.objective {
-        study::Objective::Anisonet { metric } => metric.name(),
-        study::Objective::Command { .. } => "objective",
+    let names = plan.objectives.names();
+    let metric = match (&plan.objective, names.first()) {
+        (_, Some(first)) => first.as_str(),
+        (study::Objective::Anisonet { metric }, None) => metric.name(),
+        (study::Objective::Command { .. }, None) => "objective",
     };
     let mut progress = Progress::new(plan.config.direction, metric.to_owned());
     eprintln!("study {}: results in {}", plan.name, dir.display());
@@ -70,14 +72,22 @@ pub fn run(args: RunArgs) -> Result<()> {
         count(TrialState::Pruned),
         count(TrialState::Failed),
     );
-    match TrialDetails::best(&trials, plan.config.direction) {
-        Some((t, value)) => println!(
-            "best: trial {}  {} {value:.6}  {}",
-            t.trial.number,
-            progress.metric,
-            format_params(&t.trial.params)
-        ),
-        None => println!("best: none yet"),
+    if plan.objectives.is_multi() {
+        let frozen: Vec<_> = trials.iter().map(|t| t.trial.clone()).collect();
+        let mut text = String::new();
+        let constrained = plan.constraints.is_active();
+        super::status::write_pareto_set(&mut text, &frozen, &plan.objectives.stored(), constrained)?;
+        print!("{text}");
+    } else {
+        match TrialDetails::best(&trials, plan.config.direction) {
+            Some((t, value)) => println!(
+                "best: trial {}  {} {value:.6}  {}",
+                t.trial.number,
+                progress.metric,
+                format_params(&t.trial.params)
+            ),
+            None => println!("best: none yet"),
+        }
     }
     if summary.stopped {
         println!(

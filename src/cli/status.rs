@@ -45,9 +45,15 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     let trials = store.all_trial_details()?;
     let phases = store.phases()?;
     let mut out = String::new();
-    let goal = match info.direction {
+    let goal = |direction| match direction {
         crate::hpo::Direction::Minimize => "minimize",
         crate::hpo::Direction::Maximize => "maximize",
+    };
+    let goal = match info.objectives.as_slice() {
+        [] => goal(info.direction).to_owned(),
+        several => {
+            several.iter().map(|o| format!("{} {}", goal(o.direction), o.name)).collect::<Vec<_>>().join(", ")
+        }
     };
     writeln!(out, "study {} (seed {}, {goal})", info.name, info.seed)?;
 
@@ -99,15 +105,19 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
             constrained.len()
         )?;
     }
-    match TrialDetails::best(&trials, info.direction) {
-        Some((t, v)) => writeln!(
-            out,
-            "best: trial {}  value {v:.6}  {}",
-            t.trial.number,
-            super::run::format_params(&t.trial.params)
-        )?,
-        None if !constrained.is_empty() => writeln!(out, "best: no feasible trial yet")?,
-        None => writeln!(out, "best: none yet")?,
+    if !info.objectives.is_empty() {
+        write_pareto_set(&mut out, &frozen, &info.objectives, !constrained.is_empty())?;
+    } else {
+        match TrialDetails::best(&trials, info.direction) {
+            Some((t, v)) => writeln!(
+                out,
+                "best: trial {}  value {v:.6}  {}",
+                t.trial.number,
+                super::run::format_params(&t.trial.params)
+            )?,
+            None if !constrained.is_empty() => writeln!(out, "best: no feasible trial yet")?,
+            None => writeln!(out, "best: none yet")?,
+        }
     }
 
     let running: Vec<&TrialDetails> =
@@ -151,6 +161,40 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
 
 /// The report's device use: per device, busy time over the wall time since
 /// the first start; then the trials per node where slots are on other nodes.
+/// The Pareto set of a study with several objectives: each trial's values
+/// under the objectives' names, sorted by the first objective.
+pub(super) fn write_pareto_set(
+    out: &mut String,
+    trials: &[FrozenTrial],
+    objectives: &[crate::storage::StoredObjective],
+    constrained: bool,
+) -> std::fmt::Result {
+    use std::fmt::Write;
+    let directions: Vec<_> = objectives.iter().map(|o| o.direction).collect();
+    let mut front = crate::hpo::pareto::pareto_front(trials, &directions);
+    let feasible = if constrained { " feasible" } else { "" };
+    if front.is_empty() {
+        return writeln!(out, "pareto set: no{feasible} COMPLETE trial yet");
+    }
+    front.sort_by(|a, b| {
+        let (a, b) = (directions[0].as_loss(a.values[0]), directions[0].as_loss(b.values[0]));
+        a.total_cmp(&b)
+    });
+    writeln!(out, "pareto set: {} trial(s), no{feasible} trial better in every objective", front.len())?;
+    for t in front {
+        let values: Vec<String> =
+            objectives.iter().zip(&t.values).map(|(o, v)| format!("{} {v:.6}", o.name)).collect();
+        writeln!(
+            out,
+            "  trial {}  {}  {}",
+            t.number,
+            values.join("  "),
+            super::run::format_params(&t.params)
+        )?;
+    }
+    Ok(())
+}
+
 fn write_device_use(
     out: &mut String,
     trials: &[TrialDetails],
@@ -235,7 +279,14 @@ fn plan_of(store: &SqliteStore, phases: &[Phase]) -> Option<StudyConfig> {
             Some(crate::hpo::Phase::new(&p.name, p.space.clone(), sampler, p.budget))
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(StudyConfig { seed: info.seed, direction: info.direction, phases, pruner: Default::default() })
+    let directions = info.objectives.iter().map(|o| o.direction).collect();
+    Some(StudyConfig {
+        seed: info.seed,
+        direction: info.direction,
+        directions,
+        phases,
+        pruner: Default::default(),
+    })
 }
 
 /// When the trials still to run will be done.
@@ -333,6 +384,7 @@ mod tests {
                 params,
                 value: None,
                 intermediate: Default::default(),
+                values: Vec::new(),
                 constraints: None,
             },
             distributions: Default::default(),

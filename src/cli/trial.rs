@@ -183,8 +183,14 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
             },
         );
     }
-    let _ =
-        emit(out, &Message::Final { objective: Number(value_of(metric, &result.val)), constraints: None });
+    let _ = emit(
+        out,
+        &Message::Final {
+            objective: Number(value_of(metric, &result.val)),
+            objectives: None,
+            constraints: None,
+        },
+    );
     Ok(())
 }
 

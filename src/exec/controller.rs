@@ -18,6 +18,7 @@ use rand_chacha::ChaCha20Rng;
 use super::constraints::{Constraints, Ending};
 use super::devices::Slot;
 use super::launch::TrialSpec;
+use super::objectives::Objectives;
 use super::protocol::Message;
 use super::scheduler::{Controller, Directive, Next, Outcome, TrialReport};
 use crate::hpo::{Ask, FrozenTrial, Params, Study, StudyConfig, TrialState, TrialStore};
@@ -88,6 +89,10 @@ impl TrialStore for SharedStore {
     fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
         self.inner.borrow_mut().set_constraints(number, values)
     }
+
+    fn set_values(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.inner.borrow_mut().set_values(number, values)
+    }
 }
 
 /// Judges a study's definition against the one it last ran under: the
@@ -128,6 +133,8 @@ pub struct StudySetup<'a> {
     pub definition: &'a dyn DefinitionReview,
     /// What each finished trial's constraint values are made of.
     pub constraints: Constraints,
+    /// Where each objective's value comes from, with several objectives.
+    pub objectives: Objectives,
 }
 
 /// Asks, tells and records: the [`Controller`] of a real study.
@@ -146,6 +153,10 @@ pub struct StudyController {
     /// The study's constraints, and the values each trial reported itself.
     constraints: Constraints,
     reported_constraints: HashMap<u64, Vec<f64>>,
+    /// The study's objectives when it has several, and the values each
+    /// trial reported on its result line.
+    objectives: Objectives,
+    reported_objectives: HashMap<u64, Vec<f64>>,
     /// Requeued trials launched and not yet finished.
     requeued_running: HashSet<u64>,
     /// Deterministic batches (see [`Self::deterministic_batches`]).
@@ -188,6 +199,7 @@ impl StudyController {
         let store = SharedStore { inner: Rc::new(RefCell::new(sqlite)) };
         let seed = setup.config.seed;
         let constraints = setup.constraints.clone();
+        let objectives = setup.objectives.clone();
         let study = Study::new(store.clone(), setup.config)?;
         Ok(Self {
             study,
@@ -200,6 +212,8 @@ impl StudyController {
             metrics: HashMap::new(),
             constraints,
             reported_constraints: HashMap::new(),
+            objectives,
+            reported_objectives: HashMap::new(),
             requeued_running: HashSet::new(),
             batch_requeued: false,
             running: HashSet::new(),
@@ -309,8 +323,14 @@ impl Controller for StudyController {
                 let entry = self.metrics.entry(number).or_default();
                 entry.extend(metrics.iter().map(|(k, v)| (k.clone(), v.0)));
             }
-            Message::Final { constraints: Some(values), .. } => {
-                self.reported_constraints.insert(number, values.iter().map(|v| v.0).collect());
+            Message::Final { constraints, objectives, .. } => {
+                let numbers = |list: &[super::protocol::Number]| list.iter().map(|v| v.0).collect();
+                if let Some(values) = constraints {
+                    self.reported_constraints.insert(number, numbers(values));
+                }
+                if let Some(values) = objectives {
+                    self.reported_objectives.insert(number, numbers(values));
+                }
             }
             Message::Artifact { kind, path } => {
                 let path = self.trials_dir.join(number.to_string()).join(path);
@@ -342,6 +362,16 @@ impl Controller for StudyController {
         let reported = self.reported_constraints.remove(&number);
         let outcome =
             self.record_constraints(number, report.outcome.clone(), &metrics, reported.as_deref())?;
+        let reported = self.reported_objectives.remove(&number);
+        let outcome = match outcome {
+            Outcome::Complete(value) => {
+                match self.objectives.of_complete(value, &metrics, reported.as_deref()) {
+                    Ok(told) => return self.study.tell(number, told),
+                    Err(why) => Outcome::Failed(why),
+                }
+            }
+            other => other,
+        };
         self.tell(number, outcome)
     }
 }
@@ -354,6 +384,7 @@ pub fn open_store(setup: &StudySetup<'_>) -> anyhow::Result<SqliteStore> {
     let new = NewStudy {
         name: setup.name.to_owned(),
         direction: setup.config.direction,
+        objectives: setup.objectives.stored(),
         seed: setup.config.seed,
         config: setup.snapshot.clone(),
     };

@@ -14,6 +14,7 @@ pub mod constraints;
 pub mod controller;
 pub mod devices;
 pub mod launch;
+pub mod objectives;
 pub mod protocol;
 pub mod queue;
 pub mod scheduler;

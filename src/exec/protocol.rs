@@ -10,12 +10,13 @@
 //! | `intermediate` | `step`, `value`                           | a value the pruner judges        |
 //! | `metrics`      | `metrics` {name: value}                   | final metrics (e.g. test MAE)    |
 //! | `artifact`     | `kind`, `path`                            | a file the trial wrote           |
-//! | `final`        | `objective`, `constraints` (optional)     | the objective value; last line   |
+//! | `final`        | `objective`, `objectives`, `constraints` (both optional) | the objective value(s); last line |
 //! | `error`        | `kind` (e.g. `nan_loss`, `oom`), `message`| why the trial gives up           |
 //!
 //! A `command` objective prints `{"objective": x}` as its last line
 //! (`{"objective": x, "constraints": [c1, c2]}` with constraint values of
-//! its own, each feasible when ≤ 0), and may print `{"step": n, "value": x}`
+//! its own, each feasible when ≤ 0; `{"objectives": [a, b]}` in a study
+//! with several objectives), and may print `{"step": n, "value": x}`
 //! lines to enable pruning and `{"metrics": {"name": x, …}}` lines with
 //! metrics that constraints and reports can name. Any other line
 //! (progress bars, warnings, a newer protocol version) is kept in the log
@@ -60,7 +61,11 @@ pub enum Message {
         path: String,
     },
     Final {
+        /// The objective's value; with several objectives, the first one's.
         objective: Number,
+        /// Every objective's value, where the trial reports several.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        objectives: Option<Vec<Number>>,
         /// Constraint values the trial reports itself (≤ 0 feasible).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         constraints: Option<Vec<Number>>,
@@ -130,6 +135,11 @@ enum CommandLine {
         #[serde(default)]
         constraints: Option<Vec<Number>>,
     },
+    Objectives {
+        objectives: Vec<Number>,
+        #[serde(default)]
+        constraints: Option<Vec<Number>>,
+    },
     Intermediate {
         step: u64,
         value: Number,
@@ -178,17 +188,22 @@ pub fn parse_line(line: &str) -> Line {
             Err(err) => Line::Other(Some(format!("malformed protocol line: {err}"))),
         };
     }
-    if !["objective", "step", "metrics"].iter().any(|key| object.contains_key(*key)) {
+    if !["objective", "objectives", "step", "metrics"].iter().any(|key| object.contains_key(*key)) {
         return Line::Other(None);
     }
     match serde_json::from_value::<CommandLine>(value) {
         Ok(CommandLine::Final { objective, constraints }) => {
-            Line::Message(Message::Final { objective, constraints })
+            Line::Message(Message::Final { objective, objectives: None, constraints })
         }
+        Ok(CommandLine::Objectives { objectives, constraints }) => Line::Message(Message::Final {
+            objective: objectives.first().copied().unwrap_or(Number(f64::NAN)),
+            objectives: Some(objectives),
+            constraints,
+        }),
         Ok(CommandLine::Intermediate { step, value }) => Line::Message(Message::Intermediate { step, value }),
         Ok(CommandLine::Metrics { metrics }) => Line::Message(Message::Metrics { metrics }),
         Err(_) => Line::Other(Some(
-            "expected {\"objective\": <number>, \"constraints\": [<number>, …]}, \
+            "expected {\"objective\": <number>, \"constraints\": [<number>, …]}, {\"objectives\": [<number>, …]}, \
              {\"step\": <n>, \"value\": <number>} or {\"metrics\": {\"<name>\": <number>, …}}"
                 .to_owned(),
         )),
@@ -238,8 +253,17 @@ mod tests {
             Message::Intermediate { step: 2, value: Number(0.5) },
             Message::Metrics { metrics: [("test_eps_poly_mae".to_owned(), Number(0.3))].into() },
             Message::Artifact { kind: "test_predictions".into(), path: "test_predictions.csv".into() },
-            Message::Final { objective: Number(0.25), constraints: None },
-            Message::Final { objective: Number(0.25), constraints: Some(vec![Number(-1.0), Number(2.0)]) },
+            Message::Final { objective: Number(0.25), objectives: None, constraints: None },
+            Message::Final {
+                objective: Number(0.25),
+                objectives: None,
+                constraints: Some(vec![Number(-1.0), Number(2.0)]),
+            },
+            Message::Final {
+                objective: Number(0.25),
+                objectives: Some(vec![Number(0.25), Number(3.0)]),
+                constraints: None,
+            },
             Message::Error { kind: Some("nan_loss".into()), message: "loss is NaN at epoch 3".into() },
         ];
         for message in messages {
@@ -255,13 +279,22 @@ mod tests {
     fn reads_command_lines_and_python_nan() {
         assert_eq!(
             parse_line(r#"{"objective": 1.5}"#),
-            Line::Message(Message::Final { objective: Number(1.5), constraints: None })
+            Line::Message(Message::Final { objective: Number(1.5), objectives: None, constraints: None })
         );
         assert_eq!(
             parse_line(r#"{"objective": 1.5, "constraints": [-0.5, 2]}"#),
             Line::Message(Message::Final {
                 objective: Number(1.5),
+                objectives: None,
                 constraints: Some(vec![Number(-0.5), Number(2.0)])
+            })
+        );
+        assert_eq!(
+            parse_line(r#"{"objectives": [0.5, 1e6], "constraints": [-1]}"#),
+            Line::Message(Message::Final {
+                objective: Number(0.5),
+                objectives: Some(vec![Number(0.5), Number(1e6)]),
+                constraints: Some(vec![Number(-1.0)])
             })
         );
         assert_eq!(

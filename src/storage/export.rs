@@ -256,6 +256,7 @@ mod tests {
                 params: params.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
                 value: None,
                 intermediate: BTreeMap::new(),
+                values: Vec::new(),
                 constraints: None,
             },
             distributions: BTreeMap::new(),
@@ -313,8 +314,13 @@ at epoch 3\",0,,FAILED
     #[test]
     fn json_keeps_parameter_types_and_every_field() {
         let dir = tempfile::tempdir().unwrap();
-        let new =
-            NewStudy { name: "grid".into(), direction: Direction::Maximize, seed: 42, config: String::new() };
+        let new = NewStudy {
+            name: "grid".into(),
+            direction: Direction::Maximize,
+            objectives: Vec::new(),
+            seed: 42,
+            config: String::new(),
+        };
         let mut store = Database::open(dir.path().join("study.db")).unwrap().create_study(&new).unwrap();
         let params = [
             ("layers".to_string(), ParamValue::Int(3)),

@@ -31,8 +31,8 @@ mod time;
 
 pub use database::{Database, Journal};
 pub use store::{
-    Artifact, Change, Definition, Effect, NewStudy, Phase, RecordedChange, SqliteStore, StudyInfo,
-    TrialDetails,
+    Artifact, Change, Definition, Effect, NewStudy, Phase, RecordedChange, SqliteStore, StoredObjective,
+    StudyInfo, TrialDetails,
 };
 pub use time::Timestamp;
 

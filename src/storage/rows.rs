@@ -52,8 +52,9 @@ fn param_from_row(row: &Row) -> rusqlite::Result<ParamValue> {
     })
 }
 
-/// Constraint values as the `constraints` column holds them: a JSON list,
-/// NaN as `null`, infinities as the largest finite numbers (JSON has none).
+/// Constraint values as the `constraints` column holds them (objective
+/// values as `objective_values` does): a JSON list, NaN as `null`,
+/// infinities as the largest finite numbers (JSON has none).
 pub(super) fn constraints_json(values: &[f64]) -> String {
     let values: Vec<Option<f64>> = values.iter().map(|&v| storable_constraint(v)).collect();
     serde_json::to_string(&values).expect("numbers always serialise")
@@ -92,6 +93,12 @@ fn trial_from_row(row: &Row) -> rusqlite::Result<TrialDetails> {
                 })?),
                 None => None,
             },
+            values: match row.get::<_, Option<String>>(15)? {
+                Some(text) => constraints_from_json(&text).map_err(|err| {
+                    rusqlite::Error::FromSqlConversionFailure(15, rusqlite::types::Type::Text, err.into())
+                })?,
+                None => Vec::new(),
+            },
         },
         distributions: BTreeMap::new(),
         seed: row.get::<_, Option<i64>>(5)?.map(|seed| seed as u64),
@@ -122,7 +129,7 @@ pub(super) fn load(
     let mut index_of = HashMap::new();
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT id, number, phase, state, value, seed, device, attempt, created_ms, started_ms,
-             finished_ms, heartbeat_ms, fail_reason, waiting_for, constraints
+             finished_ms, heartbeat_ms, fail_reason, waiting_for, constraints, objective_values
          FROM trials t WHERE {FILTER} ORDER BY number"
     ))?;
     let mut rows = stmt.query(params![study, only])?;

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "a trial's constraint values (feasible when each is at most 0)",
         sql: SCHEMA_V4,
     },
+    Migration {
+        version: 5,
+        description: "several objectives: each one's name and direction, and a trial's values",
+        sql: SCHEMA_V5,
+    },
 ];
 
 /// The version a database has once every migration ran.
@@ -183,6 +188,16 @@ ALTER TABLE trials ADD COLUMN waiting_for TEXT;
 /// NULL where the study has no constraints or they were not measured.
 const SCHEMA_V4: &str = "
 ALTER TABLE trials ADD COLUMN constraints TEXT CHECK (constraints IS NULL OR json_valid(constraints));
+";
+
+/// Several objectives. `studies.objectives`: a JSON list of
+/// `{"name", "direction"}`, one per objective (`direction` holds the
+/// first's); NULL for a study with one. `trials.objective_values`: a
+/// COMPLETE trial's value of each (`value` holds the first); NULL with one.
+const SCHEMA_V5: &str = "
+ALTER TABLE studies ADD COLUMN objectives TEXT CHECK (objectives IS NULL OR json_valid(objectives));
+ALTER TABLE trials ADD COLUMN objective_values TEXT
+    CHECK (objective_values IS NULL OR json_valid(objective_values));
 ";
 
 /// What the header and catalogue of an opened file say about it.

@@ -22,6 +22,7 @@ fn new_study(name: &str) -> NewStudy {
     NewStudy {
         name: name.to_string(),
         direction: Direction::Minimize,
+        objectives: Vec::new(),
         seed: u64::MAX - 7,
         config: "name: lmax_sweep\nseed: 18446744073709551608\n".to_string(),
     }

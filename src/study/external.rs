@@ -72,6 +72,8 @@ pub enum Asked {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Told {
     Complete(f64),
+    /// COMPLETE with every objective's value, in a study with several.
+    Values(Vec<f64>),
     /// Stopped early; its last reported value becomes its value.
     Pruned,
     Failed(Option<String>),
@@ -137,6 +139,7 @@ impl ExternalStudy {
             journal: Journal::Rollback,
             definition: &review,
             constraints: plan.constraints.clone(),
+            objectives: plan.objectives.clone(),
         };
         let sqlite = open_store(&setup)?;
         let store = SharedStore::new(sqlite);
@@ -271,16 +274,38 @@ impl ExternalStudy {
             .with_hint("add `constraints: [{name: …}]` entries to the study file, or leave --constraints out")
             .into());
         }
+        let location = || format!("study {}, trial {number}", self.plan.name);
+        let mut all = self.store.sqlite().trial_details(number)?.metrics;
+        all.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        let objectives = &self.plan.objectives;
+        let outcome = match &told {
+            Told::Complete(value) => Some(objectives.of_complete(*value, &all, None)),
+            Told::Values(values) => {
+                Some(objectives.of_complete(values.first().copied().unwrap_or(f64::NAN), &all, Some(values)))
+            }
+            Told::Pruned | Told::Failed(_) => None,
+        };
+        let outcome = match outcome {
+            Some(result) => result.map_err(|why| {
+                InputError::new(location(), why).with_hint(match objectives.is_multi() {
+                    true => "tell every objective's value (--values A,B) or the metrics the objectives name (--metric NAME=X)",
+                    false => "tell one value with --value X",
+                })
+            })?,
+            None => match told.clone() {
+                Told::Pruned => Outcome::Pruned,
+                Told::Failed(reason) => Outcome::Failed(reason),
+                _ => unreachable!("COMPLETE outcomes are decided above"),
+            },
+        };
         let values = if constraints.is_active() {
-            let mut all = self.store.sqlite().trial_details(number)?.metrics;
-            all.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
             let ending = match &told {
-                Told::Complete(_) => Ending::Complete,
+                Told::Complete(_) | Told::Values(_) => Ending::Complete,
                 Told::Pruned => Ending::Pruned,
                 Told::Failed(reason) => Ending::Failed(reason.as_deref().unwrap_or_default()),
             };
             constraints.of_ending(ending, &all, reported).map_err(|why| {
-                InputError::new(format!("study {}, trial {number}", self.plan.name), why).with_hint(
+                InputError::new(location(), why).with_hint(
                     "tell it again with the metrics its constraints bound (--metric NAME=X) and its \
                      own constraint values (--constraints C1,C2)",
                 )
@@ -294,11 +319,6 @@ impl ExternalStudy {
         if let Some(values) = values {
             self.study.set_constraints(number, &values)?;
         }
-        let outcome = match told {
-            Told::Complete(value) => Outcome::Complete(value),
-            Told::Pruned => Outcome::Pruned,
-            Told::Failed(reason) => Outcome::Failed(reason),
-        };
         self.study.tell(number, outcome)
     }
 

@@ -34,7 +34,9 @@ pub struct StudyFile {
     /// Fixed training hyperparameters; a searched or swept one overrides its value.
     #[serde(default)]
     pub training: TrainingSpec,
-    #[serde(default)]
+    /// One objective (a map), or several: a list of metrics, or a command
+    /// with `directions`.
+    #[serde(default, deserialize_with = "objective_map_or_list", serialize_with = "objective_as_written")]
     pub objective: ObjectiveSpec,
     /// Bounds a trial must meet to count: the best trial is the best
     /// feasible one, and samplers rank infeasible trials last.
@@ -248,6 +250,67 @@ pub struct ObjectiveSpec {
     pub workdir: Option<PathBuf>,
     #[serde(default)]
     pub direction: Direction,
+    /// A command with several objectives: each one's direction, in the
+    /// order of its result line `{"objectives": [a, b]}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directions: Vec<Direction>,
+    /// The names of a command's several objectives (`objective_0`, … when absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Several objectives written as a list, each a metric the trial records.
+    #[serde(skip)]
+    pub list: Vec<MetricObjective>,
+}
+
+/// One of several objectives: a metric the trial records, and its direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricObjective {
+    pub metric: String,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+impl ObjectiveSpec {
+    /// Whether the study has several objectives.
+    pub fn is_multi(&self) -> bool {
+        !self.list.is_empty() || !self.directions.is_empty()
+    }
+}
+
+/// `objective:` as a map (one objective, or a command with several) or as
+/// a list of `{metric, direction}`.
+fn objective_map_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectiveSpec, D::Error> {
+    struct MapOrList;
+    impl<'de> Visitor<'de> for MapOrList {
+        type Value = ObjectiveSpec;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map (`metric` or `command`, `direction`) or a list of `{metric, direction}`")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<ObjectiveSpec, A::Error> {
+            ObjectiveSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ObjectiveSpec, A::Error> {
+            let list = Vec::<MetricObjective>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+            Ok(ObjectiveSpec { list, ..Default::default() })
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<ObjectiveSpec, E> {
+            Ok(ObjectiveSpec::default())
+        }
+    }
+    deserializer.deserialize_any(MapOrList)
+}
+
+/// Writes `objective:` back in the form it was written in.
+fn objective_as_written<S: serde::Serializer>(
+    spec: &ObjectiveSpec,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if spec.list.is_empty() {
+        spec.serialize(serializer)
+    } else {
+        spec.list.serialize(serializer)
+    }
 }
 
 /// One constraint: a bound on a metric of the trial, or a value the trial
@@ -311,6 +374,8 @@ pub struct PhaseSpec {
 pub enum SamplerSpec {
     Tpe(TpeOptions),
     Gp(GpOptions),
+    /// NSGA-II (`hpo::samplers::nsga2`): an evolutionary search, chiefly for several objectives.
+    Nsga2(Nsga2Options),
     /// GP or TPE, chosen from the phase's budget and space (`hpo::samplers::auto`).
     Auto {},
     Random {},
@@ -331,13 +396,15 @@ pub enum SamplerSpec {
 
 impl SamplerSpec {
     /// Every `type`.
-    pub const KINDS: &'static [&'static str] = &["tpe", "gp", "auto", "random", "grid", "grid_around_best"];
+    pub const KINDS: &'static [&'static str] =
+        &["tpe", "gp", "nsga2", "auto", "random", "grid", "grid_around_best"];
 
     /// The `type` as written in the file.
     pub fn name(&self) -> &'static str {
         match self {
             SamplerSpec::Tpe(_) => "tpe",
             SamplerSpec::Gp(_) => "gp",
+            SamplerSpec::Nsga2(_) => "nsga2",
             SamplerSpec::Auto {} => "auto",
             SamplerSpec::Random {} => "random",
             SamplerSpec::Grid { .. } => "grid",
@@ -370,6 +437,16 @@ pub struct GpOptions {
     pub n_preliminary_samples: Option<u32>,
     pub n_local_search: Option<usize>,
     pub n_qmc_samples: Option<u32>,
+}
+
+/// The NSGA-II sampler's options; absent ones take [`crate::hpo::samplers::Nsga2Config`]'s defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nsga2Options {
+    pub population_size: Option<usize>,
+    pub crossover_prob: Option<f64>,
+    pub swapping_prob: Option<f64>,
+    pub mutation_prob: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -725,10 +802,14 @@ mod docs {
             .collect();
         // Keys left out of the serialised form while they hold their defaults.
         let quiet = ["constraints".to_owned(), "failures".to_owned()];
+        let objective = keys(&ObjectiveSpec::default())
+            .into_iter()
+            .chain(["directions".to_owned(), "names".to_owned()])
+            .collect();
         let sections = [
             ("## Top level", keys(&file).into_iter().chain(quiet).collect()),
             ("## `dataset`", keys(&dataset)),
-            ("## `objective`", keys(&ObjectiveSpec::default())),
+            ("## `objective`", objective),
             ("## `phases`", keys(&phase)),
             ("## `sweep`", keys(&sweep)),
             ("## `pruner`", pruner),

@@ -98,6 +98,7 @@ pub fn import_optuna(
     let new = NewStudy {
         name: plan.name.clone(),
         direction: plan.config.direction,
+        objectives: Vec::new(),
         seed: plan.config.seed,
         config: serde_yaml::to_string(&plan.file)?,
     };

@@ -153,6 +153,7 @@ pub async fn run_plan_observed(
         journal: if slurm.is_some() { Journal::Rollback } else { Journal::Wal },
         definition: &review,
         constraints: plan.constraints.clone(),
+        objectives: plan.objectives.clone(),
     };
     // A reproducible run needs batches only where timing could change what
     // a trial samples or whether it is pruned.
@@ -297,6 +298,16 @@ pub(super) fn best_params(results: &Path, name: &str, direction: Direction) -> a
         .into());
     }
     let store = Database::open_read_only(&path)?.open_study(name)?;
+    if !store.info().objectives.is_empty() {
+        return Err(InputError::new(
+            "sweep.best_of",
+            format!("study `{name}` has several objectives, so a Pareto set and no single best trial"),
+        )
+        .with_hint(format!(
+            "choose a trial of its Pareto set (`study status {name}` lists them) and give the sweep its values"
+        ))
+        .into());
+    }
     let trials = store.load_trials()?;
     match crate::hpo::best_trial(&trials, direction) {
         Some(trial) => Ok(trial.params.clone()),

@@ -5,6 +5,7 @@
 //! list of [`Phase`]s (e.g. TPE, then a grid around the best trial) and asks
 //! the configured [`pruners::Pruner`] whether a trial should stop early.
 
+pub mod pareto;
 pub mod phase;
 pub mod pruners;
 pub mod rng;

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::samplers::{GpConfig, GridSpec, TpeConfig};
+use super::samplers::{GpConfig, GridSpec, Nsga2Config, TpeConfig};
 use super::SearchSpace;
 use anisostudy_error::InputError;
 
@@ -16,6 +16,7 @@ use anisostudy_error::InputError;
 pub enum SamplerConfig {
     Tpe(TpeConfig),
     Gp(GpConfig),
+    Nsga2(Nsga2Config),
     Random,
     Grid(GridSpec),
 }
@@ -57,6 +58,10 @@ impl Phase {
                 self.require_budget(&location)
             }
             SamplerConfig::Gp(config) => {
+                config.validate(&location)?;
+                self.require_budget(&location)
+            }
+            SamplerConfig::Nsga2(config) => {
                 config.validate(&location)?;
                 self.require_budget(&location)
             }

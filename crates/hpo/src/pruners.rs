@@ -386,6 +386,7 @@ mod tests {
             params: Default::default(),
             value: curve.last().copied(),
             intermediate: curve.iter().enumerate().map(|(s, &v)| (s as u64, v)).collect(),
+            values: Vec::new(),
             constraints: None,
         }
     }

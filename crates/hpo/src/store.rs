@@ -13,6 +13,9 @@ pub trait TrialStore {
     fn create_trial(&mut self, phase: usize, params: &Params, state: TrialState) -> anyhow::Result<u64>;
     /// Moves a trial to `state`, with its objective value when it has one.
     fn set_state(&mut self, number: u64, state: TrialState, value: Option<f64>) -> anyhow::Result<()>;
+    /// Records every objective's value of an unfinished trial of a study
+    /// with several objectives, before it is told COMPLETE.
+    fn set_values(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()>;
     /// Records the intermediate value of a trial at `step` (an epoch).
     fn report(&mut self, number: u64, step: u64, value: f64) -> anyhow::Result<()>;
     /// Records the constraint values of an unfinished trial (≤ 0 feasible).
@@ -59,6 +62,7 @@ impl TrialStore for MemoryStore {
             params: params.clone(),
             value: None,
             intermediate: Default::default(),
+            values: Vec::new(),
             constraints: None,
         });
         Ok(number)
@@ -78,6 +82,11 @@ impl TrialStore for MemoryStore {
 
     fn set_constraints(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
         self.trial_mut(number)?.constraints = Some(values.to_vec());
+        Ok(())
+    }
+
+    fn set_values(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.trial_mut(number)?.values = values.to_vec();
         Ok(())
     }
 

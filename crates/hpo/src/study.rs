@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::phase::{Phase, SamplerConfig};
 use super::pruners::{Pruner, PrunerConfig};
-use super::samplers::{GpSampler, GridSampler, RandomSampler, SampleContext, Sampler, TpeSampler};
+use super::samplers::{
+    GpSampler, GridSampler, Nsga2Sampler, RandomSampler, SampleContext, Sampler, TpeSampler,
+};
 use super::{best_trial, Direction, FrozenTrial, Params, TrialState, TrialStore};
 use anisostudy_error::InputError;
 
@@ -23,8 +25,13 @@ use anisostudy_error::InputError;
 pub struct StudyConfig {
     /// Seeds every draw, together with the trial number.
     pub seed: u64,
+    /// The objective's direction; with several objectives, the first one's.
     #[serde(default)]
     pub direction: Direction,
+    /// Every objective's direction in a study with several objectives
+    /// (at least two, the first equal to `direction`); empty with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directions: Vec<Direction>,
     pub phases: Vec<Phase>,
     #[serde(default)]
     pub pruner: PrunerConfig,
@@ -34,6 +41,9 @@ impl StudyConfig {
     pub fn validate(&self) -> Result<(), InputError> {
         if self.phases.is_empty() {
             return Err(InputError::new("study", "has no phases").with_hint("add at least one phase"));
+        }
+        if !self.directions.is_empty() {
+            self.validate_objectives()?;
         }
         for (i, phase) in self.phases.iter().enumerate() {
             phase.validate()?;
@@ -45,6 +55,45 @@ impl StudyConfig {
         self.pruner.validate("pruner")
     }
 
+    /// Whether the study has several objectives.
+    pub fn is_multi_objective(&self) -> bool {
+        !self.directions.is_empty()
+    }
+
+    /// What a study with several objectives cannot do, refused as Optuna
+    /// does: pruning (intermediate values have one objective), a grid
+    /// around "the" best trial (there is a Pareto set instead), and the GP.
+    fn validate_objectives(&self) -> Result<(), InputError> {
+        if self.directions.len() < 2 || self.directions[0] != self.direction {
+            return Err(InputError::new(
+                "objective",
+                "several objectives need two directions or more, the first the study's",
+            )
+            .with_hint("list every objective's direction"));
+        }
+        if self.pruner != PrunerConfig::None {
+            return Err(InputError::new("pruner", "cannot prune a study with several objectives")
+                .with_hint("remove `pruner`: a trial's intermediate values follow one objective, so there is no rule to stop it early on several (Optuna refuses it too)"));
+        }
+        for phase in &self.phases {
+            match &phase.sampler {
+                SamplerConfig::Grid(spec) if spec.needs_best() => {
+                    return Err(InputError::new(phase.location(), "is a grid around the best trial, but a study with several objectives has a Pareto set, not one best trial")
+                        .with_hint("give the grid explicit values, or search with `tpe` or `nsga2`"));
+                }
+                SamplerConfig::Gp(_) => {
+                    return Err(InputError::new(
+                        phase.location(),
+                        "uses the GP sampler, which handles one objective",
+                    )
+                    .with_hint("use `tpe` (multi-objective TPE) or `nsga2` for several objectives"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Whether what trial n samples, or whether it is pruned, can depend on
     /// which earlier trials have finished when it starts: TPE learns from
     /// results, a grid with `retry_failed` reuses failed cells, a pruner
@@ -54,7 +103,7 @@ impl StudyConfig {
     /// reproducible can still start each trial as soon as a slot is free.
     pub fn depends_on_finish_order(&self) -> bool {
         let phase_depends = |phase: &Phase| match &phase.sampler {
-            SamplerConfig::Tpe(_) | SamplerConfig::Gp(_) => true,
+            SamplerConfig::Tpe(_) | SamplerConfig::Gp(_) | SamplerConfig::Nsga2(_) => true,
             SamplerConfig::Random => false,
             SamplerConfig::Grid(spec) => spec.retry_failed,
         };
@@ -92,6 +141,7 @@ impl StudyConfig {
                 space: &phase.space,
                 history,
                 direction: self.direction,
+                directions: &self.directions,
                 seed: self.seed,
                 trial_number: history.last().map_or(0, |t| t.number + 1),
                 phase: p,
@@ -128,6 +178,9 @@ pub enum Ask {
 pub enum Outcome {
     /// The objective value. NaN makes the trial FAILED, as in Optuna.
     Complete(f64),
+    /// Every objective's value, in a study with several objectives. A NaN
+    /// makes the trial FAILED.
+    Objectives(Vec<f64>),
     /// Stopped early by the pruner; the last intermediate value becomes its value.
     Pruned,
     /// Crashed or diverged, with why when known.
@@ -200,6 +253,12 @@ impl<S: TrialStore> Study<S> {
         self.store
     }
 
+    /// The Pareto set of a study with several objectives: its feasible
+    /// COMPLETE trials that no other dominates, by number.
+    pub fn pareto_front(&self) -> Vec<&FrozenTrial> {
+        crate::pareto::pareto_front(&self.trials, &self.config.directions)
+    }
+
     /// The feasible COMPLETE trial with the best value (the lowest number on ties).
     pub fn best_trial(&self) -> Option<&FrozenTrial> {
         best_trial(&self.trials, self.config.direction)
@@ -228,6 +287,7 @@ impl<S: TrialStore> Study<S> {
             (_, Some(grid)) => grid.sample(&ctx)?,
             (SamplerConfig::Tpe(config), None) => TpeSampler::new(*config).sample(&ctx)?,
             (SamplerConfig::Gp(config), None) => GpSampler::new(*config).sample(&ctx)?,
+            (SamplerConfig::Nsga2(config), None) => Nsga2Sampler::new(*config).sample(&ctx)?,
             (SamplerConfig::Random, None) => RandomSampler.sample(&ctx)?,
             (SamplerConfig::Grid(_), None) => unreachable!("grid phases are resolved by phase_status"),
         };
@@ -240,6 +300,7 @@ impl<S: TrialStore> Study<S> {
             params: params.clone(),
             value: None,
             intermediate: Default::default(),
+            values: Vec::new(),
             constraints: None,
         });
         Ok(Ask::Trial(Trial { number, phase: phase_index, params }))
@@ -249,10 +310,29 @@ impl<S: TrialStore> Study<S> {
     pub fn tell(&mut self, number: u64, outcome: Outcome) -> anyhow::Result<()> {
         let i = self.unfinished(number)?;
         let (state, value, reason) = match outcome {
+            Outcome::Complete(_) if self.config.is_multi_objective() => {
+                anyhow::bail!("trial {number} was told one value, but the study has several objectives")
+            }
             Outcome::Complete(v) if v.is_nan() => {
                 (TrialState::Failed, None, Some("the objective value is NaN".to_owned()))
             }
             Outcome::Complete(v) => (TrialState::Complete, Some(v), None),
+            Outcome::Objectives(values) => {
+                let expected = self.config.directions.len();
+                if values.len() != expected {
+                    anyhow::bail!(
+                        "trial {number} was told {} objective values, but the study has {expected} objectives",
+                        values.len()
+                    );
+                }
+                if values.iter().any(|v| v.is_nan()) {
+                    (TrialState::Failed, None, Some("an objective value is NaN".to_owned()))
+                } else {
+                    self.store.set_values(number, &values)?;
+                    self.trials[i].values = values.clone();
+                    (TrialState::Complete, Some(values[0]), None)
+                }
+            }
             Outcome::Pruned => {
                 let last = self.trials[i].last_intermediate().map(|(_, v)| v).filter(|v| !v.is_nan());
                 (TrialState::Pruned, last, None)
@@ -327,6 +407,7 @@ impl<S: TrialStore> Study<S> {
             space: &self.config.phases[phase].space,
             history: &self.trials,
             direction: self.config.direction,
+            directions: &self.config.directions,
             seed: self.config.seed,
             trial_number,
             phase,
@@ -384,6 +465,7 @@ mod tests {
         let config = StudyConfig {
             seed: 1,
             direction: Direction::Minimize,
+            directions: Vec::new(),
             phases: vec![
                 Phase::new("grid", space.clone(), grid(&[1, 2, 3, 4]), None),
                 Phase::new("random", space.clone(), SamplerConfig::Random, Some(3)),
@@ -415,5 +497,44 @@ mod tests {
             ..config
         };
         assert_eq!(config.planned(&[]), None);
+    }
+
+    /// A study with several objectives takes their values, keeps a Pareto
+    /// set, fails a trial with a NaN objective, and refuses what has no
+    /// meaning for it: pruning, a grid around the best trial, one value.
+    #[test]
+    fn several_objectives_are_told_together_and_pruning_is_refused() {
+        let space = SearchSpace::new().int("x", 0, 9);
+        let config = StudyConfig {
+            seed: 1,
+            direction: Direction::Minimize,
+            directions: vec![Direction::Minimize, Direction::Maximize],
+            phases: vec![Phase::new("tpe", space.clone(), SamplerConfig::Tpe(Default::default()), Some(4))],
+            pruner: PrunerConfig::None,
+        };
+        let mut study = Study::new(MemoryStore::default(), config.clone()).unwrap();
+        let told = [vec![1.0, 1.0], vec![2.0, 3.0], vec![2.0, 0.5], vec![f64::NAN, 1.0]];
+        for values in told {
+            let Ask::Trial(trial) = study.ask().unwrap() else { panic!("a trial") };
+            study.tell(trial.number, Outcome::Objectives(values)).unwrap();
+        }
+        let front: Vec<u64> = study.pareto_front().iter().map(|t| t.number).collect();
+        assert_eq!(front, vec![0, 1]);
+        assert_eq!(study.trial(1).unwrap().values, vec![2.0, 3.0]);
+        assert_eq!(study.trial(3).unwrap().state, TrialState::Failed);
+
+        let mut other = Study::new(MemoryStore::default(), config.clone()).unwrap();
+        let Ask::Trial(trial) = other.ask().unwrap() else { panic!("a trial") };
+        assert!(other.tell(trial.number, Outcome::Complete(1.0)).is_err());
+        assert!(other.tell(trial.number, Outcome::Objectives(vec![1.0])).is_err());
+
+        let pruned = StudyConfig { pruner: PrunerConfig::Median(Default::default()), ..config.clone() };
+        assert!(pruned.validate().unwrap_err().to_string().contains("several objectives"));
+        let around = SamplerConfig::Grid(GridSpec {
+            axes: [("x".to_owned(), GridAxis::Best)].into(),
+            retry_failed: false,
+        });
+        let phases = vec![config.phases[0].clone(), Phase::new("around", space, around, None)];
+        assert!(StudyConfig { phases, ..config }.validate().unwrap_err().to_string().contains("Pareto set"));
     }
 }

@@ -209,6 +209,98 @@ pub fn anisonet_budget_constraints(params: &Params) -> Vec<f64> {
     vec![size - 0.5]
 }
 
+// Several objectives (all minimised): the ZDT and DTLZ problems of the
+// multi-objective literature, Binh and Korn's constrained problem, and the
+// AnisoNet trade-off of accuracy against model size.
+
+/// x0…x(n−1) in [0, 1]: the space of the ZDT problems.
+pub fn zdt_space(n: usize) -> SearchSpace {
+    (0..n).fold(SearchSpace::new(), |space, i| space.float(&format!("x{i}"), 0.0, 1.0))
+}
+
+/// ZDT's f1 = x0 and g = 1 + 9·mean(x1…).
+fn zdt_parts(params: &Params) -> (f64, f64) {
+    let n = params.len();
+    let rest: f64 = (1..n).map(|i| num(params, &format!("x{i}"))).sum();
+    (num(params, "x0"), 1.0 + 9.0 * rest / (n - 1) as f64)
+}
+
+/// ZDT1 on [`zdt_space`]: a convex front f2 = 1 − √f1 where x1… = 0.
+pub fn zdt1(params: &Params) -> Vec<f64> {
+    let (f1, g) = zdt_parts(params);
+    vec![f1, g * (1.0 - (f1 / g).sqrt())]
+}
+
+/// ZDT2: a concave front f2 = 1 − f1².
+pub fn zdt2(params: &Params) -> Vec<f64> {
+    let (f1, g) = zdt_parts(params);
+    vec![f1, g * (1.0 - (f1 / g).powi(2))]
+}
+
+/// ZDT3: a front in five disconnected pieces.
+pub fn zdt3(params: &Params) -> Vec<f64> {
+    let (f1, g) = zdt_parts(params);
+    let wave = (10.0 * std::f64::consts::PI * f1).sin();
+    vec![f1, g * (1.0 - (f1 / g).sqrt() - f1 / g * wave)]
+}
+
+/// DTLZ2 with three objectives on [`zdt_space`]: the front is the positive
+/// octant of the unit sphere, where x2… = ½.
+pub fn dtlz2(params: &Params) -> Vec<f64> {
+    let n = params.len();
+    let g: f64 = (2..n).map(|i| (num(params, &format!("x{i}")) - 0.5).powi(2)).sum();
+    let (a, b) =
+        (num(params, "x0") * std::f64::consts::FRAC_PI_2, num(params, "x1") * std::f64::consts::FRAC_PI_2);
+    vec![(1.0 + g) * a.cos() * b.cos(), (1.0 + g) * a.cos() * b.sin(), (1.0 + g) * a.sin()]
+}
+
+/// x ∈ [0, 5], y ∈ [0, 3].
+pub fn binh_korn_space() -> SearchSpace {
+    SearchSpace::new().float("x", 0.0, 5.0).float("y", 0.0, 3.0)
+}
+
+/// Binh and Korn: 4x² + 4y² and (x − 5)² + (y − 5)², under
+/// [`binh_korn_constraints`].
+pub fn binh_korn(params: &Params) -> Vec<f64> {
+    let (x, y) = (num(params, "x"), num(params, "y"));
+    vec![4.0 * x * x + 4.0 * y * y, (x - 5.0).powi(2) + (y - 5.0).powi(2)]
+}
+
+/// (x − 5)² + y² ≤ 25 and (x − 8)² + (y + 3)² ≥ 7.7, as values ≤ 0 when feasible.
+pub fn binh_korn_constraints(params: &Params) -> Vec<f64> {
+    let (x, y) = (num(params, "x"), num(params, "y"));
+    vec![(x - 5.0).powi(2) + y * y - 25.0, 7.7 - (x - 8.0).powi(2) - (y + 3.0).powi(2)]
+}
+
+/// x, y ∈ [0, π].
+pub fn tanaka_space() -> SearchSpace {
+    SearchSpace::new().float("x", 0.0, std::f64::consts::PI).float("y", 0.0, std::f64::consts::PI)
+}
+
+/// Tanaka: minimise x and y under [`tanaka_constraints`]; the unconstrained
+/// optimum (0, 0) is infeasible, and the front is a wavy piece of the
+/// boundary.
+pub fn tanaka(params: &Params) -> Vec<f64> {
+    vec![num(params, "x"), num(params, "y")]
+}
+
+/// x² + y² − 1 − 0.1·cos(16·atan(x/y)) ≥ 0 and (x − ½)² + (y − ½)² ≤ ½, as
+/// values ≤ 0 when feasible.
+pub fn tanaka_constraints(params: &Params) -> Vec<f64> {
+    let (x, y) = (num(params, "x"), num(params, "y"));
+    let angle = if y == 0.0 { std::f64::consts::FRAC_PI_2 } else { (x / y).atan() };
+    vec![1.0 + 0.1 * (16.0 * angle).cos() - x * x - y * y, (x - 0.5).powi(2) + (y - 0.5).powi(2) - 0.5]
+}
+
+/// The AnisoNet search's trade-off on [`anisonet_rounded_space`]: the
+/// error of [`anisonet_budget`] against the model size of
+/// [`anisonet_budget_constraints`] (relative to the published model's):
+/// a mixed integer and log-float space with a front from small, coarse
+/// models to the published optimum.
+pub fn anisonet_tradeoff(params: &Params) -> Vec<f64> {
+    vec![anisonet_budget(params), anisonet_budget_constraints(params)[0] + 0.5]
+}
+
 // Integer spaces with tied objective values, the kind most of a network
 // search is made of (layers, multiplicities, embedding sizes, grids). Each
 // is written term for term as in `benches/optuna/tpe_reference.py`, so the

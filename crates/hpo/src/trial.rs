@@ -90,8 +90,12 @@ pub struct FrozenTrial {
     pub state: TrialState,
     pub params: Params,
     /// Objective value (COMPLETE trials; PRUNED trials may carry their last
-    /// intermediate value).
+    /// intermediate value). With several objectives, the first one's.
     pub value: Option<f64>,
+    /// Every objective's value, in a COMPLETE trial of a study with several
+    /// objectives (`value` is the first of them); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
     /// Intermediate values by step (epoch).
     pub intermediate: BTreeMap<u64, f64>,
     /// Constraint values, each feasible when ≤ 0 (Optuna's convention), where

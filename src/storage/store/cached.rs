@@ -172,6 +172,7 @@ impl SqliteStore {
                 params: params.clone(),
                 value: None,
                 intermediate: BTreeMap::new(),
+                values: Vec::new(),
                 constraints: None,
             })
         });
@@ -272,6 +273,12 @@ impl TrialStore for SqliteStore {
         self.store.set_constraints(number, values)?;
         let stored = values.iter().map(|&v| storable_constraint(v).unwrap_or(f64::NAN)).collect();
         self.patch_trial(number, |trial| trial.constraints = Some(stored));
+        Ok(())
+    }
+
+    fn set_values(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.store.set_values(number, values)?;
+        self.patch_trial(number, |trial| trial.values = values.to_vec());
         Ok(())
     }
 

@@ -270,8 +270,13 @@ mod tests {
     #[test]
     fn recorded_changes_keep_the_stored_json_and_read_back_typed() {
         let dir = tempfile::tempdir().unwrap();
-        let new =
-            NewStudy { name: "s".to_owned(), direction: Direction::Minimize, seed: 1, config: String::new() };
+        let new = NewStudy {
+            name: "s".to_owned(),
+            direction: Direction::Minimize,
+            objectives: Vec::new(),
+            seed: 1,
+            config: String::new(),
+        };
         let mut store = Database::open(dir.path().join("study.db")).unwrap().create_study(&new).unwrap();
         let changes = [
             change("phases[0].n_trials", Some(json!(4)), json!(6), Effect::Continues),

@@ -21,7 +21,7 @@ use rusqlite::Connection;
 pub use attributes::Artifact;
 pub use cached::SqliteStore;
 pub use definitions::{Change, Definition, Effect, Phase, RecordedChange};
-pub use study::{NewStudy, StudyInfo};
+pub use study::{NewStudy, StoredObjective, StudyInfo};
 pub use trials::TrialDetails;
 
 use super::database::Lock;

@@ -10,11 +10,21 @@ use crate::hpo::Direction;
 use crate::storage::rows::{direction_name, parse_direction};
 use crate::storage::{Database, Timestamp};
 
+/// One objective of a study with several, as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredObjective {
+    pub name: String,
+    pub direction: Direction,
+}
+
 /// What a new study starts with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewStudy {
     pub name: String,
+    /// The objective's direction; with several objectives, the first one's.
     pub direction: Direction,
+    /// Every objective, in a study with several; empty with one.
+    pub objectives: Vec<StoredObjective>,
     /// Root of every random draw of the study.
     pub seed: u64,
     /// Snapshot of the study file (YAML or JSON text) as it was run.
@@ -26,6 +36,8 @@ pub struct NewStudy {
 pub struct StudyInfo {
     pub name: String,
     pub direction: Direction,
+    /// Every objective, in a study with several; empty with one.
+    pub objectives: Vec<StoredObjective>,
     pub seed: u64,
     pub created: Timestamp,
     pub config: String,
@@ -43,13 +55,15 @@ impl Database {
                 .with_hint("resume it, choose another study name, or another database file"));
         }
         self.conn.execute(
-            "INSERT INTO studies (name, direction, seed, created_ms, config) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO studies (name, direction, seed, created_ms, config, objectives)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 new.name,
                 direction_name(new.direction),
                 new.seed as i64,
                 Timestamp::now().unix_ms,
-                new.config
+                new.config,
+                objectives_json(&new.objectives)
             ],
         )?;
         self.open_study(&new.name)
@@ -71,6 +85,26 @@ impl Database {
         let Some((_, info)) = self.find_study(&new.name)? else {
             return self.create_study(new);
         };
+        if info.objectives != new.objectives {
+            let describe = |objectives: &[StoredObjective], direction: Direction| match objectives {
+                [] => format!("one objective ({})", direction_name(direction)),
+                list => list
+                    .iter()
+                    .map(|o| format!("{} ({})", o.name, direction_name(o.direction)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            bail!(InputError::new(
+                self.location(),
+                format!(
+                    "study {:?} exists with objectives {}, but {} were asked for",
+                    new.name,
+                    describe(&info.objectives, info.direction),
+                    describe(&new.objectives, new.direction)
+                ),
+            )
+            .with_hint("keep the study's objectives to resume it, or give the study a new name"));
+        }
         if info.direction != new.direction || info.seed != new.seed {
             bail!(InputError::new(
                 self.location(),
@@ -106,7 +140,7 @@ impl Database {
         let found = self
             .conn
             .query_row(
-                "SELECT id, name, direction, seed, created_ms, config FROM studies WHERE name = ?1",
+                "SELECT id, name, direction, seed, created_ms, config, objectives FROM studies WHERE name = ?1",
                 [name],
                 |row| {
                     Ok((
@@ -116,18 +150,30 @@ impl Database {
                         row.get::<_, i64>(3)?,
                         row.get::<_, i64>(4)?,
                         row.get::<_, String>(5)?,
+                        row.get::<_, Option<String>>(6)?,
                     ))
                 },
             )
             .optional()?;
         found
-            .map(|(id, name, direction, seed, created_ms, config)| {
+            .map(|(id, name, direction, seed, created_ms, config, objectives)| {
                 let direction = parse_direction(&direction)?;
                 let created = Timestamp { unix_ms: created_ms };
-                Ok((id, StudyInfo { name, direction, seed: seed as u64, created, config }))
+                let objectives = match objectives {
+                    Some(text) => serde_json::from_str(&text).map_err(|err| {
+                        anyhow::anyhow!("study {name:?} has unreadable objectives {text:?}: {err}")
+                    })?,
+                    None => Vec::new(),
+                };
+                Ok((id, StudyInfo { name, direction, objectives, seed: seed as u64, created, config }))
             })
             .transpose()
     }
+}
+
+/// The `objectives` column: NULL for a study with one.
+fn objectives_json(objectives: &[StoredObjective]) -> Option<String> {
+    (!objectives.is_empty()).then(|| serde_json::to_string(objectives).expect("objectives always serialise"))
 }
 
 fn list_or_none(names: &[String]) -> String {

@@ -236,6 +236,20 @@ impl StudyStore {
         })
     }
 
+    /// Records every objective's value of an unfinished trial of a study
+    /// with several, before it is told COMPLETE.
+    pub(super) fn set_values(&mut self, number: u64, values: &[f64]) -> anyhow::Result<()> {
+        self.write(|tx, study| {
+            let trial = trial_row(tx, study, number)?;
+            if trial.state.is_finished() {
+                bail!("trial {number} is already {}; its objective values cannot change", trial.state.name());
+            }
+            tx.prepare_cached("UPDATE trials SET objective_values = ?2 WHERE id = ?1")?
+                .execute(params![trial.id, constraints_json(values)])?;
+            Ok(())
+        })
+    }
+
     /// Everything stored about trial `number`.
     pub(super) fn trial_details(&self, number: u64) -> anyhow::Result<TrialDetails> {
         let mut found = self.read(|tx, study| load(tx, study, Some(number), true))?;

@@ -22,6 +22,7 @@ use crate::error::InputError;
 use crate::exec::command::CommandTemplate;
 use crate::exec::constraints::{Bound, Constraint, Constraints};
 use crate::exec::devices::PoolSpec;
+use crate::exec::objectives::{self, Objectives, Source};
 use crate::exec::slurm::StepRequest;
 use crate::hpo::{ParamValue, SearchSpace, StudyConfig};
 pub use hyperparameters::{Hyperparameters, HYPERPARAMETERS};
@@ -46,6 +47,8 @@ pub struct StudyPlan {
     /// Phases (a sweep becomes one grid phase named `sweep`), pruner, seed, direction.
     pub config: StudyConfig,
     pub objective: Objective,
+    /// Where each objective's value comes from, with several objectives.
+    pub objectives: Objectives,
     /// What a trial's constraint values are made of.
     pub constraints: Constraints,
     /// Fixed hyperparameters; a trial's parameters override them.
@@ -84,8 +87,12 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     let LoadedFile { file, base_dir, locator } = loaded;
     let builtin = file.objective.command.is_none();
     let hyperparameters = Hyperparameters { model: file.model.clone(), training: file.training.clone() };
-    let check =
-        Checker { at: &locator, fixed: builtin.then_some(&hyperparameters), searched: searched(&file) };
+    let check = Checker {
+        at: &locator,
+        fixed: builtin.then_some(&hyperparameters),
+        searched: searched(&file),
+        several_objectives: file.objective.is_multi(),
+    };
     check.name(&file.name)?;
 
     if file.objective.command.is_some() && file.objective.metric.is_some() {
@@ -129,11 +136,20 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         ([], Some(sweep)) => (vec![check.sweep(sweep)?], Vec::new()),
     };
     let pruner = check.pruner(&file.pruner, &file.name)?;
-    let config = StudyConfig { seed: file.seed, direction: file.objective.direction, phases, pruner };
+    let objectives = check.objectives(&file)?;
+    if objectives.is_multi() && pruner != crate::hpo::PrunerConfig::None {
+        return Err(check.err("pruner", "cannot prune a study with several objectives").with_hint(
+            "remove `pruner`: a trial's intermediate values follow one objective, so no rule stops it \
+             early on several (Optuna refuses this too)",
+        ));
+    }
+    let directions = objectives.directions();
+    let direction = directions.first().copied().unwrap_or(file.objective.direction);
+    let config = StudyConfig { seed: file.seed, direction, directions, phases, pruner };
     config.validate().map_err(|err| check.err("phases", format!("{}: {}", err.location, err.problem)))?;
 
     let objective = match &file.objective.command {
-        None => Objective::Anisonet { metric: file.objective.metric.unwrap_or_default() },
+        None => Objective::Anisonet { metric: first_metric(&file.objective) },
         Some(text) => {
             let template = CommandTemplate::parse(text).map_err(|problem| {
                 check.err("objective.command", problem).with_hint("quote arguments with spaces, e.g. 'a b'")
@@ -179,6 +195,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         base_dir,
         config,
         objective,
+        objectives,
         constraints,
         hyperparameters,
         pool,
@@ -193,7 +210,101 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     })
 }
 
+/// The metric the built-in trainer reports as its result and for pruning:
+/// the objective's, or with several the first that is a validation metric
+/// it optimises (`val_loss` when none is).
+fn first_metric(spec: &ObjectiveSpec) -> Metric {
+    let named = |name: &str| {
+        [Metric::ValLoss, Metric::ValEpsPolyMae, Metric::ValAnisotropyMae]
+            .into_iter()
+            .find(|m| m.name() == name)
+    };
+    spec.metric.or_else(|| spec.list.iter().find_map(|o| named(&o.metric))).unwrap_or_default()
+}
+
 impl Checker<'_> {
+    /// A study's several objectives: a list of metrics (the built-in
+    /// trainer's), or a command's `directions` (with optional `names`);
+    /// none for one objective.
+    fn objectives(&self, file: &StudyFile) -> Result<Objectives, InputError> {
+        let spec = &file.objective;
+        let mut list = Vec::new();
+        if !spec.list.is_empty() {
+            if spec.list.len() < 2 {
+                return Err(self.err("objective", "a list of objectives needs two or more").with_hint(
+                    "write one objective as a map: `objective: {metric: val_loss, direction: minimize}`",
+                ));
+            }
+            for (i, entry) in spec.list.iter().enumerate() {
+                let at = format!("objective[{i}].metric");
+                self.recorded_metric(&entry.metric, &at, "optimise")?;
+                if file.mode == Mode::Deterministic
+                    && crate::train::metrics::MEASURED_METRICS.contains(&entry.metric.as_str())
+                {
+                    return Err(self
+                        .err(&at, format!("`{}` is measured, and differs from run to run, so a deterministic study cannot optimise it", entry.metric))
+                        .with_hint("optimise `num_params` for a model's size, or use `mode: async`"));
+                }
+                if spec.list[..i].iter().any(|o| o.metric == entry.metric) {
+                    return Err(self
+                        .err(&at, format!("`{}` is listed twice", entry.metric))
+                        .with_hint("remove one"));
+                }
+                list.push(objectives::Objective {
+                    name: entry.metric.clone(),
+                    direction: entry.direction,
+                    source: Source::Metric(entry.metric.clone()),
+                });
+            }
+            return Ok(Objectives { list });
+        }
+        if spec.directions.is_empty() {
+            if !spec.names.is_empty() {
+                return Err(self
+                    .err(
+                        "objective.names",
+                        "names one objective's several values, but the objective has no `directions`",
+                    )
+                    .with_hint(
+                        "give `directions: [minimize, minimize]` for a command with several objectives",
+                    ));
+            }
+            return Ok(Objectives::default());
+        }
+        if spec.command.is_none() {
+            return Err(self
+                .err("objective.directions", "`directions` belongs to a `command` with several objectives")
+                .with_hint(
+                    "for the built-in trainer, list the metrics: `objective: [{metric: val_eps_poly_mae}, {metric: num_params}]`",
+                ));
+        }
+        if spec.directions.len() < 2 {
+            return Err(self
+                .err("objective.directions", "several objectives need two directions or more")
+                .with_hint("one objective takes `direction: minimize` instead"));
+        }
+        if !spec.names.is_empty() && spec.names.len() != spec.directions.len() {
+            return Err(self
+                .err(
+                    "objective.names",
+                    format!("gives {} names for {} directions", spec.names.len(), spec.directions.len()),
+                )
+                .with_hint("name every objective, in the order of `directions`, or leave `names` out"));
+        }
+        for (i, name) in spec.names.iter().enumerate() {
+            if name.trim().is_empty() || spec.names[..i].contains(name) {
+                return Err(self
+                    .err("objective.names", format!("`{name}` is empty or used twice"))
+                    .with_hint("give every objective its own name"));
+            }
+        }
+        for (i, &direction) in spec.directions.iter().enumerate() {
+            let name = spec.names.get(i).cloned().unwrap_or_else(|| format!("objective_{i}"));
+            list.push(objectives::Objective { name, direction, source: Source::Reported(i) });
+        }
+        Ok(Objectives { list })
+    }
+
     /// The study's constraints: each a bound on a metric (`metric` with
     /// `max` or `min`) or a value the command reports (`name`).
     fn constraints(&self, file: &StudyFile, builtin: bool) -> Result<Constraints, InputError> {
@@ -234,7 +345,7 @@ impl Checker<'_> {
                         return Err(self.err(&at, format!("the bound {x} is not a finite number")));
                     }
                     if builtin {
-                        self.constrainable(metric, &format!("{at}.metric"))?;
+                        self.recorded_metric(metric, &format!("{at}.metric"), "bound")?;
                     }
                     if file.mode == Mode::Deterministic
                         && crate::train::metrics::MEASURED_METRICS.contains(&metric.as_str())
@@ -272,15 +383,18 @@ impl Checker<'_> {
         Ok(Constraints { list, failures_infeasible: file.failures == Failures::Infeasible })
     }
 
-    /// A metric of the built-in trainer that a constraint may bound.
-    fn constrainable(&self, metric: &str, at: &str) -> Result<(), InputError> {
+    /// A metric the built-in trainer records, which a constraint may bound
+    /// and an objective may optimise (`verb`).
+    fn recorded_metric(&self, metric: &str, at: &str, verb: &str) -> Result<(), InputError> {
         use crate::train::metrics::CONSTRAINABLE_METRICS as KNOWN;
         if KNOWN.contains(&metric) {
             return Ok(());
         }
-        let err = self.err(at, format!("the built-in trainer records no metric `{metric}` to bound"));
+        let err = self.err(at, format!("the built-in trainer records no metric `{metric}` to {verb}"));
         Err(if metric.starts_with("test_") {
-            err.with_hint("bound a validation metric (`val_…`): the search never looks at the test split")
+            err.with_hint(format!(
+                "{verb} a validation metric (`val_…`): the search never looks at the test split"
+            ))
         } else {
             match closest(metric, KNOWN) {
                 Some(best) => err.with_hint(format!("did you mean `{best}`? known: {}", KNOWN.join(", "))),
@@ -297,6 +411,8 @@ struct Checker<'a> {
     fixed: Option<&'a Hyperparameters>,
     /// The names any phase or the sweep varies.
     searched: Vec<String>,
+    /// Whether the study has several objectives.
+    several_objectives: bool,
 }
 
 impl Checker<'_> {
@@ -326,7 +442,11 @@ fn searched(file: &StudyFile) -> Vec<String> {
         match &phase.sampler {
             SamplerSpec::Grid { values, .. } => names.extend(values.keys().cloned()),
             SamplerSpec::GridAroundBest { axes, .. } => names.extend(axes.keys().cloned()),
-            SamplerSpec::Tpe(_) | SamplerSpec::Gp(_) | SamplerSpec::Auto {} | SamplerSpec::Random {} => {}
+            SamplerSpec::Tpe(_)
+            | SamplerSpec::Gp(_)
+            | SamplerSpec::Nsga2(_)
+            | SamplerSpec::Auto {}
+            | SamplerSpec::Random {} => {}
         }
     }
     names.sort();

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use super::hyperparameters::{hyperparameter, hyperparameter_names};
 use super::{categorical_space, Checker};
 use crate::error::InputError;
-use crate::hpo::samplers::{auto, GpConfig, GridAxis, GridSpec, Spacing, TpeConfig};
+use crate::hpo::samplers::{auto, GpConfig, GridAxis, GridSpec, Nsga2Config, Spacing, TpeConfig};
 use crate::hpo::{Distribution, ParamValue, Phase, SamplerConfig, SearchSpace};
-use crate::study::file::{GpOptions, ParamKind, ParamSpec, PhaseSpec, SamplerSpec, SweepSpec, TpeOptions};
+use crate::study::file::{
+    GpOptions, Nsga2Options, ParamKind, ParamSpec, PhaseSpec, SamplerSpec, SweepSpec, TpeOptions,
+};
 use crate::study::load::closest;
 
 impl Checker<'_> {
@@ -36,7 +38,11 @@ impl Checker<'_> {
             }
             let mut space = self.space(&spec.space, &format!("{at}.space"))?;
             let sampler_config = match &spec.sampler {
-                SamplerSpec::Tpe(_) | SamplerSpec::Gp(_) | SamplerSpec::Auto {} | SamplerSpec::Random {} => {
+                SamplerSpec::Tpe(_)
+                | SamplerSpec::Gp(_)
+                | SamplerSpec::Nsga2(_)
+                | SamplerSpec::Auto {}
+                | SamplerSpec::Random {} => {
                     if space.is_empty() {
                         return Err(self
                             .err(&at, format!("the {} sampler needs a `space`", spec.sampler.name()))
@@ -50,8 +56,10 @@ impl Checker<'_> {
                     match &spec.sampler {
                         SamplerSpec::Tpe(options) => SamplerConfig::Tpe(tpe_config(options)),
                         SamplerSpec::Gp(options) => SamplerConfig::Gp(gp_config(options)),
+                        SamplerSpec::Nsga2(options) => SamplerConfig::Nsga2(nsga2_config(options)),
                         SamplerSpec::Auto {} => {
-                            let (config, why) = auto::choose(&space, spec.n_trials.unwrap_or(0));
+                            let (config, why) =
+                                auto::choose(&space, spec.n_trials.unwrap_or(0), self.several_objectives);
                             notes.push(format!("phase `{}`: sampler auto chose {why}", spec.name));
                             config
                         }
@@ -395,5 +403,15 @@ fn tpe_config(s: &TpeOptions) -> TpeConfig {
         prior_weight: s.prior_weight.unwrap_or(d.prior_weight),
         consider_endpoints: s.consider_endpoints.unwrap_or(d.consider_endpoints),
         consider_magic_clip: s.consider_magic_clip.unwrap_or(d.consider_magic_clip),
+    }
+}
+
+fn nsga2_config(options: &Nsga2Options) -> Nsga2Config {
+    let d = Nsga2Config::default();
+    Nsga2Config {
+        population_size: options.population_size.unwrap_or(d.population_size),
+        crossover_prob: options.crossover_prob.unwrap_or(d.crossover_prob),
+        swapping_prob: options.swapping_prob.unwrap_or(d.swapping_prob),
+        mutation_prob: options.mutation_prob.or(d.mutation_prob),
     }
 }

@@ -19,6 +19,9 @@
 //!   random; multivariate TPE models each group of parameters on the trials
 //!   that have it.
 //!
+//! - **TPE for several objectives.** Multi-objective TPE (Optuna's
+//!   MOTPE); the GP sampler here handles one objective.
+//!
 //! Constraints do not change the rule: the GP models each one and reached
 //! better feasible values than TPE on both constrained problems measured
 //! (`HPO_QUALITY_CONSTRAINED=1`: Gramacy's problem and the AnisoNet search
@@ -35,12 +38,16 @@ use crate::{Distribution, SamplerConfig, SearchSpace};
 pub const GP_MAX_TRIALS: u64 = 100;
 
 /// The sampler `auto` stands for, and why, in one line for the study's log.
-pub fn choose(space: &SearchSpace, n_trials: u64) -> (SamplerConfig, String) {
+pub fn choose(space: &SearchSpace, n_trials: u64, several_objectives: bool) -> (SamplerConfig, String) {
     let categorical = space.params.values().filter(|d| matches!(d, Distribution::Categorical { .. })).count();
     let total = space.len();
     let plural = if total == 1 { "" } else { "s" };
     let shape = format!("{n_trials} trials over {total} parameter{plural}, {categorical} categorical");
-    if space.is_conditional() {
+    if several_objectives {
+        let why =
+            format!("tpe (multivariate): {shape}, several objectives; the GP sampler handles one objective");
+        (SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() }), why)
+    } else if space.is_conditional() {
         let why = format!(
             "tpe (multivariate): {shape}, {} conditional; TPE models conditional parameters, the GP draws them at random",
             space.conditions.len()
@@ -66,13 +73,13 @@ mod tests {
     #[test]
     fn budgets_up_to_the_measured_ones_get_the_gp_and_larger_ones_tpe() {
         let space = SearchSpace::new().log_float("lr", 1e-4, 0.5).int("mul", 16, 64);
-        let (config, why) = choose(&space, 60);
+        let (config, why) = choose(&space, 60, false);
         assert!(matches!(config, SamplerConfig::Gp(_)), "{why}");
         assert!(why.starts_with("gp: 60 trials over 2 parameters, 0 categorical"), "{why}");
-        let (config, why) = choose(&space, 500);
+        let (config, why) = choose(&space, 500, false);
         assert!(matches!(config, SamplerConfig::Tpe(TpeConfig { multivariate: true, .. })), "{why}");
         assert!(why.contains("above 100 trials"), "{why}");
-        let (config, why) = choose(&crate::test_functions::conditional_space(), 60);
+        let (config, why) = choose(&crate::test_functions::conditional_space(), 60, false);
         assert!(matches!(config, SamplerConfig::Tpe(_)) && why.contains("2 conditional"), "{why}");
     }
 }

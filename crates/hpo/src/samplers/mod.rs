@@ -7,12 +7,14 @@ pub mod auto;
 pub mod gp;
 pub mod grid;
 mod normal;
+pub mod nsga2;
 pub mod parzen;
 pub mod random;
 pub mod tpe;
 
 pub use gp::{GpConfig, GpSampler};
 pub use grid::{GridAxis, GridSampler, GridSpec, Spacing};
+pub use nsga2::{Nsga2Config, Nsga2Sampler};
 pub use random::RandomSampler;
 pub use tpe::{TpeConfig, TpeSampler};
 
@@ -25,6 +27,9 @@ pub struct SampleContext<'a> {
     /// Every trial of the study so far (all phases, all states), by number.
     pub history: &'a [FrozenTrial],
     pub direction: Direction,
+    /// Every objective's direction in a study with several objectives
+    /// (`direction` is the first); empty with one.
+    pub directions: &'a [Direction],
     /// The study seed; draws come from ChaCha keyed by (seed, trial number).
     pub seed: u64,
     pub trial_number: u64,
@@ -72,7 +77,15 @@ pub(crate) fn drive_constrained(
     while number < trials {
         let batch = number..(number + workers).min(trials);
         for n in batch.clone() {
-            let ctx = SampleContext { space, history: &history, direction, seed, trial_number: n, phase: 0 };
+            let ctx = SampleContext {
+                space,
+                history: &history,
+                direction,
+                directions: &[],
+                seed,
+                trial_number: n,
+                phase: 0,
+            };
             let params = sampler.sample(&ctx).expect("a proposal");
             assert!(space.contains(&params), "{params:?}");
             history.push(FrozenTrial {
@@ -82,6 +95,7 @@ pub(crate) fn drive_constrained(
                 params,
                 value: None,
                 intermediate: Default::default(),
+                values: Vec::new(),
                 constraints: None,
             });
         }
@@ -95,13 +109,144 @@ pub(crate) fn drive_constrained(
     history
 }
 
+/// Drives `sampler` for `trials` trials, one at a time, on a problem with
+/// several objectives `f` in `directions` (each told trial carrying its
+/// `constraints` values when given). The history, in trial order.
+#[cfg(test)]
+pub(crate) fn drive_objectives(
+    sampler: &dyn Sampler,
+    space: &SearchSpace,
+    f: fn(&Params) -> Vec<f64>,
+    constraints: Option<fn(&Params) -> Vec<f64>>,
+    directions: &[Direction],
+    seed: u64,
+    trials: u64,
+) -> Vec<FrozenTrial> {
+    let mut history: Vec<FrozenTrial> = Vec::new();
+    for n in 0..trials {
+        let ctx = SampleContext {
+            space,
+            history: &history,
+            direction: directions[0],
+            directions,
+            seed,
+            trial_number: n,
+            phase: 0,
+        };
+        let params = sampler.sample(&ctx).expect("a proposal");
+        assert!(space.contains(&params), "{params:?}");
+        let values = f(&params);
+        history.push(FrozenTrial {
+            number: n,
+            phase: 0,
+            state: crate::TrialState::Complete,
+            value: Some(values[0]),
+            values,
+            intermediate: Default::default(),
+            constraints: constraints.map(|c| c(&params)),
+            params,
+        });
+    }
+    history
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pareto;
     use crate::test_functions::{
-        anisonet_budget, anisonet_budget_constraints, anisonet_rounded_space, conditional, conditional_space,
-        gramacy, gramacy_constraints, gramacy_space,
+        anisonet_budget, anisonet_budget_constraints, anisonet_rounded_space, anisonet_tradeoff, binh_korn,
+        binh_korn_constraints, binh_korn_space, conditional, conditional_space, dtlz2, gramacy,
+        gramacy_constraints, gramacy_space, tanaka, tanaka_constraints, tanaka_space, zdt1, zdt3, zdt_space,
     };
+
+    /// The hypervolume of the feasible Pareto set of `history` up to `reference`.
+    fn front_hypervolume(history: &[FrozenTrial], directions: &[Direction], reference: &[f64]) -> f64 {
+        let front: Vec<Vec<f64>> = pareto::pareto_front(history, directions)
+            .into_iter()
+            .map(|t| pareto::losses(t, directions).unwrap())
+            .collect();
+        pareto::hypervolume(&front, reference)
+    }
+
+    /// Multi-objective TPE and NSGA-II learn: on ZDT1, ZDT3, DTLZ2 and the
+    /// AnisoNet trade-off, the median hypervolume of 5 seeds beats random
+    /// search's (TPE at 80 trials; NSGA-II, a slower starter, with a
+    /// population of 20 over 160).
+    #[test]
+    fn multi_objective_samplers_beat_random_search() {
+        type Problem = (&'static str, SearchSpace, fn(&Params) -> Vec<f64>, Vec<f64>);
+        let problems: Vec<Problem> = vec![
+            ("zdt1", zdt_space(6), zdt1, vec![1.1, 1.1 * 10.0]),
+            ("zdt3", zdt_space(6), zdt3, vec![1.1, 1.1 * 10.0]),
+            ("dtlz2", zdt_space(5), dtlz2, vec![2.5; 3]),
+            ("anisonet", anisonet_rounded_space(), anisonet_tradeoff, vec![20.0, 10.0]),
+        ];
+        let (tpe, multivariate) =
+            (TpeSampler::default(), TpeSampler::new(TpeConfig { multivariate: true, ..Default::default() }));
+        let nsga2 = Nsga2Sampler::new(Nsga2Config { population_size: 20, ..Default::default() });
+        let samplers: Vec<(&str, &dyn Sampler, u64)> =
+            vec![("tpe", &tpe, 80), ("tpe multivariate", &multivariate, 80), ("nsga2", &nsga2, 160)];
+        for (name, space, f, reference) in &problems {
+            let directions = vec![Direction::Minimize; reference.len()];
+            let median = |sampler: &dyn Sampler, trials: u64| {
+                let mut hv: Vec<f64> = (0..5)
+                    .map(|seed| {
+                        let history = drive_objectives(sampler, space, *f, None, &directions, seed, trials);
+                        front_hypervolume(&history, &directions, reference)
+                    })
+                    .collect();
+                hv.sort_by(f64::total_cmp);
+                hv[2]
+            };
+            for (label, sampler, trials) in &samplers {
+                let (ours, random) = (median(*sampler, *trials), median(&RandomSampler, *trials));
+                assert!(ours > random, "{name}, {label}: hypervolume {ours} against random {random}");
+            }
+        }
+    }
+
+    /// Under constraints (Tanaka's problem, whose unconstrained optimum is
+    /// infeasible), TPE and NSGA-II find more feasible hypervolume than they
+    /// do blind to the constraints; on Binh and Korn's (constraints that
+    /// cut off little) every proposal lies in the space.
+    #[test]
+    fn constrained_multi_objective_samplers_prefer_feasible_trials() {
+        let space = tanaka_space();
+        let directions = [Direction::Minimize; 2];
+        let reference = [1.2, 1.2];
+        let tpe = TpeSampler::default();
+        let nsga2 = Nsga2Sampler::new(Nsga2Config { population_size: 20, ..Default::default() });
+        let samplers: Vec<(&str, &dyn Sampler)> = vec![("tpe", &tpe), ("nsga2", &nsga2)];
+        for (label, sampler) in samplers {
+            let median = |constrained: bool| {
+                let mut hv: Vec<f64> = (0..5)
+                    .map(|seed| {
+                        let told = constrained.then_some(tanaka_constraints as fn(&Params) -> Vec<f64>);
+                        let mut history =
+                            drive_objectives(sampler, &space, tanaka, told, &directions, seed, 100);
+                        // Judge both runs by the true feasibility.
+                        history.iter_mut().for_each(|t| t.constraints = Some(tanaka_constraints(&t.params)));
+                        front_hypervolume(&history, &directions, &reference)
+                    })
+                    .collect();
+                hv.sort_by(f64::total_cmp);
+                hv[2]
+            };
+            let (aware, blind) = (median(true), median(false));
+            assert!(aware > blind, "{label}: {aware} with constraints, {blind} blind");
+            let history = drive_objectives(
+                sampler,
+                &binh_korn_space(),
+                binh_korn,
+                Some(binh_korn_constraints),
+                &directions,
+                1,
+                60,
+            );
+            assert!(!pareto::pareto_front(&history, &directions).is_empty(), "{label}");
+        }
+    }
 
     /// Every sampler proposes only the parameters a trial's values make
     /// active, and learns: the best of 60 trials beats the median random one.

@@ -12,6 +12,11 @@
 //!   their summed violation (Optuna's `constraints_func`); a FAILED trial
 //!   with constraint values (a study that counts failures for resources as
 //!   infeasible) joins them instead of being ignored;
+//! - with several objectives (Optuna's MOTPE), COMPLETE trials split by
+//!   non-dominated rank instead of value: whole ranks while they fit in
+//!   γ(n), the rank that does not fit cut by greedy hypervolume subset
+//!   selection; the below estimator weights each feasible trial by its
+//!   share of its group's hypervolume (infeasible ones get 10⁻¹²);
 //! - each group gets a Parzen estimator ([`super::parzen`]) with Optuna's
 //!   default weights (older trials ramped down beyond 25) and a prior kernel;
 //! - `n_ei_candidates` draws from l(x) are scored by log l(x) − log g(x) and
@@ -69,7 +74,7 @@ use super::parzen::{default_weights, DimSpec, Grid, ParzenEstimator, ParzenParam
 use super::random::{sample_one, sample_space};
 use super::{SampleContext, Sampler};
 use crate::rng::{self, Stream};
-use crate::{Direction, Distribution, FrozenTrial, ParamValue, Params, SearchSpace, TrialState};
+use crate::{pareto, Direction, Distribution, FrozenTrial, ParamValue, Params, SearchSpace, TrialState};
 use anisostudy_error::InputError;
 
 /// Settings of the TPE sampler; defaults are Optuna 5.0's, except that
@@ -163,7 +168,10 @@ impl Sampler for TpeSampler {
             let proposal = sample_space(ctx.space, &mut rng);
             return Ok(avoid_taken(proposal, ctx.space, &taken, &mut rng));
         }
-        let (below, above) = split_trials(ctx.history, ctx.direction, self.config.constant_liar);
+        let (below, above) =
+            split_trials(ctx.history, ctx.direction, ctx.directions, self.config.constant_liar);
+        let weights_below = below_weights(&below, ctx.directions);
+        let weights_below = weights_below.as_deref();
         let params = self.parzen_params();
         let n_candidates = self.config.n_ei_candidates;
 
@@ -180,8 +188,8 @@ impl Sampler for TpeSampler {
                 let dists: Vec<(&String, &Distribution)> =
                     group.iter().map(|name| (*name, &ctx.space.params[*name])).collect();
                 let specs: Vec<DimSpec> = dists.iter().map(|(_, d)| dim_spec(d)).collect();
-                let l = estimator(&dists, &specs, &below, &params);
-                let g = estimator(&dists, &specs, &above, &params);
+                let l = estimator(&dists, &specs, &below, weights_below, &params);
+                let g = estimator(&dists, &specs, &above, None, &params);
                 let candidates: Vec<Params> = l
                     .sample(&mut rng, n_candidates)
                     .into_iter()
@@ -218,8 +226,8 @@ impl Sampler for TpeSampler {
                 }
                 let dist = &ctx.space.params[name];
                 let (dists, specs) = ([(name, dist)], [dim_spec(dist)]);
-                let l = estimator(&dists, &specs, &below, &params);
-                let g = estimator(&dists, &specs, &above, &params);
+                let l = estimator(&dists, &specs, &below, weights_below, &params);
+                let g = estimator(&dists, &specs, &above, None, &params);
                 let candidates: Vec<_> =
                     l.sample(&mut rng, n_candidates).into_iter().map(|p| dist.from_internal(p[0])).collect();
                 let value = if candidates.is_empty() {
@@ -237,8 +245,8 @@ impl Sampler for TpeSampler {
             for (name, dist) in &ctx.space.params {
                 let dists = [(name, dist)];
                 let specs = [dim_spec(dist)];
-                let l = estimator(&dists, &specs, &below, &params);
-                let g = estimator(&dists, &specs, &above, &params);
+                let l = estimator(&dists, &specs, &below, weights_below, &params);
+                let g = estimator(&dists, &specs, &above, None, &params);
                 let candidates: Vec<_> =
                     l.sample(&mut rng, n_candidates).into_iter().map(|p| dist.from_internal(p[0])).collect();
                 if candidates.is_empty() {
@@ -409,17 +417,20 @@ fn dist_low(dist: &Distribution) -> f64 {
 }
 
 /// The estimator of `trials` (in number order) over the given parameters,
-/// from the trials whose values for all of them lie in their domains.
+/// from the trials whose values for all of them lie in their domains, with
+/// `weights` (one per trial) where given, else Optuna's default weights.
 fn estimator(
     dists: &[(&String, &Distribution)],
     specs: &[DimSpec],
     trials: &[&FrozenTrial],
+    weights: Option<&[f64]>,
     params: &ParzenParams,
 ) -> ParzenEstimator {
     let bounds: Vec<(f64, f64)> = dists.iter().map(|(_, d)| d.internal_bounds()).collect();
     let mut observations: Vec<Vec<f64>> = vec![Vec::with_capacity(trials.len()); dists.len()];
+    let mut kept_weights = Vec::with_capacity(trials.len());
     let mut row = vec![0.0; dists.len()];
-    'trials: for trial in trials {
+    'trials: for (i, trial) in trials.iter().enumerate() {
         for (((name, dist), &(lo, hi)), x) in dists.iter().zip(&bounds).zip(row.iter_mut()) {
             match trial.params.get(*name).and_then(|v| dist.to_internal(v)) {
                 Some(value) if value >= lo && value <= hi => *x = value,
@@ -429,9 +440,46 @@ fn estimator(
         for (column, &x) in observations.iter_mut().zip(&row) {
             column.push(x);
         }
+        if let Some(weights) = weights {
+            kept_weights.push(weights[i]);
+        }
     }
-    let weights = default_weights(observations.first().map_or(0, Vec::len));
-    ParzenEstimator::new(specs, &observations, &weights, params)
+    if weights.is_none() {
+        kept_weights = default_weights(observations.first().map_or(0, Vec::len));
+    }
+    ParzenEstimator::new(specs, &observations, &kept_weights, params)
+}
+
+/// The weights of the "below" trials of a study with several objectives
+/// (Optuna's MOTPE): each feasible trial's share of the hypervolume its
+/// group dominates (its exclusive contribution over the largest one),
+/// at least `EPS`; infeasible trials get `EPS`. `None` with one objective
+/// (the default weights then apply).
+fn below_weights(below: &[&FrozenTrial], directions: &[Direction]) -> Option<Vec<f64>> {
+    if directions.is_empty() {
+        return None;
+    }
+    let feasible: Vec<Option<Vec<f64>>> =
+        below.iter().map(|t| if t.is_feasible() { pareto::losses(t, directions) } else { None }).collect();
+    let mut weights: Vec<f64> =
+        feasible.iter().map(|l| if l.is_some() { 1.0 } else { pareto::EPS }).collect();
+    let points: Vec<Vec<f64>> = feasible.iter().flatten().cloned().collect();
+    if points.len() <= 1 {
+        return Some(weights);
+    }
+    let reference = pareto::reference_point(&points);
+    let contributions = pareto::contributions(&points, &reference);
+    if !contributions.iter().all(|c| c.is_finite()) {
+        return Some(weights);
+    }
+    let largest = contributions.iter().copied().fold(pareto::EPS, f64::max);
+    let mut next = contributions.iter();
+    for (w, l) in weights.iter_mut().zip(&feasible) {
+        if l.is_some() {
+            *w = (next.next().unwrap() / largest).max(pareto::EPS);
+        }
+    }
+    Some(weights)
 }
 
 /// What TPE learns from: COMPLETE trials with a value, PRUNED trials, and
@@ -439,7 +487,7 @@ fn estimator(
 /// infeasible).
 fn is_finished_observation(trial: &FrozenTrial) -> bool {
     match trial.state {
-        TrialState::Complete => trial.value.is_some(),
+        TrialState::Complete => trial.value.is_some() || !trial.values.is_empty(),
         TrialState::Pruned => true,
         TrialState::Failed => trial.constraints.is_some(),
         _ => false,
@@ -453,11 +501,12 @@ fn is_finished_observation(trial: &FrozenTrial) -> bool {
 /// positive violation) leave their state's ranking: the γ(n) places go to
 /// feasible COMPLETE trials by value, then PRUNED ones, then infeasible
 /// ones by least violation; the rest are above.
-pub fn split_trials(
-    history: &[FrozenTrial],
+pub fn split_trials<'a>(
+    history: &'a [FrozenTrial],
     direction: Direction,
+    directions: &[Direction],
     constant_liar: bool,
-) -> (Vec<&FrozenTrial>, Vec<&FrozenTrial>) {
+) -> (Vec<&'a FrozenTrial>, Vec<&'a FrozenTrial>) {
     let loss = |value: f64| if value.is_nan() { f64::INFINITY } else { direction.as_loss(value) };
     let observed = history.iter().filter(|t| is_finished_observation(t));
     let (mut infeasible, feasible): (Vec<&FrozenTrial>, Vec<&FrozenTrial>) =
@@ -468,11 +517,15 @@ pub fn split_trials(
         feasible.iter().copied().filter(|t| t.state == TrialState::Pruned).collect();
     let n_below = default_gamma(complete.len() + pruned.len() + infeasible.len());
 
-    // By value, ties by number (unique keys: the unstable sort is deterministic).
-    complete.sort_unstable_by(|a, b| {
-        loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())).then(a.number.cmp(&b.number))
-    });
     let n_complete_below = n_below.min(complete.len());
+    if directions.is_empty() {
+        // By value, ties by number (unique keys: the unstable sort is deterministic).
+        complete.sort_unstable_by(|a, b| {
+            loss(a.value.unwrap()).total_cmp(&loss(b.value.unwrap())).then(a.number.cmp(&b.number))
+        });
+    } else {
+        complete = order_by_domination(complete, directions, n_complete_below);
+    }
     // Deeper pruned trials rank first, then the better last value; none reported ranks last.
     let pruned_key = |t: &FrozenTrial| match t.last_intermediate() {
         Some((step, value)) => (0, -(step as i128), loss(value)),
@@ -501,6 +554,46 @@ pub fn split_trials(
     (below, above)
 }
 
+/// The COMPLETE trials of a study with several objectives, the `n_below`
+/// best first (Optuna's MOTPE split): whole non-dominated ranks while they
+/// fit, then the rank that does not fit cut by hypervolume subset selection
+/// (reference 10 % beyond its worst point); each part in trial order.
+fn order_by_domination<'a>(
+    complete: Vec<&'a FrozenTrial>,
+    directions: &[Direction],
+    n_below: usize,
+) -> Vec<&'a FrozenTrial> {
+    if n_below == 0 || n_below >= complete.len() {
+        return complete;
+    }
+    let losses: Vec<Vec<f64>> = complete
+        .iter()
+        .map(|t| pareto::losses(t, directions).unwrap_or_else(|| vec![f64::INFINITY; directions.len()]))
+        .collect();
+    let ranks = pareto::non_dominated_ranks(&losses, |a, b| pareto::dominates(a, b));
+    let mut taken = vec![false; complete.len()];
+    let mut count = 0;
+    for rank in 0.. {
+        let members: Vec<usize> = (0..complete.len()).filter(|&i| ranks[i] == rank).collect();
+        if count + members.len() <= n_below {
+            members.iter().for_each(|&i| taken[i] = true);
+            count += members.len();
+            if count == n_below {
+                break;
+            }
+            continue;
+        }
+        let points: Vec<Vec<f64>> = members.iter().map(|&i| losses[i].clone()).collect();
+        let reference = pareto::reference_point(&points);
+        for k in pareto::select_by_hypervolume(&points, n_below - count, &reference) {
+            taken[members[k]] = true;
+        }
+        break;
+    }
+    let (below, above): (Vec<_>, Vec<_>) = complete.into_iter().zip(taken).partition(|(_, t)| *t);
+    below.into_iter().chain(above).map(|(t, _)| t).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +607,7 @@ mod tests {
             params: [("x".to_owned(), ParamValue::Float(x))].into(),
             value,
             intermediate: Default::default(),
+            values: Vec::new(),
             constraints: None,
         }
     }
@@ -540,7 +634,7 @@ mod tests {
         history.push(trial(20, TrialState::Running, None, 0.4));
         history.push(trial(21, TrialState::Failed, None, 0.5));
         // n = 20 finished → γ = 2 below: both from COMPLETE trials.
-        let (below, above) = split_trials(&history, Direction::Minimize, true);
+        let (below, above) = split_trials(&history, Direction::Minimize, &[], true);
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(above.len(), 19);
         assert!(above.iter().any(|t| t.number == 20) && !above.iter().any(|t| t.number == 21));
@@ -552,7 +646,7 @@ mod tests {
             p.intermediate.insert(1, 0.0);
             more.push(p);
         }
-        let (below, _) = split_trials(&more, Direction::Maximize, false);
+        let (below, _) = split_trials(&more, Direction::Maximize, &[], false);
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 18]);
     }
 
@@ -577,7 +671,7 @@ mod tests {
         history.push(with(trial(20, TrialState::Failed, None, 0.3), &[0.5]));
         history.push(trial(21, TrialState::Failed, None, 0.4));
         // n = 21 observations (the plain failure is not one) → γ = 3.
-        let (below, above) = split_trials(&history, Direction::Minimize, false);
+        let (below, above) = split_trials(&history, Direction::Minimize, &[], false);
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![5, 6, 7]);
         assert_eq!(above.len(), 18);
         assert!(above.iter().any(|t| t.number == 20) && !above.iter().any(|t| t.number == 21));
@@ -590,13 +684,13 @@ mod tests {
             more.push(with(trial(i, TrialState::Complete, Some(0.0), 0.5), &[9.0]));
         }
         // n = 18 → γ = 2: both feasible trials.
-        let (below, _) = split_trials(&more, Direction::Minimize, false);
+        let (below, _) = split_trials(&more, Direction::Minimize, &[], false);
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![5, 6]);
         for i in 32..45 {
             more.push(with(trial(i, TrialState::Complete, Some(0.0), 0.5), &[9.0]));
         }
         // n = 31 → γ = 4: two feasible, then the failure (0.5) and trial 0 (1.0).
-        let (below, _) = split_trials(&more, Direction::Minimize, false);
+        let (below, _) = split_trials(&more, Direction::Minimize, &[], false);
         assert_eq!(below.iter().map(|t| t.number).collect::<Vec<_>>(), vec![0, 5, 6, 20]);
     }
 
@@ -611,6 +705,7 @@ mod tests {
                 space,
                 history: &history,
                 direction: Direction::Minimize,
+                directions: &[],
                 seed: 7,
                 trial_number: number,
                 phase: 0,
@@ -624,6 +719,7 @@ mod tests {
                 params: params.clone(),
                 value: None,
                 intermediate: Default::default(),
+                values: Vec::new(),
                 constraints: None,
             });
             points.push(params);
@@ -653,6 +749,7 @@ mod tests {
                     params,
                     value: Some(value),
                     intermediate: Default::default(),
+                    values: Vec::new(),
                     constraints: None,
                 }
             })
@@ -695,6 +792,7 @@ mod tests {
                 space: &space,
                 history: &history,
                 direction: Direction::Minimize,
+                directions: &[],
                 seed: 1,
                 trial_number: number,
                 phase: 0,
