@@ -278,18 +278,82 @@ fn other_schema_versions_and_several_objectives_are_refused() {
     let message = String::from_utf8_lossy(&out.stderr);
     assert!(message.contains("v3.0.0.d") && message.contains("optuna storage upgrade"), "{message}");
 
+    // A study of several objectives goes into a study file of one only
+    // when their objectives agree.
     let multi = dir.path().join("multi.db");
     std::fs::copy(&optuna_db, &multi).unwrap();
     rusqlite::Connection::open(&multi)
         .unwrap()
-        .execute(
-            "INSERT INTO study_directions (direction, study_id, objective) VALUES ('MAXIMIZE', 1, 1)",
-            [],
+        .execute_batch(
+            "INSERT INTO study_directions (direction, study_id, objective) VALUES ('MAXIMIZE', 1, 1);
+             INSERT INTO trial_values (trial_id, objective, value, value_type)
+                 SELECT trial_id, 1, value, value_type FROM trial_values WHERE objective = 0;",
         )
         .unwrap();
     let out = import(&multi);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("2 objectives"), "{out:?}");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("2 objectives (minimize, maximize)") && message.contains("one objective"),
+        "{message}"
+    );
+}
+
+/// A study of two objectives from a command (with a constraint), run
+/// here by multi-objective TPE.
+fn pareto_study(name: &str, n_trials: usize) -> String {
+    format!(
+        r#"name: {name}
+seed: 2
+objective:
+  command: >-
+    awk 'BEGIN {{ x = {{x}}; y = {{y}}; printf "{{\"objectives\": [%.17g, %.17g], \"constraints\": [%.17g]}}\n", x^2 + y, (x - 1)^2 - y, y - 0.8 }}'
+  directions: [minimize, maximize]
+  names: [cost, gain]
+constraints:
+  - {{name: y_margin}}
+phases:
+  - name: motpe
+    sampler: {{type: tpe, n_startup_trials: 5}}
+    n_trials: {n_trials}
+    space:
+      x: {{type: float, low: 0.0, high: 1.0}}
+      y: {{type: float, low: 0.0, high: 1.0}}
+resources: {{devices: cpu, trials_per_device: 2}}
+"#
+    )
+}
+
+/// Several objectives round-trip through Optuna 5.0: the export has Optuna's
+/// directions, metric names and values, its `best_trials` is our Pareto set;
+/// imported into a study file of the same objectives, the trials keep their
+/// values, and `study run` goes on from them.
+#[test]
+fn several_objectives_round_trip_through_optuna() {
+    let Some(python) = optuna_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pareto.yaml");
+    std::fs::write(&file, pareto_study("pareto", 14)).unwrap();
+    let results = dir.path().join("results");
+    let r = results.to_str().unwrap();
+    run(&mut study(&["run", file.to_str().unwrap(), "--results", r]));
+    let (db, json) = export(&results, "pareto", dir.path());
+    let report = check_export(&python, &db, "pareto", &json);
+    assert!(report.contains("\"metric_names\": [\"cost\", \"gain\"]"), "{report}");
+
+    let again = dir.path().join("again.yaml");
+    std::fs::write(&again, pareto_study("again", 20)).unwrap();
+    run(&mut study(&["import", db.to_str().unwrap(), "--into", again.to_str().unwrap(), "--results", r]));
+    let ours = stored(&results, "pareto");
+    let imported = stored(&results, "again");
+    for (a, b) in imported.iter().zip(&ours) {
+        assert_eq!(a.trial.values, b.trial.values, "trial {}", b.trial.number);
+        assert_eq!(a.trial.constraints, b.trial.constraints, "trial {}", b.trial.number);
+    }
+    run(&mut study(&["run", again.to_str().unwrap(), "--results", r]));
+    let continued = stored(&results, "again");
+    assert_eq!(continued.len(), 20);
+    assert!(continued[14..].iter().all(|t| t.trial.values.len() == 2), "the continuation has both values");
 }
 
 /// A study of `n` seeds of a small model, each trial a few seconds, one at a time.

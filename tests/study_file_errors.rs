@@ -211,6 +211,63 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:14:",
         ),
         case(
+            "objective list naming no recorded metric",
+            format!("{VALID}objective:\n  - {{metric: val_eps_poly_mae}}\n  - {{metric: params}}\n"),
+            &["records no metric `params` to optimise", "did you mean `num_params`?"],
+            "case.yaml:17:",
+        ),
+        case(
+            "objective list of one",
+            format!("{VALID}objective:\n  - {{metric: val_eps_poly_mae}}\n"),
+            &["a list of objectives needs two or more", "write one objective as a map"],
+            "case.yaml:15:",
+        ),
+        case(
+            "the same objective twice",
+            format!("{VALID}objective:\n  - {{metric: num_params}}\n  - {{metric: num_params, direction: maximize}}\n"),
+            &["`num_params` is listed twice"],
+            "case.yaml:17:",
+        ),
+        case(
+            "a measured objective in a deterministic study",
+            format!("{VALID}mode: deterministic\nobjective:\n  - {{metric: val_loss}}\n  - {{metric: train_seconds}}\n"),
+            &["`train_seconds` is measured", "cannot optimise it", "num_params"],
+            "case.yaml:18:",
+        ),
+        case(
+            "directions without a command",
+            format!("{VALID}objective:\n  directions: [minimize, minimize]\n"),
+            &["`directions` belongs to a `command`", "list the metrics"],
+            "case.yaml:16:",
+        ),
+        case(
+            "names that do not match the directions",
+            format!(
+                "{}objective:\n  command: python train.py --lr {{lr}}\n  directions: [minimize, minimize]\n  names: [error]\n",
+                edit("dataset:\n  synthetic: {size: 20}\n", "")
+            ),
+            &["gives 1 names for 2 directions", "name every objective"],
+            "case.yaml:16:",
+        ),
+        case(
+            "pruning several objectives",
+            format!("{VALID}objective:\n  - {{metric: val_loss}}\n  - {{metric: num_params}}\npruner: {{type: median}}\n"),
+            &["cannot prune a study with several objectives", "remove `pruner`"],
+            "case.yaml:18:",
+        ),
+        case(
+            "the gp sampler with several objectives",
+            format!("{}objective:\n  - {{metric: val_loss}}\n  - {{metric: num_params}}\n", edit("type: tpe", "type: gp")),
+            &["GP sampler, which handles one objective", "nsga2"],
+            "case.yaml:",
+        ),
+        case(
+            "nsga2 with a population of one",
+            edit("type: tpe", "type: nsga2\n      population_size: 1"),
+            &["population_size must be at least 2", "two parents"],
+            "case.yaml:",
+        ),
+        case(
             "tpe without a budget",
             edit("    n_trials: 4\n", ""),
             &["`phases[0]`: has no `n_trials`", "n_trials: 60"],

@@ -21,19 +21,32 @@ use crate::hpo::ParamValue;
 /// for what Optuna has no column for (the metrics, phase, attempt, seed,
 /// device, failure reason and the trial's own attributes, as the Optuna
 /// export stores them), then `state`. Empty cells where a trial has no value.
+/// A study with several objectives has a column `values_<name>` for each
+/// instead of `value`, as Optuna's has once its metrics are named.
 pub fn to_csv(store: &SqliteStore, out: impl Write) -> anyhow::Result<()> {
-    write_csv(&store.all_trial_details()?, &store.phases()?, out)
+    let names: Vec<String> = store.info().objectives.iter().map(|o| o.name.clone()).collect();
+    write_csv(&store.all_trial_details()?, &store.phases()?, &names, out)
 }
 
-/// [`to_csv`] for trials already loaded.
-pub fn write_csv(trials: &[TrialDetails], phases: &[Phase], mut out: impl Write) -> anyhow::Result<()> {
+/// [`to_csv`] for trials already loaded, with the names of the study's
+/// several objectives (none for one).
+pub fn write_csv(
+    trials: &[TrialDetails],
+    phases: &[Phase],
+    objectives: &[String],
+    mut out: impl Write,
+) -> anyhow::Result<()> {
     let attrs: Vec<Vec<(String, Json)>> = trials.iter().map(|t| trial_user_attrs(t, phases)).collect();
     let param_names: BTreeSet<&str> =
         trials.iter().flat_map(|details| details.trial.params.keys().map(String::as_str)).collect();
     let attr_names: BTreeSet<&str> = attrs.iter().flatten().map(|(k, _)| k.as_str()).collect();
 
-    let mut header: Vec<String> =
-        ["number", "value", "datetime_start", "datetime_complete", "duration"].map(String::from).to_vec();
+    let mut header = vec!["number".to_owned()];
+    match objectives {
+        [] => header.push("value".to_owned()),
+        names => header.extend(names.iter().map(|name| format!("values_{name}"))),
+    }
+    header.extend(["datetime_start", "datetime_complete", "duration"].map(String::from));
     header.extend(param_names.iter().map(|name| format!("params_{name}")));
     header.extend(attr_names.iter().map(|name| format!("user_attrs_{name}")));
     header.push("state".to_owned());
@@ -41,13 +54,17 @@ pub fn write_csv(trials: &[TrialDetails], phases: &[Phase], mut out: impl Write)
 
     for (details, attrs) in trials.iter().zip(&attrs) {
         let trial = &details.trial;
-        let mut record = vec![
-            trial.number.to_string(),
-            trial.value.map(float_cell).unwrap_or_default(),
+        let mut record = vec![trial.number.to_string()];
+        match objectives.len() {
+            0 => record.push(trial.value.map(float_cell).unwrap_or_default()),
+            n => record
+                .extend((0..n).map(|i| trial.values.get(i).copied().map(float_cell).unwrap_or_default())),
+        }
+        record.extend([
             details.started.map(|time| time.to_string()).unwrap_or_default(),
             details.finished.map(|time| time.to_string()).unwrap_or_default(),
             details.duration().map(|duration| float_cell(duration.as_secs_f64())).unwrap_or_default(),
-        ];
+        ]);
         record.extend(
             param_names.iter().map(|name| trial.params.get(*name).map(param_cell).unwrap_or_default()),
         );
@@ -162,9 +179,26 @@ pub fn to_json(store: &SqliteStore, out: impl Write) -> anyhow::Result<()> {
         study: StudyRecord {
             name: &info.name,
             direction: direction_name(info.direction),
+            objectives: &info.objectives,
             seed: info.seed,
             created: info.created.to_string(),
-            best_trial: TrialDetails::best(&trials, info.direction).map(|(t, _)| t.trial.number),
+            best_trial: match info.objectives.is_empty() {
+                true => TrialDetails::best(&trials, info.direction).map(|(t, _)| t.trial.number),
+                false => None,
+            },
+            pareto_set: match info.objectives.as_slice() {
+                [] => None,
+                several => {
+                    let directions: Vec<_> = several.iter().map(|o| o.direction).collect();
+                    let frozen = trials.iter().map(|t| &t.trial);
+                    Some(
+                        crate::hpo::pareto::pareto_front(frozen, &directions)
+                            .iter()
+                            .map(|t| t.number)
+                            .collect(),
+                    )
+                }
+            },
             user_attrs: store.study_user_attrs()?,
         },
         trials: trials.iter().map(TrialRecord::from).collect(),
@@ -186,10 +220,17 @@ struct Document<'a> {
 struct StudyRecord<'a> {
     name: &'a str,
     direction: &'static str,
+    /// Every objective's name and direction, in a study with several.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    objectives: &'a [super::StoredObjective],
     seed: u64,
     created: String,
-    /// The best feasible COMPLETE trial's number, as `study status` names it.
+    /// The best feasible COMPLETE trial's number, as `study status` names it
+    /// (none with several objectives).
     best_trial: Option<u64>,
+    /// The numbers of the Pareto set's trials, with several objectives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pareto_set: Option<Vec<u64>>,
     user_attrs: BTreeMap<String, Json>,
 }
 
@@ -199,6 +240,9 @@ struct TrialRecord<'a> {
     phase: usize,
     state: &'static str,
     value: Option<f64>,
+    /// Every objective's value, with several objectives.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    values: &'a [f64],
     params: &'a BTreeMap<String, ParamValue>,
     metrics: &'a BTreeMap<String, f64>,
     intermediate: &'a BTreeMap<u64, f64>,
@@ -224,6 +268,7 @@ impl<'a> From<&'a TrialDetails> for TrialRecord<'a> {
             phase: trial.phase,
             state: trial.state.name(),
             value: trial.value,
+            values: &trial.values,
             params: &trial.params,
             metrics: &details.metrics,
             intermediate: &trial.intermediate,
@@ -298,7 +343,7 @@ mod tests {
         second.metrics.insert("eps_poly_mae".into(), f64::NAN);
 
         let mut out = Vec::new();
-        write_csv(&[first, second], &[], &mut out).unwrap();
+        write_csv(&[first, second], &[], &[], &mut out).unwrap();
         // Optuna's trials_dataframe() columns; a NaN metric is an empty cell (pandas reads NaN).
         let expected = "\
 number,value,datetime_start,datetime_complete,duration,params_bias,params_lr,params_model,params_mul,\

@@ -219,17 +219,25 @@ fn write(store: &SqliteStore, path: &Path, metric: &str) -> anyhow::Result<(Expo
     tx.execute("INSERT INTO version_info VALUES (1, ?1, ?2)", params![SCHEMA_VERSION, OPTUNA_VERSION])?;
     tx.execute("INSERT INTO alembic_version VALUES (?1)", [ALEMBIC_REVISION])?;
     tx.execute("INSERT INTO studies (study_id, study_name) VALUES (1, ?1)", [&info.name])?;
-    let direction = match info.direction {
-        Direction::Minimize => "MINIMIZE",
-        Direction::Maximize => "MAXIMIZE",
+    // One objective, or each of several with its name.
+    let objectives: Vec<(Direction, String)> = match info.objectives.as_slice() {
+        [] => vec![(info.direction, metric.to_owned())],
+        several => several.iter().map(|o| (o.direction, o.name.clone())).collect(),
     };
-    tx.execute(
-        "INSERT INTO study_directions (direction, study_id, objective) VALUES (?1, 1, 0)",
-        [direction],
-    )?;
+    for (objective, (direction, _)) in objectives.iter().enumerate() {
+        let direction = match direction {
+            Direction::Minimize => "MINIMIZE",
+            Direction::Maximize => "MAXIMIZE",
+        };
+        tx.execute(
+            "INSERT INTO study_directions (direction, study_id, objective) VALUES (?1, 1, ?2)",
+            params![direction, objective as i64],
+        )?;
+    }
+    let names: Vec<&String> = objectives.iter().map(|(_, name)| name).collect();
     tx.execute(
         "INSERT INTO study_system_attributes (study_id, \"key\", value_json) VALUES (1, ?1, ?2)",
-        params![METRIC_NAMES_ATTR, json!([metric]).to_string()],
+        params![METRIC_NAMES_ATTR, json!(names).to_string()],
     )?;
     write_study_attrs(&tx, store)?;
     for details in &trials {
@@ -294,11 +302,16 @@ fn insert_trial(tx: &Connection, details: &TrialDetails, phases: &[super::Phase]
             params![trial_id, name, internal, distribution_json(&distribution).to_string()],
         )?;
     }
-    if let (TrialState::Complete | TrialState::Pruned, Some(value)) = (trial.state, trial.value) {
+    let values = match (trial.state, trial.value) {
+        (TrialState::Complete, _) if !trial.values.is_empty() => trial.values.clone(),
+        (TrialState::Complete | TrialState::Pruned, Some(value)) => vec![value],
+        _ => Vec::new(),
+    };
+    for (objective, &value) in values.iter().enumerate() {
         let (value, kind) = value_and_type(value);
         tx.execute(
-            "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?1, 0, ?2, ?3)",
-            params![trial_id, value, kind],
+            "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?1, ?2, ?3, ?4)",
+            params![trial_id, objective as i64, value, kind],
         )?;
     }
     for (&step, &value) in &trial.intermediate {
@@ -492,11 +505,14 @@ fn attr_json(value: &Json) -> String {
     serde_json::to_string(value).expect("JSON values serialise")
 }
 
-/// A single-objective study read from an Optuna storage.
+/// A study read from an Optuna storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptunaStudy {
     pub name: String,
+    /// The objective's direction; with several objectives, the first one's.
     pub direction: Direction,
+    /// Every objective's direction, where the study has several; empty with one.
+    pub directions: Vec<Direction>,
     /// By number, as Optuna numbers them (0, 1, …).
     pub trials: Vec<OptunaTrial>,
 }
@@ -510,6 +526,8 @@ pub struct OptunaTrial {
     /// Optuna's distribution of each parameter.
     pub distributions: std::collections::BTreeMap<String, Distribution>,
     pub value: Option<f64>,
+    /// Every objective's value, in a COMPLETE trial of a study with several.
+    pub values: Vec<f64>,
     pub intermediate: std::collections::BTreeMap<u64, f64>,
     /// Its constraint values, where the study has constraints.
     pub constraints: Option<Vec<f64>>,
@@ -579,19 +597,20 @@ pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy
         .prepare("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")?
         .query_map([study_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let direction = match directions.as_slice() {
-        [d] if d == "MINIMIZE" => Direction::Minimize,
-        [d] if d == "MAXIMIZE" => Direction::Maximize,
-        [d] => return Err(InputError::new(&at, format!("study {study_name:?} has direction {d}")).into()),
-        many => {
-            return Err(InputError::new(
-                &at,
-                format!("study {study_name:?} has {} objectives; studies here have one", many.len()),
-            )
-            .with_hint("continue a multi-objective study with Optuna itself")
-            .into())
-        }
+    let directions: Vec<Direction> = directions
+        .iter()
+        .map(|d| match d.as_str() {
+            "MINIMIZE" => Ok(Direction::Minimize),
+            "MAXIMIZE" => Ok(Direction::Maximize),
+            other => Err(InputError::new(&at, format!("study {study_name:?} has direction {other}"))
+                .with_hint("only studies that minimise or maximise every objective can be read")),
+        })
+        .collect::<Result<_, _>>()?;
+    let Some(&direction) = directions.first() else {
+        return Err(InputError::new(&at, format!("study {study_name:?} has no direction")).into());
     };
+    let objectives = directions.len();
+    let directions = if objectives > 1 { directions } else { Vec::new() };
 
     let mut trials = Vec::new();
     let mut rows = conn.prepare(
@@ -604,17 +623,14 @@ pub fn read_study(path: &Path, name: Option<&str>) -> anyhow::Result<OptunaStudy
     for row in found {
         let (trial_id, number, state, datetime_start, datetime_complete) = row?;
         let trial_at = format!("{at}, study {study_name:?}, trial {number}");
-        trials.push(read_trial(
-            &conn,
-            &trial_at,
-            trial_id,
-            number,
-            &state,
-            datetime_start,
-            datetime_complete,
-        )?);
+        let mut trial =
+            read_trial(&conn, &trial_at, trial_id, number, &state, datetime_start, datetime_complete)?;
+        if objectives > 1 && trial.state == TrialState::Complete {
+            trial.values = read_values(&conn, &trial_at, trial_id, objectives)?;
+        }
+        trials.push(trial);
     }
-    Ok(OptunaStudy { name: study_name, direction, trials })
+    Ok(OptunaStudy { name: study_name, direction, directions, trials })
 }
 
 /// One trial of an Optuna study: its state, parameters (in their external
@@ -680,11 +696,40 @@ fn read_trial(
         params,
         distributions,
         value,
+        values: Vec::new(),
         intermediate,
         constraints,
         datetime_start,
         datetime_complete,
     })
+}
+
+/// Every objective's value of a COMPLETE trial of a study with `objectives`.
+fn read_values(
+    conn: &Connection,
+    trial_at: &str,
+    trial_id: i64,
+    objectives: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut rows = conn.prepare_cached(
+        "SELECT objective, value, value_type FROM trial_values WHERE trial_id = ?1 ORDER BY objective",
+    )?;
+    let values: Vec<(i64, f64)> = rows
+        .query_map([trial_id], |r| Ok((r.get::<_, i64>(0)?, from_typed(r.get(1)?, &r.get::<_, String>(2)?))))?
+        .collect::<Result<_, _>>()?;
+    if values.len() != objectives
+        || values.iter().enumerate().any(|(i, (objective, _))| *objective != i as i64)
+    {
+        return Err(InputError::new(
+            trial_at,
+            format!(
+                "is COMPLETE with {} objective values, but the study has {objectives} objectives",
+                values.len()
+            ),
+        )
+        .into());
+    }
+    Ok(values.into_iter().map(|(_, v)| v).collect())
 }
 
 /// A trial's constraint values in either of Optuna's forms: the list under

@@ -37,6 +37,28 @@ pub fn import_optuna(
     source: &Path,
 ) -> anyhow::Result<Imported> {
     let phase = &plan.config.phases[0];
+    if optuna.directions != plan.config.directions {
+        let name = |d: &crate::hpo::Direction| format!("{d:?}").to_lowercase();
+        let describe = |directions: &[crate::hpo::Direction]| match directions {
+            [] => "one objective".to_owned(),
+            several => format!(
+                "{} objectives ({})",
+                several.len(),
+                several.iter().map(name).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(InputError::new(
+            format!("{}, objective", study_file.display()),
+            format!(
+                "the study file has {}, but Optuna study {:?} has {}",
+                describe(&plan.config.directions),
+                optuna.name,
+                describe(&optuna.directions)
+            ),
+        )
+        .with_hint("give the study file the Optuna study's objectives, in the same order and directions")
+        .into());
+    }
     if optuna.direction != plan.config.direction {
         let name = |d: crate::hpo::Direction| format!("{d:?}").to_lowercase();
         return Err(InputError::new(
@@ -98,7 +120,7 @@ pub fn import_optuna(
     let new = NewStudy {
         name: plan.name.clone(),
         direction: plan.config.direction,
-        objectives: Vec::new(),
+        objectives: plan.objectives.stored(),
         seed: plan.config.seed,
         config: serde_yaml::to_string(&plan.file)?,
     };
@@ -132,6 +154,9 @@ pub fn import_optuna(
         }
         if let Some(constraints) = &trial.constraints {
             crate::hpo::TrialStore::set_constraints(&mut store, number, constraints)?;
+        }
+        if !trial.values.is_empty() {
+            crate::hpo::TrialStore::set_values(&mut store, number, &trial.values)?;
         }
         match trial.state {
             TrialState::Complete | TrialState::Pruned => {

@@ -1,7 +1,8 @@
 """Checks a study exported with `study export --format optuna` against our
 own JSON export of it, with the real Optuna: the same trials, states,
 parameters, values and intermediate values, value by value; the same best
-trial; and Optuna's plots and trials_dataframe run on it.
+trial (with several objectives, the same Pareto set: Optuna's
+`best_trials`); and Optuna's plots and trials_dataframe run on it.
 
     python check_export.py EXPORTED.db STUDY_NAME OURS.json
 """
@@ -26,6 +27,9 @@ def main(db, name, ours_path):
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     trials = study.trials
     assert len(trials) == len(ours["trials"]), (len(trials), len(ours["trials"]))
+    objectives = ours["study"].get("objectives")
+    if objectives:
+        return check_several_objectives(study, ours, objectives)
     direction = optuna.study.StudyDirection[ours["study"]["direction"].upper()]
     assert study.direction == direction, study.direction
     for theirs, mine in zip(trials, ours["trials"]):
@@ -73,6 +77,33 @@ def main(db, name, ours_path):
         states[t.state.name] = states.get(t.state.name, 0) + 1
     print(json.dumps({"trials": len(trials), "states": states, "best": study.best_trial.number,
                       "metric_names": study.metric_names}))
+
+
+def check_several_objectives(study, ours, objectives):
+    directions = [optuna.study.StudyDirection[o["direction"].upper()] for o in objectives]
+    assert study.directions == directions, study.directions
+    assert study.metric_names == [o["name"] for o in objectives], study.metric_names
+    for theirs, mine in zip(study.trials, ours["trials"]):
+        where = f"trial {mine['number']}"
+        assert theirs.number == mine["number"], where
+        assert theirs.state.name == STATES[mine["state"]], (where, theirs.state, mine["state"])
+        assert theirs.params == mine["params"], (where, theirs.params, mine["params"])
+        if mine["state"] == "COMPLETE":
+            assert theirs.values == mine["values"], (where, theirs.values, mine["values"])
+        else:
+            assert theirs.values is None, (where, theirs.values)
+        assert theirs.system_attrs.get("constraints") == mine.get("constraints"), where
+    # Optuna's Pareto set is ours.
+    best = sorted(t.number for t in study.best_trials)
+    assert best == ours["study"]["pareto_set"], (best, ours["study"]["pareto_set"])
+    frame = study.trials_dataframe()
+    assert len(frame) == len(study.trials)
+    assert all(f"values_{o['name']}" in frame.columns for o in objectives), list(frame.columns)
+    from optuna import visualization
+
+    figure = visualization.plot_pareto_front(study)
+    assert figure.to_dict()["data"], "plot_pareto_front"
+    print(json.dumps({"trials": len(study.trials), "pareto_set": best, "metric_names": study.metric_names}))
 
 
 if __name__ == "__main__":

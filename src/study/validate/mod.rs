@@ -146,7 +146,9 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     let directions = objectives.directions();
     let direction = directions.first().copied().unwrap_or(file.objective.direction);
     let config = StudyConfig { seed: file.seed, direction, directions, phases, pruner };
-    config.validate().map_err(|err| check.err("phases", format!("{}: {}", err.location, err.problem)))?;
+    config.validate().map_err(|err| {
+        check.err("phases", format!("{}: {}", err.location, err.problem)).with_hint(err.hint)
+    })?;
 
     let objective = match &file.objective.command {
         None => Objective::Anisonet { metric: first_metric(&file.objective) },
