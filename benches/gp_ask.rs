@@ -28,6 +28,7 @@ fn measure(name: &str, space: SearchSpace, f: fn(&Params) -> f64, running: usize
     let config = StudyConfig {
         seed: 1,
         direction: Default::default(),
+        directions: Vec::new(),
         phases: vec![phase],
         pruner: Default::default(),
     };

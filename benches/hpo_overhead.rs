@@ -29,6 +29,7 @@ fn measure<S: TrialStore>(store_label: &str, store: S, sampler_label: &str, samp
     let config = StudyConfig {
         seed: 7,
         direction: Default::default(),
+        directions: Vec::new(),
         phases: vec![phase],
         pruner: Default::default(),
     };

@@ -133,8 +133,13 @@ fn bests_at(
 ) -> (Vec<f64>, usize) {
     let trials = *budgets.iter().max().expect("a budget");
     let phase = Phase::new("search", space.clone(), sampler.clone(), Some(trials));
-    let config =
-        StudyConfig { seed, direction: Default::default(), phases: vec![phase], pruner: Default::default() };
+    let config = StudyConfig {
+        seed,
+        direction: Default::default(),
+        directions: Vec::new(),
+        phases: vec![phase],
+        pruner: Default::default(),
+    };
     let mut study = Study::new(MemoryStore::default(), config).expect("valid study");
     let mut in_flight: std::collections::VecDeque<Trial> = std::collections::VecDeque::new();
     let mut repeats = 0;

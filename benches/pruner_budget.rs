@@ -76,7 +76,13 @@ fn search(f: Function, scale: f64, space: &SearchSpace, pruner: PrunerConfig, se
         }
         other => other,
     };
-    let config = StudyConfig { seed, direction: Direction::Minimize, phases: vec![phase], pruner };
+    let config = StudyConfig {
+        seed,
+        direction: Direction::Minimize,
+        directions: Vec::new(),
+        phases: vec![phase],
+        pruner,
+    };
     let mut study = Study::new(MemoryStore::default(), config).expect("a valid study");
     let (mut steps, mut best) = (0, f64::INFINITY);
     let mut reached = [f64::INFINITY; 3];

@@ -13,7 +13,13 @@ use anisostudy::hpo::{
 use proptest::prelude::*;
 
 fn config(seed: u64, phases: Vec<Phase>) -> StudyConfig {
-    StudyConfig { seed, direction: Direction::Minimize, phases, pruner: PrunerConfig::None }
+    StudyConfig {
+        seed,
+        direction: Direction::Minimize,
+        directions: Vec::new(),
+        phases,
+        pruner: PrunerConfig::None,
+    }
 }
 
 fn tpe_phase(space: SearchSpace, n_trials: u64, multivariate: bool) -> Phase {
@@ -170,7 +176,7 @@ fn tpe_phase_named(name: &str, space: SearchSpace, n: u64) -> Phase {
 fn outcomes_follow_optuna() {
     let pruner = PrunerConfig::Median(MedianPruner { n_startup_trials: 2, ..Default::default() });
     let phases = vec![Phase::new("random", branin_space(), SamplerConfig::Random, Some(10))];
-    let cfg = StudyConfig { seed: 1, direction: Direction::Maximize, phases, pruner };
+    let cfg = StudyConfig { seed: 1, direction: Direction::Maximize, directions: Vec::new(), phases, pruner };
     let mut study = Study::new(MemoryStore::default(), cfg).unwrap();
     for value in [1.0, 3.0] {
         let t = expect_trial(study.ask().unwrap());

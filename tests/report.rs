@@ -372,3 +372,76 @@ fn bad_input_names_the_path_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a_file/report") && err.contains("--out"), "{err}");
 }
+
+const PARETO: &str = r#"
+name: tiny_pareto
+seed: 5
+dataset: {synthetic: {size: 40, seed: 2}, split: {train: 0.6, valid: 0.2, test: 0.2}}
+model: {em_dim: 4, layers: 1, lmax: 1, mul: 2, num_basis: 4, radial_neurons: 8}
+training: {epochs: 2, batch_size: 8, patience: 2}
+objective:
+  - {metric: val_eps_poly_mae, direction: minimize}
+  - {metric: num_params, direction: minimize}
+phases:
+  - name: random
+    sampler: {type: random}
+    n_trials: 6
+    space:
+      lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+      mul: {type: int, low: 2, high: 6}
+resources: {devices: cpu, cpu_threads_per_trial: 1, trials_per_device: 2}
+"#;
+
+/// The built-in trainer with two objectives (an error and the model's
+/// size): each trial's values are its recorded metrics, and the report
+/// has the Pareto set (recomputed here from the database), its front, the
+/// hypervolume history and the importance for each objective.
+#[test]
+fn a_report_of_several_objectives_shows_the_pareto_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = run_study(dir.path(), PARETO);
+    let out_dir = dir.path().join("report");
+    let out = study(&["report", "--results", results.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = Connection::open(results.join("tiny_pareto/study.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT t.number, json_extract(t.objective_values, '$[0]'), json_extract(t.objective_values, '$[1]'),
+                    (SELECT value FROM trial_metrics m WHERE m.trial = t.id AND m.name = 'val_eps_poly_mae'),
+                    (SELECT value FROM trial_metrics m WHERE m.trial = t.id AND m.name = 'num_params')
+             FROM trials t WHERE t.state = 'COMPLETE' ORDER BY t.number",
+        )
+        .unwrap();
+    let rows: Vec<(i64, f64, f64, f64, f64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 6);
+    for &(number, error, size, metric_error, metric_size) in &rows {
+        assert_eq!((error, size), (metric_error, metric_size), "trial {number}: the values are its metrics");
+    }
+    let dominated = |a: &(i64, f64, f64, f64, f64)| {
+        rows.iter().any(|b| b.1 <= a.1 && b.2 <= a.2 && (b.1 < a.1 || b.2 < a.2))
+    };
+    let mut want: Vec<&(i64, f64, f64, f64, f64)> = rows.iter().filter(|r| !dominated(r)).collect();
+    want.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let set = read_csv(&out_dir.join("tables/pareto_set.csv"));
+    assert_eq!(set.len(), want.len());
+    for (row, r) in set.iter().zip(&want) {
+        assert_eq!(row["trial"], r.0.to_string());
+        assert!(close(&row["objective_val_eps_poly_mae"], r.1) && close(&row["objective_num_params"], r.2));
+    }
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("<!-- table: pareto_set -->"));
+    check_figures(
+        &out_dir,
+        &md,
+        &[
+            ("pareto_front", &["val_eps_poly_mae", "num_params", "Pareto set"]),
+            ("hypervolume", &["hypervolume"]),
+            ("importance_0", &["lr", "mul"]),
+            ("importance_1", &["lr", "mul"]),
+        ],
+    );
+}

@@ -84,6 +84,8 @@ class TrialRecord:
     user_attrs: dict[str, Any] = field(default_factory=dict)
     #: Constraint values (each feasible when ≤ 0), where the study has constraints.
     constraints: list[float] | None = None
+    #: Every objective's value, in a COMPLETE trial of a study with several.
+    values: list[float] | None = None
 
     @classmethod
     def _from_json(cls, record: Mapping[str, Any]) -> "TrialRecord":
@@ -107,6 +109,10 @@ class Study:
         # The study's own name (``name`` may be its folder's path).
         self._study = document["study"]["name"]
         self.direction: str = document["study"]["direction"]
+        objectives = document["study"].get("objectives") or []
+        #: Every objective's direction and name, in a study with several (else empty).
+        self.directions: list[str] = [o["direction"] for o in objectives]
+        self.metric_names: list[str] = [o["name"] for o in objectives]
         self.seed: int = document["study"]["seed"]
 
     def __repr__(self) -> str:
@@ -125,6 +131,18 @@ class Study:
         document = json.loads(_native.study_json(self.results, self.name))
         best = document["study"]["best_trial"]
         return next((TrialRecord._from_json(t) for t in document["trials"] if t["number"] == best), None)
+
+    @property
+    def best_trials(self) -> list[TrialRecord]:
+        """The Pareto set of a study with several objectives (its feasible
+        COMPLETE trials that no other beats in every objective, by number),
+        as Optuna's ``best_trials``; the best trial alone with one objective."""
+        document = json.loads(_native.study_json(self.results, self.name))
+        numbers = document["study"].get("pareto_set")
+        if numbers is None:
+            best = document["study"]["best_trial"]
+            numbers = [] if best is None else [best]
+        return [TrialRecord._from_json(t) for t in document["trials"] if t["number"] in numbers]
 
     @property
     def definitions(self) -> list[dict[str, Any]]:
@@ -159,8 +177,10 @@ class Study:
         reason: str | None = None,
         metrics: Mapping[str, float] | None = None,
         constraints: Sequence[float] | None = None,
+        values: Sequence[float] | None = None,
     ) -> str:
-        """Ends a RUNNING trial: COMPLETE with ``value``, or ``state="fail"``
+        """Ends a RUNNING trial: COMPLETE with ``value`` (``values``, one per
+        objective, in a study with several), or ``state="fail"``
         (with a ``reason``) or ``state="pruned"``; ``metrics`` are recorded
         with it, and ``constraints`` are its own constraint values (each
         feasible when ≤ 0, as Optuna's), for the study file's ``constraints``
@@ -168,8 +188,9 @@ class Study:
         number = trial.number if isinstance(trial, Trial) else int(trial)
         value = None if value is None else float(value)
         constraints = None if constraints is None else [float(c) for c in constraints]
+        values = None if values is None else [float(v) for v in values]
         return _native.tell(
-            self.name, self.results, number, value, state, reason, dict(metrics or {}), constraints
+            self.name, self.results, number, value, state, reason, dict(metrics or {}), constraints, values
         )
 
 

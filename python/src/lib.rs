@@ -171,9 +171,10 @@ fn ask(
 }
 
 /// Ends a RUNNING trial of an external study (`study tell`): with `value`
-/// COMPLETE, else `state` "fail" (with `reason`) or "pruned".
+/// (or every objective's, `values`) COMPLETE, else `state` "fail" (with
+/// `reason`) or "pruned".
 #[pyfunction]
-#[pyo3(signature = (study, results, trial, value=None, state=None, reason=None, metrics=BTreeMap::new(), constraints=None))]
+#[pyo3(signature = (study, results, trial, value=None, state=None, reason=None, metrics=BTreeMap::new(), constraints=None, values=None))]
 #[allow(clippy::too_many_arguments)] // a keyword-argument Python signature
 fn tell(
     py: Python<'_>,
@@ -185,15 +186,17 @@ fn tell(
     reason: Option<String>,
     metrics: BTreeMap<String, f64>,
     constraints: Option<Vec<f64>>,
+    values: Option<Vec<f64>>,
 ) -> PyResult<String> {
-    let told = match (value, state.as_deref()) {
-        (Some(value), None) => Told::Complete(value),
-        (None, Some("fail")) => Told::Failed(reason),
-        (None, Some("pruned")) => Told::Pruned,
+    let told = match (value, values, state.as_deref()) {
+        (Some(value), None, None) => Told::Complete(value),
+        (None, Some(values), None) => Told::Values(values),
+        (None, None, Some("fail")) => Told::Failed(reason),
+        (None, None, Some("pruned")) => Told::Pruned,
         _ => {
             let err = anisostudy::error::InputError::new(
                 format!("tell(trial {trial})"),
-                "give either a value, or state=\"fail\" or state=\"pruned\"",
+                "give either a value (values, with several objectives), or state=\"fail\" or state=\"pruned\"",
             );
             return Err(raise(py, err.into()));
         }

@@ -125,3 +125,21 @@ def test_constraints_are_told_with_the_result(tmp_path):
     assert study.tell(large, 0.5, metrics={"size": 5}, constraints=[-2.0]) == "COMPLETE"
     assert [t.constraints for t in study.trials] == [[-1.0, -1.0], [1.0, -2.0]]
     assert study.best_trial.number == 0, "the better value 0.5 is infeasible"
+
+
+def test_several_objectives_are_told_together(tmp_path):
+    path = tmp_path / "driven.yaml"
+    text = STUDY.replace("pruner: {type: median, n_startup_trials: 1}\n", "").replace(
+        "  direction: minimize\n", "  directions: [minimize, maximize]\n  names: [error, speed]\n"
+    )
+    path.write_text(text)
+    study = anisostudy.create_study(path, results=tmp_path / "results")
+    assert study.directions == ["minimize", "maximize"] and study.metric_names == ["error", "speed"]
+    told = [[1.0, 1.0], [2.0, 3.0], [2.0, 0.5]]
+    trials = [study.ask() for _ in told]
+    with pytest.raises(anisostudy.InputError, match="one objective value|2 objectives"):
+        study.tell(trials[0], 1.0)
+    for trial, values in zip(trials, told):
+        assert study.tell(trial, values=values) == "COMPLETE"
+    assert [t.values for t in study.trials] == told
+    assert [t.number for t in study.best_trials] == [0, 1]

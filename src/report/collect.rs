@@ -63,6 +63,29 @@ impl StudyData {
         self.info.direction
     }
 
+    /// Every objective's name and direction, in a study with several.
+    pub fn objectives(&self) -> &[crate::storage::StoredObjective] {
+        &self.info.objectives
+    }
+
+    /// The Pareto set of a study with several objectives (feasible COMPLETE
+    /// trials no other beats in every objective), sorted by the first
+    /// objective; empty with one objective.
+    pub fn pareto_set(&self) -> Vec<&TrialDetails> {
+        let directions: Vec<Direction> = self.objectives().iter().map(|o| o.direction).collect();
+        if directions.is_empty() {
+            return Vec::new();
+        }
+        let front = crate::hpo::pareto::pareto_front(self.trials.iter().map(|t| &t.trial), &directions);
+        let mut set: Vec<&TrialDetails> =
+            self.trials.iter().filter(|t| front.iter().any(|f| f.number == t.trial.number)).collect();
+        set.sort_by(|a, b| {
+            let key = |t: &TrialDetails| directions[0].as_loss(t.trial.values[0]);
+            key(a).total_cmp(&key(b)).then(a.trial.number.cmp(&b.trial.number))
+        });
+        set
+    }
+
     /// What the trials' value is: the validation metric, or the command's objective.
     pub fn objective_name(&self) -> String {
         objective_name_of(&self.config)

@@ -98,6 +98,9 @@ pub fn build(data: &StudyData, out: &Path, figures: bool) -> Result<Report> {
         if data.complete().any(|t| t.metrics.contains_key("test_unphysical")) {
             results.push(sweep.unphysical_table());
         }
+    } else if !data.objectives().is_empty() {
+        results.push(search::pareto_table(data));
+        results.push(search::phases_table(data));
     } else {
         results.push(search::top_trials_table(data));
         results.extend(search::best_systems_table(data));

@@ -182,8 +182,9 @@ pub fn histogram(
     render::write_figure(dir, stem, &figure)
 }
 
-/// Points `(x, y, marked)`: the marked ones (a screen's top N) drawn on top in
-/// the second colour and listed as `marked_label`.
+/// Points `(x, y, marked)`, listed as `labels.0`: the marked ones (a
+/// screen's top N, a study's Pareto set) drawn on top in the second colour
+/// and listed as `labels.1`.
 pub fn scatter(
     dir: &Path,
     stem: &str,
@@ -191,8 +192,8 @@ pub fn scatter(
     x_label: &str,
     y_label: &str,
     points: &[(f64, f64, bool)],
-    marked_label: &str,
+    labels: (&str, &str),
 ) -> Result<FigureFiles> {
-    let figure = points::Scatter::new(title, x_label, y_label, points, marked_label)?;
+    let figure = points::Scatter::new(title, x_label, y_label, points, labels.0, labels.1)?;
     render::write_figure(dir, stem, &figure)
 }

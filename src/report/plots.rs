@@ -15,7 +15,7 @@ use super::search::ranked;
 use super::stats::Estimate;
 use super::sweep::{Sweep, METRICS};
 use crate::crystal::symmetry::CrystalSystem;
-use crate::hpo::{Distribution, ParamValue, Params, SearchSpace, TrialState};
+use crate::hpo::{Direction, Distribution, ParamValue, Params, SearchSpace, TrialState};
 use crate::storage::TrialDetails;
 
 /// Bins per axis of the parity heatmaps.
@@ -94,6 +94,11 @@ pub fn draw(data: &StudyData, dir: &Path) -> Vec<FigureEntry> {
                 figures::grouped_bars(dir, &stem, &figure_title, &format!("test {title}"), &systems, &series),
             );
         }
+    } else if !data.objectives().is_empty() {
+        pareto_front(data, dir, &mut add);
+        hypervolume(data, dir, &mut add);
+        importance(data, dir, &mut add);
+        parallel(data, dir, &mut add);
     } else {
         history(data, dir, &mut add);
         importance(data, dir, &mut add);
@@ -161,6 +166,48 @@ fn parity(data: &StudyData, dir: &Path, add: &mut Add) {
     }
 }
 
+/// Each pair of objectives (the first three): every feasible COMPLETE
+/// trial, the Pareto set marked.
+fn pareto_front(data: &StudyData, dir: &Path, add: &mut Add) {
+    let objectives = data.objectives();
+    let set: Vec<u64> = data.pareto_set().iter().map(|t| t.trial.number).collect();
+    let shown = objectives.len().min(3);
+    for i in 0..shown {
+        for j in i + 1..shown {
+            let points: Vec<(f64, f64, bool)> = data
+                .complete()
+                .filter(|t| t.trial.is_feasible() && t.trial.values.len() == objectives.len())
+                .map(|t| (t.trial.values[i], t.trial.values[j], set.contains(&t.trial.number)))
+                .collect();
+            let (x, y) = (&objectives[i].name, &objectives[j].name);
+            let title = format!("Pareto front: {y} against {x}");
+            let stem = if shown == 2 { "pareto_front".to_owned() } else { format!("pareto_front_{i}_{j}") };
+            add(&title, figures::scatter(dir, &stem, &title, x, y, &points, ("trials", "Pareto set")));
+        }
+    }
+}
+
+/// The hypervolume of the Pareto set after each finished trial.
+fn hypervolume(data: &StudyData, dir: &Path, add: &mut Add) {
+    let points: Vec<HistoryPoint> = super::search::hypervolume_history(data)
+        .into_iter()
+        .map(|(trial, value)| {
+            let phase = data.trials.iter().find(|t| t.trial.number == trial).map_or(0, |t| t.trial.phase);
+            let phase = data
+                .phases
+                .iter()
+                .find(|p| p.index == phase)
+                .map_or_else(|| phase.to_string(), |p| p.name.clone());
+            HistoryPoint { trial, value, phase }
+        })
+        .collect();
+    let title = "Hypervolume of the Pareto set";
+    add(
+        title,
+        figures::optimisation_history(dir, "hypervolume", title, "hypervolume", Direction::Maximize, &points),
+    );
+}
+
 fn history(data: &StudyData, dir: &Path, add: &mut Add) {
     let points: Vec<HistoryPoint> = data
         .complete()
@@ -194,16 +241,42 @@ fn search_space(data: &StudyData) -> SearchSpace {
     space
 }
 
+/// fANOVA importance of the parameters for the objective, or for each of
+/// several objectives.
 fn importance(data: &StudyData, dir: &Path, add: &mut Add) {
-    let title = "Hyperparameter importance (fANOVA)";
     let space = search_space(data);
-    let trials: Vec<(Params, f64)> =
-        data.complete().filter_map(|t| Some((t.trial.params.clone(), t.trial.value?))).collect();
-    let drawn = fanova_importances(&space, &trials, &ForestOptions::default()).and_then(|importances| {
-        let pairs: Vec<(String, f64)> = importances.into_iter().map(|p| (p.name, p.importance)).collect();
-        figures::importance_bars(dir, "importance", title, &pairs)
-    });
-    add(title, drawn);
+    let objectives = data.objectives();
+    let each: Vec<(String, String, Option<usize>)> = match objectives {
+        [] => vec![("Hyperparameter importance (fANOVA)".to_owned(), "importance".to_owned(), None)],
+        several => several
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                (
+                    format!("Hyperparameter importance for {} (fANOVA)", o.name),
+                    format!("importance_{i}"),
+                    Some(i),
+                )
+            })
+            .collect(),
+    };
+    for (title, stem, objective) in each {
+        let trials: Vec<(Params, f64)> = data
+            .complete()
+            .filter_map(|t| {
+                let value = match objective {
+                    None => t.trial.value?,
+                    Some(i) => *t.trial.values.get(i)?,
+                };
+                Some((t.trial.params.clone(), value))
+            })
+            .collect();
+        let drawn = fanova_importances(&space, &trials, &ForestOptions::default()).and_then(|importances| {
+            let pairs: Vec<(String, f64)> = importances.into_iter().map(|p| (p.name, p.importance)).collect();
+            figures::importance_bars(dir, &stem, &title, &pairs)
+        });
+        add(&title, drawn);
+    }
 }
 
 fn parallel(data: &StudyData, dir: &Path, add: &mut Add) {

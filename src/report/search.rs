@@ -80,6 +80,81 @@ pub fn top_trials_table(data: &StudyData) -> Table {
     table
 }
 
+/// The Pareto set of a study with several objectives: number, phase,
+/// parameters, each objective, test metrics; sorted by the first objective.
+pub fn pareto_table(data: &StudyData) -> Table {
+    let set = data.pareto_set();
+    let objectives = data.objectives();
+    let params: BTreeSet<&str> = set.iter().flat_map(|t| t.trial.params.keys().map(String::as_str)).collect();
+    let metrics: Vec<(&str, &str)> =
+        TEST_METRICS.into_iter().filter(|(m, _)| set.iter().any(|t| t.metrics.contains_key(*m))).collect();
+    let mut columns = vec![Column::new("trial", "trial"), Column::new("phase", "phase")];
+    columns.extend(params.iter().map(|p| Column::new(format!("param_{p}"), *p)));
+    columns.extend(objectives.iter().map(|o| Column::new(format!("objective_{}", o.name), o.name.as_str())));
+    columns.extend(metrics.iter().map(|(m, title)| Column::new(*m, *title)));
+    let complete = data.complete().count();
+    let title =
+        format!("Pareto set: {} of {complete} COMPLETE trials, none beaten in every objective", set.len());
+    let mut table = Table::new("pareto_set", &title, columns);
+    for t in &set {
+        let mut row = vec![Cell::number(t.trial.number as f64), Cell::text(phase_name(data, t.trial.phase))];
+        row.extend(params.iter().map(|p| match t.trial.params.get(*p) {
+            Some(ParamValue::Float(x)) => Cell::number(*x),
+            Some(ParamValue::Int(i)) => Cell::number(*i as f64),
+            Some(v) => Cell::text(v.to_string()),
+            None => Cell::missing("not a parameter of this trial's phase"),
+        }));
+        row.extend(t.trial.values.iter().map(|v| Cell::number(*v)));
+        row.extend(metrics.iter().map(|(m, _)| match t.metrics.get(*m) {
+            Some(v) => Cell::number(*v),
+            None => Cell::missing("not recorded"),
+        }));
+        table.rows.push(row);
+    }
+    let first = 2 + params.len();
+    for (i, o) in objectives.iter().enumerate() {
+        table.bold_best(&[first + i], o.direction == Direction::Maximize);
+    }
+    let directions: Vec<String> =
+        objectives.iter().map(|o| format!("{} {}", o.name, direction_word(o.direction))).collect();
+    table.notes.push(format!("objectives: {}; bold: the best of the set in each", directions.join(", ")));
+    let infeasible = data.complete().filter(|t| !t.trial.is_feasible()).count();
+    if infeasible > 0 {
+        table.notes.push(format!("{infeasible} COMPLETE trial(s) broke a constraint and are left out"));
+    }
+    table
+}
+
+/// The hypervolume of the Pareto set after each finished trial (in number
+/// order), up to a reference 10 % beyond the worst value of each objective
+/// among all feasible COMPLETE trials: the progress of a search with
+/// several objectives, as the best value is with one.
+pub fn hypervolume_history(data: &StudyData) -> Vec<(u64, f64)> {
+    use crate::hpo::pareto;
+    let directions: Vec<Direction> = data.objectives().iter().map(|o| o.direction).collect();
+    let finished: Vec<&crate::hpo::FrozenTrial> =
+        data.trials.iter().map(|t| &t.trial).filter(|t| t.state.is_finished()).collect();
+    let all: Vec<Vec<f64>> = finished
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.is_feasible())
+        .filter_map(|t| pareto::losses(t, &directions))
+        .filter(|l| l.iter().all(|x| x.is_finite()))
+        .collect();
+    if all.is_empty() {
+        return Vec::new();
+    }
+    let reference = pareto::reference_point(&all);
+    (0..finished.len())
+        .map(|i| {
+            let front: Vec<Vec<f64>> = pareto::pareto_front(finished[..=i].iter().copied(), &directions)
+                .into_iter()
+                .filter_map(|t| pareto::losses(t, &directions))
+                .collect();
+            (finished[i].number, pareto::hypervolume(&front, &reference))
+        })
+        .collect()
+}
+
 fn phase_name(data: &StudyData, index: usize) -> String {
     data.phases.iter().find(|p| p.index == index).map_or_else(|| index.to_string(), |p| p.name.clone())
 }
@@ -148,4 +223,11 @@ pub fn best_systems_table(data: &StudyData) -> Option<Table> {
     }
     table.notes.push("a single trial: no confidence intervals".to_owned());
     Some(table)
+}
+
+fn direction_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Minimize => "minimised",
+        Direction::Maximize => "maximised",
+    }
 }

@@ -250,7 +250,7 @@ fn anisotropy_against_spread(
         "a_r (ensemble mean tensor)",
         "a_r spread over the models",
         &points,
-        &marked,
+        ("screened", &marked),
     ) {
         Ok(f) => (
             "![Predicted a_r against spread](figures/anisotropy_vs_spread.png)".to_owned(),

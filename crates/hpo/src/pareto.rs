@@ -226,10 +226,11 @@ pub fn crowding_distances(points: &[Vec<f64>]) -> Vec<f64> {
     if n <= 2 {
         return vec![f64::INFINITY; n];
     }
-    for d in 0..points[0].len() {
+    let columns = (0..points[0].len()).map(|d| points.iter().map(|p| p[d]).collect::<Vec<f64>>());
+    for column in columns {
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| points[a][d].total_cmp(&points[b][d]).then(a.cmp(&b)));
-        let (lo, hi) = (points[order[0]][d], points[order[n - 1]][d]);
+        order.sort_by(|&a, &b| column[a].total_cmp(&column[b]).then(a.cmp(&b)));
+        let (lo, hi) = (column[order[0]], column[order[n - 1]]);
         distance[order[0]] = f64::INFINITY;
         distance[order[n - 1]] = f64::INFINITY;
         let width = hi - lo;
@@ -237,7 +238,7 @@ pub fn crowding_distances(points: &[Vec<f64>]) -> Vec<f64> {
             continue;
         }
         for w in order.windows(3) {
-            distance[w[1]] += (points[w[2]][d] - points[w[0]][d]) / width;
+            distance[w[1]] += (column[w[2]] - column[w[0]]) / width;
         }
     }
     distance

@@ -90,6 +90,7 @@ pub struct Scatter<'t> {
     y_label: &'t str,
     /// (x, y, marked).
     points: Vec<(f64, f64, bool)>,
+    plain_label: &'t str,
     marked_label: &'t str,
     x: Ticks,
     y: Ticks,
@@ -101,6 +102,7 @@ impl<'t> Scatter<'t> {
         x_label: &'t str,
         y_label: &'t str,
         points: &[(f64, f64, bool)],
+        plain_label: &'t str,
         marked_label: &'t str,
     ) -> Result<Self> {
         let points: Vec<(f64, f64, bool)> =
@@ -113,7 +115,7 @@ impl<'t> Scatter<'t> {
         let x = Scale::padded(x_lo, x_hi, 0.05).ticks();
         let y =
             if y_lo >= 0.0 { Scale::from_zero(y_lo, y_hi, 0.06) } else { Scale::padded(y_lo, y_hi, 0.06) };
-        Ok(Scatter { title, x_label, y_label, points, marked_label, x, y: y.ticks() })
+        Ok(Scatter { title, x_label, y_label, points, plain_label, marked_label, x, y: y.ticks() })
     }
 }
 
@@ -141,7 +143,7 @@ impl Figure for Scatter<'_> {
                 self.points.iter().filter(|p| !p.2).map(|&(x, y, _)| Circle::new((x, y), 4, plain.filled())),
             )
             .drawn()?
-            .label("screened")
+            .label(self.plain_label)
             .legend(move |(x, y)| Circle::new((x + 18, y), 6, plain.filled()));
         if self.points.iter().any(|p| p.2) {
             chart
