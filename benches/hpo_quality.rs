@@ -63,17 +63,19 @@
 //! ties) and mixed level (1000 seeds: medians 0.00452 and 0.00133, from
 //! 0.00427 and 0.00156; Mann–Whitney p = 0.24 and 0.14 for "worse").
 
-use anisostudy::hpo::samplers::{GpConfig, TpeConfig};
+use anisostudy::hpo::pareto;
+use anisostudy::hpo::samplers::{GpConfig, Nsga2Config, TpeConfig};
 use anisostudy::hpo::test_functions::{
-    anisonet_budget, anisonet_budget_constraints, anisonet_rounded, anisonet_rounded_space, branin,
-    branin_space, categorical6, categorical6_space, conditional, conditional_space, gramacy,
-    gramacy_constraints, gramacy_space, hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau,
-    int_plateau_space, int_steps, int_steps_space, mixed, mixed5, mixed5_space, mixed_space, styblinski_tang,
-    styblinski_tang_space,
+    anisonet_budget, anisonet_budget_constraints, anisonet_rounded, anisonet_rounded_space,
+    anisonet_tradeoff, binh_korn, binh_korn_constraints, binh_korn_space, branin, branin_space, categorical6,
+    categorical6_space, conditional, conditional_space, dtlz2, gramacy, gramacy_constraints, gramacy_space,
+    hartmann6, hartmann6_space, int5_l1, int5_space, int_plateau, int_plateau_space, int_steps,
+    int_steps_space, mixed, mixed5, mixed5_space, mixed_space, styblinski_tang, styblinski_tang_space,
+    tanaka, tanaka_constraints, tanaka_space, zdt1, zdt2, zdt3, zdt_space,
 };
 use anisostudy::hpo::{
-    violation, Ask, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study, StudyConfig,
-    Trial,
+    violation, Ask, Direction, MemoryStore, Outcome, Params, Phase, SamplerConfig, SearchSpace, Study,
+    StudyConfig, Trial,
 };
 use anisostudy::report::stats::{holm_adjusted, MannWhitney};
 
@@ -252,6 +254,10 @@ fn main() {
             .map(|b| b.trim().parse().expect("HPO_QUALITY_BUDGETS is a list of trial counts, e.g. 30,50,100"))
             .collect()
     });
+    if env("HPO_QUALITY_MULTI").is_some_and(|v| v != 0) {
+        let budgets = budgets.unwrap_or_else(|| vec![50, 100]);
+        return multi_objective_table(&budgets, first_seed, seeds, only.as_deref());
+    }
     if env("HPO_QUALITY_CONSTRAINED").is_some_and(|v| v != 0) {
         let budgets = budgets.unwrap_or_else(|| vec![30, 50, 100]);
         return constrained_table(&budgets, first_seed, seeds, workers, dispatch, only.as_deref());
@@ -603,6 +609,133 @@ fn constrained_table(
     };
     println!(
         "{{\"bench\":\"hpo_quality_constrained_summary\",\"seeds\":{seeds},\"workers\":{workers},\"rows\":{},\"ours_worse\":[{}],\"ours_better\":[{}]}}",
+        worse.len(),
+        significant(&worse).join(","),
+        significant(&better).join(",")
+    );
+}
+
+/// A problem with several objectives (all minimised): space, objectives,
+/// constraints, and the reference point of its hypervolume.
+type MultiProblem =
+    (&'static str, SearchSpace, fn(&Params) -> Vec<f64>, Option<fn(&Params) -> Vec<f64>>, Vec<f64>);
+
+/// The problems of `HPO_QUALITY_MULTI=1`, with the reference points of
+/// `benches/optuna/mo_reference.py`.
+fn multi_objective_problems() -> Vec<MultiProblem> {
+    vec![
+        ("zdt1", zdt_space(6), zdt1, None, vec![1.1, 11.0]),
+        ("zdt2", zdt_space(6), zdt2, None, vec![1.1, 11.0]),
+        ("zdt3", zdt_space(6), zdt3, None, vec![1.1, 11.0]),
+        ("dtlz2", zdt_space(5), dtlz2, None, vec![2.5, 2.5, 2.5]),
+        ("anisonet_tradeoff", anisonet_rounded_space(), anisonet_tradeoff, None, vec![15.0, 6.0]),
+        ("binh_korn", binh_korn_space(), binh_korn, Some(binh_korn_constraints), vec![140.0, 50.0]),
+        ("tanaka", tanaka_space(), tanaka, Some(tanaka_constraints), vec![1.2, 1.2]),
+    ]
+}
+
+/// The hypervolume of the feasible Pareto set of the first `budgets[i]`
+/// trials of one sequential run of the largest budget.
+fn hypervolumes_at(problem: &MultiProblem, sampler: &SamplerConfig, seed: u64, budgets: &[u64]) -> Vec<f64> {
+    let (_, space, objectives, constraints, reference) = problem;
+    let trials = *budgets.iter().max().expect("a budget");
+    let directions = vec![Direction::Minimize; reference.len()];
+    let phase = Phase::new("search", space.clone(), sampler.clone(), Some(trials));
+    let config = StudyConfig {
+        seed,
+        direction: Direction::Minimize,
+        directions: directions.clone(),
+        phases: vec![phase],
+        pruner: Default::default(),
+    };
+    let mut study = Study::new(MemoryStore::default(), config).expect("valid study");
+    let mut result = Vec::new();
+    while let Ask::Trial(trial) = study.ask().expect("ask") {
+        let values = objectives(&trial.params);
+        if let Some(c) = constraints {
+            study.set_constraints(trial.number, &c(&trial.params)).expect("constraints");
+        }
+        study.tell(trial.number, Outcome::Objectives(values)).expect("tell");
+        if budgets.contains(&(trial.number + 1)) {
+            let front: Vec<Vec<f64>> = study.pareto_front().iter().map(|t| t.values.clone()).collect();
+            result.push(pareto::hypervolume(&front, reference));
+        }
+    }
+    result
+}
+
+/// Several objectives (`HPO_QUALITY_MULTI=1`): the hypervolume of the
+/// feasible Pareto set after 50 and 100 trials on ZDT1/2/3, DTLZ2 (three
+/// objectives), the AnisoNet trade-off (mixed integer and log-float) and
+/// two constrained problems (Binh and Korn, Tanaka), ours against Optuna
+/// 5.0 with the same sampler: multivariate TPE (MOTPE) against
+/// `benches/optuna/mo_tpe.json`, NSGA-II against `mo_nsga2.json` (made by
+/// `mo_reference.py`), random search as the floor. One
+/// `hpo_quality_multi` line per (problem, budget, sampler) with the
+/// medians and the one-sided Mann–Whitney p-values both ways (a larger
+/// hypervolume is better), then a summary with the rows where ours is
+/// worse or better after Holm's correction.
+fn multi_objective_table(budgets: &[u64], first_seed: u64, seeds: u64, only: Option<&str>) {
+    let samplers_only = std::env::var("HPO_QUALITY_SAMPLERS").ok();
+    let chosen = |list: Option<&str>, name: &str| list.is_none_or(|l| l.split(',').any(|n| n == name));
+    let samplers = [
+        (
+            "tpe_multivariate",
+            SamplerConfig::Tpe(TpeConfig { multivariate: true, ..Default::default() }),
+            Some("mo_tpe"),
+        ),
+        ("nsga2", SamplerConfig::Nsga2(Nsga2Config::default()), Some("mo_nsga2")),
+        ("random", SamplerConfig::Random, None),
+    ];
+    let reference = |stem: &str, name: &str, budget: u64| -> Option<Vec<f64>> {
+        let runs = read_runs(
+            &format!("{}/benches/optuna/{stem}.json", env!("CARGO_MANIFEST_DIR")),
+            first_seed,
+            seeds,
+        )?;
+        let values = runs.get(name)?.get(budget.to_string())?.as_array()?.clone();
+        Some(values.iter().filter_map(|v| v.as_f64()).collect())
+    };
+    let (mut worse, mut better) = (Vec::new(), Vec::new());
+    for problem in multi_objective_problems() {
+        let name = problem.0;
+        for (label, sampler, stem) in &samplers {
+            if !chosen(only, name) || !chosen(samplers_only.as_deref(), label) {
+                continue;
+            }
+            let start = std::time::Instant::now();
+            let ours: Vec<Vec<f64>> = (first_seed..first_seed + seeds)
+                .map(|seed| hypervolumes_at(&problem, sampler, seed, budgets))
+                .collect();
+            let seconds = start.elapsed().as_secs_f64();
+            for (i, &budget) in budgets.iter().enumerate() {
+                let row = format!("{name}/{budget}/{label}");
+                let mine: Vec<f64> = ours.iter().map(|r| r[i]).collect();
+                let mut fields = vec![format!("\"ours\":{:.6}", median(mine.clone()))];
+                if let Some(optuna) = stem.and_then(|stem| reference(stem, name, budget)) {
+                    let p_worse = MannWhitney::of(&optuna, &mine).p_a_larger;
+                    let p_better = MannWhitney::of(&mine, &optuna).p_a_larger;
+                    fields.push(format!(
+                        "\"optuna\":{:.6},\"optuna_seeds\":{},\"p_ours_worse\":{p_worse:.4},\"p_ours_better\":{p_better:.4}",
+                        median(optuna.clone()),
+                        optuna.len()
+                    ));
+                    worse.push((row.clone(), p_worse));
+                    better.push((row, p_better));
+                }
+                println!(
+                    "{{\"bench\":\"hpo_quality_multi\",\"function\":\"{name}\",\"budget\":{budget},\"sampler\":\"{label}\",\"seeds\":{seeds},{},\"seconds\":{seconds:.1}}}",
+                    fields.join(",")
+                );
+            }
+        }
+    }
+    let significant = |tests: &[(String, f64)]| -> Vec<String> {
+        let holm = holm_adjusted(&tests.iter().map(|t| t.1).collect::<Vec<_>>());
+        tests.iter().zip(holm).filter(|(_, p)| *p < 0.05).map(|(t, _)| format!("\"{}\"", t.0)).collect()
+    };
+    println!(
+        "{{\"bench\":\"hpo_quality_multi_summary\",\"seeds\":{seeds},\"rows\":{},\"ours_worse\":[{}],\"ours_better\":[{}]}}",
         worse.len(),
         significant(&worse).join(","),
         significant(&better).join(",")

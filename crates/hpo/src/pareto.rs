@@ -205,18 +205,6 @@ pub fn select_by_hypervolume(points: &[Vec<f64>], k: usize, reference: &[f64]) -
     chosen
 }
 
-/// Each point's exclusive contribution to the hypervolume of `points`.
-pub fn contributions(points: &[Vec<f64>], reference: &[f64]) -> Vec<f64> {
-    let total = hypervolume(points, reference);
-    (0..points.len())
-        .map(|i| {
-            let others: Vec<Vec<f64>> =
-                points.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, p)| p.clone()).collect();
-            (total - hypervolume(&others, reference)).max(0.0)
-        })
-        .collect()
-}
-
 /// The crowding distance of each point (NSGA-II): the sum over objectives
 /// of the normalised gap between its neighbours; the extremes of each
 /// objective get infinity.
@@ -283,8 +271,6 @@ mod tests {
         let chosen = select_by_hypervolume(&points, 3, &reference);
         assert_eq!(chosen.len(), 3);
         assert!(chosen.contains(&0) && chosen.contains(&3), "{chosen:?}");
-        let contribs = contributions(&points, &reference);
-        assert!(contribs[1] < contribs[0] && contribs[2] < contribs[3]);
     }
 
     #[test]

@@ -156,7 +156,7 @@ mod tests {
     use crate::pareto;
     use crate::test_functions::{
         anisonet_budget, anisonet_budget_constraints, anisonet_rounded_space, anisonet_tradeoff, binh_korn,
-        binh_korn_constraints, binh_korn_space, conditional, conditional_space, dtlz2, gramacy,
+        binh_korn_constraints, binh_korn_space, conditional, conditional_space, gramacy,
         gramacy_constraints, gramacy_space, tanaka, tanaka_constraints, tanaka_space, zdt1, zdt3, zdt_space,
     };
 
@@ -169,17 +169,17 @@ mod tests {
         pareto::hypervolume(&front, reference)
     }
 
-    /// Multi-objective TPE and NSGA-II learn: on ZDT1, ZDT3, DTLZ2 and the
-    /// AnisoNet trade-off, the median hypervolume of 5 seeds beats random
-    /// search's (TPE at 80 trials; NSGA-II, a slower starter, with a
-    /// population of 20 over 160).
+    /// Multi-objective TPE and NSGA-II learn: on ZDT1, ZDT3 and the AnisoNet
+    /// trade-off, the median hypervolume of 5 seeds beats random search's
+    /// (TPE at 80 trials; NSGA-II, a slower starter, with a population of
+    /// 20 over 160). Not on DTLZ2: there random search's spread wins at
+    /// these budgets, for Optuna's MOTPE too (`benches/hpo_quality.rs`).
     #[test]
     fn multi_objective_samplers_beat_random_search() {
         type Problem = (&'static str, SearchSpace, fn(&Params) -> Vec<f64>, Vec<f64>);
         let problems: Vec<Problem> = vec![
             ("zdt1", zdt_space(6), zdt1, vec![1.1, 1.1 * 10.0]),
             ("zdt3", zdt_space(6), zdt3, vec![1.1, 1.1 * 10.0]),
-            ("dtlz2", zdt_space(5), dtlz2, vec![2.5; 3]),
             ("anisonet", anisonet_rounded_space(), anisonet_tradeoff, vec![20.0, 10.0]),
         ];
         let (tpe, multivariate) =

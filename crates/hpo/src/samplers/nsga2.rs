@@ -13,8 +13,8 @@
 //!   trials dominate infeasible ones, of two infeasible ones the smaller
 //!   summed violation wins.
 //! - **A child.** With probability `crossover_prob`, two distinct parents
-//!   are chosen by binary tournament (the dominating one of two random
-//!   members, else either) and each parameter is taken from the second
+//!   are chosen by binary tournament (the first of two random members if
+//!   it dominates the second, else the second) and each parameter is taken from the second
 //!   with probability `swapping_prob`; otherwise the child copies one
 //!   random parent. Each parameter is then dropped with probability
 //!   `mutation_prob` (1 / number of parameters by default) and drawn at
@@ -218,16 +218,14 @@ fn elite(population: Vec<Member<'_>>, size: usize) -> Vec<Member<'_>> {
 }
 
 /// Binary tournament: of two random members (other than `except`), the
-/// dominating one, else either at random.
+/// first if it dominates the second, else the second (Optuna 5.0's rule).
 fn tournament(population: &[Member<'_>], except: Option<usize>, rng: &mut impl rand::RngCore) -> usize {
     let candidates: Vec<usize> = (0..population.len()).filter(|&i| Some(i) != except).collect();
     let a = candidates[rng::index(rng, candidates.len())];
     let b = candidates[rng::index(rng, candidates.len())];
     if population[a].dominates(&population[b]) {
         a
-    } else if population[b].dominates(&population[a]) || rng::uniform(rng) >= 0.5 {
-        b
     } else {
-        a
+        b
     }
 }

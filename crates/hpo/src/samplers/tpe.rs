@@ -12,11 +12,11 @@
 //!   their summed violation (Optuna's `constraints_func`); a FAILED trial
 //!   with constraint values (a study that counts failures for resources as
 //!   infeasible) joins them instead of being ignored;
-//! - with several objectives (Optuna's MOTPE), COMPLETE trials split by
-//!   non-dominated rank instead of value: whole ranks while they fit in
-//!   γ(n), the rank that does not fit cut by greedy hypervolume subset
-//!   selection; the below estimator weights each feasible trial by its
-//!   share of its group's hypervolume (infeasible ones get 10⁻¹²);
+//! - with several objectives (Optuna 5.0's MOTPE), γ(n) = ⌈0.1·n⌉ without
+//!   the cap, and COMPLETE trials split by non-dominated rank instead of
+//!   value: whole ranks while they fit in γ(n), the rank that does not fit
+//!   cut by greedy hypervolume subset selection; every "below" trial then
+//!   weighs 1 (no ramp);
 //! - each group gets a Parzen estimator ([`super::parzen`]) with Optuna's
 //!   default weights (older trials ramped down beyond 25) and a prior kernel;
 //! - `n_ei_candidates` draws from l(x) are scored by log l(x) − log g(x) and
@@ -450,36 +450,12 @@ fn estimator(
     ParzenEstimator::new(specs, &observations, &kept_weights, params)
 }
 
-/// The weights of the "below" trials of a study with several objectives
-/// (Optuna's MOTPE): each feasible trial's share of the hypervolume its
-/// group dominates (its exclusive contribution over the largest one),
-/// at least `EPS`; infeasible trials get `EPS`. `None` with one objective
-/// (the default weights then apply).
+/// The weights of the "below" trials of a study with several objectives:
+/// 1 each, as Optuna 5.0's MOTPE gives them (no ramp for old trials; its
+/// earlier weighting by hypervolume contribution is gone). `None` with one
+/// objective: the default weights then apply.
 fn below_weights(below: &[&FrozenTrial], directions: &[Direction]) -> Option<Vec<f64>> {
-    if directions.is_empty() {
-        return None;
-    }
-    let feasible: Vec<Option<Vec<f64>>> =
-        below.iter().map(|t| if t.is_feasible() { pareto::losses(t, directions) } else { None }).collect();
-    let mut weights: Vec<f64> =
-        feasible.iter().map(|l| if l.is_some() { 1.0 } else { pareto::EPS }).collect();
-    let points: Vec<Vec<f64>> = feasible.iter().flatten().cloned().collect();
-    if points.len() <= 1 {
-        return Some(weights);
-    }
-    let reference = pareto::reference_point(&points);
-    let contributions = pareto::contributions(&points, &reference);
-    if !contributions.iter().all(|c| c.is_finite()) {
-        return Some(weights);
-    }
-    let largest = contributions.iter().copied().fold(pareto::EPS, f64::max);
-    let mut next = contributions.iter();
-    for (w, l) in weights.iter_mut().zip(&feasible) {
-        if l.is_some() {
-            *w = (next.next().unwrap() / largest).max(pareto::EPS);
-        }
-    }
-    Some(weights)
+    (!directions.is_empty()).then(|| vec![1.0; below.len()])
 }
 
 /// What TPE learns from: COMPLETE trials with a value, PRUNED trials, and
@@ -515,7 +491,9 @@ pub fn split_trials<'a>(
         feasible.iter().copied().filter(|t| t.state == TrialState::Complete).collect();
     let mut pruned: Vec<&FrozenTrial> =
         feasible.iter().copied().filter(|t| t.state == TrialState::Pruned).collect();
-    let n_below = default_gamma(complete.len() + pruned.len() + infeasible.len());
+    let observed = complete.len() + pruned.len() + infeasible.len();
+    let n_below =
+        if directions.is_empty() { default_gamma(observed) } else { multi_objective_gamma(observed) };
 
     let n_complete_below = n_below.min(complete.len());
     if directions.is_empty() {
@@ -552,6 +530,11 @@ pub fn split_trials<'a>(
     below.sort_unstable_by_key(|t| t.number);
     above.sort_unstable_by_key(|t| t.number);
     (below, above)
+}
+
+/// γ(n) with several objectives: ⌈0.1·n⌉, without the cap at 25 (Optuna 5.0).
+pub fn multi_objective_gamma(n: usize) -> usize {
+    n.div_ceil(10)
 }
 
 /// The COMPLETE trials of a study with several objectives, the `n_below`
