@@ -21,7 +21,22 @@ fn every_shipped_study_file_validates() {
         }
     }
     names.sort();
-    assert_eq!(names, ["anisonet_hpo", "command_example", "lmax_sweep", "lmax_sweep_mp", "smoke"]);
+    assert_eq!(
+        names,
+        ["anisonet_hpo", "anisonet_pareto", "command_example", "lmax_sweep", "lmax_sweep_mp", "smoke"]
+    );
+}
+
+#[test]
+fn the_pareto_search_has_three_objectives_and_multi_objective_tpe() {
+    use anisostudy::hpo::Direction;
+    let plan = study::load(&studies_dir().join("anisonet_pareto.yaml"), &[]).unwrap();
+    assert_eq!(plan.objectives.names(), ["val_anisotropy_mae", "val_eps_poly_mae", "num_params"]);
+    assert_eq!(plan.config.directions, [Direction::Minimize; 3]);
+    let [phase] = &plan.config.phases[..] else { panic!("one phase expected") };
+    assert!(matches!(&phase.sampler, SamplerConfig::Tpe(c) if c.multivariate));
+    assert_eq!(phase.space.len(), 6);
+    assert_eq!(plan.config.pruner, Default::default(), "several objectives are not pruned");
 }
 
 #[test]

@@ -8,9 +8,9 @@ are `crates/hpo/src/test_functions.rs`'s, term for term; Binh and Korn's and
 Tanaka's are constrained (`Trial.set_constraint`, feasible when <= 0).
 
     target/gp-venv/bin/python benches/optuna/mo_reference.py --sampler tpe \
-        --seeds 100 --out benches/optuna/mo_tpe.json
+        --seeds 300 --out benches/optuna/mo_tpe.json
     target/gp-venv/bin/python benches/optuna/mo_reference.py --sampler nsga2 \
-        --seeds 100 --out benches/optuna/mo_nsga2.json
+        --seeds 300 --out benches/optuna/mo_nsga2.json
 
 Results are written after every problem; --update keeps the other problems'.
 """

@@ -33,7 +33,8 @@ pub struct ScreenArgs {
     #[arg(long, default_value = "anisotropy", value_parser = str::parse::<RankBy>)]
     pub by: RankBy,
     /// The ensemble: auto (a sweep's best cell with its seeds, a search's 5
-    /// best trials), best, seeds, or K (the K best trials).
+    /// best trials), best, seeds, pareto (a study with several objectives:
+    /// its Pareto set), or K (the K best trials).
     #[arg(long, default_value = "auto", value_parser = str::parse::<ModelChoice>)]
     pub models: ModelChoice,
     /// Folder of the screen's files [default: <results>/<study>/screen].

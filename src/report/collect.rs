@@ -148,6 +148,18 @@ impl StudyData {
 /// validation metric (`val_loss` by default), or `objective` for a command.
 pub fn objective_name_of(config: &serde_yaml::Value) -> String {
     let objective = config.get("objective");
+    // Several objectives: the trials' `value` is the first one's.
+    if let Some(first) = objective.and_then(|o| o.as_sequence()).and_then(|list| list.first()) {
+        return first.get("metric").and_then(|m| m.as_str()).unwrap_or("objective").to_owned();
+    }
+    if let Some(first) =
+        objective.and_then(|o| o.get("names")).and_then(|n| n.as_sequence()?.first().cloned())
+    {
+        return first.as_str().unwrap_or("objective_0").to_owned();
+    }
+    if objective.and_then(|o| o.get("directions")).is_some() {
+        return "objective_0".to_owned();
+    }
     if objective.and_then(|o| o.get("command")).is_some_and(|v| !v.is_null()) {
         return "objective".to_owned();
     }

@@ -29,6 +29,9 @@ pub enum ModelChoice {
     Seeds,
     /// The K best COMPLETE trials.
     Top(usize),
+    /// The Pareto set of a study with several objectives: one model from
+    /// each trade-off the search found.
+    Pareto,
 }
 
 /// Trials of a search that `--models auto` takes.
@@ -42,9 +45,12 @@ impl FromStr for ModelChoice {
             "auto" => Ok(ModelChoice::Auto),
             "best" => Ok(ModelChoice::Best),
             "seeds" => Ok(ModelChoice::Seeds),
+            "pareto" => Ok(ModelChoice::Pareto),
             k => match k.parse::<usize>() {
                 Ok(k) if k > 0 => Ok(ModelChoice::Top(k)),
-                _ => Err(format!("{text:?} is none of auto, best, seeds or a number of trials (1, 2, …)")),
+                _ => Err(format!(
+                    "{text:?} is none of auto, best, seeds, pareto or a number of trials (1, 2, …)"
+                )),
             },
         }
     }
@@ -156,6 +162,19 @@ pub fn select(data: &StudyData, choice: ModelChoice) -> Result<Selection> {
         other => other,
     };
     let (trials, why): (Vec<&TrialDetails>, String) = match choice {
+        ModelChoice::Pareto => {
+            let set = data.pareto_set();
+            if data.objectives().is_empty() {
+                return Err(InputError::new(
+                    "--models pareto",
+                    "the study has one objective, so no Pareto set",
+                )
+                .with_hint("use --models best, seeds or a number of trials")
+                .into());
+            }
+            let why = format!("the Pareto set's {} trials (several objectives)", set.len());
+            (set, why)
+        }
         ModelChoice::Best => (vec![best[0]], format!("the best trial by {objective}")),
         ModelChoice::Top(k) => {
             let taken: Vec<&TrialDetails> = best.iter().take(k).copied().collect();

@@ -156,8 +156,8 @@ mod tests {
     use crate::pareto;
     use crate::test_functions::{
         anisonet_budget, anisonet_budget_constraints, anisonet_rounded_space, anisonet_tradeoff, binh_korn,
-        binh_korn_constraints, binh_korn_space, conditional, conditional_space, gramacy,
-        gramacy_constraints, gramacy_space, tanaka, tanaka_constraints, tanaka_space, zdt1, zdt3, zdt_space,
+        binh_korn_constraints, binh_korn_space, conditional, conditional_space, gramacy, gramacy_constraints,
+        gramacy_space, tanaka, tanaka_constraints, tanaka_space, zdt1, zdt3, zdt_space,
     };
 
     /// The hypervolume of the feasible Pareto set of `history` up to `reference`.
