@@ -418,6 +418,14 @@ fn a_report_of_several_objectives_shows_the_pareto_set() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(rows.len(), 6);
+    let measured: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM trial_metrics WHERE name = 'inference_edges_per_s' AND value > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(measured, 6, "every trial measures its inference speed");
     for &(number, error, size, metric_error, metric_size) in &rows {
         assert_eq!((error, size), (metric_error, metric_size), "trial {number}: the values are its metrics");
     }

@@ -167,6 +167,9 @@ fn train_trial(spec: &TrialFile, dir: &Path, out: &mut impl std::io::Write) -> R
     }
     metrics.insert("num_params".to_owned(), Number(outcome.num_params as f64));
     metrics.insert("train_seconds".to_owned(), Number(outcome.wall_seconds));
+    if let Some(rate) = result.inference_edges_per_s {
+        metrics.insert("inference_edges_per_s".to_owned(), Number(rate));
+    }
     if let Some(gb) = peak_memory_gb() {
         metrics.insert("peak_memory_gb".to_owned(), Number(gb));
     }

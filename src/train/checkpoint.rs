@@ -66,6 +66,11 @@ pub struct FinalMetrics {
     /// the split's test positions: kept for parity plots of the best model.
     #[serde(default)]
     pub test_predictions: Vec<[f64; 6]>,
+    /// Edges per second of the best model's prediction of the test split,
+    /// on the run's device: the inference cost a screen pays (a run
+    /// finished by an older build did not measure it).
+    #[serde(default)]
+    pub inference_edges_per_s: Option<f64>,
 }
 
 /// Where a run stands between epochs: everything that, with the tensors,

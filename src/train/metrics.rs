@@ -21,13 +21,14 @@ pub const CONSTRAINABLE_METRICS: &[&str] = &[
     "num_params",
     "train_seconds",
     "peak_memory_gb",
+    "inference_edges_per_s",
     "epochs_run",
 ];
 
 /// The recorded metrics that are measurements of the run rather than of
 /// the model: they differ between runs of the same trial, so determinism
 /// (the same trials, values and errors for a seed) leaves them out.
-pub const MEASURED_METRICS: &[&str] = &["train_seconds", "peak_memory_gb"];
+pub const MEASURED_METRICS: &[&str] = &["train_seconds", "peak_memory_gb", "inference_edges_per_s"];
 
 /// Errors of one group of structures (a whole split or one crystal system).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

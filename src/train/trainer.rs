@@ -490,10 +490,14 @@ where
         }
         if self.state.result.is_none() {
             let val = self.evaluate(&self.val_batches, &self.data.split.val)?;
+            let started = std::time::Instant::now();
             let test_predictions = self.predict(&self.test_batches)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let edges: usize = self.test_batches.iter().map(|b| b.num_edges()).sum();
+            let inference_edges_per_s = (seconds > 0.0 && edges > 0).then(|| edges as f64 / seconds);
             let test =
                 Metrics::compute(self.kind(), &self.data.graphs, &self.data.split.test, &test_predictions);
-            self.state.result = Some(FinalMetrics { val, test, test_predictions });
+            self.state.result = Some(FinalMetrics { val, test, test_predictions, inference_edges_per_s });
         }
         self.state.stop = Some(stop);
         Ok(())
