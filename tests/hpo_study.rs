@@ -71,6 +71,7 @@ fn tpe_then_grid_around_the_best() {
         .map(|(k, v)| (k.to_owned(), v))
         .collect(),
         retry_failed: false,
+        pick: None,
     };
     let phases = vec![
         tpe_phase(mixed_space(), 12, false),
@@ -229,6 +230,7 @@ fn retry_failed_grid_points_only_when_asked() {
         let grid = GridSpec {
             axes: [("layers".to_owned(), GridAxis::Values((1..=3i64).map(ParamValue::Int).collect()))].into(),
             retry_failed,
+            pick: None,
         };
         let space = SearchSpace::new().int("layers", 1, 4);
         let phases = vec![Phase::new("grid", space, SamplerConfig::Grid(grid), None)];
@@ -346,7 +348,7 @@ proptest! {
             ..Default::default()
         };
         let total: usize = sizes.iter().product();
-        let phases = vec![Phase::new("grid", space.clone(), SamplerConfig::Grid(GridSpec { axes, retry_failed: false }), None)];
+        let phases = vec![Phase::new("grid", space.clone(), SamplerConfig::Grid(GridSpec { axes, retry_failed: false, pick: None }), None)];
         let mut study = Study::new(MemoryStore::default(), config(seed, phases)).unwrap();
         let mut seen = BTreeSet::new();
         let mut in_flight: Vec<u64> = Vec::new();

@@ -262,6 +262,33 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:",
         ),
         case(
+            "a grid around the best after several objectives without a pick",
+            edit(
+                "      layers: {type: int, low: 1, high: 3}\n",
+                "      layers: {type: int, low: 1, high: 3}\n  - name: around\n    sampler: {type: grid_around_best, axes: {lr: best}}\nobjective:\n  - {metric: val_loss}\n  - {metric: num_params}\n",
+            ),
+            &["a Pareto set, not one best trial", "pick: knee"],
+            "case.yaml:",
+        ),
+        case(
+            "a pick of an unknown objective",
+            edit(
+                "      layers: {type: int, low: 1, high: 3}\n",
+                "      layers: {type: int, low: 1, high: 3}\n  - name: around\n    sampler: {type: grid_around_best, pick: {objective: size}, axes: {lr: best}}\nobjective:\n  - {metric: val_loss}\n  - {metric: num_params}\n",
+            ),
+            &["the study has no objective `size`", "val_loss, num_params"],
+            "case.yaml:16:",
+        ),
+        case(
+            "a pick with one objective",
+            edit(
+                "      layers: {type: int, low: 1, high: 3}\n",
+                "      layers: {type: int, low: 1, high: 3}\n  - name: around\n    sampler: {type: grid_around_best, pick: knee, axes: {lr: best}}\n",
+            ),
+            &["this study has one objective", "remove `pick`"],
+            "case.yaml:16:",
+        ),
+        case(
             "nsga2 with a population of one",
             edit("type: tpe", "type: nsga2\n      population_size: 1"),
             &["population_size must be at least 2", "two parents"],

@@ -28,14 +28,15 @@ fn every_shipped_study_file_validates() {
 }
 
 #[test]
-fn the_pareto_search_has_three_objectives_and_multi_objective_tpe() {
+fn the_pareto_search_has_two_objectives_a_size_budget_and_multi_objective_tpe() {
     use anisostudy::hpo::Direction;
     let plan = study::load(&studies_dir().join("anisonet_pareto.yaml"), &[]).unwrap();
-    assert_eq!(plan.objectives.names(), ["val_anisotropy_mae", "val_eps_poly_mae", "num_params"]);
-    assert_eq!(plan.config.directions, [Direction::Minimize; 3]);
+    assert_eq!(plan.objectives.names(), ["val_anisotropy_mae", "val_eps_poly_mae"]);
+    assert_eq!(plan.config.directions, [Direction::Minimize; 2]);
+    assert_eq!(plan.constraints.list[0].label(), "num_params ≤ 2000000");
     let [phase] = &plan.config.phases[..] else { panic!("one phase expected") };
     assert!(matches!(&phase.sampler, SamplerConfig::Tpe(c) if c.multivariate));
-    assert_eq!(phase.space.len(), 6);
+    assert_eq!(phase.space.len(), 5);
     assert_eq!(plan.config.pruner, Default::default(), "several objectives are not pruned");
 }
 

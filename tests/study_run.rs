@@ -435,6 +435,13 @@ phases:
     space:
       x: {type: float, low: 0.0, high: 2.0}
       y: {type: float, low: 0.0, high: 1.0}
+  - name: around
+    sampler:
+      type: grid_around_best
+      pick: {objective: error}
+      axes:
+        x: best
+        y: {count: 3, spacing: linear, step: 0.01}
 resources: {devices: cpu, trials_per_device: 2}
 mode: deterministic
 "#;
@@ -443,9 +450,49 @@ mode: deterministic
     let results = dir.path().join("results");
     run_plan(&plan, &results, &machine(), never_stop()).await.unwrap();
     let all = trials(&results, "pareto");
-    assert_eq!(all.len(), 22);
+    assert_eq!(all.len(), 25);
+    // The grid centres on the Pareto trial with the least error.
+    let searched: Vec<_> = all[..22].iter().map(|t| t.trial.clone()).collect();
+    let least_error = anisostudy::hpo::pareto::pareto_front(&searched, &plan.config.directions)
+        .into_iter()
+        .min_by(|a, b| a.values[1].total_cmp(&b.values[1]))
+        .unwrap()
+        .params["x"]
+        .as_f64()
+        .unwrap();
+    assert!(all[22..].iter().all(|t| x(t) == least_error), "the grid is centred on the least error");
+
+    // A sweep over another study's knee point.
+    let sweep = r#"
+name: knee_sweep
+seed: 3
+objective:
+  command: >-
+    sh -c 'echo "{\"objective\": {x}}"'
+sweep:
+  best_of: pareto
+  pick: knee
+  values:
+    y: [0.1, 0.2]
+resources: {devices: cpu, trials_per_device: 2}
+"#;
+    let sweep_dir = dir.path().join("sweep");
+    std::fs::create_dir_all(&sweep_dir).unwrap();
+    let sweep_plan = study::load(&write_study(&sweep_dir, sweep), &[]).unwrap();
+    run_plan(&sweep_plan, &results, &machine(), never_stop()).await.unwrap();
+    let all_trials: Vec<_> = all.iter().map(|t| t.trial.clone()).collect();
+    let knee = anisostudy::hpo::pareto::pick(
+        &all_trials,
+        &plan.config.directions,
+        &anisostudy::hpo::pareto::Pick::Knee,
+    )
+    .unwrap();
+    let swept = trials(&results, "knee_sweep");
+    assert_eq!(swept.len(), 2);
+    let knee_x = knee.params["x"].as_f64().unwrap();
+    assert!(swept.iter().all(|t| t.trial.value == Some(knee_x)), "x comes from the knee, {:?}", knee.params);
     let y = |t: &TrialDetails| t.trial.params["y"].as_f64().unwrap();
-    for t in &all {
+    for t in &all[..22] {
         match t.trial.state {
             TrialState::Complete => {
                 let expected = [x(t), (2.0 - x(t)).powi(2) + y(t)];

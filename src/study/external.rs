@@ -149,7 +149,7 @@ impl ExternalStudy {
         }
         let study = Study::new(store.clone(), plan.config.clone())?;
         let base_params = match &plan.sweep_best_of {
-            Some(other) => best_params(results, other, plan.config.direction)?,
+            Some(other) => best_params(results, other, plan.config.direction, super::run::sweep_pick(&plan))?,
             None => Params::new(),
         };
         let launcher = launcher(&plan, base_params, dir.join("trials"))?;

@@ -391,6 +391,9 @@ pub enum SamplerSpec {
         axes: BTreeMap<String, serde_yaml::Value>,
         #[serde(default)]
         retry_failed: Option<bool>,
+        /// After phases with several objectives: the Pareto trial to centre on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pick: Option<PickSpec>,
     },
 }
 
@@ -507,6 +510,18 @@ pub struct SweepSpec {
     /// gives the hyperparameters the sweep does not set.
     #[serde(default)]
     pub best_of: Option<String>,
+    /// With `best_of` a study with several objectives: its Pareto trial to take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<PickSpec>,
+}
+
+/// Which trial of a Pareto set stands for it where one trial is needed:
+/// `knee`, or `{objective: NAME}` (the best of the set in that objective).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PickSpec {
+    Knee,
+    Objective(String),
 }
 
 /// Early stopping of unpromising trials from their intermediate values,

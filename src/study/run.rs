@@ -119,7 +119,7 @@ pub async fn run_plan_observed(
     }
     let dir = study_dir(results, &plan.name);
     let base_params = match &plan.sweep_best_of {
-        Some(other) => best_params(results, other, plan.config.direction)?,
+        Some(other) => best_params(results, other, plan.config.direction, sweep_pick(plan))?,
         None => Params::new(),
     };
     let trials_dir = std::path::absolute(&dir)?.join("trials");
@@ -286,8 +286,15 @@ impl Controller for Observed<'_> {
     }
 }
 
-/// The parameters of the best feasible COMPLETE trial of the finished study `name`.
-pub(super) fn best_params(results: &Path, name: &str, direction: Direction) -> anyhow::Result<Params> {
+/// The parameters of the best feasible COMPLETE trial of the finished study
+/// `name`; of a study with several objectives, of the Pareto trial `pick`
+/// names (`sweep.pick`).
+pub(super) fn best_params(
+    results: &Path,
+    name: &str,
+    direction: Direction,
+    pick: Option<&crate::study::file::PickSpec>,
+) -> anyhow::Result<Params> {
     let path = study_dir(results, name).join("study.db");
     if !path.is_file() {
         return Err(InputError::new(
@@ -298,18 +305,54 @@ pub(super) fn best_params(results: &Path, name: &str, direction: Direction) -> a
         .into());
     }
     let store = Database::open_read_only(&path)?.open_study(name)?;
-    if !store.info().objectives.is_empty() {
-        return Err(InputError::new(
-            "sweep.best_of",
-            format!("study `{name}` has several objectives, so a Pareto set and no single best trial"),
-        )
-        .with_hint(format!(
-            "choose a trial of its Pareto set (`study status {name}` lists them) and give the sweep its values"
-        ))
-        .into());
-    }
+    let objectives = &store.info().objectives;
     let trials = store.load_trials()?;
-    match crate::hpo::best_trial(&trials, direction) {
+    let best = match (pick, objectives.is_empty()) {
+        (None, true) => crate::hpo::best_trial(&trials, direction),
+        (Some(_), true) => {
+            return Err(InputError::new(
+                "sweep.pick",
+                format!("chooses a trial of a Pareto set, but study `{name}` has one objective"),
+            )
+            .with_hint("remove `pick`: the sweep takes that study's best trial")
+            .into())
+        }
+        (None, false) => {
+            return Err(InputError::new(
+                "sweep.best_of",
+                format!("study `{name}` has several objectives, so a Pareto set and no single best trial"),
+            )
+            .with_hint(format!(
+                "say which of its Pareto trials to take: `pick: {{objective: {}}}` or `pick: knee` \
+                 (`study status {name}` lists them)",
+                objectives[0].name
+            ))
+            .into())
+        }
+        (Some(pick), false) => {
+            use crate::hpo::pareto::Pick;
+            let pick = match pick {
+                crate::study::file::PickSpec::Knee => Pick::Knee,
+                crate::study::file::PickSpec::Objective(objective) => {
+                    match objectives.iter().position(|o| &o.name == objective) {
+                        Some(i) => Pick::Objective(i),
+                        None => {
+                            let names: Vec<&str> = objectives.iter().map(|o| o.name.as_str()).collect();
+                            return Err(InputError::new(
+                                "sweep.pick",
+                                format!("study `{name}` has no objective `{objective}`"),
+                            )
+                            .with_hint(format!("its objectives: {}", names.join(", ")))
+                            .into());
+                        }
+                    }
+                }
+            };
+            let directions: Vec<Direction> = objectives.iter().map(|o| o.direction).collect();
+            crate::hpo::pareto::pick(&trials, &directions, &pick)
+        }
+    };
+    match best {
         Some(trial) => Ok(trial.params.clone()),
         None => Err(InputError::new(
             path.display().to_string(),
@@ -402,4 +445,9 @@ pub(super) fn launcher(
             }))
         }
     }
+}
+
+/// The `pick` of a sweep's `best_of`.
+pub(super) fn sweep_pick(plan: &StudyPlan) -> Option<&crate::study::file::PickSpec> {
+    plan.file.sweep.as_ref().and_then(|s| s.pick.as_ref())
 }

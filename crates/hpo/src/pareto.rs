@@ -105,6 +105,49 @@ pub fn pareto_front<'a>(
     front
 }
 
+/// Which trial of a Pareto set stands for it where one trial is needed (a
+/// grid around "the best" trial, a sweep's `best_of`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The best of the set in the objective at this index.
+    Objective(usize),
+    /// The knee: with each objective scaled to [0, 1] over the set, the
+    /// trial with the smallest sum (in two objectives, the one farthest
+    /// below the line between the two extremes).
+    Knee,
+}
+
+/// The trial `pick` chooses from the Pareto set of `trials` (ties to the
+/// lowest number); `None` without a feasible COMPLETE trial.
+pub fn pick<'a>(
+    trials: impl IntoIterator<Item = &'a FrozenTrial>,
+    directions: &[Direction],
+    pick: &Pick,
+) -> Option<&'a FrozenTrial> {
+    let front = pareto_front(trials, directions);
+    let losses: Vec<Vec<f64>> =
+        front.iter().map(|t| losses(t, directions).expect("front trials have values")).collect();
+    let score: Vec<f64> = match *pick {
+        Pick::Objective(i) => losses.iter().map(|l| l[i]).collect(),
+        Pick::Knee => {
+            let (lo, hi): (Vec<f64>, Vec<f64>) = (0..directions.len())
+                .map(|d| {
+                    let column = losses.iter().map(|l| l[d]);
+                    (column.clone().fold(f64::INFINITY, f64::min), column.fold(f64::NEG_INFINITY, f64::max))
+                })
+                .unzip();
+            let scaled = |l: &Vec<f64>| -> f64 {
+                (0..l.len()).map(|d| if hi[d] > lo[d] { (l[d] - lo[d]) / (hi[d] - lo[d]) } else { 0.0 }).sum()
+            };
+            losses.iter().map(scaled).collect()
+        }
+    };
+    (0..front.len())
+        .min_by(|&a, &b| score[a].total_cmp(&score[b]).then(front[a].number.cmp(&front[b].number)))
+        .map(|i| front[i])
+}
+
 /// The reference point for the hypervolume of `points` (Optuna's rule for
 /// TPE): 10 % beyond the worst value of each objective, `EPS` where that is 0.
 pub fn reference_point(points: &[Vec<f64>]) -> Vec<f64> {
@@ -280,6 +323,34 @@ mod tests {
         assert!(constrained_dominates((&good, Some(0.5)), (&bad, Some(1.0))));
         assert!(constrained_dominates((&bad, Some(-1.0)), (&good, Some(0.0))));
         assert!(!constrained_dominates((&good, None), (&bad, None)));
+    }
+
+    #[test]
+    fn a_pick_chooses_one_trial_of_the_front() {
+        let trial = |number: u64, values: Vec<f64>| FrozenTrial {
+            number,
+            phase: 0,
+            state: TrialState::Complete,
+            params: Default::default(),
+            value: Some(values[0]),
+            values,
+            intermediate: Default::default(),
+            constraints: None,
+        };
+        let trials = vec![
+            trial(0, vec![0.0, 10.0]),
+            trial(1, vec![2.0, 3.0]),
+            trial(2, vec![6.0, 2.5]),
+            trial(3, vec![10.0, 0.0]),
+            trial(4, vec![9.0, 9.0]),
+        ];
+        let directions = [Direction::Minimize; 2];
+        let pick_of = |p: Pick| pick(&trials, &directions, &p).map(|t| t.number);
+        assert_eq!(pick_of(Pick::Objective(0)), Some(0));
+        assert_eq!(pick_of(Pick::Objective(1)), Some(3));
+        assert_eq!(pick_of(Pick::Knee), Some(1), "0.2 + 0.3 is the smallest scaled sum");
+        let maximise = [Direction::Minimize, Direction::Maximize];
+        assert_eq!(pick(&trials, &maximise, &Pick::Objective(1)).map(|t| t.number), Some(0));
     }
 
     #[test]

@@ -12,10 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pareto::Pick;
 use super::phase::{Phase, SamplerConfig};
 use super::pruners::{Pruner, PrunerConfig};
 use super::samplers::{
-    GpSampler, GridSampler, Nsga2Sampler, RandomSampler, SampleContext, Sampler, TpeSampler,
+    GpSampler, GridSampler, GridSpec, Nsga2Sampler, RandomSampler, SampleContext, Sampler, TpeSampler,
 };
 use super::{best_trial, Direction, FrozenTrial, Params, TrialState, TrialStore};
 use anisostudy_error::InputError;
@@ -60,6 +61,20 @@ impl StudyConfig {
         !self.directions.is_empty()
     }
 
+    /// The trial a grid around the best centres on: the best feasible
+    /// COMPLETE trial, or with several objectives the Pareto trial the
+    /// grid's `pick` names.
+    pub fn centre<'a>(
+        &self,
+        trials: impl IntoIterator<Item = &'a FrozenTrial>,
+        spec: &GridSpec,
+    ) -> Option<&'a FrozenTrial> {
+        match (&spec.pick, self.is_multi_objective()) {
+            (Some(pick), true) => crate::pareto::pick(trials, &self.directions, pick),
+            _ => best_trial(trials, self.direction),
+        }
+    }
+
     /// What a study with several objectives cannot do, refused as Optuna
     /// does: pruning (intermediate values have one objective), a grid
     /// around "the" best trial (there is a Pareto set instead), and the GP.
@@ -77,9 +92,17 @@ impl StudyConfig {
         }
         for phase in &self.phases {
             match &phase.sampler {
-                SamplerConfig::Grid(spec) if spec.needs_best() => {
+                SamplerConfig::Grid(spec) if spec.needs_best() && spec.pick.is_none() => {
                     return Err(InputError::new(phase.location(), "is a grid around the best trial, but a study with several objectives has a Pareto set, not one best trial")
-                        .with_hint("give the grid explicit values, or search with `tpe` or `nsga2`"));
+                        .with_hint("say which Pareto trial to centre on: `pick: {objective: NAME}` or `pick: knee`"));
+                }
+                SamplerConfig::Grid(GridSpec { pick: Some(Pick::Objective(i)), .. })
+                    if *i >= self.directions.len() =>
+                {
+                    return Err(InputError::new(
+                        phase.location(),
+                        format!("picks objective {i}, but the study has {}", self.directions.len()),
+                    ));
                 }
                 SamplerConfig::Gp(_) => {
                     return Err(InputError::new(
@@ -126,7 +149,7 @@ impl StudyConfig {
             };
             let earlier: Vec<&FrozenTrial> = history.iter().filter(|t| t.phase < p).collect();
             let best = if spec.needs_best() {
-                match best_trial(earlier.iter().copied(), self.direction) {
+                match self.centre(earlier.iter().copied(), spec) {
                     Some(best) if earlier.iter().all(|t| t.state.is_finished()) => Some(&best.params),
                     _ => {
                         planned.extend((0..left?).map(|_| None));
@@ -428,7 +451,7 @@ impl<S: TrialStore> Study<S> {
                 if earlier.clone().any(|t| !t.state.is_finished()) {
                     return Ok(PhaseStatus::Waiting(p));
                 }
-                let best = best_trial(earlier, self.config.direction).ok_or_else(|| {
+                let best = self.config.centre(earlier, spec).ok_or_else(|| {
                     anyhow::anyhow!(
                         "{} is a grid around the best trial, but no earlier trial is COMPLETE (and feasible)",
                         phase.location()
@@ -456,7 +479,11 @@ mod tests {
 
     fn grid(values: &[i64]) -> SamplerConfig {
         let axis = GridAxis::Values(values.iter().map(|&v| ParamValue::Int(v)).collect());
-        SamplerConfig::Grid(GridSpec { axes: [("x".to_owned(), axis)].into(), retry_failed: false })
+        SamplerConfig::Grid(GridSpec {
+            axes: [("x".to_owned(), axis)].into(),
+            retry_failed: false,
+            pick: None,
+        })
     }
 
     #[test]
@@ -488,6 +515,7 @@ mod tests {
         let around = SamplerConfig::Grid(GridSpec {
             axes: [("x".to_owned(), GridAxis::Best)].into(),
             retry_failed: false,
+            pick: None,
         });
         let config = StudyConfig {
             phases: vec![
@@ -533,6 +561,7 @@ mod tests {
         let around = SamplerConfig::Grid(GridSpec {
             axes: [("x".to_owned(), GridAxis::Best)].into(),
             retry_failed: false,
+            pick: None,
         });
         let phases = vec![config.phases[0].clone(), Phase::new("around", space, around, None)];
         assert!(StudyConfig { phases, ..config }.validate().unwrap_err().to_string().contains("Pareto set"));

@@ -92,6 +92,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         fixed: builtin.then_some(&hyperparameters),
         searched: searched(&file),
         several_objectives: file.objective.is_multi(),
+        objective_names: Vec::new(),
     };
     check.name(&file.name)?;
 
@@ -121,6 +122,8 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         (None, false) => {}
     }
 
+    let objectives = check.objectives(&file)?;
+    let check = Checker { objective_names: objectives.names(), ..check };
     let (phases, notes) = match (&file.phases[..], &file.sweep) {
         ([], None) => {
             return Err(check
@@ -136,7 +139,6 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         ([], Some(sweep)) => (vec![check.sweep(sweep)?], Vec::new()),
     };
     let pruner = check.pruner(&file.pruner, &file.name)?;
-    let objectives = check.objectives(&file)?;
     if objectives.is_multi() && pruner != crate::hpo::PrunerConfig::None {
         return Err(check.err("pruner", "cannot prune a study with several objectives").with_hint(
             "remove `pruner`: a trial's intermediate values follow one objective, so no rule stops it \
@@ -415,6 +417,8 @@ struct Checker<'a> {
     searched: Vec<String>,
     /// Whether the study has several objectives.
     several_objectives: bool,
+    /// Their names (none with one objective), which `pick` names.
+    objective_names: Vec<String>,
 }
 
 impl Checker<'_> {

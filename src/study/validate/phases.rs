@@ -9,7 +9,7 @@ use crate::error::InputError;
 use crate::hpo::samplers::{auto, GpConfig, GridAxis, GridSpec, Nsga2Config, Spacing, TpeConfig};
 use crate::hpo::{Distribution, ParamValue, Phase, SamplerConfig, SearchSpace};
 use crate::study::file::{
-    GpOptions, Nsga2Options, ParamKind, ParamSpec, PhaseSpec, SamplerSpec, SweepSpec, TpeOptions,
+    GpOptions, Nsga2Options, ParamKind, ParamSpec, PhaseSpec, PickSpec, SamplerSpec, SweepSpec, TpeOptions,
 };
 use crate::study::load::closest;
 
@@ -77,9 +77,13 @@ impl Checker<'_> {
                     if space.is_empty() {
                         space = categorical_space(values);
                     }
-                    SamplerConfig::Grid(GridSpec { axes, retry_failed: retry_failed.unwrap_or(false) })
+                    SamplerConfig::Grid(GridSpec {
+                        axes,
+                        retry_failed: retry_failed.unwrap_or(false),
+                        pick: None,
+                    })
                 }
-                SamplerSpec::GridAroundBest { axes: written, retry_failed } => {
+                SamplerSpec::GridAroundBest { axes: written, retry_failed, pick } => {
                     let Some(previous) = phases.last() else {
                         return Err(self
                             .err(&format!("{at}.sampler.type"), "grid_around_best cannot be the first phase")
@@ -101,7 +105,11 @@ impl Checker<'_> {
                     for name in space.params.keys() {
                         axes.entry(name.clone()).or_insert(GridAxis::Best);
                     }
-                    SamplerConfig::Grid(GridSpec { axes, retry_failed: retry_failed.unwrap_or(false) })
+                    let pick = match pick {
+                        Some(pick) => Some(self.pick(pick, &format!("{at}.sampler.pick"))?),
+                        None => None,
+                    };
+                    SamplerConfig::Grid(GridSpec { axes, retry_failed: retry_failed.unwrap_or(false), pick })
                 }
             };
             let phase = Phase::new(&spec.name, space, sampler_config, spec.n_trials);
@@ -361,6 +369,13 @@ impl Checker<'_> {
                 .with_hint("e.g. `values: {lmax: [0, 1, 2, 3, 4]}`"));
         }
         let axes = self.value_axes(&sweep.values, "sweep.values")?;
+        if sweep.pick.is_some() && sweep.best_of.is_none() {
+            return Err(self
+                .err("sweep.pick", "`pick` chooses the trial of `best_of`, which the sweep does not have")
+                .with_hint(
+                    "add `best_of: STUDY` (a finished study with several objectives), or remove `pick`",
+                ));
+        }
         if let Some(best_of) = &sweep.best_of {
             self.name(best_of).map_err(|err| {
                 self.err("sweep.best_of", format!("`{best_of}` is not a study name")).with_hint(err.hint)
@@ -369,7 +384,7 @@ impl Checker<'_> {
         let phase = Phase::new(
             "sweep",
             categorical_space(&sweep.values),
-            SamplerConfig::Grid(GridSpec { axes, retry_failed: false }),
+            SamplerConfig::Grid(GridSpec { axes, retry_failed: false, pick: None }),
             None,
         );
         phase.validate().map_err(|err| self.err("sweep", err.problem).with_hint(err.hint))?;
@@ -403,6 +418,27 @@ fn tpe_config(s: &TpeOptions) -> TpeConfig {
         prior_weight: s.prior_weight.unwrap_or(d.prior_weight),
         consider_endpoints: s.consider_endpoints.unwrap_or(d.consider_endpoints),
         consider_magic_clip: s.consider_magic_clip.unwrap_or(d.consider_magic_clip),
+    }
+}
+
+impl Checker<'_> {
+    /// The Pareto trial a `pick` names, by the study's objectives.
+    fn pick(&self, pick: &PickSpec, at: &str) -> Result<crate::hpo::pareto::Pick, InputError> {
+        use crate::hpo::pareto::Pick;
+        if self.objective_names.is_empty() {
+            return Err(self
+                .err(at, "`pick` chooses a trial of a Pareto set, but this study has one objective")
+                .with_hint("remove `pick`: the grid centres on the best trial"));
+        }
+        match pick {
+            PickSpec::Knee => Ok(Pick::Knee),
+            PickSpec::Objective(name) => match self.objective_names.iter().position(|n| n == name) {
+                Some(i) => Ok(Pick::Objective(i)),
+                None => Err(self
+                    .err(at, format!("the study has no objective `{name}`"))
+                    .with_hint(format!("its objectives: {}", self.objective_names.join(", ")))),
+            },
+        }
     }
 }
 

@@ -59,6 +59,10 @@ pub struct GridSpec {
     /// Whether a combination whose trials all FAILED may be tried again.
     #[serde(default)]
     pub retry_failed: bool,
+    /// Which Pareto trial the grid centres on, after phases with several
+    /// objectives (which have no single best trial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<crate::pareto::Pick>,
 }
 
 impl GridSpec {
@@ -450,6 +454,7 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
             retry_failed: false,
+            pick: None,
         };
         spec.validate(&space, "phase `grid`").unwrap();
         let grid = spec.resolve(&space, Some(&best)).unwrap();
