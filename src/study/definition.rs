@@ -218,4 +218,24 @@ mod tests {
         let conditional = file("", ", when: {o: b}");
         assert_eq!(effects(plain, conditional), vec![("phases[0].space.x.when".to_owned(), Effect::Stops)]);
     }
+
+    #[test]
+    fn a_change_of_objectives_stops() {
+        let one = json!({"name": "s", "objective": {"metric": "val_loss", "direction": "minimize"}});
+        let two = json!({"name": "s", "objective": [
+            {"metric": "val_anisotropy_mae", "direction": "minimize"},
+            {"metric": "num_params", "direction": "minimize"},
+        ]});
+        let changes = effects(one, two.clone());
+        assert!(
+            !changes.is_empty()
+                && changes
+                    .iter()
+                    .all(|(key, effect)| key.starts_with("objective") && *effect == Effect::Stops),
+            "{changes:?}"
+        );
+        let mut other = two.clone();
+        other["objective"][1]["direction"] = json!("maximize");
+        assert_eq!(effects(two, other), [("objective".to_owned(), Effect::Stops)]);
+    }
 }
