@@ -124,7 +124,8 @@ fn a_study_from_before_definitions_were_kept_is_judged_against_its_stored_file()
         let conn = rusqlite::Connection::open(dir.path().join("results/edited/study.db")).unwrap();
         conn.execute_batch(
             "DROP TABLE definitions; ALTER TABLE trials DROP COLUMN waiting_for;
-             ALTER TABLE trials DROP COLUMN constraints; PRAGMA user_version = 1;",
+             ALTER TABLE trials DROP COLUMN constraints; ALTER TABLE trials DROP COLUMN objective_values;
+             ALTER TABLE studies DROP COLUMN objectives; PRAGMA user_version = 1;",
         )
         .unwrap();
     }

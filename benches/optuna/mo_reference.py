@@ -24,6 +24,9 @@ import time
 
 import optuna
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tpe_reference import anisonet_loss  # noqa: E402
+
 BUDGETS = [50, 100]
 
 
@@ -56,13 +59,7 @@ def dtlz2(t):
 
 def anisonet_tradeoff(t):
     """Error of the AnisoNet search against the model size."""
-    em_dim = t.suggest_int("em_dim", 8, 96, step=8)
-    layers = t.suggest_int("layers", 1, 4)
-    lmax = t.suggest_int("lmax", 1, 4)
-    lr = t.suggest_float("lr", 1e-4, 0.5, log=True)
-    mul = t.suggest_int("mul", 16, 64, step=8)
-    loss = ((math.log10(lr) - math.log10(3e-3)) ** 2 + 0.3 * (layers - 2) ** 2 + ((mul - 48) / 16) ** 2
-            + ((em_dim - 48) / 24) ** 2 + 0.2 * abs(lmax - 3))
+    loss, layers, lmax, mul = anisonet_loss(t)
     size = layers / 2 * (mul / 48) ** 2 * ((lmax + 1) / 4) ** 2
     return [loss, size], []
 

@@ -51,13 +51,7 @@ pub fn top_trials_table(data: &StudyData) -> Table {
     };
     let mut table = Table::new("top_trials", &title, columns);
     for t in top {
-        let mut row = vec![Cell::number(t.trial.number as f64), Cell::text(phase_name(data, t.trial.phase))];
-        row.extend(params.iter().map(|p| match t.trial.params.get(*p) {
-            Some(ParamValue::Float(x)) => Cell::number(*x),
-            Some(ParamValue::Int(i)) => Cell::number(*i as f64),
-            Some(v) => Cell::text(v.to_string()),
-            None => Cell::missing("not a parameter of this trial's phase"),
-        }));
+        let mut row = trial_cells(data, t, &params);
         row.push(Cell::number_or(t.trial.value, "no value"));
         row.extend(metrics.iter().map(|(m, _)| match t.metrics.get(*m) {
             Some(v) => Cell::number(*v),
@@ -97,13 +91,7 @@ pub fn pareto_table(data: &StudyData) -> Table {
         format!("Pareto set: {} of {complete} COMPLETE trials, none beaten in every objective", set.len());
     let mut table = Table::new("pareto_set", &title, columns);
     for t in &set {
-        let mut row = vec![Cell::number(t.trial.number as f64), Cell::text(phase_name(data, t.trial.phase))];
-        row.extend(params.iter().map(|p| match t.trial.params.get(*p) {
-            Some(ParamValue::Float(x)) => Cell::number(*x),
-            Some(ParamValue::Int(i)) => Cell::number(*i as f64),
-            Some(v) => Cell::text(v.to_string()),
-            None => Cell::missing("not a parameter of this trial's phase"),
-        }));
+        let mut row = trial_cells(data, t, &params);
         row.extend(t.trial.values.iter().map(|v| Cell::number(*v)));
         row.extend(metrics.iter().map(|(m, _)| match t.metrics.get(*m) {
             Some(v) => Cell::number(*v),
@@ -153,6 +141,19 @@ pub fn hypervolume_history(data: &StudyData) -> Vec<(u64, f64)> {
             (finished[i].number, pareto::hypervolume(&front, &reference))
         })
         .collect()
+}
+
+/// A trial's number, phase and the values of `params` (the first cells of
+/// a row of trials).
+fn trial_cells(data: &StudyData, t: &TrialDetails, params: &BTreeSet<&str>) -> Vec<Cell> {
+    let mut row = vec![Cell::number(t.trial.number as f64), Cell::text(phase_name(data, t.trial.phase))];
+    row.extend(params.iter().map(|p| match t.trial.params.get(*p) {
+        Some(ParamValue::Float(x)) => Cell::number(*x),
+        Some(ParamValue::Int(i)) => Cell::number(*i as f64),
+        Some(v) => Cell::text(v.to_string()),
+        None => Cell::missing("not a parameter of this trial's phase"),
+    }));
+    row
 }
 
 fn phase_name(data: &StudyData, index: usize) -> String {

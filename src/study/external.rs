@@ -264,6 +264,16 @@ impl ExternalStudy {
         metrics: &BTreeMap<String, f64>,
         reported: Option<&[f64]>,
     ) -> anyhow::Result<()> {
+        if let Told::Values(values) = &told {
+            if !self.plan.objectives.is_multi() && values.len() != 1 {
+                return Err(InputError::new(
+                    format!("study {}, trial {number}", self.plan.name),
+                    format!("{} values were told, but the study has one objective", values.len()),
+                )
+                .with_hint("tell one value with --value X")
+                .into());
+            }
+        }
         self.running(number)?;
         let constraints = &self.plan.constraints;
         if !constraints.is_active() && reported.is_some_and(|r| !r.is_empty()) {

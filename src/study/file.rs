@@ -826,7 +826,7 @@ mod docs {
             ("## `dataset`", keys(&dataset)),
             ("## `objective`", objective),
             ("## `phases`", keys(&phase)),
-            ("## `sweep`", keys(&sweep)),
+            ("## `sweep`", keys(&sweep).into_iter().chain(["pick".to_owned()]).collect()),
             ("## `pruner`", pruner),
             ("## `resources`", keys(&ResourcesSpec::default())),
         ];
