@@ -340,6 +340,13 @@ fn several_objectives_round_trip_through_optuna() {
     let (db, json) = export(&results, "pareto", dir.path());
     let report = check_export(&python, &db, "pareto", &json);
     assert!(report.contains("\"metric_names\": [\"cost\", \"gain\"]"), "{report}");
+    let dashboard = Path::new(ROOT).join("tests/optuna/check_dashboard.py");
+    let out = run(Command::new(&python).arg(dashboard).arg(&db).arg("pareto").arg("14"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("\"directions\": [\"minimize\", \"maximize\"]"),
+        "optuna-dashboard shows both: {shown}"
+    );
 
     let again = dir.path().join("again.yaml");
     std::fs::write(&again, pareto_study("again", 20)).unwrap();

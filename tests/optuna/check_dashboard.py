@@ -1,5 +1,6 @@
 """Serves an exported study with optuna-dashboard on 127.0.0.1 and checks
-that its study list shows the study and that the study has its trials.
+that its study list shows the study and that the study has its trials;
+prints its directions and best trials.
 
     python check_dashboard.py EXPORTED.db STUDY_NAME TRIAL_COUNT [PORT]
 """
@@ -45,7 +46,12 @@ def main(db, name, count, port=None):
         assert len(listed) == 1, studies
         detail = get(f"{base}/api/studies/{listed[0]['study_id']}")
         assert len(detail["trials"]) == int(count), (len(detail["trials"]), count)
-        print(json.dumps({"study": name, "trials": len(detail["trials"]), "port": port}))
+        # With several objectives the dashboard shows every direction and
+        # draws the Pareto front of its `best_trials` (which, unlike
+        # Optuna's own, ignore constraints).
+        print(json.dumps({"study": name, "trials": len(detail["trials"]), "directions": detail["directions"],
+                          "best_trials": sorted(t["number"] for t in detail.get("best_trials", [])),
+                          "port": port}))
     finally:
         server.terminate()
         server.wait(timeout=10)
