@@ -72,14 +72,7 @@ impl Objectives {
         reported: Option<&[f64]>,
     ) -> Result<Vec<f64>, String> {
         let reported = reported.unwrap_or_default();
-        let expected = self.reported();
-        if expected > 0 && reported.len() != expected {
-            return Err(format!(
-                "the study has {expected} objectives, but the trial's result line gave {} values: \
-                 print {{\"objectives\": [{expected} values]}}",
-                reported.len()
-            ));
-        }
+        self.check_reported(reported)?;
         self.list
             .iter()
             .map(|objective| match &objective.source {
@@ -109,13 +102,25 @@ impl Objectives {
         if self.is_multi() {
             return self.values(metrics, reported).map(crate::hpo::Outcome::Objectives);
         }
-        match reported {
-            Some(values) if values.len() > 1 => Err(format!(
-                "the trial reported {} objective values, but the study has one objective; \
-                 list them under `objective` to optimise several",
-                values.len()
+        self.check_reported(reported.unwrap_or_default())?;
+        Ok(crate::hpo::Outcome::Complete(value))
+    }
+
+    /// Whether a trial may report `reported` objective values: as many as
+    /// the command's objectives, or at most one with a single objective;
+    /// `Err` says what is wrong.
+    pub fn check_reported(&self, reported: &[f64]) -> Result<(), String> {
+        let expected = self.reported();
+        match (self.is_multi(), reported.len()) {
+            (false, n) if n > 1 => Err(format!(
+                "the trial reported {n} objective values, but the study has one objective; \
+                 list them under `objective` to optimise several"
             )),
-            _ => Ok(crate::hpo::Outcome::Complete(value)),
+            (true, n) if expected > 0 && n != expected => Err(format!(
+                "the study has {expected} objectives, but the trial's result line gave {n} values: \
+                 print {{\"objectives\": [{expected} values]}}"
+            )),
+            _ => Ok(()),
         }
     }
 }

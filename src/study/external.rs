@@ -265,13 +265,14 @@ impl ExternalStudy {
         reported: Option<&[f64]>,
     ) -> anyhow::Result<()> {
         if let Told::Values(values) = &told {
-            if !self.plan.objectives.is_multi() && values.len() != 1 {
-                return Err(InputError::new(
-                    format!("study {}, trial {number}", self.plan.name),
-                    format!("{} values were told, but the study has one objective", values.len()),
-                )
-                .with_hint("tell one value with --value X")
-                .into());
+            if let Err(why) = self.plan.objectives.check_reported(values) {
+                let hint = match self.plan.objectives.is_multi() {
+                    true => "tell one value per objective with --values A,B",
+                    false => "tell one value with --value X",
+                };
+                return Err(InputError::new(format!("study {}, trial {number}", self.plan.name), why)
+                    .with_hint(hint)
+                    .into());
             }
         }
         self.running(number)?;
