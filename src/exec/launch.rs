@@ -6,8 +6,14 @@
 //! group. An executor for a cluster (see [`super::slurm`]) wraps the same
 //! program in whatever runs it on the slot's node; the trial's stdin, stdout
 //! and exit status pass through, so the protocol is the same everywhere.
+//! An executor whose trials are not children of the controller at all (a
+//! batch job per trial, see [`super::slurm::jobs`]) starts the attempt
+//! itself ([`Executor::start`]) and hands the scheduler a [`TrialProcess`]
+//! that follows it: lines, the end of its output, its exit.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -24,8 +30,59 @@ pub struct TrialSpec {
     pub workdir: Option<PathBuf>,
 }
 
+/// Where an attempt's files are and what its environment holds, for an
+/// executor that starts attempts itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptSetup {
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The trial's folder.
+    pub dir: PathBuf,
+    /// The attempt's stderr log (appended to).
+    pub stderr: PathBuf,
+    /// The slot's variables, the trial's (`ANISOSTUDY_TRIAL`, …) and the spec's, in that order.
+    pub env: Vec<(String, String)>,
+}
+
+/// What a started attempt did next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A line the trial wrote on stdout.
+    Line(String),
+    /// Its stdout ended (or cannot be read any more).
+    StdoutDone,
+    /// It is over: its exit status (`None`: lost track of it), and how it
+    /// ended where the executor already knows better than the status.
+    Exited(Option<ExitStatus>, Option<Ended>),
+}
+
+/// A started attempt, as the scheduler drives it.
+pub trait TrialProcess: Send {
+    /// The next event: while `reading`, a line or the end of stdout; after,
+    /// the exit.
+    fn next(&mut self, reading: bool) -> Pin<Box<dyn Future<Output = Event> + Send + '_>>;
+    /// Asks the trial to checkpoint and exit (the protocol's closed stdin).
+    fn stop(&mut self);
+    /// Ends the attempt now (pruned, timed out, killed).
+    fn kill(&mut self);
+    /// Why it has not started yet, from what it wrote to stderr so far.
+    fn waiting_reason(&self, stderr: &str) -> String;
+}
+
 /// Starts and ends trial processes.
 pub trait Executor: Send + Sync {
+    /// Starts the attempt itself, for an executor whose trials are not
+    /// child processes of the controller; `None` (the default): the
+    /// scheduler spawns [`Executor::command`]. `Err` is why it cannot start.
+    fn start(
+        &self,
+        _spec: &TrialSpec,
+        _slot: &Slot,
+        _setup: &AttemptSetup,
+    ) -> Option<Result<Box<dyn TrialProcess>, String>> {
+        None
+    }
+
     /// The process that runs `spec` on `slot`; the scheduler adds the
     /// slot's environment, the trial's variables and the pipes.
     fn command(&self, spec: &TrialSpec, slot: &Slot) -> tokio::process::Command;

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::devices::Slot;
-use super::launch::{Ended, Executor, Local, TrialSpec};
+use super::launch::{AttemptSetup, Ended, Event, Executor, Local, TrialProcess, TrialSpec};
 use super::protocol::{parse_line, Line, Message};
 
 /// How trials are handed to slots.
@@ -451,8 +451,8 @@ fn launch(
     tasks.spawn(async move {
         let started = Instant::now();
         let number = attempt_spec.number;
-        let outcome = match Attempt::start(executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx) {
-            Ok(running) => running.run(control_rx).await,
+        let outcome = match Attempt::start(&executor, &attempt_spec, &slot, attempt, &dir, timeout, &tx) {
+            Ok(running) => running.run(control_rx, &executor).await,
             Err(outcome) => outcome,
         };
         let _ = tx.send(TaskMsg::Done(number, outcome, started.elapsed()));
@@ -497,13 +497,9 @@ enum Cause {
 /// deadline, a poll while it waits to start) is one method; how it ended
 /// is decided afterwards, from the recorded [`Facts`] alone.
 struct Attempt<'a> {
-    executor: Arc<dyn Executor>,
     number: u64,
     tx: &'a mpsc::UnboundedSender<TaskMsg>,
-    child: tokio::process::Child,
-    /// Closed (dropped) to ask the trial to checkpoint and exit.
-    stdin: Option<tokio::process::ChildStdin>,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    process: Box<dyn TrialProcess>,
     /// Stdout reached its end (or could not be read).
     stdout_done: bool,
     stdout_log: std::fs::File,
@@ -518,6 +514,67 @@ struct Attempt<'a> {
     facts: Facts,
 }
 
+/// A trial that is a child process of the controller: [`Executor::command`]
+/// spawned, its stdout read line by line, ended by its executor.
+struct ChildProcess {
+    executor: Arc<dyn Executor>,
+    child: tokio::process::Child,
+    /// Closed (dropped) to ask the trial to checkpoint and exit.
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl TrialProcess for ChildProcess {
+    fn next(&mut self, reading: bool) -> Pin<Box<dyn std::future::Future<Output = Event> + Send + '_>> {
+        Box::pin(async move {
+            if reading {
+                match self.lines.next_line().await {
+                    Ok(Some(line)) => Event::Line(line),
+                    Ok(None) | Err(_) => Event::StdoutDone,
+                }
+            } else {
+                Event::Exited(self.child.wait().await.ok(), None)
+            }
+        })
+    }
+
+    fn stop(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    fn kill(&mut self) {
+        self.executor.kill(&mut self.child);
+    }
+
+    fn waiting_reason(&self, stderr: &str) -> String {
+        self.executor.waiting_reason(stderr)
+    }
+}
+
+/// Spawns `executor`'s command for an attempt, its stderr into `stderr_log`.
+fn spawn_child(
+    executor: Arc<dyn Executor>,
+    spec: &TrialSpec,
+    slot: &Slot,
+    setup: &AttemptSetup,
+    stderr_log: std::fs::File,
+) -> Result<Box<dyn TrialProcess>, String> {
+    let mut command = executor.command(spec, slot);
+    command
+        .envs(setup.env.iter().cloned())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr_log))
+        .kill_on_drop(true);
+    if let Some(workdir) = &spec.workdir {
+        command.current_dir(workdir);
+    }
+    let mut child = command.spawn().map_err(|err| format!("cannot start `{}`: {err}", spec.program))?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    Ok(Box::new(ChildProcess { executor, child, stdin, lines: BufReader::new(stdout).lines() }))
+}
+
 /// Far enough to never come: the deadline of an attempt without a limit.
 fn far() -> Duration {
     Duration::MAX / 4
@@ -527,7 +584,7 @@ impl<'a> Attempt<'a> {
     /// Opens the logs and spawns the process; the outcome instead where
     /// either fails.
     fn start(
-        executor: Arc<dyn Executor>,
+        executor: &Arc<dyn Executor>,
         spec: &TrialSpec,
         slot: &Slot,
         attempt: u32,
@@ -542,40 +599,31 @@ impl<'a> Attempt<'a> {
         let (stdout_log, stderr_log) = files.map_err(|err| {
             Outcome::Failed(format!("cannot create the trial's logs in {}: {err}", dir.display()))
         })?;
-        let mut command = executor.command(spec, slot);
-        command
-            .envs(slot.env())
-            .env("ANISOSTUDY_TRIAL", spec.number.to_string())
-            .env("ANISOSTUDY_TRIAL_DIR", dir)
-            .env("ANISOSTUDY_ATTEMPT", attempt.to_string())
-            .envs(spec.env.iter().cloned())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr_log))
-            .kill_on_drop(true);
-        if let Some(workdir) = &spec.workdir {
-            command.current_dir(workdir);
+        let mut env = slot.env();
+        env.extend([
+            ("ANISOSTUDY_TRIAL".to_owned(), spec.number.to_string()),
+            ("ANISOSTUDY_TRIAL_DIR".to_owned(), dir.display().to_string()),
+            ("ANISOSTUDY_ATTEMPT".to_owned(), attempt.to_string()),
+        ]);
+        env.extend(spec.env.iter().cloned());
+        let setup = AttemptSetup { attempt, dir: dir.to_path_buf(), stderr: stderr_path.clone(), env };
+        let process = match executor.start(spec, slot, &setup) {
+            Some(started) => started,
+            None => spawn_child(executor.clone(), spec, slot, &setup, stderr_log),
         }
-        let mut child = command
-            .spawn()
-            .map_err(|err| Outcome::Failed(format!("cannot start `{}`: {err}", spec.program)))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout is piped");
+        .map_err(Outcome::Failed)?;
         // An attempt whose executor queues it waits (up to the start limit) until
         // its first line; the trial's timeout runs from then.
         let start_limit = executor.start_limit();
-        let waiting = start_limit.map(|_| executor.waiting_reason(""));
+        let waiting = start_limit.map(|_| process.waiting_reason(""));
         if let Some(reason) = &waiting {
             let _ = tx.send(TaskMsg::Waiting(spec.number, Some(reason.clone())));
         }
         let deadline = Box::pin(tokio::time::sleep(start_limit.or(timeout).unwrap_or(far())));
         Ok(Self {
-            executor,
             number: spec.number,
             tx,
-            child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
+            process,
             stdout_done: false,
             stdout_log,
             stderr_path,
@@ -590,19 +638,19 @@ impl<'a> Attempt<'a> {
     /// Reads stdout until its end or until the attempt is ended, waits for
     /// the exit (still bounded by the deadline and the controls), and
     /// classifies how it ended.
-    async fn run(mut self, mut control: watch::Receiver<Control>) -> Outcome {
+    async fn run(mut self, mut control: watch::Receiver<Control>, executor: &Arc<dyn Executor>) -> Outcome {
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut control_open = true;
         self.on_control(*control.borrow_and_update());
-        let status = loop {
+        let (status, ended) = loop {
             let reading = self.reading();
             tokio::select! {
-                line = self.lines.next_line(), if reading => match line {
-                    Ok(Some(line)) => self.on_line(line),
-                    Ok(None) | Err(_) => self.stdout_done = true,
+                event = self.process.next(reading) => match event {
+                    Event::Line(line) => self.on_line(line),
+                    Event::StdoutDone => self.stdout_done = true,
+                    Event::Exited(status, ended) => break (status, ended),
                 },
-                status = self.child.wait(), if !reading => break status.ok(),
                 _ = poll.tick(), if reading && self.waiting.is_some() => self.on_poll(),
                 () = &mut self.deadline, if self.deadline_armed() => self.on_deadline(),
                 changed = control.changed(), if control_open => match changed {
@@ -618,7 +666,10 @@ impl<'a> Attempt<'a> {
             Classified::Decided(outcome) => outcome,
             Classified::AskExecutor(status) => {
                 let stderr = self.stderr();
-                let ended = ended_by(&self.executor, status, stderr.clone()).await;
+                let ended = match ended {
+                    Some(ended) => Some(ended),
+                    None => ended_by(executor, status, stderr.clone()).await,
+                };
                 classify_exit(&self.facts, status, &stderr, ended)
             }
         }
@@ -660,7 +711,7 @@ impl<'a> Attempt<'a> {
 
     /// While waiting to start: tells the loop when the reason changes.
     fn on_poll(&mut self) {
-        let reason = self.executor.waiting_reason(&self.stderr());
+        let reason = self.process.waiting_reason(&self.stderr());
         if self.waiting.as_ref() != Some(&reason) {
             let _ = self.tx.send(TaskMsg::Waiting(self.number, Some(reason.clone())));
             self.waiting = Some(reason);
@@ -673,7 +724,7 @@ impl<'a> Attempt<'a> {
             Some(reason) => Cause::NotStarted(reason),
             None => Cause::Timeout,
         });
-        self.executor.kill(&mut self.child);
+        self.process.kill();
     }
 
     /// A control message from the loop.
@@ -682,7 +733,7 @@ impl<'a> Attempt<'a> {
             Control::Run => {}
             Control::Stop => {
                 self.facts.stop_requested = true;
-                drop(self.stdin.take());
+                self.process.stop();
             }
             Control::Prune => self.end(Cause::Pruned),
             Control::Kill => self.end(Cause::Killed),
@@ -691,7 +742,7 @@ impl<'a> Attempt<'a> {
 
     fn end(&mut self, cause: Cause) {
         self.facts.cause = Some(cause);
-        self.executor.kill(&mut self.child);
+        self.process.kill();
     }
 
     /// What this attempt wrote to stderr so far.
