@@ -9,11 +9,13 @@ pub(crate) mod data;
 pub(crate) mod doctor;
 pub(crate) mod export;
 pub(crate) mod import;
+pub(crate) mod job_host;
 pub(crate) mod predict;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod screen;
 pub(crate) mod status;
+pub(crate) mod stop;
 pub(crate) mod submit;
 pub(crate) mod train;
 pub(crate) mod trial;
@@ -38,6 +40,8 @@ pub enum Command {
     Tell(ask::TellArgs),
     /// Show a study's trials by state, the best trial, an ETA and device use.
     Status(status::StatusArgs),
+    /// Cancel the Slurm jobs of a study's trials (`executor: slurm-jobs`), which outlive its controller.
+    Stop(stop::StopArgs),
     /// Export a study's trials as CSV or JSON, or as an Optuna storage.
     Export(export::ExportArgs),
     /// Seed a study with the trials of an Optuna study, to continue it with `study run`.
@@ -57,6 +61,9 @@ pub enum Command {
     /// Internal: one trial of the built-in objective, as `study run` launches it.
     #[command(hide = true)]
     Trial(trial::TrialArgs),
+    /// Internal: a trial inside its Slurm batch job (`executor: slurm-jobs`).
+    #[command(hide = true)]
+    JobHost(job_host::JobHostArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps errors to exit codes
@@ -114,10 +121,15 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ask(args) => ask::ask(args),
         Command::Tell(args) => ask::tell(args),
         Command::Status(args) => status::run(args),
+        Command::Stop(args) => stop::run(args),
         Command::Export(args) => export::run(args),
         Command::Import(args) => import::run(args),
         Command::Report(args) => report::run(args),
         Command::Trial(args) => trial::run(args),
+        Command::JobHost(args) => {
+            let code = job_host::run(&args)?;
+            std::process::exit(code.into())
+        }
         Command::Data(args) => data::run(args),
         Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),

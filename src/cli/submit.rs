@@ -45,6 +45,17 @@ pub struct SubmitArgs {
 
 pub fn run(args: SubmitArgs) -> Result<()> {
     let plan = study::load(&args.file, &args.set)?;
+    if plan.slurm_jobs.is_some() {
+        return Err(InputError::new(
+            format!("{}: resources.executor", args.file.display()),
+            "`slurm-jobs` submits a batch job per trial from wherever `study run` runs: there is no allocation to submit",
+        )
+        .with_hint(format!(
+            "run `study run {}` on a login node; a controller started again follows the jobs an earlier one left",
+            args.file.display()
+        ))
+        .into());
+    }
     let Some(step) = &plan.slurm else {
         return Err(InputError::new(
             args.file.display().to_string(),

@@ -614,9 +614,11 @@ pub struct ResourcesSpec {
     /// Extra attempts of a failed trial.
     pub retries: u32,
     /// What runs the trials: this machine, job steps of a Slurm allocation,
-    /// or an outside driver through `study ask` and `study tell`.
+    /// a Slurm batch job per trial, or an outside driver through `study
+    /// ask` and `study tell`.
     pub executor: ExecutorKind,
-    /// What one trial's job step asks for, with `executor: slurm`.
+    /// What one trial's job step (or job) asks for, with `executor: slurm`
+    /// (or `slurm-jobs`).
     pub slurm: Option<crate::exec::slurm::SlurmSpec>,
 }
 
@@ -643,6 +645,10 @@ pub enum ExecutorKind {
     Local,
     /// Job steps on the nodes of the Slurm allocation `study run` runs in.
     Slurm,
+    /// A Slurm batch job per trial, submitted and followed by `study run`
+    /// wherever `sbatch` works.
+    #[serde(rename = "slurm-jobs")]
+    SlurmJobs,
     /// Someone else: a workflow engine or script asks for trials
     /// (`study ask`), runs them as its own jobs and tells their results
     /// (`study tell`); `study run` is refused.
@@ -650,7 +656,7 @@ pub enum ExecutorKind {
 }
 
 impl ExecutorKind {
-    pub const NAMES: [&'static str; 3] = ["local", "slurm", "external"];
+    pub const NAMES: [&'static str; 4] = ["local", "slurm", "slurm-jobs", "external"];
 }
 
 /// `auto`, `cpu` or a list such as `[cuda:0, cuda:1]`, checked by validation.

@@ -22,7 +22,7 @@ use crate::exec::protocol::Message;
 use crate::exec::scheduler::{
     self, Controller, Directive, Dispatch, Next, SchedulerConfig, StopLevel, Summary, TrialReport,
 };
-use crate::exec::slurm::Slurm;
+use crate::exec::slurm::{Slurm, SlurmJobs};
 use crate::hpo::{Direction, FrozenTrial, Params, TrialStore};
 use crate::storage::{Database, Journal, RecordedChange};
 use crate::study::trial::{DataSource, TrialFile};
@@ -143,6 +143,14 @@ pub async fn run_plan_observed(
         }
         None => None,
     };
+    // A batch job per trial: the request is checked against its partition first.
+    let slurm_jobs = match plan.slurm_jobs.clone() {
+        Some(request) => {
+            let (name, dir) = (plan.name.clone(), dir.clone());
+            Some(off_runtime(move || SlurmJobs::new(&request, &name, &dir)).await?)
+        }
+        None => None,
+    };
     let review = Review::new(plan);
     let setup = StudySetup {
         name: &plan.name,
@@ -150,7 +158,8 @@ pub async fn run_plan_observed(
         snapshot: serde_yaml::to_string(&plan.file)?,
         dir: &dir,
         allocation: slurm.as_ref().map(|s| s.allocation().job_id.clone()),
-        journal: if slurm.is_some() { Journal::Rollback } else { Journal::Wal },
+        // The study's folder is on a file system the cluster's nodes share.
+        journal: if slurm.is_some() || slurm_jobs.is_some() { Journal::Rollback } else { Journal::Wal },
         definition: &review,
         constraints: plan.constraints.clone(),
         objectives: plan.objectives.clone(),
@@ -170,9 +179,10 @@ pub async fn run_plan_observed(
     if let Some(slurm) = slurm.clone() {
         off_runtime(move || slurm.cancel_leftovers()).await?;
     }
-    let (slots, executor): (Vec<Slot>, Arc<dyn Executor>) = match slurm {
-        None => (build_pool(&plan.pool, machine), Arc::new(Local)),
-        Some(slurm) => (slurm.slots(), Arc::new(slurm)),
+    let (slots, executor): (Vec<Slot>, Arc<dyn Executor>) = match (slurm, slurm_jobs) {
+        (Some(slurm), _) => (slurm.slots(), Arc::new(slurm)),
+        (None, Some(jobs)) => (jobs.slots(), Arc::new(jobs)),
+        (None, None) => (build_pool(&plan.pool, machine), Arc::new(Local)),
     };
     let config = SchedulerConfig {
         slots,

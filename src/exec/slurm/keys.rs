@@ -1,9 +1,12 @@
-//! `resources.slurm` of a study file: what one trial's job step asks for,
-//! checked before anything runs, and Slurm's ways of writing times and sizes.
+//! `resources.slurm` of a study file: what one trial asks for, as a job
+//! step (`executor: slurm`) or as a batch job of its own (`executor:
+//! slurm-jobs`), checked before anything runs, and Slurm's ways of writing
+//! times and sizes.
 
 use serde::{Deserialize, Serialize};
 
-/// `resources.slurm` of a study file: what one trial's job step asks for.
+/// `resources.slurm` of a study file: what one trial's job step (or batch
+/// job) asks for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlurmSpec {
@@ -20,9 +23,87 @@ pub struct SlurmSpec {
     /// (default 10 minutes); a step still waiting then is cancelled and
     /// the attempt fails (and is retried where `retries` allow).
     pub start_limit: Option<String>,
-    /// Extra `srun` arguments, passed as they are.
+    /// Extra `srun` arguments, passed as they are (`executor: slurm`).
     pub srun_args: Vec<String>,
+    /// The partition, account, QOS and node features of each trial's batch
+    /// job (`executor: slurm-jobs`); default the cluster's.
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub constraint: Option<String>,
+    /// Extra `sbatch` arguments of each trial's job, passed as they are
+    /// (`executor: slurm-jobs`).
+    pub sbatch_args: Vec<String>,
+    /// Trial jobs queued or running at once (`executor: slurm-jobs`): the
+    /// study's parallelism; default [`DEFAULT_MAX_JOBS`].
+    pub max_jobs: Option<u32>,
 }
+
+/// The default of `resources.slurm.max_jobs`.
+pub const DEFAULT_MAX_JOBS: u32 = 4;
+
+/// A validated [`SlurmSpec`] for `executor: slurm-jobs`: what each trial's
+/// batch job asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsRequest {
+    /// GPUs, CPUs, memory and time of one trial (its `srun_args` are empty).
+    pub trial: StepRequest,
+    /// Seconds a trial's job may stay pending; `None` (the default): as
+    /// long as the queue keeps it.
+    pub start_limit: Option<u64>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub constraint: Option<String>,
+    pub sbatch_args: Vec<String>,
+    pub max_jobs: u32,
+}
+
+/// sbatch options the executor sets itself, with the key that sets them.
+const OWN_SBATCH_OPTIONS: &[(&str, &str)] = &[
+    ("--nodes", "each trial is one job on one node"),
+    ("-N", "each trial is one job on one node"),
+    ("--ntasks", "each trial is one task"),
+    ("-n", "each trial is one task"),
+    ("--gres", "use resources.slurm.gpus_per_trial"),
+    ("--gpus", "use resources.slurm.gpus_per_trial"),
+    ("-G", "use resources.slurm.gpus_per_trial"),
+    ("--gpus-per-task", "use resources.slurm.gpus_per_trial"),
+    ("--gpus-per-node", "use resources.slurm.gpus_per_trial"),
+    ("--cpus-per-task", "use resources.slurm.cpus_per_trial"),
+    ("-c", "use resources.slurm.cpus_per_trial"),
+    ("--mem", "use resources.slurm.mem_per_trial"),
+    ("--mem-per-cpu", "use resources.slurm.mem_per_trial"),
+    ("--mem-per-gpu", "use resources.slurm.mem_per_trial"),
+    ("--time", "use resources.slurm.time_per_trial"),
+    ("-t", "use resources.slurm.time_per_trial"),
+    ("--partition", "use resources.slurm.partition"),
+    ("-p", "use resources.slurm.partition"),
+    ("--account", "use resources.slurm.account"),
+    ("-A", "use resources.slurm.account"),
+    ("--qos", "use resources.slurm.qos"),
+    ("-q", "use resources.slurm.qos"),
+    ("--constraint", "use resources.slurm.constraint"),
+    ("-C", "use resources.slurm.constraint"),
+    ("--job-name", "the executor names jobs after their trials, to find them again"),
+    ("-J", "the executor names jobs after their trials, to find them again"),
+    ("--output", "the trial's output goes to its folder"),
+    ("-o", "the trial's output goes to its folder"),
+    ("--error", "the trial's stderr goes to its log"),
+    ("-e", "the trial's stderr goes to its log"),
+    ("--open-mode", "the trial's logs are appended to"),
+    ("--export", "every job gets --export=ALL, so the trial's variables reach it"),
+    ("--chdir", "the trial runs where the study says"),
+    ("-D", "the trial runs where the study says"),
+    ("--requeue", "trial jobs are requeued on pre-emption"),
+    ("--no-requeue", "trial jobs are requeued on pre-emption"),
+    ("--signal", "the executor asks trials to checkpoint before their time limit"),
+    ("--array", "the executor submits each trial's job"),
+    ("-a", "the executor submits each trial's job"),
+    ("--wait", "the controller follows its jobs itself"),
+    ("-W", "the controller follows its jobs itself"),
+    ("--parsable", "the executor reads sbatch's answer"),
+];
 
 /// The default of `resources.slurm.start_limit`, in seconds.
 pub const DEFAULT_START_LIMIT: u64 = 600;
@@ -108,15 +189,22 @@ impl SlurmSpec {
                 }
             },
         };
-        for (i, arg) in self.srun_args.iter().enumerate() {
-            let name = arg.split('=').next().unwrap_or(arg);
-            if let Some((_, why)) = OWN_OPTIONS.iter().find(|(option, _)| *option == name) {
-                return Err((
-                    format!("resources.slurm.srun_args[{i}]"),
-                    format!("`{arg}` is set by the executor"),
-                    format!("remove it: {why}"),
-                ));
-            }
+        own_option("srun_args", &self.srun_args, OWN_OPTIONS)?;
+        let jobs_only = [
+            ("partition", self.partition.is_some()),
+            ("account", self.account.is_some()),
+            ("qos", self.qos.is_some()),
+            ("constraint", self.constraint.is_some()),
+            ("sbatch_args", !self.sbatch_args.is_empty()),
+            ("max_jobs", self.max_jobs.is_some()),
+        ];
+        if let Some((key, _)) = jobs_only.iter().find(|(_, set)| *set) {
+            return Err(err(
+                key,
+                "is a setting of trial jobs, but `executor: slurm` runs trials as job steps of one allocation".into(),
+                "use `executor: slurm-jobs` for a batch job per trial, or remove the key \
+                 (the allocation's own partition and account are those of `study submit`)",
+            ));
         }
         Ok(StepRequest {
             gpus_per_trial: self.gpus_per_trial,
@@ -127,6 +215,61 @@ impl SlurmSpec {
             srun_args: self.srun_args.clone(),
         })
     }
+
+    /// Checks the keys for `executor: slurm-jobs`.
+    pub fn validate_jobs(&self, cpu_threads_per_trial: u32) -> Result<JobsRequest, (String, String, String)> {
+        let err =
+            |k: &str, problem: String, hint: &str| (format!("resources.slurm.{k}"), problem, hint.to_owned());
+        if !self.srun_args.is_empty() {
+            return Err(err(
+                "srun_args",
+                "is a setting of job steps, but `executor: slurm-jobs` runs each trial as a batch job".into(),
+                "pass options of the trial's job in `sbatch_args`",
+            ));
+        }
+        if self.max_jobs == Some(0) {
+            return Err(err("max_jobs", "must be at least 1".into(), "e.g. `max_jobs: 8`"));
+        }
+        own_option("sbatch_args", &self.sbatch_args, OWN_SBATCH_OPTIONS)?;
+        let steps = SlurmSpec { srun_args: Vec::new(), ..SlurmSpec::default() };
+        let trial = SlurmSpec {
+            gpus_per_trial: self.gpus_per_trial,
+            cpus_per_trial: self.cpus_per_trial,
+            mem_per_trial: self.mem_per_trial.clone(),
+            time_per_trial: self.time_per_trial.clone(),
+            start_limit: self.start_limit.clone(),
+            ..steps
+        }
+        .validate(cpu_threads_per_trial)?;
+        let start_limit = self.start_limit.is_some().then_some(trial.start_limit);
+        Ok(JobsRequest {
+            trial,
+            start_limit,
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            constraint: self.constraint.clone(),
+            sbatch_args: self.sbatch_args.clone(),
+            max_jobs: self.max_jobs.unwrap_or(DEFAULT_MAX_JOBS),
+        })
+    }
+}
+
+/// Refuses an option of `args` (under `key`) that the executor sets itself.
+fn own_option(key: &str, args: &[String], own: &[(&str, &str)]) -> Result<(), (String, String, String)> {
+    for (i, arg) in args.iter().enumerate() {
+        let name = arg.split('=').next().unwrap_or(arg);
+        // `-p debug` and `-pdebug`: a short option is its first two characters.
+        let short = (name.len() > 2 && !name.starts_with("--")).then(|| &name[..2]);
+        if let Some((_, why)) = own.iter().find(|(option, _)| *option == name || Some(*option) == short) {
+            return Err((
+                format!("resources.slurm.{key}[{i}]"),
+                format!("`{arg}` is set by the executor"),
+                format!("remove it: {why}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Seconds of a Slurm time: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
@@ -164,6 +307,35 @@ pub(super) fn megabytes(size: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validates_the_trial_job_request() {
+        let bad = |spec: SlurmSpec| spec.validate_jobs(1).unwrap_err();
+        let (key, problem, hint) = bad(SlurmSpec {
+            sbatch_args: vec!["--exclusive".into(), "-pdebug".into()],
+            ..Default::default()
+        });
+        assert_eq!(key, "resources.slurm.sbatch_args[1]");
+        assert!(problem.contains("-pdebug") && hint.contains("resources.slurm.partition"), "{hint}");
+        assert_eq!(bad(SlurmSpec { max_jobs: Some(0), ..Default::default() }).0, "resources.slurm.max_jobs");
+        assert_eq!(
+            bad(SlurmSpec { srun_args: vec!["--exclusive".into()], ..Default::default() }).0,
+            "resources.slurm.srun_args"
+        );
+        let ok = SlurmSpec {
+            partition: Some("gpu".into()),
+            qos: Some("short".into()),
+            mem_per_trial: Some("8G".into()),
+            ..Default::default()
+        };
+        let jobs = ok.validate_jobs(2).unwrap();
+        assert_eq!((jobs.max_jobs, jobs.trial.cpus_per_trial, jobs.start_limit), (DEFAULT_MAX_JOBS, 2, None));
+        assert_eq!(jobs.partition.as_deref(), Some("gpu"));
+        // The keys of trial jobs are refused for job steps, with the executor to use.
+        let (key, _, hint) = ok.validate(1).unwrap_err();
+        assert_eq!(key, "resources.slurm.partition");
+        assert!(hint.contains("slurm-jobs"), "{hint}");
+    }
 
     #[test]
     fn validates_the_step_request() {

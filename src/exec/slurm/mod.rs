@@ -1,4 +1,8 @@
-//! Slurm: a study's trials as job steps on the nodes of an allocation.
+//! Slurm: a study's trials as job steps on the nodes of an allocation
+//! (`executor: slurm`, this module), or as batch jobs of their own
+//! (`executor: slurm-jobs`, [`jobs`]). Both share the keys of what a trial
+//! asks for ([`keys`]), the names that find a study's steps and jobs again
+//! ([`step_tag`]) and the partition check of [`submit`].
 //!
 //! The controller runs inside an allocation (`SLURM_JOB_ID` is set: an
 //! `sbatch` script, `salloc`, or the batch job `study submit` writes). The
@@ -25,6 +29,9 @@
 //! they are gone, before it runs anything.
 
 mod allocation;
+mod board;
+pub mod host;
+pub mod jobs;
 mod keys;
 mod step;
 mod submit;
@@ -38,7 +45,9 @@ use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 
 pub use allocation::{expand_nodelist, Allocation, NodeShare};
-pub use keys::{parse_time, SlurmSpec, StepRequest};
+pub use board::JobView;
+pub use jobs::SlurmJobs;
+pub use keys::{parse_time, JobsRequest, SlurmSpec, StepRequest};
 pub use step::step_failure;
 pub use submit::{controller_script, job_status, jobs_file, submit, Controller, JobRequest, Partition};
 

@@ -11,6 +11,7 @@ pub mod hyperparameters;
 mod phases;
 mod pruner;
 mod resources;
+use resources::SlurmPlan;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use crate::exec::command::CommandTemplate;
 use crate::exec::constraints::{Bound, Constraint, Constraints};
 use crate::exec::devices::PoolSpec;
 use crate::exec::objectives::{self, Objectives, Source};
-use crate::exec::slurm::StepRequest;
+use crate::exec::slurm::{JobsRequest, StepRequest};
 use crate::hpo::{ParamValue, SearchSpace, StudyConfig};
 pub use hyperparameters::{Hyperparameters, HYPERPARAMETERS};
 
@@ -56,6 +57,8 @@ pub struct StudyPlan {
     pub pool: PoolSpec,
     /// With `executor: slurm`, what each trial's job step asks for.
     pub slurm: Option<StepRequest>,
+    /// With `executor: slurm-jobs`, what each trial's batch job asks for.
+    pub slurm_jobs: Option<JobsRequest>,
     pub trial_timeout: Option<Duration>,
     pub retries: u32,
     pub mode: Mode,
@@ -192,7 +195,11 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
     }
     let constraints = check.constraints(&file, builtin)?;
     let (pool, trial_timeout) = check.resources(&file.resources)?;
-    let slurm = check.executor(&file.resources)?;
+    let (slurm, slurm_jobs) = match check.executor(&file.resources)? {
+        SlurmPlan::None => (None, None),
+        SlurmPlan::Steps(steps) => (Some(steps), None),
+        SlurmPlan::Jobs(jobs) => (None, Some(jobs)),
+    };
     Ok(StudyPlan {
         name: file.name.clone(),
         sweep_best_of: file.sweep.as_ref().and_then(|s| s.best_of.clone()),
@@ -204,6 +211,7 @@ pub fn validate(loaded: LoadedFile) -> Result<StudyPlan, InputError> {
         hyperparameters,
         pool,
         slurm,
+        slurm_jobs,
         trial_timeout,
         retries: file.resources.retries,
         mode: file.mode,

@@ -5,17 +5,28 @@ use std::time::Duration;
 use super::Checker;
 use crate::error::InputError;
 use crate::exec::devices::{parse_device, DeviceRequest, PoolSpec};
-use crate::exec::slurm::StepRequest;
+use crate::exec::slurm::{JobsRequest, StepRequest};
 use crate::study::file::{DevicesSpec, ExecutorKind, ResourcesSpec};
+
+/// What a study's trials ask Slurm for, by executor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlurmPlan {
+    /// Not run by Slurm (`local`, `external`).
+    None,
+    /// Job steps of an allocation (`executor: slurm`).
+    Steps(StepRequest),
+    /// A batch job per trial (`executor: slurm-jobs`).
+    Jobs(JobsRequest),
+}
 
 impl Checker<'_> {
     /// `resources.executor` and `resources.slurm`.
-    pub(super) fn executor(&self, r: &ResourcesSpec) -> Result<Option<StepRequest>, InputError> {
+    pub(super) fn executor(&self, r: &ResourcesSpec) -> Result<SlurmPlan, InputError> {
         match (r.executor, &r.slurm) {
-            (ExecutorKind::Local, None) => Ok(None),
+            (ExecutorKind::Local, None) => Ok(SlurmPlan::None),
             (ExecutorKind::Local | ExecutorKind::External, Some(_)) => Err(self
-                .err("resources.slurm", "job step settings, but the executor is not `slurm`")
-                .with_hint("add `executor: slurm` to resources, or remove `slurm:`")),
+                .err("resources.slurm", "Slurm settings, but the executor is not `slurm` or `slurm-jobs`")
+                .with_hint("add `executor: slurm` (or `slurm-jobs`) to resources, or remove `slurm:`")),
             (ExecutorKind::External, None) => {
                 if r.trials_per_device.is_some() {
                     return Err(self
@@ -31,7 +42,21 @@ impl Checker<'_> {
                             .with_hint("name the device a trial's job sees, e.g. [cuda:0], or write `cpu`"));
                     }
                 }
-                Ok(None)
+                Ok(SlurmPlan::None)
+            }
+            (ExecutorKind::SlurmJobs, spec) => {
+                let spec = spec.clone().unwrap_or_default();
+                if r.trials_per_device.is_some_and(|n| n > 1) && spec.gpus_per_trial != Some(0) {
+                    return Err(self
+                        .err("resources.trials_per_device", "GPUs are not shared between trial jobs")
+                        .with_hint(
+                            "Slurm gives each trial's job GPUs of its own; remove trials_per_device, \
+                             or set `slurm: {gpus_per_trial: 0}` for CPU trials",
+                        ));
+                }
+                spec.validate_jobs(r.cpu_threads_per_trial)
+                    .map(SlurmPlan::Jobs)
+                    .map_err(|(key, problem, hint)| self.err(&key, problem).with_hint(hint))
             }
             (ExecutorKind::Slurm, spec) => {
                 let spec = spec.clone().unwrap_or_default();
@@ -44,7 +69,7 @@ impl Checker<'_> {
                         ));
                 }
                 spec.validate(r.cpu_threads_per_trial)
-                    .map(Some)
+                    .map(SlurmPlan::Steps)
                     .map_err(|(key, problem, hint)| self.err(&key, problem).with_hint(hint))
             }
         }

@@ -1,0 +1,713 @@
+//! `executor: slurm-jobs`: each trial attempt is one batch job of its own,
+//! with the trial's resources, submitted and followed by a controller that
+//! runs wherever `sbatch` works (a login node, a workstation with the Slurm
+//! client, a small long CPU job). Small jobs backfill into the gaps of a
+//! busy cluster, where one allocation of whole nodes waits for days.
+//!
+//! - **Names.** A trial's job is named `<tag>.<trial>` (the tag of
+//!   [`super::step_tag`]: the study's name and folder). slurmctld records
+//!   the name with the submission, so a controller that starts again finds
+//!   the jobs an earlier one left queued or running, or that ended while
+//!   none followed them, and follows them instead of submitting again
+//!   ([`SlurmJobs::earlier_job`]); a controller
+//!   that dies or is stopped leaves its jobs running (its stop is a
+//!   detach), and no GPU hour is lost to a login node's reboot.
+//! - **Protocol.** The job runs `study job-host` ([`super::host`]), which
+//!   runs the trial and writes its lines to a file of the trial's folder;
+//!   [`JobProcess`] follows that file, so nothing but the shared file
+//!   system connects the nodes.
+//! - **Watching.** One `squeue` for all the study's jobs per interval
+//!   ([`JobBoard`]); a job over in Slurm whose exit record has not appeared
+//!   is given [`FILE_SYSTEM_LATENCY`] for the file server to show it before
+//!   its end is read from its state (out of memory, time limit, node
+//!   failure, cancelled).
+//! - **Pre-emption.** Jobs are submitted `--requeue`: a pre-empted job
+//!   returns to the queue under the same id and its follower keeps
+//!   following; the trial resumes from its checkpoint. With a time per
+//!   trial, `--signal=B:USR1` asks the trial to checkpoint before the limit
+//!   and the job requeues itself, or (where the site refuses) is submitted
+//!   again by its follower.
+
+use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::board::{JobBoard, JobView};
+use super::host::{read_record, ExitRecord, JobFiles, PREEMPTED};
+use super::keys::{megabytes, JobsRequest};
+use super::submit::Partition;
+use super::{slurm_command, step_tag};
+use crate::error::InputError;
+use crate::exec::devices::{Device, Slot};
+use crate::exec::launch::{AttemptSetup, Ended, Event, Executor, TrialProcess, TrialSpec};
+
+/// How long a job over in Slurm may lack its exit record before its end is
+/// read from its state: what a shared file system may take to show a file
+/// written on another node.
+pub const FILE_SYSTEM_LATENCY: Duration = Duration::from_secs(10);
+
+/// How often a follower looks at its job's output file.
+const FILE_POLL: Duration = Duration::from_millis(300);
+
+/// Seconds before the time limit at which a trial is asked to checkpoint.
+const TIME_LIMIT_WARNING_S: u64 = 60;
+
+/// The trial-jobs executor of one study.
+#[derive(Debug, Clone)]
+pub struct SlurmJobs {
+    request: JobsRequest,
+    gpus: u32,
+    tag: String,
+    /// The program the jobs run: this one (`study job-host`).
+    host: PathBuf,
+    shared: Arc<Shared>,
+}
+
+/// What the followers of one study share.
+#[derive(Debug)]
+struct Shared {
+    board: JobBoard,
+    /// Attempts following a job now (for the board's interval).
+    following: AtomicUsize,
+}
+
+impl SlurmJobs {
+    /// The executor for study `name` (folder `dir`), its request checked
+    /// against the nodes of its partition. Bad input (no Slurm here, a
+    /// request no node can meet) is an [`InputError`] naming the key.
+    pub fn new(request: &JobsRequest, name: &str, dir: &Path) -> Result<SlurmJobs> {
+        let partition = Partition::query(request.partition.as_deref()).map_err(|err| {
+            match crate::error::exit_code(&err) {
+                2 => err.context("resources.executor is `slurm-jobs`"),
+                _ => err,
+            }
+        })?;
+        let gpus = check_request(request, &partition)?;
+        let host = std::env::current_exe().context("cannot find this program, which the trial jobs run")?;
+        Ok(SlurmJobs {
+            request: request.clone(),
+            gpus,
+            tag: step_tag(name, dir),
+            host,
+            shared: Arc::new(Shared {
+                board: JobBoard::new(&step_tag(name, dir)),
+                following: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// GPUs each trial's job asks for.
+    pub fn gpus_per_trial(&self) -> u32 {
+        self.gpus
+    }
+
+    /// The pool: `max_jobs` slots, each a job that may be queued or running.
+    /// A job sees its GPUs as `cuda:0`…
+    pub fn slots(&self) -> Vec<Slot> {
+        let device = if self.gpus > 0 { Device::Cuda("0".into()) } else { Device::Cpu };
+        (0..self.request.max_jobs as usize)
+            .map(|index| Slot {
+                index,
+                device: device.clone(),
+                threads: self.request.trial.cpus_per_trial,
+                host: Some("job".into()),
+                seen_as: device.clone(),
+            })
+            .collect()
+    }
+
+    /// The batch script of trial `spec`'s job.
+    pub fn job_script(&self, spec: &TrialSpec, dir: &Path) -> String {
+        let mut script = String::from("#!/bin/sh\n# A trial of an AnisoStudy study: `study job-host` runs it and writes its\n# output to the trial's folder, where the study's controller follows it.\n");
+        if self.gpus == 0 {
+            // Slurm sets no CUDA_VISIBLE_DEVICES in a job without GPUs; the trial must see none.
+            script.push_str("export CUDA_VISIBLE_DEVICES=\n");
+        }
+        let mut words = vec![self.host.display().to_string(), "job-host".into(), "--dir".into()];
+        words.push(dir.display().to_string());
+        words.push("--".into());
+        words.push(spec.program.clone());
+        words.extend(spec.args.iter().cloned());
+        let line: Vec<String> = words.iter().map(|w| quote(w)).collect();
+        script.push_str(&format!("exec {}\n", line.join(" ")));
+        script
+    }
+
+    /// `sbatch`'s arguments for trial `number`'s job.
+    pub fn sbatch_args(&self, number: u64, setup: &AttemptSetup, workdir: Option<&Path>) -> Vec<String> {
+        let trial = &self.request.trial;
+        let mut args = vec![
+            "--parsable".to_owned(),
+            format!("--job-name={}.{number}", self.tag),
+            "--nodes=1".into(),
+            "--ntasks=1".into(),
+            format!("--cpus-per-task={}", trial.cpus_per_trial),
+            format!("--output={}", setup.dir.join("job-%j.log").display()),
+            format!("--error={}", setup.stderr.display()),
+            "--open-mode=append".into(),
+            "--export=ALL".into(),
+            "--requeue".into(),
+        ];
+        if self.gpus > 0 {
+            args.push(format!("--gres=gpu:{}", self.gpus));
+        }
+        if let Some(mem) = &trial.mem_per_trial {
+            args.push(format!("--mem={mem}"));
+        }
+        if let Some(time) = &trial.time_per_trial {
+            args.push(format!("--time={time}"));
+            args.push(format!("--signal=B:USR1@{TIME_LIMIT_WARNING_S}"));
+        }
+        let named = [
+            ("partition", &self.request.partition),
+            ("account", &self.request.account),
+            ("qos", &self.request.qos),
+            ("constraint", &self.request.constraint),
+        ];
+        for (option, value) in named {
+            if let Some(value) = value {
+                args.push(format!("--{option}={value}"));
+            }
+        }
+        args.push(format!("--chdir={}", workdir.unwrap_or(&setup.dir).display()));
+        args.extend(self.request.sbatch_args.iter().cloned());
+        args
+    }
+
+    /// The job an earlier controller left for trial `number` (folder
+    /// `dir`), to follow instead of submitting another: the trial's newest
+    /// job, if Slurm still has it queued or running, or if it started (its
+    /// output file is in the folder) and ended while no controller
+    /// followed it; its exit record, or Slurm's word on its end, is then
+    /// read as if it had been followed all along. A job only Slurm
+    /// remembers as ended never started for this folder (cancelled while
+    /// pending, or of a study whose folder was deleted): it is not taken.
+    /// A controller's first attempt of a trial is either new or left by an
+    /// earlier controller, so only first attempts look. It blocks.
+    fn earlier_job(&self, number: u64, dir: &Path) -> Result<Option<String>> {
+        let in_slurm = self.shared.board.jobs_of(number)?;
+        let started = |id: u64| JobFiles::of(dir, &id.to_string()).stdout.exists();
+        let newest = in_slurm
+            .iter()
+            .filter(|j| j.is_live())
+            .filter_map(|j| j.id.parse::<u64>().ok())
+            .chain(
+                std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|entry| {
+                        let name = entry.ok()?.file_name().into_string().ok()?;
+                        name.strip_prefix("job-")?.strip_suffix(".stdout")?.parse().ok()
+                    })
+                    .filter(|&id| started(id)),
+            )
+            .max();
+        Ok(newest.map(|id| id.to_string()))
+    }
+
+    /// Submits trial `spec`'s job; its id. It blocks.
+    fn submit(&self, spec: &TrialSpec, setup: &AttemptSetup) -> Result<String> {
+        let mut sbatch = Command::new("sbatch");
+        sbatch
+            .args(self.sbatch_args(spec.number, setup, spec.workdir.as_deref()))
+            .envs(setup.env.iter().cloned())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Job-level options sbatch would read from a controller that itself runs in a job.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SBATCH_")) {
+            sbatch.env_remove(key);
+        }
+        let mut child = sbatch.spawn().context("cannot run `sbatch`: is this a machine of the cluster?")?;
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin.write_all(self.job_script(spec, &setup.dir).as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("Slurm refused the trial's job: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        // `--parsable` prints `id` or `id;cluster`.
+        let id = text.trim().split(';').next().unwrap_or_default().to_owned();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            bail!("sbatch answered `{}`, not a job id", text.trim());
+        }
+        Ok(id)
+    }
+}
+
+/// Cancels every trial job of study `name` (folder `dir`) still queued or
+/// running (`study stop`); returns them. It blocks.
+pub fn cancel_study_jobs(name: &str, dir: &Path) -> Result<Vec<JobView>> {
+    let live = JobBoard::new(&step_tag(name, dir)).live_jobs()?;
+    if !live.is_empty() {
+        let mut args = vec!["--quiet"];
+        args.extend(live.iter().map(|j| j.id.as_str()));
+        slurm_command("scancel", &args)?;
+    }
+    Ok(live)
+}
+
+/// Checks a trial's request against the partition's nodes; the GPUs per trial.
+fn check_request(request: &JobsRequest, partition: &Partition) -> Result<u32> {
+    let trial = &request.trial;
+    let most = |f: fn(&super::submit::PartitionNode) -> u64| partition.nodes.iter().map(f).max().unwrap_or(0);
+    let most_gpus = most(|n| u64::from(n.gpus)) as u32;
+    let gpus = trial.gpus_per_trial.unwrap_or(u32::from(most_gpus > 0));
+    let refuse = |key: &str, problem: String, hint: &str| -> Result<u32> {
+        Err(InputError::new(format!("resources.slurm.{key}"), problem).with_hint(hint).into())
+    };
+    if gpus > most_gpus {
+        return refuse(
+            "gpus_per_trial",
+            format!(
+                "{gpus} GPUs per trial, but the nodes of partition `{}` have at most {most_gpus}",
+                partition.name
+            ),
+            "ask for fewer GPUs per trial, or choose a partition with GPU nodes (`partition`)",
+        );
+    }
+    let most_cpus = most(|n| u64::from(n.cpus));
+    if u64::from(trial.cpus_per_trial) > most_cpus {
+        return refuse(
+            "cpus_per_trial",
+            format!(
+                "{} CPUs per trial, but the nodes of partition `{}` have at most {most_cpus}",
+                trial.cpus_per_trial, partition.name
+            ),
+            "ask for fewer CPUs per trial",
+        );
+    }
+    let most_mem = most(|n| n.mem_mb);
+    if let Some(mem) = trial.mem_per_trial.as_deref().and_then(megabytes) {
+        if most_mem > 0 && mem > most_mem {
+            return refuse(
+                "mem_per_trial",
+                format!(
+                    "{mem} MB per trial, but the nodes of partition `{}` have at most {most_mem} MB",
+                    partition.name
+                ),
+                "ask for less memory per trial",
+            );
+        }
+    }
+    Ok(gpus)
+}
+
+/// Single-quoted for a shell.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+impl Executor for SlurmJobs {
+    /// Never spawned: [`Executor::start`] starts every attempt of this
+    /// executor. It is what the job runs, for the record.
+    fn command(&self, spec: &TrialSpec, _slot: &Slot) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&spec.program);
+        command.args(&spec.args);
+        command
+    }
+
+    fn kill(&self, _child: &mut tokio::process::Child) {}
+
+    fn start(
+        &self,
+        spec: &TrialSpec,
+        _slot: &Slot,
+        setup: &AttemptSetup,
+    ) -> Option<Result<Box<dyn TrialProcess>, String>> {
+        Some(Ok(Box::new(JobProcess::new(self.clone(), spec.clone(), setup.clone()))))
+    }
+
+    /// A job waits in the queue for as long as `start_limit`, by default
+    /// as long as the queue keeps it.
+    fn start_limit(&self) -> Option<Duration> {
+        Some(self.request.start_limit.map_or(Duration::from_secs(100 * 365 * 86_400), Duration::from_secs))
+    }
+}
+
+/// Where an attempt's follower is.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Its job is yet to be submitted (or found, after a restart).
+    Submitting,
+    /// Following job `id`.
+    Following(String),
+    /// Over.
+    Over(Option<ExitStatus>, Option<Ended>),
+}
+
+/// One attempt as a batch job: submits it (or finds it queued or running
+/// after a restart), follows its output file and its state, and ends it
+/// with `scancel` when the scheduler ends the attempt.
+pub struct JobProcess {
+    jobs: SlurmJobs,
+    spec: TrialSpec,
+    setup: AttemptSetup,
+    phase: Phase,
+    /// Read so far of the job's output file.
+    offset: u64,
+    partial: String,
+    lines: VecDeque<String>,
+    /// When the job was first seen over in Slurm without its exit record.
+    over_since: Option<Instant>,
+    /// The submission under way (see [`JobProcess::submit`]).
+    submission: Option<tokio::task::JoinHandle<Result<(String, bool)>>>,
+    /// Submit a new job even for a first attempt: its job was pre-empted
+    /// for good or reached its time limit (see [`SlurmJobs::earlier_job`]).
+    again: bool,
+    stop: bool,
+    kill: bool,
+    counted: bool,
+}
+
+fn exit_status(raw: i32) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    ExitStatus::from_raw(raw)
+}
+
+impl JobProcess {
+    fn new(jobs: SlurmJobs, spec: TrialSpec, setup: AttemptSetup) -> JobProcess {
+        JobProcess {
+            jobs,
+            spec,
+            setup,
+            phase: Phase::Submitting,
+            offset: 0,
+            partial: String::new(),
+            lines: VecDeque::new(),
+            over_since: None,
+            submission: None,
+            again: false,
+            stop: false,
+            kill: false,
+            counted: false,
+        }
+    }
+
+    /// Appends `line` to the attempt's stderr log (what happened to its job).
+    fn note(&self, line: &str) {
+        use std::io::Write;
+        if let Ok(mut log) = std::fs::OpenOptions::new().create(true).append(true).open(&self.setup.stderr) {
+            let _ = writeln!(log, "anisostudy: {line}");
+        }
+    }
+
+    fn set_following(&mut self, on: bool) {
+        if on != self.counted {
+            let following = &self.jobs.shared.following;
+            if on {
+                following.fetch_add(1, Ordering::SeqCst);
+            } else {
+                following.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.counted = on;
+        }
+    }
+
+    /// Finds the trial's job left by an earlier controller, or submits one.
+    /// The scheduler may drop [`TrialProcess::next`]'s future at any await
+    /// (another event came first): the submission runs on as a task of its
+    /// own, whose handle stays here to be awaited again, so a trial is never
+    /// submitted twice.
+    async fn submit(&mut self) {
+        let submission = self.submission.get_or_insert_with(|| {
+            let (jobs, spec, setup) = (self.jobs.clone(), self.spec.clone(), self.setup.clone());
+            let again = self.again;
+            tokio::task::spawn_blocking(move || -> Result<(String, bool)> {
+                if setup.attempt == 1 && !again {
+                    if let Some(id) = jobs.earlier_job(spec.number, &setup.dir)? {
+                        return Ok((id, true));
+                    }
+                }
+                Ok((jobs.submit(&spec, &setup)?, false))
+            })
+        });
+        let found = submission.await;
+        self.submission = None;
+        match found {
+            Ok(Ok((id, attached))) => {
+                if attached {
+                    self.note(&format!("following job {id}, which an earlier run of the study submitted"));
+                } else {
+                    self.note(&format!("submitted job {id}"));
+                }
+                self.set_following(true);
+                self.offset = 0;
+                self.partial.clear();
+                self.phase = Phase::Following(id);
+            }
+            Ok(Err(err)) => {
+                self.phase = Phase::Over(Some(exit_status(1 << 8)), Some(Ended::Failed(format!("{err:#}"))));
+            }
+            Err(err) => {
+                self.phase =
+                    Phase::Over(None, Some(Ended::Failed(format!("submitting the job panicked: {err}"))));
+            }
+        }
+    }
+
+    /// Reads the complete lines the job's output file has gained.
+    fn read_lines(&mut self, files: &JobFiles) {
+        let Ok(mut file) = std::fs::File::open(&files.stdout) else { return };
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut bytes = Vec::new();
+        if file.read_to_end(&mut bytes).is_err() {
+            return;
+        }
+        self.offset += bytes.len() as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            self.lines.push_back(line.trim_end_matches(['\n', '\r']).to_owned());
+        }
+    }
+
+    /// One look at job `id`: new lines, its exit record, its state.
+    async fn look(&mut self, id: &str) {
+        let files = JobFiles::of(&self.setup.dir, id);
+        self.read_lines(&files);
+        if !self.lines.is_empty() {
+            return;
+        }
+        if self.kill {
+            let id = id.to_owned();
+            let _ = tokio::task::spawn_blocking(move || slurm_command("scancel", &["--quiet", &id])).await;
+            self.phase = Phase::Over(Some(exit_status(libc::SIGKILL)), None);
+            return;
+        }
+        if self.stop {
+            // The controller stops; the job goes on, and a later controller follows it again.
+            self.note(&format!("the controller stopped following job {id}, which keeps running"));
+            self.phase = Phase::Over(Some(exit_status(0)), None);
+            return;
+        }
+        if let Some(record) = read_record(&files) {
+            // Written after the last line: the lines are all there now.
+            self.read_lines(&files);
+            if !self.lines.is_empty() {
+                return;
+            }
+            self.phase = match record {
+                ExitRecord::Code(code) => Phase::Over(Some(exit_status((code & 0xff) << 8)), None),
+                ExitRecord::Signal(signal) => Phase::Over(Some(exit_status(signal)), None),
+                ExitRecord::Resubmit => {
+                    self.note(&format!(
+                        "job {id} reached its time limit after a checkpoint; submitting it again"
+                    ));
+                    self.set_following(false);
+                    self.again = true;
+                    Phase::Submitting
+                }
+            };
+            return;
+        }
+        let board = Arc::clone(&self.jobs.shared);
+        let (job, following) = (id.to_owned(), self.jobs.shared.following.load(Ordering::SeqCst));
+        let seen = tokio::task::spawn_blocking(move || board.board.look(&job, following)).await;
+        let view = match seen {
+            Ok(Ok(view)) => view,
+            // Slurm did not answer this time: look again later.
+            _ => {
+                tokio::time::sleep(FILE_POLL).await;
+                return;
+            }
+        };
+        if let Some(job) = view.as_ref().filter(|j| j.is_live()) {
+            self.over_since = None;
+            if job.preempted && !files.stop.exists() {
+                // Its grace period runs: ask the trial to checkpoint; the job then requeues itself.
+                self.note(&format!("Slurm pre-empts job {id}; the trial is asked to checkpoint"));
+                let _ = std::fs::write(&files.stop, PREEMPTED);
+            }
+            tokio::time::sleep(FILE_POLL).await;
+            return;
+        }
+        let since = *self.over_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < FILE_SYSTEM_LATENCY {
+            tokio::time::sleep(FILE_POLL).await;
+            return;
+        }
+        let why = ended_in_slurm(id, view.as_ref(), self.jobs.request.trial.mem_per_trial.is_some());
+        self.note(&why);
+        if view.as_ref().is_some_and(|j| j.preempted) {
+            // Pre-empted and not requeued (the trial did not stop in its grace period, or
+            // the site refuses requeues): the trial is not at fault and runs again.
+            self.note("submitting the trial again");
+            self.set_following(false);
+            self.over_since = None;
+            self.again = true;
+            self.phase = Phase::Submitting;
+            return;
+        }
+        self.phase = Phase::Over(Some(exit_status(1 << 8)), Some(Ended::Failed(why)));
+    }
+}
+
+/// Why job `id` ended without its trial's exit record, from its last state.
+pub fn ended_in_slurm(id: &str, view: Option<&JobView>, mem_set: bool) -> String {
+    let Some(view) = view else {
+        return format!(
+            "job {id} is no longer known to Slurm and left no exit record (cancelled and forgotten, or the \
+             file system lost the record)"
+        );
+    };
+    let on = if view.node.is_empty() { String::new() } else { format!(" on {}", view.node) };
+    let memory_hint =
+        if mem_set { "raise resources.slurm.mem_per_trial" } else { "set resources.slurm.mem_per_trial" };
+    match view.state.as_str() {
+        "OUT_OF_MEMORY" => format!("Slurm: job {id} ran out of memory{on} ({memory_hint})"),
+        "TIMEOUT" => format!("Slurm ended job {id}{on} at its time limit (resources.slurm.time_per_trial)"),
+        "NODE_FAIL" | "BOOT_FAIL" => format!("Slurm: node failure{on} (job {id}, {})", view.state),
+        "CANCELLED" => format!("Slurm cancelled job {id}{on} (scancel, or an administrator)"),
+        "PREEMPTED" => format!("Slurm pre-empted job {id}{on} and did not requeue it"),
+        "DEADLINE" => format!("Slurm ended job {id}: its deadline passed"),
+        state => format!("job {id} ended {state}{on} ({}) without its trial's exit record", view.reason),
+    }
+}
+
+impl TrialProcess for JobProcess {
+    fn next(&mut self, reading: bool) -> Pin<Box<dyn std::future::Future<Output = Event> + Send + '_>> {
+        Box::pin(async move {
+            loop {
+                if let Some(line) = self.lines.pop_front() {
+                    return Event::Line(line);
+                }
+                match self.phase.clone() {
+                    Phase::Over(status, ended) => {
+                        self.set_following(false);
+                        return if reading { Event::StdoutDone } else { Event::Exited(status, ended) };
+                    }
+                    Phase::Submitting if (self.kill || self.stop) && self.submission.is_none() => {
+                        self.phase =
+                            Phase::Over(Some(exit_status(if self.kill { libc::SIGKILL } else { 0 })), None);
+                    }
+                    Phase::Submitting => self.submit().await,
+                    Phase::Following(id) => self.look(&id).await,
+                }
+            }
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stop = true;
+    }
+
+    fn kill(&mut self) {
+        self.kill = true;
+    }
+
+    fn waiting_reason(&self, _stderr: &str) -> String {
+        match &self.phase {
+            Phase::Following(id) => match self.jobs.shared.board.cached(id) {
+                Some(job) if job.is_pending() => format!("job {id} is pending in Slurm: {}", job.reason),
+                Some(job) => format!("job {id} is {}", job.state.to_lowercase()),
+                None => format!("job {id} is queued"),
+            },
+            _ => "its job is being submitted".to_owned(),
+        }
+    }
+}
+
+impl Drop for JobProcess {
+    fn drop(&mut self) {
+        self.set_following(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::slurm::SlurmSpec;
+
+    fn jobs(spec: SlurmSpec, gpus: u32) -> SlurmJobs {
+        let tag = "anisostudy.s.01020304";
+        SlurmJobs {
+            request: spec.validate_jobs(4).unwrap(),
+            gpus,
+            tag: tag.into(),
+            host: PathBuf::from("/opt/bin/study"),
+            shared: Arc::new(Shared { board: JobBoard::new(tag), following: AtomicUsize::new(0) }),
+        }
+    }
+
+    #[test]
+    fn a_trial_job_asks_for_the_trials_resources_and_runs_its_host() {
+        let spec = SlurmSpec {
+            time_per_trial: Some("2:00:00".into()),
+            mem_per_trial: Some("8G".into()),
+            partition: Some("gpu".into()),
+            account: Some("chem".into()),
+            sbatch_args: vec!["--mail-type=END".into()],
+            ..Default::default()
+        };
+        let setup = AttemptSetup {
+            attempt: 1,
+            dir: PathBuf::from("/r/s/trials/7"),
+            stderr: PathBuf::from("/r/s/trials/7/stderr.log"),
+            env: Vec::new(),
+        };
+        let args = jobs(spec, 1).sbatch_args(7, &setup, None);
+        for want in [
+            "--job-name=anisostudy.s.01020304.7",
+            "--cpus-per-task=4",
+            "--gres=gpu:1",
+            "--mem=8G",
+            "--time=2:00:00",
+            "--signal=B:USR1@60",
+            "--partition=gpu",
+            "--account=chem",
+            "--requeue",
+            "--error=/r/s/trials/7/stderr.log",
+            "--open-mode=append",
+            "--chdir=/r/s/trials/7",
+            "--mail-type=END",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
+        }
+        let cpu = jobs(SlurmSpec::default(), 0).sbatch_args(7, &setup, None);
+        assert!(!cpu.iter().any(|a| a.starts_with("--gres") || a.starts_with("--signal")), "{cpu:?}");
+        let spec = TrialSpec {
+            number: 7,
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo it's {x}".into()],
+            env: Vec::new(),
+            workdir: None,
+        };
+        let script = jobs(SlurmSpec::default(), 0).job_script(&spec, &setup.dir);
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        assert!(script.contains("export CUDA_VISIBLE_DEVICES=\n"), "{script}");
+        let last =
+            r#"exec '/opt/bin/study' 'job-host' '--dir' '/r/s/trials/7' '--' 'sh' '-c' 'echo it'\''s {x}'"#;
+        assert!(script.ends_with(&format!("{last}\n")), "{script}");
+    }
+
+    #[test]
+    fn names_how_a_job_ended_without_its_record() {
+        let view = |state: &str| JobView {
+            id: "9".into(),
+            trial: 1,
+            state: state.into(),
+            reason: "None".into(),
+            node: "n2".into(),
+            preempted: false,
+        };
+        let why = ended_in_slurm("9", Some(&view("OUT_OF_MEMORY")), true);
+        assert_eq!(why, "Slurm: job 9 ran out of memory on n2 (raise resources.slurm.mem_per_trial)");
+        assert!(ended_in_slurm("9", Some(&view("TIMEOUT")), false).contains("time limit"));
+        assert!(ended_in_slurm("9", Some(&view("NODE_FAIL")), false).contains("node failure on n2"));
+        assert!(ended_in_slurm("9", Some(&view("CANCELLED")), false).contains("cancelled"));
+        assert!(ended_in_slurm("9", None, false).contains("no longer known to Slurm"));
+    }
+}
