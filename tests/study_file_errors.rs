@@ -313,6 +313,30 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:5:",
         ),
         case(
+            "an sbatch option the trial-jobs executor sets",
+            format!("{VALID}resources:\n  executor: slurm-jobs\n  slurm: {{sbatch_args: [--exclusive, -pgpu]}}\n"),
+            &["`resources.slurm.sbatch_args[1]`: `-pgpu` is set by the executor", "resources.slurm.partition"],
+            "case.yaml:17:",
+        ),
+        case(
+            "a job-step setting with the trial-jobs executor",
+            format!("{VALID}resources:\n  executor: slurm-jobs\n  slurm: {{srun_args: [--exclusive]}}\n"),
+            &["`resources.slurm.srun_args`: is a setting of job steps", "`sbatch_args`"],
+            "case.yaml:17:",
+        ),
+        case(
+            "a trial-job setting with the job-step executor",
+            format!("{VALID}resources:\n  executor: slurm\n  slurm: {{max_jobs: 8}}\n"),
+            &["`resources.slurm.max_jobs`: is a setting of trial jobs", "`executor: slurm-jobs`"],
+            "case.yaml:17:",
+        ),
+        case(
+            "no trial jobs at all",
+            format!("{VALID}resources:\n  executor: slurm-jobs\n  slurm: {{max_jobs: 0}}\n"),
+            &["`resources.slurm.max_jobs`: must be at least 1"],
+            "case.yaml:17:",
+        ),
+        case(
             "unreadable timeout",
             format!("{VALID}resources:\n  trial_timeout: 2days\n"),
             &["unknown unit `days`", "`30m`"],

@@ -1,0 +1,325 @@
+//! `executor: slurm-jobs` against a real Slurm: the local cluster of
+//! `tests/slurm/cluster.sh` (two emulated nodes, two fake GPUs each, a
+//! pre-emptible default partition). Each trial is a batch job; the
+//! controller runs outside any allocation, as on a login node. Every test
+//! skips with a note when no cluster answers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anisostudy::hpo::TrialState;
+
+#[path = "support/slurm.rs"]
+mod support;
+use support::*;
+
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+/// The study's trial jobs Slurm knows (queued, running or recently over):
+/// (job id, trial, state).
+fn jobs_of(name: &str) -> Vec<(u64, u64, String)> {
+    let out = Command::new("squeue").args(["-h", "-t", "all", "-o", "%i|%j|%T"]).output().unwrap();
+    let prefix = format!("anisostudy.{name}.");
+    let mut jobs: Vec<(u64, u64, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('|');
+            let id = fields.next()?.trim().parse().ok()?;
+            let trial = fields.next()?.strip_prefix(&prefix)?.rsplit('.').next()?.parse().ok()?;
+            Some((id, trial, fields.next()?.trim().to_owned()))
+        })
+        .collect();
+    jobs.sort();
+    jobs
+}
+
+/// `name` and this process's id: Slurm remembers the jobs of earlier runs
+/// of the tests for a while (MinJobAge), under the same names.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn live(jobs: &[(u64, u64, String)]) -> usize {
+    jobs.iter().filter(|(_, _, state)| state == "RUNNING" || state == "PENDING").count()
+}
+
+/// Asserts every trial of the study had exactly one job, and each completed.
+fn one_completed_job_per_trial(results: &Path, name: &str, trials: u64) {
+    let log = |trial: &u64| {
+        let folder = results.join(name).join("trials").join(trial.to_string());
+        let mut text = std::fs::read_to_string(folder.join("stderr.log")).unwrap_or_default();
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let file = entry.file_name().into_string().unwrap();
+            if file.starts_with("job-") {
+                text += &format!("--- {file}\n{}", std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        text
+    };
+    let jobs = jobs_of(name);
+    let mut per_trial: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+    for (id, trial, state) in jobs {
+        per_trial.entry(trial).or_default().push((id, state));
+    }
+    assert_eq!(per_trial.len() as u64, trials, "{per_trial:?}");
+    for (trial, jobs) in &per_trial {
+        assert_eq!(jobs.len(), 1, "trial {trial} had several jobs: {jobs:?}\n{}", log(trial));
+        assert_eq!(jobs[0].1, "COMPLETED", "trial {trial}: {jobs:?}\n{}", log(trial));
+    }
+}
+
+/// The deterministic table of `command_study(name, n, secs, …)` on `slots` local slots.
+fn local_table(dir: &Path, name: &str, n: u32, secs: f64, slots: u32) -> Vec<Row> {
+    let resources = format!("{{devices: cpu, trials_per_device: {slots}}}");
+    let file = write(dir, "local.yaml", &command_study(name, n, secs, &resources));
+    run(&file, &dir.join("local"), None);
+    table(&dir.join("local"), name)
+}
+
+fn start(file: &Path, results: &Path) -> Child {
+    study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], None)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn status(results: &Path, name: &str) -> String {
+    let out = study(&["status", name, "--results", results.to_str().unwrap()], None).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `ready` holds of the study's jobs.
+fn wait_jobs(name: &str, limit: Duration, ready: impl Fn(&[(u64, u64, String)]) -> bool) {
+    let start = Instant::now();
+    loop {
+        let jobs = jobs_of(name);
+        if ready(&jobs) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "{name}: timed out waiting; jobs {jobs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// a. A deterministic study of trial jobs gives the local executor's table,
+/// one job per trial, and never more than `max_jobs` queued or running.
+#[test]
+fn trial_jobs_give_the_local_table_within_max_jobs() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-a");
+    let want = local_table(dir.path(), name, 6, 1.0, 2);
+    // CPU trials: the cluster could run eight at once; max_jobs allows two.
+    let resources = "{executor: slurm-jobs, slurm: {max_jobs: 2, gpus_per_trial: 0}}";
+    let file = write(dir.path(), "a.yaml", &command_study(name, 6, 1.0, resources));
+    let results = dir.path().join("results");
+    let mut child = start(&file, &results);
+    let mut most = 0;
+    while child.try_wait().unwrap().is_none() {
+        most = most.max(live(&jobs_of(name)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(most <= 2, "{most} trial jobs at once with max_jobs 2");
+    assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
+    one_completed_job_per_trial(&results, name, 6);
+    // Each job ran its trial without a GPU, and the trial's folder holds its output.
+    for trial in 0..6 {
+        let folder = results.join(name).join("trials").join(trial.to_string());
+        let where_ = std::fs::read_to_string(folder.join("where")).unwrap();
+        assert_eq!(where_.split_whitespace().count(), 3, "CUDA_VISIBLE_DEVICES is empty: {where_}");
+        assert!(std::fs::read_dir(&folder).unwrap().any(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.starts_with("job-") && name.ends_with(".exit")
+        }));
+    }
+}
+
+/// b. Jobs that wait show Slurm's reason in `study status`, and run once
+/// the GPUs they wait for are free.
+#[test]
+fn pending_jobs_show_their_reason() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-b");
+    // Every GPU of the cluster is taken.
+    let blocker = Allocation::new(&["-N2", "--gres=gpu:2", "-J", "anisostudy-test-blocker"]);
+    let file = write(
+        dir.path(),
+        "b.yaml",
+        &command_study(name, 2, 0.5, "{executor: slurm-jobs, slurm: {max_jobs: 2}}"),
+    );
+    let results = dir.path().join("results");
+    let mut child = start(&file, &results);
+    let start_wait = Instant::now();
+    let shown = loop {
+        let text = status(&results, name);
+        if text.contains("is pending in Slurm: Resources") {
+            break text;
+        }
+        assert!(start_wait.elapsed() < Duration::from_secs(30), "no pending reason shown:\n{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(shown.contains("waiting: trial"), "{shown}");
+    drop(blocker);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(table(&results, name).iter().filter(|r| r.state == TrialState::Complete).count(), 2);
+    one_completed_job_per_trial(&results, name, 2);
+}
+
+/// c. A controller killed with SIGKILL leaves its trial jobs running. A
+/// controller started while they run follows them again; one started after
+/// they ended reads their results from the trials' folders. No job is
+/// cancelled, lost or doubled, and the table is the uninterrupted one's.
+#[test]
+fn a_killed_controller_re_attaches_to_its_jobs() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-c");
+    let want = local_table(dir.path(), name, 6, 3.0, 3);
+    let file = write(
+        dir.path(),
+        "c.yaml",
+        &command_study(name, 6, 3.0, "{executor: slurm-jobs, slurm: {max_jobs: 3}}"),
+    );
+    let results = dir.path().join("results");
+
+    // Killed while the first batch runs, started again once it has ended.
+    let mut first = start(&file, &results);
+    wait_jobs(name, Duration::from_secs(60), |jobs| jobs.iter().filter(|j| j.2 == "RUNNING").count() == 3);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(live(&jobs_of(name)), 3, "the jobs outlive their controller");
+    wait_jobs(name, Duration::from_secs(60), |jobs| live(jobs) == 0);
+
+    // Killed while the second batch runs, started again at once.
+    let mut second = start(&file, &results);
+    wait_jobs(name, Duration::from_secs(60), |jobs| {
+        jobs.len() == 6 && jobs.iter().filter(|j| j.2 == "RUNNING").count() == 3
+    });
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let mut third = start(&file, &results);
+    assert!(third.wait().unwrap().success());
+
+    assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
+    one_completed_job_per_trial(&results, name, 6);
+    let log = std::fs::read_to_string(results.join(name).join("trials/4/stderr.log")).unwrap();
+    assert!(log.contains("which an earlier run of the study submitted"), "{log}");
+}
+
+/// d. `study stop` cancels the jobs a stopped controller left running.
+#[test]
+fn study_stop_cancels_the_jobs_left_running() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-d");
+    let file = write(
+        dir.path(),
+        "d.yaml",
+        &command_study(name, 2, 30.0, "{executor: slurm-jobs, slurm: {max_jobs: 2}}"),
+    );
+    let results = dir.path().join("results");
+    let mut child = start(&file, &results);
+    wait_jobs(name, Duration::from_secs(60), |jobs| jobs.iter().filter(|j| j.2 == "RUNNING").count() == 2);
+    // SIGTERM: the controller stops and detaches.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert_eq!(live(&jobs_of(name)), 2, "a stopped controller leaves its jobs running");
+    let out = study(&["stop", name, "--results", results.to_str().unwrap()], None).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("cancelled 2 trial job(s)"), "{text}");
+    wait_jobs(name, Duration::from_secs(30), |jobs| jobs.iter().all(|j| j.2 == "CANCELLED"));
+}
+
+/// A study of `n` trials that each wait `secs` seconds for their stdin to
+/// close and print their objective then; a trial whose stdin closes
+/// before (the protocol's "checkpoint and exit") exits at once without one.
+fn stoppable_study(name: &str, n: u32, secs: u32, resources: &str) -> String {
+    format!(
+        r#"
+name: {name}
+seed: 5
+objective:
+  command: >-
+    bash -c 'if read -t {secs} _; [ $? -le 128 ]; then exit 0; fi;
+    awk "BEGIN {{ printf \"{{\\\"objective\\\": %.6f}}\\n\", ({{x}} - 0.3)^2 }}"'
+phases:
+  - name: random
+    sampler: {{type: random}}
+    n_trials: {n}
+    space:
+      x: {{type: float, low: 0.0, high: 1.0}}
+mode: deterministic
+resources: {resources}
+"#
+    )
+}
+
+/// e. A trial job pre-empted with a grace period: its trial is asked to
+/// checkpoint, the job requeues itself and runs the trial again under the
+/// same id. No trial is lost or run in a second job, and the table is the
+/// uninterrupted one's.
+#[test]
+fn a_preempted_trial_job_is_requeued_and_finishes() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-e");
+    let local =
+        write(dir.path(), "local.yaml", &stoppable_study(name, 2, 6, "{devices: cpu, trials_per_device: 2}"));
+    run(&local, &dir.path().join("local"), None);
+    let want = table(&dir.path().join("local"), name);
+    let file = write(
+        dir.path(),
+        "e.yaml",
+        &stoppable_study(name, 2, 6, "{executor: slurm-jobs, slurm: {max_jobs: 2}}"),
+    );
+    let results = dir.path().join("results");
+    let mut child = start(&file, &results);
+    wait_jobs(name, Duration::from_secs(60), |jobs| jobs.iter().filter(|j| j.2 == "RUNNING").count() == 2);
+    // Both nodes whole, in partition `high`: the trial jobs are pre-empted.
+    let high = Command::new("sbatch")
+        .args(["--parsable", "-p", "high", "-N2", "--exclusive", "-J", "anisostudy-test-high"])
+        .args(["--output", "/dev/null", "--wrap", "sleep 2"])
+        .output()
+        .unwrap();
+    assert!(high.status.success(), "{}", String::from_utf8_lossy(&high.stderr));
+    // A requeued job is held ~2 minutes (BeginTime): release it a few seconds after.
+    let mut held_since: BTreeMap<u64, Instant> = BTreeMap::new();
+    while child.try_wait().unwrap().is_none() {
+        for (id, _, _) in jobs_of(name) {
+            let out = Command::new("scontrol").args(["show", "job", &id.to_string()]).output().unwrap();
+            let held = String::from_utf8_lossy(&out.stdout).contains("Reason=BeginTime");
+            if held && held_since.entry(id).or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
+                let _ = Command::new("scontrol")
+                    .args(["update", &format!("jobid={id}"), "StartTime=now"])
+                    .status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(!held_since.is_empty(), "no trial job was requeued");
+    assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
+    one_completed_job_per_trial(&results, name, 2);
+}

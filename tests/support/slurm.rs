@@ -1,0 +1,178 @@
+//! What the tests of both Slurm executors share: the local cluster, the
+//! `study` command, stored tables and the command study they run.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anisostudy::hpo::{Params, TrialState};
+use anisostudy::storage::{Database, TrialDetails};
+
+pub const STUDY: &str = env!("CARGO_BIN_EXE_study");
+
+/// Whether the local cluster answers with both nodes up.
+pub fn cluster_up() -> bool {
+    let out = Command::new("sinfo").args(["-h", "-N", "-o", "%N %t"]).output();
+    let up = out.is_ok_and(|out| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+            && ["n1", "n2"].iter().all(|n| {
+                text.lines().any(|l| {
+                    l.starts_with(n) && ["idle", "mix", "alloc", "plnd"].iter().any(|s| l.contains(s))
+                })
+            })
+    });
+    if !up {
+        eprintln!(
+            "note: no Slurm cluster answers (start one with `bash tests/slurm/cluster.sh up`); skipping"
+        );
+    }
+    up
+}
+
+/// A job allocation, cancelled on drop.
+pub struct Allocation(pub String);
+
+impl Allocation {
+    pub fn new(args: &[&str]) -> Allocation {
+        let out = Command::new("salloc").arg("--no-shell").args(args).output().expect("salloc runs");
+        let text = String::from_utf8_lossy(&out.stderr);
+        let id = text
+            .split("Granted job allocation ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("salloc {args:?}: {text}"));
+        Allocation(id.to_owned())
+    }
+
+    /// The study's job steps now running, by name.
+    pub fn steps(&self) -> Vec<String> {
+        let out = Command::new("squeue").args(["-h", "-s", "-j", &self.0, "-o", "%i %j"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, name)| name.trim().to_owned()))
+            .filter(|name| name.starts_with("anisostudy."))
+            .collect()
+    }
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel").arg(&self.0).status();
+    }
+}
+
+pub fn study(args: &[&str], job: Option<&Allocation>) -> Command {
+    let mut command = Command::new(STUDY);
+    command.args(args).stdin(Stdio::null()).env_remove("SLURM_JOB_ID");
+    if let Some(job) = job {
+        command.env("SLURM_JOB_ID", &job.0);
+    }
+    command
+}
+
+pub fn run(file: &Path, results: &Path, job: Option<&Allocation>) -> Output {
+    let out = study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], job)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "study run failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A stored trial without timestamps, devices or attempts.
+#[derive(Debug, PartialEq)]
+pub struct Row {
+    pub number: u64,
+    pub state: TrialState,
+    pub params: Params,
+    pub value: Option<f64>,
+    pub intermediate: BTreeMap<u64, f64>,
+}
+
+pub fn rows(details: Vec<TrialDetails>) -> Vec<Row> {
+    details
+        .into_iter()
+        .map(|d| Row {
+            number: d.trial.number,
+            state: d.trial.state,
+            params: d.trial.params,
+            value: d.trial.value,
+            intermediate: d.trial.intermediate,
+        })
+        .collect()
+}
+
+pub fn table(results: &Path, name: &str) -> Vec<Row> {
+    let db = Database::open_read_only(results.join(name).join("study.db")).unwrap();
+    rows(db.open_study(name).unwrap().all_trial_details().unwrap())
+}
+
+/// A TPE study of `n` `command` trials of `secs` seconds whose objective is
+/// a fixed function of the parameters, so a deterministic run is exact.
+pub fn command_study(name: &str, n: u32, secs: f64, resources: &str) -> String {
+    format!(
+        r#"
+name: {name}
+seed: 5
+objective:
+  command: >-
+    sh -c 'echo "$SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $(date +%s.%N)" > "$ANISOSTUDY_TRIAL_DIR/where";
+    sleep {secs}; date +%s.%N >> "$ANISOSTUDY_TRIAL_DIR/where";
+    awk "BEGIN {{ printf \"{{\\\"objective\\\": %.6f}}\\n\", ({{x}} - 0.3)^2 + ({{y}} - 4)^2 / 10 }}"'
+phases:
+  - name: tpe
+    sampler: {{type: tpe, n_startup_trials: 4}}
+    n_trials: {n}
+    space:
+      x: {{type: float, low: 0.0, high: 1.0}}
+      y: {{type: int, low: 0, high: 8}}
+mode: deterministic
+resources: {resources}
+"#
+    )
+}
+
+/// Waits until `ready` holds for the stored trials (or `limit` passes).
+pub fn wait_for(results: &Path, name: &str, limit: Duration, ready: impl Fn(&[Row]) -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let db = results.join(name).join("study.db");
+        if db.is_file() {
+            let rows = Database::open_read_only(&db)
+                .ok()
+                .and_then(|db| db.open_study(name).ok())
+                .and_then(|s| s.all_trial_details().ok());
+            if rows.is_some_and(|rows| ready(&self::rows(rows))) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{name}: timed out waiting");
+}
+
+pub fn complete(rows: &[Row]) -> usize {
+    rows.iter().filter(|r| r.state == TrialState::Complete).count()
+}
+
+/// The deterministic table of `command_study(name, 12, secs, …)` on 4 local slots.
+pub fn local_table(dir: &Path, name: &str, secs: f64) -> Vec<Row> {
+    let file =
+        write(dir, "local.yaml", &command_study(name, 12, secs, "{devices: cpu, trials_per_device: 4}"));
+    run(&file, &dir.join("local"), None);
+    table(&dir.join("local"), name)
+}
