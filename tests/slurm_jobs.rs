@@ -203,6 +203,8 @@ fn a_killed_controller_re_attaches_to_its_jobs() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(live(&jobs_of(name)), 3, "the jobs outlive their controller");
+    let shown = status(&results, name);
+    assert!(shown.contains("Slurm jobs go on, and the next `study run` follows them"), "{shown}");
     wait_jobs(name, Duration::from_secs(60), |jobs| live(jobs) == 0);
 
     // Killed while the second batch runs, started again at once.
@@ -322,4 +324,32 @@ fn a_preempted_trial_job_is_requeued_and_finishes() {
     assert!(!held_since.is_empty(), "no trial job was requeued");
     assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
     one_completed_job_per_trial(&results, name, 2);
+}
+
+/// f. Requests no node of the partition can meet, and partitions that do
+/// not exist, fail before anything is submitted, with exit 2 and the key.
+#[test]
+fn impossible_trial_jobs_fail_first_with_exit_2() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-f");
+    let results = dir.path().join("results");
+    for (slurm, key, problem) in [
+        ("{gpus_per_trial: 3}", "resources.slurm.gpus_per_trial", "have at most 2"),
+        ("{mem_per_trial: 64G}", "resources.slurm.mem_per_trial", "have at most 4000 MB"),
+        ("{partition: gpu-a100}", "resources.slurm.partition", "no partition `gpu-a100`"),
+    ] {
+        let resources = format!("{{executor: slurm-jobs, slurm: {slurm}}}");
+        let file = write(dir.path(), "f.yaml", &command_study(name, 2, 0.1, &resources));
+        let out = study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], None)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(key) && stderr.contains(problem), "{stderr}");
+    }
+    assert!(jobs_of(name).is_empty(), "nothing is submitted: {:?}", jobs_of(name));
 }

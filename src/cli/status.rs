@@ -61,6 +61,7 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
     let running = trials.iter().filter(|t| t.trial.state == TrialState::Running).count();
     let config: serde_yaml::Value = serde_yaml::from_str(&info.config).unwrap_or_default();
     let external = config["resources"]["executor"].as_str() == Some("external");
+    let trial_jobs = config["resources"]["executor"].as_str() == Some("slurm-jobs");
     match (crate::storage::lock::lock_holder(dir), running > 0) {
         _ if external => writeln!(
             out,
@@ -68,6 +69,11 @@ pub fn render(store: &SqliteStore, now: Timestamp) -> Result<String> {
              (`study ask --stale-after AGE` fails those whose driver went silent)"
         )?,
         (Some(holder), _) => writeln!(out, "controller: running ({holder})")?,
+        (None, true) if trial_jobs => writeln!(
+            out,
+            "controller: not running; its RUNNING trials' Slurm jobs go on, and the next `study run` \
+             follows them (`study stop` cancels them)"
+        )?,
         (None, true) => writeln!(
             out,
             "controller: not running; its RUNNING trials were interrupted and resume on the next `study run`"

@@ -72,7 +72,7 @@ pub fn run(args: SubmitArgs) -> Result<()> {
         account: args.account.clone(),
     };
     // Everything is checked against the cluster before anything is written or submitted.
-    let partition = match Partition::query(args.partition.as_deref()) {
+    let partition = match Partition::query(args.partition.as_deref(), "--partition") {
         Ok(partition) => Some(partition),
         Err(err) if args.dry_run && crate::error::exit_code(&err) == 2 && args.partition.is_none() => {
             eprintln!("note: {err:#}; the script is not checked against a cluster");

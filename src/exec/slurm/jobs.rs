@@ -83,12 +83,7 @@ impl SlurmJobs {
     /// against the nodes of its partition. Bad input (no Slurm here, a
     /// request no node can meet) is an [`InputError`] naming the key.
     pub fn new(request: &JobsRequest, name: &str, dir: &Path) -> Result<SlurmJobs> {
-        let partition = Partition::query(request.partition.as_deref()).map_err(|err| {
-            match crate::error::exit_code(&err) {
-                2 => err.context("resources.executor is `slurm-jobs`"),
-                _ => err,
-            }
-        })?;
+        let partition = Partition::query(request.partition.as_deref(), "resources.slurm.partition")?;
         let gpus = check_request(request, &partition)?;
         let host = std::env::current_exe().context("cannot find this program, which the trial jobs run")?;
         Ok(SlurmJobs {
@@ -287,6 +282,7 @@ fn check_request(request: &JobsRequest, partition: &Partition) -> Result<u32> {
             "ask for fewer CPUs per trial",
         );
     }
+    partition.check_time("resources.slurm.time_per_trial", trial.time_per_trial.as_deref())?;
     let most_mem = most(|n| n.mem_mb);
     if let Some(mem) = trial.mem_per_trial.as_deref().and_then(megabytes) {
         if most_mem > 0 && mem > most_mem {

@@ -25,6 +25,8 @@ pub struct JobRequest {
 pub struct Partition {
     pub name: String,
     pub nodes: Vec<PartitionNode>,
+    /// Its `MaxTime` in seconds; `None` when unlimited.
+    pub max_time: Option<u64>,
 }
 
 /// One node of a partition.
@@ -42,13 +44,31 @@ pub struct PartitionNode {
 pub const CONTROLLER_MEM_MB: u64 = 1024;
 
 impl Partition {
+    /// Refuses a time (of key `key`) above the partition's `MaxTime`: a job
+    /// asking for it would wait in the queue for ever (`PartitionTimeLimit`).
+    pub fn check_time(&self, key: &str, time: Option<&str>) -> Result<()> {
+        let (Some(time), Some(max)) = (time, self.max_time) else { return Ok(()) };
+        if parse_time(time).is_some_and(|t| t > max) {
+            return Err(InputError::new(
+                key,
+                format!("`{time}` is longer than partition `{}` allows (MaxTime {} s)", self.name, max),
+            )
+            .with_hint(
+                "ask for less time, or choose a partition with a longer MaxTime (`sinfo -o \"%P %l\"`)",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     fn most_gpus(&self) -> u32 {
         self.nodes.iter().map(|n| n.gpus).max().unwrap_or(0)
     }
 
-    /// `partition`, or the cluster's default one; an [`InputError`] when
-    /// Slurm cannot be reached or the partition does not exist.
-    pub fn query(partition: Option<&str>) -> Result<Partition> {
+    /// `partition` (given by `key`, named in errors), or the cluster's
+    /// default one; an [`InputError`] when Slurm cannot be reached or the
+    /// partition does not exist.
+    pub fn query(partition: Option<&str>, key: &str) -> Result<Partition> {
         let all =
             slurm_command("sinfo", &["-h", "-o", "%P"]).map_err(|err| {
                 match crate::error::exit_code(&err) {
@@ -67,12 +87,9 @@ impl Partition {
             Some(p) => {
                 if !names.iter().any(|n| n.trim_end_matches('*') == p) {
                     let known = names.iter().map(|n| n.trim_end_matches('*')).collect::<Vec<_>>().join(", ");
-                    return Err(InputError::new(
-                        "--partition",
-                        format!("no partition `{p}` on this cluster"),
-                    )
-                    .with_hint(format!("use one of: {known}"))
-                    .into());
+                    return Err(InputError::new(key, format!("no partition `{p}` on this cluster"))
+                        .with_hint(format!("use one of: {known}"))
+                        .into());
                 }
                 p.to_owned()
             }
@@ -81,11 +98,13 @@ impl Partition {
                 None => bail!("`sinfo` lists no partitions"),
             },
         };
-        let list = slurm_command("sinfo", &["-h", "-N", "-p", &name, "-o", "%N|%c|%G|%m"])?;
+        let list = slurm_command("sinfo", &["-h", "-N", "-p", &name, "-o", "%N|%c|%G|%m|%l"])?;
         let mut nodes: Vec<PartitionNode> = Vec::new();
+        let mut max_time = None;
         for line in list.lines() {
             let fields: Vec<&str> = line.split('|').map(str::trim).collect();
-            let [node, cpus, gres, mem] = fields[..] else { continue };
+            let [node, cpus, gres, mem, limit] = fields[..] else { continue };
+            max_time = parse_time(limit);
             if nodes.iter().any(|n| n.name == node) {
                 continue; // sinfo -N lists a node once per state
             }
@@ -96,7 +115,7 @@ impl Partition {
                 mem_mb: mem.trim_end_matches('+').parse().unwrap_or(0),
             });
         }
-        Ok(Partition { name, nodes })
+        Ok(Partition { name, nodes, max_time })
     }
 }
 
@@ -164,6 +183,8 @@ pub fn controller_script(
     let job_mem = trial_mem.map(|m| m * u64::from(slots) + CONTROLLER_MEM_MB);
     if let Some(p) = partition {
         check_fits(p, job, slots, step.cpus_per_trial, node_gpus, job_mem)?;
+        p.check_time("--time", job.time.as_deref())?;
+        p.check_time("resources.slurm.time_per_trial", step.time_per_trial.as_deref())?;
     }
     let name = &controller.study;
     let slurm_dir = controller.results.join(name).join("slurm");
@@ -391,6 +412,7 @@ mod tests {
         let p = Partition {
             name: "mixed".into(),
             nodes: vec![node("big", 64, 0, 256_000), node("gpu", 8, 4, 64_000)],
+            max_time: Some(86_400),
         };
         let step = |cpus, mem: Option<&str>| StepRequest {
             gpus_per_trial: Some(1),
@@ -413,9 +435,18 @@ mod tests {
         let err = controller_script(&controller(), &step(2, None), &two, Some(&p)).unwrap_err();
         assert!(format!("{err:#}").contains("--nodes 1"), "{err:#}");
         // Every node fits, but there are too few of them.
-        let even = Partition { name: "even".into(), nodes: vec![node("a", 8, 4, 0), node("b", 8, 4, 0)] };
+        let even = Partition {
+            name: "even".into(),
+            nodes: vec![node("a", 8, 4, 0), node("b", 8, 4, 0)],
+            max_time: None,
+        };
         let three = JobRequest { nodes: 3, ..Default::default() };
         let err = controller_script(&controller(), &step(1, None), &three, Some(&even)).unwrap_err();
         assert!(format!("{err:#}").starts_with("--nodes: each of 3 node(s)"), "{err:#}");
+        // Longer than the partition's MaxTime (a day).
+        let long = JobRequest { nodes: 1, time: Some("2-0".into()), ..Default::default() };
+        let err = controller_script(&controller(), &step(2, None), &long, Some(&p)).unwrap_err();
+        assert!(format!("{err:#}").starts_with("--time: `2-0` is longer than partition `mixed`"), "{err:#}");
+        assert!(p.check_time("resources.slurm.time_per_trial", Some("23:00:00")).is_ok());
     }
 }
