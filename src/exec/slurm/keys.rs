@@ -59,10 +59,11 @@ pub struct JobsRequest {
     pub max_jobs: u32,
 }
 
-/// sbatch options the executor sets itself, with the key that sets them.
-const OWN_SBATCH_OPTIONS: &[(&str, &str)] = &[
-    ("--nodes", "each trial is one job on one node"),
-    ("-N", "each trial is one job on one node"),
+/// Options of a trial's resources, which both Slurm executors set from
+/// `resources.slurm`, with the key to use instead.
+const TRIAL_OPTIONS: &[(&str, &str)] = &[
+    ("--nodes", "each trial runs on one node"),
+    ("-N", "each trial runs on one node"),
     ("--ntasks", "each trial is one task"),
     ("-n", "each trial is one task"),
     ("--gres", "use resources.slurm.gpus_per_trial"),
@@ -77,6 +78,21 @@ const OWN_SBATCH_OPTIONS: &[(&str, &str)] = &[
     ("--mem-per-gpu", "use resources.slurm.mem_per_trial"),
     ("--time", "use resources.slurm.time_per_trial"),
     ("-t", "use resources.slurm.time_per_trial"),
+    ("--export", "the executor passes --export=ALL, so the trial's variables reach it"),
+    ("--job-name", "the executor names steps and jobs after their trials, to find them again"),
+    ("-J", "the executor names steps and jobs after their trials, to find them again"),
+];
+
+/// srun options only the job-step executor sets.
+const OWN_STEP_OPTIONS: &[(&str, &str)] = &[
+    ("--nodelist", "the executor pins each step to one node"),
+    ("-w", "the executor pins each step to one node"),
+    ("--overlap", "it lets steps share GPUs; use resources.trials_per_device"),
+    ("--jobid", "the executor runs steps in its own allocation"),
+];
+
+/// sbatch options only the trial-jobs executor sets.
+const OWN_JOB_OPTIONS: &[(&str, &str)] = &[
     ("--partition", "use resources.slurm.partition"),
     ("-p", "use resources.slurm.partition"),
     ("--account", "use resources.slurm.account"),
@@ -85,14 +101,11 @@ const OWN_SBATCH_OPTIONS: &[(&str, &str)] = &[
     ("-q", "use resources.slurm.qos"),
     ("--constraint", "use resources.slurm.constraint"),
     ("-C", "use resources.slurm.constraint"),
-    ("--job-name", "the executor names jobs after their trials, to find them again"),
-    ("-J", "the executor names jobs after their trials, to find them again"),
     ("--output", "the trial's output goes to its folder"),
     ("-o", "the trial's output goes to its folder"),
     ("--error", "the trial's stderr goes to its log"),
     ("-e", "the trial's stderr goes to its log"),
     ("--open-mode", "the trial's logs are appended to"),
-    ("--export", "every job gets --export=ALL, so the trial's variables reach it"),
     ("--chdir", "the trial runs where the study says"),
     ("-D", "the trial runs where the study says"),
     ("--requeue", "trial jobs are requeued on pre-emption"),
@@ -119,32 +132,6 @@ pub struct StepRequest {
     pub start_limit: u64,
     pub srun_args: Vec<String>,
 }
-
-/// srun options the executor sets itself, with the key that sets them.
-const OWN_OPTIONS: &[(&str, &str)] = &[
-    ("--nodelist", "the executor pins each step to one node"),
-    ("-w", "the executor pins each step to one node"),
-    ("--nodes", "each trial is one step on one node"),
-    ("-N", "each trial is one step on one node"),
-    ("--ntasks", "each trial is one task"),
-    ("-n", "each trial is one task"),
-    ("--gres", "use resources.slurm.gpus_per_trial"),
-    ("--gpus", "use resources.slurm.gpus_per_trial"),
-    ("-G", "use resources.slurm.gpus_per_trial"),
-    ("--gpus-per-task", "use resources.slurm.gpus_per_trial"),
-    ("--cpus-per-task", "use resources.slurm.cpus_per_trial"),
-    ("-c", "use resources.slurm.cpus_per_trial"),
-    ("--mem", "use resources.slurm.mem_per_trial"),
-    ("--mem-per-cpu", "use resources.slurm.mem_per_trial"),
-    ("--mem-per-gpu", "use resources.slurm.mem_per_trial"),
-    ("--export", "every step gets --export=ALL, so the trial's variables reach it"),
-    ("--time", "use resources.slurm.time_per_trial"),
-    ("-t", "use resources.slurm.time_per_trial"),
-    ("--job-name", "the executor names steps after their trials"),
-    ("-J", "the executor names steps after their trials"),
-    ("--overlap", "it lets steps share GPUs; use resources.trials_per_device"),
-    ("--jobid", "the executor runs steps in its own allocation"),
-];
 
 impl SlurmSpec {
     /// Checks the keys; `key` prefixes the names in errors (`resources.slurm`).
@@ -189,7 +176,7 @@ impl SlurmSpec {
                 }
             },
         };
-        own_option("srun_args", &self.srun_args, OWN_OPTIONS)?;
+        own_option("srun_args", &self.srun_args, &[TRIAL_OPTIONS, OWN_STEP_OPTIONS])?;
         let jobs_only = [
             ("partition", self.partition.is_some()),
             ("account", self.account.is_some()),
@@ -230,7 +217,7 @@ impl SlurmSpec {
         if self.max_jobs == Some(0) {
             return Err(err("max_jobs", "must be at least 1".into(), "e.g. `max_jobs: 8`"));
         }
-        own_option("sbatch_args", &self.sbatch_args, OWN_SBATCH_OPTIONS)?;
+        own_option("sbatch_args", &self.sbatch_args, &[TRIAL_OPTIONS, OWN_JOB_OPTIONS])?;
         let steps = SlurmSpec { srun_args: Vec::new(), ..SlurmSpec::default() };
         let trial = SlurmSpec {
             gpus_per_trial: self.gpus_per_trial,
@@ -256,12 +243,13 @@ impl SlurmSpec {
 }
 
 /// Refuses an option of `args` (under `key`) that the executor sets itself.
-fn own_option(key: &str, args: &[String], own: &[(&str, &str)]) -> Result<(), (String, String, String)> {
+fn own_option(key: &str, args: &[String], own: &[&[(&str, &str)]]) -> Result<(), (String, String, String)> {
     for (i, arg) in args.iter().enumerate() {
         let name = arg.split('=').next().unwrap_or(arg);
         // `-p debug` and `-pdebug`: a short option is its first two characters.
         let short = (name.len() > 2 && !name.starts_with("--")).then(|| &name[..2]);
-        if let Some((_, why)) = own.iter().find(|(option, _)| *option == name || Some(*option) == short) {
+        let mut options = own.iter().flat_map(|list| list.iter());
+        if let Some((_, why)) = options.find(|(option, _)| *option == name || Some(*option) == short) {
             return Err((
                 format!("resources.slurm.{key}[{i}]"),
                 format!("`{arg}` is set by the executor"),
