@@ -10,7 +10,8 @@
 //!   a stop file that says `preempted` is the controller's word that Slurm
 //!   pre-empts the job (its grace period runs; the batch script itself is
 //!   not signalled then);
-//! - when the trial ends by itself, its exit is written to `job-<id>.exit`
+//! - when the trial ends by itself, or has reported its result whatever
+//!   then ended the job, its exit is written to `job-<id>.exit`
 //!   (written aside and renamed, so it is whole when it appears), after the
 //!   last line. A job ended from outside writes no record: Slurm's state
 //!   says what happened (pre-empted and requeued, cancelled). Pre-empted,
@@ -28,6 +29,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::step::STEP_STARTED;
+use crate::exec::protocol::{parse_line, Line, Message};
 
 /// How a trial job's trial ended, as its host records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,12 +101,16 @@ pub fn host_trial(dir: &Path, program: &str, args: &[String]) -> Result<i32> {
         };
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is piped");
-    let copier = std::thread::spawn(move || -> std::io::Result<()> {
+    // Whether the trial reported its result: then it is over, whatever ends the job.
+    let copier = std::thread::spawn(move || -> std::io::Result<bool> {
+        let mut finished = false;
         for line in BufReader::new(stdout).lines() {
-            writeln!(out, "{}", line?)?;
+            let line = line?;
+            finished |= matches!(parse_line(&line), Line::Message(Message::Final { .. }));
+            writeln!(out, "{line}")?;
             out.sync_data()?;
         }
-        Ok(())
+        Ok(finished)
     });
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -115,11 +121,17 @@ pub fn host_trial(dir: &Path, program: &str, args: &[String]) -> Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    if let Ok(Err(err)) = copier.join() {
-        eprintln!("cannot copy the trial's output to {}: {err}", files.stdout.display());
-    }
+    let finished = match copier.join() {
+        Ok(Ok(finished)) => finished,
+        Ok(Err(err)) => {
+            eprintln!("cannot copy the trial's output to {}: {err}", files.stdout.display());
+            false
+        }
+        Err(_) => false,
+    };
     let preempted = std::fs::read_to_string(&files.stop).is_ok_and(|text| text.trim() == PREEMPTED);
     match SIGNALLED.load(Ordering::SeqCst) {
+        _ if finished => write_exit(&files, status),
         signal if signal == libc::SIGUSR1 || (preempted && signal != libc::SIGTERM) => {
             // Pre-empted or near the time limit: the trial has checkpointed; run again.
             let requeued =
@@ -131,17 +143,20 @@ pub fn host_trial(dir: &Path, program: &str, args: &[String]) -> Result<i32> {
         }
         // Ended from outside (pre-empted, cancelled): Slurm's state tells.
         libc::SIGTERM => Ok(143),
-        _ => {
-            use std::os::unix::process::ExitStatusExt;
-            let record = match (status.code(), status.signal()) {
-                (Some(code), _) => ExitRecord::Code(code),
-                (None, Some(signal)) => ExitRecord::Signal(signal),
-                (None, None) => ExitRecord::Code(1),
-            };
-            write_record(&files.exit, &record)?;
-            Ok(status.code().unwrap_or(128 + status.signal().unwrap_or(0)))
-        }
+        _ => write_exit(&files, status),
     }
+}
+
+/// Records how the trial exited; the job's exit code.
+fn write_exit(files: &JobFiles, status: std::process::ExitStatus) -> Result<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    let record = match (status.code(), status.signal()) {
+        (Some(code), _) => ExitRecord::Code(code),
+        (None, Some(signal)) => ExitRecord::Signal(signal),
+        (None, None) => ExitRecord::Code(1),
+    };
+    write_record(&files.exit, &record)?;
+    Ok(status.code().unwrap_or(128 + status.signal().unwrap_or(0)))
 }
 
 /// Writes the record aside, flushed, then renames it into place.
