@@ -42,7 +42,7 @@ use anyhow::{bail, Context, Result};
 use super::board::{JobBoard, JobView};
 use super::host::{read_record, ExitRecord, JobFiles, PREEMPTED};
 use super::keys::{megabytes, JobsRequest};
-use super::submit::Partition;
+use super::submit::{quote, Partition};
 use super::{slurm_command, step_tag};
 use crate::error::InputError;
 use crate::exec::devices::{Device, Slot};
@@ -96,11 +96,6 @@ impl SlurmJobs {
                 following: AtomicUsize::new(0),
             }),
         })
-    }
-
-    /// GPUs each trial's job asks for.
-    pub fn gpus_per_trial(&self) -> u32 {
-        self.gpus
     }
 
     /// The pool: `max_jobs` slots, each a job that may be queued or running.
@@ -297,11 +292,6 @@ fn check_request(request: &JobsRequest, partition: &Partition) -> Result<u32> {
         }
     }
     Ok(gpus)
-}
-
-/// Single-quoted for a shell.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 impl Executor for SlurmJobs {

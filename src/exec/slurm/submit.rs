@@ -120,7 +120,7 @@ impl Partition {
 }
 
 /// Single-quoted for a shell.
-fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
