@@ -194,46 +194,6 @@ fn submit(file: &Path, results: &Path, time: &str, partition: Option<&str>) -> A
     Allocation(stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned())
 }
 
-/// Waits until the job of study `name` COMPLETES, releasing it each time a
-/// requeue holds it (a requeued job may start again only ~2 minutes later);
-/// its `scontrol show job` text then. Panics with the controller's log when
-/// it fails, times out or takes longer than `limit`.
-fn until_completed(job: &Allocation, results: &Path, name: &str, limit: Duration) -> String {
-    let id = &job.0;
-    let log = || std::fs::read_to_string(results.join(format!("{name}/slurm/controller-{id}.out")));
-    let start = Instant::now();
-    let mut held_since: Option<Instant> = None;
-    loop {
-        let out = Command::new("scontrol").args(["show", "job", id]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        // Released 3 s after the hold is first seen: slurmd refuses to launch
-        // a job whose credential is not newer, to the second, than the kill
-        // of its earlier run ("already killed, do not launch batch job"),
-        // and the job FAILS (the ~2-minute hold exists for this).
-        let held = text.contains("Reason=BeginTime");
-        if !held {
-            held_since = None;
-        } else if held_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
-            let release = format!("jobid={id}");
-            assert!(Command::new("scontrol")
-                .args(["update", &release, "StartTime=now"])
-                .status()
-                .unwrap()
-                .success());
-        }
-        if text.contains("JobState=COMPLETED") {
-            return text;
-        }
-        assert!(
-            !text.contains("JobState=TIMEOUT") && !text.contains("JobState=FAILED"),
-            "{text}\n{:?}",
-            log()
-        );
-        assert!(start.elapsed() < limit, "the job did not finish: {text}\n{:?}", log());
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 /// d. `study submit` runs a study as a batch job; a requeue in the middle
 /// (what pre-emption does) loses nothing: the table equals an uninterrupted
 /// deterministic run's.

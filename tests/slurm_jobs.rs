@@ -353,3 +353,53 @@ fn impossible_trial_jobs_fail_first_with_exit_2() {
     }
     assert!(jobs_of(name).is_empty(), "nothing is submitted: {:?}", jobs_of(name));
 }
+
+/// g. `study submit` runs the controller of trial jobs as a small batch
+/// job of its own. Requeued while its trial jobs run (what pre-emption or a
+/// time limit does to it), it leaves them running; the controller that
+/// starts again follows them, and the study ends with the local table, one
+/// job per trial.
+#[test]
+fn a_submitted_controller_is_requeued_and_re_attaches() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-g");
+    let want = local_table(dir.path(), name, 4, 4.0, 2);
+    let resources = "{executor: slurm-jobs, slurm: {max_jobs: 2, gpus_per_trial: 0}}";
+    let file = write(dir.path(), "g.yaml", &command_study(name, 4, 4.0, resources));
+    let results = dir.path().join("results");
+    let (f, r) = (file.to_str().unwrap(), results.to_str().unwrap());
+    // The controller's job is one CPU: --nodes belongs to the allocation executor.
+    let refused = study(&["submit", f, "--results", r, "--nodes", "2"], None).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--nodes: with `executor: slurm-jobs`"));
+    let dry = study(&["submit", f, "--results", r, "--dry-run"], None).output().unwrap();
+    let script = String::from_utf8_lossy(&dry.stdout);
+    assert!(script.contains("#SBATCH --cpus-per-task=1\n") && !script.contains("--gres"), "{script}");
+    assert!(script.contains(&format!("#SBATCH --job-name=anisostudy.{name}.")), "{script}");
+    let out = study(&["submit", f, "--results", r, "--time", "10"], None).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let job =
+        Allocation(stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned());
+    wait_jobs(name, Duration::from_secs(60), |jobs| jobs.iter().filter(|j| j.2 == "RUNNING").count() == 2);
+    let running: Vec<u64> = jobs_of(name).iter().filter(|j| j.2 == "RUNNING").map(|j| j.0).collect();
+    assert!(Command::new("scontrol").args(["requeue", &job.0]).status().unwrap().success());
+    let text = until_completed(&job, &results, name, Duration::from_secs(150));
+    assert!(text.contains("Restarts=1"), "{text}");
+    assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
+    one_completed_job_per_trial(&results, name, 4);
+    // The jobs running at the requeue were followed again, not submitted again.
+    let followed = (0..4)
+        .filter(|trial| {
+            let log = results.join(name).join("trials").join(trial.to_string()).join("stderr.log");
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains("which an earlier run of the study submitted")
+        })
+        .count();
+    assert!(followed >= 1, "no trial job was followed again (running at the requeue: {running:?})");
+}

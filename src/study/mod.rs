@@ -22,7 +22,7 @@ use std::path::Path;
 
 pub use file::StudyFile;
 pub use load::{load_file, parse_str, LoadedFile, Locator};
-pub use run::{run_plan, run_plan_observed, study_dir, Observer, Quiet};
+pub use run::{preview_trial, run_plan, run_plan_observed, study_dir, Observer, Quiet};
 pub use stored::{open_study, study_folder};
 pub use validate::{validate, Hyperparameters, Objective, StudyPlan, HYPERPARAMETERS};
 

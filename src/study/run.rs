@@ -457,6 +457,36 @@ pub(super) fn launcher(
     }
 }
 
+/// Trial `number`'s command before anything is sampled, as `study submit
+/// --dry-run` shows a trial job: the parameters and the seed stay as their
+/// placeholders (`{lr}`), and the built-in trainer's trial file is named,
+/// not written.
+pub fn preview_trial(plan: &StudyPlan, dir: &Path, number: u64, slot: &Slot) -> anyhow::Result<TrialSpec> {
+    let trial_dir = dir.join("trials").join(number.to_string());
+    match &plan.objective {
+        Objective::Command { template, workdir } => {
+            let mut values: BTreeMap<String, String> =
+                template.placeholders().into_iter().map(|p| (p.to_owned(), format!("{{{p}}}"))).collect();
+            values.insert("trial".into(), number.to_string());
+            values.insert("device".into(), slot.seen_as.to_string());
+            values.insert("threads".into(), slot.threads.to_string());
+            values.insert("trial_dir".into(), trial_dir.display().to_string());
+            let (program, args) = template.render(&values).map_err(anyhow::Error::msg)?;
+            Ok(TrialSpec { number, program, args, env: Vec::new(), workdir: Some(workdir.clone()) })
+        }
+        Objective::Anisonet { .. } => Ok(TrialSpec {
+            number,
+            program: trial_program()?,
+            args: vec![
+                "trial".to_owned(),
+                trial_dir.join(crate::study::trial::TRIAL_FILE).display().to_string(),
+            ],
+            env: Vec::new(),
+            workdir: None,
+        }),
+    }
+}
+
 /// The `pick` of a sweep's `best_of`.
 pub(super) fn sweep_pick(plan: &StudyPlan) -> Option<&crate::study::file::PickSpec> {
     plan.file.sweep.as_ref().and_then(|s| s.pick.as_ref())

@@ -176,3 +176,43 @@ pub fn local_table(dir: &Path, name: &str, secs: f64) -> Vec<Row> {
     run(&file, &dir.join("local"), None);
     table(&dir.join("local"), name)
 }
+
+/// Waits until the job of study `name` COMPLETES, releasing it each time a
+/// requeue holds it (a requeued job may start again only ~2 minutes later);
+/// its `scontrol show job` text then. Panics with the controller's log when
+/// it fails, times out or takes longer than `limit`.
+pub fn until_completed(job: &Allocation, results: &Path, name: &str, limit: Duration) -> String {
+    let id = &job.0;
+    let log = || std::fs::read_to_string(results.join(format!("{name}/slurm/controller-{id}.out")));
+    let start = Instant::now();
+    let mut held_since: Option<Instant> = None;
+    loop {
+        let out = Command::new("scontrol").args(["show", "job", id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Released 3 s after the hold is first seen: slurmd refuses to launch
+        // a job whose credential is not newer, to the second, than the kill
+        // of its earlier run ("already killed, do not launch batch job"),
+        // and the job FAILS (the ~2-minute hold exists for this).
+        let held = text.contains("Reason=BeginTime");
+        if !held {
+            held_since = None;
+        } else if held_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
+            let release = format!("jobid={id}");
+            assert!(Command::new("scontrol")
+                .args(["update", &release, "StartTime=now"])
+                .status()
+                .unwrap()
+                .success());
+        }
+        if text.contains("JobState=COMPLETED") {
+            return text;
+        }
+        assert!(
+            !text.contains("JobState=TIMEOUT") && !text.contains("JobState=FAILED"),
+            "{text}\n{:?}",
+            log()
+        );
+        assert!(start.elapsed() < limit, "the job did not finish: {text}\n{:?}", log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

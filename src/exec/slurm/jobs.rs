@@ -84,7 +84,22 @@ impl SlurmJobs {
     /// request no node can meet) is an [`InputError`] naming the key.
     pub fn new(request: &JobsRequest, name: &str, dir: &Path) -> Result<SlurmJobs> {
         let partition = Partition::query(request.partition.as_deref(), "resources.slurm.partition")?;
-        let gpus = check_request(request, &partition)?;
+        SlurmJobs::for_partition(request, name, dir, Some(&partition))
+    }
+
+    /// The executor, its request checked against `partition`'s nodes; with
+    /// no partition (a dry run where no Slurm answers) it is not checked,
+    /// and a trial asks for `gpus_per_trial`, or no GPU.
+    pub fn for_partition(
+        request: &JobsRequest,
+        name: &str,
+        dir: &Path,
+        partition: Option<&Partition>,
+    ) -> Result<SlurmJobs> {
+        let gpus = match partition {
+            Some(partition) => check_request(request, partition)?,
+            None => request.trial.gpus_per_trial.unwrap_or(0),
+        };
         let host = std::env::current_exe().context("cannot find this program, which the trial jobs run")?;
         Ok(SlurmJobs {
             request: request.clone(),
@@ -128,6 +143,17 @@ impl SlurmJobs {
         let line: Vec<String> = words.iter().map(|w| quote(w)).collect();
         script.push_str(&format!("exec {}\n", line.join(" ")));
         script
+    }
+
+    /// Trial `spec`'s job as one script, its `sbatch` options written as
+    /// `#SBATCH` lines (what `study submit --dry-run` shows).
+    pub fn preview(&self, spec: &TrialSpec, setup: &AttemptSetup) -> String {
+        let script = self.job_script(spec, &setup.dir);
+        let (shebang, body) = script.split_once('\n').unwrap_or((&script, ""));
+        let options = self.sbatch_args(spec.number, setup, spec.workdir.as_deref());
+        let directives: String =
+            options.iter().filter(|o| *o != "--parsable").map(|o| format!("#SBATCH {o}\n")).collect();
+        format!("{shebang}\n{directives}{body}")
     }
 
     /// `sbatch`'s arguments for trial `number`'s job.

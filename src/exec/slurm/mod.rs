@@ -49,7 +49,9 @@ pub use board::JobView;
 pub use jobs::SlurmJobs;
 pub use keys::{parse_time, JobsRequest, SlurmSpec, StepRequest};
 pub use step::step_failure;
-pub use submit::{controller_script, job_status, jobs_file, submit, Controller, JobRequest, Partition};
+pub use submit::{
+    controller_script, job_status, jobs_file, submit, Controller, JobRequest, Partition, Trials,
+};
 
 use super::devices::{Device, Slot};
 use crate::error::InputError;

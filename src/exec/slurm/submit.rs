@@ -143,15 +143,27 @@ fn warning_seconds(time: Option<&str>) -> u64 {
     time.and_then(parse_time).map_or(300, |limit| (limit / 10).clamp(10, 300))
 }
 
-/// The batch script of a study's controller (see the script's comments),
-/// checked against `partition` when Slurm could be asked.
-// Long on purpose: most of it is the batch script's text, line by line, reviewed best in one place.
-pub fn controller_script(
-    controller: &Controller,
+/// Where a submitted study's trials run.
+#[derive(Debug, Clone, Copy)]
+pub enum Trials<'a> {
+    /// As job steps inside the controller's allocation (`executor: slurm`).
+    Steps(&'a StepRequest),
+    /// As batch jobs of their own (`executor: slurm-jobs`): the controller's
+    /// job is small, and its trial jobs outlive it.
+    Jobs,
+}
+
+/// Megabytes of the controller's own job when the trials are jobs of
+/// their own: it loads the data set once to check the study.
+pub const JOBS_CONTROLLER_MEM_MB: u64 = 2 * CONTROLLER_MEM_MB;
+
+/// The `#SBATCH` lines of the allocation that runs the trials as steps,
+/// checked against `partition`.
+fn step_resources(
     step: &StepRequest,
     job: &JobRequest,
     partition: Option<&Partition>,
-) -> Result<String> {
+) -> Result<Vec<String>> {
     let node_gpus = job.gpus_per_node.or(partition.map(Partition::most_gpus)).unwrap_or(0);
     let gpus = step.gpus_per_trial.unwrap_or(u32::from(node_gpus > 0));
     if gpus > node_gpus {
@@ -183,32 +195,9 @@ pub fn controller_script(
     let job_mem = trial_mem.map(|m| m * u64::from(slots) + CONTROLLER_MEM_MB);
     if let Some(p) = partition {
         check_fits(p, job, slots, step.cpus_per_trial, node_gpus, job_mem)?;
-        p.check_time("--time", job.time.as_deref())?;
         p.check_time("resources.slurm.time_per_trial", step.time_per_trial.as_deref())?;
     }
-    let name = &controller.study;
-    let slurm_dir = controller.results.join(name).join("slurm");
-    let warn = warning_seconds(job.time.as_deref());
-    let grace = warn * 2 / 3;
     let mut lines = vec![
-        "#!/bin/bash".to_owned(),
-        format!("# The controller of study `{name}`, written by `study submit`. Submit it again"),
-        "# (`sbatch` this file, or `study submit` the study file) to continue the study.".to_owned(),
-        "#".to_owned(),
-        "# The controller runs `study run` in this allocation: every trial is a job step".to_owned(),
-        "# (`srun`) on one of its nodes, with the GPUs and CPUs the study file asks for".to_owned(),
-        "# (resources.slurm). The study's database is written with a rollback journal,".to_owned(),
-        "# so `study status` and `study report` read it from any host.".to_owned(),
-        "#".to_owned(),
-        "# Pre-emption: Slurm sends SIGTERM to the job's steps (at once, or at the".to_owned(),
-        "# start of a GraceTime): the trials checkpoint and end as interrupted, the".to_owned(),
-        "# controller launches nothing more and ends. Time limit: --signal sends USR1".to_owned(),
-        format!("# {warn} s before it, and the controller stops the same way. Either way the job"),
-        "# then goes back in the queue (scontrol requeue) and resumes the study where it".to_owned(),
-        "# stopped; where requeue is refused (the job is not requeueable: --no-requeue,".to_owned(),
-        "# JobRequeue=0, a site's submit filter), this script submits itself again to".to_owned(),
-        "# start after this job, and records the new job in the jobs file.".to_owned(),
-        format!("#SBATCH --job-name=anisostudy-{name}"),
         format!("#SBATCH --nodes={}", job.nodes),
         format!("#SBATCH --ntasks-per-node={slots}      # one task per concurrent trial"),
         format!("#SBATCH --cpus-per-task={}", step.cpus_per_trial),
@@ -219,6 +208,91 @@ pub fn controller_script(
     if let Some(mem) = job_mem {
         lines.push(format!("#SBATCH --mem={mem}M      # {slots} trial(s) and the controller"));
     }
+    Ok(lines)
+}
+
+/// The `#SBATCH` lines of a controller whose trials are jobs of their own:
+/// one CPU and [`JOBS_CONTROLLER_MEM_MB`] on one node.
+fn jobs_controller_resources(job: &JobRequest, partition: Option<&Partition>) -> Result<Vec<String>> {
+    if let Some(p) = partition {
+        check_fits(p, job, 1, 1, 0, Some(JOBS_CONTROLLER_MEM_MB))?;
+    }
+    Ok(vec![
+        "#SBATCH --nodes=1".to_owned(),
+        "#SBATCH --ntasks=1".to_owned(),
+        "#SBATCH --cpus-per-task=1".to_owned(),
+        format!("#SBATCH --mem={JOBS_CONTROLLER_MEM_MB}M      # the controller alone: no trial runs here"),
+    ])
+}
+
+/// The script's opening comment: what runs in the job, and what happens
+/// when it is pre-empted or reaches its time limit (USR1 `warn` s before).
+fn what_runs(trials: Trials, warn: u64) -> Vec<String> {
+    let mut text: Vec<String> = match trials {
+        Trials::Steps(_) => vec![
+            "The controller runs `study run` in this allocation: every trial is a job step".into(),
+            "(`srun`) on one of its nodes, with the GPUs and CPUs the study file asks for".into(),
+            "(resources.slurm). The study's database is written with a rollback journal,".into(),
+            "so `study status` and `study report` read it from any host.".into(),
+            String::new(),
+            "Pre-emption: Slurm sends SIGTERM to the job's steps (at once, or at the".into(),
+            "start of a GraceTime): the trials checkpoint and end as interrupted, the".into(),
+            "controller launches nothing more and ends. Time limit: --signal sends USR1".into(),
+            format!("{warn} s before it, and the controller stops the same way. Either way the job"),
+        ],
+        Trials::Jobs => vec![
+            "The controller runs `study run` in this small job: every trial is a batch job".into(),
+            "of its own, with the GPUs, CPUs, memory and time the study file asks for".into(),
+            "(resources.slurm), which the controller submits and follows through files in".into(),
+            "the trial's folder. The study's database is written with a rollback journal,".into(),
+            "so `study status` and `study report` read it from any host.".into(),
+            String::new(),
+            "The trial jobs outlive this one: pre-emption (SIGTERM) or the time limit".into(),
+            format!("(--signal sends USR1 {warn} s before it) stops the controller, and the trial"),
+            "jobs it followed keep running. Either way the job".into(),
+        ],
+    };
+    text.extend([
+        "then goes back in the queue (scontrol requeue) and resumes the study where it".into(),
+        "stopped; where requeue is refused (the job is not requeueable: --no-requeue,".into(),
+        "JobRequeue=0, a site's submit filter), this script submits itself again to".into(),
+        "start after this job, and records the new job in the jobs file.".into(),
+    ]);
+    if let Trials::Jobs = trials {
+        text.push("The controller that starts then re-attaches to the trial jobs by their names.".into());
+    }
+    text
+}
+
+/// The batch script of a study's controller (see the script's comments),
+/// checked against `partition` when Slurm could be asked.
+// Long on purpose: most of it is the batch script's text, line by line, reviewed best in one place.
+pub fn controller_script(
+    controller: &Controller,
+    trials: Trials,
+    job: &JobRequest,
+    partition: Option<&Partition>,
+) -> Result<String> {
+    let resources = match trials {
+        Trials::Steps(step) => step_resources(step, job, partition)?,
+        Trials::Jobs => jobs_controller_resources(job, partition)?,
+    };
+    if let Some(p) = partition {
+        p.check_time("--time", job.time.as_deref())?;
+    }
+    let name = &controller.study;
+    let slurm_dir = controller.results.join(name).join("slurm");
+    let warn = warning_seconds(job.time.as_deref());
+    let grace = warn * 2 / 3;
+    let mut lines = vec![
+        "#!/bin/bash".to_owned(),
+        format!("# The controller of study `{name}`, written by `study submit`. Submit it again"),
+        "# (`sbatch` this file, or `study submit` the study file) to continue the study.".to_owned(),
+        "#".to_owned(),
+    ];
+    lines.extend(what_runs(trials, warn).iter().map(|l| format!("# {l}").trim_end().to_owned()));
+    lines.extend([format!("#SBATCH --job-name=anisostudy-{name}")]);
+    lines.extend(resources);
     if let Some(time) = &job.time {
         if parse_time(time).is_none() {
             return Err(InputError::new("--time", format!("`{time}` is not a Slurm time"))
@@ -257,7 +331,11 @@ pub fn controller_script(
         format!("{} &", run.join(" ")),
         "controller=$!".to_owned(),
         "# The time-limit warning (USR1) reaches this script only, and is passed on to".to_owned(),
-        "# the controller as SIGTERM. Trials that do not stop when asked are interrupted".to_owned(),
+        match trials {
+            Trials::Steps(_) => "# the controller as SIGTERM. Trials that do not stop when asked are interrupted",
+            Trials::Jobs => "# the controller as SIGTERM. A controller that does not stop when asked ends",
+        }
+        .to_owned(),
         format!("# by requeueing the job {grace} s later, before the time limit would end it."),
         "# Pre-emption signals the steps, or (at the end of a GraceTime) every process;".to_owned(),
         "# this script waits for the controller either way.".to_owned(),
@@ -423,16 +501,20 @@ mod tests {
             srun_args: vec![],
         };
         let job = JobRequest { nodes: 1, ..Default::default() };
-        let err = controller_script(&controller(), &step(4, None), &job, Some(&p)).unwrap_err();
+        let err =
+            controller_script(&controller(), Trials::Steps(&step(4, None)), &job, Some(&p)).unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("16 CPUs, 4 GPUs") && text.contains("cpus_per_trial"), "{text}");
-        let ok = controller_script(&controller(), &step(2, Some("8G")), &job, Some(&p)).unwrap();
+        let ok =
+            controller_script(&controller(), Trials::Steps(&step(2, Some("8G"))), &job, Some(&p)).unwrap();
         // 4 trials of 8 GB and the controller's headroom.
         assert!(ok.contains(&format!("#SBATCH --mem={}M", 4 * 8192 + CONTROLLER_MEM_MB)), "{ok}");
-        let err = controller_script(&controller(), &step(2, Some("16G")), &job, Some(&p)).unwrap_err();
+        let err = controller_script(&controller(), Trials::Steps(&step(2, Some("16G"))), &job, Some(&p))
+            .unwrap_err();
         assert!(format!("{err:#}").contains("mem_per_trial"), "{err:#}");
         let two = JobRequest { nodes: 2, ..Default::default() };
-        let err = controller_script(&controller(), &step(2, None), &two, Some(&p)).unwrap_err();
+        let err =
+            controller_script(&controller(), Trials::Steps(&step(2, None)), &two, Some(&p)).unwrap_err();
         assert!(format!("{err:#}").contains("--nodes 1"), "{err:#}");
         // Every node fits, but there are too few of them.
         let even = Partition {
@@ -441,11 +523,13 @@ mod tests {
             max_time: None,
         };
         let three = JobRequest { nodes: 3, ..Default::default() };
-        let err = controller_script(&controller(), &step(1, None), &three, Some(&even)).unwrap_err();
+        let err =
+            controller_script(&controller(), Trials::Steps(&step(1, None)), &three, Some(&even)).unwrap_err();
         assert!(format!("{err:#}").starts_with("--nodes: each of 3 node(s)"), "{err:#}");
         // Longer than the partition's MaxTime (a day).
         let long = JobRequest { nodes: 1, time: Some("2-0".into()), ..Default::default() };
-        let err = controller_script(&controller(), &step(2, None), &long, Some(&p)).unwrap_err();
+        let err =
+            controller_script(&controller(), Trials::Steps(&step(2, None)), &long, Some(&p)).unwrap_err();
         assert!(format!("{err:#}").starts_with("--time: `2-0` is longer than partition `mixed`"), "{err:#}");
         assert!(p.check_time("resources.slurm.time_per_trial", Some("23:00:00")).is_ok());
     }
