@@ -19,16 +19,20 @@ use support::*;
 static CLUSTER: Mutex<()> = Mutex::new(());
 
 /// The study's trial jobs Slurm knows (queued, running or recently over):
-/// (job id, trial, state).
-fn jobs_of(name: &str) -> Vec<(u64, u64, String)> {
-    let out = Command::new("squeue").args(["-h", "-t", "all", "-o", "%i|%j|%T"]).output().unwrap();
+/// (job id, trial, state); a task of a job array named `<tag>.<t0>,<t1>,…`
+/// is `<array>_<i>`, of trial `t_i`.
+fn jobs_of(name: &str) -> Vec<(String, u64, String)> {
+    let out = Command::new("squeue").args(["-h", "-r", "-t", "all", "-o", "%i|%j|%T"]).output().unwrap();
     let prefix = format!("anisostudy.{name}.");
-    let mut jobs: Vec<(u64, u64, String)> = String::from_utf8_lossy(&out.stdout)
+    let mut jobs: Vec<(String, u64, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| {
             let mut fields = line.split('|');
-            let id = fields.next()?.trim().parse().ok()?;
-            let trial = fields.next()?.strip_prefix(&prefix)?.rsplit('.').next()?.parse().ok()?;
+            let id = fields.next()?.trim().to_owned();
+            let trials: Vec<&str> =
+                fields.next()?.strip_prefix(&prefix)?.rsplit('.').next()?.split(',').collect();
+            let task = id.split_once('_').map_or(Some(0), |(_, task)| task.parse().ok())?;
+            let trial = trials.get(task)?.parse().ok()?;
             Some((id, trial, fields.next()?.trim().to_owned()))
         })
         .collect();
@@ -42,7 +46,7 @@ fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
 
-fn live(jobs: &[(u64, u64, String)]) -> usize {
+fn live(jobs: &[(String, u64, String)]) -> usize {
     jobs.iter().filter(|(_, _, state)| state == "RUNNING" || state == "PENDING").count()
 }
 
@@ -60,7 +64,7 @@ fn one_completed_job_per_trial(results: &Path, name: &str, trials: u64) {
         text
     };
     let jobs = jobs_of(name);
-    let mut per_trial: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+    let mut per_trial: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
     for (id, trial, state) in jobs {
         per_trial.entry(trial).or_default().push((id, state));
     }
@@ -93,7 +97,7 @@ fn status(results: &Path, name: &str) -> String {
 }
 
 /// Waits until `ready` holds of the study's jobs.
-fn wait_jobs(name: &str, limit: Duration, ready: impl Fn(&[(u64, u64, String)]) -> bool) {
+fn wait_jobs(name: &str, limit: Duration, ready: impl Fn(&[(String, u64, String)]) -> bool) {
     let start = Instant::now();
     loop {
         let jobs = jobs_of(name);
@@ -106,7 +110,8 @@ fn wait_jobs(name: &str, limit: Duration, ready: impl Fn(&[(u64, u64, String)]) 
 }
 
 /// a. A deterministic study of trial jobs gives the local executor's table,
-/// one job per trial, and never more than `max_jobs` queued or running.
+/// one job per trial, and never more than `max_jobs` queued or running;
+/// each batch goes in as one job array.
 #[test]
 fn trial_jobs_give_the_local_table_within_max_jobs() {
     let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
@@ -130,6 +135,11 @@ fn trial_jobs_give_the_local_table_within_max_jobs() {
     assert!(most <= 2, "{most} trial jobs at once with max_jobs 2");
     assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
     one_completed_job_per_trial(&results, name, 6);
+    // Each deterministic batch of two started together: one job array of two tasks.
+    let jobs = jobs_of(name);
+    let arrays: std::collections::BTreeSet<&str> =
+        jobs.iter().filter_map(|(id, _, _)| Some(id.split_once('_')?.0)).collect();
+    assert_eq!(arrays.len(), 3, "{jobs:?}");
     // Each job ran its trial without a GPU, and the trial's folder holds its output.
     for trial in 0..6 {
         let folder = results.join(name).join("trials").join(trial.to_string());
@@ -307,12 +317,15 @@ fn a_preempted_trial_job_is_requeued_and_finishes() {
         .unwrap();
     assert!(high.status.success(), "{}", String::from_utf8_lossy(&high.stderr));
     // A requeued job is held ~2 minutes (BeginTime): release it a few seconds after.
-    let mut held_since: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut held_since: BTreeMap<String, Instant> = BTreeMap::new();
     while child.try_wait().unwrap().is_none() {
         for (id, _, _) in jobs_of(name) {
             let out = Command::new("scontrol").args(["show", "job", &id.to_string()]).output().unwrap();
             let held = String::from_utf8_lossy(&out.stdout).contains("Reason=BeginTime");
-            if held && held_since.entry(id).or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
+            if held
+                && held_since.entry(id.clone()).or_insert_with(Instant::now).elapsed()
+                    > Duration::from_secs(3)
+            {
                 let _ = Command::new("scontrol")
                     .args(["update", &format!("jobid={id}"), "StartTime=now"])
                     .status();
@@ -386,7 +399,7 @@ fn a_submitted_controller_is_requeued_and_re_attaches() {
     let job =
         Allocation(stdout.split("submitted job ").nth(1).unwrap().split(':').next().unwrap().to_owned());
     wait_jobs(name, Duration::from_secs(60), |jobs| jobs.iter().filter(|j| j.2 == "RUNNING").count() == 2);
-    let running: Vec<u64> = jobs_of(name).iter().filter(|j| j.2 == "RUNNING").map(|j| j.0).collect();
+    let running: Vec<String> = jobs_of(name).into_iter().filter(|j| j.2 == "RUNNING").map(|j| j.0).collect();
     assert!(Command::new("scontrol").args(["requeue", &job.0]).status().unwrap().success());
     let text = until_completed(&job, &results, name, Duration::from_secs(150));
     assert!(text.contains("Restarts=1"), "{text}");

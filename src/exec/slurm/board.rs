@@ -3,7 +3,8 @@
 //! an interval that grows with their number, so a study of a hundred
 //! trial jobs costs slurmctld one query every few seconds, not a hundred.
 //!
-//! Jobs are found by name (`<tag>.<trial>`, see [`super::jobs`]), which
+//! Jobs are found by name (`<tag>.<trial>`, or `<tag>.<t0>,<t1>,…` for a
+//! job array whose task `i` runs trial `t_i`; see [`super::jobs`]), which
 //! slurmctld records with the submission itself: a controller that starts
 //! again finds the jobs an earlier one submitted, even one killed between
 //! `sbatch` and its next write to the database (see
@@ -112,20 +113,31 @@ impl JobBoard {
     /// Every live job of the study, asking Slurm now.
     pub fn live_jobs(&self) -> Result<Vec<JobView>> {
         let mut live: Vec<JobView> = self.query()?.into_values().filter(JobView::is_live).collect();
-        live.sort_by_key(|j| j.id.parse::<u64>().unwrap_or(0));
+        live.sort_by_key(|j| submission_order(&j.id));
         Ok(live)
     }
 
     /// One `squeue` for every job of the user, finished ones included (as
     /// long as slurmctld keeps them, `MinJobAge`); the study's by name.
     fn query(&self) -> Result<HashMap<String, JobView>> {
-        let out = slurm_command("squeue", &["-h", "-t", "all", "-u", &self.user, "-O", SQUEUE_FIELDS])?;
+        let out = slurm_command("squeue", &["-h", "-r", "-t", "all", "-u", &self.user, "-O", SQUEUE_FIELDS])?;
         Ok(parse_squeue(&out, &self.tag).into_iter().map(|j| (j.id.clone(), j)).collect())
     }
 }
 
-/// What the board asks `squeue -O` for, `|` after each.
-const SQUEUE_FIELDS: &str = "JobID:|,Name:|,State:|,Reason:|,NodeList:|,PreemptTime:|";
+/// What the board asks `squeue -r -O` for, `|` after each. `JobArrayID`
+/// is a job's id, or `<array>_<task>` for a task of a job array: the id
+/// Slurm's commands take for it, stable from submission on (a task gets a
+/// job id of its own only when it starts).
+const SQUEUE_FIELDS: &str = "JobArrayID:|,Name:|,State:|,Reason:|,NodeList:|,PreemptTime:|";
+
+/// Orders job ids (`412`, or `409_2` for a task of an array) by submission.
+pub fn submission_order(id: &str) -> (u64, u64) {
+    match id.split_once('_') {
+        Some((array, task)) => (array.parse().unwrap_or(0), task.parse::<u64>().map_or(0, |t| t + 1)),
+        None => (id.parse().unwrap_or(0), 0),
+    }
+}
 
 /// The study's jobs in `squeue -O` output of [`SQUEUE_FIELDS`].
 pub fn parse_squeue(out: &str, tag: &str) -> Vec<JobView> {
@@ -134,7 +146,11 @@ pub fn parse_squeue(out: &str, tag: &str) -> Vec<JobView> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split('|').map(str::trim).collect();
             let [id, name, state, reason, node, preempt_time, ..] = fields[..] else { return None };
-            let trial = name.strip_prefix(&prefix)?.parse().ok()?;
+            let trials = name.strip_prefix(&prefix)?;
+            let trial = match id.split_once('_') {
+                Some((_, task)) => trials.split(',').nth(task.parse().ok()?)?.parse().ok()?,
+                None => trials.parse().ok()?,
+            };
             Some(JobView {
                 id: id.to_owned(),
                 trial,
@@ -157,12 +173,17 @@ mod tests {
                    42|anisostudy.s.0a0b0c0d.4|RUNNING|None|n1|2026-12-05T19:40:01|\n\
                    43|anisostudy.other.01020304.4|RUNNING|None|n2|N/A|\n\
                    44|anisostudy.s.0a0b0c0d.5|OUT_OF_MEMORY|OutOfMemory|n2|N/A|\n\
-                   45|interactive|RUNNING|None|n1|N/A|\n";
+                   45|interactive|RUNNING|None|n1|N/A|\n\
+                   46_1|anisostudy.s.0a0b0c0d.8,9,10|PENDING|JobArrayTaskLimit||N/A|\n\
+                   46_0|anisostudy.s.0a0b0c0d.8,9,10|RUNNING|None|n2|N/A|\n";
         let jobs = parse_squeue(out, "anisostudy.s.0a0b0c0d");
         assert_eq!(
             jobs.iter().map(|j| (j.id.as_str(), j.trial)).collect::<Vec<_>>(),
-            [("41", 3), ("42", 4), ("44", 5)]
+            [("41", 3), ("42", 4), ("44", 5), ("46_1", 9), ("46_0", 8)]
         );
+        let mut ids = ["46_1", "47", "46_0", "45"];
+        ids.sort_by_key(|id| submission_order(id));
+        assert_eq!(ids, ["45", "46_0", "46_1", "47"]);
         assert!(jobs[0].is_pending() && jobs[0].is_live() && jobs[0].reason == "Priority");
         assert!(jobs[1].is_live() && !jobs[1].is_pending() && jobs[1].node == "n1");
         assert!(jobs[1].preempted && !jobs[0].preempted);

@@ -3,8 +3,9 @@
 //! script runs). No pipe or connection between nodes is needed:
 //!
 //! - the trial's stdout lines are appended to `job-<id>.stdout` in its
-//!   folder, each flushed to the file server as it comes (so a controller
-//!   on another host sees it), after a first `start` line;
+//!   folder (`<id>` is `<array>_<task>` for a task of a job array), each
+//!   flushed to the file server as it comes (so a controller on another
+//!   host sees it), after a first `start` line;
 //! - a `job-<id>.stop` file appearing there, or SIGTERM or SIGUSR1 from
 //!   Slurm, closes the trial's stdin: the protocol's "checkpoint and exit";
 //!   a stop file that says `preempted` is the controller's word that Slurm
@@ -75,7 +76,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// Runs `program args` as the trial of this job in `dir`; returns the exit
 /// code the job should end with.
 pub fn host_trial(dir: &Path, program: &str, args: &[String]) -> Result<i32> {
-    let id = std::env::var("SLURM_JOB_ID").context("`study job-host` runs inside a trial's Slurm job")?;
+    let id = job_id()?;
     let files = JobFiles::of(dir, &id);
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -145,6 +146,17 @@ pub fn host_trial(dir: &Path, program: &str, args: &[String]) -> Result<i32> {
         libc::SIGTERM => Ok(143),
         _ => write_exit(&files, status),
     }
+}
+
+/// This job's id as the controller knows it: `SLURM_JOB_ID`, or
+/// `<array>_<task>` for a task of a job array (its job id of its own is
+/// given only when it starts).
+fn job_id() -> Result<String> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    if let (Some(array), Some(task)) = (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        return Ok(format!("{array}_{task}"));
+    }
+    std::env::var("SLURM_JOB_ID").context("`study job-host` runs inside a trial's Slurm job")
 }
 
 /// Records how the trial exited; the job's exit code.

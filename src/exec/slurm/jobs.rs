@@ -16,6 +16,12 @@
 //!   runs the trial and writes its lines to a file of the trial's folder;
 //!   [`JobProcess`] follows that file, so nothing but the shared file
 //!   system connects the nodes.
+//! - **Arrays.** Trials that start together (a deterministic batch, the
+//!   first `max_jobs` of a study) are gathered for [`GATHER`] and go in
+//!   as one job array (`--array=0-<k-1>%<max_jobs>`, named
+//!   `<tag>.<t0>,<t1>,…`): one submission instead of k, and one entry in
+//!   the queue. Task `i` runs trial `t_i`, and is followed as
+//!   `<array>_<i>`, the id Slurm's commands take for it.
 //! - **Watching.** One `squeue` for all the study's jobs per interval
 //!   ([`JobBoard`]); a job over in Slurm whose exit record has not appeared
 //!   is given [`FILE_SYSTEM_LATENCY`] for the file server to show it before
@@ -39,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::board::{JobBoard, JobView};
+use super::board::{submission_order, JobBoard, JobView};
 use super::host::{read_record, ExitRecord, JobFiles, PREEMPTED};
 use super::keys::{megabytes, JobsRequest};
 use super::submit::{quote, Partition};
@@ -55,6 +61,9 @@ pub const FILE_SYSTEM_LATENCY: Duration = Duration::from_secs(10);
 
 /// How often a follower looks at its job's output file.
 const FILE_POLL: Duration = Duration::from_millis(300);
+
+/// How long a submission waits for others to go in with it as one array.
+pub const GATHER: Duration = Duration::from_millis(300);
 
 /// Seconds before the time limit at which a trial is asked to checkpoint.
 const TIME_LIMIT_WARNING_S: u64 = 60;
@@ -76,6 +85,19 @@ struct Shared {
     board: JobBoard,
     /// Attempts following a job now (for the board's interval).
     following: AtomicUsize,
+    /// Submissions waiting to go in together.
+    gathering: std::sync::Mutex<Gathering>,
+}
+
+/// Where a gathered submission sends its trial's job id, or why it failed.
+type JobIdSender = std::sync::mpsc::Sender<Result<String, String>>;
+
+/// Trials waiting to be submitted together; the first to arrive submits
+/// them all after [`GATHER`] and hands each its job id.
+#[derive(Debug, Default)]
+struct Gathering {
+    waiting: Vec<(TrialSpec, AttemptSetup, JobIdSender)>,
+    leading: bool,
 }
 
 impl SlurmJobs {
@@ -109,6 +131,7 @@ impl SlurmJobs {
             shared: Arc::new(Shared {
                 board: JobBoard::new(&step_tag(name, dir)),
                 following: AtomicUsize::new(0),
+                gathering: Default::default(),
             }),
         })
     }
@@ -131,9 +154,19 @@ impl SlurmJobs {
     /// The batch script of trial `spec`'s job.
     pub fn job_script(&self, spec: &TrialSpec, dir: &Path) -> String {
         let mut script = String::from("#!/bin/sh\n# A trial of an AnisoStudy study: `study job-host` runs it and writes its\n# output to the trial's folder, where the study's controller follows it.\n");
+        for line in self.host_lines(spec, dir) {
+            script.push_str(&line);
+            script.push('\n');
+        }
+        script
+    }
+
+    /// The lines of a job script that run trial `spec` (folder `dir`).
+    fn host_lines(&self, spec: &TrialSpec, dir: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
         if self.gpus == 0 {
             // Slurm sets no CUDA_VISIBLE_DEVICES in a job without GPUs; the trial must see none.
-            script.push_str("export CUDA_VISIBLE_DEVICES=\n");
+            lines.push("export CUDA_VISIBLE_DEVICES=".to_owned());
         }
         let mut words = vec![self.host.display().to_string(), "job-host".into(), "--dir".into()];
         words.push(dir.display().to_string());
@@ -141,7 +174,38 @@ impl SlurmJobs {
         words.push(spec.program.clone());
         words.extend(spec.args.iter().cloned());
         let line: Vec<String> = words.iter().map(|w| quote(w)).collect();
-        script.push_str(&format!("exec {}\n", line.join(" ")));
+        lines.push(format!("exec {}", line.join(" ")));
+        lines
+    }
+
+    /// The script of a job array whose task `i` runs `batch[i]`: each task
+    /// goes to its trial's folder, sends its output to the trial's logs,
+    /// sets the trial's environment and runs its host.
+    pub fn array_script(&self, batch: &[(&TrialSpec, &AttemptSetup)]) -> String {
+        let trials: Vec<String> = batch.iter().map(|(spec, _)| spec.number.to_string()).collect();
+        let mut script = format!(
+            "#!/bin/sh\n# Trials {} of an AnisoStudy study, one per task of this job array: `study\n# job-host` runs each and writes its output to the trial's folder, where the\n# study's controller follows it.\ncase \"$SLURM_ARRAY_TASK_ID\" in\n",
+            trials.join(", ")
+        );
+        for (task, (spec, setup)) in batch.iter().enumerate() {
+            let dir = &setup.dir;
+            let workdir = spec.workdir.as_deref().unwrap_or(dir);
+            let log = quote(&dir.join("job-").display().to_string());
+            script.push_str(&format!("{task})\n  cd {} || exit 1\n", quote(&workdir.display().to_string())));
+            script.push_str(&format!(
+                "  exec >> {log}\"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}.log\" 2>> {}\n",
+                quote(&setup.stderr.display().to_string())
+            ));
+            // Slurm sets each task's CUDA_VISIBLE_DEVICES to its own GPUs.
+            for (key, value) in setup.env.iter().filter(|(k, _)| k != "CUDA_VISIBLE_DEVICES") {
+                script.push_str(&format!("  export {key}={}\n", quote(value)));
+            }
+            for line in self.host_lines(spec, dir) {
+                script.push_str(&format!("  {line}\n"));
+            }
+            script.push_str("  ;;\n");
+        }
+        script.push_str("esac\necho \"no trial for task $SLURM_ARRAY_TASK_ID of this array\" >&2\nexit 1\n");
         script
     }
 
@@ -158,15 +222,50 @@ impl SlurmJobs {
 
     /// `sbatch`'s arguments for trial `number`'s job.
     pub fn sbatch_args(&self, number: u64, setup: &AttemptSetup, workdir: Option<&Path>) -> Vec<String> {
-        let trial = &self.request.trial;
         let mut args = vec![
             "--parsable".to_owned(),
             format!("--job-name={}.{number}", self.tag),
-            "--nodes=1".into(),
-            "--ntasks=1".into(),
-            format!("--cpus-per-task={}", trial.cpus_per_trial),
             format!("--output={}", setup.dir.join("job-%j.log").display()),
             format!("--error={}", setup.stderr.display()),
+            format!("--chdir={}", workdir.unwrap_or(&setup.dir).display()),
+        ];
+        args.extend(self.shared_args());
+        args
+    }
+
+    /// `sbatch`'s arguments for a job array of `batch`, whose task `i`
+    /// runs `batch[i]` (see [`SlurmJobs::array_script`]); at most
+    /// `max_jobs` of its tasks run at once. Slurm's own output of a task
+    /// (nothing, unless its script fails before it runs the trial's host)
+    /// goes to the study's `slurm/` folder.
+    pub fn array_args(&self, batch: &[(&TrialSpec, &AttemptSetup)]) -> Vec<String> {
+        let trials: Vec<String> = batch.iter().map(|(spec, _)| spec.number.to_string()).collect();
+        let study = study_folder(batch);
+        let mut args = vec![
+            "--parsable".to_owned(),
+            format!("--job-name={}.{}", self.tag, trials.join(",")),
+            format!("--array=0-{}%{}", batch.len() - 1, self.request.max_jobs),
+            format!("--output={}", study.join("slurm").join("array-%A_%a.log").display()),
+            format!("--chdir={}", study.display()),
+        ];
+        args.extend(self.shared_args());
+        args
+    }
+
+    /// Creates the folder of an array's own logs (Slurm does not).
+    fn array_log_folder(&self, batch: &[(&TrialSpec, &AttemptSetup)]) -> Result<()> {
+        let folder = study_folder(batch).join("slurm");
+        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))
+    }
+
+    /// The options every trial job has: its resources, requeue, and the
+    /// site's options last.
+    fn shared_args(&self) -> Vec<String> {
+        let trial = &self.request.trial;
+        let mut args = vec![
+            "--nodes=1".to_owned(),
+            "--ntasks=1".into(),
+            format!("--cpus-per-task={}", trial.cpus_per_trial),
             "--open-mode=append".into(),
             "--export=ALL".into(),
             "--requeue".into(),
@@ -192,7 +291,6 @@ impl SlurmJobs {
                 args.push(format!("--{option}={value}"));
             }
         }
-        args.push(format!("--chdir={}", workdir.unwrap_or(&setup.dir).display()));
         args.extend(self.request.sbatch_args.iter().cloned());
         args
     }
@@ -209,31 +307,72 @@ impl SlurmJobs {
     /// earlier controller, so only first attempts look. It blocks.
     fn earlier_job(&self, number: u64, dir: &Path) -> Result<Option<String>> {
         let in_slurm = self.shared.board.jobs_of(number)?;
-        let started = |id: u64| JobFiles::of(dir, &id.to_string()).stdout.exists();
         let newest = in_slurm
-            .iter()
-            .filter(|j| j.is_live())
-            .filter_map(|j| j.id.parse::<u64>().ok())
-            .chain(
-                std::fs::read_dir(dir)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|entry| {
-                        let name = entry.ok()?.file_name().into_string().ok()?;
-                        name.strip_prefix("job-")?.strip_suffix(".stdout")?.parse().ok()
-                    })
-                    .filter(|&id| started(id)),
-            )
-            .max();
-        Ok(newest.map(|id| id.to_string()))
+            .into_iter()
+            .filter(JobView::is_live)
+            .map(|j| j.id)
+            .chain(std::fs::read_dir(dir).into_iter().flatten().filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                let id = name.strip_prefix("job-")?.strip_suffix(".stdout")?;
+                id.chars().all(|c| c.is_ascii_digit() || c == '_').then(|| id.to_owned())
+            }))
+            .max_by_key(|id| submission_order(id));
+        Ok(newest)
     }
 
-    /// Submits trial `spec`'s job; its id. It blocks.
-    fn submit(&self, spec: &TrialSpec, setup: &AttemptSetup) -> Result<String> {
+    /// Submits trial `spec`'s job, with the trials whose submissions
+    /// arrive within [`GATHER`] of it as one job array; its id (for a task
+    /// of an array, `<array>_<task>`). It blocks.
+    fn submit_gathered(&self, spec: &TrialSpec, setup: &AttemptSetup) -> Result<String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lead = {
+            let mut gathering =
+                self.shared.gathering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            gathering.waiting.push((spec.clone(), setup.clone(), tx));
+            !std::mem::replace(&mut gathering.leading, true)
+        };
+        if lead {
+            std::thread::sleep(GATHER);
+            let batch = {
+                let mut gathering =
+                    self.shared.gathering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                gathering.leading = false;
+                std::mem::take(&mut gathering.waiting)
+            };
+            let trials: Vec<(&TrialSpec, &AttemptSetup)> = batch.iter().map(|(s, a, _)| (s, a)).collect();
+            let ids: Result<Vec<String>> = match trials[..] {
+                [(spec, setup)] => self
+                    .sbatch(
+                        self.sbatch_args(spec.number, setup, spec.workdir.as_deref()),
+                        &setup.env,
+                        &self.job_script(spec, &setup.dir),
+                    )
+                    .map(|id| vec![id]),
+                _ => self
+                    .array_log_folder(&trials)
+                    .and_then(|()| self.sbatch(self.array_args(&trials), &[], &self.array_script(&trials)))
+                    .map(|id| (0..trials.len()).map(|task| format!("{id}_{task}")).collect()),
+            };
+            for (task, (_, _, tx)) in batch.iter().enumerate() {
+                let _ = tx.send(match &ids {
+                    Ok(ids) => Ok(ids[task].clone()),
+                    Err(err) => Err(format!("{err:#}")),
+                });
+            }
+        }
+        match rx.recv() {
+            Ok(answer) => answer.map_err(anyhow::Error::msg),
+            Err(_) => bail!("the submission of this trial's job was lost"),
+        }
+    }
+
+    /// Runs `sbatch args` on `script`, with `env` added to the environment
+    /// the job inherits; the job id. It blocks.
+    fn sbatch(&self, args: Vec<String>, env: &[(String, String)], script: &str) -> Result<String> {
         let mut sbatch = Command::new("sbatch");
         sbatch
-            .args(self.sbatch_args(spec.number, setup, spec.workdir.as_deref()))
-            .envs(setup.env.iter().cloned())
+            .args(args)
+            .envs(env.iter().cloned())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -245,7 +384,7 @@ impl SlurmJobs {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("stdin is piped");
-            stdin.write_all(self.job_script(spec, &setup.dir).as_bytes())?;
+            stdin.write_all(script.as_bytes())?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
@@ -259,6 +398,12 @@ impl SlurmJobs {
         }
         Ok(id)
     }
+}
+
+/// The study's folder, above its trials' (`<study>/trials/<n>`).
+fn study_folder<'a>(batch: &[(&TrialSpec, &'a AttemptSetup)]) -> &'a Path {
+    let dir = &batch[0].1.dir;
+    dir.parent().and_then(Path::parent).unwrap_or(dir)
 }
 
 /// Cancels every trial job of study `name` (folder `dir`) still queued or
@@ -441,7 +586,7 @@ impl JobProcess {
                         return Ok((id, true));
                     }
                 }
-                Ok((jobs.submit(&spec, &setup)?, false))
+                Ok((jobs.submit_gathered(&spec, &setup)?, false))
             })
         });
         let found = submission.await;
@@ -650,7 +795,11 @@ mod tests {
             gpus,
             tag: tag.into(),
             host: PathBuf::from("/opt/bin/study"),
-            shared: Arc::new(Shared { board: JobBoard::new(tag), following: AtomicUsize::new(0) }),
+            shared: Arc::new(Shared {
+                board: JobBoard::new(tag),
+                following: AtomicUsize::new(0),
+                gathering: Default::default(),
+            }),
         }
     }
 
@@ -703,6 +852,47 @@ mod tests {
         let last =
             r#"exec '/opt/bin/study' 'job-host' '--dir' '/r/s/trials/7' '--' 'sh' '-c' 'echo it'\''s {x}'"#;
         assert!(script.ends_with(&format!("{last}\n")), "{script}");
+    }
+
+    #[test]
+    fn trials_that_start_together_go_in_as_one_array() {
+        let trial = |number: u64| {
+            let dir = PathBuf::from(format!("/r/s/trials/{number}"));
+            let spec = TrialSpec {
+                number,
+                program: "sh".into(),
+                args: vec!["-c".into(), format!("echo {number}")],
+                env: Vec::new(),
+                workdir: None,
+            };
+            let env = vec![
+                ("CUDA_VISIBLE_DEVICES".to_owned(), "0".to_owned()),
+                ("ANISOSTUDY_TRIAL".to_owned(), number.to_string()),
+            ];
+            let setup = AttemptSetup { attempt: 1, stderr: dir.join("stderr.log"), dir, env };
+            (spec, setup)
+        };
+        let (seven, eight) = (trial(7), trial(8));
+        let batch = [(&seven.0, &seven.1), (&eight.0, &eight.1)];
+        let gpu = jobs(SlurmSpec::default(), 1);
+        let args = gpu.array_args(&batch);
+        for want in [
+            "--job-name=anisostudy.s.01020304.7,8",
+            "--array=0-1%4",
+            "--output=/r/s/slurm/array-%A_%a.log",
+            "--gres=gpu:1",
+            "--requeue",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
+        }
+        let script = gpu.array_script(&batch);
+        let task = |i: usize| script.split(&format!("\n{i})\n")).nth(1).unwrap().split(";;").next().unwrap();
+        assert!(task(1).contains("cd '/r/s/trials/8' || exit 1"), "{script}");
+        assert!(task(1).contains("2>> '/r/s/trials/8/stderr.log'"), "{script}");
+        assert!(task(1).contains("export ANISOSTUDY_TRIAL='8'"), "{script}");
+        assert!(task(0).contains("'job-host' '--dir' '/r/s/trials/7' '--' 'sh' '-c' 'echo 7'"), "{script}");
+        // Slurm gives each task its GPU: the controller's slot view is not exported.
+        assert!(!script.contains("CUDA_VISIBLE_DEVICES"), "{script}");
     }
 
     #[test]
