@@ -354,6 +354,8 @@ fn impossible_trial_jobs_fail_first_with_exit_2() {
         ("{gpus_per_trial: 3}", "resources.slurm.gpus_per_trial", "have at most 2"),
         ("{mem_per_trial: 64G}", "resources.slurm.mem_per_trial", "have at most 4000 MB"),
         ("{partition: gpu-a100}", "resources.slurm.partition", "no partition `gpu-a100`"),
+        // A job's shards come from one GPU, which has 4 on the test cluster.
+        ("{trials_per_gpu: 8}", "resources.slurm.trials_per_gpu", "has 4 shards: at most 4 jobs share it"),
     ] {
         let resources = format!("{{executor: slurm-jobs, slurm: {slurm}}}");
         let file = write(dir.path(), "f.yaml", &command_study(name, 2, 0.1, &resources));
@@ -415,4 +417,53 @@ fn a_submitted_controller_is_requeued_and_re_attaches() {
         })
         .count();
     assert!(followed >= 1, "no trial job was followed again (running at the requeue: {running:?})");
+}
+
+/// h. `trials_per_gpu: 4`: each trial job asks for a quarter of a GPU's
+/// shards (`--gres=shard:1` of the test cluster's 4 per GPU), and the four
+/// trials run at once on one GPU (the other node is held by another job),
+/// with the local executor's table.
+#[test]
+fn four_trial_jobs_share_one_gpu() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-h");
+    let want = local_table(dir.path(), name, 4, 3.0, 4);
+    let other = Command::new("sbatch")
+        .args(["--parsable", "-w", "n2", "--exclusive", "-J", "anisostudy-test-other"])
+        .args(["--output", "/dev/null", "--wrap", "sleep 120"])
+        .output()
+        .unwrap();
+    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
+    let _other = Allocation(String::from_utf8_lossy(&other.stdout).trim().to_owned());
+    let resources = "{executor: slurm-jobs, slurm: {max_jobs: 4, trials_per_gpu: 4, cpus_per_trial: 1}}";
+    let file = write(dir.path(), "h.yaml", &command_study(name, 4, 3.0, resources));
+    let results = dir.path().join("results");
+    let out = study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], None)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
+    one_completed_job_per_trial(&results, name, 4);
+    // Where each trial ran: node, CUDA_VISIBLE_DEVICES, start; and its end.
+    let runs: Vec<(String, String, f64, f64)> = (0..4)
+        .map(|trial| {
+            let path = results.join(name).join("trials").join(trial.to_string()).join("where");
+            let text = std::fs::read_to_string(path).unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let [node, gpu, start, end] = words[..] else { panic!("trial {trial}: {text}") };
+            (node.to_owned(), gpu.to_owned(), start.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect();
+    assert!(runs.iter().all(|r| r.0 == "n1" && r.1 == runs[0].1 && !r.1.contains(',')), "{runs:?}");
+    let last_start = runs.iter().map(|r| r.2).fold(f64::MIN, f64::max);
+    let first_end = runs.iter().map(|r| r.3).fold(f64::MAX, f64::min);
+    assert!(last_start < first_end, "the four trials did not run at once: {runs:?}");
+    let gres = Command::new("squeue").args(["-h", "-r", "-t", "all", "-o", "%j %b"]).output().unwrap();
+    let gres = String::from_utf8_lossy(&gres.stdout).into_owned();
+    let ours: Vec<&str> = gres.lines().filter(|l| l.contains(&format!("anisostudy.{name}."))).collect();
+    assert!(ours.len() == 4 && ours.iter().all(|l| l.ends_with("gres:shard:1")), "{gres}");
 }

@@ -8,7 +8,7 @@
 #   bash tests/slurm/cluster.sh down     # stop slurmd's and slurmctld (munge keeps running)
 #
 # Cluster: two emulated nodes n1, n2 (both are this host, told apart by
-# SLURMD_NODENAME), 4 CPUs, 4000 MB and 2 fake GPUs each, configured as a
+# SLURMD_NODENAME), 4 CPUs, 4000 MB and 2 fake GPUs (4 shards each) each, configured as a
 # production site is: memory is a consumable resource (CR_Core_Memory, 500 MB
 # per CPU by default), and the default partition "debug" is pre-emptible
 # (REQUEUE, after a GraceTime of 6 s) by jobs of partition "high"; jobs of
@@ -29,6 +29,8 @@
 #   with setsid outlives its job.
 # - Fake GPUs: the gres files are symlinks to /dev/null. Slurm still hands
 #   them out one per step and sets CUDA_VISIBLE_DEVICES (0, 1, or 0,1).
+# - GPU sharding: each fake GPU has SHARDS_PER_GPU shards (gres/shard), so
+#   jobs asking for --gres=shard:N share a GPU.
 # - A job's allocation gets 1 CPU per node unless it asks for more
 #   (--ntasks-per-node, -c, --exclusive); concurrent steps inside it wait
 #   for free CPUs and GPUs ("step creation temporarily disabled").
@@ -48,6 +50,7 @@ MARK="# written by tests/slurm/cluster.sh"
 NODES=(n1 n2)
 GPUS_PER_NODE=2
 CPUS_PER_NODE=4
+SHARDS_PER_GPU=4
 PARTITION=debug
 DEF_MEM_PER_CPU=500
 GRACE_TIME=6
@@ -144,8 +147,8 @@ JobRequeue=1
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 SlurmdParameters=config_overrides
-GresTypes=gpu
-NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=[17001-17002] CPUs=$CPUS_PER_NODE RealMemory=4000 Gres=gpu:$GPUS_PER_NODE State=UNKNOWN
+GresTypes=gpu,shard
+NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=[17001-17002] CPUs=$CPUS_PER_NODE RealMemory=4000 Gres=gpu:$GPUS_PER_NODE,shard:$((GPUS_PER_NODE * SHARDS_PER_GPU)) State=UNKNOWN
 PartitionName=$PARTITION Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=$GRACE_TIME
 PartitionName=cancel Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL GraceTime=$GRACE_TIME
 PartitionName=now Nodes=n[1-2] MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=0
@@ -155,6 +158,10 @@ EOF
 $MARK
 NodeName=n[1-2] Name=gpu File=$DIR/dev/nvidia[0-$((GPUS_PER_NODE - 1))]
 EOF
+    # Each GPU's shards name its device file: a job's shards are all on one GPU.
+    for ((i = 0; i < GPUS_PER_NODE; i++)); do
+        echo "NodeName=n[1-2] Name=shard Count=$SHARDS_PER_GPU File=$DIR/dev/nvidia$i" >>"$gres"
+    done
 }
 
 # "prog pidfile" of each of our daemons, read from our slurm.conf (%n expanded).
@@ -278,7 +285,7 @@ cmd_up() {
         fi
         if nodes_in idle; then
             say "up in $(elapsed "$t0") s: nodes ${NODES[*]} ($CPUS_PER_NODE CPUs," \
-                "$GPUS_PER_NODE fake GPUs each), partition $PARTITION; config $CONF, files in $DIR"
+                "$GPUS_PER_NODE fake GPUs of $SHARDS_PER_GPU shards each), partition $PARTITION; config $CONF, files in $DIR"
             return 0
         fi
         sleep 0.1

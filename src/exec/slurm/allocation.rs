@@ -43,10 +43,33 @@ fn count_ids(list: &str) -> u32 {
         .sum()
 }
 
-/// GPUs in a `GRES=gpu:2(IDX:0-1)` or `GRES=gpu:a100:2(IDX:0,1),…` field.
+/// GPUs in a `GRES=gpu:2(IDX:0-1)` or `GRES=gpu:a100:2(IDX:0,1),shard:8(…)`
+/// field, or in `sinfo`'s `gpu:2,shard:8`.
 pub(super) fn count_gpus(gres: &str) -> u32 {
-    gres.split("),")
-        .filter(|entry| entry.starts_with("gpu"))
+    count_gres(gres, "gpu")
+}
+
+/// The count of GRES `name` (`gpu`, `shard`) in such a field: the sum of
+/// its entries' counts, whatever their types.
+pub(super) fn count_gres(gres: &str, name: &str) -> u32 {
+    // Entries are separated by commas outside parentheses.
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in gres.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                entries.push(&gres[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    entries.push(&gres[start..]);
+    entries
+        .iter()
+        .filter(|entry| entry.split([':', '(']).next() == Some(name))
         .filter_map(|entry| entry.split('(').next()?.rsplit(':').next()?.parse::<u32>().ok())
         .sum()
 }
@@ -102,6 +125,18 @@ impl Allocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_gpus_and_shards_of_a_gres_field() {
+        assert_eq!(count_gpus("gpu:2(IDX:0-1)"), 2);
+        assert_eq!(count_gpus("gpu:a100:2(IDX:0,1),gpu:v100:1(IDX:2)"), 3);
+        // sinfo's form, with shards beside the GPUs: the shards are not GPUs.
+        assert_eq!(count_gpus("gpu:2,shard:8"), 2);
+        assert_eq!(count_gres("gpu:2,shard:8", "shard"), 8);
+        assert_eq!(count_gres("gpu:4(S:0-1),shard:32(S:0-1)", "shard"), 32);
+        assert_eq!(count_gpus("(null)"), 0);
+        assert_eq!(count_gres("gpu:2", "shard"), 0);
+    }
 
     #[test]
     fn reads_an_allocation() {

@@ -73,6 +73,8 @@ const TIME_LIMIT_WARNING_S: u64 = 60;
 pub struct SlurmJobs {
     request: JobsRequest,
     gpus: u32,
+    /// A trial's GPU shards (`--gres=shard:n`) when trials share GPUs.
+    shards: Option<u32>,
     tag: String,
     /// The program the jobs run: this one (`study job-host`).
     host: PathBuf,
@@ -118,14 +120,19 @@ impl SlurmJobs {
         dir: &Path,
         partition: Option<&Partition>,
     ) -> Result<SlurmJobs> {
-        let gpus = match partition {
+        let (gpus, shards) = match partition {
             Some(partition) => check_request(request, partition)?,
-            None => request.trial.gpus_per_trial.unwrap_or(0),
+            // Unchecked: a GPU's share is known only from the nodes.
+            None => match request.trial.trials_per_gpu {
+                1 => (request.trial.gpus_per_trial.unwrap_or(0), None),
+                _ => (1, Some(1)),
+            },
         };
         let host = std::env::current_exe().context("cannot find this program, which the trial jobs run")?;
         Ok(SlurmJobs {
             request: request.clone(),
             gpus,
+            shards,
             tag: step_tag(name, dir),
             host,
             shared: Arc::new(Shared {
@@ -270,8 +277,10 @@ impl SlurmJobs {
             "--export=ALL".into(),
             "--requeue".into(),
         ];
-        if self.gpus > 0 {
-            args.push(format!("--gres=gpu:{}", self.gpus));
+        match self.shards {
+            Some(shards) => args.push(format!("--gres=shard:{shards}")),
+            None if self.gpus > 0 => args.push(format!("--gres=gpu:{}", self.gpus)),
+            None => {}
         }
         if let Some(mem) = &trial.mem_per_trial {
             args.push(format!("--mem={mem}"));
@@ -418,13 +427,14 @@ pub fn cancel_study_jobs(name: &str, dir: &Path) -> Result<Vec<JobView>> {
     Ok(live)
 }
 
-/// Checks a trial's request against the partition's nodes; the GPUs per trial.
-fn check_request(request: &JobsRequest, partition: &Partition) -> Result<u32> {
+/// Checks a trial's request against the partition's nodes; the GPUs per
+/// trial, and its GPU shards when trials share GPUs.
+fn check_request(request: &JobsRequest, partition: &Partition) -> Result<(u32, Option<u32>)> {
     let trial = &request.trial;
     let most = |f: fn(&super::submit::PartitionNode) -> u64| partition.nodes.iter().map(f).max().unwrap_or(0);
     let most_gpus = most(|n| u64::from(n.gpus)) as u32;
     let gpus = trial.gpus_per_trial.unwrap_or(u32::from(most_gpus > 0));
-    let refuse = |key: &str, problem: String, hint: &str| -> Result<u32> {
+    let refuse = |key: &str, problem: String, hint: &str| -> Result<(u32, Option<u32>)> {
         Err(InputError::new(format!("resources.slurm.{key}"), problem).with_hint(hint).into())
     };
     if gpus > most_gpus {
@@ -462,7 +472,35 @@ fn check_request(request: &JobsRequest, partition: &Partition) -> Result<u32> {
             );
         }
     }
-    Ok(gpus)
+    if trial.trials_per_gpu > 1 {
+        return share_of_a_gpu(trial.trials_per_gpu, partition).map(|shards| (1, Some(shards)));
+    }
+    Ok((gpus, None))
+}
+
+/// The GPU shards of one trial when `k` trials share a GPU: a GPU's shards
+/// on the partition's nodes (the fewest, where nodes differ) over `k`. A
+/// partition without shards cannot share its GPUs between jobs.
+fn share_of_a_gpu(k: u32, partition: &Partition) -> Result<u32> {
+    let per_gpu =
+        partition.nodes.iter().filter(|n| n.gpus > 0 && n.shards > 0).map(|n| n.shards / n.gpus).min();
+    let problem = match per_gpu {
+        Some(per_gpu) if per_gpu >= k => return Ok(per_gpu / k),
+        Some(per_gpu) => format!(
+            "{k} trials per GPU, but a GPU of partition `{}` has {per_gpu} shards: at most {per_gpu} jobs share it",
+            partition.name
+        ),
+        None => format!(
+            "{k} trials per GPU, but partition `{}` offers no GPU shards (`gres/shard`), which let jobs share a GPU",
+            partition.name
+        ),
+    };
+    Err(InputError::new("resources.slurm.trials_per_gpu", problem)
+        .with_hint(
+            "ask for fewer trials per GPU, or choose a partition whose nodes offer shards \
+             (`sinfo -o \"%P %G\"` shows `shard:N`; sites configure them in gres.conf)",
+        )
+        .into())
 }
 
 impl Executor for SlurmJobs {
@@ -793,6 +831,7 @@ mod tests {
         SlurmJobs {
             request: spec.validate_jobs(4).unwrap(),
             gpus,
+            shards: None,
             tag: tag.into(),
             host: PathBuf::from("/opt/bin/study"),
             shared: Arc::new(Shared {
@@ -893,6 +932,40 @@ mod tests {
         assert!(task(0).contains("'job-host' '--dir' '/r/s/trials/7' '--' 'sh' '-c' 'echo 7'"), "{script}");
         // Slurm gives each task its GPU: the controller's slot view is not exported.
         assert!(!script.contains("CUDA_VISIBLE_DEVICES"), "{script}");
+    }
+
+    #[test]
+    fn a_trial_sharing_a_gpu_asks_for_its_share_of_the_shards() {
+        let node = |gpus, shards| super::super::submit::PartitionNode {
+            name: "n".into(),
+            cpus: 64,
+            gpus,
+            mem_mb: 0,
+            shards,
+        };
+        let partition = |nodes| Partition { name: "gpu".into(), nodes, max_time: None };
+        // Nodes of 4 GPUs with 8 shards each, and one with 4 GPUs of 4: the fewest count.
+        assert_eq!(share_of_a_gpu(4, &partition(vec![node(4, 32), node(0, 0)])).unwrap(), 2);
+        assert_eq!(share_of_a_gpu(3, &partition(vec![node(4, 32), node(4, 16)])).unwrap(), 1);
+        let few = format!("{:#}", share_of_a_gpu(8, &partition(vec![node(4, 16)])).unwrap_err());
+        assert!(
+            few.starts_with("resources.slurm.trials_per_gpu: 8 trials per GPU")
+                && few.contains("has 4 shards")
+        );
+        let none = format!("{:#}", share_of_a_gpu(2, &partition(vec![node(4, 0)])).unwrap_err());
+        assert!(none.contains("offers no GPU shards"), "{none}");
+        let spec = SlurmSpec { trials_per_gpu: Some(4), ..Default::default() };
+        let mut shared = jobs(spec, 1);
+        shared.shards = Some(2);
+        let setup = AttemptSetup {
+            attempt: 1,
+            dir: PathBuf::from("/r/s/trials/7"),
+            stderr: PathBuf::from("/r/s/trials/7/stderr.log"),
+            env: Vec::new(),
+        };
+        let args = shared.sbatch_args(7, &setup, None);
+        assert!(args.iter().any(|a| a == "--gres=shard:2"), "{args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("--gres=gpu")), "{args:?}");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct SlurmSpec {
     /// Trial jobs queued or running at once (`executor: slurm-jobs`): the
     /// study's parallelism; default [`DEFAULT_MAX_JOBS`].
     pub max_jobs: Option<u32>,
+    /// Trials sharing one GPU, through Slurm's GPU sharding (`gres/shard`):
+    /// each trial asks for its share of a GPU's shards; default 1.
+    pub trials_per_gpu: Option<u32>,
 }
 
 /// The default of `resources.slurm.max_jobs`.
@@ -66,7 +69,7 @@ const TRIAL_OPTIONS: &[(&str, &str)] = &[
     ("-N", "each trial runs on one node"),
     ("--ntasks", "each trial is one task"),
     ("-n", "each trial is one task"),
-    ("--gres", "use resources.slurm.gpus_per_trial"),
+    ("--gres", "use resources.slurm.gpus_per_trial, or trials_per_gpu for a share of one"),
     ("--gpus", "use resources.slurm.gpus_per_trial"),
     ("-G", "use resources.slurm.gpus_per_trial"),
     ("--gpus-per-task", "use resources.slurm.gpus_per_trial"),
@@ -131,6 +134,8 @@ pub struct StepRequest {
     /// Seconds.
     pub start_limit: u64,
     pub srun_args: Vec<String>,
+    /// Trials sharing one GPU (≥ 1; above 1, each trial has one GPU's share).
+    pub trials_per_gpu: u32,
 }
 
 impl SlurmSpec {
@@ -176,6 +181,20 @@ impl SlurmSpec {
                 }
             },
         };
+        let trials_per_gpu = self.trials_per_gpu.unwrap_or(1);
+        if trials_per_gpu == 0 {
+            return Err(err("trials_per_gpu", "must be at least 1".into(), "e.g. `trials_per_gpu: 4`"));
+        }
+        if trials_per_gpu > 1 && self.gpus_per_trial.is_some_and(|g| g != 1) {
+            return Err(err(
+                "gpus_per_trial",
+                format!(
+                    "{} GPUs per trial, but with trials_per_gpu {trials_per_gpu} each trial has a share of one GPU",
+                    self.gpus_per_trial.unwrap_or_default()
+                ),
+                "remove gpus_per_trial (or set it to 1), or remove trials_per_gpu",
+            ));
+        }
         own_option("srun_args", &self.srun_args, &[TRIAL_OPTIONS, OWN_STEP_OPTIONS])?;
         let jobs_only = [
             ("partition", self.partition.is_some()),
@@ -200,6 +219,7 @@ impl SlurmSpec {
             time_per_trial: self.time_per_trial.clone(),
             start_limit,
             srun_args: self.srun_args.clone(),
+            trials_per_gpu,
         })
     }
 
@@ -225,6 +245,7 @@ impl SlurmSpec {
             mem_per_trial: self.mem_per_trial.clone(),
             time_per_trial: self.time_per_trial.clone(),
             start_limit: self.start_limit.clone(),
+            trials_per_gpu: self.trials_per_gpu,
             ..steps
         }
         .validate(cpu_threads_per_trial)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::allocation::count_gpus;
+use super::allocation::{count_gpus, count_gres};
 use super::keys::{megabytes, parse_time, StepRequest};
 use super::slurm_command;
 use crate::error::InputError;
@@ -37,6 +37,8 @@ pub struct PartitionNode {
     pub gpus: u32,
     /// Megabytes (`RealMemory`).
     pub mem_mb: u64,
+    /// Slurm's GPU shards (`gres/shard`) of its GPUs, 0 where it has none.
+    pub shards: u32,
 }
 
 /// Megabytes `study submit` adds to the job's memory, beyond its trials',
@@ -112,6 +114,7 @@ impl Partition {
                 name: node.to_owned(),
                 cpus: cpus.parse().unwrap_or(0),
                 gpus: count_gpus(gres),
+                shards: count_gres(gres, "shard"),
                 mem_mb: mem.trim_end_matches('+').parse().unwrap_or(0),
             });
         }
@@ -481,7 +484,7 @@ mod tests {
     }
 
     fn node(name: &str, cpus: u32, gpus: u32, mem_mb: u64) -> PartitionNode {
-        PartitionNode { name: name.into(), cpus, gpus, mem_mb }
+        PartitionNode { name: name.into(), cpus, gpus, mem_mb, shards: 0 }
     }
 
     #[test]
@@ -499,6 +502,7 @@ mod tests {
             time_per_trial: None,
             start_limit: 600,
             srun_args: vec![],
+            trials_per_gpu: 1,
         };
         let job = JobRequest { nodes: 1, ..Default::default() };
         let err =
