@@ -654,3 +654,36 @@ fn a_waiting_step_is_shown_and_its_timeout_runs_from_its_start() {
     let rows = table(&results, "waits");
     assert_eq!(rows[0].state, TrialState::Complete, "{rows:?}\n{stderr}");
 }
+
+/// Four trials share the one GPU of an allocation (`trials_per_gpu: 4`):
+/// the executor gives the four slots that GPU, each step overlaps the
+/// others and keeps it; they run at once, and the table is the local one's.
+#[test]
+fn four_steps_share_one_gpu() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let local = command_study("shared", 4, 3.0, "{devices: cpu, trials_per_device: 4}");
+    run(&write(dir.path(), "local.yaml", &local), &dir.path().join("local"), None);
+    let want = table(&dir.path().join("local"), "shared");
+    let job = Allocation::new(&["-N1", "--ntasks-per-node=4", "--gres=gpu:1", "-J", "anisostudy-test"]);
+    let resources = "{executor: slurm, slurm: {trials_per_gpu: 4, cpus_per_trial: 1}}";
+    let file = write(dir.path(), "shared.yaml", &command_study("shared", 4, 3.0, resources));
+    let results = dir.path().join("results");
+    run(&file, &results, Some(&job));
+    assert_eq!(format!("{:#?}", table(&results, "shared")), format!("{want:#?}"));
+    let runs: Vec<(String, String, f64, f64)> = (0..4)
+        .map(|trial| {
+            let text = std::fs::read_to_string(results.join(format!("shared/trials/{trial}/where"))).unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let [node, gpu, start, end] = words[..] else { panic!("trial {trial}: {text}") };
+            (node.to_owned(), gpu.to_owned(), start.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect();
+    assert!(runs.iter().all(|r| r.1 == runs[0].1 && r.1.len() == 1), "one GPU each, the same: {runs:?}");
+    let last_start = runs.iter().map(|r| r.2).fold(f64::MIN, f64::max);
+    let first_end = runs.iter().map(|r| r.3).fold(f64::MAX, f64::min);
+    assert!(last_start < first_end, "the four trials did not run at once: {runs:?}");
+}

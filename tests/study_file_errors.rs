@@ -337,12 +337,6 @@ fn catalogue() -> Vec<Case> {
             "case.yaml:17:",
         ),
         case(
-            "steps sharing a GPU",
-            format!("{VALID}resources:\n  executor: slurm\n  slurm: {{trials_per_gpu: 4}}\n"),
-            &["`resources.slurm.trials_per_gpu`: job steps of one allocation do not share GPUs", "slurm-jobs"],
-            "case.yaml:",
-        ),
-        case(
             "several GPUs for a trial that shares one",
             format!("{VALID}resources:\n  executor: slurm-jobs\n  slurm: {{trials_per_gpu: 2, gpus_per_trial: 2}}\n"),
             &["`resources.slurm.gpus_per_trial`: 2 GPUs per trial, but with trials_per_gpu 2"],

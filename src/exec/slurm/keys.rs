@@ -90,7 +90,7 @@ const TRIAL_OPTIONS: &[(&str, &str)] = &[
 const OWN_STEP_OPTIONS: &[(&str, &str)] = &[
     ("--nodelist", "the executor pins each step to one node"),
     ("-w", "the executor pins each step to one node"),
-    ("--overlap", "it lets steps share GPUs; use resources.trials_per_device"),
+    ("--overlap", "it lets steps share GPUs; use resources.slurm.trials_per_gpu"),
     ("--jobid", "the executor runs steps in its own allocation"),
 ];
 

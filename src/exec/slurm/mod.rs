@@ -10,7 +10,10 @@
 //! `scontrol show job -d`; each attempt is one `srun` job step pinned to one
 //! node (`--nodelist`) and its share (`--gres=gpu:G`, `--cpus-per-task`,
 //! `--mem`, `--time`). Slurm, not the slot, picks the step's GPUs and sets
-//! its `CUDA_VISIBLE_DEVICES`, so two steps never share one. srun streams
+//! its `CUDA_VISIBLE_DEVICES`, so two steps never share one; with
+//! `trials_per_gpu: k` the executor chooses instead: k slots per GPU, each
+//! step `--overlap`ping the others with the node's GPUs and keeping the
+//! one of its slot ([`Slurm::share_gpus`]). srun streams
 //! the step's stdout and stdin line by line and returns its exit status, so
 //! the trial protocol is the one of local trials.
 //!
@@ -150,6 +153,14 @@ impl Slurm {
     pub fn new(allocation: Allocation, request: &StepRequest, name: &str, dir: &Path) -> Result<Slurm> {
         let most_gpus = allocation.nodes.iter().map(|n| n.gpus).max().unwrap_or(0);
         let gpus = request.gpus_per_trial.unwrap_or(u32::from(most_gpus > 0));
+        if request.trials_per_gpu > 1 && most_gpus == 0 {
+            return Err(InputError::new(
+                "resources.slurm.trials_per_gpu",
+                format!("trials share GPUs, but allocation {} has none", allocation.job_id),
+            )
+            .with_hint("allocate GPUs (`--gres=gpu:N`), or remove trials_per_gpu")
+            .into());
+        }
         if gpus > most_gpus {
             return Err(InputError::new(
                 "resources.slurm.gpus_per_trial",
@@ -205,10 +216,21 @@ impl Slurm {
         self.gpus
     }
 
+    /// Whether steps share GPUs (`trials_per_gpu` above 1).
+    fn share_gpus(&self) -> bool {
+        self.request.trials_per_gpu > 1
+    }
+
+    /// The allocation's GPUs on node `name`.
+    fn node_gpus(&self, name: &str) -> u32 {
+        self.allocation.nodes.iter().find(|n| n.name == name).map_or(0, |n| n.gpus)
+    }
+
     /// The pool: per node, as many slots as its GPUs, CPUs and (with
     /// `mem_per_trial`, where Slurm allocates memory) memory allow. Slurm
     /// gives each job step GPUs of its own, so a GPU runs one trial at a
-    /// time; the step sees its GPUs as `cuda:0`…, the label keeps the
+    /// time, or `trials_per_gpu` of them, filled GPU by GPU, when steps
+    /// share them; the step sees its GPU as `cuda:0`…, the label keeps the
     /// node's slot (`n2/cuda:1`).
     pub fn slots(&self) -> Vec<Slot> {
         let cpus = self.request.cpus_per_trial.max(1);
@@ -219,13 +241,14 @@ impl Slurm {
             if let (Some(mem), true) = (mem, node.mem_mb > 0) {
                 count = count.min(u32::try_from(node.mem_mb / mem).unwrap_or(u32::MAX));
             }
+            let share = self.request.trials_per_gpu;
             if let Some(by_gpus) = node.gpus.checked_div(self.gpus) {
-                count = count.min(by_gpus);
+                count = count.min(by_gpus * share);
             }
             for k in 0..count {
                 let (device, seen_as) = match self.gpus {
                     0 => (Device::Cpu, Device::Cpu),
-                    _ => (Device::Cuda(k.to_string()), Device::Cuda("0".into())),
+                    _ => (Device::Cuda((k / share).to_string()), Device::Cuda("0".into())),
                 };
                 slots.push(Slot {
                     index: slots.len(),
@@ -366,7 +389,18 @@ mod tests {
         assert_eq!(slots.iter().map(Slot::label).collect::<Vec<_>>(), ["n1/cuda:0", "n2/cuda:0"]);
         let greedy =
             SlurmSpec { mem_per_trial: Some("5G".into()), ..Default::default() }.validate(1).unwrap();
-        let err = Slurm::new(alloc, &greedy, "s", Path::new("/s")).unwrap_err();
+        let err = Slurm::new(alloc.clone(), &greedy, "s", Path::new("/s")).unwrap_err();
         assert!(format!("{err:#}").contains("mem_per_trial"), "{err:#}");
+        // Two trials per GPU: n1's four CPUs hold both GPUs' two slots, filled GPU by GPU.
+        let shared = SlurmSpec { trials_per_gpu: Some(2), ..Default::default() }.validate(1).unwrap();
+        let slots = Slurm::new(alloc, &shared, "s", Path::new("/s")).unwrap().slots();
+        let labels: Vec<String> = slots.iter().map(Slot::label).collect();
+        assert_eq!(labels, ["n1/cuda:0", "n1/cuda:0", "n1/cuda:1", "n1/cuda:1", "n2/cuda:0"]);
+        let cpu_only = Allocation {
+            job_id: "8".into(),
+            nodes: vec![NodeShare { name: "c1".into(), cpus: 8, gpus: 0, mem_mb: 0 }],
+        };
+        let err = Slurm::new(cpu_only, &shared, "s", Path::new("/s")).unwrap_err();
+        assert!(format!("{err:#}").contains("trials_per_gpu"), "{err:#}");
     }
 }

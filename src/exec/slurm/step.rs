@@ -80,7 +80,12 @@ impl Executor for Slurm {
             "--ntasks=1".into(),
             format!("--nodelist={node}"),
             format!("--cpus-per-task={}", self.request.cpus_per_trial),
-            if self.gpus > 0 { format!("--gres=gpu:{}", self.gpus) } else { "--gres=none".into() },
+            match (self.gpus, self.share_gpus()) {
+                // Every GPU of the node, shared with the other steps; the step keeps its slot's.
+                (_, true) => format!("--gres=gpu:{}", self.node_gpus(&node)),
+                (0, false) => "--gres=none".into(),
+                (gpus, false) => format!("--gres=gpu:{gpus}"),
+            },
             format!("--mem={}", self.request.mem_per_trial.as_deref().unwrap_or("0")),
             "--export=ALL".into(),
             format!("--job-name={}.{}", self.tag, spec.number),
@@ -88,8 +93,18 @@ impl Executor for Slurm {
         if let Some(time) = &self.request.time_per_trial {
             command.arg(format!("--time={time}"));
         }
+        if self.share_gpus() {
+            command.arg("--overlap");
+            command.env(SHARED_GPU, slot.device.to_string().trim_start_matches("cuda:"));
+        }
         command.args(&self.request.srun_args);
-        command.args(["sh", "-c", &format!("echo '{STEP_STARTED}' && exec \"$@\""), "anisostudy-step"]);
+        let keep_gpu = if self.share_gpus() { KEEP_SLOT_GPU } else { "" };
+        command.args([
+            "sh",
+            "-c",
+            &format!("{keep_gpu}echo '{STEP_STARTED}' && exec \"$@\""),
+            "anisostudy-step",
+        ]);
         if self.gpus == 0 {
             command.args(["env", "CUDA_VISIBLE_DEVICES="]);
         }
@@ -154,6 +169,15 @@ impl Executor for Slurm {
         seen
     }
 }
+
+/// The variable that tells a step sharing its node's GPUs which of them is
+/// its slot's: an index into the step's `CUDA_VISIBLE_DEVICES`.
+const SHARED_GPU: &str = "ANISOSTUDY_SLOT_GPU";
+
+/// Shell run first in a step that shares the node's GPUs: it keeps, of the
+/// GPUs Slurm lists in `CUDA_VISIBLE_DEVICES` (all of the node's), the one
+/// of its slot, and fails, naming both, where there is no such GPU.
+const KEEP_SLOT_GPU: &str = r#"gpu=; i=0; for d in $(echo "$CUDA_VISIBLE_DEVICES" | tr , ' '); do [ "$i" = "$ANISOSTUDY_SLOT_GPU" ] && gpu=$d; i=$((i + 1)); done; [ -n "$gpu" ] || { echo "anisostudy: this step sees GPUs [$CUDA_VISIBLE_DEVICES], without its slot's GPU $ANISOSTUDY_SLOT_GPU" >&2; exit 1; }; export CUDA_VISIBLE_DEVICES="$gpu"; "#;
 
 /// The line a step writes first, in the trial protocol: a `start` message
 /// without fields.

@@ -193,7 +193,7 @@ fn step_resources(
             (cpus / step.cpus_per_trial).max(1)
         }
         (0, None) => 1,
-        (g, _) => node_gpus / g,
+        (g, _) => node_gpus / g * step.trials_per_gpu,
     };
     let job_mem = trial_mem.map(|m| m * u64::from(slots) + CONTROLLER_MEM_MB);
     if let Some(p) = partition {

@@ -65,19 +65,8 @@ impl Checker<'_> {
                     return Err(self
                         .err("resources.trials_per_device", "GPUs cannot be shared with `executor: slurm`")
                         .with_hint(
-                            "Slurm gives each job step GPUs of its own; remove trials_per_device, \
-                             or set `slurm: {gpus_per_trial: 0}` for CPU trials",
-                        ));
-                }
-                if spec.trials_per_gpu.is_some_and(|k| k > 1) {
-                    return Err(self
-                        .err(
-                            "resources.slurm.trials_per_gpu",
-                            "job steps of one allocation do not share GPUs",
-                        )
-                        .with_hint(
-                            "use `executor: slurm-jobs`, whose trial jobs share GPUs through Slurm's GPU \
-                             shards, or remove trials_per_gpu",
+                            "Slurm gives each job step GPUs of its own; to share one GPU between k trials \
+                             write `slurm: {trials_per_gpu: k}`, or set `slurm: {gpus_per_trial: 0}` for CPU trials",
                         ));
                 }
                 spec.validate(r.cpu_threads_per_trial)
