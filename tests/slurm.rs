@@ -303,6 +303,13 @@ fn impossible_requests_fail_first_with_exit_2() {
     if !cluster_up() {
         return;
     }
+    // A dry run prints the allocation's script and trial 0's job step, checked against the partition.
+    let fine = write(dir.path(), "fine.yaml", &command_study("fine", 4, 0.1, "{executor: slurm}"));
+    let dry = study(&["submit", fine.to_str().unwrap(), "--results", r, "--dry-run"], None).output().unwrap();
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(text.contains("#SBATCH --gres=gpu:2\n"), "{text}");
+    assert!(text.contains("\nsrun --jobid=JOBID --nodes=1 --ntasks=1 --nodelist=NODE"), "{text}");
+    assert!(text.contains("--gres=gpu:1 ") && text.contains("--job-name=anisostudy.fine."), "{text}");
     let greedy = write(
         dir.path(),
         "g.yaml",

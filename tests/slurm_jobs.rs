@@ -467,3 +467,47 @@ fn four_trial_jobs_share_one_gpu() {
     let ours: Vec<&str> = gres.lines().filter(|l| l.contains(&format!("anisostudy.{name}."))).collect();
     assert!(ours.len() == 4 && ours.iter().all(|l| l.ends_with("gres:shard:1")), "{gres}");
 }
+
+/// i. A trial job that uses more memory than `mem_per_trial` is killed by
+/// Slurm (the test cluster's accounting poll, `OverMemoryKill`), and its
+/// trial fails with the cause named and the key to raise.
+#[test]
+fn a_trial_job_out_of_memory_is_named_so() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-i");
+    let study_text = format!(
+        r#"
+name: {name}
+seed: 1
+objective:
+  command: >-
+    python3 -c "import time; b = bytearray(600 * 2**20); b[::4096] = b'1' * len(b[::4096]); time.sleep(20); print('{{\"objective\": {{x}}}}')"
+phases:
+  - name: random
+    sampler: {{type: random}}
+    n_trials: 1
+    space:
+      x: {{type: float, low: 0.0, high: 1.0}}
+resources: {{executor: slurm-jobs, slurm: {{mem_per_trial: 200M, gpus_per_trial: 0}}}}
+"#
+    );
+    let file = write(dir.path(), "i.yaml", &study_text);
+    let results = dir.path().join("results");
+    let out = study(&["run", file.to_str().unwrap(), "--results", results.to_str().unwrap()], None)
+        .output()
+        .unwrap();
+    let rows = table(&results, name);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, TrialState::Failed, "{}", String::from_utf8_lossy(&out.stderr));
+    let db = anisostudy::storage::Database::open_read_only(results.join(name).join("study.db")).unwrap();
+    let details = db.open_study(name).unwrap().trial_details(0).unwrap();
+    let said = details.fail_reason.clone().unwrap_or_default();
+    assert!(
+        said.contains("ran out of memory") && said.contains("raise resources.slurm.mem_per_trial"),
+        "{said}"
+    );
+}

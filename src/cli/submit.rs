@@ -14,8 +14,11 @@ use clap::Args;
 
 use crate::error::InputError;
 use crate::exec::launch::AttemptSetup;
+use crate::exec::launch::Executor;
 use crate::exec::scheduler::log_paths;
-use crate::exec::slurm::{self, Controller, JobRequest, Partition, SlurmJobs, Trials};
+use crate::exec::slurm::{
+    self, Allocation, Controller, JobRequest, NodeShare, Partition, SlurmJobs, StepRequest, Trials,
+};
 use crate::study;
 
 /// Submit a study's controller as a Slurm batch job: with `executor: slurm`
@@ -121,6 +124,15 @@ pub fn run(args: SubmitArgs) -> Result<()> {
     };
     if args.dry_run {
         print!("{script}");
+        if let Trials::Steps(step) = trials {
+            println!();
+            println!("# ---- and each trial attempt, a job step the controller starts in the allocation: trial 0's");
+            println!(
+                "# (JOBID and NODE are the allocation's and its slot's; its parameters are sampled when it"
+            );
+            println!("# starts: written to its trial file, or here as placeholders)");
+            println!("{}", step_preview(&plan, step, &job, partition.as_ref(), &dir)?);
+        }
         if let Some(jobs) = &trial_jobs {
             let spec = study::preview_trial(&plan, &dir, 0, &jobs.slots()[0])?;
             let trial_dir = dir.join("trials").join("0");
@@ -149,4 +161,27 @@ pub fn run(args: SubmitArgs) -> Result<()> {
     println!("follow it:  study status {} --results {}", plan.name, args.results.display());
     println!("            tail -f {}", slurm_dir.join(format!("controller-{id}.out")).display());
     Ok(())
+}
+
+/// Trial 0's `srun` command line, as the controller would start it in the
+/// allocation: the step executor's own command, on a node of the job's
+/// request (`NODE`, of allocation `JOBID`).
+fn step_preview(
+    plan: &study::StudyPlan,
+    step: &StepRequest,
+    job: &JobRequest,
+    partition: Option<&Partition>,
+    dir: &std::path::Path,
+) -> Result<String> {
+    let partition_gpus = partition.map_or(0, |p| p.nodes.iter().map(|n| n.gpus).max().unwrap_or(0));
+    let gpus = job.gpus_per_node.unwrap_or(partition_gpus).max(step.gpus_per_trial.unwrap_or(0));
+    let node = NodeShare { name: "NODE".into(), cpus: step.cpus_per_trial, gpus, mem_mb: 0 };
+    let allocation = Allocation { job_id: "JOBID".into(), nodes: vec![node] };
+    let steps = slurm::Slurm::new(allocation, step, &plan.name, dir)?;
+    let slot = &steps.slots()[0];
+    let spec = study::preview_trial(plan, dir, 0, slot)?;
+    let command = steps.command(&spec, slot);
+    let command = command.as_std();
+    let words = std::iter::once(command.get_program()).chain(command.get_args());
+    Ok(words.map(|w| slurm::shell_word(&w.to_string_lossy())).collect::<Vec<_>>().join(" "))
 }

@@ -25,8 +25,10 @@
 # - No systemd: the daemons are started by hand and stopped by the pid files
 #   the config names, never by process name.
 # - No cgroups: ProctrackType=proctrack/linuxproc, TaskPlugin=task/none.
-#   Nothing enforces CPU, memory or GPU limits, and a process that detaches
-#   with setsid outlives its job.
+#   Nothing enforces CPU or GPU limits, and a process that detaches with
+#   setsid outlives its job. Memory is enforced by the accounting poll
+#   (jobacct_gather/linux every second, OverMemoryKill): a job over its
+#   --mem is killed, FAILED, with "Exceeded job memory limit" in its log.
 # - Fake GPUs: the gres files are symlinks to /dev/null. Slurm still hands
 #   them out one per step and sets CUDA_VISIBLE_DEVICES (0, 1, or 0,1).
 # - GPU sharding: each fake GPU has SHARDS_PER_GPU shards (gres/shard), so
@@ -145,7 +147,9 @@ KillWait=5
 MinJobAge=600
 JobRequeue=1
 AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 SlurmdParameters=config_overrides
 GresTypes=gpu,shard
 NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=[17001-17002] CPUs=$CPUS_PER_NODE RealMemory=4000 Gres=gpu:$GPUS_PER_NODE,shard:$((GPUS_PER_NODE * SHARDS_PER_GPU)) State=UNKNOWN

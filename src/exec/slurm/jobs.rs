@@ -734,7 +734,8 @@ impl JobProcess {
             tokio::time::sleep(FILE_POLL).await;
             return;
         }
-        let why = ended_in_slurm(id, view.as_ref(), self.jobs.request.trial.mem_per_trial.is_some());
+        let said = self.slurm_said(id);
+        let why = ended_in_slurm(id, view.as_ref(), &said, self.jobs.request.trial.mem_per_trial.is_some());
         self.note(&why);
         if view.as_ref().is_some_and(|j| j.preempted) {
             // Pre-empted and not requeued (the trial did not stop in its grace period, or
@@ -750,8 +751,34 @@ impl JobProcess {
     }
 }
 
-/// Why job `id` ended without its trial's exit record, from its last state.
-pub fn ended_in_slurm(id: &str, view: Option<&JobView>, mem_set: bool) -> String {
+impl JobProcess {
+    /// The end of what Slurm wrote about job `id` into its error log: the
+    /// trial's stderr log, and for a task of an array its own log in the
+    /// study's `slurm/` folder.
+    fn slurm_said(&self, id: &str) -> String {
+        let tail = |path: &Path| {
+            let text = std::fs::read(path).unwrap_or_default();
+            String::from_utf8_lossy(&text[text.len().saturating_sub(4096)..]).into_owned()
+        };
+        let mut said = tail(&self.setup.stderr);
+        if id.contains('_') {
+            let study = self.setup.dir.parent().and_then(Path::parent).unwrap_or(&self.setup.dir);
+            said += &tail(&study.join("slurm").join(format!("array-{id}.log")));
+        }
+        said
+    }
+}
+
+/// What slurmstepd writes into a job's error log when it kills the job for
+/// memory: with cgroups (`oom_kill event`, `OOM Killed`) or by its
+/// accounting poll (`Exceeded job memory limit`), where the job's state
+/// may say only FAILED.
+const OUT_OF_MEMORY_WORDS: &[&str] = &["Exceeded job memory limit", "oom_kill event", "OOM Killed"];
+
+/// Why job `id` ended without its trial's exit record, from its last state
+/// and what Slurm wrote into its error log (`said`).
+pub fn ended_in_slurm(id: &str, view: Option<&JobView>, said: &str, mem_set: bool) -> String {
+    let out_of_memory = OUT_OF_MEMORY_WORDS.iter().any(|w| said.contains(w));
     let Some(view) = view else {
         return format!(
             "job {id} is no longer known to Slurm and left no exit record (cancelled and forgotten, or the \
@@ -763,6 +790,7 @@ pub fn ended_in_slurm(id: &str, view: Option<&JobView>, mem_set: bool) -> String
         if mem_set { "raise resources.slurm.mem_per_trial" } else { "set resources.slurm.mem_per_trial" };
     match view.state.as_str() {
         "OUT_OF_MEMORY" => format!("Slurm: job {id} ran out of memory{on} ({memory_hint})"),
+        _ if out_of_memory => format!("Slurm: job {id} ran out of memory{on} ({memory_hint})"),
         "TIMEOUT" => format!("Slurm ended job {id}{on} at its time limit (resources.slurm.time_per_trial)"),
         "NODE_FAIL" | "BOOT_FAIL" => format!("Slurm: node failure{on} (job {id}, {})", view.state),
         "CANCELLED" => format!("Slurm cancelled job {id}{on} (scancel, or an administrator)"),
@@ -978,11 +1006,15 @@ mod tests {
             node: "n2".into(),
             preempted: false,
         };
-        let why = ended_in_slurm("9", Some(&view("OUT_OF_MEMORY")), true);
+        let why = ended_in_slurm("9", Some(&view("OUT_OF_MEMORY")), "", true);
         assert_eq!(why, "Slurm: job 9 ran out of memory on n2 (raise resources.slurm.mem_per_trial)");
-        assert!(ended_in_slurm("9", Some(&view("TIMEOUT")), false).contains("time limit"));
-        assert!(ended_in_slurm("9", Some(&view("NODE_FAIL")), false).contains("node failure on n2"));
-        assert!(ended_in_slurm("9", Some(&view("CANCELLED")), false).contains("cancelled"));
-        assert!(ended_in_slurm("9", None, false).contains("no longer known to Slurm"));
+        assert!(ended_in_slurm("9", Some(&view("TIMEOUT")), "", false).contains("time limit"));
+        assert!(ended_in_slurm("9", Some(&view("NODE_FAIL")), "", false).contains("node failure on n2"));
+        assert!(ended_in_slurm("9", Some(&view("CANCELLED")), "", false).contains("cancelled"));
+        assert!(ended_in_slurm("9", None, "", false).contains("no longer known to Slurm"));
+        // Killed by slurmstepd's accounting poll, the job may be only FAILED: its log tells.
+        let said = "slurmstepd-n2: error: Exceeded job memory limit\n";
+        assert!(ended_in_slurm("9", Some(&view("FAILED")), said, false).contains("ran out of memory"));
+        assert!(!ended_in_slurm("9", Some(&view("FAILED")), "", false).contains("memory"));
     }
 }

@@ -53,7 +53,7 @@ pub use jobs::SlurmJobs;
 pub use keys::{parse_time, JobsRequest, SlurmSpec, StepRequest};
 pub use step::step_failure;
 pub use submit::{
-    controller_script, job_status, jobs_file, submit, Controller, JobRequest, Partition, Trials,
+    controller_script, job_status, jobs_file, shell_word, submit, Controller, JobRequest, Partition, Trials,
 };
 
 use super::devices::{Device, Slot};

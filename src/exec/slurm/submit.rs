@@ -127,6 +127,18 @@ pub(super) fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// `text` as one word of a shell command line: as it is when it holds
+/// nothing a shell would read, else single-quoted.
+pub fn shell_word(text: &str) -> String {
+    let plain =
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_=/.,:@%+".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        quote(text)
+    }
+}
+
 /// What the controller's batch script runs.
 #[derive(Debug, Clone)]
 pub struct Controller {
