@@ -511,3 +511,56 @@ resources: {{executor: slurm-jobs, slurm: {{mem_per_trial: 200M, gpus_per_trial:
         "{said}"
     );
 }
+
+/// j. A sweep of six points with `max_jobs: 3`: its first three trials
+/// start together and go in as one job array of three tasks, each task the
+/// point of its trial; the rest follow as slots free up (together or not),
+/// and the table is the local one's.
+#[test]
+fn a_sweep_goes_in_as_job_arrays() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = &unique("jobs-j");
+    let sweep = |resources: &str| {
+        format!(
+            r#"
+name: {name}
+objective:
+  command: >-
+    sh -c 'sleep 1; echo "{{\"objective\": $(({{a}} * 10 + {{b}}))}}"'
+sweep:
+  values:
+    a: [1, 2, 3]
+    b: [0, 1]
+mode: deterministic
+resources: {resources}
+"#
+        )
+    };
+    run(
+        &write(dir.path(), "local.yaml", &sweep("{devices: cpu, trials_per_device: 3}")),
+        &dir.path().join("local"),
+        None,
+    );
+    let want = table(&dir.path().join("local"), name);
+    let file = write(
+        dir.path(),
+        "j.yaml",
+        &sweep("{executor: slurm-jobs, slurm: {max_jobs: 3, gpus_per_trial: 0}}"),
+    );
+    let results = dir.path().join("results");
+    run(&file, &results, None);
+    assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
+    one_completed_job_per_trial(&results, name, 6);
+    let jobs = jobs_of(name);
+    let mut first: Vec<u64> = jobs
+        .iter()
+        .filter(|j| j.0.starts_with(&format!("{}_", jobs[0].0.split('_').next().unwrap())))
+        .map(|j| j.1)
+        .collect();
+    first.sort();
+    assert_eq!(first, [0, 1, 2], "the first three trials are one array's tasks: {jobs:?}");
+}
