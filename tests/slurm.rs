@@ -681,16 +681,7 @@ fn four_steps_share_one_gpu() {
     let results = dir.path().join("results");
     run(&file, &results, Some(&job));
     assert_eq!(format!("{:#?}", table(&results, "shared")), format!("{want:#?}"));
-    let runs: Vec<(String, String, f64, f64)> = (0..4)
-        .map(|trial| {
-            let text = std::fs::read_to_string(results.join(format!("shared/trials/{trial}/where"))).unwrap();
-            let words: Vec<&str> = text.split_whitespace().collect();
-            let [node, gpu, start, end] = words[..] else { panic!("trial {trial}: {text}") };
-            (node.to_owned(), gpu.to_owned(), start.parse().unwrap(), end.parse().unwrap())
-        })
-        .collect();
+    let runs = trial_runs(&results, "shared", 4);
     assert!(runs.iter().all(|r| r.1 == runs[0].1 && r.1.len() == 1), "one GPU each, the same: {runs:?}");
-    let last_start = runs.iter().map(|r| r.2).fold(f64::MIN, f64::max);
-    let first_end = runs.iter().map(|r| r.3).fold(f64::MAX, f64::min);
-    assert!(last_start < first_end, "the four trials did not run at once: {runs:?}");
+    assert!(all_at_once(&runs), "the four trials did not run at once: {runs:?}");
 }

@@ -449,19 +449,9 @@ fn four_trial_jobs_share_one_gpu() {
     assert_eq!(format!("{:#?}", table(&results, name)), format!("{want:#?}"));
     one_completed_job_per_trial(&results, name, 4);
     // Where each trial ran: node, CUDA_VISIBLE_DEVICES, start; and its end.
-    let runs: Vec<(String, String, f64, f64)> = (0..4)
-        .map(|trial| {
-            let path = results.join(name).join("trials").join(trial.to_string()).join("where");
-            let text = std::fs::read_to_string(path).unwrap();
-            let words: Vec<&str> = text.split_whitespace().collect();
-            let [node, gpu, start, end] = words[..] else { panic!("trial {trial}: {text}") };
-            (node.to_owned(), gpu.to_owned(), start.parse().unwrap(), end.parse().unwrap())
-        })
-        .collect();
+    let runs = trial_runs(&results, name, 4);
     assert!(runs.iter().all(|r| r.0 == "n1" && r.1 == runs[0].1 && !r.1.contains(',')), "{runs:?}");
-    let last_start = runs.iter().map(|r| r.2).fold(f64::MIN, f64::max);
-    let first_end = runs.iter().map(|r| r.3).fold(f64::MAX, f64::min);
-    assert!(last_start < first_end, "the four trials did not run at once: {runs:?}");
+    assert!(all_at_once(&runs), "the four trials did not run at once: {runs:?}");
     let gres = Command::new("squeue").args(["-h", "-r", "-t", "all", "-o", "%j %b"]).output().unwrap();
     let gres = String::from_utf8_lossy(&gres.stdout).into_owned();
     let ours: Vec<&str> = gres.lines().filter(|l| l.contains(&format!("anisostudy.{name}."))).collect();

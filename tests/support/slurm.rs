@@ -216,3 +216,24 @@ pub fn until_completed(job: &Allocation, results: &Path, name: &str, limit: Dura
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// Where each of trials `0..n` of study `name` ran, from the `where` file
+/// of `command_study`: (node, CUDA_VISIBLE_DEVICES, start, end).
+pub fn trial_runs(results: &Path, name: &str, n: u64) -> Vec<(String, String, f64, f64)> {
+    (0..n)
+        .map(|trial| {
+            let path = results.join(name).join("trials").join(trial.to_string()).join("where");
+            let text = std::fs::read_to_string(path).unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let [node, gpu, start, end] = words[..] else { panic!("trial {trial}: {text}") };
+            (node.to_owned(), gpu.to_owned(), start.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Whether all the runs overlapped: the last started before the first ended.
+pub fn all_at_once(runs: &[(String, String, f64, f64)]) -> bool {
+    let last_start = runs.iter().map(|r| r.2).fold(f64::MIN, f64::max);
+    let first_end = runs.iter().map(|r| r.3).fold(f64::MAX, f64::min);
+    last_start < first_end
+}

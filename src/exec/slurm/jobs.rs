@@ -247,7 +247,7 @@ impl SlurmJobs {
     /// goes to the study's `slurm/` folder.
     pub fn array_args(&self, batch: &[(&TrialSpec, &AttemptSetup)]) -> Vec<String> {
         let trials: Vec<String> = batch.iter().map(|(spec, _)| spec.number.to_string()).collect();
-        let study = study_folder(batch);
+        let study = study_folder(batch[0].1);
         let mut args = vec![
             "--parsable".to_owned(),
             format!("--job-name={}.{}", self.tag, trials.join(",")),
@@ -261,7 +261,7 @@ impl SlurmJobs {
 
     /// Creates the folder of an array's own logs (Slurm does not).
     fn array_log_folder(&self, batch: &[(&TrialSpec, &AttemptSetup)]) -> Result<()> {
-        let folder = study_folder(batch).join("slurm");
+        let folder = study_folder(batch[0].1).join("slurm");
         std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))
     }
 
@@ -409,9 +409,9 @@ impl SlurmJobs {
     }
 }
 
-/// The study's folder, above its trials' (`<study>/trials/<n>`).
-fn study_folder<'a>(batch: &[(&TrialSpec, &'a AttemptSetup)]) -> &'a Path {
-    let dir = &batch[0].1.dir;
+/// The study's folder, above the attempt's trial folder (`<study>/trials/<n>`).
+fn study_folder(setup: &AttemptSetup) -> &Path {
+    let dir = &setup.dir;
     dir.parent().and_then(Path::parent).unwrap_or(dir)
 }
 
@@ -669,6 +669,21 @@ impl JobProcess {
         }
     }
 
+    /// The end of what Slurm wrote about job `id` into its error log: the
+    /// trial's stderr log, and for a task of an array its own log in the
+    /// study's `slurm/` folder.
+    fn slurm_said(&self, id: &str) -> String {
+        let tail = |path: &Path| {
+            let text = std::fs::read(path).unwrap_or_default();
+            String::from_utf8_lossy(&text[text.len().saturating_sub(4096)..]).into_owned()
+        };
+        let mut said = tail(&self.setup.stderr);
+        if id.contains('_') {
+            said += &tail(&study_folder(&self.setup).join("slurm").join(format!("array-{id}.log")));
+        }
+        said
+    }
+
     /// One look at job `id`: new lines, its exit record, its state.
     async fn look(&mut self, id: &str) {
         let files = JobFiles::of(&self.setup.dir, id);
@@ -748,24 +763,6 @@ impl JobProcess {
             return;
         }
         self.phase = Phase::Over(Some(exit_status(1 << 8)), Some(Ended::Failed(why)));
-    }
-}
-
-impl JobProcess {
-    /// The end of what Slurm wrote about job `id` into its error log: the
-    /// trial's stderr log, and for a task of an array its own log in the
-    /// study's `slurm/` folder.
-    fn slurm_said(&self, id: &str) -> String {
-        let tail = |path: &Path| {
-            let text = std::fs::read(path).unwrap_or_default();
-            String::from_utf8_lossy(&text[text.len().saturating_sub(4096)..]).into_owned()
-        };
-        let mut said = tail(&self.setup.stderr);
-        if id.contains('_') {
-            let study = self.setup.dir.parent().and_then(Path::parent).unwrap_or(&self.setup.dir);
-            said += &tail(&study.join("slurm").join(format!("array-{id}.log")));
-        }
-        said
     }
 }
 
