@@ -7,7 +7,9 @@
 //! arithmetic, and its order, is that of [`crate::model::kernels`]'s
 //! `tp_forward` / `tp_backward`, which the tests compare against.
 
-use super::{ints, Accumulate, Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice};
+use super::{
+    ints, kernel, Accumulate, Buffer, Gpu, GpuError, GpuReal, KernelParams, Packing, Plain, Section, Slice,
+};
 use crate::model::arch::EdgeTp;
 use crate::model::kernels::{EdgeIndex, TpTables};
 
@@ -319,8 +321,7 @@ impl<E: GpuReal> TpConv<E> {
             outputs: self.dmid as i32,
             ..self.params(graph)
         };
-        let kernel = format!("tp_conv_forward_{}", E::SUFFIX);
-        gpu.launch(&kernel, graph.nodes as u32, self.block, self.shared(), &params)
+        gpu.launch(&kernel::<E>("tp_conv_forward"), graph.nodes as u32, self.block, self.shared(), &params)
     }
 
     /// With the neighbour sum's gradient `g`: `dw` per edge (overwritten) and
@@ -341,8 +342,13 @@ impl<E: GpuReal> TpConv<E> {
             outputs: self.nw as i32,
             ..self.params(graph)
         };
-        let kernel = format!("tp_conv_weight_grad_{}", E::SUFFIX);
-        gpu.launch(&kernel, graph.nodes as u32, self.block, self.shared(), &weight)?;
+        gpu.launch(
+            &kernel::<E>("tp_conv_weight_grad"),
+            graph.nodes as u32,
+            self.block,
+            self.shared(),
+            &weight,
+        )?;
         let input = TpConvParams {
             sh: sh.ptr(),
             w: w.ptr(),
@@ -356,8 +362,7 @@ impl<E: GpuReal> TpConv<E> {
             accumulate: accumulate.flag(),
             ..self.params(graph)
         };
-        let kernel = format!("tp_conv_input_grad_{}", E::SUFFIX);
-        gpu.launch(&kernel, graph.nodes as u32, self.block, self.shared(), &input)
+        gpu.launch(&kernel::<E>("tp_conv_input_grad"), graph.nodes as u32, self.block, self.shared(), &input)
     }
 }
 

@@ -216,7 +216,8 @@ struct Grads<E> {
     params: Option<Section<E>>,
     convs: Vec<ConvGrads<E>>,
     dz: Section<E>,
-    species_grad: Section<E>,
+    /// The FCTPs' backward workspace, one FCTP at a time.
+    fctp_scratch: Section<E>,
     masked: Section<E>,
     /// The radial MLP's weight gradient by chunks of edges, one layer at a time.
     mlp_partial: Section<E>,
@@ -318,10 +319,10 @@ impl<E: GpuReal> Inner<E> {
                     }
                 })
                 .collect();
-            let species_grad = self
+            let fctp_scratch = self
                 .convs
                 .iter()
-                .flat_map(|t| [t.sc.mats_len(ns), t.lin1.mats_len(ns), t.lin2.mats_len(ns)])
+                .flat_map(|t| [&t.sc, &t.lin1, &t.lin2].map(|f| f.scratch_len(ns)))
                 .max()
                 .unwrap_or(0);
             let mlp_partial = arch
@@ -336,7 +337,7 @@ impl<E: GpuReal> Inner<E> {
                 params: in_workspace.then(|| l.reserve(arch.num_params)),
                 convs,
                 dz: l.reserve(ns * em),
-                species_grad: l.reserve(species_grad),
+                fctp_scratch: l.reserve(fctp_scratch),
                 masked: l.reserve(2 * ns * em),
                 mlp_partial: l.reserve(mlp_partial),
             }
@@ -518,7 +519,7 @@ impl<E: GpuReal> Inner<E> {
         let embedded = self.embedded(step);
         let z = embedded.z;
         let dz = gs.dz.of(w);
-        let species_grad = gs.species_grad.of(w);
+        let scratch = gs.fctp_scratch.of(w);
         let graph = step.sections.edges.of(step.batch);
         let (sh, basis) = (step.sections.sh.of(step.batch), step.sections.basis.of(step.batch));
         let last = arch.convs.len() - 1;
@@ -543,7 +544,7 @@ impl<E: GpuReal> Inner<E> {
                 weight: weight(name),
                 z,
                 dx: None,
-                species_grad,
+                scratch,
                 dweight: dweight(name),
                 dz: (dz, Accumulate::Add),
             };

@@ -3,10 +3,21 @@
 //! that build the species matrices and apply them to every node.
 //!
 //! The order of every sum is that of [`crate::model::kernels`]'s
-//! `fctp_species_matrices` / `fctp_forward`, which the tests compare against.
+//! `fctp_species_matrices` / `fctp_forward`, which the tests compare against,
+//! but for the attributes' gradient: its sums over every row (path, u) are
+//! cut into parts of [`DZ_ROWS_PER_PART`] rows, so that they spread over
+//! thousands of threads instead of one long chain each, and the parts are
+//! added in order. The result depends on that constant, not on the launch.
 
-use super::{grid, Accumulate, Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice, BLOCK};
+use super::{grid, kernel, Accumulate, Buffer, Gpu, GpuError, GpuReal, KernelParams, Plain, Slice, BLOCK};
 use crate::model::arch::Fctp;
+
+/// Rows (path, u) of the attributes' gradient one thread sums, each row a
+/// chain of `nw` FMAs. At the published configuration the largest FCTP (the
+/// second convolution's lin2) has 1,632 rows, 133,632 FMAs for each
+/// (species, attribute): 51 parts of ≤ 32 rows, ≈ 60 k threads for a batch
+/// of 25 species, instead of 1,200 chains of 133 k.
+pub const DZ_ROWS_PER_PART: usize = 32;
 
 /// One path as the kernels read it (`FctpPath` in anisonet.cu).
 #[repr(C)]
@@ -19,7 +30,7 @@ pub struct FctpPath {
     pub d: i32,
     pub w_off: i32,
     pub mats_off: i32,
-    pub unused: i32,
+    pub row_off: i32,
 }
 // SAFETY: eight i32, no padding.
 unsafe impl Plain for FctpPath {}
@@ -52,6 +63,7 @@ pub struct FctpParams {
     pub grads: u64,
     pub dweight: u64,
     pub dz: u64,
+    pub dz_parts: u64,
     pub g_alpha: f64,
     pub accumulate: i32,
     pub weight_numel: i32,
@@ -62,6 +74,8 @@ pub struct FctpParams {
     pub attr: i32,
     pub mats_len: i32,
     pub paths_count: i32,
+    pub rows: i32,
+    pub rows_per_part: i32,
     pub unused: i32,
 }
 // SAFETY: repr(C), laid out as the C struct (checked by a test).
@@ -76,6 +90,8 @@ pub struct FctpTables<E> {
     attr: usize,
     /// Per species: Σ_p nu · nw, the matrices' length per species.
     per_species: usize,
+    /// Σ_p nu: the rows (path, u) of the attributes' gradient.
+    rows: usize,
     paths: Buffer<FctpPath>,
     norm: Buffer<E>,
     out_paths_ptr: Buffer<i32>,
@@ -114,7 +130,7 @@ impl<E: GpuReal> FctpTables<E> {
     pub fn new(gpu: &Gpu, f: &Fctp) -> Result<FctpTables<E>, GpuError> {
         let (off_in, off_out) = (f.irreps_in.offsets(), f.irreps_out.offsets());
         let mut records = Vec::new();
-        let mut per_species = 0;
+        let (mut per_species, mut rows) = (0, 0);
         for p in &f.paths {
             let (bi, bo) = (f.irreps_in.0[p.block_in], f.irreps_out.0[p.block_out]);
             records.push(FctpPath {
@@ -125,9 +141,10 @@ impl<E: GpuReal> FctpTables<E> {
                 d: bi.ir.dim() as i32,
                 w_off: p.weight_offset as i32,
                 mats_off: per_species as i32,
-                unused: 0,
+                row_off: rows as i32,
             });
             per_species += bi.mul * bo.mul;
+            rows += bi.mul;
         }
         let mut out_paths_ptr = vec![0i32];
         let mut out_paths = Vec::new();
@@ -166,6 +183,7 @@ impl<E: GpuReal> FctpTables<E> {
             dout: f.irreps_out.dim(),
             attr: f.attr_dim,
             per_species,
+            rows,
             paths: gpu.upload(&records)?,
             norm: gpu.upload(&norm)?,
             out_paths_ptr: gpu.upload(&out_paths_ptr)?,
@@ -182,6 +200,22 @@ impl<E: GpuReal> FctpTables<E> {
     /// Values of the species matrices for `species` species.
     pub fn mats_len(&self, species: usize) -> usize {
         self.per_species * species
+    }
+
+    /// Parts of the attributes' gradient per (species, attribute).
+    fn dz_parts(&self) -> usize {
+        self.rows.div_ceil(DZ_ROWS_PER_PART)
+    }
+
+    /// Values of [`FctpBackward::scratch`] for `species` species: the
+    /// species gradient, then the attributes' gradient by part where there
+    /// are several.
+    pub fn scratch_len(&self, species: usize) -> usize {
+        let parts = match self.dz_parts() {
+            1 => 0,
+            parts => parts * species * self.attr,
+        };
+        self.mats_len(species) + parts
     }
 
     fn params(&self, species: usize) -> FctpParams {
@@ -201,6 +235,8 @@ impl<E: GpuReal> FctpTables<E> {
             attr: self.attr as i32,
             mats_len: self.mats_len(species) as i32,
             paths_count: self.paths_count as i32,
+            rows: self.rows as i32,
+            rows_per_part: DZ_ROWS_PER_PART as i32,
             ..FctpParams::default()
         }
     }
@@ -216,7 +252,7 @@ impl<E: GpuReal> FctpTables<E> {
     ) -> Result<(), GpuError> {
         assert!(z.len() >= species * self.attr && mats.len() >= self.mats_len(species));
         let params = FctpParams { weight: weight.ptr(), z: z.ptr(), out: mats.ptr(), ..self.params(species) };
-        gpu.launch(&format!("fctp_matrices_{}", E::SUFFIX), grid(self.mats_len(species)), BLOCK, 0, &params)
+        gpu.launch(&kernel::<E>("fctp_matrices"), grid(self.mats_len(species)), BLOCK, 0, &params)
     }
 
     /// out[n] = scale ∘ FCTP(x[n]) + alpha · add[n] for every node (one launch).
@@ -236,11 +272,12 @@ impl<E: GpuReal> FctpTables<E> {
             nodes: nodes as i32,
             ..self.params(species)
         };
-        gpu.launch(&format!("fctp_forward_{}", E::SUFFIX), grid(nodes * self.dout), BLOCK, 0, &params)
+        gpu.launch(&kernel::<E>("fctp_forward"), grid(nodes * self.dout), BLOCK, 0, &params)
     }
 
-    /// The backward pass with upstream gradient `upstream ∘ g` (three launches, two without
-    /// `dx`): `dx` and `dz` written as their [`Accumulate`] says, `dweight` overwritten.
+    /// The backward pass with upstream gradient `upstream ∘ g` (three or four launches, one
+    /// fewer without `dx`, one more where dz has several parts): `dx` and `dz` written as
+    /// their [`Accumulate`] says, `dweight` overwritten.
     pub fn backward(&self, gpu: &Gpu, args: FctpBackward<E>) -> Result<(), GpuError> {
         let FctpBackward {
             x,
@@ -251,14 +288,18 @@ impl<E: GpuReal> FctpTables<E> {
             weight,
             z,
             dx,
-            species_grad,
+            scratch,
             dweight,
             dz: (dz, accumulate_dz),
         } = args;
         let species = nodes.species();
         let count = nodes.species_of.len();
         assert!(x.len() >= count * self.din && g.len() >= count * self.dout);
-        assert!(species_grad.len() >= self.mats_len(species) && dweight.len() >= self.weight_numel);
+        assert!(scratch.len() >= self.scratch_len(species) && dweight.len() >= self.weight_numel);
+        let species_grad = scratch.range(0, self.mats_len(species));
+        let parts = self.dz_parts();
+        let dz_parts =
+            (parts > 1).then(|| scratch.range(self.mats_len(species), parts * species * self.attr));
         assert!(dz.len() >= species * self.attr && z.len() >= species * self.attr);
         let (g_scale, g_alpha) = match upstream {
             Upstream::Alpha(alpha) => (0, alpha),
@@ -281,25 +322,24 @@ impl<E: GpuReal> FctpTables<E> {
         if let Some((dx, accumulate)) = dx {
             assert!(dx.len() >= count * self.din);
             let params = FctpParams { grads: dx.ptr(), accumulate: accumulate.flag(), ..base };
-            gpu.launch(&format!("fctp_input_grad_{}", E::SUFFIX), grid(count * self.din), BLOCK, 0, &params)?;
+            gpu.launch(&kernel::<E>("fctp_input_grad"), grid(count * self.din), BLOCK, 0, &params)?;
         }
         let params = FctpParams { grads: species_grad.ptr(), ..base };
-        gpu.launch(
-            &format!("fctp_species_grad_{}", E::SUFFIX),
-            grid(self.mats_len(species)),
-            BLOCK,
-            0,
-            &params,
-        )?;
+        gpu.launch(&kernel::<E>("fctp_species_grad"), grid(self.mats_len(species)), BLOCK, 0, &params)?;
         let params = FctpParams {
             grads: species_grad.ptr(),
             dweight: dweight.ptr(),
             dz: dz.ptr(),
+            dz_parts: dz_parts.map_or(0, |d| d.ptr()),
             accumulate: accumulate_dz.flag(),
             ..base
         };
-        let total = self.weight_numel + species * self.attr;
-        gpu.launch(&format!("fctp_param_grad_{}", E::SUFFIX), grid(total), BLOCK, 0, &params)
+        let total = self.weight_numel + parts * species * self.attr;
+        gpu.launch(&kernel::<E>("fctp_param_grad"), grid(total), BLOCK, 0, &params)?;
+        if dz_parts.is_some() {
+            gpu.launch(&kernel::<E>("fctp_dz_sum"), grid(species * self.attr), BLOCK, 0, &params)?;
+        }
+        Ok(())
     }
 }
 
@@ -333,8 +373,8 @@ pub struct FctpBackward<E> {
     pub z: Slice<E>,
     /// The node features' gradient, if wanted.
     pub dx: Option<(Slice<E>, Accumulate)>,
-    /// Workspace of [`FctpTables::mats_len`] values.
-    pub species_grad: Slice<E>,
+    /// Workspace of [`FctpTables::scratch_len`] values.
+    pub scratch: Slice<E>,
     /// The weights' gradient (overwritten).
     pub dweight: Slice<E>,
     /// The attributes' gradient.

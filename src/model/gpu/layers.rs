@@ -5,7 +5,7 @@
 //! Each is one thread per output element, its sum in the order of
 //! [`crate::model::network`], which the engine's tests compare against.
 
-use super::{grid, Buffer, Gpu, GpuError, GpuReal, KernelParams, Slice, BLOCK};
+use super::{grid, kernel, Buffer, Gpu, GpuError, GpuReal, KernelParams, Slice, BLOCK};
 use crate::model::arch::{Act, GateArch};
 use crate::model::normalize::Normalize2Mom;
 
@@ -98,10 +98,6 @@ pub struct PoolParams {
 // SAFETY: repr(C), laid out as the C struct (checked by a test).
 unsafe impl KernelParams for PoolParams {
     const NAME: &'static str = "PoolParams";
-}
-
-fn kernel<E: GpuReal>(name: &str) -> String {
-    format!("{name}_{}", E::SUFFIX)
 }
 
 /// A batch's species and their nodes, as the embedding reads them.

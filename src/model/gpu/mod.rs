@@ -27,7 +27,7 @@
 //! |---|---|---|---|
 //! | radial MLP (`mlp_*`) | 32 × 32 tiles × 128 threads, 4 KB; the weight gradient also per chunk of 2,048 edges | ≈ 5.6 GMAC | 20–40 % of FP32 peak: register-tiled FMA, no tensor cores |
 //! | edge tensor products (`tp_conv_*`) | a node a block × 256 threads, ≤ 48 KB of A_e tiles | ≈ 1 GMAC | bound by shared memory; ≈ 1.6 blocks an SM at 216 nodes |
-//! | per-species products (`fctp_*`) | a thread an output, 128 a block | ≈ 0.9 GMAC | bound by L2; the dz sums are long serial chains |
+//! | per-species products (`fctp_*`) | a thread an output, 128 a block; the attributes' gradient a thread per part of 32 rows (≤ 51 parts) | ≈ 0.9 GMAC | bound by L2 |
 //! | gates, pooling, embedding | a thread an output | small | bound by memory |
 //! | optimiser (`grad_*`, `adamw_step`) | 8,192 norm parts; a thread a parameter | 7 passes over 41.5 MB | bound by memory: ≈ 0.1 ms |
 //!
@@ -110,6 +110,11 @@ pub(super) const BLOCK: u32 = 128;
 /// Blocks for `total` thread-owned elements (the kernels stride past the grid).
 pub(super) fn grid(total: usize) -> u32 {
     total.div_ceil(BLOCK as usize).min(1 << 16) as u32
+}
+
+/// The name of kernel `name` built for precision `E`, e.g. `fctp_forward_f32`.
+pub(super) fn kernel<E: GpuReal>(name: &str) -> String {
+    format!("{name}_{}", E::SUFFIX)
 }
 
 /// Indices as the kernels read them.

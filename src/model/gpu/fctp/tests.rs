@@ -41,6 +41,7 @@ fn parameter_structs_have_the_c_layout() {
             offset_of!(FctpParams, grads),
             offset_of!(FctpParams, dweight),
             offset_of!(FctpParams, dz),
+            offset_of!(FctpParams, dz_parts),
             offset_of!(FctpParams, g_alpha),
             offset_of!(FctpParams, accumulate),
             offset_of!(FctpParams, weight_numel),
@@ -51,6 +52,8 @@ fn parameter_structs_have_the_c_layout() {
             offset_of!(FctpParams, attr),
             offset_of!(FctpParams, mats_len),
             offset_of!(FctpParams, paths_count),
+            offset_of!(FctpParams, rows),
+            offset_of!(FctpParams, rows_per_part),
             offset_of!(FctpParams, unused),
         ]
     );
@@ -65,7 +68,7 @@ fn parameter_structs_have_the_c_layout() {
             offset_of!(FctpPath, d),
             offset_of!(FctpPath, w_off),
             offset_of!(FctpPath, mats_off),
-            offset_of!(FctpPath, unused),
+            offset_of!(FctpPath, row_off),
         ]
     );
 }
@@ -155,12 +158,16 @@ fn the_emulated_fctp_matches_the_cpu_network_in_f32() {
 
 /// The backward pass of every FCTP of the network against `fctp_backward`,
 /// with the upstream gradient scaled by one factor and per element, dx and
-/// dz accumulated onto nonzero values; a species with no node included.
+/// dz accumulated onto nonzero values; a species with no node included; dz
+/// in one part and in several.
 fn backward_parity<E: GpuReal>(tolerance: f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let gpu = Gpu::emulated();
-    for (lmax, kind) in [(0, ModelKind::Scalar), (2, ModelKind::Equivariant)] {
-        let config = ModelConfig { kind, lmax, em_dim: 5, mul: 3, layers: 1, ..ModelConfig::default() };
+    let mut parts_seen = Vec::new();
+    for (lmax, kind, mul) in
+        [(0, ModelKind::Scalar, 3), (2, ModelKind::Equivariant, 3), (2, ModelKind::Equivariant, 16)]
+    {
+        let config = ModelConfig { kind, lmax, em_dim: 5, mul, layers: 1, ..ModelConfig::default() };
         for conv in Architecture::new(&config).unwrap().convs {
             for f in [&conv.sc, &conv.lin1, &conv.lin2] {
                 let (nodes, species) = (13, 4);
@@ -179,6 +186,7 @@ fn backward_parity<E: GpuReal>(tolerance: f64) {
                 let mats = fctp_species_matrices(f, &w, &z, species);
 
                 let tables = FctpTables::<E>::new(&gpu, f).unwrap();
+                parts_seen.push(tables.dz_parts());
                 let up = |v: &[E]| gpu.upload(v).unwrap();
                 let ints =
                     |v: Vec<usize>| gpu.upload(&v.into_iter().map(|i| i as i32).collect::<Vec<_>>()).unwrap();
@@ -191,7 +199,7 @@ fn backward_parity<E: GpuReal>(tolerance: f64) {
                 let dptr = ints(ptr);
                 let dlist = ints(nodes_of_species.concat());
                 let dmats = up(&mats.concat());
-                let work = gpu.alloc::<E>(tables.mats_len(species)).unwrap();
+                let work = gpu.alloc::<E>(tables.scratch_len(species)).unwrap();
                 let grad_w = gpu.alloc::<E>(f.weight_numel).unwrap();
                 let species_nodes =
                     SpeciesNodes { species_of: dspecies.slice(), ptr: dptr.slice(), nodes: dlist.slice() };
@@ -227,7 +235,7 @@ fn backward_parity<E: GpuReal>(tolerance: f64) {
                         weight: dw_.slice(),
                         z: dz_.slice(),
                         dx: Some((gdx.slice(), Accumulate::Add)),
-                        species_grad: work.slice(),
+                        scratch: work.slice(),
                         dweight: grad_w.slice(),
                         dz: (gdz.slice(), Accumulate::Add),
                     };
@@ -238,12 +246,13 @@ fn backward_parity<E: GpuReal>(tolerance: f64) {
                         ("dz", gpu.download(&gdz).unwrap(), dz),
                     ] {
                         let e = worst(&got, &want);
-                        assert!(e <= tolerance, "lmax {lmax} {kind:?} {what}: {e}");
+                        assert!(e <= tolerance, "lmax {lmax} {kind:?} mul {mul} {what}: {e}");
                     }
                 }
             }
         }
     }
+    assert!(parts_seen.contains(&1) && parts_seen.iter().any(|&p| p > 2), "{parts_seen:?}");
 }
 
 #[test]
@@ -254,4 +263,90 @@ fn the_emulated_fctp_backward_matches_the_cpu_network_in_f64() {
 #[test]
 fn the_emulated_fctp_backward_matches_the_cpu_network_in_f32() {
     backward_parity::<f32>(1e-5);
+}
+
+/// dz, from the species gradient the kernels wrote, is bit for bit the sum
+/// the module documents: per part of DZ_ROWS_PER_PART rows, each row's fma
+/// chain over w times norm added row by row, then the parts added in order
+/// onto what was there.
+#[test]
+fn the_attributes_gradient_adds_its_parts_in_a_fixed_order() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let gpu = Gpu::emulated();
+    let config = ModelConfig { lmax: 2, em_dim: 3, mul: 20, layers: 1, ..ModelConfig::default() };
+    let arch = Architecture::new(&config).unwrap();
+    let f = &arch.convs[1].lin2;
+    let tables = FctpTables::<f64>::new(&gpu, f).unwrap();
+    assert!(tables.dz_parts() > 2, "{} parts", tables.dz_parts());
+    let (nodes, species, attr) = (9, 3, f.attr_dim);
+    let species_of: Vec<i32> = (0..nodes).map(|n| (n % species) as i32).collect();
+    let mut ptr = vec![0i32];
+    let mut list = Vec::new();
+    for s in 0..species as i32 {
+        list.extend((0..nodes as i32).filter(|&n| species_of[n as usize] == s));
+        ptr.push(list.len() as i32);
+    }
+    let w: Vec<f64> = random(&mut rng, f.weight_numel);
+    let z: Vec<f64> = random(&mut rng, species * attr);
+    let x: Vec<f64> = random(&mut rng, nodes * f.irreps_in.dim());
+    let g: Vec<f64> = random(&mut rng, nodes * f.irreps_out.dim());
+    let dz0: Vec<f64> = random(&mut rng, species * attr);
+    let (dw, dzv, dx, dg, ddz) = (
+        gpu.upload(&w).unwrap(),
+        gpu.upload(&z).unwrap(),
+        gpu.upload(&x).unwrap(),
+        gpu.upload(&g).unwrap(),
+        gpu.upload(&dz0).unwrap(),
+    );
+    let (dspecies, dptr, dlist) =
+        (gpu.upload(&species_of).unwrap(), gpu.upload(&ptr).unwrap(), gpu.upload(&list).unwrap());
+    let mats = gpu.alloc::<f64>(tables.mats_len(species)).unwrap();
+    tables.matrices(&gpu, dw.slice(), dzv.slice(), species, mats.slice()).unwrap();
+    let scratch = gpu.alloc::<f64>(tables.scratch_len(species)).unwrap();
+    let grad_w = gpu.alloc::<f64>(f.weight_numel).unwrap();
+    let args = FctpBackward {
+        x: dx.slice(),
+        g: dg.slice(),
+        upstream: Upstream::Alpha(1.0),
+        mats: mats.slice(),
+        nodes: SpeciesNodes { species_of: dspecies.slice(), ptr: dptr.slice(), nodes: dlist.slice() },
+        weight: dw.slice(),
+        z: dzv.slice(),
+        dx: None,
+        scratch: scratch.slice(),
+        dweight: grad_w.slice(),
+        dz: (ddz.slice(), Accumulate::Add),
+    };
+    tables.backward(&gpu, args).unwrap();
+    let species_grad = &gpu.download(&scratch).unwrap()[..tables.mats_len(species)];
+    let rows: Vec<(usize, usize)> = f
+        .paths
+        .iter()
+        .enumerate()
+        .flat_map(|(q, p)| (0..f.irreps_in.0[p.block_in].mul).map(move |u| (q, u)))
+        .collect();
+    let mut offsets = Vec::new();
+    let mut off = 0;
+    for p in &f.paths {
+        offsets.push(off);
+        off += f.irreps_in.0[p.block_in].mul * f.irreps_out.0[p.block_out].mul;
+    }
+    let mut want = dz0.clone();
+    for s in 0..species {
+        for v in 0..attr {
+            let parts = rows.chunks(DZ_ROWS_PER_PART).map(|part| {
+                part.iter().fold(0.0, |d: f64, &(q, u)| {
+                    let p = &f.paths[q];
+                    let (nu, nw) = (f.irreps_in.0[p.block_in].mul, f.irreps_out.0[p.block_out].mul);
+                    let gs = &species_grad[offsets[q] * species + s * nu * nw + u * nw..][..nw];
+                    let wu = &w[p.weight_offset + u * attr * nw + v * nw..][..nw];
+                    let chain = gs.iter().zip(wu).fold(0.0, |acc: f64, (a, b)| a.mul_add(*b, acc));
+                    d + p.norm * chain
+                })
+            });
+            want[s * attr + v] += parts.fold(0.0, |d, part| d + part);
+        }
+    }
+    let got = gpu.download(&ddz).unwrap();
+    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{got:?}\n{want:?}");
 }

@@ -222,7 +222,7 @@ struct FctpPath {
   int d;         // 2l + 1 of both blocks
   int w_off;     // offset of W_p[u][v][w] in the weights
   int mats_off;  // Σ_{q<p} nu_q · nw_q: M_p of every species starts at species · mats_off
-  int unused;
+  int row_off;   // Σ_{q<p} nu_q: the path's first row (q, u) of the dz sums
 };
 
 struct FctpParams {
@@ -251,6 +251,7 @@ struct FctpParams {
   aniso_ptr grads;          // real: G (species grad, param grad), dx (input grad)
   aniso_ptr dweight;        // real[weight_numel]: dW (param grad)
   aniso_ptr dz;             // real[species × attr]: dz (param grad)
+  aniso_ptr dz_parts;       // real[parts × species × attr] or 0: dz's sums by part of the rows
   double g_alpha;
   int accumulate;           // dx, dz: add to what is there (else overwrite)
   int weight_numel;
@@ -261,6 +262,8 @@ struct FctpParams {
   int attr;
   int mats_len;         // Σ_p species · nu · nw
   int paths_count;
+  int rows;             // Σ_p nu_p: the rows (p, u) of the dz sums
+  int rows_per_part;    // rows a thread sums into one part of dz
   int unused;
 };
 
@@ -384,8 +387,18 @@ __device__ void fctp_species_grad(const FctpParams& p) {
   }
 }
 
-// From G: dW_p[u][v][w] = norm_p Σ_s z[s][v] G_p[s][u][w] (the first
-// weight_numel threads) and dz[s][v] (+)= Σ_p Σ_u norm_p Σ_w G_p[s][u][w] W_p[u][v][w] (the rest).
+// From G, dW and dz in one launch: the first weight_numel threads write
+// dW_p[u][v][w] = norm_p Σ_s z[s][v] G_p[s][u][w], species in order; the
+// rest sum dz[s][v] = Σ_p norm_p Σ_u Σ_w G_p[s][u][w] W_p[u][v][w].
+//
+// The dz sums run over every row (p, u) of every path, ≈ 134 k FMAs at the
+// published configuration: one thread each would be a few thousand long
+// serial chains. So the rows are cut into parts of rows_per_part, a
+// constant, and a thread owns one (part, s, v), consecutive threads
+// consecutive v. Its part's sum, each row's w-chain times norm_p added row
+// by row, goes to dz_parts, which fctp_dz_sum adds part by part in order. A
+// single part is added onto dz here (dz_parts = 0). The result depends on
+// rows_per_part only, never on the launch.
 template <typename real>
 __device__ void fctp_param_grad(const FctpParams& p) {
   const FctpPath* paths = reinterpret_cast<const FctpPath*>(p.paths);
@@ -395,7 +408,10 @@ __device__ void fctp_param_grad(const FctpParams& p) {
   const real* grads = reinterpret_cast<const real*>(p.grads);
   real* dweight = reinterpret_cast<real*>(p.dweight);
   real* dz = reinterpret_cast<real*>(p.dz);
-  const long long total = (long long)p.weight_numel + (long long)p.species * p.attr;
+  real* dz_parts = reinterpret_cast<real*>(p.dz_parts);
+  const long long sv_count = (long long)p.species * p.attr;
+  const long long parts = (p.rows + p.rows_per_part - 1) / p.rows_per_part;
+  const long long total = (long long)p.weight_numel + sv_count * parts;
   for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
        k += (long long)gridDim.x * blockDim.x) {
     if (k < p.weight_numel) {
@@ -409,20 +425,41 @@ __device__ void fctp_param_grad(const FctpParams& p) {
         acc = aniso_fma(z[s * p.attr + v], grads[(long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + u * f.nw + w], acc);
       dweight[k] = norm[q] * acc;
     } else {
-      const int sv = (int)(k - p.weight_numel), s = sv / p.attr, v = sv - s * p.attr;
-      real d = p.accumulate ? dz[sv] : (real)0;
-      for (int q = 0; q < p.paths_count; ++q) {
+      const long long j = k - p.weight_numel;
+      const int part = (int)(j / sv_count), sv = (int)(j - part * sv_count), s = sv / p.attr, v = sv - s * p.attr;
+      const int row_begin = part * p.rows_per_part;
+      const int row_end = row_begin + p.rows_per_part < p.rows ? row_begin + p.rows_per_part : p.rows;
+      int q = 0;
+      while (q + 1 < p.paths_count && paths[q + 1].row_off <= row_begin) ++q;
+      real d = 0;
+      for (int row = row_begin; row < row_end; ++row) {
+        while (row >= paths[q].row_off + paths[q].nu) ++q;
         const FctpPath f = paths[q];
-        for (int u = 0; u < f.nu; ++u) {
-          const real* gs = grads + (long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + u * f.nw;
-          const real* wu = weight + f.w_off + (long long)u * p.attr * f.nw + v * f.nw;
-          real acc = 0;
-          for (int w = 0; w < f.nw; ++w) acc = aniso_fma(gs[w], wu[w], acc);
-          d += norm[q] * acc;
-        }
+        const int u = row - f.row_off;
+        const real* gs = grads + (long long)f.mats_off * p.species + (long long)s * f.nu * f.nw + u * f.nw;
+        const real* wu = weight + f.w_off + (long long)u * p.attr * f.nw + v * f.nw;
+        real acc = 0;
+        for (int w = 0; w < f.nw; ++w) acc = aniso_fma(gs[w], wu[w], acc);
+        d += norm[q] * acc;
       }
-      dz[sv] = d;
+      if (dz_parts) dz_parts[j] = d;
+      else dz[sv] = p.accumulate ? dz[sv] + d : d;
     }
+  }
+}
+
+// dz[s][v] (+)= Σ_part dz_parts[part][s][v], parts in order: a thread an element.
+template <typename real>
+__device__ void fctp_dz_sum(const FctpParams& p) {
+  const real* dz_parts = reinterpret_cast<const real*>(p.dz_parts);
+  real* dz = reinterpret_cast<real*>(p.dz);
+  const long long sv_count = (long long)p.species * p.attr;
+  const long long parts = (p.rows + p.rows_per_part - 1) / p.rows_per_part;
+  for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < sv_count;
+       k += (long long)gridDim.x * blockDim.x) {
+    real d = 0;
+    for (long long part = 0; part < parts; ++part) d += dz_parts[part * sv_count + k];
+    dz[k] = p.accumulate ? dz[k] + d : d;
   }
 }
 
@@ -952,6 +989,7 @@ __device__ void param_copy(const OptimParams& p) {
   ANISO_KERNEL void fctp_input_grad_##suffix(const FctpParams p) { fctp_input_grad<real>(p); }         \
   ANISO_KERNEL void fctp_species_grad_##suffix(const FctpParams p) { fctp_species_grad<real>(p); }     \
   ANISO_KERNEL void fctp_param_grad_##suffix(const FctpParams p) { fctp_param_grad<real>(p); }         \
+  ANISO_KERNEL void fctp_dz_sum_##suffix(const FctpParams p) { fctp_dz_sum<real>(p); }                 \
   ANISO_KERNEL void embed_forward_##suffix(const EmbedParams p) { embed_forward<real>(p); }            \
   ANISO_KERNEL void embed_species_grad_##suffix(const EmbedParams p) { embed_species_grad<real>(p); }  \
   ANISO_KERNEL void embed_param_grad_##suffix(const EmbedParams p) { embed_param_grad<real>(p); }      \

@@ -62,6 +62,7 @@ const Kernel KERNELS[] = {
     ANISO_ENTRY(fctp_input_grad_f32, FctpParams),       ANISO_ENTRY(fctp_input_grad_f64, FctpParams),
     ANISO_ENTRY(fctp_species_grad_f32, FctpParams),     ANISO_ENTRY(fctp_species_grad_f64, FctpParams),
     ANISO_ENTRY(fctp_param_grad_f32, FctpParams),       ANISO_ENTRY(fctp_param_grad_f64, FctpParams),
+    ANISO_ENTRY(fctp_dz_sum_f32, FctpParams),           ANISO_ENTRY(fctp_dz_sum_f64, FctpParams),
     ANISO_ENTRY(embed_forward_f32, EmbedParams),        ANISO_ENTRY(embed_forward_f64, EmbedParams),
     ANISO_ENTRY(embed_species_grad_f32, EmbedParams),   ANISO_ENTRY(embed_species_grad_f64, EmbedParams),
     ANISO_ENTRY(embed_param_grad_f32, EmbedParams),     ANISO_ENTRY(embed_param_grad_f64, EmbedParams),
@@ -145,8 +146,8 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
     v = {sizeof(FctpParams), F(x), F(out), F(weight), F(z), F(mats), F(species_of), F(paths), F(norm),
          F(out_paths_ptr), F(out_paths), F(elems), F(scale), F(add), F(add_alpha), F(g), F(g_scale),
          F(in_paths_ptr), F(in_paths), F(in_elems), F(species_ptr), F(species_nodes), F(grads), F(dweight),
-         F(dz), F(g_alpha), F(accumulate), F(weight_numel), F(nodes), F(din),
-         F(dout), F(species), F(attr), F(mats_len), F(paths_count), F(unused)};
+         F(dz), F(dz_parts), F(g_alpha), F(accumulate), F(weight_numel), F(nodes), F(din),
+         F(dout), F(species), F(attr), F(mats_len), F(paths_count), F(rows), F(rows_per_part), F(unused)};
 #undef F
   } else if (std::strcmp(name, "EmbedParams") == 0) {
 #define F(f) offsetof(EmbedParams, f)
@@ -176,7 +177,7 @@ extern "C" size_t aniso_emu_layout(const char* name, size_t* out, size_t capacit
 #undef F
   } else if (std::strcmp(name, "FctpPath") == 0) {
 #define F(f) offsetof(FctpPath, f)
-    v = {sizeof(FctpPath), F(x_off), F(nu), F(out_off), F(nw), F(d), F(w_off), F(mats_off), F(unused)};
+    v = {sizeof(FctpPath), F(x_off), F(nu), F(out_off), F(nw), F(d), F(w_off), F(mats_off), F(row_off)};
 #undef F
   } else if (std::strcmp(name, "TpIns") == 0) {
 #define F(f) offsetof(TpIns, f)
