@@ -46,7 +46,7 @@ use rand_distr::{Distribution, StandardNormal};
 pub use arch::Architecture;
 pub use config::{ModelConfig, ModelError, ModelKind, OutputMode, Precision};
 
-pub use gpu::optim::{AdamStep, HostState};
+pub use gpu::optim::{AdamSettings, AdamStep, HostState};
 pub use input::ModelInput;
 pub use kernels::Real;
 pub use network::Network;

@@ -6,17 +6,11 @@
 
 use dfdx::prelude::*;
 
-use crate::model::{AdamStep, ModelFloat, ModelParams};
+use crate::model::{AdamSettings, AdamStep, ModelFloat, ModelParams};
 
 #[derive(Clone, Debug)]
 pub struct AdamW<E> {
-    pub lr: f64,
-    pub betas: (f64, f64),
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// Largest global L2 norm of a step's gradient; a larger one is scaled
-    /// down to it before the moments see it (`None`: no clipping).
-    pub max_grad_norm: Option<f64>,
+    pub settings: AdamSettings,
     /// Steps taken so far.
     pub step: u64,
     /// First and second moment per parameter (empty before the first step).
@@ -33,11 +27,7 @@ where
 {
     pub fn new(lr: f64, weight_decay: f64) -> AdamW<E> {
         AdamW {
-            lr,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay,
-            max_grad_norm: None,
+            settings: AdamSettings::new(lr, weight_decay),
             step: 0,
             m: vec![],
             v: vec![],
@@ -63,20 +53,13 @@ where
     /// where the parameters live (a device's AdamW kernels).
     pub fn next_step(&mut self) -> AdamStep {
         self.step += 1;
-        AdamStep {
-            lr: self.lr,
-            betas: self.betas,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            max_grad_norm: self.max_grad_norm,
-            step: self.step,
-        }
+        AdamStep { settings: self.settings, step: self.step }
     }
 
     /// The factor that brings `g` to at most `max_grad_norm` (1 when within it).
     /// The norm is summed in f64 in index order: the same on every run.
     pub fn clip_scale(&self, g: &[E]) -> f64 {
-        let Some(max) = self.max_grad_norm else { return 1.0 };
+        let Some(max) = self.settings.max_grad_norm else { return 1.0 };
         let norm = g.iter().map(|v| v.to64() * v.to64()).sum::<f64>().sqrt();
         if norm > max {
             max / norm
@@ -92,10 +75,10 @@ where
             self.v = vec![E::zero(); p.len()];
         }
         self.step += 1;
-        let (b1, b2) = self.betas;
+        let AdamSettings { lr, betas: (b1, b2), eps, weight_decay, .. } = self.settings;
         let c1 = 1.0 - b1.powi(self.step as i32);
         let c2 = 1.0 - b2.powi(self.step as i32);
-        let (lr, eps, decay) = (E::of(self.lr), E::of(self.eps), E::of(1.0 - self.lr * self.weight_decay));
+        let (lr, eps, decay) = (E::of(lr), E::of(eps), E::of(1.0 - lr * weight_decay));
         let (eb1, eb2) = (E::of(b1), E::of(b2));
         let (ec1, ec2) = (E::of(c1), E::of(c2));
         let scale = E::of(self.clip_scale(g));
@@ -137,7 +120,7 @@ mod tests {
     #[test]
     fn clipping_bounds_the_global_norm() {
         let mut clipped = AdamW::<f64>::new(0.1, 0.0);
-        clipped.max_grad_norm = Some(1.0);
+        clipped.settings.max_grad_norm = Some(1.0);
         let mut plain = AdamW::<f64>::new(0.1, 0.0);
         let (mut p, mut q) = ([1.0, 2.0], [1.0, 2.0]);
         clipped.step_slices(&mut p, &[30.0, 40.0]);

@@ -185,7 +185,7 @@ where
         let model = AnisoNet::<E>::new(&model_config, &Cpu::default(), config.seed)?;
         let best_params = model.params.flat.as_vec();
         let mut optimizer = AdamW::new(config.lr, config.weight_decay);
-        optimizer.max_grad_norm = config.max_grad_norm;
+        optimizer.settings.max_grad_norm = config.max_grad_norm;
         Ok(Self::assemble(model, optimizer, config.clone(), TrainState::new(), best_params, data))
     }
 
@@ -259,7 +259,7 @@ where
         let mut model = model;
         model.params.flat.copy_from(&tensors.params);
         let mut optimizer = AdamW::new(ck.training.lr, ck.training.weight_decay);
-        optimizer.max_grad_norm = ck.training.max_grad_norm;
+        optimizer.settings.max_grad_norm = ck.training.max_grad_norm;
         optimizer.step = ck.state.optimizer_step;
         if optimizer.step > 0 {
             optimizer.m = tensors.adam_m;
@@ -353,7 +353,7 @@ where
     /// One epoch of training (epoch index `epoch`, 0-based); returns the mean
     /// loss per structure and the edges processed.
     fn train_epoch(&mut self, epoch: usize) -> Result<(f64, usize)> {
-        self.optimizer.lr = self.config.lr_at(epoch);
+        self.optimizer.settings.lr = self.config.lr_at(epoch);
         let order = epoch_order(&self.data.split.train, self.config.seed, epoch);
         let kind = self.kind();
         let (mut total, mut edges) = (0.0, 0);

@@ -7,7 +7,7 @@
 //! fixed number of interleaved parts, then the parts in order), so two runs
 //! are bit-identical whatever the launch shape.
 
-use super::{grid, Buffer, Gpu, GpuError, GpuReal, KernelParams, BLOCK};
+use super::{grid, kernel, Buffer, Gpu, GpuError, GpuReal, KernelParams, BLOCK};
 
 /// The parts of the fixed-order gradient norm: one thread each, enough to
 /// fill a GPU's memory bandwidth, few enough for one thread to add up.
@@ -41,16 +41,33 @@ unsafe impl KernelParams for OptimParams {
     const NAME: &'static str = "OptimParams";
 }
 
-/// One AdamW step's settings: PyTorch's AdamW after an optional global
-/// gradient-norm limit, as `train::optim::AdamW` takes them.
+/// AdamW's settings: PyTorch's AdamW after an optional global
+/// gradient-norm limit. `train::optim::AdamW` holds them, and hands them
+/// with each step's number to an update that runs on a device.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamStep {
+pub struct AdamSettings {
+    /// The step size, which the learning-rate schedule sets each epoch.
     pub lr: f64,
     pub betas: (f64, f64),
     pub eps: f64,
     pub weight_decay: f64,
+    /// Largest global L2 norm of a step's gradient; a larger one is scaled
+    /// down to it before the moments see it (`None`: no clipping).
     pub max_grad_norm: Option<f64>,
-    /// The step's number, counted from 1 (the bias corrections' exponent).
+}
+
+impl AdamSettings {
+    /// PyTorch's defaults (betas 0.9 and 0.999, eps 1e-8), without a norm limit.
+    pub fn new(lr: f64, weight_decay: f64) -> AdamSettings {
+        AdamSettings { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, max_grad_norm: None }
+    }
+}
+
+/// One AdamW step: the settings, and the step's number counted from 1 (the
+/// bias corrections' exponent).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub settings: AdamSettings,
     pub step: u64,
 }
 
@@ -75,10 +92,6 @@ pub struct DeviceState<E> {
     best: Buffer<E>,
     partial: Buffer<f64>,
     scale: Buffer<f64>,
-}
-
-fn kernel<E: GpuReal>(name: &str) -> String {
-    format!("{name}_{}", E::SUFFIX)
 }
 
 impl<E: GpuReal> DeviceState<E> {
@@ -130,17 +143,18 @@ impl<E: GpuReal> DeviceState<E> {
     }
 
     /// One AdamW step with the gradient in `grad` (three launches).
-    pub fn adamw(&self, gpu: &Gpu, step: &AdamStep) -> Result<(), GpuError> {
-        let (b1, b2) = step.betas;
+    pub fn adamw(&self, gpu: &Gpu, adam: &AdamStep) -> Result<(), GpuError> {
+        let AdamStep { settings: s, step } = *adam;
+        let (b1, b2) = s.betas;
         let p = OptimParams {
-            lr: step.lr,
+            lr: s.lr,
             beta1: b1,
             beta2: b2,
-            eps: step.eps,
-            decay: 1.0 - step.lr * step.weight_decay,
-            c1: 1.0 - b1.powi(step.step as i32),
-            c2: 1.0 - b2.powi(step.step as i32),
-            max_norm: step.max_grad_norm.unwrap_or(0.0),
+            eps: s.eps,
+            decay: 1.0 - s.lr * s.weight_decay,
+            c1: 1.0 - b1.powi(step as i32),
+            c2: 1.0 - b2.powi(step as i32),
+            max_norm: s.max_grad_norm.unwrap_or(0.0),
             ..self.params()
         };
         gpu.launch(&kernel::<E>("grad_sumsq"), grid(NORM_PARTS), BLOCK, 0, &p)?;
@@ -209,7 +223,7 @@ mod tests {
         for (max_grad_norm, exact) in [(None, true), (Some(1e6), true), (Some(0.5), false)] {
             let params: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let mut host = AdamW::<f64>::new(0.01, 0.05);
-            host.max_grad_norm = max_grad_norm;
+            host.settings.max_grad_norm = max_grad_norm;
             let state = HostState { params: params.clone(), best: params.clone(), ..HostState::default() };
             let device = DeviceState::load(&gpu, &state).unwrap();
             let mut p = params;
@@ -217,14 +231,7 @@ mod tests {
                 let g: Vec<f64> = (0..n).map(|_| rng.gen_range(-0.1..0.1)).collect();
                 host.step_slices(&mut p, &g);
                 gpu.write(&device.grad, &g).unwrap();
-                let adam = AdamStep {
-                    lr: host.lr,
-                    betas: host.betas,
-                    eps: host.eps,
-                    weight_decay: host.weight_decay,
-                    max_grad_norm,
-                    step,
-                };
+                let adam = AdamStep { settings: host.settings, step };
                 device.adamw(&gpu, &adam).unwrap();
             }
             let got = device.store(&gpu).unwrap();

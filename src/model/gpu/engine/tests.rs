@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::model::gpu::optim::{AdamStep, HostState};
+use crate::model::gpu::optim::{AdamSettings, AdamStep, HostState};
 use crate::model::gpu::{Backend, DevicePtr, Emulated};
 use crate::model::input::ModelInput;
 use crate::model::{ModelConfig, ModelKind};
@@ -247,14 +247,8 @@ fn a_training_step_kept_on_the_device_moves_the_batch_and_a_kilobyte() {
     let engine = GpuEngine::new(Gpu::emulated(), net.clone()).unwrap();
     engine.load(&HostState { params: params.clone(), best: params, ..HostState::default() }).unwrap();
     let mut loss = |raw: &[[f64; 6]]| (0.0, vec![[1.0; 6]; raw.len()]);
-    let adam = |step| AdamStep {
-        lr: 1e-3,
-        betas: (0.9, 0.999),
-        eps: 1e-8,
-        weight_decay: 0.03,
-        max_grad_norm: Some(1.0),
-        step,
-    };
+    let settings = AdamSettings { max_grad_norm: Some(1.0), ..AdamSettings::new(1e-3, 0.03) };
+    let adam = |step| AdamStep { settings, step };
     engine.train_step(&prep, &mut loss, &adam(1)).unwrap();
     let (before, start) = (engine.counts(), std::time::Instant::now());
     engine.train_step(&prep, &mut loss, &adam(2)).unwrap();
@@ -297,7 +291,7 @@ where
     let kind = ModelKind::Equivariant;
     let optimiser = || {
         let mut adam = AdamW::<E>::new(1e-3, 0.03);
-        adam.max_grad_norm = Some(1.0);
+        adam.settings.max_grad_norm = Some(1.0);
         adam
     };
 
