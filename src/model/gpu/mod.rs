@@ -33,6 +33,15 @@
 //!
 //! So a step is a few milliseconds of GPU time, against ≈ 0.5 ms of the
 //! host's own work ([`engine`]). Not yet measured on a GPU.
+//!
+//! The step's 90 launches are not captured as a CUDA graph. Issuing them
+//! costs ≈ 2–4 µs each, ≈ 0.3 ms a step, which the GPU overlaps with the
+//! kernels already queued. A graph would also have to be cut in two where
+//! the host applies the head and the loss, and re-parametrised for every
+//! batch, whose grids and workspace offsets change with its atoms and
+//! edges. At most a few per cent, then, and only a GPU can tell: `study
+//! doctor` on one prints the host's time outside the device's calls, which
+//! bounds what a graph could save.
 
 pub mod conv;
 pub mod cuda;
