@@ -207,15 +207,19 @@ impl<E: GpuReal> FctpTables<E> {
         self.rows.div_ceil(DZ_ROWS_PER_PART)
     }
 
+    /// Values of the attributes' gradient by part (0 where it is one part).
+    fn dz_parts_len(&self, species: usize) -> usize {
+        match self.dz_parts() {
+            1 => 0,
+            parts => parts * species * self.attr,
+        }
+    }
+
     /// Values of [`FctpBackward::scratch`] for `species` species: the
     /// species gradient, then the attributes' gradient by part where there
     /// are several.
     pub fn scratch_len(&self, species: usize) -> usize {
-        let parts = match self.dz_parts() {
-            1 => 0,
-            parts => parts * species * self.attr,
-        };
-        self.mats_len(species) + parts
+        self.mats_len(species) + self.dz_parts_len(species)
     }
 
     fn params(&self, species: usize) -> FctpParams {
@@ -296,10 +300,9 @@ impl<E: GpuReal> FctpTables<E> {
         let count = nodes.species_of.len();
         assert!(x.len() >= count * self.din && g.len() >= count * self.dout);
         assert!(scratch.len() >= self.scratch_len(species) && dweight.len() >= self.weight_numel);
-        let species_grad = scratch.range(0, self.mats_len(species));
-        let parts = self.dz_parts();
-        let dz_parts =
-            (parts > 1).then(|| scratch.range(self.mats_len(species), parts * species * self.attr));
+        let (mats_len, parts_len) = (self.mats_len(species), self.dz_parts_len(species));
+        let species_grad = scratch.range(0, mats_len);
+        let dz_parts = (parts_len > 0).then(|| scratch.range(mats_len, parts_len));
         assert!(dz.len() >= species * self.attr && z.len() >= species * self.attr);
         let (g_scale, g_alpha) = match upstream {
             Upstream::Alpha(alpha) => (0, alpha),
@@ -334,7 +337,7 @@ impl<E: GpuReal> FctpTables<E> {
             accumulate: accumulate_dz.flag(),
             ..base
         };
-        let total = self.weight_numel + parts * species * self.attr;
+        let total = self.weight_numel + self.dz_parts() * species * self.attr;
         gpu.launch(&kernel::<E>("fctp_param_grad"), grid(total), BLOCK, 0, &params)?;
         if dz_parts.is_some() {
             gpu.launch(&kernel::<E>("fctp_dz_sum"), grid(species * self.attr), BLOCK, 0, &params)?;
